@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Serves edgeward locally on http://127.0.0.1:8787 with local KV and Durable Objects (kept in
+# .wrangler/state between runs), seeded with a demo partner. Installs whatever is missing first.
+# Ctrl-C stops it. EDGEWARD_PORT changes the port.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$EDGEWARD_ROOT"
+
+PORT="${EDGEWARD_PORT:-8787}"
+URL="http://127.0.0.1:$PORT"
+
+bash scripts/setup.sh
+
+if [ ! -f .dev.vars ]; then
+  log "writing .dev.vars with a fresh local ADMIN_TOKEN (git-ignored)"
+  token="$(node -e 'process.stdout.write(require("node:crypto").randomBytes(32).toString("hex"))')"
+  umask 077
+  printf '# Local secrets for `wrangler dev` (never committed).\nADMIN_TOKEN="%s"\n' "$token" > .dev.vars
+fi
+ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' .dev.vars)"
+export ADMIN_TOKEN EDGEWARD_URL="$URL"
+
+# wrangler runs scripts/build.sh (the release build) before serving, and again when src/ changes.
+log "building and starting wrangler dev on $URL"
+wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to .wrangler/state --show-interactive-dev-session=false &
+wrangler_pid=$!
+trap 'kill $wrangler_pid 2>/dev/null; wait $wrangler_pid 2>/dev/null' EXIT INT TERM
+
+for _ in $(seq 1 600); do
+  if curl -fsS "$URL/healthz" >/dev/null 2>&1; then break; fi
+  kill -0 "$wrangler_pid" 2>/dev/null || die "wrangler dev exited; see its output above"
+  sleep 0.5
+done
+curl -fsS "$URL/healthz" >/dev/null || die "the Worker did not come up on $URL"
+
+log "seeding the demo partner"
+scripts/partner add demo --name "Demo Learning App" \
+  --origin https://demo-partner.example --origin http://localhost:3000
+
+cat <<MSG
+
+edgeward is running on $URL (admin token in .dev.vars; Ctrl-C stops it). Try:
+
+  # the partner gate: the demo partner's origin gets in, another does not
+  curl -i $URL/api/v1/hello -H 'Origin: https://demo-partner.example'
+  curl -i $URL/api/v1/hello -H 'Origin: https://evil.example'
+
+  # a CORS preflight answered at the edge
+  curl -i -X OPTIONS $URL/api/v1/hello -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: POST'
+
+  # the operator CLI (reads ADMIN_TOKEN from .dev.vars)
+  scripts/partner list
+  scripts/partner suspend demo     # within ${GATE_CACHE_TTL_SECONDS:-30} s the gate answers partner_suspended
+  scripts/partner activate demo
+
+  # the admin API directly
+  curl -s $URL/admin/partners -H "Authorization: Bearer \$(sed -n 's/^ADMIN_TOKEN="\\(.*\\)"/\\1/p' .dev.vars)"
+
+MSG
+wait "$wrangler_pid"

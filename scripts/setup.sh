@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs whatever edgeward's build, dev server and tests need and is missing. Idempotent and
+# quick when everything is there; needs only the package registries (no other downloads).
+#   scripts/setup.sh            build + test tools
+#   scripts/setup.sh --bench    also the load generator (wrk)
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$EDGEWARD_ROOT"
+
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) want_bench=1 ;;
+    *) die "unknown option $arg" ;;
+  esac
+done
+
+command -v cargo >/dev/null || die "cargo is required (install Rust with rustup)"
+command -v node >/dev/null || die "node >= 20.3 is required"
+command -v npm >/dev/null || die "npm is required"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+for component in clippy rustfmt; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    log "adding rustup component $component"
+    rustup component add "$component"
+  fi
+done
+
+[ -n "$WASM_BINDGEN_VERSION" ] || die "no wasm-bindgen in Cargo.lock"
+if [ ! -x "$WASM_BINDGEN_BIN" ]; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  # Not --locked: one of its locked dependencies is missing from the registry.
+  cargo install --quiet --root "$EDGEWARD_TOOLS/wasm-bindgen-cli-$WASM_BINDGEN_VERSION" \
+    wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if [ ! -x "$WORKER_BUILD" ]; then
+  log "installing worker-build $WORKER_BUILD_VERSION (once)"
+  cargo install --quiet --root "$EDGEWARD_TOOLS/worker-build-$WORKER_BUILD_VERSION" \
+    worker-build --version "$WORKER_BUILD_VERSION"
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing node tools (wrangler, esbuild, binaryen) from package-lock.json"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ "$want_bench" = 1 ] && ! command -v wrk >/dev/null; then
+  log "installing wrk"
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  "${apt_get[@]}" update -qq && "${apt_get[@]}" install -y -qq wrk >/dev/null
+fi

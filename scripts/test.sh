@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what is missing, then runs every check and test: formatting, clippy (native and
+# wasm32, warnings denied), native unit tests, the release build, and the end-to-end tests
+# against that build in local workerd.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$EDGEWARD_ROOT"
+
+bash scripts/setup.sh
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "clippy (native)"
+cargo clippy --all-targets --locked -- -D warnings
+log "clippy (wasm32)"
+cargo clippy --lib --locked --target wasm32-unknown-unknown -- -D warnings
+
+log "unit tests"
+cargo test --locked
+
+bash scripts/build.sh
+
+log "wrangler deploy --dry-run (bindings, migrations, bundle size)"
+dry="$(mktemp -d)"
+EDGEWARD_SKIP_BUILD=1 wrangler deploy --dry-run --outdir "$dry" > "$dry/out.txt" 2>&1 \
+  || { cat "$dry/out.txt"; die "wrangler deploy --dry-run failed"; }
+grep -E 'Total Upload' "$dry/out.txt"
+rm -rf "$dry"
+
+log "end-to-end tests"
+node --test --test-concurrency=1 tests/e2e/

@@ -1,0 +1,24 @@
+//! Reading the Worker's vars and secrets, with their documented defaults.
+
+use worker::Env;
+
+/// Default lifetime of the in-isolate gate cache, in seconds.
+pub const DEFAULT_GATE_CACHE_TTL_S: u64 = 30;
+/// Upper bound, so a typo cannot keep a removed partner admitted for long.
+pub const MAX_GATE_CACHE_TTL_S: u64 = 300;
+
+pub const PARTNERS_KV: &str = "PARTNERS";
+pub const REGISTRY_DO: &str = "REGISTRY";
+
+pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
+    env.var("GATE_CACHE_TTL_SECONDS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_GATE_CACHE_TTL_S)
+        .min(MAX_GATE_CACHE_TTL_S)
+        * 1000
+}
+
+pub fn admin_token(env: &Env) -> Option<String> {
+    env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string())
+}

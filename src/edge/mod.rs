@@ -1,0 +1,128 @@
+//! The only code that touches `worker`: HTTP in and out, KV, Durable Objects, vars and secrets.
+
+pub mod admin;
+pub mod config;
+pub mod gate;
+pub mod registry;
+pub mod respond;
+
+use worker::{console_log, Date, Env, Request, Response};
+
+use crate::protocol::error::ApiError;
+use crate::protocol::log::RequestLog;
+use crate::protocol::partner::PartnerId;
+use crate::routes::{self, Method, Route};
+
+/// A response and what the log line says about it.
+pub struct Outcome {
+    pub response: Response,
+    pub outcome: &'static str,
+    pub partner: Option<PartnerId>,
+    pub cause: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(response: Response, outcome: &'static str) -> Outcome {
+        Outcome {
+            response,
+            outcome,
+            partner: None,
+            cause: None,
+        }
+    }
+
+    pub fn error(err: ApiError) -> Outcome {
+        Outcome {
+            response: respond::error(&err),
+            outcome: err.code.as_str(),
+            partner: None,
+            cause: err.cause,
+        }
+    }
+
+    pub fn partner(mut self, partner: PartnerId) -> Outcome {
+        self.partner = Some(partner);
+        self
+    }
+}
+
+/// The one place the Worker reads the clock; everything below takes the time as a parameter.
+#[allow(clippy::disallowed_methods)]
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// Production requests carry Cloudflare's ray id; local ones get a random id.
+fn request_id(req: &Request) -> String {
+    if let Some(ray) = req.headers().get("cf-ray").ok().flatten() {
+        if ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return ray;
+        }
+    }
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return "unknown".to_owned();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn handle(req: Request, env: Env) -> Response {
+    let started = now_ms();
+    let id = request_id(&req);
+    let method_raw = req.method().to_string();
+    let path = req.path();
+    let route = routes::route(&path);
+    let template = route.map_or("(unmatched)", |r| r.template());
+
+    let mut out = dispatch(req, &env, route, &method_raw, started).await;
+
+    let status = out.response.status_code();
+    let _ = out.response.headers_mut().set("x-request-id", &id);
+    let line = RequestLog {
+        ts: started,
+        request_id: &id,
+        method: Method::parse(&method_raw).map_or("OTHER", |m| m.as_str()),
+        route: template,
+        status,
+        outcome: out.outcome,
+        partner: out.partner.as_ref().map(|p| p.as_str()),
+        duration_ms: now_ms().saturating_sub(started),
+        cause: out.cause.as_deref(),
+    };
+    console_log!("{}", line.to_json());
+    out.response
+}
+
+async fn dispatch(
+    req: Request,
+    env: &Env,
+    route: Option<Route<'_>>,
+    method_raw: &str,
+    now: u64,
+) -> Outcome {
+    let method = Method::parse(method_raw);
+    let is_preflight = method == Some(Method::Options)
+        && req
+            .headers()
+            .has("access-control-request-method")
+            .unwrap_or(false);
+    if is_preflight
+        || (method == Some(Method::Options) && route.is_some_and(|r| r.partner_facing()))
+    {
+        let partner_facing = route.is_some_and(|r| r.partner_facing());
+        return gate::preflight(&req, env, now, partner_facing).await;
+    }
+    let Some(route) = route else {
+        return Outcome::error(ApiError::not_found("route"));
+    };
+    let Some(method) = method.filter(|m| route.methods().contains(m)) else {
+        return Outcome::error(ApiError::method_not_allowed(route.methods()));
+    };
+    match route {
+        Route::Health => Outcome::new(respond::text(200, "ok"), "ok"),
+        Route::Api => gate::api(&req, env, now).await,
+        Route::AdminPartners | Route::AdminPartner { .. } => {
+            admin::handle(req, env, route, method, now).await
+        }
+    }
+}

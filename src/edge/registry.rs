@@ -1,0 +1,341 @@
+//! The `Registry` Durable Object: the partner registry's source of truth, and its publisher to KV.
+//!
+//! Commands are serialized by an async lock, so a command's KV publication never interleaves
+//! with another's. Each change is written to SQLite in one synchronous stretch (one implicit
+//! transaction) together with the KV writes it implies (the outbox); the outbox is then drained
+//! in order. A failed KV write stays in the outbox and is retried by an alarm and by the next
+//! command, so the edge converges and nothing is lost.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use futures_util::lock::Mutex;
+use serde::Deserialize;
+use worker::{
+    console_error, durable_object, DurableObject, Env, Method as HttpMethod, Request, RequestInit,
+    Response, Result, SqlStorage, SqlStorageValue, State,
+};
+
+use super::config;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::origin::Origin;
+use crate::protocol::partner::{plan_delete, plan_put, EdgeWrite, Partner, PartnerId};
+use crate::store::registry::{RegistryCommand, RegistryReply, REGISTRY_OBJECT, SCHEMA};
+
+/// How soon an alarm retries a publication that failed.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Sends a command to the registry object and returns its reply. Transport failures are 503s.
+pub async fn call(
+    env: &Env,
+    cmd: &RegistryCommand,
+) -> std::result::Result<RegistryReply, ApiError> {
+    let unavailable =
+        |what: &str, e: worker::Error| ApiError::unavailable(format!("registry {what}: {e}"));
+    let stub = env
+        .durable_object(config::REGISTRY_DO)
+        .and_then(|ns| ns.get_by_name(REGISTRY_OBJECT))
+        .map_err(|e| unavailable("binding", e))?;
+    let body =
+        serde_json::to_string(cmd).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
+    let mut init = RequestInit::new();
+    init.with_method(HttpMethod::Post)
+        .with_body(Some(body.into()));
+    let req = Request::new_with_init("https://registry.internal/command", &init)
+        .map_err(|e| unavailable("request", e))?;
+    let mut resp = stub
+        .fetch_with_request(req)
+        .await
+        .map_err(|e| unavailable("fetch", e))?;
+    resp.json::<RegistryReply>()
+        .await
+        .map_err(|e| unavailable("reply", e))
+}
+
+#[durable_object(alarm)]
+pub struct Registry {
+    state: State,
+    env: Env,
+    lock: Mutex<()>,
+    schema_ready: Cell<bool>,
+}
+
+#[derive(Deserialize)]
+struct RecordRow {
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct OwnerRow {
+    partner_id: String,
+}
+
+#[derive(Deserialize)]
+struct OutboxRow {
+    key: String,
+    value: Option<String>,
+    seq: f64,
+}
+
+#[derive(Deserialize)]
+struct MaxRow {
+    n: f64,
+}
+
+fn storage_err(e: worker::Error) -> ApiError {
+    ApiError::unavailable(format!("registry storage: {e}"))
+}
+
+fn text(s: &str) -> SqlStorageValue {
+    SqlStorageValue::String(s.to_owned())
+}
+
+impl DurableObject for Registry {
+    fn new(state: State, env: Env) -> Self {
+        Registry {
+            state,
+            env,
+            lock: Mutex::new(()),
+            schema_ready: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let reply = match req.json::<RegistryCommand>().await {
+            Ok(cmd) => {
+                let _serial = self.lock.lock().await;
+                self.execute(cmd)
+                    .await
+                    .unwrap_or_else(|error| RegistryReply::Failed { error })
+            }
+            Err(e) => RegistryReply::Failed {
+                error: ApiError::new(ErrorCode::ServerError, "malformed registry command")
+                    .with_cause(e.to_string()),
+            },
+        };
+        if let RegistryReply::Failed { error } = &reply {
+            if let Some(cause) = &error.cause {
+                console_error!("registry: {cause}");
+            }
+        }
+        Response::from_json(&reply)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let _serial = self.lock.lock().await;
+        if let Err(e) = self.sql() {
+            console_error!("registry alarm: {}", e.description);
+        } else if let Err(e) = self.publish().await {
+            console_error!("registry alarm: {}", e.cause.unwrap_or(e.description));
+        }
+        Response::ok("")
+    }
+}
+
+impl Registry {
+    fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
+        let sql = self.state.storage().sql();
+        if !self.schema_ready.get() {
+            for stmt in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sql.exec(stmt, None).map_err(storage_err)?;
+            }
+            self.schema_ready.set(true);
+        }
+        Ok(sql)
+    }
+
+    async fn execute(&self, cmd: RegistryCommand) -> std::result::Result<RegistryReply, ApiError> {
+        let sql = self.sql()?;
+        match cmd {
+            RegistryCommand::Get { id } => match read_partner(&sql, &id)? {
+                Some(partner) => Ok(RegistryReply::Partner { partner }),
+                None => Err(ApiError::not_found("partner")),
+            },
+            RegistryCommand::List => {
+                let rows: Vec<RecordRow> = sql
+                    .exec("SELECT record FROM partners ORDER BY id", None)
+                    .and_then(|c| c.to_array())
+                    .map_err(storage_err)?;
+                let partners = rows
+                    .iter()
+                    .map(|r| decode_record(&r.record))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(RegistryReply::Partners { partners })
+            }
+            RegistryCommand::Put { id, spec, now } => {
+                // From here to `publish` nothing awaits: SQLite commits these writes together.
+                let existing = read_partner(&sql, &id)?;
+                let mut owners = Vec::new();
+                for origin in &spec.origins {
+                    if let Some(owner) = read_owner(&sql, origin)? {
+                        owners.push((origin.clone(), owner));
+                    }
+                }
+                let plan = plan_put(id, spec, existing, &owners, now)?;
+                let record = serde_json::to_string(&plan.record)
+                    .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
+                exec(
+                    &sql,
+                    "INSERT INTO partners (id, record) VALUES (?, ?) \
+                     ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                    vec![
+                        text(plan.record.id.as_str()),
+                        SqlStorageValue::String(record),
+                    ],
+                )?;
+                for origin in &plan.released {
+                    exec(
+                        &sql,
+                        "DELETE FROM partner_origins WHERE origin = ?",
+                        vec![text(origin.as_str())],
+                    )?;
+                }
+                for origin in &plan.claimed {
+                    exec(
+                        &sql,
+                        "INSERT INTO partner_origins (origin, partner_id) VALUES (?, ?)",
+                        vec![text(origin.as_str()), text(plan.record.id.as_str())],
+                    )?;
+                }
+                enqueue(&sql, &plan.edge_writes)?;
+                self.publish().await?;
+                Ok(RegistryReply::Saved {
+                    partner: plan.record,
+                    created: plan.created,
+                })
+            }
+            RegistryCommand::Delete { id } => {
+                let Some(existing) = read_partner(&sql, &id)? else {
+                    return Err(ApiError::not_found("partner"));
+                };
+                exec(
+                    &sql,
+                    "DELETE FROM partner_origins WHERE partner_id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                exec(
+                    &sql,
+                    "DELETE FROM partners WHERE id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                enqueue(&sql, &plan_delete(&existing))?;
+                self.publish().await?;
+                Ok(RegistryReply::Deleted)
+            }
+        }
+    }
+
+    /// Drains the outbox to KV in order. On failure the rest stays queued and an alarm retries.
+    async fn publish(&self) -> std::result::Result<(), ApiError> {
+        let result = self.try_publish().await;
+        if let Err(e) = &result {
+            if let Err(alarm_err) = self.state.storage().set_alarm(RETRY_AFTER).await {
+                console_error!("registry: cannot schedule publish retry: {alarm_err}");
+            }
+            return Err(ApiError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "saved, but publishing to the edge failed; it is retried automatically",
+            )
+            .with_cause(e.cause.clone().unwrap_or_default()));
+        }
+        result
+    }
+
+    async fn try_publish(&self) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        let rows: Vec<OutboxRow> = sql
+            .exec("SELECT key, value, seq FROM outbox ORDER BY seq", None)
+            .and_then(|c| c.to_array())
+            .map_err(storage_err)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let kv = self
+            .env
+            .kv(config::PARTNERS_KV)
+            .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?;
+        for row in rows {
+            let kv_err = |e: worker::kv::KvError| ApiError::unavailable(format!("kv write: {e}"));
+            match &row.value {
+                Some(v) => kv
+                    .put(&row.key, v.as_str())
+                    .map_err(kv_err)?
+                    .execute()
+                    .await
+                    .map_err(kv_err)?,
+                None => kv.delete(&row.key).await.map_err(kv_err)?,
+            }
+            exec(
+                &sql,
+                "DELETE FROM outbox WHERE key = ? AND seq = ?",
+                vec![text(&row.key), SqlStorageValue::Float(row.seq)],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn exec(
+    sql: &SqlStorage,
+    query: &str,
+    args: Vec<SqlStorageValue>,
+) -> std::result::Result<(), ApiError> {
+    sql.exec(query, args).map(|_| ()).map_err(storage_err)
+}
+
+fn decode_record(raw: &str) -> std::result::Result<Partner, ApiError> {
+    serde_json::from_str(raw)
+        .map_err(|e| ApiError::unavailable(format!("corrupt partner record: {e}")))
+}
+
+fn read_partner(
+    sql: &SqlStorage,
+    id: &PartnerId,
+) -> std::result::Result<Option<Partner>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM partners WHERE id = ?",
+            vec![text(id.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first().map(|r| decode_record(&r.record)).transpose()
+}
+
+fn read_owner(
+    sql: &SqlStorage,
+    origin: &Origin,
+) -> std::result::Result<Option<PartnerId>, ApiError> {
+    let rows: Vec<OwnerRow> = sql
+        .exec(
+            "SELECT partner_id FROM partner_origins WHERE origin = ?",
+            vec![text(origin.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first()
+        .map(|r| PartnerId::parse(&r.partner_id))
+        .transpose()
+}
+
+/// Queues KV writes after any already queued; a newer write to the same key replaces the older.
+fn enqueue(sql: &SqlStorage, writes: &[EdgeWrite]) -> std::result::Result<(), ApiError> {
+    let rows: Vec<MaxRow> = sql
+        .exec("SELECT COALESCE(MAX(seq), 0) AS n FROM outbox", None)
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    let mut seq = rows.first().map_or(0.0, |r| r.n);
+    for w in writes {
+        seq += 1.0;
+        let value = w.value.as_ref().map_or(SqlStorageValue::Null, |v| {
+            SqlStorageValue::String(v.clone())
+        });
+        exec(
+            sql,
+            "INSERT INTO outbox (key, value, seq) VALUES (?, ?, ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, seq = excluded.seq",
+            vec![text(&w.key), value, SqlStorageValue::Float(seq)],
+        )?;
+    }
+    Ok(())
+}

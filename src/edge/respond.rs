@@ -1,0 +1,57 @@
+//! Building `worker::Response`s: the only place protocol replies become HTTP.
+
+use serde::Serialize;
+use worker::{Headers, Response};
+
+use crate::protocol::error::ApiError;
+
+/// A response that cannot be built is itself answered with a bare 500: the Worker never panics
+/// and never throws back to the runtime.
+fn or_500(r: worker::Result<Response>) -> Response {
+    r.unwrap_or_else(|_| {
+        Response::empty()
+            .map(|r| r.with_status(500))
+            .unwrap_or_else(|_| fallback())
+    })
+}
+
+fn fallback() -> Response {
+    // `Response::empty` only fails if the JS runtime cannot allocate a Response at all.
+    Response::builder().with_status(500).empty()
+}
+
+pub fn headers(pairs: &[(&str, String)]) -> Headers {
+    let h = Headers::new();
+    for (k, v) in pairs {
+        // Names and values here are ours and valid; a failure would only drop one header.
+        let _ = h.append(k, v);
+    }
+    h
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T, extra: &[(&str, String)]) -> Response {
+    let h = headers(extra);
+    let _ = h.set("content-type", "application/json");
+    let _ = h.set("cache-control", "no-store");
+    or_500(
+        serde_json::to_string(body)
+            .map_err(|e| worker::Error::RustError(e.to_string()))
+            .and_then(Response::ok)
+            .map(|r| r.with_status(status).with_headers(h)),
+    )
+}
+
+pub fn empty(status: u16, extra: &[(&str, String)]) -> Response {
+    or_500(Response::empty().map(|r| r.with_status(status).with_headers(headers(extra))))
+}
+
+pub fn text(status: u16, body: &str) -> Response {
+    let h = headers(&[("content-type", "text/plain; charset=utf-8".to_owned())]);
+    or_500(Response::ok(body).map(|r| r.with_status(status).with_headers(h)))
+}
+
+pub fn error(err: &ApiError) -> Response {
+    let wire = err.to_wire();
+    let h = headers(&wire.headers);
+    or_500(Response::ok(wire.body).map(|r| r.with_status(wire.status).with_headers(h)))
+}

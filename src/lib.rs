@@ -1,0 +1,40 @@
+//! edgeward: the edge authorization layer of a school platform, as a Cloudflare Worker.
+//!
+//! This file is the Worker's entry and nothing else; see ARCHITECTURE.md for the map.
+
+// Outside tests, a panic is a bug: errors travel as values to one wire mapping.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::disallowed_methods
+    )
+)]
+
+pub mod protocol;
+pub mod routes;
+pub mod store;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+#[cfg(target_arch = "wasm32")]
+pub use edge::registry::Registry;
+
+#[cfg(target_arch = "wasm32")]
+mod entry {
+    use worker::{event, Context, Env, Request, Response, Result};
+
+    #[event(start)]
+    fn start() {
+        console_error_panic_hook::set_once();
+    }
+
+    #[event(fetch)]
+    async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+        Ok(crate::edge::handle(req, env).await)
+    }
+}

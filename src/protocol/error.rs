@@ -1,0 +1,239 @@
+//! The one error type that reaches the wire, mapped in one place to status, headers and JSON.
+//!
+//! The JSON body always has `error` (a stable code) and `error_description` (for people), the field
+//! names of RFC 6749 §5.2; input errors add `field`, the JSON path of the offending value. Internal
+//! causes ride along in `cause` for the log line and are never serialized.
+
+use serde::{Deserialize, Serialize};
+
+use crate::routes::Method;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    /// No credentials were presented (RFC 6750 §3.1: no error code in the challenge).
+    #[serde(rename = "unauthorized")]
+    MissingToken,
+    InvalidToken,
+    NotFound,
+    MethodNotAllowed,
+    OriginConflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    OriginNotAllowed,
+    PartnerSuspended,
+    TemporarilyUnavailable,
+    /// The admin API has no (or too weak an) `ADMIN_TOKEN`: it stays closed.
+    AdminDisabled,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest => 400,
+            ErrorCode::MissingToken | ErrorCode::InvalidToken => 401,
+            ErrorCode::OriginNotAllowed | ErrorCode::PartnerSuspended => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::OriginConflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::ServerError => 500,
+            ErrorCode::TemporarilyUnavailable | ErrorCode::AdminDisabled => 503,
+        }
+    }
+
+    /// The code as it appears in the `error` member.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::MissingToken => "unauthorized",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::OriginConflict => "origin_conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::PartnerSuspended => "partner_suspended",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::AdminDisabled => "admin_disabled",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    #[serde(rename = "error")]
+    pub code: ErrorCode,
+    #[serde(rename = "error_description")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Methods for the `Allow` header of a 405.
+    #[serde(skip)]
+    pub allow: &'static [Method],
+    /// What went wrong inside, for the log line only.
+    #[serde(skip)]
+    pub cause: Option<String>,
+}
+
+/// A response as plain data: the edge adapter turns it into a `worker::Response`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            description: description.into(),
+            field: None,
+            allow: &[],
+            cause: None,
+        }
+    }
+
+    pub fn invalid_field(field: impl Into<String>, description: impl Into<String>) -> ApiError {
+        let field = field.into();
+        let description = format!("{field}: {}", description.into());
+        ApiError {
+            field: Some(field),
+            ..ApiError::new(ErrorCode::InvalidRequest, description)
+        }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn method_not_allowed(allow: &'static [Method]) -> ApiError {
+        ApiError {
+            allow,
+            ..ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )
+        }
+    }
+
+    /// Storage or a dependency failed: answer 503 and log the cause. Never fail open.
+    pub fn unavailable(cause: impl Into<String>) -> ApiError {
+        ApiError {
+            cause: Some(cause.into()),
+            ..ApiError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the service is temporarily unavailable, try again shortly",
+            )
+        }
+    }
+
+    pub fn with_cause(mut self, cause: impl Into<String>) -> ApiError {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// The single mapping from error to status, headers and body.
+    pub fn to_wire(&self) -> WireError {
+        let mut headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ];
+        match self.code {
+            ErrorCode::MissingToken => {
+                headers.push(("www-authenticate", "Bearer realm=\"edgeward\"".to_owned()))
+            }
+            ErrorCode::InvalidToken => headers.push((
+                "www-authenticate",
+                "Bearer realm=\"edgeward\", error=\"invalid_token\"".to_owned(),
+            )),
+            ErrorCode::MethodNotAllowed => {
+                let allow: Vec<&str> = self.allow.iter().map(|m| m.as_str()).collect();
+                headers.push(("allow", allow.join(", ")));
+            }
+            ErrorCode::TemporarilyUnavailable => headers.push(("retry-after", "5".to_owned())),
+            _ => {}
+        }
+        let body = serde_json::to_string(self).unwrap_or_else(|_| {
+            // Serializing a struct of strings cannot fail; keep a well-formed body regardless.
+            format!("{{\"error\":\"{}\"}}", self.code.as_str())
+        });
+        WireError {
+            status: self.code.status(),
+            headers,
+            body,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_follow_rfc6749_and_hide_cause() {
+        let err = ApiError::invalid_field("origins[1]", "must use https").with_cause("secret");
+        let wire = err.to_wire();
+        assert_eq!(wire.status, 400);
+        let v: serde_json::Value = serde_json::from_str(&wire.body).unwrap();
+        assert_eq!(v["error"], "invalid_request");
+        assert_eq!(v["error_description"], "origins[1]: must use https");
+        assert_eq!(v["field"], "origins[1]");
+        assert!(!wire.body.contains("secret"));
+    }
+
+    #[test]
+    fn every_code_serializes_as_its_wire_name() {
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::MissingToken,
+            ErrorCode::InvalidToken,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::OriginConflict,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType,
+            ErrorCode::OriginNotAllowed,
+            ErrorCode::PartnerSuspended,
+            ErrorCode::TemporarilyUnavailable,
+            ErrorCode::AdminDisabled,
+            ErrorCode::ServerError,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn invalid_token_challenge_names_the_error_but_missing_token_does_not() {
+        let missing = ApiError::new(ErrorCode::MissingToken, "x").to_wire();
+        let invalid = ApiError::new(ErrorCode::InvalidToken, "x").to_wire();
+        let header = |w: &WireError| {
+            w.headers
+                .iter()
+                .find(|(k, _)| *k == "www-authenticate")
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            header(&missing).as_deref(),
+            Some("Bearer realm=\"edgeward\"")
+        );
+        assert_eq!(
+            header(&invalid).as_deref(),
+            Some("Bearer realm=\"edgeward\", error=\"invalid_token\"")
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_lists_allow() {
+        let wire = ApiError::method_not_allowed(&[Method::Get, Method::Put]).to_wire();
+        assert_eq!(wire.status, 405);
+        assert!(wire.headers.contains(&("allow", "GET, PUT".to_owned())));
+    }
+}

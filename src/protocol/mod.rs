@@ -1,0 +1,9 @@
+//! Pure protocol logic: no `worker` types, no I/O, no clock or randomness of its own.
+
+pub mod admin_auth;
+pub mod cache;
+pub mod error;
+pub mod gate;
+pub mod log;
+pub mod origin;
+pub mod partner;

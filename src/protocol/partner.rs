@@ -1,0 +1,516 @@
+//! Partners: the checked identifiers and records, the admin input they are parsed from, and the
+//! pure planning of a registry change (which origins it claims, what the edge must be told).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ErrorCode};
+use super::origin::Origin;
+
+pub const MAX_PARTNER_ID_LEN: usize = 63;
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_ORIGINS: usize = 32;
+
+/// `[a-z0-9][a-z0-9-]{0,62}`: safe in paths, KV keys and log lines.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PartnerId(String);
+
+impl PartnerId {
+    pub fn parse(s: &str) -> Result<PartnerId, ApiError> {
+        let valid = !s.is_empty()
+            && s.len() <= MAX_PARTNER_ID_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-');
+        if valid {
+            Ok(PartnerId(s.to_owned()))
+        } else {
+            Err(ApiError::invalid_field(
+                "partner_id",
+                "must be 1-63 characters of a-z, 0-9 and '-', not starting with '-'",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PartnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PartnerId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PartnerId::parse(&s).map_err(|e| serde::de::Error::custom(e.description))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerStatus {
+    Active,
+    Suspended,
+}
+
+/// What an operator asks for in `PUT /admin/partners/{id}`, after every field was checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerSpec {
+    pub name: String,
+    pub origins: Vec<Origin>,
+    pub status: PartnerStatus,
+}
+
+/// The stored partner record, as the admin API returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partner {
+    pub id: PartnerId,
+    pub name: String,
+    pub origins: Vec<Origin>,
+    pub status: PartnerStatus,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// What the gate needs to know about an origin, published under the origin's KV key so that a
+/// lookup is one read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateEntry {
+    pub partner_id: PartnerId,
+    pub status: PartnerStatus,
+}
+
+fn field_type_error(field: &str, want: &str) -> ApiError {
+    ApiError::invalid_field(field, format!("must be {want}"))
+}
+
+/// Parses the JSON body of `PUT /admin/partners/{id}`. Every error names its field.
+pub fn parse_partner_spec(body: &[u8]) -> Result<PartnerSpec, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "origins" | "status"))
+    {
+        return Err(ApiError::invalid_field(
+            unknown.clone(),
+            "unknown field (expected name, origins, status)",
+        ));
+    }
+    Ok(PartnerSpec {
+        name: parse_name(&obj)?,
+        origins: parse_origins(&obj)?,
+        status: parse_status(&obj)?,
+    })
+}
+
+fn parse_name(obj: &Map<String, Value>) -> Result<String, ApiError> {
+    let name = match obj.get("name") {
+        None => return Err(ApiError::invalid_field("name", "is required")),
+        Some(Value::String(s)) => s.trim(),
+        Some(_) => return Err(field_type_error("name", "a string")),
+    };
+    if name.is_empty() {
+        return Err(ApiError::invalid_field("name", "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "name",
+            "must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_origins(obj: &Map<String, Value>) -> Result<Vec<Origin>, ApiError> {
+    let items = match obj.get("origins") {
+        None => return Err(ApiError::invalid_field("origins", "is required")),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(field_type_error("origins", "an array of strings")),
+    };
+    if items.is_empty() || items.len() > MAX_ORIGINS {
+        return Err(ApiError::invalid_field(
+            "origins",
+            format!("must list between 1 and {MAX_ORIGINS} origins"),
+        ));
+    }
+    let mut origins: Vec<Origin> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("origins[{i}]");
+        let Value::String(s) = item else {
+            return Err(field_type_error(&field, "a string"));
+        };
+        let origin =
+            Origin::parse(s).map_err(|e| ApiError::invalid_field(&field, e.to_string()))?;
+        if let Some(j) = origins.iter().position(|o| *o == origin) {
+            return Err(ApiError::invalid_field(
+                &field,
+                format!("duplicates origins[{j}] ({origin})"),
+            ));
+        }
+        origins.push(origin);
+    }
+    Ok(origins)
+}
+
+fn parse_status(obj: &Map<String, Value>) -> Result<PartnerStatus, ApiError> {
+    match obj.get("status") {
+        None => Ok(PartnerStatus::Active),
+        Some(Value::String(s)) if s == "active" => Ok(PartnerStatus::Active),
+        Some(Value::String(s)) if s == "suspended" => Ok(PartnerStatus::Suspended),
+        Some(_) => Err(field_type_error("status", "\"active\" or \"suspended\"")),
+    }
+}
+
+/// The KV keys the registry publishes to the edge. Defined here so that the writer (the registry
+/// Durable Object) and the reader (the gate) cannot disagree.
+pub mod keys {
+    use super::{Origin, PartnerId};
+
+    pub fn origin(origin: &Origin) -> String {
+        format!("origin:{origin}")
+    }
+
+    /// The key for a raw `Origin` header value, for a lookup before the value was parsed.
+    pub fn origin_raw(origin: &str) -> String {
+        format!("origin:{origin}")
+    }
+
+    pub fn partner(id: &PartnerId) -> String {
+        format!("partner:{id}")
+    }
+}
+
+/// One write the edge must see: a KV put (`Some`) or delete (`None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeWrite {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// A registry change, decided: the new record and what to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutPlan {
+    pub record: Partner,
+    pub created: bool,
+    /// Origins this partner newly claims.
+    pub claimed: Vec<Origin>,
+    /// Origins this partner no longer has.
+    pub released: Vec<Origin>,
+    pub edge_writes: Vec<EdgeWrite>,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, ApiError> {
+    serde_json::to_string(v).map_err(|e| ApiError::unavailable(format!("serialize: {e}")))
+}
+
+/// Plans `PUT /admin/partners/{id}`. `owners` gives, for each requested origin that is already
+/// claimed, the partner that holds it. One origin belongs to at most one partner.
+pub fn plan_put(
+    id: PartnerId,
+    spec: PartnerSpec,
+    existing: Option<Partner>,
+    owners: &[(Origin, PartnerId)],
+    now: u64,
+) -> Result<PutPlan, ApiError> {
+    for (i, origin) in spec.origins.iter().enumerate() {
+        if let Some((_, owner)) = owners.iter().find(|(o, p)| o == origin && *p != id) {
+            return Err(ApiError {
+                field: Some(format!("origins[{i}]")),
+                ..ApiError::new(
+                    ErrorCode::OriginConflict,
+                    format!("origins[{i}]: {origin} already belongs to partner {owner}"),
+                )
+            });
+        }
+    }
+    let old: BTreeSet<&Origin> = existing
+        .as_ref()
+        .map(|p| p.origins.iter().collect())
+        .unwrap_or_default();
+    let new: BTreeSet<&Origin> = spec.origins.iter().collect();
+    let claimed: Vec<Origin> = new.difference(&old).map(|o| (*o).clone()).collect();
+    let released: Vec<Origin> = old.difference(&new).map(|o| (*o).clone()).collect();
+
+    let record = Partner {
+        created_at: existing.as_ref().map_or(now, |p| p.created_at),
+        updated_at: now,
+        id,
+        name: spec.name,
+        origins: spec.origins,
+        status: spec.status,
+    };
+    let entry = to_json(&GateEntry {
+        partner_id: record.id.clone(),
+        status: record.status,
+    })?;
+    // Restrictions first: a released origin is unpublished before anything is granted.
+    let mut edge_writes: Vec<EdgeWrite> = released
+        .iter()
+        .map(|o| EdgeWrite {
+            key: keys::origin(o),
+            value: None,
+        })
+        .collect();
+    edge_writes.push(EdgeWrite {
+        key: keys::partner(&record.id),
+        value: Some(to_json(&record)?),
+    });
+    edge_writes.extend(record.origins.iter().map(|o| EdgeWrite {
+        key: keys::origin(o),
+        value: Some(entry.clone()),
+    }));
+    Ok(PutPlan {
+        created: existing.is_none(),
+        record,
+        claimed,
+        released,
+        edge_writes,
+    })
+}
+
+/// What the edge must forget when a partner is removed: its origins first, then its record.
+pub fn plan_delete(existing: &Partner) -> Vec<EdgeWrite> {
+    let mut writes: Vec<EdgeWrite> = existing
+        .origins
+        .iter()
+        .map(|o| EdgeWrite {
+            key: keys::origin(o),
+            value: None,
+        })
+        .collect();
+    writes.push(EdgeWrite {
+        key: keys::partner(&existing.id),
+        value: None,
+    });
+    writes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> PartnerId {
+        PartnerId::parse(s).unwrap()
+    }
+    fn origin(s: &str) -> Origin {
+        Origin::parse(s).unwrap()
+    }
+    fn spec(origins: &[&str]) -> PartnerSpec {
+        PartnerSpec {
+            name: "Acme".into(),
+            origins: origins.iter().map(|o| origin(o)).collect(),
+            status: PartnerStatus::Active,
+        }
+    }
+
+    #[test]
+    fn partner_id_accepts_slugs_only() {
+        for good in ["acme", "a", "acme-learning-2", &"a".repeat(63)] {
+            assert!(PartnerId::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-acme",
+            "Acme",
+            "acme_x",
+            "acme/x",
+            "acme%2f",
+            "ä",
+            &"a".repeat(64),
+        ] {
+            let err = PartnerId::parse(bad).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("partner_id"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_spec_normalizes_and_defaults_status() {
+        let s =
+            parse_partner_spec(br#"{"name":" Acme ","origins":["https://App.Acme.example:443"]}"#)
+                .unwrap();
+        assert_eq!(s.name, "Acme");
+        assert_eq!(s.origins, vec![origin("https://app.acme.example")]);
+        assert_eq!(s.status, PartnerStatus::Active);
+    }
+
+    #[test]
+    fn parse_spec_names_the_offending_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"origins":["https://a.example"]}"#, "name"),
+            (br#"{"name":"","origins":["https://a.example"]}"#, "name"),
+            (br#"{"name":5,"origins":["https://a.example"]}"#, "name"),
+            (
+                br#"{"name":"a\u0007","origins":["https://a.example"]}"#,
+                "name",
+            ),
+            (br#"{"name":"A"}"#, "origins"),
+            (br#"{"name":"A","origins":[]}"#, "origins"),
+            (br#"{"name":"A","origins":"https://a.example"}"#, "origins"),
+            (
+                br#"{"name":"A","origins":["https://a.example",7]}"#,
+                "origins[1]",
+            ),
+            (
+                br#"{"name":"A","origins":["https://a.example","http://b.example"]}"#,
+                "origins[1]",
+            ),
+            (
+                br#"{"name":"A","origins":["https://a.example","https://A.example/"]}"#,
+                "origins[1]",
+            ),
+            (
+                br#"{"name":"A","origins":["https://a.example"],"status":"gone"}"#,
+                "status",
+            ),
+            (
+                br#"{"name":"A","origins":["https://a.example"],"extra":1}"#,
+                "extra",
+            ),
+        ];
+        for (body, field) in cases {
+            let err = parse_partner_spec(body).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest);
+            assert_eq!(
+                err.field.as_deref(),
+                Some(*field),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let too_many: Vec<String> = (0..33)
+            .map(|i| format!("\"https://a{i}.example\""))
+            .collect();
+        let body = format!("{{\"name\":\"A\",\"origins\":[{}]}}", too_many.join(","));
+        assert_eq!(
+            parse_partner_spec(body.as_bytes())
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("origins")
+        );
+    }
+
+    #[test]
+    fn parse_spec_rejects_non_objects() {
+        for body in [&b"[]"[..], b"null", b"not json", b""] {
+            let err = parse_partner_spec(body).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest);
+            assert_eq!(err.field, None);
+        }
+    }
+
+    #[test]
+    fn plan_put_refuses_an_origin_owned_by_another_partner() {
+        let owners = [(origin("https://b.example"), id("other"))];
+        let err = plan_put(
+            id("acme"),
+            spec(&["https://a.example", "https://b.example"]),
+            None,
+            &owners,
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::OriginConflict);
+        assert_eq!(err.field.as_deref(), Some("origins[1]"));
+    }
+
+    #[test]
+    fn plan_put_keeps_created_at_and_diffs_origins() {
+        let first = plan_put(
+            id("acme"),
+            spec(&["https://a.example", "https://b.example"]),
+            None,
+            &[],
+            10,
+        )
+        .unwrap();
+        assert!(first.created);
+        assert_eq!(first.claimed.len(), 2);
+        let owners = [
+            (origin("https://a.example"), id("acme")),
+            (origin("https://b.example"), id("acme")),
+        ];
+        let second = plan_put(
+            id("acme"),
+            spec(&["https://b.example", "https://c.example"]),
+            Some(first.record),
+            &owners,
+            20,
+        )
+        .unwrap();
+        assert!(!second.created);
+        assert_eq!(second.record.created_at, 10);
+        assert_eq!(second.record.updated_at, 20);
+        assert_eq!(second.claimed, vec![origin("https://c.example")]);
+        assert_eq!(second.released, vec![origin("https://a.example")]);
+        // The released origin is unpublished before anything else is written.
+        assert_eq!(
+            second.edge_writes[0],
+            EdgeWrite {
+                key: "origin:https://a.example".into(),
+                value: None
+            }
+        );
+        let published: Vec<&str> = second.edge_writes.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(
+            published,
+            [
+                "origin:https://a.example",
+                "partner:acme",
+                "origin:https://b.example",
+                "origin:https://c.example"
+            ]
+        );
+    }
+
+    #[test]
+    fn gate_entry_carries_status_for_one_read_lookups() {
+        let mut s = spec(&["https://a.example"]);
+        s.status = PartnerStatus::Suspended;
+        let plan = plan_put(id("acme"), s, None, &[], 1).unwrap();
+        let entry = plan
+            .edge_writes
+            .iter()
+            .find(|w| w.key == "origin:https://a.example")
+            .and_then(|w| w.value.clone())
+            .unwrap();
+        let entry: GateEntry = serde_json::from_str(&entry).unwrap();
+        assert_eq!(entry.status, PartnerStatus::Suspended);
+        assert_eq!(entry.partner_id, id("acme"));
+    }
+
+    #[test]
+    fn plan_delete_unpublishes_origins_then_record() {
+        let plan = plan_put(id("acme"), spec(&["https://a.example"]), None, &[], 1).unwrap();
+        let writes = plan_delete(&plan.record);
+        assert!(writes.iter().all(|w| w.value.is_none()));
+        let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["origin:https://a.example", "partner:acme"]);
+    }
+}

@@ -1,0 +1,167 @@
+//! Every path the Worker answers, defined once: the router, the logs and (later) the discovery
+//! documents all read this table.
+
+/// The HTTP methods the route table speaks of. Anything else is answered with 405.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+}
+
+pub const HEALTH: &str = "/healthz";
+pub const API_PREFIX: &str = "/api/";
+pub const API_ROOT: &str = "/api";
+pub const ADMIN_PARTNERS: &str = "/admin/partners";
+
+/// Methods a partner's browser code may use on partner-facing routes (CORS).
+pub const API_METHODS: &[Method] = &[
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Patch,
+    Method::Delete,
+];
+
+/// A matched route. Path parameters are borrowed raw; handlers parse them into checked types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// Liveness, and the no-op route benchmarks compare against.
+    Health,
+    /// The partner-facing API behind the partner gate.
+    Api,
+    AdminPartners,
+    AdminPartner {
+        id: &'a str,
+    },
+}
+
+impl Route<'_> {
+    /// The route's template, the only form of a path that is ever logged (paths under `/api` may
+    /// carry personal data, query strings may carry secrets).
+    pub fn template(&self) -> &'static str {
+        match self {
+            Route::Health => HEALTH,
+            Route::Api => "/api/*",
+            Route::AdminPartners => ADMIN_PARTNERS,
+            Route::AdminPartner { .. } => "/admin/partners/{partner_id}",
+        }
+    }
+
+    /// Methods the route answers, besides `OPTIONS` preflights on partner-facing routes.
+    pub fn methods(&self) -> &'static [Method] {
+        match self {
+            Route::Health => &[Method::Get, Method::Head],
+            Route::Api => API_METHODS,
+            Route::AdminPartners => &[Method::Get],
+            Route::AdminPartner { .. } => &[Method::Get, Method::Put, Method::Delete],
+        }
+    }
+
+    /// Partner-facing routes stand behind the partner gate and speak CORS.
+    pub fn partner_facing(&self) -> bool {
+        matches!(self, Route::Api)
+    }
+}
+
+/// Matches a request path (without query) to a route.
+pub fn route(path: &str) -> Option<Route<'_>> {
+    if path == HEALTH {
+        return Some(Route::Health);
+    }
+    if path == API_ROOT || path.starts_with(API_PREFIX) {
+        return Some(Route::Api);
+    }
+    if path == ADMIN_PARTNERS {
+        return Some(Route::AdminPartners);
+    }
+    if let Some(rest) = path.strip_prefix(ADMIN_PARTNERS) {
+        if let Some(id) = rest.strip_prefix('/') {
+            if !id.is_empty() && !id.contains('/') {
+                return Some(Route::AdminPartner { id });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_matches_each_template() {
+        assert_eq!(route("/healthz"), Some(Route::Health));
+        assert_eq!(route("/api"), Some(Route::Api));
+        assert_eq!(route("/api/v1/classes"), Some(Route::Api));
+        assert_eq!(route("/admin/partners"), Some(Route::AdminPartners));
+        assert_eq!(
+            route("/admin/partners/acme"),
+            Some(Route::AdminPartner { id: "acme" })
+        );
+    }
+
+    #[test]
+    fn route_rejects_near_misses() {
+        for path in [
+            "/",
+            "/apix",
+            "/healthz/",
+            "/admin/partners/",
+            "/admin/partners/a/b",
+            "/admin",
+            "/API/x",
+        ] {
+            assert_eq!(route(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn method_round_trips() {
+        for m in [
+            Method::Get,
+            Method::Head,
+            Method::Post,
+            Method::Put,
+            Method::Patch,
+            Method::Delete,
+            Method::Options,
+        ] {
+            assert_eq!(Method::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Method::parse("get"), None);
+        assert_eq!(Method::parse("TRACE"), None);
+    }
+}

@@ -1,0 +1,132 @@
+// The end-to-end harness: serves the built Worker in local workerd (Miniflare) with fresh,
+// in-memory KV and Durable Objects, configured from wrangler.toml, on a free loopback port.
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { Miniflare } from 'miniflare';
+import { unstable_getMiniflareWorkerOptions, unstable_readConfig } from 'wrangler';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BUILD = path.join(ROOT, 'build', 'index.js');
+
+// A KV binding whose every call fails: storage faults must close the gate, never open it.
+const FAILING_KV = `
+export default function () {
+  const fail = async () => { throw new Error('injected KV failure'); };
+  return { get: fail, put: fail, delete: fail, list: fail, getWithMetadata: fail };
+}`;
+
+/**
+ * Starts the Worker. Options:
+ *  - adminToken: the ADMIN_TOKEN secret (null: unset); a fresh random one by default
+ *  - vars: extra or overriding vars
+ *  - failingKv: replace the PARTNERS namespace with one that always fails
+ *  - keepLogs: collect the Worker's output lines (default true; benchmarks turn it off)
+ */
+export async function startWorker({ adminToken, vars = {}, failingKv = false, keepLogs = true } = {}) {
+  if (!existsSync(BUILD)) {
+    throw new Error(`the built Worker is missing (${BUILD}): run scripts/build.sh (scripts/test.sh does it first)`);
+  }
+  const token = adminToken === undefined ? randomBytes(24).toString('hex') : adminToken;
+  const configPath = path.join(ROOT, 'wrangler.toml');
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(configPath);
+  // Only the vars of wrangler.toml: a developer's .dev.vars secrets must not leak into tests.
+  const bindings = { ...unstable_readConfig({ config: configPath }).vars, ...vars };
+  if (token !== null) bindings.ADMIN_TOKEN = token;
+  const logs = [];
+  const main = {
+    name: 'edgeward',
+    modules: true,
+    scriptPath: BUILD,
+    modulesRoot: path.dirname(BUILD),
+    modulesRules: workerOptions.modulesRules,
+    compatibilityDate: workerOptions.compatibilityDate,
+    compatibilityFlags: workerOptions.compatibilityFlags,
+    bindings,
+    kvNamespaces: workerOptions.kvNamespaces,
+    durableObjects: workerOptions.durableObjects,
+  };
+  const workers = [main];
+  if (failingKv) {
+    delete main.kvNamespaces.PARTNERS;
+    main.wrappedBindings = { PARTNERS: { scriptName: 'failing-kv' } };
+    workers.push({ name: 'failing-kv', modules: true, script: FAILING_KV });
+  }
+  const mf = new Miniflare({
+    workers,
+    host: '127.0.0.1',
+    port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        let buf = '';
+        stream.on('data', (chunk) => {
+          buf += chunk;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            if (keepLogs) logs.push(buf.slice(0, i));
+            buf = buf.slice(i + 1);
+          }
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const worker = {
+    url,
+    adminToken: token,
+    logs,
+    /** Request-log lines the Worker wrote, parsed. */
+    requestLogs: () => logs.filter((l) => l.trim().startsWith('{"ts"')).map((l) => JSON.parse(l.trim())),
+    fetch: (p, init = {}) => fetch(url + p, { redirect: 'manual', ...init }),
+    admin: (p, { method = 'GET', body, token: t = token, headers = {} } = {}) =>
+      fetch(url + '/admin' + p, {
+        method,
+        headers: {
+          ...(t ? { authorization: `Bearer ${t}` } : {}),
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...headers,
+        },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      }),
+    stop: () => mf.dispose(),
+  };
+  return worker;
+}
+
+/** Adds a partner through the admin API and checks it was stored. */
+export async function addPartner(worker, id, origins, status = 'active', name = `Partner ${id}`) {
+  const res = await worker.admin(`/partners/${id}`, { method: 'PUT', body: { name, origins, status } });
+  if (res.status !== 201 && res.status !== 200) {
+    throw new Error(`adding partner ${id} failed: ${res.status} ${await res.text()}`);
+  }
+  return res.json();
+}
+
+/**
+ * A local stand-in for the platform's origin server: records every request it receives so
+ * tests can assert what did (and did not) reach it.
+ */
+export async function startOrigin() {
+  const received = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      received.push({ method: req.method, url: req.url, headers: req.headers, bodyLength: body.length });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ origin: 'ok', method: req.method, url: req.url, bodyLength: body.length }));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    stop: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

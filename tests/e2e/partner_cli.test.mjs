@@ -1,0 +1,76 @@
+// scripts/partner, the operator CLI: readable output, and a non-zero exit on every failure.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { startWorker, ROOT } from './harness.mjs';
+
+let w;
+before(async () => {
+  w = await startWorker();
+});
+after(() => w?.stop());
+
+function cli(args, env = {}) {
+  // Async spawn would be needed for a long command; these are short and the Worker runs in
+  // another process, so spawnSync is fine.
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'partner'), ...args], {
+    env: { PATH: process.env.PATH, EDGEWARD_URL: w.url, ADMIN_TOKEN: w.adminToken, ...env },
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('partner_cli_add_list_show_suspend_activate_remove', async () => {
+  let r = cli(['add', 'cli-demo', '--name', 'CLI Demo', '--origin', 'https://App.cli.example', '--origin', 'http://localhost:5173']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^cli-demo {2}ACTIVE {2}CLI Demo$/m);
+  assert.match(r.out, /^ {4}https:\/\/app\.cli\.example$/m);
+
+  r = cli(['list']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /cli-demo {2}ACTIVE/);
+
+  r = cli(['suspend', 'cli-demo']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /cli-demo {2}SUSPENDED/);
+  assert.equal((await (await w.admin('/partners/cli-demo')).json()).status, 'suspended');
+
+  r = cli(['activate', 'cli-demo']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /cli-demo {2}ACTIVE/);
+
+  r = cli(['show', 'cli-demo']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /http:\/\/localhost:5173/);
+
+  r = cli(['remove', 'cli-demo']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal((await w.admin('/partners/cli-demo')).status, 404);
+});
+
+test('partner_cli_failures_exit_non_zero_with_the_reason', () => {
+  let r = cli(['show', 'nobody']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /404.*not_found/);
+
+  r = cli(['add', 'bad', '--name', 'Bad', '--origin', 'http://bad.example']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /400.*origins\[0\]/);
+
+  r = cli(['list'], { ADMIN_TOKEN: 'x'.repeat(40) });
+  assert.equal(r.code, 1);
+  assert.match(r.err, /401/);
+
+  r = cli(['list'], { EDGEWARD_URL: 'http://127.0.0.1:9' });
+  assert.equal(r.code, 1);
+  assert.match(r.err, /cannot reach/);
+
+  r = cli(['add', 'x', '--origin', 'https://x.example']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--name/);
+
+  r = cli(['frobnicate']);
+  assert.equal(r.code, 2);
+});
