@@ -2,7 +2,7 @@
 # Builds the release Worker, serves it locally, loads it with wrk and prints requests/s, p50 and
 # p99 for the gated /api route and the no-op route of the same Worker, their ratio, and the
 # gzipped bundle size that `wrangler deploy --dry-run` reports.
-#   scripts/bench.sh [seconds per route, default 10] [connections, default 16]
+#   scripts/bench.sh [seconds per round, default 10] [connections, default 16] [rounds, default 3]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$EDGEWARD_ROOT"
@@ -10,7 +10,7 @@ cd "$EDGEWARD_ROOT"
 bash scripts/setup.sh --bench
 bash scripts/build.sh
 
-node scripts/bench.mjs "${1:-10}" "${2:-16}"
+node scripts/bench.mjs "${1:-10}" "${2:-16}" "${3:-3}"
 
 log "bundle size"
 out="$(mktemp -d)"
