@@ -22,7 +22,7 @@ pub mod store;
 mod edge;
 
 #[cfg(target_arch = "wasm32")]
-pub use edge::registry::Registry;
+pub use edge::{registry::Registry, users::UserStore};
 
 #[cfg(target_arch = "wasm32")]
 mod entry {

@@ -44,6 +44,8 @@ pub const HEALTH: &str = "/healthz";
 pub const API_PREFIX: &str = "/api/";
 pub const API_ROOT: &str = "/api";
 pub const ADMIN_PARTNERS: &str = "/admin/partners";
+pub const ADMIN_CLIENTS: &str = "/admin/clients";
+pub const ADMIN_USERS: &str = "/admin/users";
 
 /// Methods a partner's browser code may use on partner-facing routes (CORS).
 pub const API_METHODS: &[Method] = &[
@@ -66,6 +68,15 @@ pub enum Route<'a> {
     AdminPartner {
         id: &'a str,
     },
+    AdminPartnerClients {
+        id: &'a str,
+    },
+    AdminClient {
+        id: &'a str,
+    },
+    AdminUser {
+        username: &'a str,
+    },
 }
 
 impl Route<'_> {
@@ -77,6 +88,9 @@ impl Route<'_> {
             Route::Api => "/api/*",
             Route::AdminPartners => ADMIN_PARTNERS,
             Route::AdminPartner { .. } => "/admin/partners/{partner_id}",
+            Route::AdminPartnerClients { .. } => "/admin/partners/{partner_id}/clients",
+            Route::AdminClient { .. } => "/admin/clients/{client_id}",
+            Route::AdminUser { .. } => "/admin/users/{username}",
         }
     }
 
@@ -87,6 +101,9 @@ impl Route<'_> {
             Route::Api => API_METHODS,
             Route::AdminPartners => &[Method::Get],
             Route::AdminPartner { .. } => &[Method::Get, Method::Put, Method::Delete],
+            Route::AdminPartnerClients { .. } => &[Method::Get, Method::Post],
+            Route::AdminClient { .. } => &[Method::Get, Method::Delete],
+            Route::AdminUser { .. } => &[Method::Get, Method::Put, Method::Delete],
         }
     }
 
@@ -107,14 +124,27 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     if path == ADMIN_PARTNERS {
         return Some(Route::AdminPartners);
     }
-    if let Some(rest) = path.strip_prefix(ADMIN_PARTNERS) {
-        if let Some(id) = rest.strip_prefix('/') {
-            if !id.is_empty() && !id.contains('/') {
-                return Some(Route::AdminPartner { id });
-            }
-        }
+    if let Some(rest) = under(path, ADMIN_PARTNERS) {
+        return match rest.split_once('/') {
+            None => Some(Route::AdminPartner { id: rest }),
+            Some((id, "clients")) if !id.is_empty() => Some(Route::AdminPartnerClients { id }),
+            Some(_) => None,
+        };
+    }
+    if let Some(id) = under(path, ADMIN_CLIENTS).filter(|r| !r.contains('/')) {
+        return Some(Route::AdminClient { id });
+    }
+    if let Some(username) = under(path, ADMIN_USERS).filter(|r| !r.contains('/')) {
+        return Some(Route::AdminUser { username });
     }
     None
+}
+
+/// The non-empty rest of `path` below `prefix/`.
+fn under<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    path.strip_prefix(prefix)?
+        .strip_prefix('/')
+        .filter(|rest| !rest.is_empty())
 }
 
 #[cfg(test)]
@@ -131,6 +161,18 @@ mod tests {
             route("/admin/partners/acme"),
             Some(Route::AdminPartner { id: "acme" })
         );
+        assert_eq!(
+            route("/admin/partners/acme/clients"),
+            Some(Route::AdminPartnerClients { id: "acme" })
+        );
+        assert_eq!(
+            route("/admin/clients/abc"),
+            Some(Route::AdminClient { id: "abc" })
+        );
+        assert_eq!(
+            route("/admin/users/alice"),
+            Some(Route::AdminUser { username: "alice" })
+        );
     }
 
     #[test]
@@ -141,6 +183,11 @@ mod tests {
             "/healthz/",
             "/admin/partners/",
             "/admin/partners/a/b",
+            "/admin/partners//clients",
+            "/admin/partners/a/clients/x",
+            "/admin/clients/",
+            "/admin/clients/a/b",
+            "/admin/users",
             "/admin",
             "/API/x",
         ] {

@@ -1,16 +1,23 @@
-//! The admin API: operators manage partners. Every call is authorized first.
+//! The admin API: operators manage partners, their OAuth clients, and platform users.
+//! Every call is authorized first; nothing else is looked at before that.
 
+use base64ct::{Base64UrlUnpadded, Encoding};
+use sha2::{Digest, Sha256};
 use worker::{Env, Request};
 
 use super::config;
 use super::registry;
 use super::respond;
-use super::Outcome;
+use super::users;
+use super::{random, Outcome};
 use crate::protocol::admin_auth::check_admin;
+use crate::protocol::client::{parse_client_spec, ClientId};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::{parse_partner_spec, PartnerId};
+use crate::protocol::user::{parse_user_spec, Username};
 use crate::routes::{Method, Route};
 use crate::store::registry::{RegistryCommand, RegistryReply};
+use crate::store::users::UserCommand;
 
 /// Largest admin request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -26,10 +33,12 @@ pub async fn handle(
     if let Err(e) = check_admin(config::admin_token(env).as_deref(), auth.as_deref()) {
         return Outcome::error(e);
     }
-    match run(req, env, route, method, now_ms).await {
-        Ok(out) => out,
-        Err(e) => Outcome::error(e),
-    }
+    let now = now_ms / 1000;
+    let result = match route {
+        Route::AdminUser { username } => user(req, env, username, method, now).await,
+        _ => registry_route(req, env, route, method, now).await,
+    };
+    result.unwrap_or_else(Outcome::error)
 }
 
 async fn read_body(mut req: Request) -> Result<Vec<u8>, ApiError> {
@@ -71,13 +80,19 @@ async fn read_body(mut req: Request) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-async fn run(
+fn client_id_param(id: &str) -> Result<ClientId, ApiError> {
+    ClientId::parse(id).ok_or_else(|| ApiError::not_found("client"))
+}
+
+async fn registry_route(
     req: Request,
     env: &Env,
     route: Route<'_>,
     method: Method,
-    now_ms: u64,
+    now: u64,
 ) -> Result<Outcome, ApiError> {
+    // A client secret is generated here and shown once in the reply; only its hash is stored.
+    let mut new_secret: Option<String> = None;
     let cmd = match (route, method) {
         (Route::AdminPartners, Method::Get) => RegistryCommand::List,
         (Route::AdminPartner { id }, Method::Get) => RegistryCommand::Get {
@@ -89,19 +104,49 @@ async fn run(
         (Route::AdminPartner { id }, Method::Put) => {
             let id = PartnerId::parse(id)?;
             let spec = parse_partner_spec(&read_body(req).await?)?;
-            RegistryCommand::Put {
-                id,
+            RegistryCommand::Put { id, spec, now }
+        }
+        (Route::AdminPartnerClients { id }, Method::Get) => RegistryCommand::ListClients {
+            partner_id: PartnerId::parse(id)?,
+        },
+        (Route::AdminPartnerClients { id }, Method::Post) => {
+            let partner_id = PartnerId::parse(id)?;
+            let spec = parse_client_spec(&read_body(req).await?)?;
+            let client_id =
+                ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
+                    .ok_or_else(|| ApiError::unavailable("client id generation"))?;
+            let secret_hash = if spec.token_endpoint_auth_method.uses_secret() {
+                let secret = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
+                let hash = hex(&Sha256::digest(secret.as_bytes()));
+                new_secret = Some(secret);
+                Some(hash)
+            } else {
+                None
+            };
+            RegistryCommand::CreateClient {
+                partner_id,
+                client_id,
                 spec,
-                now: now_ms / 1000,
+                secret_hash,
+                now,
             }
         }
+        (Route::AdminClient { id }, Method::Get) => RegistryCommand::GetClient {
+            client_id: client_id_param(id)?,
+        },
+        (Route::AdminClient { id }, Method::Delete) => RegistryCommand::DeleteClient {
+            client_id: client_id_param(id)?,
+        },
         _ => return Err(ApiError::method_not_allowed(route.methods())),
     };
     Ok(match registry::call(env, &cmd).await? {
         RegistryReply::Saved { partner, created } => {
             let id = partner.id.clone();
-            let status = if created { 201 } else { 200 };
-            let outcome = if created { "created" } else { "replaced" };
+            let (status, outcome) = if created {
+                (201, "created")
+            } else {
+                (200, "replaced")
+            };
             Outcome::new(respond::json(status, &partner, &[]), outcome).partner(id)
         }
         RegistryReply::Partner { partner } => {
@@ -112,7 +157,62 @@ async fn run(
             respond::json(200, &serde_json::json!({ "partners": partners }), &[]),
             "ok",
         ),
+        RegistryReply::Client { client } => {
+            let partner = client.partner_id.clone();
+            let mut body = serde_json::to_value(&client)
+                .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
+            let created = matches!(cmd, RegistryCommand::CreateClient { .. });
+            if let (Some(secret), Some(obj)) = (new_secret, body.as_object_mut()) {
+                obj.insert("client_secret".into(), secret.into());
+            }
+            let (status, outcome) = if created {
+                (201, "created")
+            } else {
+                (200, "ok")
+            };
+            Outcome::new(respond::json(status, &body, &[]), outcome).partner(partner)
+        }
+        RegistryReply::Clients { clients } => Outcome::new(
+            respond::json(200, &serde_json::json!({ "clients": clients }), &[]),
+            "ok",
+        ),
         RegistryReply::Deleted => Outcome::new(respond::empty(204, &[]), "deleted"),
         RegistryReply::Failed { error } => Outcome::error(error),
     })
+}
+
+async fn user(
+    req: Request,
+    env: &Env,
+    username: &str,
+    method: Method,
+    now: u64,
+) -> Result<Outcome, ApiError> {
+    let username = Username::parse(username)?;
+    let cmd = match method {
+        Method::Get => UserCommand::Get,
+        Method::Delete => UserCommand::Delete,
+        Method::Put => {
+            // Whether the password is required is decided by the user's object, which knows
+            // whether the user exists.
+            let spec = parse_user_spec(&read_body(req).await?, false)?;
+            UserCommand::Put {
+                username: username.clone(),
+                spec,
+                now,
+            }
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                Route::AdminUser { username: "" }.methods(),
+            ))
+        }
+    };
+    Ok(users::admin_outcome(
+        users::call(env, &username, &cmd).await?,
+    ))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

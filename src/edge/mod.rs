@@ -3,8 +3,11 @@
 pub mod admin;
 pub mod config;
 pub mod gate;
+pub mod objects;
+pub mod random;
 pub mod registry;
 pub mod respond;
+pub mod users;
 
 use worker::{console_log, Date, Env, Request, Response};
 
@@ -121,8 +124,10 @@ async fn dispatch(
     match route {
         Route::Health => Outcome::new(respond::text(200, "ok"), "ok"),
         Route::Api => gate::api(&req, env, now).await,
-        Route::AdminPartners | Route::AdminPartner { .. } => {
-            admin::handle(req, env, route, method, now).await
-        }
+        Route::AdminPartners
+        | Route::AdminPartner { .. }
+        | Route::AdminPartnerClients { .. }
+        | Route::AdminClient { .. }
+        | Route::AdminUser { .. } => admin::handle(req, env, route, method, now).await,
     }
 }

@@ -12,44 +12,26 @@ use std::time::Duration;
 use futures_util::lock::Mutex;
 use serde::Deserialize;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Method as HttpMethod, Request, RequestInit,
-    Response, Result, SqlStorage, SqlStorageValue, State,
+    console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage,
+    SqlStorageValue, State,
 };
 
 use super::config;
+use crate::protocol::client::{check_redirects_on_partner, ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::origin::Origin;
-use crate::protocol::partner::{plan_delete, plan_put, EdgeWrite, Partner, PartnerId};
+use crate::protocol::partner::{keys, plan_delete, plan_put, EdgeWrite, Partner, PartnerId};
 use crate::store::registry::{RegistryCommand, RegistryReply, REGISTRY_OBJECT, SCHEMA};
 
 /// How soon an alarm retries a publication that failed.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// Sends a command to the registry object and returns its reply. Transport failures are 503s.
+/// Sends a command to the registry object and returns its reply.
 pub async fn call(
     env: &Env,
     cmd: &RegistryCommand,
 ) -> std::result::Result<RegistryReply, ApiError> {
-    let unavailable =
-        |what: &str, e: worker::Error| ApiError::unavailable(format!("registry {what}: {e}"));
-    let stub = env
-        .durable_object(config::REGISTRY_DO)
-        .and_then(|ns| ns.get_by_name(REGISTRY_OBJECT))
-        .map_err(|e| unavailable("binding", e))?;
-    let body =
-        serde_json::to_string(cmd).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
-    let mut init = RequestInit::new();
-    init.with_method(HttpMethod::Post)
-        .with_body(Some(body.into()));
-    let req = Request::new_with_init("https://registry.internal/command", &init)
-        .map_err(|e| unavailable("request", e))?;
-    let mut resp = stub
-        .fetch_with_request(req)
-        .await
-        .map_err(|e| unavailable("fetch", e))?;
-    resp.json::<RegistryReply>()
-        .await
-        .map_err(|e| unavailable("reply", e))
+    super::objects::call(env, config::REGISTRY_DO, REGISTRY_OBJECT, cmd).await
 }
 
 #[durable_object(alarm)]
@@ -208,6 +190,7 @@ impl Registry {
                 let Some(existing) = read_partner(&sql, &id)? else {
                     return Err(ApiError::not_found("partner"));
                 };
+                let clients = read_clients(&sql, &id)?;
                 exec(
                     &sql,
                     "DELETE FROM partner_origins WHERE partner_id = ?",
@@ -215,10 +198,107 @@ impl Registry {
                 )?;
                 exec(
                     &sql,
+                    "DELETE FROM clients WHERE partner_id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                exec(
+                    &sql,
                     "DELETE FROM partners WHERE id = ?",
                     vec![text(id.as_str())],
                 )?;
-                enqueue(&sql, &plan_delete(&existing))?;
+                // Clients first: nothing of the partner stays usable while the rest is removed.
+                let mut writes: Vec<EdgeWrite> = clients
+                    .iter()
+                    .map(|c| EdgeWrite {
+                        key: keys::client(&c.client_id),
+                        value: None,
+                    })
+                    .collect();
+                writes.extend(plan_delete(&existing));
+                enqueue(&sql, &writes)?;
+                self.publish().await?;
+                Ok(RegistryReply::Deleted)
+            }
+            RegistryCommand::CreateClient {
+                partner_id,
+                client_id,
+                spec,
+                secret_hash,
+                now,
+            } => {
+                let Some(partner) = read_partner(&sql, &partner_id)? else {
+                    return Err(ApiError::not_found("partner"));
+                };
+                check_redirects_on_partner(&spec, &partner)?;
+                if read_client(&sql, &client_id)?.is_some() {
+                    return Err(ApiError::unavailable("client id collision"));
+                }
+                let record = ClientRecord {
+                    client_id,
+                    partner_id,
+                    name: spec.name,
+                    redirect_uris: spec.redirect_uris,
+                    grant_types: spec.grant_types,
+                    scopes: spec.scopes,
+                    token_endpoint_auth_method: spec.token_endpoint_auth_method,
+                    jwks: spec.jwks,
+                    id_token_signed_response_alg: spec.id_token_signed_response_alg,
+                    secret_hash,
+                    created_at: now,
+                };
+                let json = serde_json::to_string(&record)
+                    .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
+                exec(
+                    &sql,
+                    "INSERT INTO clients (id, partner_id, record) VALUES (?, ?, ?)",
+                    vec![
+                        text(record.client_id.as_str()),
+                        text(record.partner_id.as_str()),
+                        SqlStorageValue::String(json.clone()),
+                    ],
+                )?;
+                enqueue(
+                    &sql,
+                    &[EdgeWrite {
+                        key: keys::client(&record.client_id),
+                        value: Some(json),
+                    }],
+                )?;
+                self.publish().await?;
+                Ok(RegistryReply::Client {
+                    client: record.view(),
+                })
+            }
+            RegistryCommand::GetClient { client_id } => match read_client(&sql, &client_id)? {
+                Some(c) => Ok(RegistryReply::Client { client: c.view() }),
+                None => Err(ApiError::not_found("client")),
+            },
+            RegistryCommand::ListClients { partner_id } => {
+                if read_partner(&sql, &partner_id)?.is_none() {
+                    return Err(ApiError::not_found("partner"));
+                }
+                let clients = read_clients(&sql, &partner_id)?
+                    .iter()
+                    .map(ClientRecord::view)
+                    .collect();
+                Ok(RegistryReply::Clients { clients })
+            }
+            RegistryCommand::DeleteClient { client_id } => {
+                if read_client(&sql, &client_id)?.is_none() {
+                    return Err(ApiError::not_found("client"));
+                }
+                exec(
+                    &sql,
+                    "DELETE FROM clients WHERE id = ?",
+                    vec![text(client_id.as_str())],
+                )?;
+                enqueue(
+                    &sql,
+                    &[EdgeWrite {
+                        key: keys::client(&client_id),
+                        value: None,
+                    }],
+                )?;
                 self.publish().await?;
                 Ok(RegistryReply::Deleted)
             }
@@ -316,6 +396,39 @@ fn read_owner(
     rows.first()
         .map(|r| PartnerId::parse(&r.partner_id))
         .transpose()
+}
+
+fn decode_client(raw: &str) -> std::result::Result<ClientRecord, ApiError> {
+    serde_json::from_str(raw)
+        .map_err(|e| ApiError::unavailable(format!("corrupt client record: {e}")))
+}
+
+fn read_client(
+    sql: &SqlStorage,
+    id: &ClientId,
+) -> std::result::Result<Option<ClientRecord>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM clients WHERE id = ?",
+            vec![text(id.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first().map(|r| decode_client(&r.record)).transpose()
+}
+
+fn read_clients(
+    sql: &SqlStorage,
+    partner: &PartnerId,
+) -> std::result::Result<Vec<ClientRecord>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM clients WHERE partner_id = ? ORDER BY id",
+            vec![text(partner.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.iter().map(|r| decode_client(&r.record)).collect()
 }
 
 /// Queues KV writes after any already queued; a newer write to the same key replaces the older.

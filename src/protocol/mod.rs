@@ -2,8 +2,11 @@
 
 pub mod admin_auth;
 pub mod cache;
+pub mod client;
 pub mod error;
 pub mod gate;
 pub mod log;
 pub mod origin;
 pub mod partner;
+pub mod password;
+pub mod user;

@@ -204,6 +204,10 @@ pub mod keys {
     pub fn partner(id: &PartnerId) -> String {
         format!("partner:{id}")
     }
+
+    pub fn client(id: &crate::protocol::client::ClientId) -> String {
+        format!("client:{id}")
+    }
 }
 
 /// One write the edge must see: a KV put (`Some`) or delete (`None`).

@@ -12,3 +12,4 @@
 //! [`Partner`]: crate::protocol::partner::Partner
 
 pub mod registry;
+pub mod users;

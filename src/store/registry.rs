@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::client::{ClientId, ClientRecord, ClientSpec};
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::{Partner, PartnerId, PartnerSpec};
 
@@ -21,25 +22,61 @@ pub enum RegistryCommand {
         id: PartnerId,
     },
     List,
+    /// Deleting a partner deletes its clients too.
     Delete {
         id: PartnerId,
+    },
+    /// Registers a client; the caller generated its id and the hash of its secret.
+    CreateClient {
+        partner_id: PartnerId,
+        client_id: ClientId,
+        spec: ClientSpec,
+        secret_hash: Option<String>,
+        now: u64,
+    },
+    GetClient {
+        client_id: ClientId,
+    },
+    ListClients {
+        partner_id: PartnerId,
+    },
+    DeleteClient {
+        client_id: ClientId,
     },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum RegistryReply {
-    Saved { partner: Partner, created: bool },
-    Partner { partner: Partner },
-    Partners { partners: Vec<Partner> },
+    Saved {
+        partner: Partner,
+        created: bool,
+    },
+    Partner {
+        partner: Partner,
+    },
+    Partners {
+        partners: Vec<Partner>,
+    },
     Deleted,
-    Failed { error: ApiError },
+    /// Client records here never carry the secret's hash.
+    Client {
+        client: ClientRecord,
+    },
+    Clients {
+        clients: Vec<ClientRecord>,
+    },
+    Failed {
+        error: ApiError,
+    },
 }
 
 /// The SQLite schema, applied idempotently when the object starts.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS partners (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS partner_origins (origin TEXT PRIMARY KEY, partner_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, partner_id TEXT NOT NULL, record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS clients_by_partner ON clients (partner_id);
 CREATE TABLE IF NOT EXISTS outbox (key TEXT PRIMARY KEY, value TEXT, seq INTEGER NOT NULL);
 ";
 

@@ -74,3 +74,47 @@ test('partner_cli_failures_exit_non_zero_with_the_reason', () => {
   r = cli(['frobnicate']);
   assert.equal(r.code, 2);
 });
+
+test('partner_cli_client_and_user_commands', async () => {
+  assert.equal(cli(['add', 'cliapp', '--name', 'CLI App', '--origin', 'https://cliapp.example']).code, 0);
+  let r = cli([
+    'client', 'add', 'cliapp', '--name', 'CLI Web',
+    '--redirect-uri', 'https://cliapp.example/cb', '--scope', 'openid', '--scope', 'profile',
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const clientId = r.out.match(/^([A-Za-z0-9_-]{22}) {2}CLI Web/m)?.[1];
+  assert.ok(clientId, r.out);
+  assert.match(r.out, /client_secret: [A-Za-z0-9_-]{43}/);
+
+  r = cli(['client', 'show', clientId]);
+  assert.equal(r.code, 0, r.err);
+  assert.doesNotMatch(r.out, /client_secret:/);
+  assert.match(r.out, /redirect: https:\/\/cliapp\.example\/cb/);
+
+  r = cli(['client', 'list', 'cliapp']);
+  assert.match(r.out, new RegExp(clientId));
+
+  r = cli(['client', 'add', 'cliapp', '--name', 'Bad', '--redirect-uri', 'https://evil.example/cb']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /400.*redirect_uris\[0\]/);
+
+  r = cli(['client', 'remove', clientId]);
+  assert.equal(r.code, 0, r.err);
+
+  const add = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'partner'), 'user', 'add', 'carol', '--name', 'Carol', '--role', 'teacher', '--password-stdin'], {
+    env: { PATH: process.env.PATH, EDGEWARD_URL: w.url, ADMIN_TOKEN: w.adminToken },
+    input: 'a long enough password\n',
+    encoding: 'utf8',
+  });
+  assert.equal(add.status, 0, add.stderr);
+  assert.match(add.stdout, /^carol {2}Carol$/m);
+  assert.match(add.stdout, /roles: teacher/);
+
+  r = cli(['user', 'show', 'carol']);
+  assert.equal(r.code, 0, r.err);
+  r = cli(['user', 'remove', 'carol']);
+  assert.equal(r.code, 0, r.err);
+  r = cli(['user', 'show', 'carol']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /404/);
+});

@@ -1,0 +1,587 @@
+//! OAuth clients of partners: checked ids, redirect URIs and scopes, the admin input a client is
+//! registered from, and the stored record.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::error::{ApiError, ErrorCode};
+use super::origin::Origin;
+use super::partner::{Partner, PartnerId};
+
+pub const MAX_REDIRECT_URIS: usize = 16;
+pub const MAX_REDIRECT_URI_LEN: usize = 2000;
+pub const MAX_SCOPES: usize = 32;
+
+/// An opaque client identifier: 8-64 characters of base64url's alphabet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(s: &str) -> Option<ClientId> {
+        let ok = (8..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| ClientId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ClientId::parse(&s).ok_or_else(|| serde::de::Error::custom("not a client id"))
+    }
+}
+
+/// A registered redirect URI: absolute, https (plain http only on loopback), no fragment, no
+/// userinfo; normalized once when registered. Authorization requests must repeat it exactly
+/// (RFC 9700 §4.1.3: exact string matching).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    pub fn parse(s: &str) -> Result<RedirectUri, String> {
+        if s.is_empty() || s.len() > MAX_REDIRECT_URI_LEN {
+            return Err(format!("must be 1-{MAX_REDIRECT_URI_LEN} characters"));
+        }
+        let url = Url::parse(s).map_err(|_| "is not an absolute URL".to_owned())?;
+        if url.fragment().is_some() || s.contains('#') {
+            return Err("must not have a fragment".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain a user name or password".into());
+        }
+        // The origin rules (https, loopback-only http, no trailing dot) are the gate's.
+        let origin_part = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+        let origin_part = match url.port() {
+            Some(p) => format!("{origin_part}:{p}"),
+            None => origin_part,
+        };
+        Origin::parse(&origin_part).map_err(|e| e.to_string())?;
+        Ok(RedirectUri(url.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn origin(&self) -> Option<Origin> {
+        Origin::from_referer(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RedirectUri {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let uri = RedirectUri::parse(&s).map_err(serde::de::Error::custom)?;
+        if uri.0 != s {
+            return Err(serde::de::Error::custom("redirect URI is not normalized"));
+        }
+        Ok(uri)
+    }
+}
+
+/// A scope token (RFC 6749 §3.3), restricted to a conservative alphabet.
+pub fn scope_token_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn parse(s: &str) -> Option<GrantType> {
+        Some(match s {
+            "authorization_code" => GrantType::AuthorizationCode,
+            "refresh_token" => GrantType::RefreshToken,
+            "client_credentials" => GrantType::ClientCredentials,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+impl AuthMethod {
+    pub fn parse(s: &str) -> Option<AuthMethod> {
+        Some(match s {
+            "client_secret_basic" => AuthMethod::ClientSecretBasic,
+            "client_secret_post" => AuthMethod::ClientSecretPost,
+            "private_key_jwt" => AuthMethod::PrivateKeyJwt,
+            "none" => AuthMethod::None,
+            _ => return None,
+        })
+    }
+
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+}
+
+/// Signing algorithms edgeward issues tokens with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlg {
+    EdDSA,
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub fn parse(s: &str) -> Option<SigningAlg> {
+        Some(match s {
+            "EdDSA" => SigningAlg::EdDSA,
+            "ES256" => SigningAlg::ES256,
+            "RS256" => SigningAlg::RS256,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+        }
+    }
+}
+
+/// A client registration, checked, before the registry assigns it an id and secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSpec {
+    pub name: String,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub jwks: Option<Value>,
+    pub id_token_signed_response_alg: SigningAlg,
+}
+
+/// The stored client. `secret_hash` is the SHA-256 (hex) of the client secret, which is shown
+/// once at registration and never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub client_id: ClientId,
+    pub partner_id: PartnerId,
+    pub name: String,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    pub id_token_signed_response_alg: SigningAlg,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    pub created_at: u64,
+}
+
+impl ClientRecord {
+    /// The record as the admin API shows it: everything but the secret's hash.
+    pub fn view(&self) -> ClientRecord {
+        ClientRecord {
+            secret_hash: None,
+            ..self.clone()
+        }
+    }
+}
+
+fn obj_field<'a>(obj: &'a Map<String, Value>, f: &str) -> Option<&'a Value> {
+    obj.get(f).filter(|v| !v.is_null())
+}
+
+fn string_list(obj: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match obj_field(obj, field) {
+        None => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(ApiError::invalid_field(
+                    format!("{field}[{i}]"),
+                    "must be a string",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(ApiError::invalid_field(
+            field,
+            "must be an array of strings",
+        )),
+    }
+}
+
+/// JWK members that only private keys have: a partner or client key set must never carry them.
+const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Checks an inline public JWK Set: an object with a non-empty `keys` array of public keys.
+pub fn check_public_jwks(jwks: &Value, field: &str) -> Result<(), ApiError> {
+    let keys = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .filter(|k| !k.is_empty() && k.len() <= 16)
+        .ok_or_else(|| ApiError::invalid_field(field, "must be a JWK Set with 1-16 keys"))?;
+    for (i, key) in keys.iter().enumerate() {
+        let f = format!("{field}.keys[{i}]");
+        let obj = key
+            .as_object()
+            .ok_or_else(|| ApiError::invalid_field(&f, "must be a JWK object"))?;
+        if PRIVATE_JWK_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
+            return Err(ApiError::invalid_field(
+                &f,
+                "is a private or symmetric key: register public keys only",
+            ));
+        }
+        match obj.get("kty").and_then(Value::as_str) {
+            Some("OKP") | Some("EC") | Some("RSA") => {}
+            _ => return Err(ApiError::invalid_field(&f, "kty must be OKP, EC or RSA")),
+        }
+    }
+    Ok(())
+}
+
+/// Parses `POST /admin/partners/{id}/clients`.
+pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
+    const FIELDS: &[&str] = &[
+        "name",
+        "redirect_uris",
+        "grant_types",
+        "scopes",
+        "token_endpoint_auth_method",
+        "jwks",
+        "id_token_signed_response_alg",
+    ];
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid_field(unknown.clone(), "unknown field"));
+    }
+    let name = match obj_field(&obj, "name") {
+        Some(Value::String(s))
+            if !s.trim().is_empty()
+                && s.chars().count() <= 200
+                && !s.chars().any(char::is_control) =>
+        {
+            s.trim().to_owned()
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "name",
+                "must be 1-200 printable characters",
+            ))
+        }
+        None => return Err(ApiError::invalid_field("name", "is required")),
+    };
+
+    let grant_types = match string_list(&obj, "grant_types")? {
+        None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, g) in list.iter().enumerate() {
+                let g = GrantType::parse(g).ok_or_else(|| {
+                    ApiError::invalid_field(
+                        format!("grant_types[{i}]"),
+                        "must be authorization_code, refresh_token or client_credentials",
+                    )
+                })?;
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+            if out.is_empty() {
+                return Err(ApiError::invalid_field("grant_types", "must not be empty"));
+            }
+            out
+        }
+    };
+    let code_flow = grant_types.contains(&GrantType::AuthorizationCode);
+    if grant_types.contains(&GrantType::RefreshToken) && !code_flow {
+        return Err(ApiError::invalid_field(
+            "grant_types",
+            "refresh_token needs authorization_code",
+        ));
+    }
+
+    let token_endpoint_auth_method = match obj_field(&obj, "token_endpoint_auth_method") {
+        None => AuthMethod::ClientSecretBasic,
+        Some(Value::String(s)) => AuthMethod::parse(s).ok_or_else(|| {
+            ApiError::invalid_field(
+                "token_endpoint_auth_method",
+                "must be client_secret_basic, client_secret_post, private_key_jwt or none",
+            )
+        })?,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "token_endpoint_auth_method",
+                "must be a string",
+            ))
+        }
+    };
+    if token_endpoint_auth_method == AuthMethod::None
+        && grant_types.contains(&GrantType::ClientCredentials)
+    {
+        return Err(ApiError::invalid_field(
+            "grant_types",
+            "client_credentials needs an authenticated client, not token_endpoint_auth_method none",
+        ));
+    }
+
+    let redirect_uris = match string_list(&obj, "redirect_uris")? {
+        None => Vec::new(),
+        Some(list) => {
+            if list.len() > MAX_REDIRECT_URIS {
+                return Err(ApiError::invalid_field(
+                    "redirect_uris",
+                    format!("must list at most {MAX_REDIRECT_URIS}"),
+                ));
+            }
+            let mut out: Vec<RedirectUri> = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                let uri = RedirectUri::parse(s)
+                    .map_err(|e| ApiError::invalid_field(format!("redirect_uris[{i}]"), e))?;
+                if !out.contains(&uri) {
+                    out.push(uri);
+                }
+            }
+            out
+        }
+    };
+    if code_flow && redirect_uris.is_empty() {
+        return Err(ApiError::invalid_field(
+            "redirect_uris",
+            "at least one is required for authorization_code",
+        ));
+    }
+
+    let scopes = match string_list(&obj, "scopes")? {
+        None => vec!["openid".to_owned()],
+        Some(list) => {
+            if list.is_empty() || list.len() > MAX_SCOPES {
+                return Err(ApiError::invalid_field(
+                    "scopes",
+                    format!("must list 1-{MAX_SCOPES} scopes"),
+                ));
+            }
+            let mut out: Vec<String> = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                if !scope_token_ok(s) {
+                    return Err(ApiError::invalid_field(
+                        format!("scopes[{i}]"),
+                        "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':', '/' or '-'",
+                    ));
+                }
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+            out
+        }
+    };
+
+    let jwks = obj_field(&obj, "jwks").cloned();
+    match (&jwks, token_endpoint_auth_method) {
+        (Some(j), _) => check_public_jwks(j, "jwks")?,
+        (None, AuthMethod::PrivateKeyJwt) => {
+            return Err(ApiError::invalid_field(
+                "jwks",
+                "is required for private_key_jwt",
+            ))
+        }
+        (None, _) => {}
+    }
+
+    let id_token_signed_response_alg = match obj_field(&obj, "id_token_signed_response_alg") {
+        None => SigningAlg::EdDSA,
+        Some(Value::String(s)) => SigningAlg::parse(s).ok_or_else(|| {
+            ApiError::invalid_field(
+                "id_token_signed_response_alg",
+                "must be EdDSA, ES256 or RS256",
+            )
+        })?,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "id_token_signed_response_alg",
+                "must be a string",
+            ))
+        }
+    };
+
+    Ok(ClientSpec {
+        name,
+        redirect_uris,
+        grant_types,
+        scopes,
+        token_endpoint_auth_method,
+        jwks,
+        id_token_signed_response_alg,
+    })
+}
+
+/// Every redirect URI must be on one of the partner's allowlisted origins.
+pub fn check_redirects_on_partner(spec: &ClientSpec, partner: &Partner) -> Result<(), ApiError> {
+    for (i, uri) in spec.redirect_uris.iter().enumerate() {
+        let on_allowlist = uri.origin().is_some_and(|o| partner.origins.contains(&o));
+        if !on_allowlist {
+            return Err(ApiError::invalid_field(
+                format!("redirect_uris[{i}]"),
+                format!("is not on an origin of partner {}", partner.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::partner::PartnerStatus;
+
+    fn partner() -> Partner {
+        Partner {
+            id: PartnerId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            origins: vec![Origin::parse("https://app.acme.example").unwrap()],
+            status: PartnerStatus::Active,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn redirect_uri_is_normalized_and_checked() {
+        assert_eq!(
+            RedirectUri::parse("https://App.Acme.example:443/cb?x=1")
+                .unwrap()
+                .as_str(),
+            "https://app.acme.example/cb?x=1"
+        );
+        assert!(RedirectUri::parse("http://localhost:8080/cb").is_ok());
+        for bad in [
+            "/cb",
+            "https://app.acme.example/cb#frag",
+            "https://u:p@app.acme.example/cb",
+            "http://app.acme.example/cb",
+            "javascript:alert(1)",
+            "https://app.acme.example./cb",
+            "custom-scheme:/cb",
+        ] {
+            assert!(RedirectUri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_spec_defaults() {
+        let s =
+            parse_client_spec(br#"{"name":"App","redirect_uris":["https://app.acme.example/cb"]}"#)
+                .unwrap();
+        assert_eq!(
+            s.grant_types,
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
+        assert_eq!(s.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(s.scopes, vec!["openid".to_owned()]);
+        assert_eq!(s.id_token_signed_response_alg, SigningAlg::EdDSA);
+        assert!(check_redirects_on_partner(&s, &partner()).is_ok());
+    }
+
+    #[test]
+    fn client_spec_names_the_offending_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"redirect_uris":["https://app.acme.example/cb"]}"#, "name"),
+            (br#"{"name":"A"}"#, "redirect_uris"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb#x"]}"#, "redirect_uris[0]"),
+            (br#"{"name":"A","redirect_uris":"https://app.acme.example/cb"}"#, "redirect_uris"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"grant_types":["implicit"]}"#, "grant_types[0]"),
+            (br#"{"name":"A","grant_types":["refresh_token"]}"#, "grant_types"),
+            (br#"{"name":"A","grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}"#, "grant_types"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"token_endpoint_auth_method":"tls"}"#, "token_endpoint_auth_method"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#, "jwks"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"scopes":["a b"]}"#, "scopes[0]"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"scopes":[]}"#, "scopes"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"id_token_signed_response_alg":"none"}"#, "id_token_signed_response_alg"),
+            (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"client_secret":"mine"}"#, "client_secret"),
+        ];
+        for (body, field) in cases {
+            let err = parse_client_spec(body).unwrap_err();
+            assert_eq!(
+                err.field.as_deref(),
+                Some(*field),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn private_keys_in_jwks_are_refused() {
+        let body = br#"{"name":"A","grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt",
+            "jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"abc","d":"secret"}]}}"#;
+        assert_eq!(
+            parse_client_spec(body).unwrap_err().field.as_deref(),
+            Some("jwks.keys[0]")
+        );
+        let sym = br#"{"name":"A","grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt",
+            "jwks":{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}}"#;
+        assert_eq!(
+            parse_client_spec(sym).unwrap_err().field.as_deref(),
+            Some("jwks.keys[0]")
+        );
+    }
+
+    #[test]
+    fn redirect_off_the_partner_allowlist_is_refused() {
+        for uri in [
+            "https://evil.example/cb",
+            "https://app.acme.example.evil.example/cb",
+            "https://app.acme.example:8443/cb",
+        ] {
+            let body = format!("{{\"name\":\"A\",\"redirect_uris\":[\"{uri}\"]}}");
+            let spec = parse_client_spec(body.as_bytes()).unwrap();
+            let err = check_redirects_on_partner(&spec, &partner()).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("redirect_uris[0]"), "{uri}");
+        }
+    }
+}

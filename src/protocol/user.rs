@@ -1,0 +1,377 @@
+//! Platform users: checked usernames, the admin input a user is made from, and the stored record.
+//! The password hash never leaves the record's Durable Object; [`UserView`] is what is shown.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ErrorCode};
+
+pub const MAX_USERNAME_LEN: usize = 64;
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Long passphrases are welcome; a bound keeps one login's work bounded.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub const MAX_ROLES: usize = 16;
+
+/// `[a-z0-9][a-z0-9._-]{0,63}`. Login lowercases what a person types; the admin API takes only
+/// the canonical form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+fn username_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_USERNAME_LEN
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Username, ApiError> {
+        if username_ok(s) {
+            Ok(Username(s.to_owned()))
+        } else {
+            Err(ApiError::invalid_field(
+                "username",
+                "must be 1-64 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
+            ))
+        }
+    }
+
+    /// What a person typed into the login form: trimmed and lowercased, `None` if it cannot be
+    /// a username (the login page then says only that the credentials are wrong).
+    pub fn from_login(s: &str) -> Option<Username> {
+        let s = s.trim().to_ascii_lowercase();
+        username_ok(&s).then_some(Username(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Username {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Username::parse(&s).map_err(|e| serde::de::Error::custom(e.description))
+    }
+}
+
+/// What an operator asks for in `PUT /admin/users/{username}`, checked. `password` is absent on
+/// a replace that keeps the current password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpec {
+    pub password: Option<String>,
+    pub name: String,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+}
+
+/// The stored user, hash included. Lives only inside the user's Durable Object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub username: Username,
+    pub name: String,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    pub password_hash: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A user as the admin API and the token claims see it: no hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub username: Username,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(r: &UserRecord) -> UserView {
+        UserView {
+            username: r.username.clone(),
+            name: r.name.clone(),
+            email: r.email.clone(),
+            roles: r.roles.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+fn text_field(
+    obj: &Map<String, Value>,
+    field: &str,
+    max_chars: usize,
+) -> Result<Option<String>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Err(ApiError::invalid_field(field, "must not be empty"));
+            }
+            if s.chars().count() > max_chars {
+                return Err(ApiError::invalid_field(
+                    field,
+                    format!("must be at most {max_chars} characters"),
+                ));
+            }
+            if s.chars().any(char::is_control) {
+                return Err(ApiError::invalid_field(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
+            Ok(Some(s.to_owned()))
+        }
+        Some(_) => Err(ApiError::invalid_field(field, "must be a string")),
+    }
+}
+
+fn email_ok(e: &str) -> bool {
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return false;
+    };
+    e.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ','))
+}
+
+fn role_ok(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 32
+        && r.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Parses the body of `PUT /admin/users/{username}`. `creating`: the password is required.
+pub fn parse_user_spec(body: &[u8], creating: bool) -> Result<UserSpec, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "password" | "name" | "email" | "roles"))
+    {
+        return Err(ApiError::invalid_field(
+            unknown.clone(),
+            "unknown field (expected password, name, email, roles)",
+        ));
+    }
+    let password = match obj.get("password") {
+        None | Some(Value::Null) if creating => {
+            return Err(ApiError::invalid_field(
+                "password",
+                "is required for a new user",
+            ))
+        }
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => {
+            if p.chars().count() < MIN_PASSWORD_CHARS {
+                return Err(ApiError::invalid_field(
+                    "password",
+                    format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+                ));
+            }
+            if p.len() > MAX_PASSWORD_BYTES {
+                return Err(ApiError::invalid_field(
+                    "password",
+                    format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+                ));
+            }
+            Some(p.clone())
+        }
+        Some(_) => return Err(ApiError::invalid_field("password", "must be a string")),
+    };
+    let name = text_field(&obj, "name", 200)?
+        .ok_or_else(|| ApiError::invalid_field("name", "is required"))?;
+    let email = text_field(&obj, "email", 254)?;
+    if let Some(e) = &email {
+        if !email_ok(e) {
+            return Err(ApiError::invalid_field("email", "is not an email address"));
+        }
+    }
+    let roles = match obj.get("roles") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_ROLES {
+                return Err(ApiError::invalid_field(
+                    "roles",
+                    format!("must list at most {MAX_ROLES} roles"),
+                ));
+            }
+            let mut roles: Vec<String> = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("roles[{i}]");
+                match item {
+                    Value::String(r) if role_ok(r) => {
+                        if !roles.contains(r) {
+                            roles.push(r.clone());
+                        }
+                    }
+                    _ => return Err(ApiError::invalid_field(
+                        field,
+                        "must be a role name: a-z first, then a-z, 0-9, '_' or '-' (at most 32)",
+                    )),
+                }
+            }
+            roles
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "roles",
+                "must be an array of strings",
+            ))
+        }
+    };
+    Ok(UserSpec {
+        password,
+        name,
+        email,
+        roles,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_is_canonical_lowercase() {
+        for good in ["alice", "j.smith", "pupil_07", "a-b", "7years"] {
+            assert!(Username::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Alice",
+            ".alice",
+            "al ice",
+            "alice@school",
+            "ålice",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(
+                Username::parse(bad).unwrap_err().field.as_deref(),
+                Some("username"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            Username::from_login("  J.Smith ").unwrap().as_str(),
+            "j.smith"
+        );
+        assert_eq!(Username::from_login("no spaces allowed"), None);
+    }
+
+    #[test]
+    fn user_spec_requires_password_only_when_creating() {
+        let body = br#"{"name":"Alice","email":"alice@school.example","roles":["pupil","pupil"]}"#;
+        assert_eq!(
+            parse_user_spec(body, true).unwrap_err().field.as_deref(),
+            Some("password")
+        );
+        let spec = parse_user_spec(body, false).unwrap();
+        assert_eq!(spec.password, None);
+        assert_eq!(spec.roles, vec!["pupil".to_owned()]);
+    }
+
+    #[test]
+    fn user_spec_names_the_offending_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"password":"short","name":"A"}"#, "password"),
+            (br#"{"password":12345678,"name":"A"}"#, "password"),
+            (br#"{"password":"longenough"}"#, "name"),
+            (br#"{"password":"longenough","name":" "}"#, "name"),
+            (
+                br#"{"password":"longenough","name":"A","email":"not-an-email"}"#,
+                "email",
+            ),
+            (
+                br#"{"password":"longenough","name":"A","email":"a@b"}"#,
+                "email",
+            ),
+            (
+                br#"{"password":"longenough","name":"A","roles":"teacher"}"#,
+                "roles",
+            ),
+            (
+                br#"{"password":"longenough","name":"A","roles":["Teacher"]}"#,
+                "roles[0]",
+            ),
+            (
+                br#"{"password":"longenough","name":"A","roles":["ok",1]}"#,
+                "roles[1]",
+            ),
+            (
+                br#"{"password":"longenough","name":"A","password_hash":"x"}"#,
+                "password_hash",
+            ),
+        ];
+        for (body, field) in cases {
+            let err = parse_user_spec(body, true).unwrap_err();
+            assert_eq!(
+                err.field.as_deref(),
+                Some(*field),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let long = format!(
+            "{{\"password\":\"{}\",\"name\":\"A\"}}",
+            "p".repeat(MAX_PASSWORD_BYTES + 1)
+        );
+        assert_eq!(
+            parse_user_spec(long.as_bytes(), true)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("password")
+        );
+    }
+
+    #[test]
+    fn user_view_has_no_hash() {
+        let rec = UserRecord {
+            username: Username::parse("alice").unwrap(),
+            name: "Alice".into(),
+            email: None,
+            roles: vec![],
+            password_hash: "$argon2id$secret".into(),
+            created_at: 1,
+            updated_at: 2,
+        };
+        let json = serde_json::to_string(&UserView::from(&rec)).unwrap();
+        assert!(!json.contains("argon2"));
+        assert!(!json.contains("password"));
+    }
+}
