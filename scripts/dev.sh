@@ -17,6 +17,14 @@ if [ ! -f .dev.vars ]; then
   umask 077
   printf '# Local secrets for `wrangler dev` (never committed).\nADMIN_TOKEN="%s"\n' "$token" > .dev.vars
 fi
+if ! grep -q '^SIGNING_KEYS=' .dev.vars; then
+  log "adding local signing keys (Ed25519 + RS256) to .dev.vars"
+  keys="$(node -e 'import("./scripts/lib/jwk.mjs").then(m => process.stdout.write(JSON.stringify(m.initialKeySet())))')"
+  printf "SIGNING_KEYS='%s'\n" "$keys" >> .dev.vars
+fi
+if ! grep -q '^ISSUER=' .dev.vars; then
+  printf 'ISSUER="%s"\n' "$URL" >> .dev.vars
+fi
 ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' .dev.vars)"
 export ADMIN_TOKEN EDGEWARD_URL="$URL"
 

@@ -47,6 +47,23 @@ pub const ADMIN_PARTNERS: &str = "/admin/partners";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_USERS: &str = "/admin/users";
 
+pub const JWKS: &str = "/.well-known/jwks.json";
+pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
+pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+
+/// An endpoint the discovery documents publish: its metadata name and path.
+pub struct Endpoint {
+    pub metadata: &'static str,
+    pub path: &'static str,
+}
+
+/// Every endpoint named in the discovery documents. Only endpoints the router serves belong
+/// here; a test checks that each one routes.
+pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
+    metadata: "jwks_uri",
+    path: JWKS,
+}];
+
 /// Methods a partner's browser code may use on partner-facing routes (CORS).
 pub const API_METHODS: &[Method] = &[
     Method::Get,
@@ -64,6 +81,9 @@ pub enum Route<'a> {
     Health,
     /// The partner-facing API behind the partner gate.
     Api,
+    Jwks,
+    /// Both discovery documents (OIDC and RFC 8414) share one handler.
+    Discovery,
     AdminPartners,
     AdminPartner {
         id: &'a str,
@@ -86,6 +106,8 @@ impl Route<'_> {
         match self {
             Route::Health => HEALTH,
             Route::Api => "/api/*",
+            Route::Jwks => JWKS,
+            Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
             Route::AdminPartner { .. } => "/admin/partners/{partner_id}",
             Route::AdminPartnerClients { .. } => "/admin/partners/{partner_id}/clients",
@@ -99,6 +121,7 @@ impl Route<'_> {
         match self {
             Route::Health => &[Method::Get, Method::Head],
             Route::Api => API_METHODS,
+            Route::Jwks | Route::Discovery => &[Method::Get, Method::Head],
             Route::AdminPartners => &[Method::Get],
             Route::AdminPartner { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminPartnerClients { .. } => &[Method::Get, Method::Post],
@@ -120,6 +143,12 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == API_ROOT || path.starts_with(API_PREFIX) {
         return Some(Route::Api);
+    }
+    if path == JWKS {
+        return Some(Route::Jwks);
+    }
+    if path == OPENID_CONFIGURATION || path == OAUTH_METADATA {
+        return Some(Route::Discovery);
     }
     if path == ADMIN_PARTNERS {
         return Some(Route::AdminPartners);

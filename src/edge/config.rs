@@ -2,6 +2,9 @@
 
 use worker::Env;
 
+use crate::protocol::discovery::Issuer;
+use crate::protocol::error::ApiError;
+
 /// Default lifetime of the in-isolate gate cache, in seconds.
 pub const DEFAULT_GATE_CACHE_TTL_S: u64 = 30;
 /// Upper bound, so a typo cannot keep a removed partner admitted for long.
@@ -22,4 +25,15 @@ pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
 
 pub fn admin_token(env: &Env) -> Option<String> {
     env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string())
+}
+
+/// The `ISSUER` var: every token's `iss` and the base of every endpoint URL. Unset or invalid,
+/// everything that issues or checks tokens answers 503.
+pub fn issuer(env: &Env) -> Result<Issuer, ApiError> {
+    env.var("ISSUER")
+        .ok()
+        .and_then(|v| Issuer::parse(&v.to_string()))
+        .ok_or_else(|| {
+            ApiError::unavailable("ISSUER is not set to an https URL (or a loopback http URL)")
+        })
 }

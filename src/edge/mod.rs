@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod config;
 pub mod gate;
+pub mod keys;
 pub mod objects;
 pub mod random;
 pub mod registry;
@@ -124,6 +125,8 @@ async fn dispatch(
     match route {
         Route::Health => Outcome::new(respond::text(200, "ok"), "ok"),
         Route::Api => gate::api(&req, env, now).await,
+        Route::Jwks => keys::jwks(env),
+        Route::Discovery => keys::discovery(env),
         Route::AdminPartners
         | Route::AdminPartner { .. }
         | Route::AdminPartnerClients { .. }

@@ -32,7 +32,12 @@ pub fn headers(pairs: &[(&str, String)]) -> Headers {
 pub fn json<T: Serialize>(status: u16, body: &T, extra: &[(&str, String)]) -> Response {
     let h = headers(extra);
     let _ = h.set("content-type", "application/json");
-    let _ = h.set("cache-control", "no-store");
+    if !extra
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("cache-control"))
+    {
+        let _ = h.set("cache-control", "no-store");
+    }
     or_500(
         serde_json::to_string(body)
             .map_err(|e| worker::Error::RustError(e.to_string()))

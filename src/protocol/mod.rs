@@ -3,8 +3,10 @@
 pub mod admin_auth;
 pub mod cache;
 pub mod client;
+pub mod discovery;
 pub mod error;
 pub mod gate;
+pub mod keys;
 pub mod log;
 pub mod origin;
 pub mod partner;

@@ -5,8 +5,10 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { Miniflare } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig } from 'wrangler';
+import { initialKeySet } from '../../scripts/lib/jwk.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILD = path.join(ROOT, 'build', 'index.js');
@@ -24,8 +26,15 @@ export default function () {
  *  - vars: extra or overriding vars
  *  - failingKv: replace the PARTNERS namespace with one that always fails
  *  - keepLogs: collect the Worker's output lines (default true; benchmarks turn it off)
+ *  - signingKeys: the SIGNING_KEYS secret (a JWK Set object; null: unset); fresh keys by default
  */
-export async function startWorker({ adminToken, vars = {}, failingKv = false, keepLogs = true } = {}) {
+export async function startWorker({
+  adminToken,
+  vars = {},
+  failingKv = false,
+  keepLogs = true,
+  signingKeys = initialKeySet(),
+} = {}) {
   if (!existsSync(BUILD)) {
     throw new Error(`the built Worker is missing (${BUILD}): run scripts/build.sh (scripts/test.sh does it first)`);
   }
@@ -33,8 +42,12 @@ export async function startWorker({ adminToken, vars = {}, failingKv = false, ke
   const configPath = path.join(ROOT, 'wrangler.toml');
   const { workerOptions } = unstable_getMiniflareWorkerOptions(configPath);
   // Only the vars of wrangler.toml: a developer's .dev.vars secrets must not leak into tests.
-  const bindings = { ...unstable_readConfig({ config: configPath }).vars, ...vars };
+  // The issuer must be the URL the Worker is reached at, so the port is chosen first.
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const bindings = { ...unstable_readConfig({ config: configPath }).vars, ISSUER: url, ...vars };
   if (token !== null) bindings.ADMIN_TOKEN = token;
+  if (signingKeys !== null) bindings.SIGNING_KEYS = JSON.stringify(signingKeys);
   const logs = [];
   const main = {
     name: 'edgeward',
@@ -57,7 +70,7 @@ export async function startWorker({ adminToken, vars = {}, failingKv = false, ke
   const mf = new Miniflare({
     workers,
     host: '127.0.0.1',
-    port: 0,
+    port,
     handleRuntimeStdio(stdout, stderr) {
       for (const stream of [stdout, stderr]) {
         let buf = '';
@@ -72,9 +85,10 @@ export async function startWorker({ adminToken, vars = {}, failingKv = false, ke
       }
     },
   });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
+  await mf.ready;
   const worker = {
     url,
+    signingKeys,
     adminToken: token,
     logs,
     /** Request-log lines the Worker wrote, parsed. */
@@ -127,6 +141,18 @@ export async function startOrigin() {
     received,
     stop: () => new Promise((resolve) => server.close(resolve)),
   };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

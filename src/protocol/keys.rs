@@ -1,0 +1,474 @@
+//! edgeward's own signing keys: the `SIGNING_KEYS` JWK Set of private keys, the public JWK Set
+//! published from it, and signing and verifying of the JWTs we issue.
+//!
+//! Ed25519 (EdDSA) and P-256 (ES256) keys sign here, with jwt-compact. RSA keys (RS256, for ID
+//! tokens of clients that need it) sign in the runtime's WebCrypto, whose private-key operations
+//! are constant-time (the `rsa` crate's are not: RUSTSEC-2023-0071); this module prepares their
+//! signing input. Access tokens are signed with the first Ed25519 or P-256 key of the set; ID
+//! tokens with the first key of the client's algorithm. Keys later in the set are published,
+//! so tokens they signed stay verifiable through a rotation.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use chrono::{DateTime, Utc};
+use jwt_compact::alg::{Ed25519, Es256};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{AlgorithmExt, Claims, Header, UntrustedToken};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+
+use super::client::SigningAlg;
+
+enum Material {
+    Ed25519(ed25519_compact::SecretKey),
+    Es256(p256::ecdsa::SigningKey),
+    /// Signs through WebCrypto; the private JWK is kept for the import.
+    Rsa(Value),
+}
+
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    material: Material,
+}
+
+pub struct KeySet {
+    keys: Vec<SigningKey>,
+    public_jwks: Value,
+}
+
+/// Debug output names keys, never their material.
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<(&str, &str)> = self
+            .keys
+            .iter()
+            .map(|k| (k.kid.as_str(), k.alg.as_str()))
+            .collect();
+        f.debug_struct("KeySet").field("keys", &kids).finish()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    Base64UrlUnpadded::encode_string(bytes)
+}
+
+/// The RFC 7638 thumbprint of a key, as a default `kid`.
+fn thumbprint(jwk: &JsonWebKey<'_>) -> String {
+    b64(&jwk.thumbprint::<Sha256>())
+}
+
+const RSA_PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi"];
+
+fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), String> {
+    let at = |m: &str| format!("SIGNING_KEYS key {i}: {m}");
+    let raw = Value::Object(obj.clone());
+    let jwk: JsonWebKey<'_> =
+        serde_json::from_value(raw.clone()).map_err(|e| at(&format!("not a JWK: {e}")))?;
+    let declared_kid = obj.get("kid").and_then(Value::as_str).map(str::to_owned);
+    let public = jwk.to_verifying_key();
+    let kid = declared_kid.unwrap_or_else(|| thumbprint(&public));
+    if !jwk.is_signing_key() {
+        return Err(at("is a public key: SIGNING_KEYS holds private keys"));
+    }
+    let (alg, material) = match &jwk {
+        JsonWebKey::KeyPair { curve, .. } if curve == "Ed25519" => {
+            let sk = ed25519_compact::SecretKey::try_from(&jwk).map_err(|e| at(&e.to_string()))?;
+            (SigningAlg::EdDSA, Material::Ed25519(sk))
+        }
+        JsonWebKey::EllipticCurve { curve, .. } if curve == "P-256" => {
+            let sk = p256::ecdsa::SigningKey::try_from(&jwk).map_err(|e| at(&e.to_string()))?;
+            (SigningAlg::ES256, Material::Es256(sk))
+        }
+        JsonWebKey::Rsa { modulus, .. } => {
+            if RSA_PRIVATE_MEMBERS.iter().any(|m| !obj.contains_key(*m)) {
+                return Err(at("RSA keys need all of d, p, q, dp, dq, qi"));
+            }
+            if modulus.len() < 256 {
+                return Err(at("RSA keys must be at least 2048 bits"));
+            }
+            (SigningAlg::RS256, Material::Rsa(raw.clone()))
+        }
+        _ => {
+            return Err(at(
+                "only Ed25519 (OKP), P-256 (EC) and RSA keys are supported",
+            ))
+        }
+    };
+    if let Some(declared) = obj.get("alg").and_then(Value::as_str) {
+        if declared != alg.as_str() {
+            return Err(at(&format!(
+                "alg {declared} does not fit the key type ({})",
+                alg.as_str()
+            )));
+        }
+    }
+    let mut published = serde_json::to_value(&public).map_err(|e| at(&e.to_string()))?;
+    if let Some(p) = published.as_object_mut() {
+        p.insert("kid".into(), kid.clone().into());
+        p.insert("alg".into(), alg.as_str().into());
+        p.insert("use".into(), "sig".into());
+    }
+    Ok((SigningKey { kid, alg, material }, published))
+}
+
+impl KeySet {
+    /// Parses the `SIGNING_KEYS` secret. Every key must be a usable private key.
+    pub fn parse(json: &str) -> Result<KeySet, String> {
+        let value: Value =
+            serde_json::from_str(json).map_err(|e| format!("SIGNING_KEYS is not JSON: {e}"))?;
+        let list = value
+            .get("keys")
+            .and_then(Value::as_array)
+            .filter(|k| !k.is_empty())
+            .ok_or("SIGNING_KEYS must be a JWK Set with at least one key")?;
+        let mut keys = Vec::new();
+        let mut published = Vec::new();
+        for (i, k) in list.iter().enumerate() {
+            let obj = k
+                .as_object()
+                .ok_or_else(|| format!("SIGNING_KEYS key {i}: not an object"))?;
+            let (key, public) = parse_key(i, obj)?;
+            if keys.iter().any(|other: &SigningKey| other.kid == key.kid) {
+                return Err(format!("SIGNING_KEYS key {i}: duplicate kid {}", key.kid));
+            }
+            keys.push(key);
+            published.push(public);
+        }
+        if !keys.iter().any(|k| k.alg != SigningAlg::RS256) {
+            return Err("SIGNING_KEYS needs an Ed25519 or P-256 key to sign access tokens".into());
+        }
+        Ok(KeySet {
+            keys,
+            public_jwks: json!({ "keys": published }),
+        })
+    }
+
+    /// What `/.well-known/jwks.json` publishes: public parts only.
+    pub fn public_jwks(&self) -> &Value {
+        &self.public_jwks
+    }
+
+    /// The key that signs access tokens: the first Ed25519 or P-256 key.
+    pub fn access_token_key(&self) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.alg != SigningAlg::RS256)
+    }
+
+    /// The key that signs ID tokens for a client registered with `alg`.
+    pub fn for_alg(&self, alg: SigningAlg) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.alg == alg)
+    }
+
+    /// Algorithms this key set can sign with, for the discovery documents.
+    pub fn algs(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for k in &self.keys {
+            if !out.contains(&k.alg.as_str()) {
+                out.push(k.alg.as_str());
+            }
+        }
+        out
+    }
+
+    pub fn by_kid(&self, kid: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+fn at(secs: u64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, 0)
+}
+
+/// Standard time claims, in seconds since the epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Times {
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The result of signing: a finished token, or (for RSA) the input WebCrypto must sign.
+pub enum Signed {
+    Token(String),
+    NeedsRsa {
+        signing_input: String,
+        private_jwk: Value,
+    },
+}
+
+impl SigningKey {
+    /// Signs `claims` as a JWT of type `typ` (`at+jwt` for access tokens, `JWT` otherwise).
+    pub fn sign<T: Serialize>(&self, typ: &str, times: Times, claims: T) -> Result<Signed, String> {
+        let mut c = Claims::new(claims);
+        c.issued_at = at(times.iat);
+        c.expiration = at(times.exp);
+        let header = Header::empty()
+            .with_key_id(self.kid.clone())
+            .with_token_type(typ);
+        match &self.material {
+            Material::Ed25519(sk) => Ed25519
+                .token(&header, &c, sk)
+                .map(Signed::Token)
+                .map_err(|e| e.to_string()),
+            Material::Es256(sk) => Es256
+                .token(&header, &c, sk)
+                .map(Signed::Token)
+                .map_err(|e| e.to_string()),
+            Material::Rsa(private_jwk) => {
+                let header = json!({ "alg": "RS256", "kid": self.kid, "typ": typ });
+                let h = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+                let p = serde_json::to_vec(&c).map_err(|e| e.to_string())?;
+                Ok(Signed::NeedsRsa {
+                    signing_input: format!("{}.{}", b64(&h), b64(&p)),
+                    private_jwk: private_jwk.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// Appends a WebCrypto RSA signature to its signing input.
+pub fn finish_rsa(signing_input: &str, signature: &[u8]) -> String {
+    format!("{signing_input}.{}", b64(signature))
+}
+
+/// Why one of our own tokens was refused. Callers map every variant to `invalid_token`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    Malformed,
+    UnknownKey,
+    WrongType,
+    BadSignature,
+    Expired,
+    NotYetValid,
+}
+
+/// Verifies a JWT we issued (Ed25519 or P-256): known `kid`, the key's own algorithm (no
+/// `alg: none`, no algorithm confusion), the expected `typ`, signature, and `exp`/`nbf` at `now`
+/// with `leeway_s` of clock skew. Claims such as `iss` and `aud` are the caller's to check.
+pub fn verify<T: DeserializeOwned + Clone>(
+    keys: &KeySet,
+    token: &str,
+    typ: &str,
+    now: u64,
+    leeway_s: u64,
+) -> Result<Claims<T>, VerifyError> {
+    let untrusted = UntrustedToken::new(token).map_err(|_| VerifyError::Malformed)?;
+    let header = untrusted.header();
+    let kid = header.key_id.as_deref().ok_or(VerifyError::UnknownKey)?;
+    let key = keys.by_kid(kid).ok_or(VerifyError::UnknownKey)?;
+    if header
+        .token_type
+        .as_deref()
+        .map(|t| t.eq_ignore_ascii_case(typ))
+        != Some(true)
+    {
+        return Err(VerifyError::WrongType);
+    }
+    let token = match &key.material {
+        Material::Ed25519(sk) => Ed25519
+            .validator::<T>(&sk.public_key())
+            .validate(&untrusted)
+            .map_err(|_| VerifyError::BadSignature)?,
+        Material::Es256(sk) => Es256
+            .validator::<T>(sk.verifying_key())
+            .validate(&untrusted)
+            .map_err(|_| VerifyError::BadSignature)?,
+        // We never issue RSA-signed access tokens; an RSA kid here is a confusion attempt.
+        Material::Rsa(_) => return Err(VerifyError::UnknownKey),
+    };
+    let claims = token.claims().clone();
+    // RFC 7519 §4.1.4: the token is expired once the time reaches `exp`; `exp` is required.
+    let exp = claims.expiration.ok_or(VerifyError::Expired)?.timestamp();
+    let now = i64::try_from(now).map_err(|_| VerifyError::Malformed)?;
+    let leeway = i64::try_from(leeway_s).unwrap_or(0);
+    if now >= exp.saturating_add(leeway) {
+        return Err(VerifyError::Expired);
+    }
+    if let Some(nbf) = claims.not_before {
+        if now.saturating_add(leeway) < nbf.timestamp() {
+            return Err(VerifyError::NotYetValid);
+        }
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::borrow::Cow;
+
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    struct C {
+        sub: String,
+    }
+
+    fn set(keys: Vec<Value>) -> Result<KeySet, String> {
+        KeySet::parse(&json!({ "keys": keys }).to_string())
+    }
+
+    fn ed25519_jwk_from_seed(seed: [u8; 32]) -> Value {
+        let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+        let jwk = JsonWebKey::KeyPair {
+            curve: Cow::Borrowed("Ed25519"),
+            x: Cow::Borrowed(&kp.pk[..]),
+            secret: Some(jwt_compact::alg::SecretBytes::borrowed(&kp.sk[..32])),
+        };
+        serde_json::to_value(&jwk).unwrap()
+    }
+
+    fn ed(seed: u8) -> Value {
+        ed25519_jwk_from_seed([seed; 32])
+    }
+
+    const T: Times = Times {
+        iat: 1_000,
+        exp: 1_300,
+    };
+
+    fn token(keys: &KeySet, typ: &str) -> String {
+        match keys
+            .access_token_key()
+            .unwrap()
+            .sign(
+                typ,
+                T,
+                C {
+                    sub: "alice".into(),
+                },
+            )
+            .unwrap()
+        {
+            Signed::Token(t) => t,
+            Signed::NeedsRsa { .. } => panic!("not rsa"),
+        }
+    }
+
+    #[test]
+    fn signed_access_token_verifies_within_its_lifetime() {
+        let keys = set(vec![ed(1)]).unwrap();
+        let t = token(&keys, "at+jwt");
+        let claims = verify::<C>(&keys, &t, "at+jwt", 1_100, 0).unwrap();
+        assert_eq!(claims.custom.sub, "alice");
+        assert_eq!(
+            verify::<C>(&keys, &t, "at+jwt", 1_300, 0).unwrap_err(),
+            VerifyError::Expired
+        );
+        assert!(
+            verify::<C>(&keys, &t, "at+jwt", 1_310, 30).is_ok(),
+            "leeway"
+        );
+        assert_eq!(
+            verify::<C>(&keys, &t, "JWT", 1_100, 0).unwrap_err(),
+            VerifyError::WrongType
+        );
+    }
+
+    #[test]
+    fn public_jwks_has_no_private_parts() {
+        let keys = set(vec![ed(1), ed(2)]).unwrap();
+        let jwks = keys.public_jwks().to_string();
+        assert!(!jwks.contains("\"d\""));
+        assert_eq!(keys.public_jwks()["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(keys.public_jwks()["keys"][0]["alg"], "EdDSA");
+        assert_eq!(keys.public_jwks()["keys"][0]["use"], "sig");
+    }
+
+    #[test]
+    fn token_from_a_retired_key_is_refused_and_from_a_published_one_accepted() {
+        let old = set(vec![ed(1)]).unwrap();
+        let t = token(&old, "at+jwt");
+        let rotated = set(vec![ed(2), ed(1)]).unwrap();
+        assert!(verify::<C>(&rotated, &t, "at+jwt", 1_100, 0).is_ok());
+        let retired = set(vec![ed(2)]).unwrap();
+        assert_eq!(
+            verify::<C>(&retired, &t, "at+jwt", 1_100, 0).unwrap_err(),
+            VerifyError::UnknownKey
+        );
+    }
+
+    #[test]
+    fn forged_tokens_are_refused() {
+        let keys = set(vec![ed(1)]).unwrap();
+        let other = set(vec![ed(9)]).unwrap();
+        let good = token(&keys, "at+jwt");
+        let kid = keys.access_token_key().unwrap().kid.clone();
+        let parts: Vec<&str> = good.split('.').collect();
+        let enc = |v: Value| b64(v.to_string().as_bytes());
+        // alg: none
+        let none = format!(
+            "{}.{}.",
+            enc(json!({"alg":"none","kid":kid,"typ":"at+jwt"})),
+            parts[1]
+        );
+        assert!(verify::<C>(&keys, &none, "at+jwt", 1_100, 0).is_err());
+        // HS256 "signed" with the public key
+        let hs = format!(
+            "{}.{}.{}",
+            enc(json!({"alg":"HS256","kid":kid,"typ":"at+jwt"})),
+            parts[1],
+            parts[2]
+        );
+        assert_eq!(
+            verify::<C>(&keys, &hs, "at+jwt", 1_100, 0).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        // tampered payload
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            enc(json!({"sub":"mallory","exp":1300})),
+            parts[2]
+        );
+        assert_eq!(
+            verify::<C>(&keys, &tampered, "at+jwt", 1_100, 0).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        // signed by another key under our kid
+        let foreign = token(&other, "at+jwt");
+        let fparts: Vec<&str> = foreign.split('.').collect();
+        let swapped = format!("{}.{}.{}", parts[0], fparts[1], fparts[2]);
+        assert_eq!(
+            verify::<C>(&keys, &swapped, "at+jwt", 1_100, 0).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        // unknown kid
+        assert_eq!(
+            verify::<C>(&keys, &foreign, "at+jwt", 1_100, 0).unwrap_err(),
+            VerifyError::UnknownKey
+        );
+        assert_eq!(
+            verify::<C>(&keys, "garbage", "at+jwt", 1_100, 0).unwrap_err(),
+            VerifyError::Malformed
+        );
+    }
+
+    #[test]
+    fn key_set_refuses_public_keys_bad_algs_and_rsa_only_sets() {
+        let mut public = ed(1);
+        public.as_object_mut().unwrap().remove("d");
+        assert!(set(vec![public]).unwrap_err().contains("public key"));
+        let mut wrong_alg = ed(1);
+        wrong_alg
+            .as_object_mut()
+            .unwrap()
+            .insert("alg".into(), "RS256".into());
+        assert!(set(vec![wrong_alg]).is_err());
+        assert!(set(vec![]).is_err());
+        assert!(KeySet::parse("not json").is_err());
+        assert!(set(vec![json!({"kty":"oct","k":"c2VjcmV0"})]).is_err());
+        assert!(set(vec![ed(1), ed(1)])
+            .unwrap_err()
+            .contains("duplicate kid"));
+    }
+
+    #[test]
+    fn es256_keys_sign_and_verify() {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let jwk = serde_json::to_value(JsonWebKey::from(&sk)).unwrap();
+        let keys = set(vec![jwk]).unwrap();
+        assert_eq!(keys.access_token_key().unwrap().alg, SigningAlg::ES256);
+        let t = token(&keys, "at+jwt");
+        assert!(verify::<C>(&keys, &t, "at+jwt", 1_100, 0).is_ok());
+    }
+}
