@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod pages;
 pub mod protocol;
 pub mod routes;
 pub mod store;
@@ -22,7 +23,7 @@ pub mod store;
 mod edge;
 
 #[cfg(target_arch = "wasm32")]
-pub use edge::{registry::Registry, users::UserStore};
+pub use edge::{grants::GrantStore, registry::Registry, users::UserStore};
 
 #[cfg(target_arch = "wasm32")]
 mod entry {

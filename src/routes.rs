@@ -47,6 +47,10 @@ pub const ADMIN_PARTNERS: &str = "/admin/partners";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_USERS: &str = "/admin/users";
 
+pub const AUTHORIZE: &str = "/oauth2/authorize";
+pub const TOKEN: &str = "/oauth2/token";
+pub const LOGIN: &str = "/login";
+pub const ACCOUNT: &str = "/account";
 pub const JWKS: &str = "/.well-known/jwks.json";
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
 pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
@@ -59,10 +63,20 @@ pub struct Endpoint {
 
 /// Every endpoint named in the discovery documents. Only endpoints the router serves belong
 /// here; a test checks that each one routes.
-pub const ENDPOINTS: &[Endpoint] = &[Endpoint {
-    metadata: "jwks_uri",
-    path: JWKS,
-}];
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        metadata: "authorization_endpoint",
+        path: AUTHORIZE,
+    },
+    Endpoint {
+        metadata: "token_endpoint",
+        path: TOKEN,
+    },
+    Endpoint {
+        metadata: "jwks_uri",
+        path: JWKS,
+    },
+];
 
 /// Methods a partner's browser code may use on partner-facing routes (CORS).
 pub const API_METHODS: &[Method] = &[
@@ -81,6 +95,9 @@ pub enum Route<'a> {
     Health,
     /// The partner-facing API behind the partner gate.
     Api,
+    Authorize,
+    Token,
+    Login,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -106,6 +123,9 @@ impl Route<'_> {
         match self {
             Route::Health => HEALTH,
             Route::Api => "/api/*",
+            Route::Authorize => AUTHORIZE,
+            Route::Token => TOKEN,
+            Route::Login => LOGIN,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -122,6 +142,8 @@ impl Route<'_> {
             Route::Health => &[Method::Get, Method::Head],
             Route::Api => API_METHODS,
             Route::Jwks | Route::Discovery => &[Method::Get, Method::Head],
+            Route::Authorize | Route::Login => &[Method::Get, Method::Post],
+            Route::Token => &[Method::Post],
             Route::AdminPartners => &[Method::Get],
             Route::AdminPartner { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminPartnerClients { .. } => &[Method::Get, Method::Post],
@@ -146,6 +168,15 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == JWKS {
         return Some(Route::Jwks);
+    }
+    if path == AUTHORIZE {
+        return Some(Route::Authorize);
+    }
+    if path == TOKEN {
+        return Some(Route::Token);
+    }
+    if path == LOGIN {
+        return Some(Route::Login);
     }
     if path == OPENID_CONFIGURATION || path == OAUTH_METADATA {
         return Some(Route::Discovery);

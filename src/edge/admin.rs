@@ -2,7 +2,6 @@
 //! Every call is authorized first; nothing else is looked at before that.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use sha2::{Digest, Sha256};
 use worker::{Env, Request};
 
 use super::config;
@@ -12,6 +11,7 @@ use super::users;
 use super::{random, Outcome};
 use crate::protocol::admin_auth::check_admin;
 use crate::protocol::client::{parse_client_spec, ClientId};
+use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::{parse_partner_spec, PartnerId};
 use crate::protocol::user::{parse_user_spec, Username};
@@ -117,7 +117,7 @@ async fn registry_route(
                     .ok_or_else(|| ApiError::unavailable("client id generation"))?;
             let secret_hash = if spec.token_endpoint_auth_method.uses_secret() {
                 let secret = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
-                let hash = hex(&Sha256::digest(secret.as_bytes()));
+                let hash = secret_hash(&secret);
                 new_secret = Some(secret);
                 Some(hash)
             } else {
@@ -211,8 +211,4 @@ async fn user(
     Ok(users::admin_outcome(
         users::call(env, &username, &cmd).await?,
     ))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

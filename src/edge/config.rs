@@ -13,6 +13,7 @@ pub const MAX_GATE_CACHE_TTL_S: u64 = 300;
 pub const PARTNERS_KV: &str = "PARTNERS";
 pub const REGISTRY_DO: &str = "REGISTRY";
 pub const USERS_DO: &str = "USERS";
+pub const GRANTS_DO: &str = "GRANTS";
 
 pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
     env.var("GATE_CACHE_TTL_SECONDS")

@@ -1,53 +1,22 @@
 //! The partner gate at the edge: the origin lookup (in-isolate cache, then one KV read) and the
 //! answers for partner-facing routes.
 
-use std::cell::RefCell;
-
 use worker::{Env, Request, Response};
 
-use super::config;
 use super::respond;
-use super::Outcome;
-use crate::protocol::cache::TtlCache;
+use super::{kvcache, Outcome};
 use crate::protocol::error::ApiError;
 use crate::protocol::gate::{self, Caller};
 use crate::protocol::origin::Origin;
 use crate::protocol::partner::{keys, GateEntry, PartnerId};
 
-/// Bounded so that invented origins cannot grow an isolate's memory.
-const CACHE_CAPACITY: usize = 4096;
-
-thread_local! {
-    // `None` entries remember that an origin is not allowed, so a flood of one unknown origin
-    // costs one KV read per isolate per TTL.
-    static CACHE: RefCell<TtlCache<Option<GateEntry>>> = RefCell::new(TtlCache::new(CACHE_CAPACITY));
-}
-
-async fn lookup(env: &Env, origin: &Origin, now_ms: u64) -> Result<Option<GateEntry>, ApiError> {
-    if let Some(hit) = CACHE.with(|c| c.borrow().get(origin.as_str(), now_ms).cloned()) {
-        return Ok(hit);
-    }
-    let kv = env
-        .kv(config::PARTNERS_KV)
-        .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?;
-    let raw = kv
-        .get(&keys::origin(origin))
-        .text()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("kv get: {e}")))?;
-    let entry = match raw {
-        None => None,
-        Some(s) => Some(
-            serde_json::from_str::<GateEntry>(&s)
-                .map_err(|e| ApiError::unavailable(format!("corrupt gate entry: {e}")))?,
-        ),
-    };
-    let ttl = config::gate_cache_ttl_ms(env);
-    CACHE.with(|c| {
-        c.borrow_mut()
-            .insert(origin.as_str().to_owned(), entry.clone(), now_ms, ttl)
-    });
-    Ok(entry)
+/// What the registry published for an origin (through the isolate cache).
+pub async fn lookup(
+    env: &Env,
+    origin: &Origin,
+    now_ms: u64,
+) -> Result<Option<GateEntry>, ApiError> {
+    kvcache::get_json::<GateEntry>(env, &keys::origin(origin), now_ms).await
 }
 
 /// Runs the gate for a request: the admitted origin and partner, or the refusal.

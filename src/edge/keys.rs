@@ -42,12 +42,10 @@ pub fn key_set(env: &Env) -> Result<Rc<KeySet>, ApiError> {
     Ok(set)
 }
 
-#[allow(dead_code)]
 fn js_err(what: &str) -> impl Fn(JsValue) -> ApiError + '_ {
     move |e| ApiError::unavailable(format!("webcrypto {what}: {e:?}"))
 }
 
-#[allow(dead_code)]
 fn subtle() -> Result<SubtleCrypto, ApiError> {
     let crypto =
         Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).map_err(js_err("crypto"))?;
@@ -55,7 +53,6 @@ fn subtle() -> Result<SubtleCrypto, ApiError> {
     Ok(subtle.unchecked_into())
 }
 
-#[allow(dead_code)]
 fn rsa_algorithm() -> Result<Object, ApiError> {
     let algo = Object::new();
     Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into())
@@ -64,7 +61,6 @@ fn rsa_algorithm() -> Result<Object, ApiError> {
     Ok(algo)
 }
 
-#[allow(dead_code)]
 async fn rsa_key(kid: &str, private_jwk: &serde_json::Value) -> Result<CryptoKey, ApiError> {
     if let Some(k) = RSA_KEYS.with(|m| m.borrow().get(kid).cloned()) {
         return Ok(k);
@@ -89,8 +85,6 @@ async fn rsa_key(kid: &str, private_jwk: &serde_json::Value) -> Result<CryptoKey
 }
 
 /// Signs claims with `key`, through WebCrypto for RSA keys.
-// Work in progress: the token endpoint (next increment of step 2) is its first caller.
-#[allow(dead_code)]
 pub async fn sign<T: Serialize>(
     key: &SigningKey,
     typ: &str,

@@ -1,13 +1,18 @@
 //! The only code that touches `worker`: HTTP in and out, KV, Durable Objects, vars and secrets.
 
 pub mod admin;
+pub mod authorize;
+pub mod browser;
 pub mod config;
 pub mod gate;
+pub mod grants;
 pub mod keys;
+pub mod kvcache;
 pub mod objects;
 pub mod random;
 pub mod registry;
 pub mod respond;
+pub mod token;
 pub mod users;
 
 use worker::{console_log, Date, Env, Request, Response};
@@ -125,6 +130,9 @@ async fn dispatch(
     match route {
         Route::Health => Outcome::new(respond::text(200, "ok"), "ok"),
         Route::Api => gate::api(&req, env, now).await,
+        Route::Authorize => authorize::authorize(req, env, method, now).await,
+        Route::Login => authorize::login(req, env, method, now).await,
+        Route::Token => token::token(req, env, now).await,
         Route::Jwks => keys::jwks(env),
         Route::Discovery => keys::discovery(env),
         Route::AdminPartners

@@ -1,6 +1,8 @@
-//! The `UserStore` Durable Object (one per user) and the admin API for users.
-//! Password hashes are made and checked inside the object and never leave it.
+//! The `UserStore` Durable Object (one per user) and the admin API for users. Password hashes
+//! are made and checked inside the object and never leave it; sessions and consents live here
+//! too, so one call answers "who is this, since when, and did they agree".
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::de::DeserializeOwned;
 use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
 
@@ -8,7 +10,8 @@ use super::respond;
 use super::{config, objects, random, Outcome};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::password::{self, OWASP_ARGON2ID};
-use crate::protocol::user::{UserRecord, UserView, Username};
+use crate::protocol::tokens::pairwise_sub;
+use crate::protocol::user::{SessionRecord, UserRecord, UserView, Username, SESSION_TTL_S};
 use crate::store::users::{object_name, UserCommand, UserReply};
 
 const PROFILE: &str = "profile";
@@ -34,10 +37,8 @@ pub fn admin_outcome(reply: UserReply) -> Outcome {
         }
         UserReply::User { user } => Outcome::new(respond::json(200, &user, &[]), "ok"),
         UserReply::Deleted => Outcome::new(respond::empty(204, &[]), "deleted"),
-        UserReply::BadCredentials => {
-            Outcome::error(ApiError::new(ErrorCode::ServerError, "unexpected reply"))
-        }
         UserReply::Failed { error } => Outcome::error(error),
+        _ => Outcome::error(ApiError::new(ErrorCode::ServerError, "unexpected reply")),
     }
 }
 
@@ -48,6 +49,14 @@ pub struct UserStore {
 
 fn storage_err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("user storage: {e}"))
+}
+
+fn session_key(hash: &str) -> String {
+    format!("session:{hash}")
+}
+
+fn consent_key(client: &str) -> String {
+    format!("consent:{client}")
 }
 
 impl DurableObject for UserStore {
@@ -87,6 +96,38 @@ impl UserStore {
             .map_err(storage_err)
     }
 
+    async fn put<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> std::result::Result<(), ApiError> {
+        self.state
+            .storage()
+            .put(key, value)
+            .await
+            .map_err(storage_err)
+    }
+
+    /// A live session, or None (an expired one is removed).
+    async fn session(
+        &self,
+        hash: &str,
+        now: u64,
+    ) -> std::result::Result<Option<SessionRecord>, ApiError> {
+        let Some(s) = self.get::<SessionRecord>(&session_key(hash)).await? else {
+            return Ok(None);
+        };
+        if now >= s.expires_at {
+            self.state
+                .storage()
+                .delete(&session_key(hash))
+                .await
+                .map_err(storage_err)?;
+            return Ok(None);
+        }
+        Ok(Some(s))
+    }
+
     async fn execute(&self, cmd: UserCommand) -> std::result::Result<UserReply, ApiError> {
         let existing: Option<UserRecord> = self.get(PROFILE).await?;
         match cmd {
@@ -99,6 +140,7 @@ impl UserStore {
                 if existing.is_none() {
                     return Err(ApiError::not_found("user"));
                 }
+                // Profile, sessions and consents go together.
                 self.state
                     .storage()
                     .delete_all()
@@ -125,8 +167,13 @@ impl UserStore {
                         ))
                     }
                 };
+                let subject_seed = match &existing {
+                    Some(old) => old.subject_seed.clone(),
+                    None => Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
+                };
                 let record = UserRecord {
                     username,
+                    subject_seed,
                     name: spec.name,
                     email: spec.email,
                     roles: spec.roles,
@@ -134,28 +181,83 @@ impl UserStore {
                     created_at: existing.as_ref().map_or(now, |r| r.created_at),
                     updated_at: now,
                 };
-                self.state
-                    .storage()
-                    .put(PROFILE, &record)
-                    .await
-                    .map_err(storage_err)?;
+                self.put(PROFILE, &record).await?;
                 Ok(UserReply::Saved {
                     user: UserView::from(&record),
                     created: existing.is_none(),
                 })
             }
-            UserCommand::VerifyPassword { password } => Ok(match existing {
-                Some(r) if password::verify_password(&password, &r.password_hash) => {
-                    UserReply::User {
-                        user: UserView::from(&r),
+            UserCommand::Login {
+                password,
+                session_hash,
+                now,
+            } => {
+                let Some(record) = existing else {
+                    password::verify_against_nothing(&password, OWASP_ARGON2ID);
+                    return Ok(UserReply::BadCredentials);
+                };
+                if !password::verify_password(&password, &record.password_hash) {
+                    return Ok(UserReply::BadCredentials);
+                }
+                let session = SessionRecord {
+                    auth_time: now,
+                    expires_at: now + SESSION_TTL_S,
+                };
+                self.put(&session_key(&session_hash), &session).await?;
+                Ok(UserReply::User {
+                    user: UserView::from(&record),
+                })
+            }
+            UserCommand::Session {
+                session_hash,
+                partner_id,
+                client_id,
+                scopes,
+                now,
+            } => {
+                let (Some(record), Some(session)) =
+                    (existing, self.session(&session_hash, now).await?)
+                else {
+                    return Ok(UserReply::NoSession);
+                };
+                let consented_scopes: Vec<String> = self
+                    .get(&consent_key(client_id.as_str()))
+                    .await?
+                    .unwrap_or_default();
+                Ok(UserReply::SessionState {
+                    sub: pairwise_sub(&record.subject_seed, &partner_id),
+                    user: UserView::from(&record),
+                    auth_time: session.auth_time,
+                    consented: scopes.iter().all(|s| consented_scopes.contains(s)),
+                })
+            }
+            UserCommand::Consent {
+                session_hash,
+                client_id,
+                scopes,
+                now,
+            } => {
+                if existing.is_none() || self.session(&session_hash, now).await?.is_none() {
+                    return Ok(UserReply::NoSession);
+                }
+                let key = consent_key(client_id.as_str());
+                let mut consented: Vec<String> = self.get(&key).await?.unwrap_or_default();
+                for s in scopes {
+                    if !consented.contains(&s) {
+                        consented.push(s);
                     }
                 }
-                Some(_) => UserReply::BadCredentials,
-                None => {
-                    password::verify_against_nothing(&password, OWASP_ARGON2ID);
-                    UserReply::BadCredentials
-                }
-            }),
+                self.put(&key, &consented).await?;
+                Ok(UserReply::Done)
+            }
+            UserCommand::Logout { session_hash } => {
+                self.state
+                    .storage()
+                    .delete(&session_key(&session_hash))
+                    .await
+                    .map_err(storage_err)?;
+                Ok(UserReply::Done)
+            }
         }
     }
 }

@@ -42,7 +42,20 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         doc.insert((*metadata).into(), issuer.url(path).into());
     }
     let extra = json!({
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": signing_algs,
+        "scopes_supported": ["openid", "profile", "email", "roles"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
+            "name", "preferred_username", "email", "roles"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     });
     if let Value::Object(m) = extra {
         doc.extend(m);

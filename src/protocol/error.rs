@@ -27,12 +27,38 @@ pub enum ErrorCode {
     /// The admin API has no (or too weak an) `ADMIN_TOKEN`: it stays closed.
     AdminDisabled,
     ServerError,
+    // OAuth 2.0 (RFC 6749 §4.1.2.1, §5.2), OpenID Connect Core §3.1.2.6, RFC 6750 §3.1.
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    LoginRequired,
+    ConsentRequired,
+    InteractionRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    InsufficientScope,
 }
 
 impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::InvalidRequest => 400,
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidGrant
+            | ErrorCode::UnauthorizedClient
+            | ErrorCode::UnsupportedGrantType
+            | ErrorCode::UnsupportedResponseType
+            | ErrorCode::InvalidScope
+            | ErrorCode::LoginRequired
+            | ErrorCode::ConsentRequired
+            | ErrorCode::InteractionRequired
+            | ErrorCode::RequestNotSupported
+            | ErrorCode::RequestUriNotSupported => 400,
+            ErrorCode::InvalidClient => 401,
+            ErrorCode::AccessDenied | ErrorCode::InsufficientScope => 403,
             ErrorCode::MissingToken | ErrorCode::InvalidToken => 401,
             ErrorCode::OriginNotAllowed | ErrorCode::PartnerSuspended => 403,
             ErrorCode::NotFound => 404,
@@ -61,6 +87,19 @@ impl ErrorCode {
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::AdminDisabled => "admin_disabled",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::InsufficientScope => "insufficient_scope",
         }
     }
 }
@@ -158,6 +197,14 @@ impl ApiError {
                 headers.push(("allow", allow.join(", ")));
             }
             ErrorCode::TemporarilyUnavailable => headers.push(("retry-after", "5".to_owned())),
+            // RFC 6749 §5.2: a 401 invalid_client carries a challenge.
+            ErrorCode::InvalidClient => {
+                headers.push(("www-authenticate", "Basic realm=\"edgeward\"".to_owned()))
+            }
+            ErrorCode::InsufficientScope => headers.push((
+                "www-authenticate",
+                "Bearer realm=\"edgeward\", error=\"insufficient_scope\"".to_owned(),
+            )),
             _ => {}
         }
         let body = serde_json::to_string(self).unwrap_or_else(|_| {
@@ -204,6 +251,19 @@ mod tests {
             ErrorCode::TemporarilyUnavailable,
             ErrorCode::AdminDisabled,
             ErrorCode::ServerError,
+            ErrorCode::InvalidClient,
+            ErrorCode::InvalidGrant,
+            ErrorCode::UnauthorizedClient,
+            ErrorCode::UnsupportedGrantType,
+            ErrorCode::UnsupportedResponseType,
+            ErrorCode::InvalidScope,
+            ErrorCode::AccessDenied,
+            ErrorCode::LoginRequired,
+            ErrorCode::ConsentRequired,
+            ErrorCode::InteractionRequired,
+            ErrorCode::RequestNotSupported,
+            ErrorCode::RequestUriNotSupported,
+            ErrorCode::InsufficientScope,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

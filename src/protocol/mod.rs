@@ -1,14 +1,20 @@
 //! Pure protocol logic: no `worker` types, no I/O, no clock or randomness of its own.
 
 pub mod admin_auth;
+pub mod authorize;
 pub mod cache;
 pub mod client;
+pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod form;
 pub mod gate;
+pub mod grant;
 pub mod keys;
 pub mod log;
 pub mod origin;
 pub mod partner;
 pub mod password;
+pub mod pkce;
+pub mod tokens;
 pub mod user;

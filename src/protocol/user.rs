@@ -80,6 +80,8 @@ pub struct UserSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub username: Username,
+    /// Random, never shown: pairwise subject identifiers are derived from it.
+    pub subject_seed: String,
     pub name: String,
     pub email: Option<String>,
     pub roles: Vec<String>,
@@ -363,6 +365,7 @@ mod tests {
     fn user_view_has_no_hash() {
         let rec = UserRecord {
             username: Username::parse("alice").unwrap(),
+            subject_seed: "seed".into(),
             name: "Alice".into(),
             email: None,
             roles: vec![],
@@ -374,4 +377,14 @@ mod tests {
         assert!(!json.contains("argon2"));
         assert!(!json.contains("password"));
     }
+}
+
+/// A browser session lives at most this long after the login that made it.
+pub const SESSION_TTL_S: u64 = 12 * 3600;
+
+/// A login session, stored under the SHA-256 of its cookie secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub auth_time: u64,
+    pub expires_at: u64,
 }

@@ -11,5 +11,6 @@
 //! [`GateEntry`]: crate::protocol::partner::GateEntry
 //! [`Partner`]: crate::protocol::partner::Partner
 
+pub mod grants;
 pub mod registry;
 pub mod users;

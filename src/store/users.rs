@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::client::ClientId;
 use crate::protocol::error::ApiError;
+use crate::protocol::partner::PartnerId;
 use crate::protocol::user::{UserSpec, UserView, Username};
 
 pub fn object_name(username: &Username) -> String {
@@ -21,9 +23,31 @@ pub enum UserCommand {
     },
     Get,
     Delete,
-    /// Checks a password in constant time; unknown users cost the same as known ones.
-    VerifyPassword {
+    /// Checks a password in constant time (unknown users cost the same as known ones) and, if
+    /// it matches, starts a session stored under `session_hash`.
+    Login {
         password: String,
+        session_hash: String,
+        now: u64,
+    },
+    /// The session's user, their subject for `partner_id`, and whether they consented to
+    /// `scopes` for `client_id`.
+    Session {
+        session_hash: String,
+        partner_id: PartnerId,
+        client_id: ClientId,
+        scopes: Vec<String>,
+        now: u64,
+    },
+    /// Remembers consent to `scopes` for `client_id` (added to what was consented before).
+    Consent {
+        session_hash: String,
+        client_id: ClientId,
+        scopes: Vec<String>,
+        now: u64,
+    },
+    Logout {
+        session_hash: String,
     },
 }
 
@@ -40,6 +64,15 @@ pub enum UserReply {
     Deleted,
     /// The password did not match, or there is no such user: callers cannot tell which.
     BadCredentials,
+    SessionState {
+        user: UserView,
+        sub: String,
+        auth_time: u64,
+        consented: bool,
+    },
+    /// No such session (never was, expired, logged out, or the user is gone).
+    NoSession,
+    Done,
     Failed {
         error: ApiError,
     },

@@ -1,0 +1,419 @@
+//! The authorization endpoint and the login page: the browser side of the code flow.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use worker::{Env, Request};
+
+use super::browser::{self, Cookies};
+use super::{config, gate, grants, kvcache, random, users, Outcome};
+use crate::pages;
+use crate::protocol::authorize::{self, AuthRequest, Next};
+use crate::protocol::client::ClientRecord;
+use crate::protocol::discovery::Issuer;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::form::Params;
+use crate::protocol::grant::{self, CodeState, Grant, CODE_TTL_S};
+use crate::protocol::partner::{keys, Partner, PartnerStatus};
+use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
+use crate::protocol::tokens::released_claims;
+use crate::protocol::user::{UserView, Username};
+use crate::routes::{self, Method};
+use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::users::{UserCommand, UserReply};
+
+const LOGIN_FAILED: &str = "The username or password is not right. Check them and try again.";
+const FORM_EXPIRED: &str = "This form has expired or was not sent from this browser. Go back, reload the page and try again.";
+
+async fn form_body(mut req: Request) -> Result<(Request, Params), ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the form must be sent as application/x-www-form-urlencoded",
+        ));
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}")))?;
+    Ok((req, Params::parse(&body)?))
+}
+
+fn query_params(req: &Request) -> Result<Params, ApiError> {
+    let url = req
+        .url()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "unreadable URL"))?;
+    Params::parse(url.query().unwrap_or("").as_bytes())
+}
+
+/// A request whose client and redirect URI were verified: from here, errors may be redirected.
+struct Verified {
+    client: ClientRecord,
+    partner: Partner,
+    request: AuthRequest,
+}
+
+/// Phase 1 and 2 of the request checks. `Err(Outcome)` is already the answer: an error page
+/// before the redirect URI is verified, an error redirect after.
+async fn verify(
+    env: &Env,
+    params: &Params,
+    issuer: &Issuer,
+    now_ms: u64,
+) -> Result<Verified, Outcome> {
+    let page = |e: ApiError| browser::error_page(&e);
+    let client_id = authorize::client_id(params).map_err(page)?;
+    let client: ClientRecord = kvcache::get_json(env, &keys::client(&client_id), now_ms)
+        .await
+        .map_err(page)?
+        .ok_or_else(|| {
+            page(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "client_id is not a known client",
+            ))
+        })?;
+    let redirect_uri = authorize::redirect_uri(params, &client).map_err(page)?;
+    // The redirect URI must still be on an origin of the client's partner, and the partner active.
+    let not_allowed = || {
+        page(ApiError::new(
+            ErrorCode::AccessDenied,
+            "this app is not allowed to sign users in at the moment",
+        ))
+    };
+    let origin = redirect_uri.origin().ok_or_else(not_allowed)?;
+    let entry = gate::lookup(env, &origin, now_ms).await.map_err(page)?;
+    if !entry
+        .is_some_and(|e| e.partner_id == client.partner_id && e.status == PartnerStatus::Active)
+    {
+        return Err(not_allowed());
+    }
+    let partner: Partner = kvcache::get_json(env, &keys::partner(&client.partner_id), now_ms)
+        .await
+        .map_err(page)?
+        .filter(|p: &Partner| p.status == PartnerStatus::Active)
+        .ok_or_else(not_allowed)?;
+    let request = authorize::parse(params, &client, redirect_uri.clone()).map_err(|e| {
+        let location =
+            authorize::error_redirect(&redirect_uri, &e, params.get("state"), issuer.as_str());
+        browser::redirect(302, &location, &[], e.code.as_str())
+    })?;
+    Ok(Verified {
+        client,
+        partner,
+        request,
+    })
+}
+
+fn error_redirect(v: &Verified, issuer: &Issuer, code: ErrorCode, why: &str) -> Outcome {
+    let err = ApiError::new(code, why);
+    let location = authorize::error_redirect(
+        &v.request.redirect_uri,
+        &err,
+        v.request.state.as_deref(),
+        issuer.as_str(),
+    );
+    browser::redirect(302, &location, &[], code.as_str()).partner(v.partner.id.clone())
+}
+
+struct SessionView {
+    username: Username,
+    session_hash: String,
+    user: UserView,
+    sub: String,
+    auth_time: u64,
+    consented: bool,
+}
+
+async fn session(
+    env: &Env,
+    cookies: &Cookies,
+    req: &Request,
+    v: &Verified,
+    now: u64,
+) -> Result<Option<SessionView>, ApiError> {
+    let Some((username, session_hash)) = cookies.session(req) else {
+        return Ok(None);
+    };
+    let cmd = UserCommand::Session {
+        session_hash: session_hash.clone(),
+        partner_id: v.client.partner_id.clone(),
+        client_id: v.client.client_id.clone(),
+        scopes: v.request.scopes.clone(),
+        now,
+    };
+    match users::call(env, &username, &cmd).await? {
+        UserReply::SessionState {
+            user,
+            sub,
+            auth_time,
+            consented,
+        } => Ok(Some(SessionView {
+            username,
+            session_hash,
+            user,
+            sub,
+            auth_time,
+            consented,
+        })),
+        UserReply::Failed { error } => Err(error),
+        _ => Ok(None),
+    }
+}
+
+fn to_login(v: &Verified) -> Outcome {
+    let return_to = v.request.endpoint_path(routes::AUTHORIZE, true);
+    let location = format!(
+        "{}?{}",
+        routes::LOGIN,
+        crate::protocol::form::encode(&[("return_to", &return_to)])
+    );
+    browser::redirect(302, &location, &[], "login").partner(v.partner.id.clone())
+}
+
+/// Issues the one-time code: a new grant object holding it, then the redirect (RFC 9207 `iss`).
+async fn issue_code(
+    env: &Env,
+    issuer: &Issuer,
+    v: &Verified,
+    s: &SessionView,
+    now: u64,
+) -> Result<Outcome, ApiError> {
+    let grant_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
+    let (code, code_hash) = grant::handle(&grant_id, &random::bytes::<{ grant::SECRET_LEN }>()?);
+    let g = Grant {
+        grant_id: grant_id.clone(),
+        client_id: v.client.client_id.clone(),
+        partner_id: v.client.partner_id.clone(),
+        username: Some(s.username.clone()),
+        sub: s.sub.clone(),
+        scopes: v.request.scopes.clone(),
+        nonce: v.request.nonce.clone(),
+        auth_time: Some(s.auth_time),
+        id_claims: released_claims(&v.request.scopes, &s.user),
+        created_at: now,
+        code: Some(CodeState {
+            hash: code_hash,
+            redirect_uri: v.request.redirect_uri.clone(),
+            code_challenge: v.request.code_challenge.clone(),
+            expires_at: now + CODE_TTL_S,
+            used: false,
+        }),
+        refresh: None,
+        revoked: false,
+    };
+    match grants::call(env, &grant_id, &GrantCommand::Create { grant: Box::new(g) }).await? {
+        GrantReply::Created => {}
+        GrantReply::Failed { error } => return Err(error),
+        _ => return Err(ApiError::unavailable("unexpected grant reply")),
+    }
+    let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
+    if let Some(state) = &v.request.state {
+        pairs.push(("state", state));
+    }
+    pairs.push(("iss", issuer.as_str()));
+    let location = authorize::redirect_to(&v.request.redirect_uri, &pairs);
+    Ok(browser::redirect(302, &location, &[], "code_issued").partner(v.partner.id.clone()))
+}
+
+fn consent_page(
+    req: &Request,
+    cookies: &Cookies,
+    v: &Verified,
+    s: &SessionView,
+) -> Result<Outcome, ApiError> {
+    let (csrf, new_cookie) = cookies.csrf(req)?;
+    let origin = v
+        .request
+        .redirect_uri
+        .origin()
+        .map(|o| o.to_string())
+        .unwrap_or_default();
+    let fields = v.request.to_params(false);
+    let view = pages::ConsentView {
+        client_name: &v.client.name,
+        partner_name: &v.partner.name,
+        partner_origin: &origin,
+        scopes: &v.request.scopes,
+        request_fields: &fields,
+        user_name: &s.user.name,
+    };
+    let html = pages::consent(routes::AUTHORIZE, &csrf, &view);
+    let cookies: Vec<String> = new_cookie.into_iter().collect();
+    Ok(browser::page(200, html, &cookies, "consent").partner(v.partner.id.clone()))
+}
+
+pub async fn authorize(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let now = now_ms / 1000;
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    let (req, params, posted) = if method == Method::Post {
+        match form_body(req).await {
+            Ok((r, p)) => (r, p, true),
+            Err(e) => return browser::error_page(&e),
+        }
+    } else {
+        match query_params(&req) {
+            Ok(p) => (req, p, false),
+            Err(e) => return browser::error_page(&e),
+        }
+    };
+    let v = match verify(env, &params, &issuer, now_ms).await {
+        Ok(v) => v,
+        Err(outcome) => return outcome,
+    };
+    let result = async {
+        let s = session(env, &cookies, &req, &v, now).await?;
+        if posted {
+            // The consent form: only from this browser, only with a live session.
+            if !cookies.csrf_ok(&req, params.get("csrf")) {
+                return Ok(browser::error_page(&ApiError::new(
+                    ErrorCode::AccessDenied,
+                    FORM_EXPIRED,
+                )));
+            }
+            let Some(s) = s else {
+                return Ok(to_login(&v));
+            };
+            return match params.get("decision") {
+                Some("allow") => {
+                    let cmd = UserCommand::Consent {
+                        session_hash: s.session_hash.clone(),
+                        client_id: v.client.client_id.clone(),
+                        scopes: v.request.scopes.clone(),
+                        now,
+                    };
+                    match users::call(env, &s.username, &cmd).await? {
+                        UserReply::Done => issue_code(env, &issuer, &v, &s, now).await,
+                        UserReply::Failed { error } => Err(error),
+                        _ => Ok(to_login(&v)),
+                    }
+                }
+                Some("deny") => Ok(error_redirect(
+                    &v,
+                    &issuer,
+                    ErrorCode::AccessDenied,
+                    "the user denied the request",
+                )),
+                _ => Ok(browser::error_page(&ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "decision must be allow or deny",
+                ))),
+            };
+        }
+        let step = authorize::next_step(
+            &v.request,
+            s.as_ref().map(|s| s.auth_time),
+            s.as_ref().is_some_and(|s| s.consented),
+            now,
+        );
+        match (step, s) {
+            (Next::Fail(code), _) => Ok(error_redirect(
+                &v,
+                &issuer,
+                code,
+                "the user must sign in or consent first",
+            )),
+            (Next::Login, _) | (_, None) => Ok(to_login(&v)),
+            (Next::Consent, Some(s)) => consent_page(&req, &cookies, &v, &s),
+            (Next::Issue, Some(s)) => issue_code(env, &issuer, &v, &s, now).await,
+        }
+    }
+    .await;
+    // The redirect URI is verified: a failure now goes back to the client as server_error or
+    // temporarily_unavailable, never to an unverified place.
+    result.unwrap_or_else(|e| {
+        let mut out = error_redirect(&v, &issuer, e.code, &e.description);
+        out.cause = e.cause;
+        out
+    })
+}
+
+fn return_path(params: &Params) -> Option<String> {
+    authorize::safe_return_path(
+        params.get("return_to")?,
+        &[routes::AUTHORIZE, routes::ACCOUNT],
+    )
+}
+
+pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    if method == Method::Get {
+        let Some(return_to) = query_params(&req).ok().as_ref().and_then(return_path) else {
+            return browser::error_page(&ApiError::new(
+                ErrorCode::InvalidRequest,
+                "this sign-in link is not valid",
+            ));
+        };
+        return match cookies.csrf(&req) {
+            Ok((csrf, new_cookie)) => {
+                let cookies: Vec<String> = new_cookie.into_iter().collect();
+                browser::page(
+                    200,
+                    pages::login(routes::LOGIN, &csrf, &return_to, "", None),
+                    &cookies,
+                    "login_form",
+                )
+            }
+            Err(e) => browser::error_page(&e),
+        };
+    }
+    let (req, params) = match form_body(req).await {
+        Ok(v) => v,
+        Err(e) => return browser::error_page(&e),
+    };
+    if !cookies.csrf_ok(&req, params.get("csrf")) {
+        return browser::error_page(&ApiError::new(ErrorCode::AccessDenied, FORM_EXPIRED));
+    }
+    let Some(return_to) = return_path(&params) else {
+        return browser::error_page(&ApiError::new(
+            ErrorCode::InvalidRequest,
+            "this sign-in link is not valid",
+        ));
+    };
+    let typed = params.get("username").unwrap_or("");
+    let password = params.get("password").unwrap_or("");
+    let csrf = params.get("csrf").unwrap_or("").to_owned();
+    let failed = |csrf: &str| {
+        browser::page(
+            401,
+            pages::login(routes::LOGIN, csrf, &return_to, typed, Some(LOGIN_FAILED)),
+            &[],
+            "login_failed",
+        )
+    };
+    let Some(username) = Username::from_login(typed) else {
+        // Same work and the same answer as for a wrong password.
+        verify_against_nothing(password, OWASP_ARGON2ID);
+        return failed(&csrf);
+    };
+    let (cookie, session_hash) = match cookies.new_session(&username) {
+        Ok(v) => v,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cmd = UserCommand::Login {
+        password: password.to_owned(),
+        session_hash,
+        now: now_ms / 1000,
+    };
+    match users::call(env, &username, &cmd).await {
+        Ok(UserReply::User { .. }) => {
+            browser::redirect(303, &issuer.url(&return_to), &[cookie], "login_ok")
+        }
+        Ok(UserReply::Failed { error }) | Err(error) => browser::error_page(&error),
+        Ok(_) => failed(&csrf),
+    }
+}

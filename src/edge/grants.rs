@@ -1,0 +1,139 @@
+//! The `GrantStore` Durable Object: one grant per object. Each command loads the grant, applies a
+//! pure transition from `protocol::grant`, and stores the result before answering, with no other
+//! I/O in between: concurrent redemptions are serialized by the object and exactly one wins.
+
+use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
+
+use super::{config, objects};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::grant::Grant;
+use crate::store::grants::{object_name, GrantCommand, GrantReply};
+
+const GRANT: &str = "grant";
+
+pub async fn call(
+    env: &Env,
+    grant_id: &str,
+    cmd: &GrantCommand,
+) -> std::result::Result<GrantReply, ApiError> {
+    objects::call(env, config::GRANTS_DO, &object_name(grant_id), cmd).await
+}
+
+#[durable_object(fetch)]
+pub struct GrantStore {
+    state: State,
+}
+
+fn storage_err(e: worker::Error) -> ApiError {
+    ApiError::unavailable(format!("grant storage: {e}"))
+}
+
+impl DurableObject for GrantStore {
+    fn new(state: State, _env: Env) -> Self {
+        GrantStore { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let reply = match req.json::<GrantCommand>().await {
+            Ok(cmd) => self
+                .execute(cmd)
+                .await
+                .unwrap_or_else(|error| GrantReply::Failed { error }),
+            Err(e) => GrantReply::Failed {
+                error: ApiError::new(ErrorCode::ServerError, "malformed grant command")
+                    .with_cause(e.to_string()),
+            },
+        };
+        if let GrantReply::Failed { error } = &reply {
+            if let Some(cause) = &error.cause {
+                console_error!("grant store: {cause}");
+            }
+        }
+        Response::from_json(&reply)
+    }
+}
+
+impl GrantStore {
+    async fn store(&self, grant: &Grant) -> std::result::Result<(), ApiError> {
+        self.state
+            .storage()
+            .put(GRANT, grant)
+            .await
+            .map_err(storage_err)
+    }
+
+    async fn execute(&self, cmd: GrantCommand) -> std::result::Result<GrantReply, ApiError> {
+        let existing: Option<Grant> = self.state.storage().get(GRANT).await.map_err(storage_err)?;
+        let unknown = || ApiError::new(ErrorCode::InvalidGrant, "unknown or expired grant");
+        match cmd {
+            GrantCommand::Create { grant } => {
+                if existing.is_some() {
+                    return Err(ApiError::unavailable("grant id collision"));
+                }
+                self.store(grant.as_ref()).await?;
+                Ok(GrantReply::Created)
+            }
+            GrantCommand::Redeem {
+                code_hash,
+                client_id,
+                redirect_uri,
+                code_verifier,
+                new_refresh_hash,
+                now,
+            } => {
+                let mut grant = existing.ok_or_else(unknown)?;
+                match grant.redeem(
+                    &code_hash,
+                    &client_id,
+                    redirect_uri.as_deref(),
+                    code_verifier.as_deref(),
+                    new_refresh_hash,
+                    now,
+                ) {
+                    Ok(issue) => {
+                        self.store(&grant).await?;
+                        Ok(GrantReply::Issued { issue })
+                    }
+                    Err((error, changed)) => {
+                        if changed {
+                            self.store(&grant).await?;
+                        }
+                        Err(error)
+                    }
+                }
+            }
+            GrantCommand::Refresh {
+                refresh_hash,
+                client_id,
+                scopes,
+                new_refresh_hash,
+                now,
+            } => {
+                let mut grant = existing.ok_or_else(unknown)?;
+                match grant.refresh(&refresh_hash, &client_id, scopes, new_refresh_hash, now) {
+                    Ok(issue) => {
+                        self.store(&grant).await?;
+                        Ok(GrantReply::Issued { issue })
+                    }
+                    Err((error, changed)) => {
+                        if changed {
+                            self.store(&grant).await?;
+                        }
+                        Err(error)
+                    }
+                }
+            }
+            GrantCommand::Revoke => {
+                if let Some(mut grant) = existing {
+                    grant.revoked = true;
+                    self.store(&grant).await?;
+                }
+                Ok(GrantReply::Revoked)
+            }
+            GrantCommand::Status { now } => Ok(match existing {
+                Some(grant) if grant.active(now) => GrantReply::Active { grant },
+                _ => GrantReply::Inactive,
+            }),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The token endpoint (RFC 6749 §3.2, §4.1.3, §4.4, §6): client authentication, then the
+//! grant type's rules, then signed tokens. Every answer is `Cache-Control: no-store`.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use serde_json::{json, Value};
+use worker::{Env, Request};
+
+use super::{config, grants, keys, kvcache, random, respond, Outcome};
+use crate::protocol::client::{AuthMethod, ClientRecord, GrantType};
+use crate::protocol::client_auth::{self, Presented};
+use crate::protocol::discovery::Issuer;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::form::{Params, MAX_FORM_BYTES};
+use crate::protocol::grant::{self, Issue};
+use crate::protocol::keys::{KeySet, Times};
+use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
+use crate::protocol::tokens::{
+    at_hash, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
+};
+use crate::store::grants::{GrantCommand, GrantReply};
+
+/// The audience of our access tokens: the platform API behind the gateway.
+pub fn api_audience(issuer: &Issuer) -> String {
+    issuer.url("/api")
+}
+
+fn invalid_request(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, why)
+}
+
+async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(invalid_request(
+            "the token request must be application/x-www-form-urlencoded",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
+        return Err(invalid_request("the token request is too large"));
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|e| invalid_request(&format!("unreadable body: {e}")))?;
+    Ok((req, Params::parse(&body)?))
+}
+
+/// Who is calling: authenticated as registered, partner still active.
+async fn client(
+    env: &Env,
+    req: &Request,
+    params: &Params,
+    now_ms: u64,
+) -> Result<ClientRecord, ApiError> {
+    let auth = req.headers().get("authorization").ok().flatten();
+    let presented = client_auth::presented(auth.as_deref(), params)?;
+    let unknown = || ApiError::new(ErrorCode::InvalidClient, "client authentication failed");
+    let client_id = presented.client_id().map_err(|_| unknown())?;
+    let client: ClientRecord = kvcache::get_json(env, &kv_keys::client(&client_id), now_ms)
+        .await?
+        .ok_or_else(unknown)?;
+    client_auth::authenticate(&presented, &client)?;
+    if let (Presented::Assertion { .. }, AuthMethod::PrivateKeyJwt) =
+        (&presented, client.token_endpoint_auth_method)
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidClient,
+            "private_key_jwt client authentication is not available yet",
+        ));
+    }
+    let partner: Option<Partner> =
+        kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
+    if !partner.is_some_and(|p| p.status == PartnerStatus::Active) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidClient,
+            "the client's partner is suspended",
+        ));
+    }
+    Ok(client)
+}
+
+fn require_grant(client: &ClientRecord, g: GrantType) -> Result<(), ApiError> {
+    if client.grant_types.contains(&g) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use this grant type",
+        ))
+    }
+}
+
+fn new_token_id() -> Result<String, ApiError> {
+    Ok(Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
+}
+
+/// Whom an access token speaks for.
+struct Subject<'a> {
+    sub: &'a str,
+    gid: &'a str,
+    auth_time: Option<u64>,
+}
+
+async fn access_token(
+    keys: &KeySet,
+    issuer: &Issuer,
+    who: Subject<'_>,
+    client: &ClientRecord,
+    scopes: &[String],
+    now: u64,
+) -> Result<String, ApiError> {
+    let key = keys
+        .access_token_key()
+        .ok_or_else(|| ApiError::unavailable("no access-token signing key"))?;
+    let claims = AccessClaims {
+        iss: issuer.as_str().to_owned(),
+        sub: who.sub.to_owned(),
+        aud: api_audience(issuer),
+        client_id: client.client_id.as_str().to_owned(),
+        scope: scopes.join(" "),
+        jti: new_token_id()?,
+        gid: who.gid.to_owned(),
+        auth_time: who.auth_time,
+    };
+    let times = Times {
+        iat: now,
+        exp: now + ACCESS_TOKEN_TTL_S,
+    };
+    keys::sign(key, "at+jwt", times, claims).await
+}
+
+/// The tokens for a redeemed code or a refresh.
+async fn mint(
+    keys: &KeySet,
+    issuer: &Issuer,
+    client: &ClientRecord,
+    issue: Issue,
+    refresh_token: Option<String>,
+    with_id_token: bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let g = &issue.grant;
+    let who = Subject {
+        sub: &g.sub,
+        gid: &g.grant_id,
+        auth_time: g.auth_time,
+    };
+    let at = access_token(keys, issuer, who, client, &issue.scopes, now).await?;
+    let mut body = json!({
+        "access_token": at,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_TTL_S,
+        "scope": issue.scopes.join(" "),
+    });
+    let mut extra = serde_json::Map::new();
+    if let Some(rt) = refresh_token {
+        extra.insert("refresh_token".into(), rt.into());
+    }
+    if with_id_token && issue.scopes.iter().any(|s| s == "openid") {
+        let alg = client.id_token_signed_response_alg;
+        let key = keys.for_alg(alg).ok_or_else(|| {
+            ApiError::unavailable(format!("no {} key for ID tokens", alg.as_str()))
+        })?;
+        let claims = IdClaims {
+            iss: issuer.as_str().to_owned(),
+            sub: g.sub.clone(),
+            aud: client.client_id.as_str().to_owned(),
+            azp: client.client_id.as_str().to_owned(),
+            nonce: g.nonce.clone(),
+            auth_time: g.auth_time,
+            at_hash: at_hash(&at, alg),
+            profile: g.id_claims.clone(),
+        };
+        let times = Times {
+            iat: now,
+            exp: now + ID_TOKEN_TTL_S,
+        };
+        extra.insert(
+            "id_token".into(),
+            keys::sign(key, "JWT", times, claims).await?.into(),
+        );
+    }
+    if let Some(obj) = body.as_object_mut() {
+        obj.extend(extra);
+    }
+    Ok(body)
+}
+
+fn grant_reply(reply: GrantReply) -> Result<Issue, ApiError> {
+    match reply {
+        GrantReply::Issued { issue } => Ok(issue),
+        GrantReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected grant reply")),
+    }
+}
+
+fn scopes_param(params: &Params) -> Option<Vec<String>> {
+    params.get("scope").map(|s| {
+        s.split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<String>), ApiError> {
+    let now = now_ms / 1000;
+    let issuer = config::issuer(env)?;
+    let (req, params) = read_form(req).await?;
+    let client = client(env, &req, &params, now_ms).await?;
+    let partner = Some(client.partner_id.as_str().to_owned());
+    // Keys first: a code is never spent when tokens could not be signed.
+    let keys = keys::key_set(env)?;
+    if keys.for_alg(client.id_token_signed_response_alg).is_none() {
+        return Err(ApiError::unavailable(format!(
+            "no {} signing key for this client's ID tokens",
+            client.id_token_signed_response_alg.as_str()
+        )));
+    }
+    let new_refresh = |gid: &str| -> Result<(String, String), ApiError> {
+        Ok(grant::handle(
+            gid,
+            &random::bytes::<{ grant::SECRET_LEN }>()?,
+        ))
+    };
+    let body = match params.get("grant_type") {
+        Some("authorization_code") => {
+            require_grant(&client, GrantType::AuthorizationCode)?;
+            let code = params
+                .get("code")
+                .ok_or_else(|| invalid_request("code is missing"))?;
+            let (gid, code_hash) = grant::split_handle(code).ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidGrant, "unknown authorization code")
+            })?;
+            let refresh = if client.grant_types.contains(&GrantType::RefreshToken) {
+                Some(new_refresh(&gid)?)
+            } else {
+                None
+            };
+            let cmd = GrantCommand::Redeem {
+                code_hash,
+                client_id: client.client_id.clone(),
+                redirect_uri: params.get("redirect_uri").map(str::to_owned),
+                code_verifier: params.get("code_verifier").map(str::to_owned),
+                new_refresh_hash: refresh.as_ref().map(|(_, h)| h.clone()),
+                now,
+            };
+            let issue = grant_reply(grants::call(env, &gid, &cmd).await?)?;
+            mint(
+                &keys,
+                &issuer,
+                &client,
+                issue,
+                refresh.map(|(t, _)| t),
+                true,
+                now,
+            )
+            .await?
+        }
+        Some("refresh_token") => {
+            require_grant(&client, GrantType::RefreshToken)?;
+            let presented = params
+                .get("refresh_token")
+                .ok_or_else(|| invalid_request("refresh_token is missing"))?;
+            let (gid, refresh_hash) = grant::split_handle(presented)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "unknown refresh token"))?;
+            let (token, new_hash) = new_refresh(&gid)?;
+            let cmd = GrantCommand::Refresh {
+                refresh_hash,
+                client_id: client.client_id.clone(),
+                scopes: scopes_param(&params),
+                new_refresh_hash: new_hash,
+                now,
+            };
+            let issue = grant_reply(grants::call(env, &gid, &cmd).await?)?;
+            mint(&keys, &issuer, &client, issue, Some(token), true, now).await?
+        }
+        Some("client_credentials") => {
+            require_grant(&client, GrantType::ClientCredentials)?;
+            let scopes = match scopes_param(&params) {
+                Some(req) => {
+                    if let Some(bad) = req
+                        .iter()
+                        .find(|s| !client.scopes.contains(s) || *s == "openid")
+                    {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidScope,
+                            format!("scope {bad} is not allowed here"),
+                        ));
+                    }
+                    req
+                }
+                None => client
+                    .scopes
+                    .iter()
+                    .filter(|s| *s != "openid")
+                    .cloned()
+                    .collect(),
+            };
+            let sub = client.client_id.as_str().to_owned();
+            let who = Subject {
+                sub: &sub,
+                gid: "",
+                auth_time: None,
+            };
+            let at = access_token(&keys, &issuer, who, &client, &scopes, now).await?;
+            json!({
+                "access_token": at,
+                "token_type": "Bearer",
+                "expires_in": ACCESS_TOKEN_TTL_S,
+                "scope": scopes.join(" "),
+            })
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedGrantType,
+                "unsupported grant_type",
+            ));
+        }
+        None => return Err(invalid_request("grant_type is missing")),
+    };
+    Ok((body, partner))
+}
+
+pub async fn token(req: Request, env: &Env, now_ms: u64) -> Outcome {
+    match run(req, env, now_ms).await {
+        Ok((body, partner)) => {
+            let headers = [("pragma", "no-cache".to_owned())];
+            let mut out = Outcome::new(respond::json(200, &body, &headers), "tokens_issued");
+            out.partner = partner.and_then(|p| crate::protocol::partner::PartnerId::parse(&p).ok());
+            out
+        }
+        Err(e) => Outcome::error(e),
+    }
+}

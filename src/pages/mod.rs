@@ -1,0 +1,235 @@
+//! The HTML a person sees: login, consent and error pages. Server-rendered, no JavaScript,
+//! accessible (labels, visible focus, contrast above WCAG AA) and usable on a phone. Every value
+//! that reaches a page is escaped here.
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1b1f24;line-height:1.5}\
+main{max-width:26rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}\
+h1{font-size:1.4rem;margin:0 0 1rem}\
+label{display:block;font-weight:600;margin:1rem 0 .25rem}\
+input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:.6rem;font-size:1rem;border:1px solid #5b6470;border-radius:.3rem}\
+button{font-size:1rem;padding:.6rem 1.2rem;border-radius:.3rem;border:2px solid #0b4f9c;cursor:pointer;margin:1rem .5rem 0 0}\
+button.primary{background:#0b4f9c;color:#fff}button.secondary{background:#fff;color:#0b4f9c}\
+:focus-visible{outline:3px solid #b35c00;outline-offset:2px}\
+.error{background:#fdecea;border-left:4px solid #a4161a;padding:.5rem .75rem;color:#6b0f12}\
+ul{padding-left:1.2rem}.muted{color:#4a525c;font-size:.9rem}\
+@media (max-width:30rem){main{margin:0;border-radius:0;min-height:100vh}}";
+
+/// Headers every page carries: no caching, no framing (clickjacking of the consent page), no
+/// scripts at all.
+pub const PAGE_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "text/html; charset=utf-8"),
+    ("cache-control", "no-store"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+];
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        esc(title)
+    )
+}
+
+fn hidden(fields: &[(&str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                esc(k),
+                esc(v)
+            )
+        })
+        .collect()
+}
+
+/// The login form. `error` is shown above it (the same text whether or not the user exists).
+pub fn login(
+    action: &str,
+    csrf: &str,
+    return_to: &str,
+    username: &str,
+    error: Option<&str>,
+) -> String {
+    let error_html = error
+        .map(|e| {
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>",
+                esc(e)
+            )
+        })
+        .unwrap_or_default();
+    let described = if error.is_some() {
+        " aria-describedby=\"login-error\""
+    } else {
+        ""
+    };
+    layout(
+        "Sign in",
+        &format!(
+            "<h1>Sign in to your school account</h1>{error_html}\
+<form method=\"post\" action=\"{}\">{}\
+<label for=\"username\">Username</label>\
+<input type=\"text\" id=\"username\" name=\"username\" value=\"{}\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus{described}>\
+<label for=\"password\">Password</label>\
+<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required{described}>\
+<button type=\"submit\" class=\"primary\">Sign in</button></form>",
+            esc(action),
+            hidden(&[("csrf", csrf.to_owned()), ("return_to", return_to.to_owned())]),
+            esc(username),
+        ),
+    )
+}
+
+/// What a scope lets an app see, in words a pupil can follow.
+fn scope_words(scope: &str) -> Option<&'static str> {
+    Some(match scope {
+        "openid" => "Know that it is you (an identifier used only by this app)",
+        "profile" => "See your name and username",
+        "email" => "See your email address",
+        "roles" => "See your roles at school (for example pupil or teacher)",
+        "offline_access" => "Stay connected when you are not using it",
+        _ => return None,
+    })
+}
+
+/// What the consent page shows and carries.
+pub struct ConsentView<'a> {
+    pub client_name: &'a str,
+    pub partner_name: &'a str,
+    pub partner_origin: &'a str,
+    pub scopes: &'a [String],
+    /// The authorization request, repeated as hidden fields.
+    pub request_fields: &'a [(&'static str, String)],
+    pub user_name: &'a str,
+}
+
+/// The consent page: names the app and its partner, lists what it asks for, Allow and Deny.
+pub fn consent(action: &str, csrf: &str, v: &ConsentView<'_>) -> String {
+    let ConsentView {
+        client_name,
+        partner_name,
+        partner_origin,
+        scopes,
+        request_fields,
+        user_name,
+    } = v;
+    let items: String = scopes
+        .iter()
+        .map(|s| match scope_words(s) {
+            Some(w) => format!("<li>{}</li>", esc(w)),
+            None => format!("<li>Use the platform API: <code>{}</code></li>", esc(s)),
+        })
+        .collect();
+    let mut fields = request_fields.to_vec();
+    fields.push(("csrf", csrf.to_owned()));
+    layout(
+        "Allow access?",
+        &format!(
+            "<h1>Allow {} to use your account?</h1>\
+<p>{} is provided by <strong>{}</strong> ({}). You are signed in as <strong>{}</strong>.</p>\
+<p>It will be able to:</p><ul>{items}</ul>\
+<form method=\"post\" action=\"{}\">{}\
+<button type=\"submit\" name=\"decision\" value=\"allow\" class=\"primary\">Allow</button>\
+<button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>\
+<p class=\"muted\">You can take this back later from your account page.</p>",
+            esc(client_name),
+            esc(client_name),
+            esc(partner_name),
+            esc(partner_origin),
+            esc(user_name),
+            esc(action),
+            hidden(&fields),
+        ),
+    )
+}
+
+/// An error the user sees instead of being redirected anywhere.
+pub fn error(title: &str, message: &str) -> String {
+    layout(
+        title,
+        &format!(
+            "<h1>{}</h1><p class=\"error\" role=\"alert\">{}</p>\
+<p class=\"muted\">You can close this page and go back to the app you came from.</p>",
+            esc(title),
+            esc(message)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_everything_they_show() {
+        let evil = "<script>alert(1)</script>\"'&";
+        let page = login("/login", evil, evil, evil, Some(evil));
+        assert!(!page.contains("<script>alert"));
+        assert!(page.contains("&lt;script&gt;"));
+        let scopes = [evil.to_owned()];
+        let fields = [("state", evil.to_owned())];
+        let v = ConsentView {
+            client_name: evil,
+            partner_name: evil,
+            partner_origin: evil,
+            scopes: &scopes,
+            request_fields: &fields,
+            user_name: evil,
+        };
+        let page = consent("/x", "c", &v);
+        assert!(!page.contains("<script>alert"));
+        assert!(!page.contains("\"'&<"));
+        assert!(!error(evil, evil).contains("<script>alert"));
+    }
+
+    #[test]
+    fn login_form_has_labelled_username_and_password_fields() {
+        let page = login("/login", "tok", "/oauth2/authorize?x=1", "", None);
+        assert!(page.contains("<label for=\"username\">"));
+        assert!(page.contains("name=\"username\""));
+        assert!(page.contains("<label for=\"password\">"));
+        assert!(page.contains("name=\"password\""));
+        assert!(page.contains("name=\"csrf\" value=\"tok\""));
+    }
+
+    #[test]
+    fn consent_form_submits_allow_or_deny() {
+        let scopes = ["openid".to_owned()];
+        let v = ConsentView {
+            client_name: "App",
+            partner_name: "Acme",
+            partner_origin: "https://acme.example",
+            scopes: &scopes,
+            request_fields: &[],
+            user_name: "Alice",
+        };
+        let page = consent("/oauth2/authorize", "tok", &v);
+        assert!(page.contains("name=\"decision\" value=\"allow\""));
+        assert!(page.contains("name=\"decision\" value=\"deny\""));
+    }
+}

@@ -1,0 +1,81 @@
+//! Query strings and `application/x-www-form-urlencoded` bodies as OAuth reads them: every
+//! parameter at most once (RFC 6749 §3.1, §3.2), empty values treated as absent.
+
+use super::error::{ApiError, ErrorCode};
+
+/// Largest form body or query accepted.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses a query string or form body. A repeated parameter is `invalid_request`.
+    pub fn parse(input: &[u8]) -> Result<Params, ApiError> {
+        if input.len() > MAX_FORM_BYTES {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "parameters are too large",
+            ));
+        }
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(input) {
+            if out.iter().any(|(seen, _)| *seen == k) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("parameter {k} is repeated"),
+                ));
+            }
+            out.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Params(out))
+    }
+
+    /// The value of `name`, if present and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// Serializes pairs as a query string.
+pub fn encode(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_parse_and_reject_repeats() {
+        let p = Params::parse(b"a=1&b=x%20y&c=").unwrap();
+        assert_eq!(p.get("a"), Some("1"));
+        assert_eq!(p.get("b"), Some("x y"));
+        assert_eq!(p.get("c"), None);
+        assert!(p.has("c"));
+        let err = Params::parse(b"a=1&a=2").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(Params::parse(&vec![b'a'; MAX_FORM_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn encode_escapes() {
+        assert_eq!(encode(&[("a", "x y"), ("b", "&=")]), "a=x+y&b=%26%3D");
+    }
+}

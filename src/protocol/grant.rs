@@ -1,0 +1,562 @@
+//! Grants: what one authorization (a consented code flow, or a client-credentials issue) may
+//! still produce. One grant lives in one Durable Object, so its code is redeemed at most once and
+//! its refresh tokens rotate without races. This module holds the state transitions; the object
+//! only loads and stores.
+//!
+//! Codes and refresh tokens are `{grant_id}.{secret}`: the grant id names the object, the
+//! secret is stored only as its SHA-256.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::client::{ClientId, RedirectUri};
+use super::error::{ApiError, ErrorCode};
+use super::partner::PartnerId;
+use super::pkce;
+use super::user::Username;
+
+/// RFC 9700 §2.1.1 / OAuth 2.1: short-lived codes.
+pub const CODE_TTL_S: u64 = 60;
+/// Refresh tokens: unused for this long, they expire...
+pub const REFRESH_IDLE_S: u64 = 14 * 24 * 3600;
+/// ...and no grant outlives this, however often it is refreshed.
+pub const GRANT_ABSOLUTE_S: u64 = 30 * 24 * 3600;
+/// Superseded refresh-token hashes remembered for reuse detection.
+const KEEP_OLD_REFRESH: usize = 64;
+
+pub const ID_LEN: usize = 16;
+pub const SECRET_LEN: usize = 32;
+
+/// A grant id: 16 random bytes, base64url.
+pub fn is_grant_id(s: &str) -> bool {
+    s.len() == 22
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Splits `{grant_id}.{secret}` and hashes the secret. `None` for anything else.
+pub fn split_handle(token: &str) -> Option<(String, String)> {
+    let (gid, secret) = token.split_once('.')?;
+    let secret_ok = secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (is_grant_id(gid) && secret_ok).then(|| (gid.to_owned(), hash_secret(secret)))
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    Base64UrlUnpadded::encode_string(&Sha256::digest(secret.as_bytes()))
+}
+
+pub fn handle(gid: &str, secret_bytes: &[u8; SECRET_LEN]) -> (String, String) {
+    let secret = Base64UrlUnpadded::encode_string(secret_bytes);
+    let hash = hash_secret(&secret);
+    (format!("{gid}.{secret}"), hash)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeState {
+    pub hash: String,
+    pub redirect_uri: RedirectUri,
+    pub code_challenge: String,
+    pub expires_at: u64,
+    pub used: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshState {
+    pub hash: String,
+    pub last_used: u64,
+    pub generation: u32,
+    pub old_hashes: Vec<String>,
+}
+
+/// Who and what a grant is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub grant_id: String,
+    pub client_id: ClientId,
+    pub partner_id: PartnerId,
+    /// None for client-credentials grants.
+    pub username: Option<Username>,
+    /// The subject tokens name: the user's pairwise id for this partner, or the client id.
+    pub sub: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub auth_time: Option<u64>,
+    /// ID-token claims released by the consented scopes, fixed when consent was given.
+    pub id_claims: serde_json::Map<String, serde_json::Value>,
+    pub created_at: u64,
+    pub code: Option<CodeState>,
+    pub refresh: Option<RefreshState>,
+    pub revoked: bool,
+}
+
+/// What a successful redemption or refresh hands to the token endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issue {
+    pub grant: Grant,
+    /// Scopes of this issue (a refresh may narrow them).
+    pub scopes: Vec<String>,
+    /// Whether a refresh token was stored in this step (its plaintext is the caller's).
+    pub refresh_stored: bool,
+}
+
+fn invalid_grant(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidGrant, why)
+}
+
+/// The outcome of a transition: the error to answer, and whether the grant changed (and must be
+/// stored) even so, as when a replayed code revokes everything.
+pub type Step = Result<Issue, (ApiError, bool)>;
+
+impl Grant {
+    /// Redeems the authorization code (RFC 6749 §4.1.3). A second redemption revokes the grant and
+    /// with it every token issued from the code (§4.1.2).
+    #[allow(clippy::too_many_arguments)]
+    pub fn redeem(
+        &mut self,
+        code_hash: &str,
+        client_id: &ClientId,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+        new_refresh_hash: Option<String>,
+        now: u64,
+    ) -> Step {
+        let Some(code) = self.code.as_mut() else {
+            return Err((invalid_grant("not an authorization code"), false));
+        };
+        if !same(&code.hash, code_hash) {
+            return Err((invalid_grant("unknown authorization code"), false));
+        }
+        if code.used {
+            self.revoked = true;
+            return Err((
+                invalid_grant("authorization code was already used; its grant is revoked"),
+                true,
+            ));
+        }
+        if self.revoked {
+            return Err((invalid_grant("grant is revoked"), false));
+        }
+        if now >= code.expires_at {
+            return Err((invalid_grant("authorization code expired"), false));
+        }
+        if self.client_id != *client_id {
+            return Err((
+                invalid_grant("authorization code was issued to another client"),
+                false,
+            ));
+        }
+        if redirect_uri != Some(code.redirect_uri.as_str()) {
+            return Err((
+                invalid_grant("redirect_uri does not match the authorization request"),
+                false,
+            ));
+        }
+        let Some(verifier) = verifier else {
+            return Err((
+                ApiError::new(ErrorCode::InvalidRequest, "code_verifier is required"),
+                false,
+            ));
+        };
+        if !pkce::verify(verifier, &code.code_challenge) {
+            return Err((
+                invalid_grant("code_verifier does not match the code_challenge"),
+                false,
+            ));
+        }
+        code.used = true;
+        let refresh_stored = new_refresh_hash.is_some();
+        self.refresh = new_refresh_hash.map(|hash| RefreshState {
+            hash,
+            last_used: now,
+            generation: 1,
+            old_hashes: Vec::new(),
+        });
+        Ok(Issue {
+            scopes: self.scopes.clone(),
+            grant: self.clone(),
+            refresh_stored,
+        })
+    }
+
+    /// Rotates the refresh token (RFC 9700 §4.14.2). A superseded token presented again means it
+    /// leaked: the whole grant is revoked.
+    pub fn refresh(
+        &mut self,
+        presented_hash: &str,
+        client_id: &ClientId,
+        requested_scopes: Option<Vec<String>>,
+        new_hash: String,
+        now: u64,
+    ) -> Step {
+        let Some(state) = self.refresh.as_mut() else {
+            return Err((invalid_grant("unknown refresh token"), false));
+        };
+        if state.old_hashes.iter().any(|h| same(h, presented_hash)) {
+            self.revoked = true;
+            return Err((
+                invalid_grant("refresh token was already used; its grant is revoked"),
+                true,
+            ));
+        }
+        if !same(&state.hash, presented_hash) {
+            return Err((invalid_grant("unknown refresh token"), false));
+        }
+        if self.revoked {
+            return Err((invalid_grant("grant is revoked"), false));
+        }
+        if self.client_id != *client_id {
+            return Err((
+                invalid_grant("refresh token was issued to another client"),
+                false,
+            ));
+        }
+        if now.saturating_sub(state.last_used) >= REFRESH_IDLE_S
+            || now.saturating_sub(self.created_at) >= GRANT_ABSOLUTE_S
+        {
+            return Err((invalid_grant("refresh token expired"), false));
+        }
+        let scopes = match requested_scopes {
+            None => self.scopes.clone(),
+            Some(req) => {
+                if let Some(extra) = req.iter().find(|s| !self.scopes.contains(s)) {
+                    return Err((
+                        ApiError::new(
+                            ErrorCode::InvalidScope,
+                            format!("scope {extra} was not granted"),
+                        ),
+                        false,
+                    ));
+                }
+                req
+            }
+        };
+        let old = std::mem::replace(&mut state.hash, new_hash);
+        state.old_hashes.push(old);
+        if state.old_hashes.len() > KEEP_OLD_REFRESH {
+            state.old_hashes.remove(0);
+        }
+        state.last_used = now;
+        state.generation = state.generation.saturating_add(1);
+        Ok(Issue {
+            grant: self.clone(),
+            scopes,
+            refresh_stored: true,
+        })
+    }
+
+    /// Whether tokens of this grant are still good at `now` (introspection, userinfo).
+    pub fn active(&self, now: u64) -> bool {
+        !self.revoked && now.saturating_sub(self.created_at) < GRANT_ABSOLUTE_S
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const REDIRECT: &str = "https://app.acme.example/cb";
+
+    fn cid(s: &str) -> ClientId {
+        ClientId::parse(s).unwrap()
+    }
+
+    fn grant(now: u64) -> (Grant, String) {
+        let (code, hash) = handle("AAAAAAAAAAAAAAAAAAAAAA", &[1; SECRET_LEN]);
+        let g = Grant {
+            grant_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            client_id: cid("client-0001"),
+            partner_id: PartnerId::parse("acme").unwrap(),
+            username: Some(Username::parse("alice").unwrap()),
+            sub: "sub".into(),
+            scopes: vec!["openid".into(), "profile".into()],
+            nonce: None,
+            auth_time: Some(now),
+            id_claims: Default::default(),
+            created_at: now,
+            code: Some(CodeState {
+                hash,
+                redirect_uri: RedirectUri::parse(REDIRECT).unwrap(),
+                code_challenge: CHALLENGE.into(),
+                expires_at: now + CODE_TTL_S,
+                used: false,
+            }),
+            refresh: None,
+            revoked: false,
+        };
+        (g, code)
+    }
+
+    fn code_hash(code: &str) -> String {
+        split_handle(code).unwrap().1
+    }
+
+    #[test]
+    fn token_code_redeems_once_and_replay_revokes_the_grant() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        let ok = g.redeem(
+            &h,
+            &cid("client-0001"),
+            Some(REDIRECT),
+            Some(VERIFIER),
+            Some("r1".into()),
+            110,
+        );
+        assert!(ok.unwrap().refresh_stored);
+        let (err, changed) = g
+            .redeem(
+                &h,
+                &cid("client-0001"),
+                Some(REDIRECT),
+                Some(VERIFIER),
+                None,
+                111,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
+        assert!(changed && g.revoked);
+        // The refresh token issued from the code is dead too.
+        let (err, _) = g
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 112)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
+    }
+
+    #[test]
+    fn token_code_checks_expiry_client_redirect_and_pkce() {
+        let wrong = "x".repeat(43);
+        type Case<'a> = (u64, &'a str, Option<&'a str>, Option<&'a str>, ErrorCode);
+        let cases: Vec<Case> = vec![
+            (
+                160,
+                "client-0001",
+                Some(REDIRECT),
+                Some(VERIFIER),
+                ErrorCode::InvalidGrant,
+            ),
+            (
+                110,
+                "client-0002",
+                Some(REDIRECT),
+                Some(VERIFIER),
+                ErrorCode::InvalidGrant,
+            ),
+            (
+                110,
+                "client-0001",
+                Some("https://app.acme.example/cb/"),
+                Some(VERIFIER),
+                ErrorCode::InvalidGrant,
+            ),
+            (
+                110,
+                "client-0001",
+                None,
+                Some(VERIFIER),
+                ErrorCode::InvalidGrant,
+            ),
+            (
+                110,
+                "client-0001",
+                Some(REDIRECT),
+                None,
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                110,
+                "client-0001",
+                Some(REDIRECT),
+                Some(&wrong),
+                ErrorCode::InvalidGrant,
+            ),
+            (
+                110,
+                "client-0001",
+                Some(REDIRECT),
+                Some(CHALLENGE),
+                ErrorCode::InvalidGrant,
+            ),
+        ];
+        for (now, client, redirect, verifier, want) in cases {
+            let (mut g, code) = grant(100);
+            let (err, changed) = g
+                .redeem(
+                    &code_hash(&code),
+                    &cid(client),
+                    redirect,
+                    verifier,
+                    None,
+                    now,
+                )
+                .unwrap_err();
+            assert_eq!(err.code, want, "{now} {client} {redirect:?} {verifier:?}");
+            assert!(!changed, "a failed check does not burn the code");
+            assert!(!g.code.as_ref().unwrap().used);
+        }
+        let (mut g, _) = grant(100);
+        let (err, _) = g
+            .redeem(
+                &hash_secret("wrong"),
+                &cid("client-0001"),
+                Some(REDIRECT),
+                Some(VERIFIER),
+                None,
+                110,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
+    }
+
+    #[test]
+    fn token_refresh_rotates_and_reuse_revokes_the_family() {
+        let (mut g, code) = grant(100);
+        g.redeem(
+            &code_hash(&code),
+            &cid("client-0001"),
+            Some(REDIRECT),
+            Some(VERIFIER),
+            Some("r1".into()),
+            110,
+        )
+        .unwrap();
+        assert!(g
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .is_ok());
+        assert!(g
+            .refresh("r2", &cid("client-0001"), None, "r3".into(), 130)
+            .is_ok());
+        let (err, changed) = g
+            .refresh("r1", &cid("client-0001"), None, "r4".into(), 140)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
+        assert!(changed && g.revoked, "reuse revokes");
+        let (err, _) = g
+            .refresh("r3", &cid("client-0001"), None, "r5".into(), 150)
+            .unwrap_err();
+        assert_eq!(
+            err.code,
+            ErrorCode::InvalidGrant,
+            "the current token dies with its family"
+        );
+    }
+
+    #[test]
+    fn token_refresh_checks_client_scope_and_lifetimes() {
+        let (mut g, code) = grant(100);
+        g.redeem(
+            &code_hash(&code),
+            &cid("client-0001"),
+            Some(REDIRECT),
+            Some(VERIFIER),
+            Some("r1".into()),
+            110,
+        )
+        .unwrap();
+        assert_eq!(
+            g.refresh("r1", &cid("client-0002"), None, "x".into(), 120)
+                .unwrap_err()
+                .0
+                .code,
+            ErrorCode::InvalidGrant
+        );
+        assert_eq!(
+            g.refresh(
+                "r1",
+                &cid("client-0001"),
+                Some(vec!["email".into()]),
+                "x".into(),
+                120
+            )
+            .unwrap_err()
+            .0
+            .code,
+            ErrorCode::InvalidScope
+        );
+        let narrowed = g
+            .refresh(
+                "r1",
+                &cid("client-0001"),
+                Some(vec!["openid".into()]),
+                "r2".into(),
+                120,
+            )
+            .unwrap();
+        assert_eq!(narrowed.scopes, vec!["openid".to_owned()]);
+        assert_eq!(
+            g.refresh(
+                "r2",
+                &cid("client-0001"),
+                None,
+                "r3".into(),
+                120 + REFRESH_IDLE_S
+            )
+            .unwrap_err()
+            .0
+            .code,
+            ErrorCode::InvalidGrant,
+            "idle lifetime"
+        );
+        let (mut g, code) = grant(100);
+        g.redeem(
+            &code_hash(&code),
+            &cid("client-0001"),
+            Some(REDIRECT),
+            Some(VERIFIER),
+            Some("a".into()),
+            110,
+        )
+        .unwrap();
+        let mut t = 110;
+        let mut current = "a".to_owned();
+        while t < 100 + GRANT_ABSOLUTE_S - 3600 {
+            t += REFRESH_IDLE_S - 1;
+            let next = format!("t{t}");
+            if g.refresh(&current, &cid("client-0001"), None, next.clone(), t)
+                .is_err()
+            {
+                break;
+            }
+            current = next;
+        }
+        assert!(
+            g.refresh(
+                &current,
+                &cid("client-0001"),
+                None,
+                "z".into(),
+                100 + GRANT_ABSOLUTE_S
+            )
+            .is_err(),
+            "absolute lifetime"
+        );
+    }
+
+    #[test]
+    fn handles_split_and_reject_garbage() {
+        let (token, hash) = handle("AAAAAAAAAAAAAAAAAAAAAA", &[9; SECRET_LEN]);
+        assert_eq!(
+            split_handle(&token),
+            Some(("AAAAAAAAAAAAAAAAAAAAAA".into(), hash))
+        );
+        for bad in [
+            "",
+            "x.y",
+            "AAAAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAAA.short",
+            "../../x.y",
+        ] {
+            assert_eq!(split_handle(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The tokens we issue: access tokens as RFC 9068 JWTs, ID tokens per OpenID Connect Core, and
+//! the claims each consented scope releases (nothing more: many users are children).
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256, Sha512};
+
+use super::client::SigningAlg;
+use super::partner::PartnerId;
+use super::user::UserView;
+
+/// Access tokens live five minutes: the bound on how long a revoked grant's tokens still pass
+/// checks that do not consult the grant (the gateway, step 4).
+pub const ACCESS_TOKEN_TTL_S: u64 = 300;
+pub const ID_TOKEN_TTL_S: u64 = 600;
+
+/// The user's identifier for one partner: partners cannot correlate users across partners, and
+/// the platform username never leaves edgeward unless a scope releases it.
+pub fn pairwise_sub(subject_seed: &str, partner: &PartnerId) -> String {
+    let mut h = Sha256::new();
+    h.update(b"edgeward:sub:v1:");
+    h.update(subject_seed.as_bytes());
+    h.update(b":");
+    h.update(partner.as_str().as_bytes());
+    Base64UrlUnpadded::encode_string(&h.finalize())
+}
+
+/// Claims released by `scopes`, from the user's profile.
+pub fn released_claims(scopes: &[String], user: &UserView) -> Map<String, Value> {
+    let mut out = Map::new();
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    if has("profile") {
+        out.insert("name".into(), user.name.clone().into());
+        out.insert("preferred_username".into(), user.username.as_str().into());
+    }
+    if has("email") {
+        if let Some(e) = &user.email {
+            out.insert("email".into(), e.clone().into());
+        }
+    }
+    if has("roles") {
+        out.insert("roles".into(), user.roles.clone().into());
+    }
+    out
+}
+
+/// RFC 9068 access-token claims (`exp` and `iat` are set by the signer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub scope: String,
+    pub jti: String,
+    /// The grant the token came from: userinfo, introspection and revocation look it up.
+    pub gid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+}
+
+/// OpenID Connect ID-token claims.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    pub at_hash: String,
+    #[serde(flatten)]
+    pub profile: Map<String, Value>,
+}
+
+/// `at_hash` (OIDC Core §3.1.3.6): the left half of the access token's hash, with the hash of
+/// the ID token's algorithm (SHA-512 for Ed25519, as OpenID's EdDSA guidance and common client
+/// libraries use).
+pub fn at_hash(access_token: &str, alg: SigningAlg) -> String {
+    let half = |d: &[u8]| Base64UrlUnpadded::encode_string(d.get(..d.len() / 2).unwrap_or(d));
+    match alg {
+        SigningAlg::EdDSA => half(&Sha512::digest(access_token.as_bytes())),
+        SigningAlg::ES256 | SigningAlg::RS256 => half(&Sha256::digest(access_token.as_bytes())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::user::Username;
+
+    fn user() -> UserView {
+        UserView {
+            username: Username::parse("alice").unwrap(),
+            name: "Alice".into(),
+            email: Some("alice@school.example".into()),
+            roles: vec!["pupil".into()],
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn pairwise_sub_differs_per_partner_and_is_stable() {
+        let a = PartnerId::parse("acme").unwrap();
+        let b = PartnerId::parse("beta").unwrap();
+        assert_eq!(pairwise_sub("seed", &a), pairwise_sub("seed", &a));
+        assert_ne!(pairwise_sub("seed", &a), pairwise_sub("seed", &b));
+        assert_ne!(pairwise_sub("seed", &a), pairwise_sub("seed2", &a));
+        assert!(!pairwise_sub("seed", &a).contains("alice"));
+    }
+
+    #[test]
+    fn claims_follow_consented_scopes_only() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(released_claims(&s(&["openid"]), &user()).is_empty());
+        let p = released_claims(&s(&["openid", "profile"]), &user());
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["name", "preferred_username"]);
+        let e = released_claims(&s(&["email"]), &user());
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["email"]);
+        let r = released_claims(&s(&["roles"]), &user());
+        assert_eq!(r["roles"], serde_json::json!(["pupil"]));
+    }
+
+    #[test]
+    fn at_hash_uses_the_algorithms_hash() {
+        // Expected values computed independently (Python's hashlib).
+        assert_eq!(
+            at_hash(
+                "jHkWEdUXMU1BwAsC4vtUsZwnNTKf2JgkpskCUTvSvo4",
+                SigningAlg::RS256
+            ),
+            "DxYOhQPVOjvqfl6CXM5Yqw"
+        );
+        assert_eq!(
+            at_hash("x", SigningAlg::EdDSA),
+            "pKvURIxJVi2CgRXROh_M6pJ_UrTVRZKX-LQ-QtqJI4s"
+        );
+    }
+}

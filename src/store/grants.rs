@@ -1,0 +1,51 @@
+//! The grant Durable Object's command protocol. One object per grant (named `grant:{grant_id}`),
+//! so a code is redeemed at most once and a refresh family rotates without races, wherever the
+//! requests come from; no object is hot.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::client::ClientId;
+use crate::protocol::error::ApiError;
+use crate::protocol::grant::{Grant, Issue};
+
+pub fn object_name(grant_id: &str) -> String {
+    format!("grant:{grant_id}")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum GrantCommand {
+    Create {
+        grant: Box<Grant>,
+    },
+    Redeem {
+        code_hash: String,
+        client_id: ClientId,
+        redirect_uri: Option<String>,
+        code_verifier: Option<String>,
+        new_refresh_hash: Option<String>,
+        now: u64,
+    },
+    Refresh {
+        refresh_hash: String,
+        client_id: ClientId,
+        scopes: Option<Vec<String>>,
+        new_refresh_hash: String,
+        now: u64,
+    },
+    Revoke,
+    Status {
+        now: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum GrantReply {
+    Created,
+    Issued { issue: Issue },
+    Revoked,
+    Active { grant: Grant },
+    Inactive,
+    Failed { error: ApiError },
+}

@@ -1,0 +1,128 @@
+// Helpers for driving the OAuth flows over plain HTTP: a cookie-keeping browser stand-in, PKCE,
+// and JWT verification against the published JWKS (node's own crypto, not ours).
+import { createHash, createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
+
+export class CookieJar {
+  constructor(base) {
+    this.base = base;
+    this.cookies = new Map();
+  }
+
+  async fetch(pathOrUrl, init = {}) {
+    const url = pathOrUrl.startsWith('http') ? pathOrUrl : this.base + pathOrUrl;
+    const headers = { ...(init.headers || {}) };
+    if (this.cookies.size) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';');
+      const i = pair.indexOf('=');
+      const name = pair.slice(0, i);
+      const value = pair.slice(i + 1);
+      if (value === '' || /max-age=0/i.test(c)) this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    return res;
+  }
+
+  postForm(path, fields, headers = {}) {
+    return this.fetch(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+      body: new URLSearchParams(fields).toString(),
+    });
+  }
+}
+
+export function pkce() {
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  return { verifier, challenge };
+}
+
+/** Hidden and named inputs of the first form on a page. */
+export function formFields(html) {
+  const fields = {};
+  for (const m of html.matchAll(/<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"/g)) {
+    fields[m[1]] = m[2]
+      .replace(/&quot;/g, '"')
+      .replace(/&#39;/g, "'")
+      .replace(/&lt;/g, '<')
+      .replace(/&gt;/g, '>')
+      .replace(/&amp;/g, '&');
+  }
+  return fields;
+}
+
+export function decodeJwt(token) {
+  const [h, p] = token.split('.');
+  return {
+    header: JSON.parse(Buffer.from(h, 'base64url').toString()),
+    payload: JSON.parse(Buffer.from(p, 'base64url').toString()),
+  };
+}
+
+/** Verifies a JWT's signature against a JWK Set with node's crypto. Returns the payload. */
+export function verifyJwt(token, jwks) {
+  const [h, p, s] = token.split('.');
+  const { header, payload } = decodeJwt(token);
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
+  if (!jwk) throw new Error(`no key ${header.kid}`);
+  if (jwk.alg !== header.alg) throw new Error(`alg ${header.alg} does not match key ${jwk.alg}`);
+  const key = createPublicKey({ key: jwk, format: 'jwk' });
+  const data = Buffer.from(`${h}.${p}`);
+  const sig = Buffer.from(s, 'base64url');
+  const ok =
+    header.alg === 'EdDSA'
+      ? cryptoVerify(null, data, key, sig)
+      : header.alg === 'RS256'
+        ? cryptoVerify('sha256', data, key, sig)
+        : header.alg === 'ES256'
+          ? cryptoVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig)
+          : false;
+  if (!ok) throw new Error('bad signature');
+  return payload;
+}
+
+export function basicAuth(id, secret) {
+  const enc = (s) => encodeURIComponent(s);
+  return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
+}
+
+/**
+ * Runs the browser part of the code flow for `username`: authorize, login, consent.
+ * Returns the callback URL the browser was sent to.
+ */
+export async function browserFlow(w, { client, username, password, scope = 'openid profile', state = 'st-1', nonce, challenge, jar, extra = {} }) {
+  jar ??= new CookieJar(w.url);
+  const params = {
+    response_type: 'code',
+    client_id: client.client_id,
+    redirect_uri: client.redirect_uris[0],
+    scope,
+    state,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+    ...(nonce ? { nonce } : {}),
+    ...extra,
+  };
+  let res = await jar.fetch(`/oauth2/authorize?${new URLSearchParams(params)}`);
+  for (let hops = 0; hops < 6; hops++) {
+    if (res.status === 302 || res.status === 303) {
+      const loc = res.headers.get('location');
+      if (!loc.startsWith(w.url) && !loc.startsWith('/')) return { callback: new URL(loc), jar };
+      res = await jar.fetch(loc);
+      continue;
+    }
+    const html = await res.text();
+    if (res.status !== 200) throw new Error(`unexpected ${res.status}: ${html.slice(0, 300)}`);
+    const fields = formFields(html);
+    if (html.includes('name="password"')) {
+      res = await jar.postForm('/login', { ...fields, username, password });
+    } else if (html.includes('name="decision"')) {
+      res = await jar.postForm('/oauth2/authorize', { ...fields, decision: 'allow' });
+    } else {
+      throw new Error(`unexpected page: ${html.slice(0, 300)}`);
+    }
+  }
+  throw new Error('too many hops');
+}
