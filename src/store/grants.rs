@@ -13,7 +13,7 @@ pub fn object_name(grant_id: &str) -> String {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum GrantCommand {
     Create {
         grant: Box<Grant>,
@@ -40,7 +40,7 @@ pub enum GrantCommand {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum GrantReply {
     Created,
     Issued { issue: Issue },

@@ -10,7 +10,7 @@ use crate::protocol::partner::{Partner, PartnerId, PartnerSpec};
 pub const REGISTRY_OBJECT: &str = "registry";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RegistryCommand {
     Put {
         id: PartnerId,
@@ -46,7 +46,7 @@ pub enum RegistryCommand {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RegistryReply {
     Saved {
         partner: Partner,

@@ -14,7 +14,7 @@ pub fn object_name(username: &Username) -> String {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum UserCommand {
     Put {
         username: Username,
@@ -52,7 +52,7 @@ pub enum UserCommand {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum UserReply {
     Saved {
         user: UserView,
