@@ -49,6 +49,10 @@ pub const ADMIN_USERS: &str = "/admin/users";
 
 pub const AUTHORIZE: &str = "/oauth2/authorize";
 pub const TOKEN: &str = "/oauth2/token";
+pub const USERINFO: &str = "/oauth2/userinfo";
+pub const REVOKE: &str = "/oauth2/revoke";
+pub const INTROSPECT: &str = "/oauth2/introspect";
+pub const LOGOUT: &str = "/oauth2/logout";
 pub const LOGIN: &str = "/login";
 pub const ACCOUNT: &str = "/account";
 pub const JWKS: &str = "/.well-known/jwks.json";
@@ -71,6 +75,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         metadata: "token_endpoint",
         path: TOKEN,
+    },
+    Endpoint {
+        metadata: "userinfo_endpoint",
+        path: USERINFO,
+    },
+    Endpoint {
+        metadata: "revocation_endpoint",
+        path: REVOKE,
+    },
+    Endpoint {
+        metadata: "introspection_endpoint",
+        path: INTROSPECT,
+    },
+    Endpoint {
+        metadata: "end_session_endpoint",
+        path: LOGOUT,
     },
     Endpoint {
         metadata: "jwks_uri",
@@ -97,6 +117,10 @@ pub enum Route<'a> {
     Api,
     Authorize,
     Token,
+    Userinfo,
+    Revoke,
+    Introspect,
+    Logout,
     Login,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
@@ -125,6 +149,10 @@ impl Route<'_> {
             Route::Api => "/api/*",
             Route::Authorize => AUTHORIZE,
             Route::Token => TOKEN,
+            Route::Userinfo => USERINFO,
+            Route::Revoke => REVOKE,
+            Route::Introspect => INTROSPECT,
+            Route::Logout => LOGOUT,
             Route::Login => LOGIN,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
@@ -142,8 +170,9 @@ impl Route<'_> {
             Route::Health => &[Method::Get, Method::Head],
             Route::Api => API_METHODS,
             Route::Jwks | Route::Discovery => &[Method::Get, Method::Head],
-            Route::Authorize | Route::Login => &[Method::Get, Method::Post],
-            Route::Token => &[Method::Post],
+            Route::Authorize | Route::Login | Route::Logout => &[Method::Get, Method::Post],
+            Route::Token | Route::Revoke | Route::Introspect => &[Method::Post],
+            Route::Userinfo => &[Method::Get, Method::Post],
             Route::AdminPartners => &[Method::Get],
             Route::AdminPartner { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminPartnerClients { .. } => &[Method::Get, Method::Post],
@@ -174,6 +203,18 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == TOKEN {
         return Some(Route::Token);
+    }
+    if path == USERINFO {
+        return Some(Route::Userinfo);
+    }
+    if path == REVOKE {
+        return Some(Route::Revoke);
+    }
+    if path == INTROSPECT {
+        return Some(Route::Introspect);
+    }
+    if path == LOGOUT {
+        return Some(Route::Logout);
     }
     if path == LOGIN {
         return Some(Route::Login);

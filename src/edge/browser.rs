@@ -69,6 +69,10 @@ impl Cookies {
         ))
     }
 
+    pub fn clear_session(&self) -> String {
+        self.set("session", "", 0)
+    }
+
     /// The browser's CSRF token, and the `Set-Cookie` to send if it is new.
     pub fn csrf(&self, req: &Request) -> Result<(String, Option<String>), ApiError> {
         if let Some(existing) = self.read(req, "csrf").filter(|v| v.len() == 43) {

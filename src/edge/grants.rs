@@ -123,15 +123,22 @@ impl GrantStore {
                     }
                 }
             }
-            GrantCommand::Revoke => {
-                if let Some(mut grant) = existing {
+            GrantCommand::Revoke { client_id } => {
+                if let Some(mut grant) = existing.filter(|g| g.client_id == client_id) {
                     grant.revoked = true;
                     self.store(&grant).await?;
                 }
                 Ok(GrantReply::Revoked)
             }
-            GrantCommand::Status { now } => Ok(match existing {
-                Some(grant) if grant.active(now) => GrantReply::Active { grant },
+            GrantCommand::Status { now, refresh_hash } => Ok(match existing {
+                Some(grant)
+                    if grant.active(now)
+                        && refresh_hash
+                            .as_deref()
+                            .is_none_or(|h| grant.is_current_refresh(h)) =>
+                {
+                    GrantReply::Active { grant }
+                }
                 _ => GrantReply::Inactive,
             }),
         }

@@ -2,17 +2,22 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod bearer;
 pub mod browser;
+pub mod clients;
 pub mod config;
 pub mod gate;
 pub mod grants;
 pub mod keys;
 pub mod kvcache;
+pub mod logout;
 pub mod objects;
 pub mod random;
 pub mod registry;
 pub mod respond;
+pub mod revocation;
 pub mod token;
+pub mod userinfo;
 pub mod users;
 
 use worker::{console_log, Date, Env, Request, Response};
@@ -133,6 +138,10 @@ async fn dispatch(
         Route::Authorize => authorize::authorize(req, env, method, now).await,
         Route::Login => authorize::login(req, env, method, now).await,
         Route::Token => token::token(req, env, now).await,
+        Route::Userinfo => userinfo::userinfo(req, env, now).await,
+        Route::Revoke => revocation::revoke(req, env, now).await,
+        Route::Introspect => revocation::introspect(req, env, now).await,
+        Route::Logout => logout::logout(req, env, method, now).await,
         Route::Jwks => keys::jwks(env),
         Route::Discovery => keys::discovery(env),
         Route::AdminPartners

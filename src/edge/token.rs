@@ -5,19 +5,18 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::{json, Value};
 use worker::{Env, Request};
 
-use super::{config, grants, keys, kvcache, random, respond, Outcome};
-use crate::protocol::client::{AuthMethod, ClientRecord, GrantType};
-use crate::protocol::client_auth::{self, Presented};
+use super::{clients, config, grants, keys, random, respond, users, Outcome};
+use crate::protocol::client::{ClientRecord, GrantType};
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{Params, MAX_FORM_BYTES};
 use crate::protocol::grant::{self, Issue};
 use crate::protocol::keys::{KeySet, Times};
-use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
 use crate::protocol::tokens::{
     at_hash, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
 use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::users::{UserCommand, UserReply};
 
 /// The audience of our access tokens: the platform API behind the gateway.
 pub fn api_audience(issuer: &Issuer) -> String {
@@ -28,7 +27,7 @@ fn invalid_request(why: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, why)
 }
 
-async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
+pub async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
     let ct = req
         .headers()
         .get("content-type")
@@ -57,40 +56,6 @@ async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
         .await
         .map_err(|e| invalid_request(&format!("unreadable body: {e}")))?;
     Ok((req, Params::parse(&body)?))
-}
-
-/// Who is calling: authenticated as registered, partner still active.
-async fn client(
-    env: &Env,
-    req: &Request,
-    params: &Params,
-    now_ms: u64,
-) -> Result<ClientRecord, ApiError> {
-    let auth = req.headers().get("authorization").ok().flatten();
-    let presented = client_auth::presented(auth.as_deref(), params)?;
-    let unknown = || ApiError::new(ErrorCode::InvalidClient, "client authentication failed");
-    let client_id = presented.client_id().map_err(|_| unknown())?;
-    let client: ClientRecord = kvcache::get_json(env, &kv_keys::client(&client_id), now_ms)
-        .await?
-        .ok_or_else(unknown)?;
-    client_auth::authenticate(&presented, &client)?;
-    if let (Presented::Assertion { .. }, AuthMethod::PrivateKeyJwt) =
-        (&presented, client.token_endpoint_auth_method)
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidClient,
-            "private_key_jwt client authentication is not available yet",
-        ));
-    }
-    let partner: Option<Partner> =
-        kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
-    if !partner.is_some_and(|p| p.status == PartnerStatus::Active) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidClient,
-            "the client's partner is suspended",
-        ));
-    }
-    Ok(client)
 }
 
 fn require_grant(client: &ClientRecord, g: GrantType) -> Result<(), ApiError> {
@@ -221,7 +186,7 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
     let now = now_ms / 1000;
     let issuer = config::issuer(env)?;
     let (req, params) = read_form(req).await?;
-    let client = client(env, &req, &params, now_ms).await?;
+    let client = clients::authenticate(env, &req, &params, now_ms).await?;
     let partner = Some(client.partner_id.as_str().to_owned());
     // Keys first: a code is never spent when tokens could not be signed.
     let keys = keys::key_set(env)?;
@@ -287,6 +252,22 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 now,
             };
             let issue = grant_reply(grants::call(env, &gid, &cmd).await?)?;
+            // A deleted user's grants end with them.
+            if let Some(username) = &issue.grant.username {
+                if !matches!(
+                    users::call(env, username, &UserCommand::Get).await?,
+                    UserReply::User { .. }
+                ) {
+                    let revoke = GrantCommand::Revoke {
+                        client_id: client.client_id.clone(),
+                    };
+                    grants::call(env, &gid, &revoke).await?;
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidGrant,
+                        "the user no longer exists",
+                    ));
+                }
+            }
             mint(&keys, &issuer, &client, issue, Some(token), true, now).await?
         }
         Some("client_credentials") => {

@@ -168,6 +168,27 @@ pub fn consent(action: &str, csrf: &str, v: &ConsentView<'_>) -> String {
     )
 }
 
+/// Asks before signing out when the request could not prove which app sent it.
+pub fn logout_confirm(action: &str, csrf: &str, fields: &[(&'static str, String)]) -> String {
+    let mut all = fields.to_vec();
+    all.push(("csrf", csrf.to_owned()));
+    layout(
+        "Sign out?",
+        &format!(
+            "<h1>Sign out of your school account?</h1><form method=\"post\" action=\"{}\">{}<button type=\"submit\" class=\"primary\">Sign out</button></form>",
+            esc(action),
+            hidden(&all)
+        ),
+    )
+}
+
+pub fn signed_out() -> String {
+    layout(
+        "Signed out",
+        "<h1>You are signed out</h1><p>You can close this page.</p>",
+    )
+}
+
 /// An error the user sees instead of being redirected anywhere.
 pub fn error(title: &str, message: &str) -> String {
     layout(

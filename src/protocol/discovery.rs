@@ -56,6 +56,8 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
     });
     if let Value::Object(m) = extra {
         doc.extend(m);

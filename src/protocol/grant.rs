@@ -257,6 +257,11 @@ impl Grant {
     pub fn active(&self, now: u64) -> bool {
         !self.revoked && now.saturating_sub(self.created_at) < GRANT_ABSOLUTE_S
     }
+
+    /// Whether `hash` is the current refresh token (not a superseded one).
+    pub fn is_current_refresh(&self, hash: &str) -> bool {
+        self.refresh.as_ref().is_some_and(|r| same(&r.hash, hash))
+    }
 }
 
 #[cfg(test)]

@@ -242,6 +242,41 @@ pub enum VerifyError {
     NotYetValid,
 }
 
+/// An RSA-signed token of ours, split for a WebCrypto verification.
+pub struct RsaCheck {
+    pub kid: String,
+    pub public_jwk: Value,
+    pub signing_input: String,
+    pub signature: Vec<u8>,
+    pub payload: Value,
+}
+
+/// For tokens whose `kid` is one of our RSA keys: the parts WebCrypto needs to verify them.
+/// `None` when the token is not ours, not RS256 or malformed.
+pub fn rsa_check(keys: &KeySet, token: &str) -> Option<RsaCheck> {
+    let untrusted = UntrustedToken::new(token).ok()?;
+    let kid = untrusted.header().key_id.clone()?;
+    let key = keys.by_kid(&kid)?;
+    let Material::Rsa(private) = &key.material else {
+        return None;
+    };
+    if untrusted.algorithm() != "RS256" {
+        return None;
+    }
+    let public_jwk = json!({ "kty": "RSA", "n": private.get("n")?, "e": private.get("e")? });
+    let (signing_input, sig) = token.rsplit_once('.')?;
+    let signature = Base64UrlUnpadded::decode_vec(sig).ok()?;
+    let payload_b64 = signing_input.split('.').nth(1)?;
+    let payload = serde_json::from_slice(&Base64UrlUnpadded::decode_vec(payload_b64).ok()?).ok()?;
+    Some(RsaCheck {
+        kid,
+        public_jwk,
+        signing_input: signing_input.to_owned(),
+        signature,
+        payload,
+    })
+}
+
 /// Verifies a JWT we issued (Ed25519 or P-256): known `kid`, the key's own algorithm (no
 /// `alg: none`, no algorithm confusion), the expected `typ`, signature, and `exp`/`nbf` at `now`
 /// with `leeway_s` of clock skew. Claims such as `iss` and `aud` are the caller's to check.
@@ -251,6 +286,18 @@ pub fn verify<T: DeserializeOwned + Clone>(
     typ: &str,
     now: u64,
     leeway_s: u64,
+) -> Result<Claims<T>, VerifyError> {
+    let claims = verify_signature::<T>(keys, token, typ)?;
+    check_times(&claims, now, leeway_s)?;
+    Ok(claims)
+}
+
+/// Signature, key and type checks only: for hints (such as a logout's `id_token_hint`) that
+/// may have expired and still identify who they were issued to.
+pub fn verify_signature<T: DeserializeOwned + Clone>(
+    keys: &KeySet,
+    token: &str,
+    typ: &str,
 ) -> Result<Claims<T>, VerifyError> {
     let untrusted = UntrustedToken::new(token).map_err(|_| VerifyError::Malformed)?;
     let header = untrusted.header();
@@ -276,7 +323,10 @@ pub fn verify<T: DeserializeOwned + Clone>(
         // We never issue RSA-signed access tokens; an RSA kid here is a confusion attempt.
         Material::Rsa(_) => return Err(VerifyError::UnknownKey),
     };
-    let claims = token.claims().clone();
+    Ok(token.claims().clone())
+}
+
+fn check_times<T>(claims: &Claims<T>, now: u64, leeway_s: u64) -> Result<(), VerifyError> {
     // RFC 7519 §4.1.4: the token is expired once the time reaches `exp`; `exp` is required.
     let exp = claims.expiration.ok_or(VerifyError::Expired)?.timestamp();
     let now = i64::try_from(now).map_err(|_| VerifyError::Malformed)?;
@@ -289,7 +339,7 @@ pub fn verify<T: DeserializeOwned + Clone>(
             return Err(VerifyError::NotYetValid);
         }
     }
-    Ok(claims)
+    Ok(())
 }
 
 #[cfg(test)]

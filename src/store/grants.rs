@@ -33,9 +33,14 @@ pub enum GrantCommand {
         new_refresh_hash: String,
         now: u64,
     },
-    Revoke,
+    /// Revokes the grant if it belongs to `client_id` (RFC 7009: only the client's own tokens).
+    Revoke {
+        client_id: ClientId,
+    },
+    /// The grant if it is active; with `refresh_hash`, only if that is its current refresh token.
     Status {
         now: u64,
+        refresh_hash: Option<String>,
     },
 }
 

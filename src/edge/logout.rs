@@ -1,0 +1,179 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid `id_token_hint`
+//! the session ends at once; without one the user confirms first (a cross-site request must not
+//! sign people out). The browser goes back only to a URI registered for the hinted client.
+
+use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
+use serde_json::Value;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{Env, Request};
+
+use super::browser::{self, Cookies};
+use super::{config, keys, kvcache, users, Outcome};
+use crate::pages;
+use crate::protocol::authorize::redirect_to;
+use crate::protocol::client::{ClientId, ClientRecord};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::form::Params;
+use crate::protocol::keys::{rsa_check, verify_signature};
+use crate::protocol::partner::keys as kv_keys;
+use crate::routes::{self, Method};
+use crate::store::users::UserCommand;
+
+/// The client an ID token of ours was issued to, if its signature is good (expiry is not
+/// checked: a hint may be old).
+async fn hinted_client(env: &Env, hint: &str) -> Option<ClientId> {
+    let keys = keys::key_set(env).ok()?;
+    let issuer = config::issuer(env).ok()?;
+    let payload: Value = match verify_signature::<Value>(&keys, hint, "JWT") {
+        Ok(claims) => claims.custom,
+        Err(_) => {
+            let check = rsa_check(&keys, hint)?;
+            rsa_verify(&check.public_jwk, &check.signing_input, &check.signature).await?;
+            check.payload
+        }
+    };
+    if payload.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+        return None;
+    }
+    ClientId::parse(payload.get("aud").and_then(Value::as_str)?)
+}
+
+async fn rsa_verify(public_jwk: &Value, input: &str, signature: &[u8]) -> Option<()> {
+    let subtle: web_sys::SubtleCrypto = {
+        let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
+        Reflect::get(&crypto, &JsValue::from_str("subtle"))
+            .ok()?
+            .unchecked_into()
+    };
+    let algo = Object::new();
+    Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).ok()?;
+    Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).ok()?;
+    let jwk = JSON::parse(&public_jwk.to_string()).ok()?;
+    let key = JsFuture::from(
+        subtle
+            .import_key_with_object(
+                "jwk",
+                &jwk.unchecked_into(),
+                &algo,
+                false,
+                &Array::of1(&"verify".into()),
+            )
+            .ok()?,
+    )
+    .await
+    .ok()?;
+    let sig = Uint8Array::from(signature);
+    let ok = JsFuture::from(
+        subtle
+            .verify_with_object_and_buffer_source_and_u8_array(
+                &algo,
+                &key.unchecked_into(),
+                &sig,
+                input.as_bytes(),
+            )
+            .ok()?,
+    )
+    .await
+    .ok()?;
+    ok.as_bool().filter(|v| *v).map(|_| ())
+}
+
+/// The post-logout destination, only if registered for the client.
+async fn destination(
+    env: &Env,
+    client_id: Option<&ClientId>,
+    params: &Params,
+    now_ms: u64,
+) -> Option<String> {
+    let uri = params.get("post_logout_redirect_uri")?;
+    let client: ClientRecord = kvcache::get_json(env, &kv_keys::client(client_id?), now_ms)
+        .await
+        .ok()??;
+    let registered = client.redirect_uris.iter().find(|r| r.as_str() == uri)?;
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if let Some(state) = params.get("state") {
+        pairs.push(("state", state));
+    }
+    Some(if pairs.is_empty() {
+        registered.as_str().to_owned()
+    } else {
+        redirect_to(registered, &pairs)
+    })
+}
+
+pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    let params = if method == Method::Post {
+        match req
+            .bytes()
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))
+            .and_then(|b| Params::parse(&b))
+        {
+            Ok(p) => p,
+            Err(e) => return browser::error_page(&e),
+        }
+    } else {
+        let query = req
+            .url()
+            .ok()
+            .and_then(|u| u.query().map(str::to_owned))
+            .unwrap_or_default();
+        match Params::parse(query.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return browser::error_page(&e),
+        }
+    };
+    let hinted = match params.get("id_token_hint") {
+        Some(h) => hinted_client(env, h).await,
+        None => None,
+    };
+    if method == Method::Get && hinted.is_none() {
+        // Not provably from a client: ask the person first.
+        return match cookies.csrf(&req) {
+            Ok((csrf, new_cookie)) => {
+                let mut fields: Vec<(&'static str, String)> = Vec::new();
+                for name in ["client_id", "post_logout_redirect_uri", "state"] {
+                    if let Some(v) = params.get(name) {
+                        fields.push((name, v.to_owned()));
+                    }
+                }
+                let cookies: Vec<String> = new_cookie.into_iter().collect();
+                browser::page(
+                    200,
+                    pages::logout_confirm(routes::LOGOUT, &csrf, &fields),
+                    &cookies,
+                    "logout_confirm",
+                )
+            }
+            Err(e) => browser::error_page(&e),
+        };
+    }
+    if method == Method::Post && !cookies.csrf_ok(&req, params.get("csrf")) {
+        return browser::error_page(&ApiError::new(
+            ErrorCode::AccessDenied,
+            "This form has expired or was not sent from this browser.",
+        ));
+    }
+    if let Some((username, session_hash)) = cookies.session(&req) {
+        if let Err(e) = users::call(env, &username, &UserCommand::Logout { session_hash }).await {
+            return browser::error_page(&e);
+        }
+    }
+    let clear = vec![cookies.clear_session()];
+    let client_id = hinted.or_else(|| params.get("client_id").and_then(ClientId::parse));
+    match destination(env, client_id.as_ref(), &params, now_ms).await {
+        Some(location) => browser::redirect(
+            if method == Method::Post { 303 } else { 302 },
+            &location,
+            &clear,
+            "logged_out",
+        ),
+        None => browser::page(200, pages::signed_out(), &clear, "logged_out"),
+    }
+}

@@ -1,0 +1,94 @@
+// RS256 ID tokens for clients that need them (signed by WebCrypto), and RP-initiated logout.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startWorker, addPartner } from './harness.mjs';
+import { CookieJar, pkce, basicAuth, browserFlow, verifyJwt, decodeJwt, formFields } from './oauth.mjs';
+
+let w;
+let rsClient;
+let jwks;
+const PASSWORD = 'correct horse battery staple';
+const REDIRECT = 'https://app.acme.example/cb';
+
+before(async () => {
+  w = await startWorker();
+  await addPartner(w, 'acme', ['https://app.acme.example']);
+  rsClient = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Legacy', redirect_uris: [REDIRECT, 'https://app.acme.example/bye'], scopes: ['openid', 'profile'], id_token_signed_response_alg: 'RS256' },
+  })).json();
+  await w.admin('/users/erin', { method: 'PUT', body: { password: PASSWORD, name: 'Erin' } });
+  jwks = await (await w.fetch('/.well-known/jwks.json')).json();
+});
+after(() => w?.stop());
+
+async function login(jar) {
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client: rsClient, username: 'erin', password: PASSWORD, challenge, scope: 'openid profile', jar });
+  const res = await fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(rsClient.client_id, rsClient.client_secret) },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: REDIRECT, code_verifier: verifier }),
+  });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+test('id_token_rs256_for_a_client_registered_for_it', async () => {
+  const t = await login(new CookieJar(w.url));
+  assert.equal(decodeJwt(t.id_token).header.alg, 'RS256');
+  const id = verifyJwt(t.id_token, jwks);
+  assert.equal(id.aud, rsClient.client_id);
+  assert.equal(decodeJwt(t.access_token).header.alg, 'EdDSA', 'access tokens stay EdDSA');
+});
+
+test('logout_with_valid_hint_ends_the_session_and_returns_to_a_registered_uri', async () => {
+  const jar = new CookieJar(w.url);
+  const t = await login(jar);
+  const params = new URLSearchParams({ id_token_hint: t.id_token, post_logout_redirect_uri: 'https://app.acme.example/bye', state: 'later' });
+  const res = await jar.fetch(`/oauth2/logout?${params}`);
+  assert.equal(res.status, 302);
+  assert.equal(res.headers.get('location'), 'https://app.acme.example/bye?state=later');
+  // The session is gone: prompt=none now answers login_required.
+  const { challenge } = pkce();
+  const again = await jar.fetch(`/oauth2/authorize?${new URLSearchParams({
+    response_type: 'code', client_id: rsClient.client_id, redirect_uri: REDIRECT, scope: 'openid',
+    code_challenge: challenge, code_challenge_method: 'S256', prompt: 'none', state: 's',
+  })}`);
+  assert.equal(new URL(again.headers.get('location')).searchParams.get('error'), 'login_required');
+});
+
+test('logout_never_redirects_to_an_unregistered_uri', async () => {
+  const jar = new CookieJar(w.url);
+  const t = await login(jar);
+  for (const uri of ['https://evil.example/', 'https://app.acme.example/bye/', 'https://app.acme.example/other']) {
+    const res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: t.id_token, post_logout_redirect_uri: uri })}`);
+    assert.equal(res.status, 200, uri);
+    assert.equal(res.headers.get('location'), null, uri);
+    assert.match(await res.text(), /You are signed out/);
+  }
+});
+
+test('logout_without_a_valid_hint_asks_first', async () => {
+  const jar = new CookieJar(w.url);
+  await login(jar);
+  const t = await login(jar);
+  const tampered = t.id_token.slice(0, -4) + 'AAAA';
+  for (const hint of [undefined, tampered]) {
+    const q = new URLSearchParams({ post_logout_redirect_uri: 'https://app.acme.example/bye', client_id: rsClient.client_id, ...(hint ? { id_token_hint: hint } : {}) });
+    const res = await jar.fetch(`/oauth2/logout?${q}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('location'), null);
+    const html = await res.text();
+    assert.match(html, /Sign out of your school account\?/);
+    if (hint === undefined) {
+      // Confirming signs out; a post without the CSRF token does not.
+      const fields = formFields(html);
+      const { csrf, ...noCsrf } = fields;
+      assert.equal((await jar.postForm('/oauth2/logout', noCsrf)).status, 403);
+      const done = await jar.postForm('/oauth2/logout', fields);
+      assert.equal(done.status, 303);
+      assert.equal(done.headers.get('location'), 'https://app.acme.example/bye');
+    }
+  }
+});

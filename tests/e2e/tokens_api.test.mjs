@@ -1,0 +1,190 @@
+// Userinfo, revocation and introspection, and forged access tokens at each of them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createPrivateKey, createHmac, sign as cryptoSign } from 'node:crypto';
+import { startWorker, addPartner } from './harness.mjs';
+import { pkce, basicAuth, browserFlow, decodeJwt } from './oauth.mjs';
+import { generateJwk } from '../../scripts/lib/jwk.mjs';
+
+let w;
+let client;
+let other; // a client of another partner
+let tokens;
+const PASSWORD = 'correct horse battery staple';
+
+before(async () => {
+  w = await startWorker();
+  await addPartner(w, 'acme', ['https://app.acme.example']);
+  await addPartner(w, 'beta', ['https://app.beta.example']);
+  client = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme', redirect_uris: ['https://app.acme.example/cb'], scopes: ['openid', 'profile', 'email', 'roles'] },
+  })).json();
+  other = await (await w.admin('/partners/beta/clients', {
+    method: 'POST',
+    body: { name: 'Beta', redirect_uris: ['https://app.beta.example/cb'], scopes: ['openid'] },
+  })).json();
+  await w.admin('/users/carol', {
+    method: 'PUT',
+    body: { password: PASSWORD, name: 'Carol Teacher', email: 'carol@school.example', roles: ['teacher'] },
+  });
+  tokens = await freshTokens('openid profile roles');
+});
+after(() => w?.stop());
+
+async function freshTokens(scope) {
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client, username: 'carol', password: PASSWORD, challenge, scope });
+  const res = await post('/oauth2/token', {
+    grant_type: 'authorization_code',
+    code: callback.searchParams.get('code'),
+    redirect_uri: client.redirect_uris[0],
+    code_verifier: verifier,
+  });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+function post(path, fields, auth = basicAuth(client.client_id, client.client_secret)) {
+  return fetch(`${w.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(auth ? { authorization: auth } : {}) },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+const userinfo = (token) => fetch(`${w.url}/oauth2/userinfo`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+
+/** A token signed with one of the Worker's own keys (the harness knows them), with any claims. */
+function signWith(jwk, header, payload) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc(header)}.${enc(payload)}`;
+  const sig = cryptoSign(null, Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' }));
+  return `${input}.${sig.toString('base64url')}`;
+}
+
+function forgeries() {
+  const real = decodeJwt(tokens.access_token);
+  const key = w.signingKeys.keys[0];
+  const now = Math.floor(Date.now() / 1000);
+  const h = { ...real.header };
+  const p = { ...real.payload, exp: now + 300, iat: now };
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const [rh, rp, rs] = tokens.access_token.split('.');
+  const publicJwk = JSON.stringify(w.signingKeys.keys.map(({ d, ...pub }) => pub)[0]);
+  const hsInput = `${enc({ ...h, alg: 'HS256' })}.${rp}`;
+  const stranger = generateJwk('EdDSA');
+  return {
+    'alg none': `${enc({ ...h, alg: 'none' })}.${rp}.`,
+    'HS256 signed with the public key': `${hsInput}.${createHmac('sha256', publicJwk).update(hsInput).digest('base64url')}`,
+    'unknown kid': signWith(stranger, { ...h, kid: stranger.kid }, p),
+    'our kid, another key': signWith(stranger, h, p),
+    expired: signWith(key, h, { ...p, exp: now - 10, iat: now - 310 }),
+    'wrong aud': signWith(key, h, { ...p, aud: 'https://other.example/api' }),
+    'wrong iss': signWith(key, h, { ...p, iss: 'https://evil.example' }),
+    'wrong typ': signWith(key, { ...h, typ: 'JWT' }, p),
+    'tampered payload': `${rh}.${enc({ ...real.payload, scope: 'openid profile email roles' })}.${rs}`,
+    garbage: 'not.a.token',
+  };
+}
+
+test('userinfo_returns_consented_claims_for_a_valid_token', async () => {
+  const res = await userinfo(tokens.access_token);
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.sub, decodeJwt(tokens.id_token).payload.sub);
+  assert.equal(body.name, 'Carol Teacher');
+  assert.equal(body.preferred_username, 'carol');
+  assert.deepEqual(body.roles, ['teacher']);
+  assert.equal(body.email, undefined, 'email was not consented');
+});
+
+test('userinfo_without_token_is_401_with_bearer_challenge', async () => {
+  const res = await userinfo(null);
+  assert.equal(res.status, 401);
+  assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="edgeward"');
+  const q = await fetch(`${w.url}/oauth2/userinfo?access_token=${tokens.access_token}`);
+  assert.equal(q.status, 401, 'tokens in the query string are not accepted');
+});
+
+test('userinfo_refuses_forged_access_tokens', async () => {
+  for (const [name, forged] of Object.entries(forgeries())) {
+    const res = await userinfo(forged);
+    assert.equal(res.status, 401, name);
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="edgeward", error="invalid_token"', name);
+    const body = await res.json();
+    assert.equal(body.error, 'invalid_token', name);
+    assert.equal(body.sub, undefined, name);
+  }
+});
+
+test('introspect_reports_active_tokens_of_the_callers_partner_only', async () => {
+  let body = await (await post('/oauth2/introspect', { token: tokens.access_token })).json();
+  assert.equal(body.active, true);
+  assert.equal(body.client_id, client.client_id);
+  assert.equal(body.scope, 'openid profile roles');
+  body = await (await post('/oauth2/introspect', { token: tokens.refresh_token, token_type_hint: 'refresh_token' })).json();
+  assert.equal(body.active, true);
+  assert.equal(body.token_type, 'refresh_token');
+  // Another partner's client learns nothing.
+  const foreign = await (await post('/oauth2/introspect', { token: tokens.access_token }, basicAuth(other.client_id, other.client_secret))).json();
+  assert.deepEqual(foreign, { active: false });
+});
+
+test('introspect_refuses_forged_tokens_and_unauthenticated_callers', async () => {
+  for (const [name, forged] of Object.entries(forgeries())) {
+    const body = await (await post('/oauth2/introspect', { token: forged })).json();
+    assert.deepEqual(body, { active: false }, name);
+  }
+  const anon = await post('/oauth2/introspect', { token: tokens.access_token }, null);
+  assert.equal(anon.status, 401);
+  assert.equal((await anon.json()).error, 'invalid_client');
+  const wrong = await post('/oauth2/introspect', { token: tokens.access_token }, basicAuth(client.client_id, 'nope'));
+  assert.equal(wrong.status, 401);
+});
+
+test('revoke_refresh_token_ends_the_grant', async () => {
+  const t = await freshTokens('openid profile');
+  assert.equal((await userinfo(t.access_token)).status, 200);
+  const res = await post('/oauth2/revoke', { token: t.refresh_token, token_type_hint: 'refresh_token' });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await (await post('/oauth2/introspect', { token: t.refresh_token })).json(), { active: false });
+  assert.deepEqual(await (await post('/oauth2/introspect', { token: t.access_token })).json(), { active: false });
+  assert.equal((await userinfo(t.access_token)).status, 401, 'the access token dies with its grant');
+  const refresh = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token });
+  assert.equal(refresh.status, 400);
+  assert.equal((await refresh.json()).error, 'invalid_grant');
+});
+
+test('revoke_access_token_ends_the_grant', async () => {
+  const t = await freshTokens('openid');
+  assert.equal((await post('/oauth2/revoke', { token: t.access_token })).status, 200);
+  assert.equal((await userinfo(t.access_token)).status, 401);
+  const refresh = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token });
+  assert.equal(refresh.status, 400);
+});
+
+test('revoke_by_another_client_changes_nothing', async () => {
+  const t = await freshTokens('openid');
+  const res = await post('/oauth2/revoke', { token: t.refresh_token }, basicAuth(other.client_id, other.client_secret));
+  assert.equal(res.status, 200, 'the same answer as for any token (RFC 7009)');
+  assert.equal((await userinfo(t.access_token)).status, 200, 'still valid');
+  assert.equal((await post('/oauth2/revoke', { token: 'unknown-token' })).status, 200);
+  assert.equal((await post('/oauth2/revoke', { token: t.refresh_token }, null)).status, 401, 'clients authenticate');
+});
+
+test('user_deletion_ends_userinfo_and_refresh', async () => {
+  await w.admin('/users/dave', { method: 'PUT', body: { password: PASSWORD, name: 'Dave' } });
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client, username: 'dave', password: PASSWORD, challenge, scope: 'openid' });
+  const t = await (await post('/oauth2/token', {
+    grant_type: 'authorization_code', code: callback.searchParams.get('code'),
+    redirect_uri: client.redirect_uris[0], code_verifier: verifier,
+  })).json();
+  assert.equal((await userinfo(t.access_token)).status, 200);
+  assert.equal((await w.admin('/users/dave', { method: 'DELETE' })).status, 204);
+  assert.equal((await userinfo(t.access_token)).status, 401);
+  const refresh = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token });
+  assert.equal(refresh.status, 400);
+  assert.equal((await refresh.json()).error, 'invalid_grant');
+});
