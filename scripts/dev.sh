@@ -41,28 +41,44 @@ for _ in $(seq 1 600); do
 done
 curl -fsS "$URL/healthz" >/dev/null || die "the Worker did not come up on $URL"
 
-log "seeding the demo partner"
+log "seeding the demo partner, client and user"
 scripts/partner add demo --name "Demo Learning App" \
   --origin https://demo-partner.example --origin http://localhost:3000
+# The demo client and user are made once and remembered in .wrangler/demo.env.
+if [ ! -f .wrangler/demo.env ]; then
+  out="$(scripts/partner client add demo --name "Demo Web App" \
+    --redirect-uri http://localhost:3000/callback --scope openid --scope profile --scope email --scope roles)"
+  client_id="$(printf '%s\n' "$out" | awk 'NR==1 {print $1}')"
+  client_secret="$(printf '%s\n' "$out" | sed -n 's/.*client_secret: //p')"
+  printf 'DEMO_CLIENT_ID=%s\nDEMO_CLIENT_SECRET=%s\n' "$client_id" "$client_secret" > .wrangler/demo.env
+fi
+printf 'demo password 1234' | scripts/partner user add pupil --name "Demo Pupil" --email pupil@demo-school.example \
+  --role pupil --password-stdin >/dev/null
+# shellcheck disable=SC1091
+source .wrangler/demo.env
+verifier="demo-verifier-$(printf '%040d' 0)"
+challenge="$(node -e 'process.stdout.write(require("node:crypto").createHash("sha256").update(process.argv[1]).digest("base64url"))' "$verifier")"
+authorize_url="$URL/oauth2/authorize?response_type=code&client_id=$DEMO_CLIENT_ID&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback&scope=openid%20profile&state=demo&nonce=n1&code_challenge=$challenge&code_challenge_method=S256"
 
 cat <<MSG
 
-edgeward is running on $URL (admin token in .dev.vars; Ctrl-C stops it). Try:
+edgeward is running on $URL (secrets in .dev.vars; Ctrl-C stops it). Try:
 
   # the partner gate: the demo partner's origin gets in, another does not
   curl -i $URL/api/v1/hello -H 'Origin: https://demo-partner.example'
   curl -i $URL/api/v1/hello -H 'Origin: https://evil.example'
 
-  # a CORS preflight answered at the edge
-  curl -i -X OPTIONS $URL/api/v1/hello -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: POST'
+  # sign in as the demo pupil (username pupil, password "demo password 1234"): open
+  $authorize_url
+  # you land on http://localhost:3000/callback?code=...; exchange the code within 60 s:
+  curl -s $URL/oauth2/token -u "$DEMO_CLIENT_ID:$DEMO_CLIENT_SECRET" \\
+    -d grant_type=authorization_code -d redirect_uri=http://localhost:3000/callback \\
+    -d code_verifier=$verifier -d code=PASTE_THE_CODE
 
-  # the operator CLI (reads ADMIN_TOKEN from .dev.vars)
+  # discovery, keys, and the operator CLI (reads ADMIN_TOKEN from .dev.vars)
+  curl -s $URL/.well-known/openid-configuration
   scripts/partner list
   scripts/partner suspend demo     # within ${GATE_CACHE_TTL_SECONDS:-30} s the gate answers partner_suspended
-  scripts/partner activate demo
-
-  # the admin API directly
-  curl -s $URL/admin/partners -H "Authorization: Bearer \$(sed -n 's/^ADMIN_TOKEN="\\(.*\\)"/\\1/p' .dev.vars)"
 
 MSG
 wait "$wrangler_pid"
