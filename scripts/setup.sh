@@ -3,14 +3,17 @@
 # quick when everything is there; needs only the package registries (no other downloads).
 #   scripts/setup.sh            build + test tools
 #   scripts/setup.sh --bench    also the load generator (wrk)
+#   scripts/setup.sh --browser  also Chromium for the browser tests
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$EDGEWARD_ROOT"
 
 want_bench=0
+want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --bench) want_bench=1 ;;
+    --browser) want_browser=1 ;;
     *) die "unknown option $arg" ;;
   esac
 done
@@ -49,8 +52,16 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+apt_install() {
+  local apt_get=(apt-get)
+  [ "$(id -u)" = 0 ] || apt_get=(sudo apt-get)
+  "${apt_get[@]}" update -qq && DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq "$@" >/dev/null
+}
 if [ "$want_bench" = 1 ] && ! command -v wrk >/dev/null; then
   log "installing wrk"
-  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
-  "${apt_get[@]}" update -qq && "${apt_get[@]}" install -y -qq wrk >/dev/null
+  apt_install wrk
+fi
+if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null; then
+  log "installing Chromium (Debian's package; test tools must not download their own)"
+  apt_install chromium
 fi

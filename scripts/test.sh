@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$EDGEWARD_ROOT"
 
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

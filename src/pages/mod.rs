@@ -155,8 +155,7 @@ pub fn consent(action: &str, csrf: &str, v: &ConsentView<'_>) -> String {
 <p>It will be able to:</p><ul>{items}</ul>\
 <form method=\"post\" action=\"{}\">{}\
 <button type=\"submit\" name=\"decision\" value=\"allow\" class=\"primary\">Allow</button>\
-<button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>\
-<p class=\"muted\">You can take this back later from your account page.</p>",
+<button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>",
             esc(client_name),
             esc(client_name),
             esc(partner_name),

@@ -1,0 +1,162 @@
+// The pages a person uses, driven in a real headless Chromium: sign in and allow, deny, a wrong
+// password, and a form posted without its CSRF token. The partner's callback is intercepted
+// (there is no network), and the code is exchanged to prove the flow completed.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { startWorker, addPartner } from './harness.mjs';
+import { pkce, basicAuth, verifyJwt } from './oauth.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const REDIRECT = 'https://app.acme.example/callback';
+const PASSWORD = 'correct horse battery staple';
+let w;
+let client;
+let browser;
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: run scripts/setup.sh --browser`);
+  w = await startWorker();
+  await addPartner(w, 'acme', ['https://app.acme.example']);
+  client = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme Classroom', redirect_uris: [REDIRECT], scopes: ['openid', 'profile', 'email'] },
+  })).json();
+  await w.admin('/users/pupil7', { method: 'PUT', body: { password: PASSWORD, name: 'Pupil Seven', email: 'p7@school.example' } });
+  // Playwright gives every launch a fresh, temporary profile.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync',
+    ],
+  });
+});
+after(async () => {
+  await browser?.close();
+  await w?.stop();
+});
+
+/** A fresh browser context whose requests to the partner are answered locally and recorded. */
+async function newPage() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const callbacks = [];
+  await page.route('https://app.acme.example/**', (route) => {
+    callbacks.push(new URL(route.request().url()));
+    route.fulfill({ status: 200, contentType: 'text/html', body: '<p>partner callback</p>' });
+  });
+  return { page, context, callbacks };
+}
+
+// prompt=consent: the consent page every time, although the first test's consent is remembered.
+function authorizeUrl(challenge, state = 'browser-state') {
+  return `${w.url}/oauth2/authorize?${new URLSearchParams({
+    response_type: 'code', client_id: client.client_id, redirect_uri: REDIRECT, scope: 'openid profile',
+    state, nonce: 'browser-nonce', code_challenge: challenge, code_challenge_method: 'S256', prompt: 'consent',
+  })}`;
+}
+
+async function signIn(page, username, password) {
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+test('browser_login_and_allow_completes_the_code_flow', async () => {
+  const { page, context, callbacks } = await newPage();
+  try {
+    const { verifier, challenge } = pkce();
+    await page.goto(authorizeUrl(challenge));
+    assert.equal(await page.title(), 'Sign in');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'username', 'the username field has focus');
+    await signIn(page, 'pupil7', PASSWORD);
+    await page.getByRole('heading', { name: /Allow Acme Classroom/ }).waitFor();
+    const consentText = await page.textContent('main');
+    assert.match(consentText, /Partner acme/);
+    assert.match(consentText, /https:\/\/app\.acme\.example/);
+    assert.match(consentText, /See your name and username/);
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.waitForURL(/app\.acme\.example\/callback/);
+    const cb = callbacks.at(-1);
+    assert.equal(cb.searchParams.get('state'), 'browser-state');
+    assert.equal(cb.searchParams.get('iss'), w.url);
+    const res = await fetch(`${w.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code: cb.searchParams.get('code'), redirect_uri: REDIRECT, code_verifier: verifier }),
+    });
+    assert.equal(res.status, 200);
+    const jwks = await (await fetch(`${w.url}/.well-known/jwks.json`)).json();
+    const id = verifyJwt((await res.json()).id_token, jwks);
+    assert.equal(id.nonce, 'browser-nonce');
+    assert.equal(id.name, 'Pupil Seven');
+    // The session cookie is HttpOnly and SameSite=Lax.
+    const session = (await context.cookies()).find((c) => c.name.includes('session'));
+    assert.ok(session.httpOnly);
+    assert.equal(session.sameSite, 'Lax');
+    if (process.env.EDGEWARD_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'callback.png') });
+  } finally {
+    await context.close();
+  }
+});
+
+test('browser_deny_returns_access_denied', async () => {
+  const { page, context, callbacks } = await newPage();
+  try {
+    await page.goto(authorizeUrl(pkce().challenge, 'deny-state'));
+    await signIn(page, 'pupil7', PASSWORD);
+    await page.getByRole('button', { name: 'Deny' }).click();
+    await page.waitForURL(/app\.acme\.example\/callback/);
+    const cb = callbacks.at(-1);
+    assert.equal(cb.searchParams.get('error'), 'access_denied');
+    assert.equal(cb.searchParams.get('state'), 'deny-state');
+    assert.equal(cb.searchParams.get('code'), null);
+  } finally {
+    await context.close();
+  }
+});
+
+test('browser_wrong_password_shows_the_error_and_stays', async () => {
+  const { page, context, callbacks } = await newPage();
+  try {
+    await page.goto(authorizeUrl(pkce().challenge));
+    await signIn(page, 'pupil7', 'not the password');
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    assert.match(await alert.textContent(), /username or password is not right/);
+    assert.match(page.url(), /\/login$/);
+    assert.equal(await page.getByLabel('Username').inputValue(), 'pupil7', 'the username is kept');
+    assert.equal(callbacks.length, 0);
+    if (process.env.EDGEWARD_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'login-error.png') });
+  } finally {
+    await context.close();
+  }
+});
+
+test('browser_form_posted_without_its_csrf_token_is_refused', async () => {
+  const { page, context, callbacks } = await newPage();
+  try {
+    await page.goto(authorizeUrl(pkce().challenge));
+    // Tamper as a cross-site form would: no CSRF token.
+    await page.evaluate(() => document.querySelector('input[name="csrf"]').remove());
+    await signIn(page, 'pupil7', PASSWORD);
+    await page.getByRole('alert').waitFor();
+    assert.match(await page.textContent('main'), /expired or was not sent from this browser/);
+    assert.ok(!(await page.context().cookies()).some((c) => c.name.includes('session')), 'no session');
+    // The consent form likewise.
+    await page.goto(authorizeUrl(pkce().challenge));
+    await signIn(page, 'pupil7', PASSWORD);
+    await page.getByRole('button', { name: 'Allow' }).waitFor();
+    if (process.env.EDGEWARD_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'consent.png') });
+    await page.evaluate(() => document.querySelector('input[name="csrf"]').remove());
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.getByRole('alert').waitFor();
+    assert.equal(callbacks.length, 0, 'no code was issued');
+  } finally {
+    await context.close();
+  }
+});
