@@ -23,7 +23,7 @@ pub mod store;
 mod edge;
 
 #[cfg(target_arch = "wasm32")]
-pub use edge::{grants::GrantStore, registry::Registry, users::UserStore};
+pub use edge::{grants::GrantStore, registry::Registry, replay::ReplayStore, users::UserStore};
 
 #[cfg(target_arch = "wasm32")]
 mod entry {

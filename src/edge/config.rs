@@ -14,6 +14,7 @@ pub const PARTNERS_KV: &str = "PARTNERS";
 pub const REGISTRY_DO: &str = "REGISTRY";
 pub const USERS_DO: &str = "USERS";
 pub const GRANTS_DO: &str = "GRANTS";
+pub const REPLAY_DO: &str = "REPLAY";
 
 pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
     env.var("GATE_CACHE_TTL_SECONDS")

@@ -111,6 +111,51 @@ pub async fn sign<T: Serialize>(
     }
 }
 
+/// Verifies an RS256 signature with WebCrypto. `Some(())` only when it is valid.
+pub async fn rsa_verify(
+    public_jwk: &serde_json::Value,
+    input: &str,
+    signature: &[u8],
+) -> Option<()> {
+    let subtle: web_sys::SubtleCrypto = {
+        let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
+        Reflect::get(&crypto, &JsValue::from_str("subtle"))
+            .ok()?
+            .unchecked_into()
+    };
+    let algo = Object::new();
+    Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).ok()?;
+    Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).ok()?;
+    let jwk = JSON::parse(&public_jwk.to_string()).ok()?;
+    let key = JsFuture::from(
+        subtle
+            .import_key_with_object(
+                "jwk",
+                &jwk.unchecked_into(),
+                &algo,
+                false,
+                &Array::of1(&"verify".into()),
+            )
+            .ok()?,
+    )
+    .await
+    .ok()?;
+    let sig = Uint8Array::from(signature);
+    let ok = JsFuture::from(
+        subtle
+            .verify_with_object_and_buffer_source_and_u8_array(
+                &algo,
+                &key.unchecked_into(),
+                &sig,
+                input.as_bytes(),
+            )
+            .ok()?,
+    )
+    .await
+    .ok()?;
+    ok.as_bool().filter(|v| *v).map(|_| ())
+}
+
 /// `/.well-known/jwks.json`: public keys only, cacheable for five minutes.
 pub fn jwks(env: &Env) -> Outcome {
     match key_set(env) {

@@ -2,10 +2,7 @@
 //! the session ends at once; without one the user confirms first (a cross-site request must not
 //! sign people out). The browser goes back only to a URI registered for the hinted client.
 
-use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
 use serde_json::Value;
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use worker::{Env, Request};
 
 use super::browser::{self, Cookies};
@@ -29,7 +26,7 @@ async fn hinted_client(env: &Env, hint: &str) -> Option<ClientId> {
         Ok(claims) => claims.custom,
         Err(_) => {
             let check = rsa_check(&keys, hint)?;
-            rsa_verify(&check.public_jwk, &check.signing_input, &check.signature).await?;
+            keys::rsa_verify(&check.public_jwk, &check.signing_input, &check.signature).await?;
             check.payload
         }
     };
@@ -37,46 +34,6 @@ async fn hinted_client(env: &Env, hint: &str) -> Option<ClientId> {
         return None;
     }
     ClientId::parse(payload.get("aud").and_then(Value::as_str)?)
-}
-
-async fn rsa_verify(public_jwk: &Value, input: &str, signature: &[u8]) -> Option<()> {
-    let subtle: web_sys::SubtleCrypto = {
-        let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
-        Reflect::get(&crypto, &JsValue::from_str("subtle"))
-            .ok()?
-            .unchecked_into()
-    };
-    let algo = Object::new();
-    Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).ok()?;
-    Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).ok()?;
-    let jwk = JSON::parse(&public_jwk.to_string()).ok()?;
-    let key = JsFuture::from(
-        subtle
-            .import_key_with_object(
-                "jwk",
-                &jwk.unchecked_into(),
-                &algo,
-                false,
-                &Array::of1(&"verify".into()),
-            )
-            .ok()?,
-    )
-    .await
-    .ok()?;
-    let sig = Uint8Array::from(signature);
-    let ok = JsFuture::from(
-        subtle
-            .verify_with_object_and_buffer_source_and_u8_array(
-                &algo,
-                &key.unchecked_into(),
-                &sig,
-                input.as_bytes(),
-            )
-            .ok()?,
-    )
-    .await
-    .ok()?;
-    ok.as_bool().filter(|v| *v).map(|_| ())
 }
 
 /// The post-logout destination, only if registered for the client.

@@ -14,6 +14,7 @@ pub mod logout;
 pub mod objects;
 pub mod random;
 pub mod registry;
+pub mod replay;
 pub mod respond;
 pub mod revocation;
 pub mod token;

@@ -8,6 +8,7 @@ use crate::protocol::client::{AuthMethod, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{is_grant_id, split_handle};
 use crate::protocol::tokens::AccessClaims;
+use crate::routes;
 use crate::store::grants::{GrantCommand, GrantReply};
 
 /// What a presented token is, if it is one of ours.
@@ -26,10 +27,11 @@ fn identify(env: &Env, token: &str, now: u64) -> Option<Ours> {
 async fn form_and_client(
     req: Request,
     env: &Env,
+    endpoint: &str,
     now_ms: u64,
 ) -> Result<(ClientRecord, String), ApiError> {
     let (req, params) = read_form(req).await?;
-    let client = clients::authenticate(env, &req, &params, now_ms).await?;
+    let client = clients::authenticate(env, &req, &params, endpoint, now_ms).await?;
     let token = params
         .get("token")
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "token is missing"))?
@@ -42,7 +44,7 @@ async fn form_and_client(
 pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
     let now = now_ms / 1000;
     let result = async {
-        let (client, token) = form_and_client(req, env, now_ms).await?;
+        let (client, token) = form_and_client(req, env, routes::REVOKE, now_ms).await?;
         let grant_id = match identify(env, &token, now) {
             Some(Ours::Refresh { grant_id, .. }) => Some(grant_id),
             Some(Ours::Access(c))
@@ -81,7 +83,7 @@ fn inactive() -> Value {
 pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
     let now = now_ms / 1000;
     let result = async {
-        let (client, token) = form_and_client(req, env, now_ms).await?;
+        let (client, token) = form_and_client(req, env, routes::INTROSPECT, now_ms).await?;
         if client.token_endpoint_auth_method == AuthMethod::None {
             return Err(ApiError::new(
                 ErrorCode::InvalidClient,

@@ -186,7 +186,7 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
     let now = now_ms / 1000;
     let issuer = config::issuer(env)?;
     let (req, params) = read_form(req).await?;
-    let client = clients::authenticate(env, &req, &params, now_ms).await?;
+    let client = clients::authenticate(env, &req, &params, crate::routes::TOKEN, now_ms).await?;
     let partner = Some(client.partner_id.as_str().to_owned());
     // Keys first: a code is never spent when tokens could not be signed.
     let keys = keys::key_set(env)?;

@@ -46,7 +46,8 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": signing_algs,
         "scopes_supported": ["openid", "profile", "email", "roles"],
@@ -56,8 +57,8 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
     });
     if let Value::Object(m) = extra {
         doc.extend(m);

@@ -13,4 +13,5 @@
 
 pub mod grants;
 pub mod registry;
+pub mod replay;
 pub mod users;

@@ -1,0 +1,100 @@
+//! The `ReplayStore` Durable Object: the first claim of an identifier wins, every later one is
+//! a replay. Claims are one synchronous SQLite statement, so concurrent claims cannot both win.
+
+use std::cell::Cell;
+
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
+};
+
+use super::{config, objects};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::store::replay::{object_name, ReplayCommand, ReplayReply, SCHEMA};
+
+/// Claims `key` (already hashed or otherwise safe to store) for `signer` until `expires_at`.
+pub async fn claim(
+    env: &Env,
+    signer: &str,
+    key: &str,
+    expires_at: u64,
+    now: u64,
+) -> std::result::Result<bool, ApiError> {
+    let cmd = ReplayCommand::Claim {
+        key: key.to_owned(),
+        expires_at,
+        now,
+    };
+    match objects::call(env, config::REPLAY_DO, &object_name(signer), &cmd).await? {
+        ReplayReply::Fresh => Ok(true),
+        ReplayReply::Seen => Ok(false),
+        ReplayReply::Failed { error } => Err(error),
+    }
+}
+
+#[durable_object(fetch)]
+pub struct ReplayStore {
+    state: State,
+    schema_ready: Cell<bool>,
+}
+
+fn as_int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl DurableObject for ReplayStore {
+    fn new(state: State, _env: Env) -> Self {
+        ReplayStore {
+            state,
+            schema_ready: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let reply = match req.json::<ReplayCommand>().await {
+            Ok(ReplayCommand::Claim {
+                key,
+                expires_at,
+                now,
+            }) => self
+                .claim(&key, expires_at, now)
+                .unwrap_or_else(|error| ReplayReply::Failed { error }),
+            Err(e) => ReplayReply::Failed {
+                error: ApiError::new(ErrorCode::ServerError, "malformed replay command")
+                    .with_cause(e.to_string()),
+            },
+        };
+        Response::from_json(&reply)
+    }
+}
+
+impl ReplayStore {
+    fn claim(
+        &self,
+        key: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> std::result::Result<ReplayReply, ApiError> {
+        let err = |e: worker::Error| ApiError::unavailable(format!("replay storage: {e}"));
+        let sql = self.state.storage().sql();
+        if !self.schema_ready.get() {
+            sql.exec(SCHEMA, None).map_err(err)?;
+            self.schema_ready.set(true);
+        }
+        // Forget what can no longer be replayed; the rest decides.
+        sql.exec("DELETE FROM seen WHERE expires_at < ?", vec![as_int(now)])
+            .map_err(err)?;
+        // RETURNING yields the row only when this claim inserted it.
+        let inserted: Vec<serde_json::Value> = sql
+            .exec(
+                "INSERT INTO seen (key, expires_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING RETURNING key",
+                vec![SqlStorageValue::String(key.to_owned()), as_int(expires_at)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        Ok(if inserted.is_empty() {
+            ReplayReply::Seen
+        } else {
+            ReplayReply::Fresh
+        })
+    }
+}
