@@ -28,5 +28,8 @@ EDGEWARD_SKIP_BUILD=1 wrangler deploy --dry-run --outdir "$dry" > "$dry/out.txt"
 grep -E 'Total Upload' "$dry/out.txt"
 rm -rf "$dry"
 
+log "building the OIDC client library example the end-to-end tests drive"
+cargo build --locked --example oidc_client
+
 log "end-to-end tests"
 node --test --test-concurrency=1 tests/e2e/
