@@ -4,7 +4,11 @@
 // machine one round is noisy.
 // Usage: node scripts/bench.mjs [seconds] [connections] [rounds]
 import { spawn } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { startWorker, addPartner } from '../tests/e2e/harness.mjs';
+import { CookieJar, pkce, basicAuth, browserFlow } from '../tests/e2e/oauth.mjs';
 
 const seconds = Number(process.argv[2] || 10);
 const connections = Number(process.argv[3] || 16);
@@ -26,8 +30,9 @@ function run(args) {
 
 const headerArgs = (headers) => Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
 
-async function wrk(url, headers = {}) {
-  const r = await run(['-t2', `-c${connections}`, `-d${seconds}s`, '--latency', ...headerArgs(headers), url]);
+async function wrk(url, headers = {}, script = null) {
+  const extra = script ? ['-s', script] : [];
+  const r = await run(['-t2', `-c${connections}`, `-d${seconds}s`, '--latency', ...extra, ...headerArgs(headers), url]);
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
   const num = (re) => {
     const m = r.stdout.match(re);
@@ -44,20 +49,65 @@ async function wrk(url, headers = {}) {
   };
 }
 
+const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+
+/** Times complete code flows, one after another (a person's flow is sequential). */
+async function flows(w, client, n, { returning }) {
+  const times = [];
+  const jar = new CookieJar(w.url);
+  for (let i = 0; i < n; i++) {
+    const { verifier, challenge } = pkce();
+    const start = performance.now();
+    const { callback } = await browserFlow(w, {
+      client, username: 'bench', password: 'bench password 123', challenge, scope: 'openid profile',
+      jar: returning ? jar : new CookieJar(w.url),
+    });
+    const res = await fetch(`${w.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: client.redirect_uris[0], code_verifier: verifier }),
+    });
+    if (res.status !== 200) throw new Error(`token answered ${res.status}`);
+    await res.arrayBuffer();
+    times.push(performance.now() - start);
+  }
+  return times;
+}
+
 const w = await startWorker({ keepLogs: false });
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'edgeward-bench-'));
 try {
   await addPartner(w, 'bench', [ORIGIN]);
   const check = await w.fetch('/api/v1/bench', { headers: { origin: ORIGIN } });
   if (check.status !== 200) throw new Error(`gated route answered ${check.status}`);
+  const svc = await (await w.admin('/partners/bench/clients', {
+    method: 'POST',
+    body: { name: 'Bench service', grant_types: ['client_credentials'], scopes: ['classes.read'] },
+  })).json();
+  const web = await (await w.admin('/partners/bench/clients', {
+    method: 'POST',
+    body: { name: 'Bench web', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid', 'profile'] },
+  })).json();
+  await w.admin('/users/bench', { method: 'PUT', body: { password: 'bench password 123', name: 'Bench User' } });
+  const tokenScript = path.join(tmp, 'token.lua');
+  writeFileSync(tokenScript, [
+    'wrk.method = "POST"',
+    'wrk.body = "grant_type=client_credentials"',
+    'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"',
+    `wrk.headers["Authorization"] = "${basicAuth(svc.client_id, svc.client_secret)}"`,
+  ].join('\n'));
   const routes = [
     ['no-op /healthz', `${w.url}/healthz`, {}],
     ['gated /api (partner origin)', `${w.url}/api/v1/bench`, { Origin: ORIGIN }],
+    ['token endpoint (client_credentials, signs a JWT)', `${w.url}/oauth2/token`, {}, tokenScript],
   ];
   // Warm both routes (JIT, isolate, gate cache), then measure.
-  for (const [, url, headers] of routes) await run(['-t1', '-c4', '-d2s', ...headerArgs(headers), url]);
+  for (const [, url, headers, script] of routes) {
+    await run(['-t1', '-c4', '-d2s', ...(script ? ['-s', script] : []), ...headerArgs(headers), url]);
+  }
   const samples = routes.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    for (const [i, [, url, headers]] of routes.entries()) samples[i].push(await wrk(url, headers));
+    for (const [i, [, url, headers, script]] of routes.entries()) samples[i].push(await wrk(url, headers, script));
   }
   const median = (runs) => [...runs].sort((a, b) => a.rps - b.rps)[Math.floor(runs.length / 2)];
   const results = routes.map(([name], i) => [name, median(samples[i])]);
@@ -71,6 +121,21 @@ try {
   for (const [name, r] of results) {
     console.log(`| ${name} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.errors} | ${(r.rps / base).toFixed(2)} |`);
   }
+
+  const N = 20;
+  const fresh = await flows(w, web, N, { returning: false });
+  const back = await flows(w, web, N, { returning: true });
+  console.log(`\ncomplete code flow, ${N} sequential flows each (client-side time, loopback):\n`);
+  console.log('| flow | mean ms | p50 ms | max ms |');
+  console.log('|---|---:|---:|---:|');
+  for (const [name, t] of [
+    ['new session: authorize, login (Argon2id), consent, token', fresh],
+    ['returning user: authorize (session + consent remembered), token', back],
+  ]) {
+    const mean = t.reduce((a, b) => a + b, 0) / t.length;
+    console.log(`| ${name} | ${mean.toFixed(1)} | ${percentile(t, 50).toFixed(1)} | ${Math.max(...t).toFixed(1)} |`);
+  }
 } finally {
   await w.stop();
+  rmSync(tmp, { recursive: true, force: true });
 }
