@@ -185,6 +185,16 @@ impl Route<'_> {
     pub fn partner_facing(&self) -> bool {
         matches!(self, Route::Api)
     }
+
+    /// Routes a partner's browser code may call cross-origin: preflights are answered through
+    /// the gate, and responses to admitted partner origins carry CORS headers. The OAuth ones
+    /// also serve servers, which send no `Origin`.
+    pub fn cors(&self) -> bool {
+        matches!(
+            self,
+            Route::Api | Route::Token | Route::Userinfo | Route::Revoke
+        )
+    }
 }
 
 /// Matches a request path (without query) to a route.

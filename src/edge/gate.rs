@@ -77,3 +77,18 @@ pub async fn api(req: &Request, env: &Env, now_ms: u64) -> Outcome {
     let resp: Response = respond::json(200, &body, &gate::cors_headers(&origin));
     Outcome::new(resp, "allowed").partner(partner)
 }
+
+/// Adds CORS headers to a response when `origin` belongs to an active partner. Anything else,
+/// including a failed lookup, adds nothing: the browser then withholds the response.
+pub async fn add_cors(resp: &mut Response, env: &Env, origin: &str, now_ms: u64) {
+    let Some(origin) = Origin::from_header(origin) else {
+        return;
+    };
+    if let Ok(Some(entry)) = lookup(env, &origin, now_ms).await {
+        if gate::admit(Some(&entry)).is_ok() {
+            for (k, v) in gate::cors_headers(&origin) {
+                let _ = resp.headers_mut().set(k, &v);
+            }
+        }
+    }
+}

@@ -121,11 +121,9 @@ async fn dispatch(
             .headers()
             .has("access-control-request-method")
             .unwrap_or(false);
-    if is_preflight
-        || (method == Some(Method::Options) && route.is_some_and(|r| r.partner_facing()))
-    {
-        let partner_facing = route.is_some_and(|r| r.partner_facing());
-        return gate::preflight(&req, env, now, partner_facing).await;
+    if is_preflight || (method == Some(Method::Options) && route.is_some_and(|r| r.cors())) {
+        let cors = route.is_some_and(|r| r.cors());
+        return gate::preflight(&req, env, now, cors).await;
     }
     let Some(route) = route else {
         return Outcome::error(ApiError::not_found("route"));
@@ -138,9 +136,19 @@ async fn dispatch(
         Route::Api => gate::api(&req, env, now).await,
         Route::Authorize => authorize::authorize(req, env, method, now).await,
         Route::Login => authorize::login(req, env, method, now).await,
-        Route::Token => token::token(req, env, now).await,
-        Route::Userinfo => userinfo::userinfo(req, env, now).await,
-        Route::Revoke => revocation::revoke(req, env, now).await,
+        Route::Token | Route::Userinfo | Route::Revoke => {
+            // Browser-based clients (public clients with PKCE) call these cross-origin.
+            let origin = req.headers().get("origin").ok().flatten();
+            let mut out = match route {
+                Route::Token => token::token(req, env, now).await,
+                Route::Userinfo => userinfo::userinfo(req, env, now).await,
+                _ => revocation::revoke(req, env, now).await,
+            };
+            if let Some(origin) = origin {
+                gate::add_cors(&mut out.response, env, &origin, now).await;
+            }
+            out
+        }
         Route::Introspect => revocation::introspect(req, env, now).await,
         Route::Logout => logout::logout(req, env, method, now).await,
         Route::Jwks => keys::jwks(env),

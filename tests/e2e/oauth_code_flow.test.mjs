@@ -322,3 +322,34 @@ test('token_public_client_with_pkce_and_no_secret', async () => {
   // A public client cannot present a secret it does not have.
   await expectError(await token({ grant_type: 'authorization_code', code, client_id: spa.client_id, client_secret: 'guess' }, null), 401, 'invalid_client');
 });
+
+test('token_endpoint_speaks_cors_to_partner_origins_only', async () => {
+  const spa = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'SPA 2', redirect_uris: ['https://app.acme.example/spa2'], scopes: ['openid'], token_endpoint_auth_method: 'none' },
+  })).json();
+  const pre = await fetch(`${w.url}/oauth2/token`, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://app.acme.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+  });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get('access-control-allow-origin'), 'https://app.acme.example');
+  const denied = await fetch(`${w.url}/oauth2/token`, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+  });
+  assert.equal(denied.status, 403);
+  assert.equal(denied.headers.get('access-control-allow-origin'), null);
+
+  for (const [origin, allowed] of [['https://app.acme.example', true], ['https://evil.example', false]]) {
+    const { verifier, challenge } = pkce();
+    const { callback } = await browserFlow(w, { client: spa, username: 'alice', password: PASSWORD, challenge, scope: 'openid' });
+    const res = await token(
+      { grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: spa.redirect_uris[0], code_verifier: verifier, client_id: spa.client_id },
+      null,
+      { origin },
+    );
+    assert.equal(res.status, 200, origin);
+    assert.equal(res.headers.get('access-control-allow-origin'), allowed ? origin : null, origin);
+  }
+});
