@@ -485,6 +485,9 @@ mod tests {
             name: "Acme".into(),
             origins: vec![Origin::parse("https://app.acme.example").unwrap()],
             status: PartnerStatus::Active,
+            issuer: "https://app.acme.example".into(),
+            jwks: None,
+            jwks_uri: None,
             created_at: 0,
             updated_at: 0,
         }

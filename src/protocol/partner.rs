@@ -67,6 +67,12 @@ pub struct PartnerSpec {
     pub name: String,
     pub origins: Vec<Origin>,
     pub status: PartnerStatus,
+    /// The `iss` of the partner's own JWTs; absent: its first origin.
+    pub issuer: Option<String>,
+    /// The partner's public keys, inline...
+    pub jwks: Option<Value>,
+    /// ...or at an https URL on one of its origins.
+    pub jwks_uri: Option<String>,
 }
 
 /// The stored partner record, as the admin API returns it.
@@ -76,6 +82,13 @@ pub struct Partner {
     pub name: String,
     pub origins: Vec<Origin>,
     pub status: PartnerStatus,
+    /// The `iss` the partner's JWTs must carry.
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
     pub updated_at: u64,
@@ -107,20 +120,80 @@ pub fn parse_partner_spec(body: &[u8]) -> Result<PartnerSpec, ApiError> {
             "body must be a JSON object",
         ));
     };
-    if let Some(unknown) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "name" | "origins" | "status"))
-    {
+    const FIELDS: &[&str] = &["name", "origins", "status", "issuer", "jwks", "jwks_uri"];
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ApiError::invalid_field(
             unknown.clone(),
-            "unknown field (expected name, origins, status)",
+            "unknown field (expected name, origins, status, issuer, jwks, jwks_uri)",
         ));
     }
+    let origins = parse_origins(&obj)?;
+    let (jwks, jwks_uri) = parse_keys(&obj, &origins)?;
     Ok(PartnerSpec {
         name: parse_name(&obj)?,
-        origins: parse_origins(&obj)?,
         status: parse_status(&obj)?,
+        issuer: parse_issuer(&obj)?,
+        jwks,
+        jwks_uri,
+        origins,
     })
+}
+
+fn parse_issuer(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match obj.get("issuer") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => crate::protocol::discovery::Issuer::parse(s)
+            .map(|i| Some(i.as_str().to_owned()))
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "issuer",
+                    "must be an https URL (plain http only on loopback) without query, fragment or trailing slash",
+                )
+            }),
+        Some(_) => Err(field_type_error("issuer", "a string")),
+    }
+}
+
+/// The partner's keys: an inline public JWK Set or an https URL on one of its origins.
+fn parse_keys(
+    obj: &Map<String, Value>,
+    origins: &[Origin],
+) -> Result<(Option<Value>, Option<String>), ApiError> {
+    let jwks = obj.get("jwks").filter(|v| !v.is_null()).cloned();
+    let uri = match obj.get("jwks_uri") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(field_type_error("jwks_uri", "a string")),
+    };
+    if jwks.is_some() && uri.is_some() {
+        return Err(ApiError::invalid_field(
+            "jwks_uri",
+            "give jwks or jwks_uri, not both",
+        ));
+    }
+    if let Some(j) = &jwks {
+        crate::protocol::client::check_public_jwks(j, "jwks")?;
+        crate::protocol::assertion::parse_public_jwks(j)
+            .map_err(|e| ApiError::invalid_field("jwks", e))?;
+    }
+    if let Some(u) = &uri {
+        let url = url::Url::parse(u)
+            .map_err(|_| ApiError::invalid_field("jwks_uri", "is not an absolute URL"))?;
+        if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(ApiError::invalid_field(
+                "jwks_uri",
+                "must not have a fragment or credentials",
+            ));
+        }
+        let on_origin = Origin::from_referer(u).is_some_and(|o| origins.contains(&o));
+        if !on_origin {
+            return Err(ApiError::invalid_field(
+                "jwks_uri",
+                "must be on one of the partner's origins",
+            ));
+        }
+    }
+    Ok((jwks, uri.map(|u| u.trim().to_owned())))
 }
 
 fn parse_name(obj: &Map<String, Value>) -> Result<String, ApiError> {
@@ -261,6 +334,10 @@ pub fn plan_put(
     let claimed: Vec<Origin> = new.difference(&old).map(|o| (*o).clone()).collect();
     let released: Vec<Origin> = old.difference(&new).map(|o| (*o).clone()).collect();
 
+    let issuer = spec
+        .issuer
+        .or_else(|| spec.origins.first().map(|o| o.as_str().to_owned()))
+        .unwrap_or_default();
     let record = Partner {
         created_at: existing.as_ref().map_or(now, |p| p.created_at),
         updated_at: now,
@@ -268,6 +345,9 @@ pub fn plan_put(
         name: spec.name,
         origins: spec.origins,
         status: spec.status,
+        issuer,
+        jwks: spec.jwks,
+        jwks_uri: spec.jwks_uri,
     };
     let entry = to_json(&GateEntry {
         partner_id: record.id.clone(),
@@ -330,7 +410,52 @@ mod tests {
             name: "Acme".into(),
             origins: origins.iter().map(|o| origin(o)).collect(),
             status: PartnerStatus::Active,
+            issuer: None,
+            jwks: None,
+            jwks_uri: None,
         }
+    }
+
+    #[test]
+    fn partner_keys_and_issuer_are_checked() {
+        let ok = parse_partner_spec(
+            br#"{"name":"A","origins":["https://a.example"],"jwks_uri":"https://a.example/.well-known/jwks.json"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.jwks_uri.as_deref(),
+            Some("https://a.example/.well-known/jwks.json")
+        );
+        let plan = plan_put(id("acme"), ok, None, &[], 1).unwrap();
+        assert_eq!(
+            plan.record.issuer, "https://a.example",
+            "issuer defaults to the first origin"
+        );
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"name":"A","origins":["https://a.example"],"jwks_uri":"https://evil.example/jwks"}"#, "jwks_uri"),
+            (br#"{"name":"A","origins":["https://a.example"],"jwks_uri":"https://a.example.evil.example/jwks"}"#, "jwks_uri"),
+            (br#"{"name":"A","origins":["https://a.example"],"jwks_uri":"https://u:p@a.example/jwks"}"#, "jwks_uri"),
+            (br#"{"name":"A","origins":["https://a.example"],"jwks_uri":"https://a.example/j","jwks":{"keys":[]}}"#, "jwks_uri"),
+            (br#"{"name":"A","origins":["https://a.example"],"jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}}"#, "jwks.keys[0]"),
+            (br#"{"name":"A","origins":["https://a.example"],"jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"short"}]}}"#, "jwks"),
+            (br#"{"name":"A","origins":["https://a.example"],"issuer":"http://a.example"}"#, "issuer"),
+            (br#"{"name":"A","origins":["https://a.example"],"issuer":"https://a.example/"}"#, "issuer"),
+        ];
+        for (body, field) in cases {
+            let err = parse_partner_spec(body).unwrap_err();
+            assert_eq!(
+                err.field.as_deref(),
+                Some(*field),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let inline = parse_partner_spec(
+            br#"{"name":"A","origins":["https://a.example"],"issuer":"https://id.a.example","jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(inline.issuer.as_deref(), Some("https://id.a.example"));
+        assert!(inline.jwks.is_some());
     }
 
     #[test]

@@ -240,3 +240,37 @@ test('admin_write_when_kv_fails_is_503_saved_and_not_lost', async () => {
     await broken.stop();
   }
 });
+
+test('admin_partner_keys_inline_or_uri_public_only', async () => {
+  const pub = { kty: 'OKP', crv: 'Ed25519', kid: 'k1', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' };
+  const res = await w.admin('/partners/keyed', {
+    method: 'PUT',
+    body: { name: 'Keyed', origins: ['https://keyed.example'], issuer: 'https://id.keyed.example', jwks: { keys: [pub] } },
+  });
+  assert.equal(res.status, 201);
+  const saved = await res.json();
+  assert.equal(saved.issuer, 'https://id.keyed.example');
+  assert.deepEqual(saved.jwks, { keys: [pub] });
+
+  const uri = await w.admin('/partners/keyed-uri', {
+    method: 'PUT',
+    body: { name: 'By URI', origins: ['https://uri.example'], jwks_uri: 'https://uri.example/.well-known/jwks.json' },
+  });
+  assert.equal(uri.status, 201);
+  const byUri = await uri.json();
+  assert.equal(byUri.issuer, 'https://uri.example', 'issuer defaults to the first origin');
+
+  const refused = [
+    [{ jwks: { keys: [{ ...pub, d: 'nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A' }] } }, 'jwks.keys[0]'],
+    [{ jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] } }, 'jwks.keys[0]'],
+    [{ jwks_uri: 'https://evil.example/jwks.json' }, 'jwks_uri'],
+    [{ jwks_uri: 'http://refused.example/jwks.json' }, 'jwks_uri'],
+    [{ jwks: { keys: [pub] }, jwks_uri: 'https://refused.example/jwks.json' }, 'jwks_uri'],
+  ];
+  for (const [extra, field] of refused) {
+    const r = await w.admin('/partners/refused', { method: 'PUT', body: { name: 'R', origins: ['https://refused.example'], ...extra } });
+    assert.equal(r.status, 400, JSON.stringify(extra));
+    assert.equal((await r.json()).field, field, JSON.stringify(extra));
+  }
+  assert.equal((await w.admin('/partners/refused')).status, 404, 'nothing was written');
+});

@@ -37,13 +37,19 @@ test('partner_cli_add_list_show_suspend_activate_remove', async () => {
   assert.match(r.out, /cli-demo {2}SUSPENDED/);
   assert.equal((await (await w.admin('/partners/cli-demo')).json()).status, 'suspended');
 
+  // Suspending keeps everything else, keys included.
+  await w.admin('/partners/cli-demo', {
+    method: 'PUT',
+    body: { name: 'CLI Demo', origins: ['https://app.cli.example'], status: 'suspended', jwks_uri: 'https://app.cli.example/jwks.json' },
+  });
   r = cli(['activate', 'cli-demo']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /cli-demo {2}ACTIVE/);
 
+  assert.equal((await (await w.admin('/partners/cli-demo')).json()).jwks_uri, 'https://app.cli.example/jwks.json');
   r = cli(['show', 'cli-demo']);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /http:\/\/localhost:5173/);
+  assert.match(r.out, /keys: https:\/\/app\.cli\.example\/jwks\.json/);
 
   r = cli(['remove', 'cli-demo']);
   assert.equal(r.code, 0, r.err);
