@@ -39,10 +39,7 @@ async fn form_body(mut req: Request) -> Result<(Request, Params), ApiError> {
             "the form must be sent as application/x-www-form-urlencoded",
         ));
     }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}")))?;
+    let body = super::logout::read_small_body(&mut req).await?;
     Ok((req, Params::parse(&body)?))
 }
 

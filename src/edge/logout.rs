@@ -12,14 +12,15 @@ use crate::protocol::authorize::redirect_to;
 use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::Params;
+use crate::protocol::form::MAX_FORM_BYTES;
 use crate::protocol::keys::{rsa_check, verify_signature};
-use crate::protocol::partner::keys as kv_keys;
+use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
 use crate::routes::{self, Method};
-use crate::store::users::UserCommand;
+use crate::store::users::{UserCommand, UserReply};
 
-/// The client an ID token of ours was issued to, if its signature is good (expiry is not
-/// checked: a hint may be old).
-async fn hinted_client(env: &Env, hint: &str) -> Option<ClientId> {
+/// The client an ID token of ours was issued to, and its subject, if its signature is good
+/// (expiry is not checked: a hint may be old).
+async fn hinted_client(env: &Env, hint: &str) -> Option<(ClientId, String)> {
     let keys = keys::key_set(env).ok()?;
     let issuer = config::issuer(env).ok()?;
     let payload: Value = match verify_signature::<Value>(&keys, hint, "JWT") {
@@ -33,10 +34,49 @@ async fn hinted_client(env: &Env, hint: &str) -> Option<ClientId> {
     if payload.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
         return None;
     }
-    ClientId::parse(payload.get("aud").and_then(Value::as_str)?)
+    let client = ClientId::parse(payload.get("aud").and_then(Value::as_str)?)?;
+    Some((
+        client,
+        payload.get("sub").and_then(Value::as_str)?.to_owned(),
+    ))
 }
 
-/// The post-logout destination, only if registered for the client.
+/// Whether the hint speaks for the person signed in here: the session user's pairwise subject
+/// for the hinted client's partner must be the hint's `sub`. Without a session there is nothing
+/// to protect.
+async fn hint_matches_session(
+    env: &Env,
+    cookies: &Cookies,
+    req: &Request,
+    client_id: &ClientId,
+    sub: &str,
+    now_ms: u64,
+) -> bool {
+    let Some((username, session_hash)) = cookies.session(req) else {
+        return true;
+    };
+    let Ok(Some(client)) =
+        kvcache::get_json::<ClientRecord>(env, &kv_keys::client(client_id), now_ms).await
+    else {
+        return false;
+    };
+    let cmd = UserCommand::Session {
+        session_hash,
+        partner_id: client.partner_id,
+        client_id: client.client_id,
+        scopes: Vec::new(),
+        now: now_ms / 1000,
+    };
+    match users::call(env, &username, &cmd).await {
+        Ok(UserReply::SessionState {
+            sub: session_sub, ..
+        }) => session_sub == sub,
+        Ok(UserReply::NoSession) => true,
+        _ => false,
+    }
+}
+
+/// The post-logout destination, only if registered for the client and its partner is active.
 async fn destination(
     env: &Env,
     client_id: Option<&ClientId>,
@@ -47,6 +87,12 @@ async fn destination(
     let client: ClientRecord = kvcache::get_json(env, &kv_keys::client(client_id?), now_ms)
         .await
         .ok()??;
+    let partner: Partner = kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms)
+        .await
+        .ok()??;
+    if partner.status != PartnerStatus::Active {
+        return None;
+    }
     let registered = client.redirect_uris.iter().find(|r| r.as_str() == uri)?;
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     if let Some(state) = params.get("state") {
@@ -87,7 +133,14 @@ pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) ->
         }
     };
     let hinted = match params.get("id_token_hint") {
-        Some(h) => hinted_client(env, h).await,
+        Some(h) => match hinted_client(env, h).await {
+            Some((client, sub))
+                if hint_matches_session(env, &cookies, &req, &client, &sub, now_ms).await =>
+            {
+                Some(client)
+            }
+            _ => None,
+        },
         None => None,
     };
     if method == Method::Get && hinted.is_none() {
@@ -133,4 +186,26 @@ pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) ->
         ),
         None => browser::page(200, pages::signed_out(), &clear, "logged_out"),
     }
+}
+
+/// A form body, refused before reading when it declares more than the form limit.
+pub async fn read_small_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(ErrorCode::InvalidRequest, "the form is too large");
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
+        return Err(too_large());
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}")))?;
+    if body.len() > MAX_FORM_BYTES {
+        return Err(too_large());
+    }
+    Ok(body)
 }

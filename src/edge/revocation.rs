@@ -46,7 +46,18 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
     let result = async {
         let (client, token) = form_and_client(req, env, routes::REVOKE, now_ms).await?;
         let grant_id = match identify(env, &token, now) {
-            Some(Ours::Refresh { grant_id, .. }) => Some(grant_id),
+            // Only the grant's current refresh token revokes it: a guessed handle with the right
+            // grant id but the wrong secret changes nothing (RFC 7009 §2.1).
+            Some(Ours::Refresh { grant_id, hash }) => {
+                let cmd = GrantCommand::Status {
+                    now,
+                    refresh_hash: Some(hash),
+                };
+                match grants::call(env, &grant_id, &cmd).await? {
+                    GrantReply::Active { .. } => Some(grant_id),
+                    _ => None,
+                }
+            }
             Some(Ours::Access(c))
                 if is_grant_id(&c.gid) && c.client_id == client.client_id.as_str() =>
             {

@@ -13,10 +13,9 @@ use crate::protocol::form::{Params, MAX_FORM_BYTES};
 use crate::protocol::grant::{self, Issue};
 use crate::protocol::keys::{KeySet, Times};
 use crate::protocol::tokens::{
-    at_hash, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
+    at_hash, released_claims, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
 use crate::store::grants::{GrantCommand, GrantReply};
-use crate::store::users::{UserCommand, UserReply};
 
 /// The audience of our access tokens: the platform API behind the gateway.
 pub fn api_audience(issuer: &Issuer) -> String {
@@ -243,6 +242,31 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 .ok_or_else(|| invalid_request("refresh_token is missing"))?;
             let (gid, refresh_hash) = grant::split_handle(presented)
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "unknown refresh token"))?;
+            // The grant's user is checked before the token rotates, so a storage failure here
+            // leaves the client's refresh token usable.
+            let status = GrantCommand::Status {
+                now,
+                refresh_hash: Some(refresh_hash.clone()),
+            };
+            let user = match grants::call(env, &gid, &status).await? {
+                GrantReply::Active { grant } if grant.client_id == client.client_id => {
+                    match users::grant_user(env, &grant).await? {
+                        Some(user) => Some(user),
+                        None => {
+                            let revoke = GrantCommand::Revoke {
+                                client_id: client.client_id.clone(),
+                            };
+                            grants::call(env, &gid, &revoke).await?;
+                            return Err(ApiError::new(
+                                ErrorCode::InvalidGrant,
+                                "the user no longer exists",
+                            ));
+                        }
+                    }
+                }
+                // Inactive, foreign or superseded: the Refresh command decides (and detects reuse).
+                _ => None,
+            };
             let (token, new_hash) = new_refresh(&gid)?;
             let cmd = GrantCommand::Refresh {
                 refresh_hash,
@@ -251,22 +275,10 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 new_refresh_hash: new_hash,
                 now,
             };
-            let issue = grant_reply(grants::call(env, &gid, &cmd).await?)?;
-            // A deleted user's grants end with them.
-            if let Some(username) = &issue.grant.username {
-                if !matches!(
-                    users::call(env, username, &UserCommand::Get).await?,
-                    UserReply::User { .. }
-                ) {
-                    let revoke = GrantCommand::Revoke {
-                        client_id: client.client_id.clone(),
-                    };
-                    grants::call(env, &gid, &revoke).await?;
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidGrant,
-                        "the user no longer exists",
-                    ));
-                }
+            let mut issue = grant_reply(grants::call(env, &gid, &cmd).await?)?;
+            // ID-token claims from the current profile, for the scopes of this issue only.
+            if let Some(user) = &user {
+                issue.grant.id_claims = released_claims(&issue.scopes, user);
             }
             mint(&keys, &issuer, &client, issue, Some(token), true, now).await?
         }

@@ -9,7 +9,6 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::is_grant_id;
 use crate::protocol::tokens::released_claims;
 use crate::store::grants::{GrantCommand, GrantReply};
-use crate::store::users::{UserCommand, UserReply};
 
 async fn run(req: &Request, env: &Env, now: u64) -> Result<Value, ApiError> {
     let token = bearer::presented(req)?;
@@ -42,12 +41,8 @@ async fn run(req: &Request, env: &Env, now: u64) -> Result<Value, ApiError> {
         GrantReply::Failed { error } => return Err(error),
         _ => return Err(revoked()),
     };
-    let username = grant.username.as_ref().ok_or_else(revoked)?;
-    let user = match users::call(env, username, &UserCommand::Get).await? {
-        UserReply::User { user } => user,
-        // The user was deleted: their tokens are dead.
-        _ => return Err(revoked()),
-    };
+    // A deleted user, or a new account reusing the username, ends the grant's tokens.
+    let user = users::grant_user(env, &grant).await?.ok_or_else(revoked)?;
     let mut out = released_claims(&scopes, &user);
     out.insert("sub".into(), grant.sub.into());
     Ok(Value::Object(out))

@@ -250,6 +250,13 @@ impl UserStore {
                 self.put(&key, &consented).await?;
                 Ok(UserReply::Done)
             }
+            UserCommand::Subject { partner_id } => {
+                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                Ok(UserReply::Subject {
+                    sub: pairwise_sub(&record.subject_seed, &partner_id),
+                    user: UserView::from(&record),
+                })
+            }
             UserCommand::Logout { session_hash } => {
                 self.state
                     .storage()
@@ -259,5 +266,26 @@ impl UserStore {
                 Ok(UserReply::Done)
             }
         }
+    }
+}
+
+/// The grant's user, if it is still the same person: a deleted user, or a new account that
+/// reuses the username (a different pairwise subject), is `None`. Storage failures are errors.
+pub async fn grant_user(
+    env: &Env,
+    grant: &crate::protocol::grant::Grant,
+) -> std::result::Result<Option<UserView>, ApiError> {
+    let Some(username) = &grant.username else {
+        return Ok(None);
+    };
+    let cmd = UserCommand::Subject {
+        partner_id: grant.partner_id.clone(),
+    };
+    match call(env, username, &cmd).await? {
+        UserReply::Subject { user, sub } if sub == grant.sub => Ok(Some(user)),
+        UserReply::Subject { .. } => Ok(None),
+        UserReply::Failed { error } if error.code == ErrorCode::NotFound => Ok(None),
+        UserReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected user reply")),
     }
 }

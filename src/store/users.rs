@@ -49,6 +49,11 @@ pub enum UserCommand {
     Logout {
         session_hash: String,
     },
+    /// The user and their subject for `partner_id`: lets a grant check that its user is the
+    /// same person, not a new account that reuses the username.
+    Subject {
+        partner_id: PartnerId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +77,10 @@ pub enum UserReply {
     },
     /// No such session (never was, expired, logged out, or the user is gone).
     NoSession,
+    Subject {
+        user: UserView,
+        sub: String,
+    },
     Done,
     Failed {
         error: ApiError,

@@ -22,9 +22,9 @@ before(async () => {
 });
 after(() => w?.stop());
 
-async function login(jar) {
+async function login(jar, username = 'erin') {
   const { verifier, challenge } = pkce();
-  const { callback } = await browserFlow(w, { client: rsClient, username: 'erin', password: PASSWORD, challenge, scope: 'openid profile', jar });
+  const { callback } = await browserFlow(w, { client: rsClient, username, password: PASSWORD, challenge, scope: 'openid profile', jar });
   const res = await fetch(`${w.url}/oauth2/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(rsClient.client_id, rsClient.client_secret) },
@@ -91,4 +91,22 @@ test('logout_without_a_valid_hint_asks_first', async () => {
       assert.equal(done.headers.get('location'), 'https://app.acme.example/bye');
     }
   }
+});
+
+test('logout_hint_of_another_user_does_not_sign_the_session_out', async () => {
+  await w.admin('/users/mallory', { method: 'PUT', body: { password: PASSWORD, name: 'Mallory' } });
+  const attacker = await login(new CookieJar(w.url), 'mallory');
+  const victim = new CookieJar(w.url);
+  await login(victim);
+  const res = await victim.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: attacker.id_token, post_logout_redirect_uri: 'https://app.acme.example/bye' })}`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('location'), null);
+  assert.match(await res.text(), /Sign out of your school account\?/);
+  // Still signed in: prompt=none issues a code.
+  const { challenge } = pkce();
+  const again = await victim.fetch(`/oauth2/authorize?${new URLSearchParams({
+    response_type: 'code', client_id: rsClient.client_id, redirect_uri: REDIRECT, scope: 'openid',
+    code_challenge: challenge, code_challenge_method: 'S256', prompt: 'none', state: 's',
+  })}`);
+  assert.ok(new URL(again.headers.get('location')).searchParams.get('code'), 'session intact');
 });

@@ -188,3 +188,41 @@ test('user_deletion_ends_userinfo_and_refresh', async () => {
   assert.equal(refresh.status, 400);
   assert.equal((await refresh.json()).error, 'invalid_grant');
 });
+
+test('recreated_username_does_not_inherit_the_old_users_grants', async () => {
+  await w.admin('/users/gina', { method: 'PUT', body: { password: PASSWORD, name: 'Gina Original' } });
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client, username: 'gina', password: PASSWORD, challenge, scope: 'openid profile' });
+  const t = await (await post('/oauth2/token', {
+    grant_type: 'authorization_code', code: callback.searchParams.get('code'),
+    redirect_uri: client.redirect_uris[0], code_verifier: verifier,
+  })).json();
+  assert.equal((await w.admin('/users/gina', { method: 'DELETE' })).status, 204);
+  await w.admin('/users/gina', { method: 'PUT', body: { password: PASSWORD, name: 'Gina Newcomer' } });
+  const info = await userinfo(t.access_token);
+  assert.equal(info.status, 401, 'the new person never consented');
+  assert.doesNotMatch(await info.text(), /Newcomer/);
+  const refresh = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token });
+  assert.equal(refresh.status, 400);
+  assert.equal((await refresh.json()).error, 'invalid_grant');
+});
+
+test('refresh_with_narrowed_scope_releases_only_that_scopes_claims', async () => {
+  const t = await freshTokens('openid profile');
+  const res = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token, scope: 'openid' });
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.scope, 'openid');
+  const id = decodeJwt(body.id_token).payload;
+  assert.equal(id.name, undefined);
+  assert.equal(id.preferred_username, undefined);
+});
+
+test('revoke_with_a_guessed_refresh_secret_changes_nothing', async () => {
+  const t = await freshTokens('openid');
+  const gid = t.refresh_token.split('.')[0];
+  const guess = `${gid}.${'A'.repeat(43)}`;
+  assert.equal((await post('/oauth2/revoke', { token: guess })).status, 200);
+  assert.equal((await userinfo(t.access_token)).status, 200, 'the grant is intact');
+  assert.equal((await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token })).status, 200);
+});
