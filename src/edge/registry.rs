@@ -20,7 +20,9 @@ use super::config;
 use crate::protocol::client::{check_redirects_on_partner, ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::origin::Origin;
-use crate::protocol::partner::{keys, plan_delete, plan_put, EdgeWrite, Partner, PartnerId};
+use crate::protocol::partner::{
+    keys, plan_delete, plan_put, resolved_issuer, EdgeWrite, Partner, PartnerId,
+};
 use crate::store::registry::{RegistryCommand, RegistryReply, REGISTRY_OBJECT, SCHEMA};
 
 /// How soon an alarm retries a publication that failed.
@@ -153,7 +155,8 @@ impl Registry {
                         owners.push((origin.clone(), owner));
                     }
                 }
-                let plan = plan_put(id, spec, existing, &owners, now)?;
+                let issuer_owner = read_issuer_owner(&sql, &resolved_issuer(&spec))?;
+                let plan = plan_put(id, spec, existing, &owners, issuer_owner.as_ref(), now)?;
                 let record = serde_json::to_string(&plan.record)
                     .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
                 exec(
@@ -179,6 +182,16 @@ impl Registry {
                         vec![text(origin.as_str()), text(plan.record.id.as_str())],
                     )?;
                 }
+                exec(
+                    &sql,
+                    "DELETE FROM partner_issuers WHERE partner_id = ?",
+                    vec![text(plan.record.id.as_str())],
+                )?;
+                exec(
+                    &sql,
+                    "INSERT INTO partner_issuers (issuer, partner_id) VALUES (?, ?)",
+                    vec![text(&plan.record.issuer), text(plan.record.id.as_str())],
+                )?;
                 enqueue(&sql, &plan.edge_writes)?;
                 self.publish().await?;
                 Ok(RegistryReply::Saved {
@@ -199,6 +212,11 @@ impl Registry {
                 exec(
                     &sql,
                     "DELETE FROM clients WHERE partner_id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                exec(
+                    &sql,
+                    "DELETE FROM partner_issuers WHERE partner_id = ?",
                     vec![text(id.as_str())],
                 )?;
                 exec(
@@ -380,6 +398,22 @@ fn read_partner(
         .and_then(|c| c.to_array())
         .map_err(storage_err)?;
     rows.first().map(|r| decode_record(&r.record)).transpose()
+}
+
+fn read_issuer_owner(
+    sql: &SqlStorage,
+    issuer: &str,
+) -> std::result::Result<Option<PartnerId>, ApiError> {
+    let rows: Vec<OwnerRow> = sql
+        .exec(
+            "SELECT partner_id FROM partner_issuers WHERE issuer = ?",
+            vec![text(issuer)],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first()
+        .map(|r| PartnerId::parse(&r.partner_id))
+        .transpose()
 }
 
 fn read_owner(

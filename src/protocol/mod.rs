@@ -12,6 +12,7 @@ pub mod form;
 pub mod gate;
 pub mod grant;
 pub mod keys;
+pub mod link;
 pub mod log;
 pub mod origin;
 pub mod partner;

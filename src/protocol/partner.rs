@@ -278,6 +278,11 @@ pub mod keys {
         format!("partner:{id}")
     }
 
+    /// The partner whose JWTs carry this `iss`.
+    pub fn issuer(iss: &str) -> String {
+        format!("issuer:{iss}")
+    }
+
     pub fn client(id: &crate::protocol::client::ClientId) -> String {
         format!("client:{id}")
     }
@@ -306,15 +311,37 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, ApiError> {
     serde_json::to_string(v).map_err(|e| ApiError::unavailable(format!("serialize: {e}")))
 }
 
+/// The `iss` a spec resolves to: the one given, or the first origin.
+pub fn resolved_issuer(spec: &PartnerSpec) -> String {
+    spec.issuer
+        .clone()
+        .or_else(|| spec.origins.first().map(|o| o.as_str().to_owned()))
+        .unwrap_or_default()
+}
+
 /// Plans `PUT /admin/partners/{id}`. `owners` gives, for each requested origin that is already
-/// claimed, the partner that holds it. One origin belongs to at most one partner.
+/// claimed, the partner that holds it; `issuer_owner` the holder of the resolved issuer. One
+/// origin, and one issuer, belongs to at most one partner.
 pub fn plan_put(
     id: PartnerId,
     spec: PartnerSpec,
     existing: Option<Partner>,
     owners: &[(Origin, PartnerId)],
+    issuer_owner: Option<&PartnerId>,
     now: u64,
 ) -> Result<PutPlan, ApiError> {
+    if let Some(owner) = issuer_owner.filter(|o| **o != id) {
+        return Err(ApiError {
+            field: Some("issuer".into()),
+            ..ApiError::new(
+                ErrorCode::IssuerConflict,
+                format!(
+                    "issuer: {} is already the issuer of partner {owner}",
+                    resolved_issuer(&spec)
+                ),
+            )
+        });
+    }
     for (i, origin) in spec.origins.iter().enumerate() {
         if let Some((_, owner)) = owners.iter().find(|(o, p)| o == origin && *p != id) {
             return Err(ApiError {
@@ -334,10 +361,11 @@ pub fn plan_put(
     let claimed: Vec<Origin> = new.difference(&old).map(|o| (*o).clone()).collect();
     let released: Vec<Origin> = old.difference(&new).map(|o| (*o).clone()).collect();
 
-    let issuer = spec
-        .issuer
-        .or_else(|| spec.origins.first().map(|o| o.as_str().to_owned()))
-        .unwrap_or_default();
+    let issuer = resolved_issuer(&spec);
+    let old_issuer = existing
+        .as_ref()
+        .map(|p| p.issuer.clone())
+        .filter(|i| !i.is_empty());
     let record = Partner {
         created_at: existing.as_ref().map_or(now, |p| p.created_at),
         updated_at: now,
@@ -361,9 +389,19 @@ pub fn plan_put(
             value: None,
         })
         .collect();
+    if let Some(old) = old_issuer.filter(|old| *old != record.issuer) {
+        edge_writes.push(EdgeWrite {
+            key: keys::issuer(&old),
+            value: None,
+        });
+    }
     edge_writes.push(EdgeWrite {
         key: keys::partner(&record.id),
         value: Some(to_json(&record)?),
+    });
+    edge_writes.push(EdgeWrite {
+        key: keys::issuer(&record.issuer),
+        value: Some(record.id.as_str().to_owned()),
     });
     edge_writes.extend(record.origins.iter().map(|o| EdgeWrite {
         key: keys::origin(o),
@@ -388,6 +426,10 @@ pub fn plan_delete(existing: &Partner) -> Vec<EdgeWrite> {
             value: None,
         })
         .collect();
+    writes.push(EdgeWrite {
+        key: keys::issuer(&existing.issuer),
+        value: None,
+    });
     writes.push(EdgeWrite {
         key: keys::partner(&existing.id),
         value: None,
@@ -426,7 +468,7 @@ mod tests {
             ok.jwks_uri.as_deref(),
             Some("https://a.example/.well-known/jwks.json")
         );
-        let plan = plan_put(id("acme"), ok, None, &[], 1).unwrap();
+        let plan = plan_put(id("acme"), ok, None, &[], None, 1).unwrap();
         assert_eq!(
             plan.record.issuer, "https://a.example",
             "issuer defaults to the first origin"
@@ -562,11 +604,38 @@ mod tests {
             spec(&["https://a.example", "https://b.example"]),
             None,
             &owners,
+            None,
             10,
         )
         .unwrap_err();
         assert_eq!(err.code, ErrorCode::OriginConflict);
         assert_eq!(err.field.as_deref(), Some("origins[1]"));
+    }
+
+    #[test]
+    fn plan_put_refuses_an_issuer_of_another_partner() {
+        let other = id("other");
+        let err = plan_put(
+            id("acme"),
+            spec(&["https://a.example"]),
+            None,
+            &[],
+            Some(&other),
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::IssuerConflict);
+        assert_eq!(err.field.as_deref(), Some("issuer"));
+        let own = id("acme");
+        assert!(plan_put(
+            id("acme"),
+            spec(&["https://a.example"]),
+            None,
+            &[],
+            Some(&own),
+            1
+        )
+        .is_ok());
     }
 
     #[test]
@@ -576,6 +645,7 @@ mod tests {
             spec(&["https://a.example", "https://b.example"]),
             None,
             &[],
+            None,
             10,
         )
         .unwrap();
@@ -590,6 +660,7 @@ mod tests {
             spec(&["https://b.example", "https://c.example"]),
             Some(first.record),
             &owners,
+            None,
             20,
         )
         .unwrap();
@@ -607,11 +678,14 @@ mod tests {
             }
         );
         let published: Vec<&str> = second.edge_writes.iter().map(|w| w.key.as_str()).collect();
+        // The default issuer (the first origin) moved from a to b: the old one is unpublished.
         assert_eq!(
             published,
             [
                 "origin:https://a.example",
+                "issuer:https://a.example",
                 "partner:acme",
+                "issuer:https://b.example",
                 "origin:https://b.example",
                 "origin:https://c.example"
             ]
@@ -622,7 +696,7 @@ mod tests {
     fn gate_entry_carries_status_for_one_read_lookups() {
         let mut s = spec(&["https://a.example"]);
         s.status = PartnerStatus::Suspended;
-        let plan = plan_put(id("acme"), s, None, &[], 1).unwrap();
+        let plan = plan_put(id("acme"), s, None, &[], None, 1).unwrap();
         let entry = plan
             .edge_writes
             .iter()
@@ -636,10 +710,17 @@ mod tests {
 
     #[test]
     fn plan_delete_unpublishes_origins_then_record() {
-        let plan = plan_put(id("acme"), spec(&["https://a.example"]), None, &[], 1).unwrap();
+        let plan = plan_put(id("acme"), spec(&["https://a.example"]), None, &[], None, 1).unwrap();
         let writes = plan_delete(&plan.record);
         assert!(writes.iter().all(|w| w.value.is_none()));
         let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
-        assert_eq!(keys, ["origin:https://a.example", "partner:acme"]);
+        assert_eq!(
+            keys,
+            [
+                "origin:https://a.example",
+                "issuer:https://a.example",
+                "partner:acme"
+            ]
+        );
     }
 }

@@ -75,6 +75,7 @@ pub enum RegistryReply {
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS partners (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS partner_origins (origin TEXT PRIMARY KEY, partner_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS partner_issuers (issuer TEXT PRIMARY KEY, partner_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, partner_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS clients_by_partner ON clients (partner_id);
 CREATE TABLE IF NOT EXISTS outbox (key TEXT PRIMARY KEY, value TEXT, seq INTEGER NOT NULL);

@@ -274,3 +274,23 @@ test('admin_partner_keys_inline_or_uri_public_only', async () => {
   }
   assert.equal((await w.admin('/partners/refused')).status, 404, 'nothing was written');
 });
+
+test('admin_issuer_of_another_partner_is_409', async () => {
+  await addPartner(w, 'iss-one', ['https://one.iss.example']);
+  const res = await w.admin('/partners/iss-two', {
+    method: 'PUT',
+    body: { name: 'Two', origins: ['https://two.iss.example'], issuer: 'https://one.iss.example' },
+  });
+  assert.equal(res.status, 409);
+  const err = await res.json();
+  assert.equal(err.error, 'issuer_conflict');
+  assert.equal(err.field, 'issuer');
+  assert.equal((await w.admin('/partners/iss-two')).status, 404);
+  // Once the first partner is gone, its issuer is free.
+  assert.equal((await w.admin('/partners/iss-one', { method: 'DELETE' })).status, 204);
+  const again = await w.admin('/partners/iss-two', {
+    method: 'PUT',
+    body: { name: 'Two', origins: ['https://two.iss.example'], issuer: 'https://one.iss.example' },
+  });
+  assert.equal(again.status, 201);
+});

@@ -1,0 +1,253 @@
+//! Account linking and automatic login (step 3 of the plan): what a partner's link request and
+//! login assertion must say, and the link token we answer with. Signatures are checked with the
+//! partner's keys by [`super::assertion`]; this module holds the rules that follow.
+//!
+//! Status: the rules are here and tested; the `/link`, `/login/auto` and jwt-bearer endpoints
+//! that apply them come next.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::assertion::{check_claims, AssertionError, Checked, Rules};
+use super::discovery::Issuer;
+use super::origin::Origin;
+use super::partner::Partner;
+
+/// A link request lives at most five minutes...
+pub const LINK_REQUEST_MAX_LIFETIME_S: u64 = 300;
+/// ...an automatic-login assertion at most two.
+pub const AUTO_LOGIN_MAX_LIFETIME_S: u64 = 120;
+/// Clock skew tolerated on partners' `exp`, `nbf` and `iat`.
+pub const CLOCK_SKEW_S: u64 = 60;
+/// How long our link token lives.
+pub const LINK_TOKEN_TTL_S: u64 = 300;
+/// Linking needs a login at the platform this recent.
+pub const RECENT_LOGIN_S: u64 = 300;
+pub const MAX_PARTNER_SUB_LEN: usize = 256;
+pub const MAX_STATE_LEN: usize = 1024;
+
+/// A checked link request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRequest {
+    /// The user's id at the partner.
+    pub partner_sub: String,
+    pub jti: String,
+    pub exp: u64,
+    /// Where the browser goes back to, on one of the partner's origins.
+    pub return_to: String,
+    pub state: Option<String>,
+}
+
+fn claim(why: &'static str) -> AssertionError {
+    AssertionError::Claim(why)
+}
+
+fn partner_rules<'a>(
+    partner: &'a Partner,
+    audiences: &'a [String],
+    now: u64,
+    max_lifetime_s: u64,
+) -> Rules<'a> {
+    Rules {
+        iss: &partner.issuer,
+        sub: None,
+        audiences,
+        now,
+        max_lifetime_s,
+        leeway_s: CLOCK_SKEW_S,
+    }
+}
+
+fn sub_ok(checked: &Checked) -> Result<(), AssertionError> {
+    if checked.sub.is_empty() || checked.sub.len() > MAX_PARTNER_SUB_LEN {
+        return Err(claim("the sub is empty or too long"));
+    }
+    Ok(())
+}
+
+/// `return_to` must be an absolute URL on one of the partner's allowlisted origins: the browser
+/// is only ever sent back to a verified place.
+pub fn check_return_to(raw: &str, partner: &Partner) -> Result<String, AssertionError> {
+    let url = url::Url::parse(raw).map_err(|_| claim("return_to is not an absolute URL"))?;
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(claim("return_to must not have a fragment or credentials"));
+    }
+    let on_allowlist = Origin::from_referer(raw).is_some_and(|o| partner.origins.contains(&o));
+    if !on_allowlist {
+        return Err(claim("return_to is not on the partner's origins"));
+    }
+    Ok(url.to_string())
+}
+
+/// Checks a link request's claims (its signature was checked with the partner's keys).
+pub fn check_link_request(
+    payload: &Value,
+    partner: &Partner,
+    us: &Issuer,
+    now: u64,
+) -> Result<LinkRequest, AssertionError> {
+    let audiences = [us.as_str().to_owned()];
+    let checked = check_claims(
+        payload,
+        &partner_rules(partner, &audiences, now, LINK_REQUEST_MAX_LIFETIME_S),
+    )?;
+    sub_ok(&checked)?;
+    let return_to = payload
+        .get("return_to")
+        .and_then(Value::as_str)
+        .ok_or_else(|| claim("the link request has no return_to"))?;
+    let return_to = check_return_to(return_to, partner)?;
+    let state = match payload.get("state") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= MAX_STATE_LEN => Some(s.clone()),
+        Some(_) => return Err(claim("state must be a string of at most 1024 characters")),
+    };
+    Ok(LinkRequest {
+        partner_sub: checked.sub,
+        jti: checked.jti,
+        exp: checked.exp,
+        return_to,
+        state,
+    })
+}
+
+/// Checks an automatic-login (or jwt-bearer grant) assertion's claims.
+pub fn check_login_assertion(
+    payload: &Value,
+    partner: &Partner,
+    audiences: &[String],
+    now: u64,
+) -> Result<Checked, AssertionError> {
+    let checked = check_claims(
+        payload,
+        &partner_rules(partner, audiences, now, AUTO_LOGIN_MAX_LIFETIME_S),
+    )?;
+    sub_ok(&checked)?;
+    Ok(checked)
+}
+
+/// Whether a session's login is recent enough to link an account.
+pub fn recently_logged_in(auth_time: u64, now: u64) -> bool {
+    now.saturating_sub(auth_time) <= RECENT_LOGIN_S
+}
+
+/// The link token's claims (`exp` and `iat` are set by the signer): for the partner, about the
+/// user's pairwise subject and the partner's own user id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkTokenClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub partner_sub: String,
+    pub jti: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::partner::{PartnerId, PartnerStatus};
+    use serde_json::json;
+
+    fn partner() -> Partner {
+        Partner {
+            id: PartnerId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            origins: vec![Origin::parse("https://app.acme.example").unwrap()],
+            status: PartnerStatus::Active,
+            issuer: "https://app.acme.example".into(),
+            jwks: None,
+            jwks_uri: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn us() -> Issuer {
+        Issuer::parse("https://id.school.example").unwrap()
+    }
+
+    fn request() -> Value {
+        json!({
+            "iss": "https://app.acme.example", "aud": "https://id.school.example", "sub": "partner-user-42",
+            "jti": "r1", "iat": 1_000, "exp": 1_200, "return_to": "https://app.acme.example/linked?x=1", "state": "s1",
+        })
+    }
+
+    #[test]
+    fn link_request_accepted_when_every_rule_holds() {
+        let r = check_link_request(&request(), &partner(), &us(), 1_010).unwrap();
+        assert_eq!(r.partner_sub, "partner-user-42");
+        assert_eq!(r.return_to, "https://app.acme.example/linked?x=1");
+        assert_eq!(r.state.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn link_request_rules_each_refuse() {
+        let with = |k: &str, v: Value| {
+            let mut c = request();
+            c[k] = v;
+            c
+        };
+        for (claims, now, why) in [
+            (
+                with("iss", json!("https://evil.example")),
+                1_010,
+                "wrong iss",
+            ),
+            (
+                with("aud", json!("https://other.example")),
+                1_010,
+                "wrong aud",
+            ),
+            (request(), 1_261, "expired beyond the skew"),
+            (with("nbf", json!(1_100)), 1_010, "not yet valid"),
+            (
+                with("exp", json!(1_000 + 301)),
+                1_010,
+                "lifetime over five minutes",
+            ),
+            (
+                with("return_to", json!("https://evil.example/cb")),
+                1_010,
+                "return_to off the allowlist",
+            ),
+            (
+                with("return_to", json!("https://app.acme.example.evil.example/")),
+                1_010,
+                "suffix trick",
+            ),
+            (
+                with("return_to", json!("https://app.acme.example/#x")),
+                1_010,
+                "fragment",
+            ),
+            (with("return_to", json!("/relative")), 1_010, "relative"),
+            (with("sub", json!("")), 1_010, "empty sub"),
+            (with("state", json!(5)), 1_010, "state type"),
+        ] {
+            assert!(
+                check_link_request(&claims, &partner(), &us(), now).is_err(),
+                "{why}"
+            );
+        }
+        assert!(
+            check_link_request(&request(), &partner(), &us(), 1_250).is_ok(),
+            "within the skew"
+        );
+    }
+
+    #[test]
+    fn login_assertion_lives_at_most_two_minutes() {
+        let aud = vec!["https://id.school.example".to_owned()];
+        let ok = json!({"iss":"https://app.acme.example","aud":"https://id.school.example","sub":"u1","jti":"a1","exp":1_100});
+        assert!(check_login_assertion(&ok, &partner(), &aud, 1_000).is_ok());
+        let long = json!({"iss":"https://app.acme.example","aud":"https://id.school.example","sub":"u1","jti":"a1","exp":1_200});
+        assert!(check_login_assertion(&long, &partner(), &aud, 1_000).is_err());
+    }
+
+    #[test]
+    fn linking_needs_a_recent_login() {
+        assert!(recently_logged_in(1_000, 1_300));
+        assert!(!recently_logged_in(1_000, 1_301));
+    }
+}
