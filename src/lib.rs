@@ -23,7 +23,9 @@ pub mod store;
 mod edge;
 
 #[cfg(target_arch = "wasm32")]
-pub use edge::{grants::GrantStore, registry::Registry, replay::ReplayStore, users::UserStore};
+pub use edge::{
+    grants::GrantStore, links::LinkStore, registry::Registry, replay::ReplayStore, users::UserStore,
+};
 
 #[cfg(target_arch = "wasm32")]
 mod entry {

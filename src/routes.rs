@@ -54,6 +54,7 @@ pub const REVOKE: &str = "/oauth2/revoke";
 pub const INTROSPECT: &str = "/oauth2/introspect";
 pub const LOGOUT: &str = "/oauth2/logout";
 pub const LOGIN: &str = "/login";
+pub const LINK: &str = "/link";
 pub const ACCOUNT: &str = "/account";
 pub const JWKS: &str = "/.well-known/jwks.json";
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
@@ -122,6 +123,7 @@ pub enum Route<'a> {
     Introspect,
     Logout,
     Login,
+    Link,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -154,6 +156,7 @@ impl Route<'_> {
             Route::Introspect => INTROSPECT,
             Route::Logout => LOGOUT,
             Route::Login => LOGIN,
+            Route::Link => LINK,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -170,7 +173,9 @@ impl Route<'_> {
             Route::Health => &[Method::Get, Method::Head],
             Route::Api => API_METHODS,
             Route::Jwks | Route::Discovery => &[Method::Get, Method::Head],
-            Route::Authorize | Route::Login | Route::Logout => &[Method::Get, Method::Post],
+            Route::Authorize | Route::Login | Route::Logout | Route::Link => {
+                &[Method::Get, Method::Post]
+            }
             Route::Token | Route::Revoke | Route::Introspect => &[Method::Post],
             Route::Userinfo => &[Method::Get, Method::Post],
             Route::AdminPartners => &[Method::Get],
@@ -228,6 +233,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == LOGIN {
         return Some(Route::Login);
+    }
+    if path == LINK {
+        return Some(Route::Link);
     }
     if path == OPENID_CONFIGURATION || path == OAUTH_METADATA {
         return Some(Route::Discovery);

@@ -338,7 +338,7 @@ pub async fn authorize(req: Request, env: &Env, method: Method, now_ms: u64) -> 
 fn return_path(params: &Params) -> Option<String> {
     authorize::safe_return_path(
         params.get("return_to")?,
-        &[routes::AUTHORIZE, routes::ACCOUNT],
+        &[routes::AUTHORIZE, routes::ACCOUNT, routes::LINK],
     )
 }
 

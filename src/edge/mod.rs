@@ -10,8 +10,11 @@ pub mod gate;
 pub mod grants;
 pub mod keys;
 pub mod kvcache;
+pub mod link;
+pub mod links;
 pub mod logout;
 pub mod objects;
+pub mod partner_keys;
 pub mod random;
 pub mod registry;
 pub mod replay;
@@ -136,6 +139,7 @@ async fn dispatch(
         Route::Api => gate::api(&req, env, now).await,
         Route::Authorize => authorize::authorize(req, env, method, now).await,
         Route::Login => authorize::login(req, env, method, now).await,
+        Route::Link => link::link(req, env, method, now).await,
         Route::Token | Route::Userinfo | Route::Revoke => {
             // Browser-based clients (public clients with PKCE) call these cross-origin.
             let origin = req.headers().get("origin").ok().flatten();

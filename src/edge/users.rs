@@ -231,6 +231,23 @@ impl UserStore {
                     consented: scopes.iter().all(|s| consented_scopes.contains(s)),
                 })
             }
+            UserCommand::Whoami {
+                session_hash,
+                partner_id,
+                now,
+            } => {
+                let (Some(record), Some(session)) =
+                    (existing, self.session(&session_hash, now).await?)
+                else {
+                    return Ok(UserReply::NoSession);
+                };
+                Ok(UserReply::SessionState {
+                    sub: pairwise_sub(&record.subject_seed, &partner_id),
+                    user: UserView::from(&record),
+                    auth_time: session.auth_time,
+                    consented: false,
+                })
+            }
             UserCommand::Consent {
                 session_hash,
                 client_id,

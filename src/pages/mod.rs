@@ -167,6 +167,37 @@ pub fn consent(action: &str, csrf: &str, v: &ConsentView<'_>) -> String {
     )
 }
 
+/// The linking consent page: names the partner and what linking allows.
+pub fn link_consent(
+    action: &str,
+    csrf: &str,
+    partner_name: &str,
+    partner_origin: &str,
+    user_name: &str,
+    request: &str,
+) -> String {
+    layout(
+        "Link your account?",
+        &format!(
+            "<h1>Link your {} account to your school account?</h1>\
+<p>You are signed in as <strong>{}</strong>. <strong>{}</strong> ({}) asks to link the account you have there \
+with this one.</p><p>Once linked, {} can:</p>\
+<ul><li>Sign you in here without your password</li>\
+<li>Recognise your school account (by an identifier only it sees)</li></ul>\
+<form method=\"post\" action=\"{}\">{}\
+<button type=\"submit\" name=\"decision\" value=\"allow\" class=\"primary\">Allow</button>\
+<button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>",
+            esc(partner_name),
+            esc(user_name),
+            esc(partner_name),
+            esc(partner_origin),
+            esc(partner_name),
+            esc(action),
+            hidden(&[("request", request.to_owned()), ("csrf", csrf.to_owned())]),
+        ),
+    )
+}
+
 /// Asks before signing out when the request could not prove which app sent it.
 pub fn logout_confirm(action: &str, csrf: &str, fields: &[(&'static str, String)]) -> String {
     let mut all = fields.to_vec();

@@ -12,6 +12,7 @@
 //! [`Partner`]: crate::protocol::partner::Partner
 
 pub mod grants;
+pub mod links;
 pub mod registry;
 pub mod replay;
 pub mod users;

@@ -39,6 +39,12 @@ pub enum UserCommand {
         scopes: Vec<String>,
         now: u64,
     },
+    /// The session's user and their subject for `partner_id` (no consent question).
+    Whoami {
+        session_hash: String,
+        partner_id: PartnerId,
+        now: u64,
+    },
     /// Remembers consent to `scopes` for `client_id` (added to what was consented before).
     Consent {
         session_hash: String,

@@ -1,0 +1,228 @@
+// Account linking: a partner's signed link request, a recent login, consent, one link, and a
+// link token back. Every rule has a test that tries to break it; a refused request shows an
+// error page and never redirects.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac, createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { startWorker, addPartner } from './harness.mjs';
+import { CookieJar, formFields, verifyJwt } from './oauth.mjs';
+import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
+
+let w;
+const PASSWORD = 'correct horse battery staple';
+const ORIGIN = 'https://app.acme.example';
+const key = generateJwk('EdDSA');
+const otherKey = generateJwk('EdDSA');
+
+before(async () => {
+  w = await startWorker();
+  const put = await w.admin('/partners/acme', {
+    method: 'PUT',
+    body: { name: 'Acme Learning', origins: [ORIGIN], jwks: { keys: [publicJwk(key)] } },
+  });
+  assert.equal(put.status, 201);
+  await w.admin('/partners/beta', {
+    method: 'PUT',
+    body: { name: 'Beta', origins: ['https://app.beta.example'], jwks: { keys: [publicJwk(otherKey)] } },
+  });
+  for (const u of ['lena', 'marc', 'nina']) {
+    await w.admin(`/users/${u}`, { method: 'PUT', body: { password: PASSWORD, name: u.toUpperCase() } });
+  }
+});
+after(() => w?.stop());
+
+function sign(jwk, header, payload) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc(header)}.${enc(payload)}`;
+  return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' })).toString('base64url')}`;
+}
+
+function linkRequest(overrides = {}, header = {}, jwk = key) {
+  const now = Math.floor(Date.now() / 1000);
+  const payload = {
+    iss: ORIGIN, aud: w.url, sub: `acme-user-${randomUUID()}`, jti: randomUUID(), iat: now, exp: now + 240,
+    return_to: `${ORIGIN}/linked`, state: 'link-state', ...overrides,
+  };
+  for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
+  return sign(jwk, { alg: 'EdDSA', kid: jwk.kid, typ: 'JWT', ...header }, payload);
+}
+
+async function login(jar, username) {
+  let res = await jar.fetch(`/login?return_to=${encodeURIComponent('/account')}`);
+  const fields = formFields(await res.text());
+  res = await jar.postForm('/login', { ...fields, username, password: PASSWORD });
+  assert.equal(res.status, 303);
+}
+
+/** Opens the link URL in a logged-in browser and answers the consent page. */
+async function link(jar, request, decision = 'allow') {
+  const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+  assert.equal(page.status, 200, 'the consent page');
+  const html = await page.text();
+  assert.match(html, /Acme Learning/);
+  return jar.postForm('/link', { ...formFields(html), decision });
+}
+
+async function assertRefusedPage(res, message) {
+  assert.ok(res.status >= 400, `${message}: status ${res.status}`);
+  assert.equal(res.headers.get('location'), null, `${message}: never redirected`);
+  assert.match(res.headers.get('content-type'), /text\/html/);
+  return res.text();
+}
+
+test('link_flow_login_consent_and_link_token', async () => {
+  const jar = new CookieJar(w.url);
+  const request = linkRequest({ sub: 'acme-lena' });
+  // Not signed in: the login page first, then back to the link.
+  let res = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+  assert.equal(res.status, 302);
+  const loginUrl = new URL(res.headers.get('location'), w.url);
+  assert.equal(loginUrl.pathname, '/login');
+  res = await jar.fetch(loginUrl.pathname + loginUrl.search);
+  res = await jar.postForm('/login', { ...formFields(await res.text()), username: 'lena', password: PASSWORD });
+  assert.equal(res.status, 303);
+  res = await jar.fetch(res.headers.get('location'));
+  assert.equal(res.status, 200);
+  const html = await res.text();
+  assert.match(html, /Link your Acme Learning account/);
+  assert.match(html, /https:\/\/app\.acme\.example/);
+  res = await jar.postForm('/link', { ...formFields(html), decision: 'allow' });
+  assert.equal(res.status, 303);
+  const back = new URL(res.headers.get('location'));
+  assert.equal(back.origin + back.pathname, `${ORIGIN}/linked`);
+  assert.equal(back.searchParams.get('state'), 'link-state');
+  const jwks = await (await w.fetch('/.well-known/jwks.json')).json();
+  const token = verifyJwt(back.searchParams.get('link_token'), jwks);
+  assert.equal(token.iss, w.url);
+  assert.equal(token.aud, ORIGIN, 'aud is the partner issuer');
+  assert.equal(token.partner_sub, 'acme-lena');
+  assert.ok(token.sub && token.sub !== 'lena', 'a pairwise subject');
+  assert.ok(token.exp - token.iat <= 300);
+});
+
+test('link_deny_returns_access_denied_with_state', async () => {
+  const jar = new CookieJar(w.url);
+  await login(jar, 'marc');
+  const res = await link(jar, linkRequest(), 'deny');
+  assert.equal(res.status, 303);
+  const back = new URL(res.headers.get('location'));
+  assert.equal(back.searchParams.get('error'), 'access_denied');
+  assert.equal(back.searchParams.get('state'), 'link-state');
+  assert.equal(back.searchParams.get('link_token'), null);
+});
+
+test('link_request_replay_is_refused_sequential_and_parallel', async () => {
+  const jar = new CookieJar(w.url);
+  await login(jar, 'nina');
+  const request = linkRequest({ sub: 'acme-nina' });
+  assert.equal((await link(jar, request)).status, 303);
+  await assertRefusedPage(await link(jar, request), 'sequential replay');
+
+  const racer = new CookieJar(w.url);
+  await login(racer, 'marc');
+  const raced = linkRequest({ sub: 'acme-marc-race' });
+  const page = await racer.fetch(`/link?request=${encodeURIComponent(raced)}`);
+  const fields = formFields(await page.text());
+  const results = await Promise.all(Array.from({ length: 20 }, () => racer.postForm('/link', { ...fields, decision: 'allow' })));
+  const statuses = results.map((r) => r.status);
+  assert.equal(statuses.filter((s) => s === 303).length, 1, `statuses ${statuses}`);
+  assert.equal(statuses.filter((s) => s === 403).length, 19, `statuses ${statuses}`);
+});
+
+test('link_requests_breaking_a_rule_show_an_error_page', async () => {
+  const jar = new CookieJar(w.url);
+  await login(jar, 'lena');
+  const now = Math.floor(Date.now() / 1000);
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const good = linkRequest();
+  const [, payload] = good.split('.');
+  const cases = {
+    expired: linkRequest({ iat: now - 400, exp: now - 100 }),
+    'not yet valid': linkRequest({ nbf: now + 600 }),
+    'lifetime over five minutes': linkRequest({ exp: now + 3600 }),
+    'wrong aud': linkRequest({ aud: 'https://other.example' }),
+    'wrong iss': linkRequest({ iss: 'https://unknown.example' }),
+    "signed by another partner's key": linkRequest({}, { kid: key.kid }, { ...otherKey, kid: key.kid }),
+    'unknown kid': linkRequest({}, { kid: 'nope' }),
+    'alg none': `${enc({ alg: 'none', kid: key.kid })}.${payload}.`,
+    'HS256 with the public key': (() => {
+      const input = `${enc({ alg: 'HS256', kid: key.kid })}.${payload}`;
+      return `${input}.${createHmac('sha256', JSON.stringify(publicJwk(key))).update(input).digest('base64url')}`;
+    })(),
+    'return_to off the allowlist': linkRequest({ return_to: 'https://evil.example/steal' }),
+    'return_to suffix trick': linkRequest({ return_to: 'https://app.acme.example.evil.example/x' }),
+    'no jti': linkRequest({ jti: undefined }),
+  };
+  for (const [what, request] of Object.entries(cases)) {
+    const res = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    const html = await assertRefusedPage(res, what);
+    assert.doesNotMatch(html, /evil\.example/, `${what}: the page does not link to return_to`);
+  }
+});
+
+test('link_for_a_suspended_partner_is_refused', async () => {
+  await w.admin('/partners/sleepy', {
+    method: 'PUT',
+    body: { name: 'Sleepy', origins: ['https://sleepy.example'], status: 'suspended', jwks: { keys: [publicJwk(otherKey)] }, issuer: 'https://id.sleepy.example' },
+  });
+  const jar = new CookieJar(w.url);
+  await login(jar, 'lena');
+  const request = linkRequest({ iss: 'https://id.sleepy.example', return_to: 'https://sleepy.example/x' }, { kid: otherKey.kid }, otherKey);
+  const html = await assertRefusedPage(await jar.fetch(`/link?request=${encodeURIComponent(request)}`), 'suspended');
+  assert.match(html, /suspended/);
+});
+
+test('one_partner_account_links_one_user_and_one_user_one_account', async () => {
+  const a = new CookieJar(w.url);
+  await login(a, 'lena');
+  // lena is linked as acme-lena (first test); linking her to another acme account is refused.
+  await assertRefusedPage(await link(a, linkRequest({ sub: 'acme-lena-second' })), 'second account for one user');
+  // and another user cannot take acme-lena.
+  const b = new CookieJar(w.url);
+  await login(b, 'marc');
+  const html = await assertRefusedPage(await link(b, linkRequest({ sub: 'acme-lena' })), 'taken partner account');
+  assert.match(html, /already linked/);
+});
+
+test('link_form_without_csrf_is_refused', async () => {
+  const jar = new CookieJar(w.url);
+  await login(jar, 'marc');
+  const request = linkRequest();
+  const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+  const { csrf, ...fields } = formFields(await page.text());
+  await assertRefusedPage(await jar.postForm('/link', { ...fields, decision: 'allow' }), 'no csrf');
+});
+
+test('link_with_keys_from_the_partners_jwks_uri', async () => {
+  // The partner serves its keys itself (on loopback, which the origin rules allow for tests).
+  const http = await import('node:http');
+  const served = { keys: [publicJwk(otherKey)] };
+  let hits = 0;
+  const server = http.createServer((req, res) => {
+    hits += 1;
+    res.writeHead(req.url === '/jwks.json' ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(served));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  try {
+    const put = await w.admin('/partners/remote', {
+      method: 'PUT',
+      body: { name: 'Remote Keys', origins: [origin], jwks_uri: `${origin}/jwks.json` },
+    });
+    assert.equal(put.status, 201);
+    const jar = new CookieJar(w.url);
+    await login(jar, 'nina');
+    const request = linkRequest({ iss: origin, return_to: `${origin}/done`, sub: 'remote-nina' }, { kid: otherKey.kid }, otherKey);
+    const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    assert.equal(page.status, 200, 'verified with the fetched keys');
+    assert.equal(hits, 1);
+    // An unknown kid right after a fetch does not trigger another fetch (at most one per 30 s).
+    const stranger = generateJwk('EdDSA');
+    const unknown = linkRequest({ iss: origin, return_to: `${origin}/done` }, { kid: stranger.kid }, stranger);
+    await assertRefusedPage(await jar.fetch(`/link?request=${encodeURIComponent(unknown)}`), 'unknown kid');
+    assert.equal(hits, 1, 'no refetch within 30 s');
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
