@@ -55,6 +55,7 @@ pub const INTROSPECT: &str = "/oauth2/introspect";
 pub const LOGOUT: &str = "/oauth2/logout";
 pub const LOGIN: &str = "/login";
 pub const LINK: &str = "/link";
+pub const AUTO_LOGIN: &str = "/login/auto";
 pub const ACCOUNT: &str = "/account";
 pub const JWKS: &str = "/.well-known/jwks.json";
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
@@ -123,6 +124,7 @@ pub enum Route<'a> {
     Introspect,
     Logout,
     Login,
+    AutoLogin,
     Link,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
@@ -157,6 +159,7 @@ impl Route<'_> {
             Route::Logout => LOGOUT,
             Route::Login => LOGIN,
             Route::Link => LINK,
+            Route::AutoLogin => AUTO_LOGIN,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -173,7 +176,7 @@ impl Route<'_> {
             Route::Health => &[Method::Get, Method::Head],
             Route::Api => API_METHODS,
             Route::Jwks | Route::Discovery => &[Method::Get, Method::Head],
-            Route::Authorize | Route::Login | Route::Logout | Route::Link => {
+            Route::Authorize | Route::Login | Route::Logout | Route::Link | Route::AutoLogin => {
                 &[Method::Get, Method::Post]
             }
             Route::Token | Route::Revoke | Route::Introspect => &[Method::Post],
@@ -236,6 +239,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == LINK {
         return Some(Route::Link);
+    }
+    if path == AUTO_LOGIN {
+        return Some(Route::AutoLogin);
     }
     if path == OPENID_CONFIGURATION || path == OAUTH_METADATA {
         return Some(Route::Discovery);

@@ -25,20 +25,20 @@ use crate::routes::{self, Method};
 use crate::store::links::{LinkCommand, LinkReply};
 use crate::store::users::{UserCommand, UserReply};
 
-fn refused(why: &str) -> ApiError {
+pub fn refused(why: &str) -> ApiError {
     ApiError::new(ErrorCode::AccessDenied, why)
 }
 
-/// Verifies a link request: the partner named by its `iss`, active, its keys, the rules.
-async fn verify(
+/// A JWT from a partner: the partner named by its `iss` (active), and the payload, once the
+/// signature checked out against the partner's keys. Claims are the caller's to check.
+pub async fn partner_jwt(
     env: &Env,
-    issuer: &Issuer,
     token: &str,
     now_ms: u64,
-) -> Result<(Partner, LinkRequest), ApiError> {
+) -> Result<(Partner, Value), ApiError> {
     let bad = |e: assertion::AssertionError| {
         refused(&format!(
-            "This link request is not valid: {}.",
+            "The partner's token is not valid: {}.",
             e.describe()
         ))
     };
@@ -50,14 +50,12 @@ async fn verify(
         .map(|s| s.to_string());
     let partner_id = partner_id
         .and_then(|p| PartnerId::parse(&p).ok())
-        .ok_or_else(|| refused("This link request comes from an unknown partner."))?;
+        .ok_or_else(|| refused("The token comes from an unknown partner."))?;
     let partner: Partner = kvcache::get_json(env, &kv_keys::partner(&partner_id), now_ms)
         .await?
-        .ok_or_else(|| refused("This link request comes from an unknown partner."))?;
+        .ok_or_else(|| refused("The token comes from an unknown partner."))?;
     if partner.status != PartnerStatus::Active {
-        return Err(refused(
-            "This partner is suspended; accounts cannot be linked now.",
-        ));
+        return Err(refused("This partner is suspended."));
     }
     let kid = jwt_kid(token);
     let keys = partner_keys::keys_for(&partner, kid.as_deref(), now_ms).await?;
@@ -75,7 +73,23 @@ async fn verify(
             payload
         }
     };
-    let request = check_link_request(&payload, &partner, issuer, now_ms / 1000).map_err(bad)?;
+    Ok((partner, payload))
+}
+
+/// Verifies a link request: signature, partner, and the linking rules.
+async fn verify(
+    env: &Env,
+    issuer: &Issuer,
+    token: &str,
+    now_ms: u64,
+) -> Result<(Partner, LinkRequest), ApiError> {
+    let (partner, payload) = partner_jwt(env, token, now_ms).await?;
+    let request = check_link_request(&payload, &partner, issuer, now_ms / 1000).map_err(|e| {
+        refused(&format!(
+            "This link request is not valid: {}.",
+            e.describe()
+        ))
+    })?;
     Ok((partner, request))
 }
 

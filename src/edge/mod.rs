@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod autologin;
 pub mod bearer;
 pub mod browser;
 pub mod clients;
@@ -140,6 +141,7 @@ async fn dispatch(
         Route::Authorize => authorize::authorize(req, env, method, now).await,
         Route::Login => authorize::login(req, env, method, now).await,
         Route::Link => link::link(req, env, method, now).await,
+        Route::AutoLogin => autologin::autologin(req, env, method, now).await,
         Route::Token | Route::Userinfo | Route::Revoke => {
             // Browser-based clients (public clients with PKCE) call these cross-origin.
             let origin = req.headers().get("origin").ok().flatten();

@@ -5,17 +5,18 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::{json, Value};
 use worker::{Env, Request};
 
-use super::{clients, config, grants, keys, random, respond, users, Outcome};
-use crate::protocol::client::{ClientRecord, GrantType};
+use super::{autologin, clients, config, grants, keys, random, respond, users, Outcome};
+use crate::protocol::client::{ClientRecord, GrantType, JWT_BEARER_GRANT};
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{Params, MAX_FORM_BYTES};
-use crate::protocol::grant::{self, Issue};
+use crate::protocol::grant::{self, Grant, Issue};
 use crate::protocol::keys::{KeySet, Times};
 use crate::protocol::tokens::{
     at_hash, released_claims, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
 use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::users::{UserCommand, UserReply};
 
 /// The audience of our access tokens: the platform API behind the gateway.
 pub fn api_audience(issuer: &Issuer) -> String {
@@ -308,6 +309,93 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
             let who = Subject {
                 sub: &sub,
                 gid: "",
+                auth_time: None,
+            };
+            let at = access_token(&keys, &issuer, who, &client, &scopes, now).await?;
+            json!({
+                "access_token": at,
+                "token_type": "Bearer",
+                "expires_in": ACCESS_TOKEN_TTL_S,
+                "scope": scopes.join(" "),
+            })
+        }
+        Some(JWT_BEARER_GRANT) => {
+            // RFC 7523 §2.1: a partner's assertion about a linked user, from a confidential client
+            // of that partner. An access token for that user; no refresh token.
+            require_grant(&client, GrantType::JwtBearer)?;
+            let assertion = params
+                .get("assertion")
+                .ok_or_else(|| invalid_request("assertion is missing"))?;
+            let audiences = [issuer.as_str().to_owned(), issuer.url(crate::routes::TOKEN)];
+            let invalid = |why: &str| ApiError::new(ErrorCode::InvalidGrant, why);
+            let (partner, user) = autologin::linked_user(env, assertion, &audiences, now_ms)
+                .await
+                .map_err(|e| {
+                    if e.code == ErrorCode::TemporarilyUnavailable {
+                        e
+                    } else {
+                        invalid(&e.description)
+                    }
+                })?;
+            if partner.id != client.partner_id {
+                return Err(invalid(
+                    "the assertion is from another partner than the client's",
+                ));
+            }
+            let username = user.ok_or_else(|| invalid("the partner account is not linked"))?;
+            let scopes = match scopes_param(&params) {
+                Some(req) => {
+                    if let Some(bad) = req.iter().find(|s| !client.scopes.contains(s)) {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidScope,
+                            format!("scope {bad} is not allowed here"),
+                        ));
+                    }
+                    req
+                }
+                None => client.scopes.clone(),
+            };
+            let (user, sub) = match users::call(
+                env,
+                &username,
+                &UserCommand::Subject {
+                    partner_id: partner.id.clone(),
+                },
+            )
+            .await?
+            {
+                UserReply::Subject { user, sub } => (user, sub),
+                UserReply::Failed { error } if error.code != ErrorCode::NotFound => {
+                    return Err(error)
+                }
+                _ => return Err(invalid("the linked user no longer exists")),
+            };
+            // A grant of its own, so userinfo, introspection and revocation work as for any token.
+            let grant_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
+            let g = Grant {
+                grant_id: grant_id.clone(),
+                client_id: client.client_id.clone(),
+                partner_id: partner.id.clone(),
+                username: Some(username),
+                sub: sub.clone(),
+                scopes: scopes.clone(),
+                nonce: None,
+                auth_time: None,
+                id_claims: released_claims(&scopes, &user),
+                created_at: now,
+                code: None,
+                refresh: None,
+                revoked: false,
+            };
+            match grants::call(env, &grant_id, &GrantCommand::Create { grant: Box::new(g) }).await?
+            {
+                GrantReply::Created => {}
+                GrantReply::Failed { error } => return Err(error),
+                _ => return Err(ApiError::unavailable("unexpected grant reply")),
+            }
+            let who = Subject {
+                sub: &sub,
+                gid: &grant_id,
                 auth_time: None,
             };
             let at = access_token(&keys, &issuer, who, &client, &scopes, now).await?;

@@ -231,6 +231,17 @@ impl UserStore {
                     consented: scopes.iter().all(|s| consented_scopes.contains(s)),
                 })
             }
+            UserCommand::AutoLogin { session_hash, now } => {
+                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                let session = SessionRecord {
+                    auth_time: now,
+                    expires_at: now + SESSION_TTL_S,
+                };
+                self.put(&session_key(&session_hash), &session).await?;
+                Ok(UserReply::User {
+                    user: UserView::from(&record),
+                })
+            }
             UserCommand::Whoami {
                 session_hash,
                 partner_id,

@@ -109,7 +109,12 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// RFC 7523 §2.1: a partner's assertion about a linked user.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
 }
+
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 impl GrantType {
     pub fn parse(s: &str) -> Option<GrantType> {
@@ -117,6 +122,7 @@ impl GrantType {
             "authorization_code" => GrantType::AuthorizationCode,
             "refresh_token" => GrantType::RefreshToken,
             "client_credentials" => GrantType::ClientCredentials,
+            JWT_BEARER_GRANT => GrantType::JwtBearer,
             _ => return None,
         })
     }
@@ -324,7 +330,7 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
                 let g = GrantType::parse(g).ok_or_else(|| {
                     ApiError::invalid_field(
                         format!("grant_types[{i}]"),
-                        "must be authorization_code, refresh_token or client_credentials",
+                        "must be authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer",
                     )
                 })?;
                 if !out.contains(&g) {

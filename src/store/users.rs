@@ -39,6 +39,12 @@ pub enum UserCommand {
         scopes: Vec<String>,
         now: u64,
     },
+    /// Starts a session without credentials, for a partner's verified automatic-login assertion
+    /// about a linked user.
+    AutoLogin {
+        session_hash: String,
+        now: u64,
+    },
     /// The session's user and their subject for `partner_id` (no consent question).
     Whoami {
         session_hash: String,

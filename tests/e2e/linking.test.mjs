@@ -226,3 +226,108 @@ test('link_with_keys_from_the_partners_jwks_uri', async () => {
     await new Promise((r) => server.close(r));
   }
 });
+
+function loginAssertion(sub, overrides = {}, aud = w.url) {
+  const now = Math.floor(Date.now() / 1000);
+  return sign(key, { alg: 'EdDSA', kid: key.kid, typ: 'JWT' }, { iss: ORIGIN, aud, sub, jti: randomUUID(), iat: now, exp: now + 60, ...overrides });
+}
+
+test('auto_login_with_a_linked_account_starts_a_session', async () => {
+  // lena is linked as acme-lena by the first test.
+  const jar = new CookieJar(w.url);
+  const res = await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: '/account' })}`);
+  assert.equal(res.status, 302);
+  assert.equal(res.headers.get('location'), `${w.url}/account`);
+  assert.ok([...jar.cookies.keys()].some((k) => k.includes('session')), 'a session without credentials');
+});
+
+test('auto_login_continues_an_authorization_request', async () => {
+  const client = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme Auto', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid', 'profile'] },
+  })).json();
+  const jar = new CookieJar(w.url);
+  const params = new URLSearchParams({
+    assertion: loginAssertion('acme-lena'), response_type: 'code', client_id: client.client_id,
+    redirect_uri: `${ORIGIN}/cb`, scope: 'openid', state: 'auto', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+    code_challenge_method: 'S256',
+  });
+  let res = await jar.fetch(`/login/auto?${params}`);
+  assert.equal(res.status, 302);
+  const next = new URL(res.headers.get('location'));
+  assert.equal(next.pathname, '/oauth2/authorize');
+  assert.equal(next.searchParams.get('assertion'), null, 'the assertion is not passed along');
+  res = await jar.fetch(next.toString());
+  assert.equal(res.status, 200, 'consent rules still apply: the consent page, no login page');
+  assert.match(await res.text(), /Allow Acme Auto/);
+});
+
+test('auto_login_without_a_link_gives_no_session', async () => {
+  const jar = new CookieJar(w.url);
+  const res = await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-nobody') })}`);
+  assert.equal(res.status, 403);
+  assert.match(await res.text(), /not linked/);
+  assert.equal(jar.cookies.size, 0);
+});
+
+test('auto_login_assertion_replay_and_bad_assertions_are_refused', async () => {
+  const a = loginAssertion('acme-lena');
+  const first = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: a })}`, { redirect: 'manual' });
+  assert.equal(first.status, 302);
+  const again = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: a })}`, { redirect: 'manual' });
+  await assertRefusedPage(again, 'replay');
+
+  const raced = loginAssertion('acme-lena');
+  const results = await Promise.all(Array.from({ length: 20 }, () =>
+    fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: raced })}`, { redirect: 'manual' })));
+  assert.equal(results.filter((r) => r.status === 302).length, 1, `statuses ${results.map((r) => r.status)}`);
+
+  const now = Math.floor(Date.now() / 1000);
+  for (const [what, bad] of Object.entries({
+    'lifetime over two minutes': loginAssertion('acme-lena', { exp: now + 600 }),
+    expired: loginAssertion('acme-lena', { iat: now - 300, exp: now - 100 }),
+    'wrong aud': loginAssertion('acme-lena', {}, 'https://other.example'),
+    'another partner key': sign(otherKey, { alg: 'EdDSA', kid: key.kid }, { iss: ORIGIN, aud: w.url, sub: 'acme-lena', jti: randomUUID(), exp: now + 60 }),
+    'return_to off the platform': null,
+  })) {
+    if (bad === null) {
+      const res = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: 'https://evil.example/' })}`, { redirect: 'manual' });
+      await assertRefusedPage(res, what);
+      continue;
+    }
+    await assertRefusedPage(await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: bad })}`, { redirect: 'manual' }), what);
+  }
+});
+
+test('jwt_bearer_grant_issues_an_access_token_for_the_linked_user', async () => {
+  // marc is linked as acme-marc-race by the replay test.
+  const svc = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme Server', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid', 'profile'] },
+  })).json();
+  const beta = await (await w.admin('/partners/beta/clients', {
+    method: 'POST',
+    body: { name: 'Beta Server', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] },
+  })).json();
+  const grant = (client, assertion) => fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }),
+  });
+  const res = await grant(svc, loginAssertion('acme-marc-race', {}, `${w.url}/oauth2/token`));
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.refresh_token, undefined);
+  const info = await (await fetch(`${w.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${body.access_token}` } })).json();
+  assert.equal(info.name, 'MARC');
+  for (const [what, r] of [
+    ['another partner\'s client', await grant(beta, loginAssertion('acme-marc-race', {}, `${w.url}/oauth2/token`))],
+    ['not linked', await grant(svc, loginAssertion('acme-nobody', {}, `${w.url}/oauth2/token`))],
+  ]) {
+    assert.equal(r.status, 400, what);
+    assert.equal((await r.json()).error, 'invalid_grant', what);
+  }
+});

@@ -1,0 +1,135 @@
+//! Automatic login (`/login/auto`): a partner's signed assertion about a user linked at the
+//! platform starts a session without credentials. With authorization-request parameters the code
+//! flow continues (consent rules still apply); with `return_to` the browser goes to a platform
+//! page. No link: no session, and a page saying how to link.
+
+use worker::{Env, Request};
+
+use super::browser::{self, Cookies};
+use super::link::{partner_jwt, refused};
+use super::{config, kvcache, links, replay, users, Outcome};
+use crate::pages;
+use crate::protocol::authorize::safe_return_path;
+use crate::protocol::client::{ClientId, ClientRecord};
+use crate::protocol::error::ApiError;
+use crate::protocol::form::{self, Params};
+use crate::protocol::grant::hash_secret;
+use crate::protocol::link::{check_login_assertion, CLOCK_SKEW_S};
+use crate::protocol::partner::{keys as kv_keys, Partner};
+use crate::protocol::user::Username;
+use crate::routes::{self, Method};
+use crate::store::links::{LinkCommand, LinkReply};
+use crate::store::users::{UserCommand, UserReply};
+
+/// Verifies a partner's login assertion for `audiences`, uses its `jti`, and finds the linked
+/// platform user. `Ok(None)`: valid, but the partner account is not linked.
+pub async fn linked_user(
+    env: &Env,
+    assertion: &str,
+    audiences: &[String],
+    now_ms: u64,
+) -> Result<(Partner, Option<Username>), ApiError> {
+    let now = now_ms / 1000;
+    let (partner, payload) = partner_jwt(env, assertion, now_ms).await?;
+    let checked = check_login_assertion(&payload, &partner, audiences, now).map_err(|e| {
+        refused(&format!(
+            "The login assertion is not valid: {}.",
+            e.describe()
+        ))
+    })?;
+    let scope = format!("partner:{}", partner.id);
+    if !replay::claim(
+        env,
+        &scope,
+        &hash_secret(&checked.jti),
+        checked.exp + CLOCK_SKEW_S,
+        now,
+    )
+    .await?
+    {
+        return Err(refused("The login assertion was already used."));
+    }
+    let cmd = LinkCommand::Lookup {
+        partner_sub: checked.sub.clone(),
+    };
+    match links::call(env, &partner.id, &cmd).await? {
+        LinkReply::Found { username } => Ok((partner, Some(username))),
+        LinkReply::NotFound => Ok((partner, None)),
+        LinkReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected link reply")),
+    }
+}
+
+/// The authorization request carried along, if any, as a path on our authorize endpoint.
+async fn continue_to(
+    env: &Env,
+    params: &Params,
+    partner: &Partner,
+    now_ms: u64,
+) -> Result<String, ApiError> {
+    if let Some(client_id) = params.get("client_id") {
+        // The flow may only continue for a client of the asserting partner.
+        let client_id =
+            ClientId::parse(client_id).ok_or_else(|| refused("client_id is not a known client"))?;
+        let client: Option<ClientRecord> =
+            kvcache::get_json(env, &kv_keys::client(&client_id), now_ms).await?;
+        if client.is_none_or(|c| c.partner_id != partner.id) {
+            return Err(refused("The client is not one of this partner's."));
+        }
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(k, _)| !matches!(*k, "assertion" | "return_to"))
+            .collect();
+        return Ok(format!("{}?{}", routes::AUTHORIZE, form::encode(&pairs)));
+    }
+    let raw = params.get("return_to").unwrap_or(routes::ACCOUNT);
+    safe_return_path(raw, &[routes::AUTHORIZE, routes::ACCOUNT])
+        .ok_or_else(|| refused("return_to must be a page of the platform"))
+}
+
+pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    let params = if method == Method::Post {
+        super::logout::read_small_body(&mut req)
+            .await
+            .and_then(|b| Params::parse(&b))
+    } else {
+        let query = req
+            .url()
+            .ok()
+            .and_then(|u| u.query().map(str::to_owned))
+            .unwrap_or_default();
+        Params::parse(query.as_bytes())
+    };
+    let result: Result<Outcome, ApiError> = async {
+        let params = params?;
+        let assertion = params.get("assertion").ok_or_else(|| refused("There is no login assertion."))?;
+        let audiences = [issuer.as_str().to_owned()];
+        let (partner, user) = linked_user(env, assertion, &audiences, now_ms).await?;
+        let Some(username) = user else {
+            let html = pages::error(
+                "Your account is not linked yet",
+                &format!(
+                    "Your account at {} is not linked to a school account. Sign in here with your school username and password, then link it from {}.",
+                    partner.name, partner.name
+                ),
+            );
+            return Ok(browser::page(403, html, &[], "not_linked").partner(partner.id.clone()));
+        };
+        let next = continue_to(env, &params, &partner, now_ms).await?;
+        let (cookie, session_hash) = cookies.new_session(&username)?;
+        match users::call(env, &username, &UserCommand::AutoLogin { session_hash, now: now_ms / 1000 }).await? {
+            UserReply::User { .. } => {}
+            UserReply::Failed { error } => return Err(error),
+            _ => return Err(ApiError::unavailable("unexpected user reply")),
+        }
+        let status = if method == Method::Post { 303 } else { 302 };
+        Ok(browser::redirect(status, &issuer.url(&next), &[cookie], "auto_login").partner(partner.id.clone()))
+    }
+    .await;
+    result.unwrap_or_else(|e| browser::error_page(&e))
+}
