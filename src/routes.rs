@@ -126,6 +126,14 @@ pub enum Route<'a> {
     Login,
     AutoLogin,
     Link,
+    Account,
+    AdminUserLinks {
+        username: &'a str,
+    },
+    AdminUserLink {
+        username: &'a str,
+        partner: &'a str,
+    },
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -160,6 +168,9 @@ impl Route<'_> {
             Route::Login => LOGIN,
             Route::Link => LINK,
             Route::AutoLogin => AUTO_LOGIN,
+            Route::Account => ACCOUNT,
+            Route::AdminUserLinks { .. } => "/admin/users/{username}/links",
+            Route::AdminUserLink { .. } => "/admin/users/{username}/links/{partner_id}",
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -176,9 +187,12 @@ impl Route<'_> {
             Route::Health => &[Method::Get, Method::Head],
             Route::Api => API_METHODS,
             Route::Jwks | Route::Discovery => &[Method::Get, Method::Head],
-            Route::Authorize | Route::Login | Route::Logout | Route::Link | Route::AutoLogin => {
-                &[Method::Get, Method::Post]
-            }
+            Route::Authorize
+            | Route::Login
+            | Route::Logout
+            | Route::Link
+            | Route::AutoLogin
+            | Route::Account => &[Method::Get, Method::Post],
             Route::Token | Route::Revoke | Route::Introspect => &[Method::Post],
             Route::Userinfo => &[Method::Get, Method::Post],
             Route::AdminPartners => &[Method::Get],
@@ -186,6 +200,8 @@ impl Route<'_> {
             Route::AdminPartnerClients { .. } => &[Method::Get, Method::Post],
             Route::AdminClient { .. } => &[Method::Get, Method::Delete],
             Route::AdminUser { .. } => &[Method::Get, Method::Put, Method::Delete],
+            Route::AdminUserLinks { .. } => &[Method::Get],
+            Route::AdminUserLink { .. } => &[Method::Delete],
         }
     }
 
@@ -243,6 +259,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     if path == AUTO_LOGIN {
         return Some(Route::AutoLogin);
     }
+    if path == ACCOUNT {
+        return Some(Route::Account);
+    }
     if path == OPENID_CONFIGURATION || path == OAUTH_METADATA {
         return Some(Route::Discovery);
     }
@@ -259,8 +278,20 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     if let Some(id) = under(path, ADMIN_CLIENTS).filter(|r| !r.contains('/')) {
         return Some(Route::AdminClient { id });
     }
-    if let Some(username) = under(path, ADMIN_USERS).filter(|r| !r.contains('/')) {
-        return Some(Route::AdminUser { username });
+    if let Some(rest) = under(path, ADMIN_USERS) {
+        let mut parts = rest.split('/');
+        return match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(username), None, None, None) => Some(Route::AdminUser { username }),
+            (Some(username), Some("links"), None, None) if !username.is_empty() => {
+                Some(Route::AdminUserLinks { username })
+            }
+            (Some(username), Some("links"), Some(partner), None)
+                if !username.is_empty() && !partner.is_empty() =>
+            {
+                Some(Route::AdminUserLink { username, partner })
+            }
+            _ => None,
+        };
     }
     None
 }

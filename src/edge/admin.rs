@@ -36,6 +36,8 @@ pub async fn handle(
     let now = now_ms / 1000;
     let result = match route {
         Route::AdminUser { username } => user(req, env, username, method, now).await,
+        Route::AdminUserLinks { username } => user_links(env, username).await,
+        Route::AdminUserLink { username, partner } => unlink(env, username, partner).await,
         _ => registry_route(req, env, route, method, now).await,
     };
     result.unwrap_or_else(Outcome::error)
@@ -211,4 +213,41 @@ async fn user(
     Ok(users::admin_outcome(
         users::call(env, &username, &cmd).await?,
     ))
+}
+
+async fn user_links(env: &Env, username: &str) -> Result<Outcome, ApiError> {
+    let username = Username::parse(username)?;
+    let cmd = UserCommand::Links {
+        session_hash: None,
+        now: 0,
+    };
+    match users::call(env, &username, &cmd).await? {
+        crate::store::users::UserReply::Links { links, .. } => Ok(Outcome::new(
+            respond::json(200, &serde_json::json!({ "links": links }), &[]),
+            "ok",
+        )),
+        crate::store::users::UserReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected user reply")),
+    }
+}
+
+async fn unlink(env: &Env, username: &str, partner: &str) -> Result<Outcome, ApiError> {
+    let username = Username::parse(username)?;
+    let partner = PartnerId::parse(partner)?;
+    let cmd = UserCommand::Links {
+        session_hash: None,
+        now: 0,
+    };
+    let linked = match users::call(env, &username, &cmd).await? {
+        crate::store::users::UserReply::Links { links, .. } => {
+            links.iter().any(|l| l.partner_id == partner)
+        }
+        crate::store::users::UserReply::Failed { error } => return Err(error),
+        _ => false,
+    };
+    if !linked {
+        return Err(ApiError::not_found("link"));
+    }
+    super::links::unlink(env, &partner, &username).await?;
+    Ok(Outcome::new(respond::empty(204, &[]), "unlinked").partner(partner))
 }

@@ -126,6 +126,7 @@ struct SessionView {
     sub: String,
     auth_time: u64,
     consented: bool,
+    via_link: Option<crate::protocol::user::LinkVia>,
 }
 
 async fn session(
@@ -151,6 +152,7 @@ async fn session(
             sub,
             auth_time,
             consented,
+            via_link,
         } => Ok(Some(SessionView {
             username,
             session_hash,
@@ -158,6 +160,7 @@ async fn session(
             sub,
             auth_time,
             consented,
+            via_link,
         })),
         UserReply::Failed { error } => Err(error),
         _ => Ok(None),
@@ -209,6 +212,18 @@ async fn issue_code(
         GrantReply::Created => {}
         GrantReply::Failed { error } => return Err(error),
         _ => return Err(ApiError::unavailable("unexpected grant reply")),
+    }
+    // A session that came through an account link: the grant ends if the link does.
+    if let Some(via) = &s.via_link {
+        let cmd = crate::store::links::LinkCommand::AddGrant {
+            partner_sub: via.partner_sub.clone(),
+            grant_id: grant_id.clone(),
+        };
+        if let crate::store::links::LinkReply::Failed { error } =
+            super::links::call(env, &via.partner_id, &cmd).await?
+        {
+            return Err(error);
+        }
     }
     let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(state) = &v.request.state {

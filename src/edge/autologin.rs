@@ -11,12 +11,12 @@ use super::{config, kvcache, links, replay, users, Outcome};
 use crate::pages;
 use crate::protocol::authorize::safe_return_path;
 use crate::protocol::client::{ClientId, ClientRecord};
-use crate::protocol::error::ApiError;
+use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{self, Params};
 use crate::protocol::grant::hash_secret;
 use crate::protocol::link::{check_login_assertion, CLOCK_SKEW_S};
 use crate::protocol::partner::{keys as kv_keys, Partner};
-use crate::protocol::user::Username;
+use crate::protocol::user::{LinkVia, Username};
 use crate::routes::{self, Method};
 use crate::store::links::{LinkCommand, LinkReply};
 use crate::store::users::{UserCommand, UserReply};
@@ -28,7 +28,7 @@ pub async fn linked_user(
     assertion: &str,
     audiences: &[String],
     now_ms: u64,
-) -> Result<(Partner, Option<Username>), ApiError> {
+) -> Result<(Partner, Option<Username>, String), ApiError> {
     let now = now_ms / 1000;
     let (partner, payload) = partner_jwt(env, assertion, now_ms).await?;
     let checked = check_login_assertion(&payload, &partner, audiences, now).map_err(|e| {
@@ -53,8 +53,20 @@ pub async fn linked_user(
         partner_sub: checked.sub.clone(),
     };
     match links::call(env, &partner.id, &cmd).await? {
-        LinkReply::Found { username } => Ok((partner, Some(username))),
-        LinkReply::NotFound => Ok((partner, None)),
+        LinkReply::Found { username, user_sub } => {
+            // The link is to a person, not a username: a new account reusing it is not linked.
+            let cmd = UserCommand::Subject {
+                partner_id: partner.id.clone(),
+            };
+            match users::call(env, &username, &cmd).await? {
+                UserReply::Subject { sub, .. } if sub == user_sub => {
+                    Ok((partner, Some(username), checked.sub))
+                }
+                UserReply::Failed { error } if error.code != ErrorCode::NotFound => Err(error),
+                _ => Ok((partner, None, checked.sub)),
+            }
+        }
+        LinkReply::NotFound => Ok((partner, None, checked.sub)),
         LinkReply::Failed { error } => Err(error),
         _ => Err(ApiError::unavailable("unexpected link reply")),
     }
@@ -109,7 +121,7 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         let params = params?;
         let assertion = params.get("assertion").ok_or_else(|| refused("There is no login assertion."))?;
         let audiences = [issuer.as_str().to_owned()];
-        let (partner, user) = linked_user(env, assertion, &audiences, now_ms).await?;
+        let (partner, user, partner_sub) = linked_user(env, assertion, &audiences, now_ms).await?;
         let Some(username) = user else {
             let html = pages::error(
                 "Your account is not linked yet",
@@ -122,7 +134,14 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         };
         let next = continue_to(env, &params, &partner, now_ms).await?;
         let (cookie, session_hash) = cookies.new_session(&username)?;
-        match users::call(env, &username, &UserCommand::AutoLogin { session_hash, now: now_ms / 1000 }).await? {
+        match users::call(env, &username, &UserCommand::AutoLogin {
+                session_hash,
+                via: LinkVia {
+                    partner_id: partner.id.clone(),
+                    partner_sub,
+                },
+                now: now_ms / 1000,
+            }).await? {
             UserReply::User { .. } => {}
             UserReply::Failed { error } => return Err(error),
             _ => return Err(ApiError::unavailable("unexpected user reply")),

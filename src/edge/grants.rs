@@ -130,6 +130,13 @@ impl GrantStore {
                 }
                 Ok(GrantReply::Revoked)
             }
+            GrantCommand::RevokeAll => {
+                if let Some(mut grant) = existing {
+                    grant.revoked = true;
+                    self.store(&grant).await?;
+                }
+                Ok(GrantReply::Revoked)
+            }
             GrantCommand::Status { now, refresh_hash } => Ok(match existing {
                 Some(grant)
                     if grant.active(now)

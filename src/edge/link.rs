@@ -226,10 +226,19 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
         let cmd = LinkCommand::Link {
             partner_sub: request.partner_sub.clone(),
             username: session.username.clone(),
+            user_sub: session.sub.clone(),
             now,
         };
         match links::call(env, &partner.id, &cmd).await? {
-            LinkReply::Linked { .. } => {}
+            LinkReply::Linked { .. } => {
+                let record = UserCommand::RecordLink {
+                    partner_id: partner.id.clone(),
+                    now,
+                };
+                if let UserReply::Failed { error } = users::call(env, &session.username, &record).await? {
+                    return Err(error);
+                }
+            }
             LinkReply::PartnerAccountTaken => {
                 return Err(refused(
                     "This account at the partner is already linked to another school account. Unlink it there first.",

@@ -30,9 +30,15 @@ pub struct LinkStore {
 }
 
 #[derive(Deserialize)]
+struct GrantRow {
+    grant_id: String,
+}
+
+#[derive(Deserialize)]
 struct Row {
     partner_sub: String,
     username: String,
+    user_sub: String,
 }
 
 fn text(s: &str) -> SqlStorageValue {
@@ -65,7 +71,9 @@ impl LinkStore {
     fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
         let sql = self.state.storage().sql();
         if !self.schema_ready.get() {
-            sql.exec(SCHEMA, None).map_err(err)?;
+            for stmt in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sql.exec(stmt, None).map_err(err)?;
+            }
             self.schema_ready.set(true);
         }
         Ok(sql)
@@ -88,16 +96,23 @@ impl LinkStore {
             LinkCommand::Link {
                 partner_sub,
                 username,
+                user_sub,
                 now,
             } => {
+                // A link of a deleted user whose username was given to someone new is stale.
+                sql.exec(
+                    "DELETE FROM links WHERE username = ? AND user_sub != ?",
+                    vec![text(username.as_str()), text(&user_sub)],
+                )
+                .map_err(err)?;
                 let by_sub = self.rows(
                     &sql,
-                    "SELECT partner_sub, username FROM links WHERE partner_sub = ?",
+                    "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
                     &partner_sub,
                 )?;
                 let by_user = self.rows(
                     &sql,
-                    "SELECT partner_sub, username FROM links WHERE username = ?",
+                    "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
                     username.as_str(),
                 )?;
                 match (by_sub.first(), by_user.first()) {
@@ -110,10 +125,11 @@ impl LinkStore {
                     }
                     _ => {
                         sql.exec(
-                            "INSERT INTO links (partner_sub, username, created_at) VALUES (?, ?, ?)",
+                            "INSERT INTO links (partner_sub, username, user_sub, created_at) VALUES (?, ?, ?, ?)",
                             vec![
                                 text(&partner_sub),
                                 text(username.as_str()),
+                                text(&user_sub),
                                 SqlStorageValue::Integer(i64::try_from(now).unwrap_or(i64::MAX)),
                             ],
                         )
@@ -125,23 +141,59 @@ impl LinkStore {
             LinkCommand::Lookup { partner_sub } => {
                 let rows = self.rows(
                     &sql,
-                    "SELECT partner_sub, username FROM links WHERE partner_sub = ?",
+                    "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
                     &partner_sub,
                 )?;
-                Ok(
-                    match rows.first().and_then(|r| Username::parse(&r.username).ok()) {
-                        Some(username) => LinkReply::Found { username },
-                        None => LinkReply::NotFound,
-                    },
-                )
+                let found = rows.first().and_then(|r| {
+                    Username::parse(&r.username)
+                        .ok()
+                        .map(|u| (u, r.user_sub.clone()))
+                });
+                Ok(match found {
+                    Some((username, user_sub)) => LinkReply::Found { username, user_sub },
+                    None => LinkReply::NotFound,
+                })
             }
             LinkCommand::Unlink { username } => {
+                let rows = self.rows(
+                    &sql,
+                    "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
+                    username.as_str(),
+                )?;
+                let Some(link) = rows.first() else {
+                    return Ok(LinkReply::NotFound);
+                };
+                let grants: Vec<GrantRow> = sql
+                    .exec(
+                        "SELECT grant_id FROM link_grants WHERE partner_sub = ?",
+                        vec![text(&link.partner_sub)],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(err)?;
+                sql.exec(
+                    "DELETE FROM link_grants WHERE partner_sub = ?",
+                    vec![text(&link.partner_sub)],
+                )
+                .map_err(err)?;
                 sql.exec(
                     "DELETE FROM links WHERE username = ?",
                     vec![text(username.as_str())],
                 )
                 .map_err(err)?;
-                Ok(LinkReply::Unlinked)
+                Ok(LinkReply::Unlinked {
+                    grant_ids: grants.into_iter().map(|g| g.grant_id).collect(),
+                })
+            }
+            LinkCommand::AddGrant {
+                partner_sub,
+                grant_id,
+            } => {
+                sql.exec(
+                    "INSERT INTO link_grants (partner_sub, grant_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    vec![text(&partner_sub), text(&grant_id)],
+                )
+                .map_err(err)?;
+                Ok(LinkReply::Done)
             }
         }
     }
@@ -149,4 +201,43 @@ impl LinkStore {
 
 fn err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("link storage: {e}"))
+}
+
+/// Ends a link: the partner's record first (automatic login stops at once), then every grant
+/// issued through it, then the user's own list.
+pub async fn unlink(
+    env: &Env,
+    partner: &PartnerId,
+    username: &Username,
+) -> std::result::Result<bool, ApiError> {
+    let grant_ids = match call(
+        env,
+        partner,
+        &LinkCommand::Unlink {
+            username: username.clone(),
+        },
+    )
+    .await?
+    {
+        LinkReply::Unlinked { grant_ids } => grant_ids,
+        LinkReply::NotFound => Vec::new(),
+        LinkReply::Failed { error } => return Err(error),
+        _ => return Err(ApiError::unavailable("unexpected link reply")),
+    };
+    for gid in &grant_ids {
+        if let crate::store::grants::GrantReply::Failed { error } =
+            super::grants::call(env, gid, &crate::store::grants::GrantCommand::RevokeAll).await?
+        {
+            return Err(error);
+        }
+    }
+    let forget = crate::store::users::UserCommand::ForgetLink {
+        partner_id: partner.clone(),
+    };
+    match super::users::call(env, username, &forget).await? {
+        crate::store::users::UserReply::Failed { error } if error.code != ErrorCode::NotFound => {
+            Err(error)
+        }
+        _ => Ok(true),
+    }
 }

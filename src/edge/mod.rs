@@ -1,5 +1,6 @@
 //! The only code that touches `worker`: HTTP in and out, KV, Durable Objects, vars and secrets.
 
+pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod autologin;
@@ -142,6 +143,7 @@ async fn dispatch(
         Route::Login => authorize::login(req, env, method, now).await,
         Route::Link => link::link(req, env, method, now).await,
         Route::AutoLogin => autologin::autologin(req, env, method, now).await,
+        Route::Account => account::account(req, env, method, now).await,
         Route::Token | Route::Userinfo | Route::Revoke => {
             // Browser-based clients (public clients with PKCE) call these cross-origin.
             let origin = req.headers().get("origin").ok().flatten();
@@ -163,6 +165,8 @@ async fn dispatch(
         | Route::AdminPartner { .. }
         | Route::AdminPartnerClients { .. }
         | Route::AdminClient { .. }
-        | Route::AdminUser { .. } => admin::handle(req, env, route, method, now).await,
+        | Route::AdminUser { .. }
+        | Route::AdminUserLinks { .. }
+        | Route::AdminUserLink { .. } => admin::handle(req, env, route, method, now).await,
     }
 }

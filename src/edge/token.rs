@@ -328,15 +328,16 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 .ok_or_else(|| invalid_request("assertion is missing"))?;
             let audiences = [issuer.as_str().to_owned(), issuer.url(crate::routes::TOKEN)];
             let invalid = |why: &str| ApiError::new(ErrorCode::InvalidGrant, why);
-            let (partner, user) = autologin::linked_user(env, assertion, &audiences, now_ms)
-                .await
-                .map_err(|e| {
-                    if e.code == ErrorCode::TemporarilyUnavailable {
-                        e
-                    } else {
-                        invalid(&e.description)
-                    }
-                })?;
+            let (partner, user, partner_sub) =
+                autologin::linked_user(env, assertion, &audiences, now_ms)
+                    .await
+                    .map_err(|e| {
+                        if e.code == ErrorCode::TemporarilyUnavailable {
+                            e
+                        } else {
+                            invalid(&e.description)
+                        }
+                    })?;
             if partner.id != client.partner_id {
                 return Err(invalid(
                     "the assertion is from another partner than the client's",
@@ -392,6 +393,16 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 GrantReply::Created => {}
                 GrantReply::Failed { error } => return Err(error),
                 _ => return Err(ApiError::unavailable("unexpected grant reply")),
+            }
+            // Issued through the link: it ends when the link does.
+            let add = crate::store::links::LinkCommand::AddGrant {
+                partner_sub,
+                grant_id: grant_id.clone(),
+            };
+            if let crate::store::links::LinkReply::Failed { error } =
+                super::links::call(env, &partner.id, &add).await?
+            {
+                return Err(error);
             }
             let who = Subject {
                 sub: &sub,

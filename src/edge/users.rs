@@ -11,7 +11,9 @@ use super::{config, objects, random, Outcome};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::tokens::pairwise_sub;
-use crate::protocol::user::{SessionRecord, UserRecord, UserView, Username, SESSION_TTL_S};
+use crate::protocol::user::{
+    LinkEntry, SessionRecord, UserRecord, UserView, Username, SESSION_TTL_S,
+};
 use crate::store::users::{object_name, UserCommand, UserReply};
 
 const PROFILE: &str = "profile";
@@ -58,6 +60,9 @@ fn session_key(hash: &str) -> String {
 fn consent_key(client: &str) -> String {
     format!("consent:{client}")
 }
+
+/// The user's links, one list (a user has few).
+const LINKS: &str = "links";
 
 impl DurableObject for UserStore {
     fn new(state: State, _env: Env) -> Self {
@@ -202,6 +207,7 @@ impl UserStore {
                 let session = SessionRecord {
                     auth_time: now,
                     expires_at: now + SESSION_TTL_S,
+                    via_link: None,
                 };
                 self.put(&session_key(&session_hash), &session).await?;
                 Ok(UserReply::User {
@@ -229,13 +235,19 @@ impl UserStore {
                     user: UserView::from(&record),
                     auth_time: session.auth_time,
                     consented: scopes.iter().all(|s| consented_scopes.contains(s)),
+                    via_link: session.via_link,
                 })
             }
-            UserCommand::AutoLogin { session_hash, now } => {
+            UserCommand::AutoLogin {
+                session_hash,
+                via,
+                now,
+            } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
                 let session = SessionRecord {
                     auth_time: now,
                     expires_at: now + SESSION_TTL_S,
+                    via_link: Some(via),
                 };
                 self.put(&session_key(&session_hash), &session).await?;
                 Ok(UserReply::User {
@@ -257,6 +269,7 @@ impl UserStore {
                     user: UserView::from(&record),
                     auth_time: session.auth_time,
                     consented: false,
+                    via_link: session.via_link,
                 })
             }
             UserCommand::Consent {
@@ -283,6 +296,39 @@ impl UserStore {
                 Ok(UserReply::Subject {
                     sub: pairwise_sub(&record.subject_seed, &partner_id),
                     user: UserView::from(&record),
+                })
+            }
+            UserCommand::RecordLink { partner_id, now } => {
+                if existing.is_none() {
+                    return Err(ApiError::not_found("user"));
+                }
+                let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
+                if !links.iter().any(|l| l.partner_id == partner_id) {
+                    links.push(LinkEntry {
+                        partner_id,
+                        linked_at: now,
+                    });
+                }
+                self.put(LINKS, &links).await?;
+                Ok(UserReply::Done)
+            }
+            UserCommand::ForgetLink { partner_id } => {
+                let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
+                links.retain(|l| l.partner_id != partner_id);
+                self.put(LINKS, &links).await?;
+                Ok(UserReply::Done)
+            }
+            UserCommand::Links { session_hash, now } => {
+                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                if let Some(hash) = session_hash {
+                    if self.session(&hash, now).await?.is_none() {
+                        return Ok(UserReply::NoSession);
+                    }
+                }
+                let links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
+                Ok(UserReply::Links {
+                    user: UserView::from(&record),
+                    links,
                 })
             }
             UserCommand::Logout { session_hash } => {

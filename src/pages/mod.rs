@@ -198,6 +198,54 @@ with this one.</p><p>Once linked, {} can:</p>\
     )
 }
 
+/// One linked partner on the account page.
+pub struct LinkedPartner<'a> {
+    pub partner_id: &'a str,
+    pub partner_name: &'a str,
+    /// The link's date, `YYYY-MM-DD`.
+    pub linked_on: &'a str,
+}
+
+/// The account page: who is signed in and their linked partners, each with an Unlink button.
+pub fn account(
+    action: &str,
+    csrf: &str,
+    user_name: &str,
+    links: &[LinkedPartner<'_>],
+    notice: Option<&str>,
+) -> String {
+    let notice = notice
+        .map(|n| format!("<p role=\"status\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let list = if links.is_empty() {
+        "<p>No apps are linked to your account.</p>".to_owned()
+    } else {
+        let items: String = links
+            .iter()
+            .map(|l| {
+                format!(
+                    "<li><strong>{}</strong> <span class=\"muted\">linked on {}</span>\
+<form method=\"post\" action=\"{}\">{}<button type=\"submit\" class=\"secondary\" \
+aria-label=\"Unlink {}\">Unlink</button></form></li>",
+                    esc(l.partner_name),
+                    esc(l.linked_on),
+                    esc(action),
+                    hidden(&[
+                        ("partner_id", l.partner_id.to_owned()),
+                        ("csrf", csrf.to_owned())
+                    ]),
+                    esc(l.partner_name),
+                )
+            })
+            .collect();
+        format!("<ul>{items}</ul>")
+    };
+    layout(
+        "Your account",
+        &format!("<h1>Your account</h1><p>Signed in as <strong>{}</strong>.</p>{notice}<h2>Linked apps</h2>{list}", esc(user_name)),
+    )
+}
+
 /// Asks before signing out when the request could not prove which app sent it.
 pub fn logout_confirm(action: &str, csrf: &str, fields: &[(&'static str, String)]) -> String {
     let mut all = fields.to_vec();

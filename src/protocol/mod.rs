@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod cache;
 pub mod client;
 pub mod client_auth;
+pub mod dates;
 pub mod discovery;
 pub mod error;
 pub mod form;

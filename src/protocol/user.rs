@@ -383,8 +383,26 @@ mod tests {
 pub const SESSION_TTL_S: u64 = 12 * 3600;
 
 /// A login session, stored under the SHA-256 of its cookie secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub auth_time: u64,
     pub expires_at: u64,
+    /// Set when a partner's automatic login started the session: grants issued in it belong
+    /// to that link, and end with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_link: Option<LinkVia>,
+}
+
+/// The account link a session came through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkVia {
+    pub partner_id: crate::protocol::partner::PartnerId,
+    pub partner_sub: String,
+}
+
+/// What a user's own object remembers of their links, for the account page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkEntry {
+    pub partner_id: crate::protocol::partner::PartnerId,
+    pub linked_at: u64,
 }

@@ -37,6 +37,8 @@ pub enum GrantCommand {
     Revoke {
         client_id: ClientId,
     },
+    /// Revokes the grant whoever its client (unlinking, user removal).
+    RevokeAll,
     /// The grant if it is active; with `refresh_hash`, only if that is its current refresh token.
     Status {
         now: u64,

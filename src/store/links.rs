@@ -18,6 +18,9 @@ pub enum LinkCommand {
     Link {
         partner_sub: String,
         username: Username,
+        /// The user's pairwise subject for this partner: a later account reusing the username
+        /// is not the linked person.
+        user_sub: String,
         now: u64,
     },
     /// The platform user linked to a partner account.
@@ -26,6 +29,11 @@ pub enum LinkCommand {
     },
     Unlink {
         username: Username,
+    },
+    /// Remembers a grant issued through the link, so unlinking can end it.
+    AddGrant {
+        partner_sub: String,
+        grant_id: String,
     },
 }
 
@@ -42,12 +50,20 @@ pub enum LinkReply {
     UserAlreadyLinked,
     Found {
         username: Username,
+        user_sub: String,
     },
     NotFound,
-    Unlinked,
+    /// The link is gone; these grants were issued through it.
+    Unlinked {
+        grant_ids: Vec<String>,
+    },
+    Done,
     Failed {
         error: ApiError,
     },
 }
 
-pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS links (partner_sub TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL)";
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS links (partner_sub TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, user_sub TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS link_grants (partner_sub TEXT NOT NULL, grant_id TEXT NOT NULL, PRIMARY KEY (partner_sub, grant_id));
+";

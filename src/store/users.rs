@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::client::ClientId;
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
-use crate::protocol::user::{UserSpec, UserView, Username};
+use crate::protocol::user::{LinkEntry, LinkVia, UserSpec, UserView, Username};
 
 pub fn object_name(username: &Username) -> String {
     format!("user:{username}")
@@ -43,6 +43,20 @@ pub enum UserCommand {
     /// about a linked user.
     AutoLogin {
         session_hash: String,
+        via: LinkVia,
+        now: u64,
+    },
+    /// Remembers a link for the account page.
+    RecordLink {
+        partner_id: PartnerId,
+        now: u64,
+    },
+    ForgetLink {
+        partner_id: PartnerId,
+    },
+    /// The user's links; with `session_hash`, only for a live session.
+    Links {
+        session_hash: Option<String>,
         now: u64,
     },
     /// The session's user and their subject for `partner_id` (no consent question).
@@ -86,6 +100,12 @@ pub enum UserReply {
         sub: String,
         auth_time: u64,
         consented: bool,
+        #[serde(default)]
+        via_link: Option<LinkVia>,
+    },
+    Links {
+        user: UserView,
+        links: Vec<LinkEntry>,
     },
     /// No such session (never was, expired, logged out, or the user is gone).
     NoSession,

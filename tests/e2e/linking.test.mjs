@@ -331,3 +331,72 @@ test('jwt_bearer_grant_issues_an_access_token_for_the_linked_user', async () => 
     assert.equal((await r.json()).error, 'invalid_grant', what);
   }
 });
+
+test('account_page_lists_links_and_unlink_stops_auto_login_and_revokes_grants', async () => {
+  await w.admin('/users/olga', { method: 'PUT', body: { password: PASSWORD, name: 'Olga' } });
+  const jar = new CookieJar(w.url);
+  await login(jar, 'olga');
+  assert.equal((await link(jar, linkRequest({ sub: 'acme-olga' }))).status, 303);
+  // A grant issued through the link (jwt-bearer) and an automatic login work...
+  const svc = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme Server 2', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] },
+  })).json();
+  const tokenRes = await fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${svc.client_id}:${svc.client_secret}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: loginAssertion('acme-olga', {}, `${w.url}/oauth2/token`) }),
+  });
+  const { access_token } = await tokenRes.json();
+  const userinfo = () => fetch(`${w.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${access_token}` } });
+  assert.equal((await userinfo()).status, 200);
+
+  // The account page lists the link with its date.
+  let page = await jar.fetch('/account');
+  assert.equal(page.status, 200);
+  const html = await page.text();
+  assert.match(html, /Acme Learning/);
+  assert.match(html, /linked on \d{4}-\d{2}-\d{2}/);
+  const admin = await (await w.admin('/users/olga/links')).json();
+  assert.deepEqual(admin.links.map((l) => l.partner_id), ['acme']);
+
+  // Unlink without the CSRF token: refused.
+  const fields = formFields(html);
+  const { csrf, ...noCsrf } = fields;
+  assert.equal((await jar.postForm('/account', noCsrf)).status, 403);
+  // Unlink.
+  page = await jar.postForm('/account', fields);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /No apps are linked/);
+  assert.equal((await userinfo()).status, 401, 'grants issued through the link are revoked');
+  const auto = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-olga') })}`, { redirect: 'manual' });
+  assert.equal(auto.status, 403, 'automatic login right after unlinking fails');
+  assert.match(await auto.text(), /not linked/);
+});
+
+test('admin_unlink_and_link_listing', async () => {
+  await w.admin('/users/pavel', { method: 'PUT', body: { password: PASSWORD, name: 'Pavel' } });
+  const jar = new CookieJar(w.url);
+  await login(jar, 'pavel');
+  assert.equal((await link(jar, linkRequest({ sub: 'acme-pavel' }))).status, 303);
+  assert.equal((await w.admin('/users/pavel/links/acme', { method: 'DELETE' })).status, 204);
+  assert.equal((await w.admin('/users/pavel/links/acme', { method: 'DELETE' })).status, 404);
+  assert.deepEqual((await (await w.admin('/users/pavel/links')).json()).links, []);
+  const auto = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-pavel') })}`, { redirect: 'manual' });
+  assert.equal(auto.status, 403);
+});
+
+test('auto_login_never_reaches_a_new_account_reusing_a_linked_username', async () => {
+  await w.admin('/users/quinn', { method: 'PUT', body: { password: PASSWORD, name: 'Quinn One' } });
+  const jar = new CookieJar(w.url);
+  await login(jar, 'quinn');
+  assert.equal((await link(jar, linkRequest({ sub: 'acme-quinn' }))).status, 303);
+  assert.equal((await w.admin('/users/quinn', { method: 'DELETE' })).status, 204);
+  await w.admin('/users/quinn', { method: 'PUT', body: { password: PASSWORD, name: 'Quinn Two' } });
+  const auto = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-quinn'), return_to: '/account' })}`, { redirect: 'manual' });
+  assert.equal(auto.status, 403);
+  assert.equal(auto.headers.get('set-cookie'), null, 'no session for the new person');
+});

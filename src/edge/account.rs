@@ -1,0 +1,117 @@
+//! The account page (`/account`): the signed-in user's linked partners, and Unlink. Unlinking
+//! stops automatic login at once and revokes the grants issued through the link.
+
+use worker::{Env, Request};
+
+use super::browser::{self, Cookies};
+use super::{config, kvcache, links, users, Outcome};
+use crate::pages::{self, LinkedPartner};
+use crate::protocol::dates::ymd;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::form::{self, Params};
+use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId};
+use crate::protocol::user::LinkEntry;
+use crate::routes::{self, Method};
+use crate::store::users::{UserCommand, UserReply};
+
+async fn render(
+    env: &Env,
+    req: &Request,
+    cookies: &Cookies,
+    user_name: &str,
+    entries: &[LinkEntry],
+    notice: Option<&str>,
+    now_ms: u64,
+) -> Result<Outcome, ApiError> {
+    let mut partners: Vec<(String, String, String)> = Vec::new();
+    for e in entries {
+        let name = kvcache::get_json::<Partner>(env, &kv_keys::partner(&e.partner_id), now_ms)
+            .await?
+            .map_or_else(|| e.partner_id.to_string(), |p| p.name);
+        partners.push((e.partner_id.to_string(), name, ymd(e.linked_at)));
+    }
+    let links: Vec<LinkedPartner<'_>> = partners
+        .iter()
+        .map(|(id, name, on)| LinkedPartner {
+            partner_id: id,
+            partner_name: name,
+            linked_on: on,
+        })
+        .collect();
+    let (csrf, new_cookie) = cookies.csrf(req)?;
+    let html = pages::account(routes::ACCOUNT, &csrf, user_name, &links, notice);
+    let set: Vec<String> = new_cookie.into_iter().collect();
+    Ok(browser::page(200, html, &set, "account"))
+}
+
+pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let now = now_ms / 1000;
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    let result: Result<Outcome, ApiError> = async {
+        let to_login = || {
+            let location = format!(
+                "{}?{}",
+                routes::LOGIN,
+                form::encode(&[("return_to", routes::ACCOUNT)])
+            );
+            browser::redirect(
+                if method == Method::Post { 303 } else { 302 },
+                &location,
+                &[],
+                "login",
+            )
+        };
+        let Some((username, session_hash)) = cookies.session(&req) else {
+            return Ok(to_login());
+        };
+        let cmd = UserCommand::Links {
+            session_hash: Some(session_hash),
+            now,
+        };
+        let (user, mut entries) = match users::call(env, &username, &cmd).await? {
+            UserReply::Links { user, links } => (user, links),
+            UserReply::Failed { error } if error.code != ErrorCode::NotFound => return Err(error),
+            _ => return Ok(to_login()),
+        };
+        if method == Method::Get {
+            return render(env, &req, &cookies, &user.name, &entries, None, now_ms).await;
+        }
+        let body = super::logout::read_small_body(&mut req).await?;
+        let params = Params::parse(&body)?;
+        if !cookies.csrf_ok(&req, params.get("csrf")) {
+            return Err(ApiError::new(
+                ErrorCode::AccessDenied,
+                "This form has expired or was not sent from this browser.",
+            ));
+        }
+        let partner = params
+            .get("partner_id")
+            .and_then(|p| PartnerId::parse(p).ok())
+            .filter(|p| entries.iter().any(|e| e.partner_id == *p))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "that app is not linked to your account",
+                )
+            })?;
+        links::unlink(env, &partner, &username).await?;
+        entries.retain(|e| e.partner_id != partner);
+        let out = render(
+            env,
+            &req,
+            &cookies,
+            &user.name,
+            &entries,
+            Some("The app was unlinked."),
+            now_ms,
+        )
+        .await?;
+        Ok(out.partner(partner))
+    }
+    .await;
+    result.unwrap_or_else(|e| browser::error_page(&e))
+}
