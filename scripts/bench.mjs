@@ -7,8 +7,10 @@ import { spawn } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startWorker, addPartner } from '../tests/e2e/harness.mjs';
-import { CookieJar, pkce, basicAuth, browserFlow } from '../tests/e2e/oauth.mjs';
+import { startWorker } from '../tests/e2e/harness.mjs';
+import { CookieJar, pkce, basicAuth, browserFlow, formFields } from '../tests/e2e/oauth.mjs';
+import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { generateJwk, publicJwk } from './lib/jwk.mjs';
 
 const seconds = Number(process.argv[2] || 10);
 const connections = Number(process.argv[3] || 16);
@@ -74,10 +76,54 @@ async function flows(w, client, n, { returning }) {
   return times;
 }
 
+const partnerKey = generateJwk('EdDSA');
+function partnerJwt(payload) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc({ alg: 'EdDSA', kid: partnerKey.kid, typ: 'JWT' })}.${enc(payload)}`;
+  return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key: partnerKey, format: 'jwk' })).toString('base64url')}`;
+}
+
+/** Linking flows (login, consent, allow) for fresh users, then automatic logins. */
+async function linkFlows(w, n) {
+  const linking = [];
+  const auto = [];
+  for (let i = 0; i < n; i++) {
+    await w.admin(`/users/linker${i}`, { method: 'PUT', body: { password: 'bench password 123', name: `Linker ${i}` } });
+  }
+  for (let i = 0; i < n; i++) {
+    const now = Math.floor(Date.now() / 1000);
+    const request = partnerJwt({
+      iss: ORIGIN, aud: w.url, sub: `bench-${i}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`,
+    });
+    const jar = new CookieJar(w.url);
+    const start = performance.now();
+    let res = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    res = await jar.fetch(res.headers.get('location'));
+    res = await jar.postForm('/login', { ...formFields(await res.text()), username: `linker${i}`, password: 'bench password 123' });
+    res = await jar.fetch(res.headers.get('location'));
+    res = await jar.postForm('/link', { ...formFields(await res.text()), decision: 'allow' });
+    if (res.status !== 303) throw new Error(`link answered ${res.status}`);
+    linking.push(performance.now() - start);
+  }
+  for (let i = 0; i < n; i++) {
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = partnerJwt({ iss: ORIGIN, aud: w.url, sub: `bench-${i}`, jti: randomUUID(), exp: now + 100 });
+    const start = performance.now();
+    const res = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`, { redirect: 'manual' });
+    if (res.status !== 302) throw new Error(`auto login answered ${res.status}`);
+    await res.arrayBuffer();
+    auto.push(performance.now() - start);
+  }
+  return { linking, auto };
+}
+
 const w = await startWorker({ keepLogs: false });
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'edgeward-bench-'));
 try {
-  await addPartner(w, 'bench', [ORIGIN]);
+  await w.admin('/partners/bench', {
+    method: 'PUT',
+    body: { name: 'Bench Partner', origins: [ORIGIN], jwks: { keys: [publicJwk(partnerKey)] } },
+  });
   const check = await w.fetch('/api/v1/bench', { headers: { origin: ORIGIN } });
   if (check.status !== 200) throw new Error(`gated route answered ${check.status}`);
   const svc = await (await w.admin('/partners/bench/clients', {
@@ -125,12 +171,15 @@ try {
   const N = 20;
   const fresh = await flows(w, web, N, { returning: false });
   const back = await flows(w, web, N, { returning: true });
-  console.log(`\ncomplete code flow, ${N} sequential flows each (client-side time, loopback):\n`);
+  console.log(`\nper-flow times, ${N} sequential flows each (client-side time, loopback):\n`);
   console.log('| flow | mean ms | p50 ms | max ms |');
   console.log('|---|---:|---:|---:|');
+  const { linking, auto } = await linkFlows(w, N);
   for (const [name, t] of [
     ['new session: authorize, login (Argon2id), consent, token', fresh],
     ['returning user: authorize (session + consent remembered), token', back],
+    ['account linking: link request, login (Argon2id), consent, link token', linking],
+    ['automatic login: assertion verified, link found, session started', auto],
   ]) {
     const mean = t.reduce((a, b) => a + b, 0) / t.length;
     console.log(`| ${name} | ${mean.toFixed(1)} | ${percentile(t, 50).toFixed(1)} | ${Math.max(...t).toFixed(1)} |`);

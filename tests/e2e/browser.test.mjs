@@ -6,10 +6,13 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { startWorker, addPartner } from './harness.mjs';
+import { startWorker } from './harness.mjs';
 import { pkce, basicAuth, verifyJwt } from './oauth.mjs';
+import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const partnerKey = generateJwk('EdDSA');
 const REDIRECT = 'https://app.acme.example/callback';
 const PASSWORD = 'correct horse battery staple';
 let w;
@@ -19,7 +22,12 @@ let browser;
 before(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: run scripts/setup.sh --browser`);
   w = await startWorker();
-  await addPartner(w, 'acme', ['https://app.acme.example']);
+  // The partner's public key is set from the start: records are cached at the edge for up to
+  // GATE_CACHE_TTL_SECONDS, so a later change would not be seen at once.
+  await w.admin('/partners/acme', {
+    method: 'PUT',
+    body: { name: 'Acme Learning', origins: ['https://app.acme.example'], jwks: { keys: [publicJwk(partnerKey)] } },
+  });
   client = await (await w.admin('/partners/acme/clients', {
     method: 'POST',
     body: { name: 'Acme Classroom', redirect_uris: [REDIRECT], scopes: ['openid', 'profile', 'email'] },
@@ -76,7 +84,7 @@ test('browser_login_and_allow_completes_the_code_flow', async () => {
     await signIn(page, 'pupil7', PASSWORD);
     await page.getByRole('heading', { name: /Allow Acme Classroom/ }).waitFor();
     const consentText = await page.textContent('main');
-    assert.match(consentText, /Partner acme/);
+    assert.match(consentText, /Acme Learning/);
     assert.match(consentText, /https:\/\/app\.acme\.example/);
     assert.match(consentText, /See your name and username/);
     await page.getByRole('button', { name: 'Allow' }).click();
@@ -158,5 +166,51 @@ test('browser_form_posted_without_its_csrf_token_is_refused', async () => {
     assert.equal(callbacks.length, 0, 'no code was issued');
   } finally {
     await context.close();
+  }
+});
+
+function partnerJwt(payload) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc({ alg: 'EdDSA', kid: partnerKey.kid, typ: 'JWT' })}.${enc(payload)}`;
+  return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key: partnerKey, format: 'jwk' })).toString('base64url')}`;
+}
+
+test('browser_link_then_automatic_login', async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const request = partnerJwt({
+    iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), iat: now, exp: now + 240,
+    return_to: 'https://app.acme.example/linked', state: 'browser-link',
+  });
+  const { page, context, callbacks } = await newPage();
+  try {
+    await page.goto(`${w.url}/link?request=${encodeURIComponent(request)}`);
+    assert.equal(await page.title(), 'Sign in', 'a login at the platform comes first');
+    await signIn(page, 'pupil7', PASSWORD);
+    await page.getByRole('heading', { name: /Link your Acme Learning account/ }).waitFor();
+    if (process.env.EDGEWARD_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'link-consent.png') });
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.waitForURL(/app\.acme\.example\/linked/);
+    const cb = callbacks.at(-1);
+    assert.equal(cb.searchParams.get('state'), 'browser-link');
+    const jwks = await (await fetch(`${w.url}/.well-known/jwks.json`)).json();
+    const token = verifyJwt(cb.searchParams.get('link_token'), jwks);
+    assert.equal(token.partner_sub, 'acme-pupil7');
+    assert.equal(token.aud, 'https://app.acme.example');
+  } finally {
+    await context.close();
+  }
+
+  // Automatic login in a fresh browser: no password, straight to the account page.
+  const fresh = await newPage();
+  try {
+    const assertion = partnerJwt({ iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), exp: now + 100 });
+    await fresh.page.goto(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
+    assert.equal(await fresh.page.title(), 'Your account');
+    const main = await fresh.page.textContent('main');
+    assert.match(main, /Pupil Seven/);
+    assert.match(main, /Acme Learning/);
+    if (process.env.EDGEWARD_SCREENSHOTS) await fresh.page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'account.png') });
+  } finally {
+    await fresh.context.close();
   }
 });

@@ -124,3 +124,37 @@ test('partner_cli_client_and_user_commands', async () => {
   assert.equal(r.code, 1);
   assert.match(r.err, /404/);
 });
+
+test('partner_cli_test_key_signs_link_requests_and_login_assertions', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgeward-keys-'));
+  try {
+    assert.equal(cli(['add', 'keyed', '--name', 'Keyed', '--origin', 'https://keyed.example']).code, 0);
+    let r = cli(['testkey', 'keyed'], { EDGEWARD_KEY_DIR: dir });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /"d":/, 'prints the private test key');
+    const partner = await (await w.admin('/partners/keyed')).json();
+    assert.equal(partner.jwks.keys.length, 1);
+    assert.equal(partner.jwks.keys[0].d, undefined, 'only the public key is stored');
+
+    r = cli(['link-request', 'keyed', '--sub', 'keyed-user-1', '--state', 's9'], { EDGEWARD_KEY_DIR: dir });
+    assert.equal(r.code, 0, r.err);
+    const linkUrl = r.out.trim();
+    assert.match(linkUrl, /\/link\?request=/);
+    const res = await fetch(linkUrl, { redirect: 'manual' });
+    assert.equal(res.status, 302, 'a valid request: on to the login page');
+    assert.match(res.headers.get('location'), /^\/login\?return_to=/);
+
+    r = cli(['login-assertion', 'keyed', '--sub', 'keyed-user-1'], { EDGEWARD_KEY_DIR: dir });
+    assert.equal(r.code, 0, r.err);
+    const auto = await fetch(r.out.trim(), { redirect: 'manual' });
+    assert.equal(auto.status, 403, 'valid, but not linked yet');
+    assert.match(await auto.text(), /not linked/);
+
+    r = cli(['link-request', 'keyed', '--sub', 'x'], { EDGEWARD_KEY_DIR: path.join(dir, 'missing') });
+    assert.equal(r.code, 2, 'no test key yet');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
