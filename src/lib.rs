@@ -24,7 +24,8 @@ mod edge;
 
 #[cfg(target_arch = "wasm32")]
 pub use edge::{
-    grants::GrantStore, links::LinkStore, registry::Registry, replay::ReplayStore, users::UserStore,
+    audit::AuditLog, grants::GrantStore, links::LinkStore, registry::Registry, replay::ReplayStore,
+    users::UserStore,
 };
 
 #[cfg(target_arch = "wasm32")]
@@ -37,7 +38,7 @@ mod entry {
     }
 
     #[event(fetch)]
-    async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-        Ok(crate::edge::handle(req, env).await)
+    async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+        Ok(crate::edge::handle(req, env, ctx).await)
     }
 }

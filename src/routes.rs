@@ -46,6 +46,7 @@ pub const API_ROOT: &str = "/api";
 pub const ADMIN_PARTNERS: &str = "/admin/partners";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_USERS: &str = "/admin/users";
+pub const ADMIN_AUDIT: &str = "/admin/audit";
 
 pub const AUTHORIZE: &str = "/oauth2/authorize";
 pub const TOKEN: &str = "/oauth2/token";
@@ -134,6 +135,7 @@ pub enum Route<'a> {
         username: &'a str,
         partner: &'a str,
     },
+    AdminAudit,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -171,6 +173,7 @@ impl Route<'_> {
             Route::Account => ACCOUNT,
             Route::AdminUserLinks { .. } => "/admin/users/{username}/links",
             Route::AdminUserLink { .. } => "/admin/users/{username}/links/{partner_id}",
+            Route::AdminAudit => ADMIN_AUDIT,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -202,6 +205,7 @@ impl Route<'_> {
             Route::AdminUser { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminUserLinks { .. } => &[Method::Get],
             Route::AdminUserLink { .. } => &[Method::Delete],
+            Route::AdminAudit => &[Method::Get],
         }
     }
 
@@ -267,6 +271,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == ADMIN_PARTNERS {
         return Some(Route::AdminPartners);
+    }
+    if path == ADMIN_AUDIT {
+        return Some(Route::AdminAudit);
     }
     if let Some(rest) = under(path, ADMIN_PARTNERS) {
         return match rest.split_once('/') {

@@ -16,6 +16,7 @@ pub const USERS_DO: &str = "USERS";
 pub const GRANTS_DO: &str = "GRANTS";
 pub const REPLAY_DO: &str = "REPLAY";
 pub const LINKS_DO: &str = "LINKS";
+pub const AUDIT_DO: &str = "AUDIT";
 
 pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
     env.var("GATE_CACHE_TTL_SECONDS")

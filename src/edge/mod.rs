@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod audit;
 pub mod authorize;
 pub mod autologin;
 pub mod bearer;
@@ -26,7 +27,10 @@ pub mod token;
 pub mod userinfo;
 pub mod users;
 
-use worker::{console_log, Date, Env, Request, Response};
+use worker::{console_log, Context, Date, Env, Request, Response};
+
+use self::audit as edge_audit;
+use crate::protocol::audit::{classify, AuditEvent};
 
 use crate::protocol::error::ApiError;
 use crate::protocol::log::RequestLog;
@@ -39,6 +43,8 @@ pub struct Outcome {
     pub outcome: &'static str,
     pub partner: Option<PartnerId>,
     pub cause: Option<String>,
+    /// Our description of a refusal, for the audit log (never user input).
+    pub reason: Option<String>,
 }
 
 impl Outcome {
@@ -48,6 +54,7 @@ impl Outcome {
             outcome,
             partner: None,
             cause: None,
+            reason: None,
         }
     }
 
@@ -57,6 +64,7 @@ impl Outcome {
             outcome: err.code.as_str(),
             partner: None,
             cause: err.cause,
+            reason: Some(err.description),
         }
     }
 
@@ -86,7 +94,7 @@ fn request_id(req: &Request) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn handle(req: Request, env: Env) -> Response {
+pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let started = now_ms();
     let id = request_id(&req);
     let method_raw = req.method().to_string();
@@ -110,6 +118,23 @@ pub async fn handle(req: Request, env: Env) -> Response {
         cause: out.cause.as_deref(),
     };
     console_log!("{}", line.to_json());
+    let method = Method::parse(&method_raw);
+    if let Some(kind) = classify(route, method, status, out.outcome) {
+        let event = AuditEvent {
+            seq: 0,
+            ts: started / 1000,
+            kind: kind.to_owned(),
+            partner: out.partner.as_ref().map(|p| p.to_string()),
+            route: template.to_owned(),
+            status,
+            outcome: out.outcome.to_owned(),
+            reason: out.reason.clone(),
+            request_id: id.clone(),
+        };
+        if edge_audit::admit(&event, started) {
+            ctx.wait_until(edge_audit::record(env.clone(), event));
+        }
+    }
     out.response
 }
 
@@ -167,6 +192,7 @@ async fn dispatch(
         | Route::AdminClient { .. }
         | Route::AdminUser { .. }
         | Route::AdminUserLinks { .. }
-        | Route::AdminUserLink { .. } => admin::handle(req, env, route, method, now).await,
+        | Route::AdminUserLink { .. }
+        | Route::AdminAudit => admin::handle(req, env, route, method, now).await,
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin_auth;
 pub mod assertion;
+pub mod audit;
 pub mod authorize;
 pub mod cache;
 pub mod client;

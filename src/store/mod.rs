@@ -11,6 +11,7 @@
 //! [`GateEntry`]: crate::protocol::partner::GateEntry
 //! [`Partner`]: crate::protocol::partner::Partner
 
+pub mod audit;
 pub mod grants;
 pub mod links;
 pub mod registry;

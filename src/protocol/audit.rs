@@ -1,0 +1,149 @@
+//! Security events: which request outcomes are recorded, and how they are recorded. Events carry
+//! the route, the partner, the outcome and our own description of the reason: never a token, a
+//! secret, a password or a username.
+
+use serde::{Deserialize, Serialize};
+
+use crate::routes::{Method, Route};
+
+/// How long events are kept.
+pub const RETENTION_S: u64 = 90 * 24 * 3600;
+pub const PAGE_LIMIT: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    #[serde(default)]
+    pub seq: u64,
+    pub ts: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner: Option<String>,
+    pub route: String,
+    pub status: u16,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub request_id: String,
+}
+
+/// The event type for a request's outcome, if it is a security event.
+pub fn classify(
+    route: Option<Route<'_>>,
+    method: Option<Method>,
+    status: u16,
+    outcome: &str,
+) -> Option<&'static str> {
+    let route = route?;
+    let writes = matches!(method, Some(Method::Put | Method::Post | Method::Delete));
+    Some(match route {
+        Route::Login if method == Some(Method::Post) => match outcome {
+            "login_ok" => "login",
+            "login_failed" => "login_failed",
+            _ => "login_refused",
+        },
+        Route::Authorize if outcome == "code_issued" => "authorization",
+        Route::Authorize if outcome == "access_denied" && method == Some(Method::Post) => {
+            "consent_denied"
+        }
+        Route::Link if method == Some(Method::Post) || status >= 400 => match outcome {
+            "linked" => "link",
+            "link_denied" => "link_denied",
+            "login" => return None,
+            _ => "link_refused",
+        },
+        Route::AutoLogin => match outcome {
+            "auto_login" => "auto_login",
+            "not_linked" => "auto_login_not_linked",
+            _ => "auto_login_refused",
+        },
+        Route::Account if method == Some(Method::Post) && status < 300 => "unlink",
+        Route::Token | Route::Revoke | Route::Introspect if status == 401 => "client_auth_failed",
+        Route::Token if outcome == "invalid_grant" => "grant_refused",
+        Route::Revoke if status < 300 => "revocation",
+        Route::Api if status == 403 => "origin_denied",
+        Route::AdminPartners
+        | Route::AdminPartner { .. }
+        | Route::AdminPartnerClients { .. }
+        | Route::AdminClient { .. }
+        | Route::AdminUser { .. }
+        | Route::AdminUserLink { .. }
+            if writes && status < 300 =>
+        {
+            "admin_change"
+        }
+        _ if status == 401
+            && matches!(
+                route,
+                Route::AdminPartners | Route::AdminPartner { .. } | Route::AdminUser { .. }
+            ) =>
+        {
+            "admin_auth_failed"
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_outcomes_are_classified_and_others_are_not() {
+        assert_eq!(
+            classify(Some(Route::Login), Some(Method::Post), 401, "login_failed"),
+            Some("login_failed")
+        );
+        assert_eq!(
+            classify(Some(Route::Login), Some(Method::Get), 200, "login_form"),
+            None
+        );
+        assert_eq!(
+            classify(Some(Route::Link), Some(Method::Get), 403, "access_denied"),
+            Some("link_refused")
+        );
+        assert_eq!(
+            classify(Some(Route::Link), Some(Method::Post), 303, "linked"),
+            Some("link")
+        );
+        assert_eq!(
+            classify(Some(Route::AutoLogin), Some(Method::Get), 302, "auto_login"),
+            Some("auto_login")
+        );
+        assert_eq!(
+            classify(Some(Route::Token), Some(Method::Post), 400, "invalid_grant"),
+            Some("grant_refused")
+        );
+        assert_eq!(
+            classify(Some(Route::Token), Some(Method::Post), 200, "tokens_issued"),
+            None
+        );
+        assert_eq!(
+            classify(
+                Some(Route::Api),
+                Some(Method::Get),
+                403,
+                "origin_not_allowed"
+            ),
+            Some("origin_denied")
+        );
+        assert_eq!(
+            classify(
+                Some(Route::AdminPartner { id: "a" }),
+                Some(Method::Put),
+                201,
+                "created"
+            ),
+            Some("admin_change")
+        );
+        assert_eq!(
+            classify(Some(Route::AdminPartners), Some(Method::Get), 200, "ok"),
+            None
+        );
+        assert_eq!(
+            classify(Some(Route::Health), Some(Method::Get), 200, "ok"),
+            None
+        );
+        assert_eq!(classify(None, None, 404, "not_found"), None);
+    }
+}
