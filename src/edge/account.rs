@@ -8,7 +8,7 @@ use super::{config, kvcache, links, users, Outcome};
 use crate::pages::{self, LinkedPartner};
 use crate::protocol::dates::ymd;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::form::{self, Params};
+use crate::protocol::form;
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId};
 use crate::protocol::user::LinkEntry;
 use crate::routes::{self, Method};
@@ -80,8 +80,7 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
         if method == Method::Get {
             return render(env, &req, &cookies, &user.name, &entries, None, now_ms).await;
         }
-        let body = super::logout::read_small_body(&mut req).await?;
-        let params = Params::parse(&body)?;
+        let params = super::body::form(&mut req).await?;
         if !cookies.csrf_ok(&req, params.get("csrf")) {
             return Err(ApiError::new(
                 ErrorCode::AccessDenied,

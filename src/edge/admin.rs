@@ -52,21 +52,6 @@ pub async fn handle(
 }
 
 async fn read_body(mut req: Request) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body must be at most {MAX_BODY} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large());
-    }
     let ct = req
         .headers()
         .get("content-type")
@@ -80,14 +65,13 @@ async fn read_body(mut req: Request) -> Result<Vec<u8>, ApiError> {
             "content-type must be application/json",
         ));
     }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}")))?;
-    if body.len() > MAX_BODY {
-        return Err(too_large());
-    }
-    Ok(body)
+    super::body::read_limited(&mut req, MAX_BODY, || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body must be at most {MAX_BODY} bytes"),
+        )
+    })
+    .await
 }
 
 fn client_id_param(id: &str) -> Result<ClientId, ApiError> {

@@ -24,23 +24,8 @@ const LOGIN_FAILED: &str = "The username or password is not right. Check them an
 const FORM_EXPIRED: &str = "This form has expired or was not sent from this browser. Go back, reload the page and try again.";
 
 async fn form_body(mut req: Request) -> Result<(Request, Params), ApiError> {
-    let ct = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !ct
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "the form must be sent as application/x-www-form-urlencoded",
-        ));
-    }
-    let body = super::logout::read_small_body(&mut req).await?;
-    Ok((req, Params::parse(&body)?))
+    let params = super::body::form(&mut req).await?;
+    Ok((req, params))
 }
 
 fn query_params(req: &Request) -> Result<Params, ApiError> {

@@ -106,9 +106,7 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
     };
     let cookies = Cookies::for_issuer(&issuer);
     let params = if method == Method::Post {
-        super::logout::read_small_body(&mut req)
-            .await
-            .and_then(|b| Params::parse(&b))
+        super::body::form(&mut req).await
     } else {
         let query = req
             .url()

@@ -5,7 +5,7 @@ use serde_json::Value;
 use worker::{Env, Request};
 
 use super::{config, keys, kvcache, replay};
-use crate::protocol::assertion::{self, check_claims, check_signature, Rules, Signature};
+use crate::protocol::assertion::{self, check_claims, Rules};
 use crate::protocol::client::ClientRecord;
 use crate::protocol::client_auth::{self, Presented};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -75,20 +75,7 @@ async fn verify_assertion(
         .ok_or_else(|| invalid_client("the client has no registered keys"))?;
     let keys = assertion::parse_public_jwks(jwks)
         .map_err(|_| invalid_client("the client's registered keys are unusable"))?;
-    let payload = match check_signature(&keys, token).map_err(fail)? {
-        Signature::Verified(p) => p,
-        Signature::NeedsRsa {
-            public_jwk,
-            signing_input,
-            signature,
-            payload,
-        } => {
-            keys::rsa_verify(&public_jwk, &signing_input, &signature)
-                .await
-                .ok_or_else(|| invalid_client("the assertion's signature is not valid"))?;
-            payload
-        }
-    };
+    let payload = keys::verify_external(&keys, token).await.map_err(fail)?;
     let issuer = config::issuer(env)?;
     let audiences = [
         issuer.url(routes::TOKEN),

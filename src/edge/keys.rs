@@ -156,6 +156,27 @@ pub async fn rsa_verify(
     ok.as_bool().filter(|v| *v).map(|_| ())
 }
 
+/// Verifies a JWT signed with someone else's public keys (a client's or a partner's): EdDSA and
+/// ES256 in Rust, RS256 through WebCrypto. The payload, once the signature is good.
+pub async fn verify_external(
+    keys: &[crate::protocol::assertion::PublicKey],
+    token: &str,
+) -> Result<serde_json::Value, crate::protocol::assertion::AssertionError> {
+    use crate::protocol::assertion::{check_signature, AssertionError, Signature};
+    match check_signature(keys, token)? {
+        Signature::Verified(payload) => Ok(payload),
+        Signature::NeedsRsa {
+            public_jwk,
+            signing_input,
+            signature,
+            payload,
+        } => rsa_verify(&public_jwk, &signing_input, &signature)
+            .await
+            .map(|()| payload)
+            .ok_or(AssertionError::BadSignature),
+    }
+}
+
 /// `/.well-known/jwks.json`: public keys only, cacheable for five minutes.
 pub fn jwks(env: &Env) -> Outcome {
     match key_set(env) {

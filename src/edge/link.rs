@@ -9,7 +9,7 @@ use worker::{Env, Request};
 use super::browser::{self, Cookies};
 use super::{config, keys, kvcache, links, partner_keys, random, replay, users, Outcome};
 use crate::pages;
-use crate::protocol::assertion::{self, check_signature, Signature};
+use crate::protocol::assertion;
 use crate::protocol::authorize::safe_return_path;
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -59,20 +59,7 @@ pub async fn partner_jwt(
     }
     let kid = jwt_kid(token);
     let keys = partner_keys::keys_for(&partner, kid.as_deref(), now_ms).await?;
-    let payload = match check_signature(&keys, token).map_err(bad)? {
-        Signature::Verified(p) => p,
-        Signature::NeedsRsa {
-            public_jwk,
-            signing_input,
-            signature,
-            payload,
-        } => {
-            keys::rsa_verify(&public_jwk, &signing_input, &signature)
-                .await
-                .ok_or_else(|| bad(assertion::AssertionError::BadSignature))?;
-            payload
-        }
-    };
+    let payload = keys::verify_external(&keys, token).await.map_err(bad)?;
     Ok((partner, payload))
 }
 
@@ -163,8 +150,8 @@ fn back_to_partner(request: &LinkRequest, pairs: &[(&str, &str)]) -> String {
 }
 
 async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
-    let body = super::logout::read_small_body(&mut req).await?;
-    Ok((req, Params::parse(&body)?))
+    let params = super::body::form(&mut req).await?;
+    Ok((req, params))
 }
 
 pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {

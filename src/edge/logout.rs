@@ -12,7 +12,6 @@ use crate::protocol::authorize::redirect_to;
 use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::Params;
-use crate::protocol::form::MAX_FORM_BYTES;
 use crate::protocol::keys::{rsa_check, verify_signature};
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
 use crate::routes::{self, Method};
@@ -186,26 +185,4 @@ pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) ->
         ),
         None => browser::page(200, pages::signed_out(), &clear, "logged_out"),
     }
-}
-
-/// A form body, refused before reading when it declares more than the form limit.
-pub async fn read_small_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError::new(ErrorCode::InvalidRequest, "the form is too large");
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
-        return Err(too_large());
-    }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}")))?;
-    if body.len() > MAX_FORM_BYTES {
-        return Err(too_large());
-    }
-    Ok(body)
 }

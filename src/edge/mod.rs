@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authorize;
 pub mod autologin;
 pub mod bearer;
+pub mod body;
 pub mod browser;
 pub mod clients;
 pub mod config;

@@ -9,7 +9,7 @@ use super::{autologin, clients, config, grants, keys, random, respond, users, Ou
 use crate::protocol::client::{ClientRecord, GrantType, JWT_BEARER_GRANT};
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::form::{Params, MAX_FORM_BYTES};
+use crate::protocol::form::Params;
 use crate::protocol::grant::{self, Grant, Issue};
 use crate::protocol::keys::{KeySet, Times};
 use crate::protocol::tokens::{
@@ -28,34 +28,8 @@ fn invalid_request(why: &str) -> ApiError {
 }
 
 pub async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
-    let ct = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !ct
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Err(invalid_request(
-            "the token request must be application/x-www-form-urlencoded",
-        ));
-    }
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
-        return Err(invalid_request("the token request is too large"));
-    }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|e| invalid_request(&format!("unreadable body: {e}")))?;
-    Ok((req, Params::parse(&body)?))
+    let params = super::body::form(&mut req).await?;
+    Ok((req, params))
 }
 
 fn require_grant(client: &ClientRecord, g: GrantType) -> Result<(), ApiError> {
