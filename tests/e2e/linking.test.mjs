@@ -400,3 +400,16 @@ test('auto_login_never_reaches_a_new_account_reusing_a_linked_username', async (
   assert.equal(auto.status, 403);
   assert.equal(auto.headers.get('set-cookie'), null, 'no session for the new person');
 });
+
+test('auto_login_by_post_and_refused_for_a_suspended_partner', async () => {
+  // lena is linked as acme-lena; POST works like GET.
+  const jar = new CookieJar(w.url);
+  const res = await jar.postForm('/login/auto', { assertion: loginAssertion('acme-lena'), return_to: '/account' });
+  assert.equal(res.status, 303);
+  assert.equal(res.headers.get('location'), `${w.url}/account`);
+  // A suspended partner's assertion is refused (sleepy is suspended, keyed with otherKey).
+  const now = Math.floor(Date.now() / 1000);
+  const suspended = sign(otherKey, { alg: 'EdDSA', kid: otherKey.kid }, { iss: 'https://id.sleepy.example', aud: w.url, sub: 'x', jti: randomUUID(), exp: now + 60 });
+  const html = await assertRefusedPage(await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: suspended })}`, { redirect: 'manual' }), 'suspended');
+  assert.match(html, /suspended/);
+});
