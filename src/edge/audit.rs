@@ -13,7 +13,7 @@ use worker::{
 use super::{config, objects, respond, Outcome};
 use crate::protocol::audit::{AuditEvent, PAGE_LIMIT, RETENTION_S};
 use crate::protocol::cache::TtlCache;
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::error::ApiError;
 use crate::protocol::form::Params;
 use crate::store::audit::{AuditCommand, AuditReply, AUDIT_OBJECT, SCHEMA};
 
@@ -121,17 +121,11 @@ impl DurableObject for AuditLog {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let reply = match req.json::<AuditCommand>().await {
-            Ok(cmd) => self
-                .execute(cmd)
-                .unwrap_or_else(|error| AuditReply::Failed { error }),
-            Err(e) => AuditReply::Failed {
-                error: ApiError::new(ErrorCode::ServerError, "malformed audit command")
-                    .with_cause(e.to_string()),
-            },
-        };
-        Response::from_json(&reply)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "audit log", |cmd: AuditCommand| async move {
+            self.execute(cmd)
+        })
+        .await
     }
 }
 

@@ -2,7 +2,7 @@
 //! pure transition from `protocol::grant`, and stores the result before answering, with no other
 //! I/O in between: concurrent redemptions are serialized by the object and exactly one wins.
 
-use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use super::{config, objects};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -33,23 +33,8 @@ impl DurableObject for GrantStore {
         GrantStore { state }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let reply = match req.json::<GrantCommand>().await {
-            Ok(cmd) => self
-                .execute(cmd)
-                .await
-                .unwrap_or_else(|error| GrantReply::Failed { error }),
-            Err(e) => GrantReply::Failed {
-                error: ApiError::new(ErrorCode::ServerError, "malformed grant command")
-                    .with_cause(e.to_string()),
-            },
-        };
-        if let GrantReply::Failed { error } = &reply {
-            if let Some(cause) = &error.cause {
-                console_error!("grant store: {cause}");
-            }
-        }
-        Response::from_json(&reply)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "grant store", |cmd: GrantCommand| self.execute(cmd)).await
     }
 }
 

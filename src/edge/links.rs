@@ -53,17 +53,11 @@ impl DurableObject for LinkStore {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let reply = match req.json::<LinkCommand>().await {
-            Ok(cmd) => self
-                .execute(cmd)
-                .unwrap_or_else(|error| LinkReply::Failed { error }),
-            Err(e) => LinkReply::Failed {
-                error: ApiError::new(ErrorCode::ServerError, "malformed link command")
-                    .with_cause(e.to_string()),
-            },
-        };
-        Response::from_json(&reply)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "link store", |cmd: LinkCommand| async move {
+            self.execute(cmd)
+        })
+        .await
     }
 }
 

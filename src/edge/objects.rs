@@ -29,3 +29,63 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
         .map_err(|e| unavailable("fetch", e))?;
     resp.json::<R>().await.map_err(|e| unavailable("reply", e))
 }
+
+/// A Durable Object's reply type: how a failure is carried in it.
+pub trait Reply: Serialize {
+    fn failed(error: ApiError) -> Self;
+    fn failure(&self) -> Option<&ApiError>;
+}
+
+/// The one shape of every object's `fetch`: decode the command, run it, log an internal cause,
+/// encode the reply. A command that does not decode is a server error (callers are ours).
+pub async fn serve<C, R, F, Fut>(
+    mut req: worker::Request,
+    object: &str,
+    run: F,
+) -> worker::Result<worker::Response>
+where
+    C: DeserializeOwned,
+    R: Reply,
+    F: FnOnce(C) -> Fut,
+    Fut: std::future::Future<Output = Result<R, ApiError>>,
+{
+    let reply = match req.json::<C>().await {
+        Ok(cmd) => run(cmd).await.unwrap_or_else(R::failed),
+        Err(e) => R::failed(
+            ApiError::new(
+                crate::protocol::error::ErrorCode::ServerError,
+                format!("malformed {object} command"),
+            )
+            .with_cause(e.to_string()),
+        ),
+    };
+    if let Some(cause) = reply.failure().and_then(|e| e.cause.as_deref()) {
+        worker::console_error!("{object}: {cause}");
+    }
+    worker::Response::from_json(&reply)
+}
+
+macro_rules! reply_with_failed {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Reply for $ty {
+            fn failed(error: ApiError) -> Self {
+                Self::Failed { error }
+            }
+            fn failure(&self) -> Option<&ApiError> {
+                match self {
+                    Self::Failed { error } => Some(error),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+reply_with_failed!(
+    crate::store::registry::RegistryReply,
+    crate::store::users::UserReply,
+    crate::store::grants::GrantReply,
+    crate::store::replay::ReplayReply,
+    crate::store::links::LinkReply,
+    crate::store::audit::AuditReply,
+);

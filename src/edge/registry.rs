@@ -16,7 +16,7 @@ use worker::{
     SqlStorageValue, State,
 };
 
-use super::config;
+use super::{config, objects};
 use crate::protocol::client::{check_redirects_on_partner, ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::origin::Origin;
@@ -84,25 +84,12 @@ impl DurableObject for Registry {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let reply = match req.json::<RegistryCommand>().await {
-            Ok(cmd) => {
-                let _serial = self.lock.lock().await;
-                self.execute(cmd)
-                    .await
-                    .unwrap_or_else(|error| RegistryReply::Failed { error })
-            }
-            Err(e) => RegistryReply::Failed {
-                error: ApiError::new(ErrorCode::ServerError, "malformed registry command")
-                    .with_cause(e.to_string()),
-            },
-        };
-        if let RegistryReply::Failed { error } = &reply {
-            if let Some(cause) = &error.cause {
-                console_error!("registry: {cause}");
-            }
-        }
-        Response::from_json(&reply)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "registry", |cmd: RegistryCommand| async move {
+            let _serial = self.lock.lock().await;
+            self.execute(cmd).await
+        })
+        .await
     }
 
     async fn alarm(&self) -> Result<Response> {

@@ -8,7 +8,7 @@ use worker::{
 };
 
 use super::{config, objects};
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::error::ApiError;
 use crate::store::replay::{object_name, ReplayCommand, ReplayReply, SCHEMA};
 
 /// Claims `key` (already hashed or otherwise safe to store) for `signer` until `expires_at`.
@@ -49,21 +49,17 @@ impl DurableObject for ReplayStore {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let reply = match req.json::<ReplayCommand>().await {
-            Ok(ReplayCommand::Claim {
-                key,
-                expires_at,
-                now,
-            }) => self
-                .claim(&key, expires_at, now)
-                .unwrap_or_else(|error| ReplayReply::Failed { error }),
-            Err(e) => ReplayReply::Failed {
-                error: ApiError::new(ErrorCode::ServerError, "malformed replay command")
-                    .with_cause(e.to_string()),
-            },
-        };
-        Response::from_json(&reply)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "replay store", |cmd: ReplayCommand| async move {
+            match cmd {
+                ReplayCommand::Claim {
+                    key,
+                    expires_at,
+                    now,
+                } => self.claim(&key, expires_at, now),
+            }
+        })
+        .await
     }
 }
 

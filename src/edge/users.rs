@@ -4,7 +4,7 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::de::DeserializeOwned;
-use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use super::respond;
 use super::{config, objects, random, Outcome};
@@ -69,23 +69,8 @@ impl DurableObject for UserStore {
         UserStore { state }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let reply = match req.json::<UserCommand>().await {
-            Ok(cmd) => self
-                .execute(cmd)
-                .await
-                .unwrap_or_else(|error| UserReply::Failed { error }),
-            Err(e) => UserReply::Failed {
-                error: ApiError::new(ErrorCode::ServerError, "malformed user command")
-                    .with_cause(e.to_string()),
-            },
-        };
-        if let UserReply::Failed { error } = &reply {
-            if let Some(cause) = &error.cause {
-                console_error!("user store: {cause}");
-            }
-        }
-        Response::from_json(&reply)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "user store", |cmd: UserCommand| self.execute(cmd)).await
     }
 }
 
