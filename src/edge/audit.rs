@@ -131,14 +131,7 @@ impl DurableObject for AuditLog {
 
 impl AuditLog {
     fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
-        let sql = self.state.storage().sql();
-        if !self.schema_ready.get() {
-            for stmt in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sql.exec(stmt, None).map_err(err)?;
-            }
-            self.schema_ready.set(true);
-        }
-        Ok(sql)
+        objects::sql(&self.state, &self.schema_ready, SCHEMA)
     }
 
     fn execute(&self, cmd: AuditCommand) -> std::result::Result<AuditReply, ApiError> {

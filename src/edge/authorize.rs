@@ -4,7 +4,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request};
 
 use super::browser::{self, Cookies};
-use super::{config, gate, grants, kvcache, random, users, Outcome};
+use super::{body, config, gate, grants, kvcache, random, users, Outcome};
 use crate::pages;
 use crate::protocol::authorize::{self, AuthRequest, Next};
 use crate::protocol::client::ClientRecord;
@@ -22,18 +22,6 @@ use crate::store::users::{UserCommand, UserReply};
 
 const LOGIN_FAILED: &str = "The username or password is not right. Check them and try again.";
 const FORM_EXPIRED: &str = "This form has expired or was not sent from this browser. Go back, reload the page and try again.";
-
-async fn form_body(mut req: Request) -> Result<(Request, Params), ApiError> {
-    let params = super::body::form(&mut req).await?;
-    Ok((req, params))
-}
-
-fn query_params(req: &Request) -> Result<Params, ApiError> {
-    let url = req
-        .url()
-        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "unreadable URL"))?;
-    Params::parse(url.query().unwrap_or("").as_bytes())
-}
 
 /// A request whose client and redirect URI were verified: from here, errors may be redirected.
 struct Verified {
@@ -253,16 +241,11 @@ pub async fn authorize(req: Request, env: &Env, method: Method, now_ms: u64) -> 
         Err(e) => return browser::error_page(&e),
     };
     let cookies = Cookies::for_issuer(&issuer);
-    let (req, params, posted) = if method == Method::Post {
-        match form_body(req).await {
-            Ok((r, p)) => (r, p, true),
-            Err(e) => return browser::error_page(&e),
-        }
-    } else {
-        match query_params(&req) {
-            Ok(p) => (req, p, false),
-            Err(e) => return browser::error_page(&e),
-        }
+    let mut req = req;
+    let posted = method == Method::Post;
+    let params = match body::params(&mut req, posted).await {
+        Ok(p) => p,
+        Err(e) => return browser::error_page(&e),
     };
     let v = match verify(env, &params, &issuer, now_ms).await {
         Ok(v) => v,
@@ -348,8 +331,13 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
         Err(e) => return browser::error_page(&e),
     };
     let cookies = Cookies::for_issuer(&issuer);
+    let mut req = req;
+    let params = match body::params(&mut req, method == Method::Post).await {
+        Ok(p) => p,
+        Err(e) => return browser::error_page(&e),
+    };
     if method == Method::Get {
-        let Some(return_to) = query_params(&req).ok().as_ref().and_then(return_path) else {
+        let Some(return_to) = return_path(&params) else {
             return browser::error_page(&ApiError::new(
                 ErrorCode::InvalidRequest,
                 "this sign-in link is not valid",
@@ -368,10 +356,6 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
             Err(e) => browser::error_page(&e),
         };
     }
-    let (req, params) = match form_body(req).await {
-        Ok(v) => v,
-        Err(e) => return browser::error_page(&e),
-    };
     if !cookies.csrf_ok(&req, params.get("csrf")) {
         return browser::error_page(&ApiError::new(ErrorCode::AccessDenied, FORM_EXPIRED));
     }

@@ -105,16 +105,7 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         Err(e) => return browser::error_page(&e),
     };
     let cookies = Cookies::for_issuer(&issuer);
-    let params = if method == Method::Post {
-        super::body::form(&mut req).await
-    } else {
-        let query = req
-            .url()
-            .ok()
-            .and_then(|u| u.query().map(str::to_owned))
-            .unwrap_or_default();
-        Params::parse(query.as_bytes())
-    };
+    let params = super::body::params(&mut req, method == Method::Post).await;
     let result: Result<Outcome, ApiError> = async {
         let params = params?;
         let assertion = params.get("assertion").ok_or_else(|| refused("There is no login assertion."))?;

@@ -53,3 +53,17 @@ pub async fn form(req: &mut Request) -> Result<Params, ApiError> {
     .await?;
     Params::parse(&body)
 }
+
+/// The parameters of a page request: the form body of a POST, the query string otherwise.
+pub async fn params(req: &mut Request, posted: bool) -> Result<Params, ApiError> {
+    if posted {
+        return form(req).await;
+    }
+    let query = req
+        .url()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "unreadable URL"))?
+        .query()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    Params::parse(query.as_bytes())
+}

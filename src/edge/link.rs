@@ -13,7 +13,7 @@ use crate::protocol::assertion;
 use crate::protocol::authorize::safe_return_path;
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::form::{self, Params};
+use crate::protocol::form;
 use crate::protocol::grant::hash_secret;
 use crate::protocol::keys::Times;
 use crate::protocol::link::{
@@ -149,11 +149,6 @@ fn back_to_partner(request: &LinkRequest, pairs: &[(&str, &str)]) -> String {
     format!("{}{sep}{}", request.return_to, form::encode(&all))
 }
 
-async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
-    let params = super::body::form(&mut req).await?;
-    Ok((req, params))
-}
-
 pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
     let now = now_ms / 1000;
     let issuer = match config::issuer(env) {
@@ -161,21 +156,10 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
         Err(e) => return browser::error_page(&e),
     };
     let cookies = Cookies::for_issuer(&issuer);
-    let (req, params) = if method == Method::Post {
-        match read_form(req).await {
-            Ok(v) => v,
-            Err(e) => return browser::error_page(&e),
-        }
-    } else {
-        let query = req
-            .url()
-            .ok()
-            .and_then(|u| u.query().map(str::to_owned))
-            .unwrap_or_default();
-        match Params::parse(query.as_bytes()) {
-            Ok(p) => (req, p),
-            Err(e) => return browser::error_page(&e),
-        }
+    let mut req = req;
+    let params = match super::body::params(&mut req, method == Method::Post).await {
+        Ok(p) => p,
+        Err(e) => return browser::error_page(&e),
     };
     let result: Result<Outcome, ApiError> = async {
         let token = params

@@ -110,26 +110,9 @@ pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) ->
         Err(e) => return browser::error_page(&e),
     };
     let cookies = Cookies::for_issuer(&issuer);
-    let params = if method == Method::Post {
-        match req
-            .bytes()
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))
-            .and_then(|b| Params::parse(&b))
-        {
-            Ok(p) => p,
-            Err(e) => return browser::error_page(&e),
-        }
-    } else {
-        let query = req
-            .url()
-            .ok()
-            .and_then(|u| u.query().map(str::to_owned))
-            .unwrap_or_default();
-        match Params::parse(query.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return browser::error_page(&e),
-        }
+    let params = match super::body::params(&mut req, method == Method::Post).await {
+        Ok(p) => p,
+        Err(e) => return browser::error_page(&e),
     };
     let hinted = match params.get("id_token_hint") {
         Some(h) => match hinted_client(env, h).await {

@@ -89,3 +89,21 @@ reply_with_failed!(
     crate::store::links::LinkReply,
     crate::store::audit::AuditReply,
 );
+
+/// An object's SQLite storage, with its schema applied once per object instance (`ready`
+/// remembers it). `schema` is `;`-separated `CREATE ... IF NOT EXISTS` statements.
+pub fn sql(
+    state: &worker::State,
+    ready: &std::cell::Cell<bool>,
+    schema: &str,
+) -> Result<worker::SqlStorage, ApiError> {
+    let sql = state.storage().sql();
+    if !ready.get() {
+        for stmt in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sql.exec(stmt, None)
+                .map_err(|e| ApiError::unavailable(format!("schema: {e}")))?;
+        }
+        ready.set(true);
+    }
+    Ok(sql)
+}

@@ -105,14 +105,7 @@ impl DurableObject for Registry {
 
 impl Registry {
     fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
-        let sql = self.state.storage().sql();
-        if !self.schema_ready.get() {
-            for stmt in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sql.exec(stmt, None).map_err(storage_err)?;
-            }
-            self.schema_ready.set(true);
-        }
-        Ok(sql)
+        objects::sql(&self.state, &self.schema_ready, SCHEMA)
     }
 
     async fn execute(&self, cmd: RegistryCommand) -> std::result::Result<RegistryReply, ApiError> {

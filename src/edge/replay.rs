@@ -71,11 +71,7 @@ impl ReplayStore {
         now: u64,
     ) -> std::result::Result<ReplayReply, ApiError> {
         let err = |e: worker::Error| ApiError::unavailable(format!("replay storage: {e}"));
-        let sql = self.state.storage().sql();
-        if !self.schema_ready.get() {
-            sql.exec(SCHEMA, None).map_err(err)?;
-            self.schema_ready.set(true);
-        }
+        let sql = objects::sql(&self.state, &self.schema_ready, SCHEMA)?;
         // Forget what can no longer be replayed; the rest decides.
         sql.exec("DELETE FROM seen WHERE expires_at < ?", vec![as_int(now)])
             .map_err(err)?;
