@@ -6,7 +6,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 
 use super::{config, objects};
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::grant::Grant;
+use crate::protocol::grant::{Grant, Step};
 use crate::store::grants::{object_name, GrantCommand, GrantReply};
 
 const GRANT: &str = "grant";
@@ -39,6 +39,23 @@ impl DurableObject for GrantStore {
 }
 
 impl GrantStore {
+    /// Stores the outcome of a transition before answering: an issue, or a refusal that still
+    /// changed the grant (a replay that revoked it).
+    async fn settle(&self, grant: &Grant, step: Step) -> std::result::Result<GrantReply, ApiError> {
+        match step {
+            Ok(issue) => {
+                self.store(grant).await?;
+                Ok(GrantReply::Issued { issue })
+            }
+            Err((error, changed)) => {
+                if changed {
+                    self.store(grant).await?;
+                }
+                Err(error)
+            }
+        }
+    }
+
     async fn store(&self, grant: &Grant) -> std::result::Result<(), ApiError> {
         self.state
             .storage()
@@ -67,25 +84,15 @@ impl GrantStore {
                 now,
             } => {
                 let mut grant = existing.ok_or_else(unknown)?;
-                match grant.redeem(
+                let step = grant.redeem(
                     &code_hash,
                     &client_id,
                     redirect_uri.as_deref(),
                     code_verifier.as_deref(),
                     new_refresh_hash,
                     now,
-                ) {
-                    Ok(issue) => {
-                        self.store(&grant).await?;
-                        Ok(GrantReply::Issued { issue })
-                    }
-                    Err((error, changed)) => {
-                        if changed {
-                            self.store(&grant).await?;
-                        }
-                        Err(error)
-                    }
-                }
+                );
+                self.settle(&grant, step).await
             }
             GrantCommand::Refresh {
                 refresh_hash,
@@ -95,18 +102,8 @@ impl GrantStore {
                 now,
             } => {
                 let mut grant = existing.ok_or_else(unknown)?;
-                match grant.refresh(&refresh_hash, &client_id, scopes, new_refresh_hash, now) {
-                    Ok(issue) => {
-                        self.store(&grant).await?;
-                        Ok(GrantReply::Issued { issue })
-                    }
-                    Err((error, changed)) => {
-                        if changed {
-                            self.store(&grant).await?;
-                        }
-                        Err(error)
-                    }
-                }
+                let step = grant.refresh(&refresh_hash, &client_id, scopes, new_refresh_hash, now);
+                self.settle(&grant, step).await
             }
             GrantCommand::Revoke { client_id } => {
                 if let Some(mut grant) = existing.filter(|g| g.client_id == client_id) {

@@ -139,6 +139,41 @@ async fn mint(
     Ok(body)
 }
 
+/// The scopes a grant without a user's consent asks for: a subset of the client's registered
+/// scopes (all of them when none are named), `openid` only where a user is involved.
+fn requested_scopes(
+    params: &Params,
+    client: &ClientRecord,
+    with_openid: bool,
+) -> Result<Vec<String>, ApiError> {
+    let allowed = |s: &String| client.scopes.contains(s) && (with_openid || s != "openid");
+    match scopes_param(params) {
+        Some(req) => match req.iter().find(|s| !allowed(s)) {
+            Some(bad) => Err(ApiError::new(
+                ErrorCode::InvalidScope,
+                format!("scope {bad} is not allowed here"),
+            )),
+            None => Ok(req),
+        },
+        None => Ok(client
+            .scopes
+            .iter()
+            .filter(|s| allowed(s))
+            .cloned()
+            .collect()),
+    }
+}
+
+/// A token response without refresh or ID token (client credentials, jwt-bearer).
+fn access_only(access_token: String, scopes: &[String]) -> Value {
+    json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_TTL_S,
+        "scope": scopes.join(" "),
+    })
+}
+
 fn grant_reply(reply: GrantReply) -> Result<Issue, ApiError> {
     match reply {
         GrantReply::Issued { issue } => Ok(issue),
@@ -259,26 +294,8 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
         }
         Some("client_credentials") => {
             require_grant(&client, GrantType::ClientCredentials)?;
-            let scopes = match scopes_param(&params) {
-                Some(req) => {
-                    if let Some(bad) = req
-                        .iter()
-                        .find(|s| !client.scopes.contains(s) || *s == "openid")
-                    {
-                        return Err(ApiError::new(
-                            ErrorCode::InvalidScope,
-                            format!("scope {bad} is not allowed here"),
-                        ));
-                    }
-                    req
-                }
-                None => client
-                    .scopes
-                    .iter()
-                    .filter(|s| *s != "openid")
-                    .cloned()
-                    .collect(),
-            };
+            // No user here: openid means nothing.
+            let scopes = requested_scopes(&params, &client, false)?;
             let sub = client.client_id.as_str().to_owned();
             let who = Subject {
                 sub: &sub,
@@ -286,12 +303,7 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 auth_time: None,
             };
             let at = access_token(&keys, &issuer, who, &client, &scopes, now).await?;
-            json!({
-                "access_token": at,
-                "token_type": "Bearer",
-                "expires_in": ACCESS_TOKEN_TTL_S,
-                "scope": scopes.join(" "),
-            })
+            access_only(at, &scopes)
         }
         Some(JWT_BEARER_GRANT) => {
             // RFC 7523 §2.1: a partner's assertion about a linked user, from a confidential client
@@ -318,18 +330,7 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 ));
             }
             let username = user.ok_or_else(|| invalid("the partner account is not linked"))?;
-            let scopes = match scopes_param(&params) {
-                Some(req) => {
-                    if let Some(bad) = req.iter().find(|s| !client.scopes.contains(s)) {
-                        return Err(ApiError::new(
-                            ErrorCode::InvalidScope,
-                            format!("scope {bad} is not allowed here"),
-                        ));
-                    }
-                    req
-                }
-                None => client.scopes.clone(),
-            };
+            let scopes = requested_scopes(&params, &client, true)?;
             let (user, sub) = match users::call(
                 env,
                 &username,
@@ -384,12 +385,7 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
                 auth_time: None,
             };
             let at = access_token(&keys, &issuer, who, &client, &scopes, now).await?;
-            json!({
-                "access_token": at,
-                "token_type": "Bearer",
-                "expires_in": ACCESS_TOKEN_TTL_S,
-                "scope": scopes.join(" "),
-            })
+            access_only(at, &scopes)
         }
         Some(_) => {
             return Err(ApiError::new(
