@@ -8,6 +8,7 @@ cd "$EDGEWARD_ROOT"
 
 PORT="${EDGEWARD_PORT:-8787}"
 URL="http://127.0.0.1:$PORT"
+ORIGIN_PORT="${EDGEWARD_ORIGIN_PORT:-8788}"
 
 bash scripts/setup.sh
 
@@ -25,14 +26,19 @@ fi
 if ! grep -q '^ISSUER=' .dev.vars; then
   printf 'ISSUER="%s"\n' "$URL" >> .dev.vars
 fi
+if ! grep -q '^ORIGIN_URL=' .dev.vars; then
+  printf 'ORIGIN_URL="http://127.0.0.1:%s"\n' "$ORIGIN_PORT" >> .dev.vars
+fi
 ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' .dev.vars)"
 export ADMIN_TOKEN EDGEWARD_URL="$URL"
 
 # wrangler runs scripts/build.sh (the release build) before serving, and again when src/ changes.
 log "building and starting wrangler dev on $URL"
+node scripts/dev-origin.mjs "$ORIGIN_PORT" &
+origin_pid=$!
 wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to .wrangler/state --show-interactive-dev-session=false &
 wrangler_pid=$!
-trap 'kill $wrangler_pid 2>/dev/null; wait $wrangler_pid 2>/dev/null' EXIT INT TERM
+trap 'kill $wrangler_pid $origin_pid 2>/dev/null; wait $wrangler_pid 2>/dev/null' EXIT INT TERM
 
 for _ in $(seq 1 600); do
   if curl -fsS "$URL/healthz" >/dev/null 2>&1; then break; fi
@@ -47,7 +53,8 @@ scripts/partner add demo --name "Demo Learning App" \
 # The demo client and user are made once and remembered in .wrangler/demo.env.
 if [ ! -f .wrangler/demo.env ]; then
   out="$(scripts/partner client add demo --name "Demo Web App" \
-    --redirect-uri http://localhost:3000/callback --scope openid --scope profile --scope email --scope roles)"
+    --redirect-uri http://localhost:3000/callback --scope openid --scope profile --scope email --scope roles \
+    --scope api --grant authorization_code --grant refresh_token --grant client_credentials)"
   client_id="$(printf '%s\n' "$out" | awk 'NR==1 {print $1}')"
   client_secret="$(printf '%s\n' "$out" | sed -n 's/.*client_secret: //p')"
   printf 'DEMO_CLIENT_ID=%s\nDEMO_CLIENT_SECRET=%s\n' "$client_id" "$client_secret" > .wrangler/demo.env
@@ -64,7 +71,15 @@ cat <<MSG
 
 edgeward is running on $URL (secrets in .dev.vars; Ctrl-C stops it). Try:
 
-  # the partner gate: the demo partner's origin gets in, another does not
+  # a partner's server calls the API through the gateway (token, scope, then the origin
+  # stand-in on 127.0.0.1:$ORIGIN_PORT shows the identity it was given)
+  token=\$(curl -s $URL/oauth2/token -u "$DEMO_CLIENT_ID:$DEMO_CLIENT_SECRET" \\
+    -d grant_type=client_credentials -d scope=api | node -pe 'JSON.parse(require("fs").readFileSync(0)).access_token')
+  curl -s $URL/api/v1/hello -H "Authorization: Bearer \$token"
+  curl -s $URL/edge/whoami -H "Authorization: Bearer \$token"
+  curl -i $URL/api/v1/hello                      # 401: no token
+
+  # the partner gate: the demo partner's page gets past it (then needs a token), another does not
   curl -i $URL/api/v1/hello -H 'Origin: https://demo-partner.example'
   curl -i $URL/api/v1/hello -H 'Origin: https://evil.example'
 

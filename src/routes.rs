@@ -58,6 +58,8 @@ pub const LOGIN: &str = "/login";
 pub const LINK: &str = "/link";
 pub const AUTO_LOGIN: &str = "/login/auto";
 pub const ACCOUNT: &str = "/account";
+/// The gateway's checks answered at the edge: who the bearer token speaks for.
+pub const WHOAMI: &str = "/edge/whoami";
 pub const JWKS: &str = "/.well-known/jwks.json";
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
 pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
@@ -116,8 +118,10 @@ pub const API_METHODS: &[Method] = &[
 pub enum Route<'a> {
     /// Liveness, and the no-op route benchmarks compare against.
     Health,
-    /// The partner-facing API behind the partner gate.
+    /// The partner-facing API: checked at the edge, forwarded to the origin.
     Api,
+    /// The gateway's checks, answered at the edge.
+    Whoami,
     Authorize,
     Token,
     Userinfo,
@@ -161,6 +165,7 @@ impl Route<'_> {
         match self {
             Route::Health => HEALTH,
             Route::Api => "/api/*",
+            Route::Whoami => WHOAMI,
             Route::Authorize => AUTHORIZE,
             Route::Token => TOKEN,
             Route::Userinfo => USERINFO,
@@ -189,7 +194,7 @@ impl Route<'_> {
         match self {
             Route::Health => &[Method::Get, Method::Head],
             Route::Api => API_METHODS,
-            Route::Jwks | Route::Discovery => &[Method::Get, Method::Head],
+            Route::Jwks | Route::Discovery | Route::Whoami => &[Method::Get, Method::Head],
             Route::Authorize
             | Route::Login
             | Route::Logout
@@ -220,7 +225,7 @@ impl Route<'_> {
     pub fn cors(&self) -> bool {
         matches!(
             self,
-            Route::Api | Route::Token | Route::Userinfo | Route::Revoke
+            Route::Api | Route::Whoami | Route::Token | Route::Userinfo | Route::Revoke
         )
     }
 }
@@ -232,6 +237,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == API_ROOT || path.starts_with(API_PREFIX) {
         return Some(Route::Api);
+    }
+    if path == WHOAMI {
+        return Some(Route::Whoami);
     }
     if path == JWKS {
         return Some(Route::Jwks);

@@ -29,6 +29,11 @@ pub fn presented(req: &Request) -> Result<String, ApiError> {
 
 /// Verifies an access token we issued.
 pub fn check(env: &Env, token: &str, now: u64) -> Result<AccessClaims, ApiError> {
+    check_with_exp(env, token, now).map(|(claims, _)| claims)
+}
+
+/// Verifies an access token we issued: its claims and its `exp`.
+pub fn check_with_exp(env: &Env, token: &str, now: u64) -> Result<(AccessClaims, u64), ApiError> {
     let keys = keys::key_set(env)?;
     let issuer = config::issuer(env)?;
     let claims = verify::<AccessClaims>(&keys, token, "at+jwt", now, 0).map_err(|e| {
@@ -38,6 +43,10 @@ pub fn check(env: &Env, token: &str, now: u64) -> Result<AccessClaims, ApiError>
             _ => "the access token is not valid",
         })
     })?;
+    let exp = claims
+        .expiration
+        .and_then(|t| u64::try_from(t.timestamp()).ok())
+        .ok_or_else(|| invalid("the access token has no expiry"))?;
     let c = claims.custom;
     if c.iss != issuer.as_str() {
         return Err(invalid("the access token is from another issuer"));
@@ -45,5 +54,5 @@ pub fn check(env: &Env, token: &str, now: u64) -> Result<AccessClaims, ApiError>
     if c.aud != api_audience(&issuer) {
         return Err(invalid("the access token is for another audience"));
     }
-    Ok(c)
+    Ok((c, exp))
 }

@@ -1,7 +1,11 @@
 //! Reading the Worker's vars and secrets, with their documented defaults.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use worker::Env;
 
+use crate::protocol::api::{ScopeMap, DEFAULT_MAX_BODY_BYTES};
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::ApiError;
 
@@ -40,4 +44,47 @@ pub fn issuer(env: &Env) -> Result<Issuer, ApiError> {
         .ok_or_else(|| {
             ApiError::unavailable("ISSUER is not set to an https URL (or a loopback http URL)")
         })
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string())
+}
+
+/// The `ORIGIN_URL` var: where the gateway forwards `/api/*` (the request path is appended).
+/// The same rule as the issuer: https, or http on loopback; no query or trailing slash.
+pub fn origin_url(env: &Env) -> Result<String, ApiError> {
+    var(env, "ORIGIN_URL")
+        .and_then(|v| Issuer::parse(&v))
+        .map(|u| u.as_str().to_owned())
+        .ok_or_else(|| {
+            ApiError::unavailable("ORIGIN_URL is not set to an https URL (or a loopback http URL)")
+        })
+}
+
+thread_local! {
+    static SCOPES: RefCell<Option<(String, Rc<ScopeMap>)>> = const { RefCell::new(None) };
+}
+
+/// The `API_SCOPES` var, parsed once per isolate. Unset or invalid, the gateway answers 503:
+/// it never forwards a route whose scope it cannot tell.
+pub fn api_scopes(env: &Env) -> Result<Rc<ScopeMap>, ApiError> {
+    let raw = var(env, "API_SCOPES").unwrap_or_default();
+    if let Some(hit) = SCOPES.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(text, _)| *text == raw)
+            .map(|(_, m)| m.clone())
+    }) {
+        return Ok(hit);
+    }
+    let map = Rc::new(ScopeMap::parse(&raw).map_err(ApiError::unavailable)?);
+    SCOPES.with(|c| *c.borrow_mut() = Some((raw, map.clone())));
+    Ok(map)
+}
+
+/// The `API_MAX_BODY_BYTES` var: the largest request body the gateway forwards.
+pub fn api_max_body(env: &Env) -> u64 {
+    var(env, "API_MAX_BODY_BYTES")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES)
 }

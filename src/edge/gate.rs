@@ -33,7 +33,7 @@ pub async fn admit(req: &Request, env: &Env, now_ms: u64) -> Result<(Origin, Par
         }
         Caller::Server => {
             return Err(gate::origin_not_allowed(
-                "requests without Origin or Referer are not accepted here yet",
+                "a CORS preflight must name its Origin",
             ))
         }
     };
@@ -62,20 +62,6 @@ pub async fn preflight(req: &Request, env: &Env, now_ms: u64, partner_facing: bo
         Ok(h) => Outcome::new(respond::empty(204, &h), "preflight").partner(partner),
         Err(e) => Outcome::error(e).partner(partner),
     }
-}
-
-/// `/api/*`: the gate, then (until the gateway exists) a placeholder answer naming the partner.
-pub async fn api(req: &Request, env: &Env, now_ms: u64) -> Outcome {
-    let (origin, partner) = match admit(req, env, now_ms).await {
-        Ok(v) => v,
-        Err(e) => return Outcome::error(e),
-    };
-    let body = serde_json::json!({
-        "partner_id": partner.as_str(),
-        "message": "admitted by the partner gate; the API gateway is not built yet",
-    });
-    let resp: Response = respond::json(200, &body, &gate::cors_headers(&origin));
-    Outcome::new(resp, "allowed").partner(partner)
 }
 
 /// Adds CORS headers to a response when `origin` belongs to an active partner. Anything else,

@@ -4,7 +4,7 @@
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use super::{config, objects};
+use super::{config, objects, revocation};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{Grant, Step};
 use crate::store::grants::{object_name, GrantCommand, GrantReply};
@@ -22,6 +22,7 @@ pub async fn call(
 #[durable_object(fetch)]
 pub struct GrantStore {
     state: State,
+    env: Env,
 }
 
 fn storage_err(e: worker::Error) -> ApiError {
@@ -29,8 +30,8 @@ fn storage_err(e: worker::Error) -> ApiError {
 }
 
 impl DurableObject for GrantStore {
-    fn new(state: State, _env: Env) -> Self {
-        GrantStore { state }
+    fn new(state: State, env: Env) -> Self {
+        GrantStore { state, env }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -50,10 +51,21 @@ impl GrantStore {
             Err((error, changed)) => {
                 if changed {
                     self.store(grant).await?;
+                    if grant.revoked {
+                        revocation::publish(&self.env, &grant.grant_id).await?;
+                    }
                 }
                 Err(error)
             }
         }
+    }
+
+    /// Revokes the grant and tells the gateway. Revoking again publishes again, so a retry
+    /// after a failed publication completes it.
+    async fn revoke(&self, mut grant: Grant) -> std::result::Result<(), ApiError> {
+        grant.revoked = true;
+        self.store(&grant).await?;
+        revocation::publish(&self.env, &grant.grant_id).await
     }
 
     async fn store(&self, grant: &Grant) -> std::result::Result<(), ApiError> {
@@ -106,16 +118,14 @@ impl GrantStore {
                 self.settle(&grant, step).await
             }
             GrantCommand::Revoke { client_id } => {
-                if let Some(mut grant) = existing.filter(|g| g.client_id == client_id) {
-                    grant.revoked = true;
-                    self.store(&grant).await?;
+                if let Some(grant) = existing.filter(|g| g.client_id == client_id) {
+                    self.revoke(grant).await?;
                 }
                 Ok(GrantReply::Revoked)
             }
             GrantCommand::RevokeAll => {
-                if let Some(mut grant) = existing {
-                    grant.revoked = true;
-                    self.store(&grant).await?;
+                if let Some(grant) = existing {
+                    self.revoke(grant).await?;
                 }
                 Ok(GrantReply::Revoked)
             }

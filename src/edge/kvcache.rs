@@ -40,6 +40,12 @@ pub async fn get_text(env: &Env, key: &str, now_ms: u64) -> Result<Option<Rc<str
     Ok(value)
 }
 
+/// Drops `key` from this isolate's cache, so the next read asks KV: for the isolate that just
+/// caused a change, which should not wait out its own cache.
+pub fn forget(key: &str) {
+    CACHE.with(|c| c.borrow_mut().remove(key));
+}
+
 /// A published record. A record that does not parse is a 503 (never treated as absent).
 pub async fn get_json<T: DeserializeOwned>(
     env: &Env,

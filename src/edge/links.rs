@@ -217,6 +217,7 @@ pub async fn unlink(
         {
             return Err(error);
         }
+        super::revocation::seen_here(gid);
     }
     let forget = crate::store::users::UserCommand::ForgetLink {
         partner_id: partner.clone(),

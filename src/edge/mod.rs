@@ -11,6 +11,7 @@ pub mod browser;
 pub mod clients;
 pub mod config;
 pub mod gate;
+pub mod gateway;
 pub mod grants;
 pub mod keys;
 pub mod kvcache;
@@ -164,7 +165,8 @@ async fn dispatch(
     };
     match route {
         Route::Health => Outcome::new(respond::text(200, "ok"), "ok"),
-        Route::Api => gate::api(&req, env, now).await,
+        Route::Api => gateway::api(req, env, method, now).await,
+        Route::Whoami => gateway::whoami(&req, env, now).await,
         Route::Authorize => authorize::authorize(req, env, method, now).await,
         Route::Login => authorize::login(req, env, method, now).await,
         Route::Link => link::link(req, env, method, now).await,

@@ -3,13 +3,42 @@
 use serde_json::{json, Value};
 use worker::{Env, Request};
 
-use super::{bearer, clients, grants, respond, token::read_form, Outcome};
+use super::{
+    bearer, clients, config, gateway, grants, kvcache, respond, token::read_form, Outcome,
+};
+use crate::protocol::api::revoked_key;
 use crate::protocol::client::{AuthMethod, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{is_grant_id, split_handle};
 use crate::protocol::tokens::AccessClaims;
+use crate::protocol::tokens::ACCESS_TOKEN_TTL_S;
 use crate::routes;
 use crate::store::grants::{GrantCommand, GrantReply};
+
+/// How long a revocation stays published: past the last access token it could concern.
+const REVOCATION_PUBLISHED_S: u64 = ACCESS_TOKEN_TTL_S + 60;
+
+/// Tells the gateway that a grant (or a client-credentials token, by `jti`) is revoked: a KV
+/// entry the gateway reads through its isolate cache, kept while the grant's access tokens can
+/// still be valid. A failure is a 503: the caller retries, and revoking again publishes again.
+pub async fn publish(env: &Env, id: &str) -> Result<(), ApiError> {
+    let key = revoked_key(id);
+    env.kv(config::PARTNERS_KV)
+        .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?
+        .put(&key, "1")
+        .map_err(|e| ApiError::unavailable(format!("kv put: {e}")))?
+        .expiration_ttl(REVOCATION_PUBLISHED_S)
+        .execute()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("kv put: {e}")))?;
+    Ok(())
+}
+
+/// Makes this isolate's gateway refuse a revocation at once, without waiting for its caches.
+pub fn seen_here(id: &str) {
+    kvcache::forget(&revoked_key(id));
+    gateway::forget_admitted();
+}
 
 /// What a presented token is, if it is one of ours.
 enum Ours {
@@ -63,6 +92,12 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
             {
                 Some(c.gid)
             }
+            // A client-credentials token has no grant: the token itself is revoked.
+            Some(Ours::Access(c)) if c.client_id == client.client_id.as_str() => {
+                publish(env, &c.jti).await?;
+                seen_here(&c.jti);
+                None
+            }
             _ => None,
         };
         if let Some(gid) = grant_id {
@@ -72,6 +107,7 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
             if let GrantReply::Failed { error } = grants::call(env, &gid, &cmd).await? {
                 return Err(error);
             }
+            seen_here(&gid);
         }
         Ok(client)
     }

@@ -61,7 +61,13 @@ pub fn classify(
         Route::Token | Route::Revoke | Route::Introspect if status == 401 => "client_auth_failed",
         Route::Token if outcome == "invalid_grant" => "grant_refused",
         Route::Revoke if status < 300 => "revocation",
-        Route::Api if status == 403 => "origin_denied",
+        Route::Api | Route::Whoami => match outcome {
+            "origin_not_allowed" => "origin_denied",
+            "invalid_token" => "token_refused",
+            "insufficient_scope" => "scope_denied",
+            "partner_suspended" => "partner_suspended",
+            _ => return None,
+        },
         Route::AdminPartners
         | Route::AdminPartner { .. }
         | Route::AdminPartnerClients { .. }

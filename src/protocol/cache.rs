@@ -40,6 +40,11 @@ impl<V> TtlCache<V> {
             .insert(key, (value, now_ms.saturating_add(ttl_ms)));
     }
 
+    /// Forgets `key`: the next `get` misses.
+    pub fn remove(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

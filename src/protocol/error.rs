@@ -20,8 +20,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     OriginConflict,
     IssuerConflict,
+    LengthRequired,
     PayloadTooLarge,
     UnsupportedMediaType,
+    RateLimited,
+    BadGateway,
     OriginNotAllowed,
     PartnerSuspended,
     TemporarilyUnavailable,
@@ -65,7 +68,10 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::OriginConflict | ErrorCode::IssuerConflict => 409,
+            ErrorCode::LengthRequired => 411,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::BadGateway => 502,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable | ErrorCode::AdminDisabled => 503,
@@ -82,7 +88,10 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::OriginConflict => "origin_conflict",
             ErrorCode::IssuerConflict => "issuer_conflict",
+            ErrorCode::LengthRequired => "length_required",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BadGateway => "bad_gateway",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::PartnerSuspended => "partner_suspended",
@@ -114,12 +123,23 @@ pub struct ApiError {
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Methods for the `Allow` header of a 405.
+    /// What a status's headers need besides the code (`Allow`, a scope challenge).
     #[serde(skip)]
-    pub allow: &'static [Method],
+    pub detail: Detail,
     /// What went wrong inside, for the log line only.
     #[serde(skip)]
     pub cause: Option<String>,
+}
+
+/// Per-code extras for the headers of an error response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    #[default]
+    None,
+    /// Methods for the `Allow` header of a 405.
+    Allow(&'static [Method]),
+    /// The scope an `insufficient_scope` challenge names (RFC 6750 §3).
+    Scope(Box<str>),
 }
 
 /// A response as plain data: the edge adapter turns it into a `worker::Response`.
@@ -136,7 +156,7 @@ impl ApiError {
             code,
             description: description.into(),
             field: None,
-            allow: &[],
+            detail: Detail::None,
             cause: None,
         }
     }
@@ -156,7 +176,7 @@ impl ApiError {
 
     pub fn method_not_allowed(allow: &'static [Method]) -> ApiError {
         ApiError {
-            allow,
+            detail: Detail::Allow(allow),
             ..ApiError::new(
                 ErrorCode::MethodNotAllowed,
                 "method not allowed on this route",
@@ -171,6 +191,17 @@ impl ApiError {
             ..ApiError::new(
                 ErrorCode::TemporarilyUnavailable,
                 "the service is temporarily unavailable, try again shortly",
+            )
+        }
+    }
+
+    /// A 403 `insufficient_scope` whose challenge names the scope the request needed.
+    pub fn insufficient_scope(scope: &str) -> ApiError {
+        ApiError {
+            detail: Detail::Scope(scope.into()),
+            ..ApiError::new(
+                ErrorCode::InsufficientScope,
+                format!("this route needs the scope {scope}"),
             )
         }
     }
@@ -195,7 +226,11 @@ impl ApiError {
                 "Bearer realm=\"edgeward\", error=\"invalid_token\"".to_owned(),
             )),
             ErrorCode::MethodNotAllowed => {
-                let allow: Vec<&str> = self.allow.iter().map(|m| m.as_str()).collect();
+                let methods: &[Method] = match &self.detail {
+                    Detail::Allow(m) => m,
+                    _ => &[],
+                };
+                let allow: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
                 headers.push(("allow", allow.join(", ")));
             }
             ErrorCode::TemporarilyUnavailable => headers.push(("retry-after", "5".to_owned())),
@@ -205,7 +240,12 @@ impl ApiError {
             }
             ErrorCode::InsufficientScope => headers.push((
                 "www-authenticate",
-                "Bearer realm=\"edgeward\", error=\"insufficient_scope\"".to_owned(),
+                match &self.detail {
+                    Detail::Scope(scope) => format!(
+                        "Bearer realm=\"edgeward\", error=\"insufficient_scope\", scope=\"{scope}\""
+                    ),
+                    _ => "Bearer realm=\"edgeward\", error=\"insufficient_scope\"".to_owned(),
+                },
             )),
             _ => {}
         }
@@ -247,8 +287,11 @@ mod tests {
             ErrorCode::MethodNotAllowed,
             ErrorCode::OriginConflict,
             ErrorCode::IssuerConflict,
+            ErrorCode::LengthRequired,
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType,
+            ErrorCode::RateLimited,
+            ErrorCode::BadGateway,
             ErrorCode::OriginNotAllowed,
             ErrorCode::PartnerSuspended,
             ErrorCode::TemporarilyUnavailable,
@@ -298,5 +341,20 @@ mod tests {
         let wire = ApiError::method_not_allowed(&[Method::Get, Method::Put]).to_wire();
         assert_eq!(wire.status, 405);
         assert!(wire.headers.contains(&("allow", "GET, PUT".to_owned())));
+    }
+
+    #[test]
+    fn insufficient_scope_challenge_names_the_scope() {
+        let wire = ApiError::insufficient_scope("grades.write").to_wire();
+        assert_eq!(wire.status, 403);
+        let challenge = wire
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "www-authenticate")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            challenge,
+            Some("Bearer realm=\"edgeward\", error=\"insufficient_scope\", scope=\"grades.write\"")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Pure protocol logic: no `worker` types, no I/O, no clock or randomness of its own.
 
 pub mod admin_auth;
+pub mod api;
 pub mod assertion;
 pub mod audit;
 pub mod authorize;

@@ -2,7 +2,7 @@
 // (nothing is written from a bad request), and one origin belongs to at most one partner.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, addPartner } from './harness.mjs';
+import { startWorker, addPartner, logOf } from './harness.mjs';
 
 let w;
 before(async () => {
@@ -197,7 +197,8 @@ test('admin_origin_of_another_partner_is_409_and_writes_nothing', async () => {
   assert.match(err.error_description, /owner/);
   assert.equal((await w.admin('/partners/thief')).status, 404);
   const gate = await w.fetch('/api/x', { headers: { origin: 'https://shared.example' } });
-  assert.equal((await gate.json()).partner_id, 'owner');
+  assert.equal(gate.status, 401, 'admitted by the gate (no token)');
+  assert.equal((await logOf(w, gate)).partner, 'owner');
   assert.equal((await w.fetch('/api/x', { headers: { origin: 'https://own.thief.example' } })).status, 403);
 
   // Once released, the origin can move.
@@ -220,7 +221,8 @@ test('admin_concurrent_claims_of_one_origin_exactly_one_wins', async () => {
   const holders = partners.filter((p) => p.origins.includes(origin));
   assert.deepEqual(holders.map((p) => p.id), [winner.id]);
   const gate = await w.fetch('/api/x', { headers: { origin } });
-  assert.equal((await gate.json()).partner_id, winner.id);
+  assert.equal(gate.status, 401, 'admitted by the gate (no token)');
+  assert.equal((await logOf(w, gate)).partner, winner.id);
 });
 
 test('admin_write_when_kv_fails_is_503_saved_and_not_lost', async () => {

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { domainToASCII } from 'node:url';
-import { startWorker, addPartner, sleep } from './harness.mjs';
+import { startWorker, addPartner, logOf, sleep } from './harness.mjs';
 
 const ACME = 'https://app.acme.example';
 const TTL_S = 1;
@@ -19,6 +19,15 @@ after(() => w?.stop());
 
 const api = (headers, path = '/api/v1/classes') => w.fetch(path, { headers });
 
+// Passing the gate means meeting the next check: these requests carry no token, so an admitted
+// origin gets 401 (readable by the page: CORS headers), a refused one 403 without them.
+async function assertAdmitted(res, origin, partner, message) {
+  assert.equal(res.status, 401, message);
+  assert.equal((await res.json()).error, 'unauthorized', message);
+  assert.equal(res.headers.get('access-control-allow-origin'), origin, message);
+  if (partner) assert.equal((await logOf(w, res)).partner, partner, message);
+}
+
 async function assertDenied(res, error, message) {
   assert.equal(res.status, 403, message);
   assert.equal(res.headers.get('access-control-allow-origin'), null, `${message}: no CORS header`);
@@ -30,24 +39,18 @@ async function assertDenied(res, error, message) {
 
 test('api_registered_origin_is_admitted_with_exact_cors_headers', async () => {
   const res = await api({ origin: ACME });
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get('access-control-allow-origin'), ACME);
   assert.equal(res.headers.get('vary'), 'Origin');
-  assert.equal((await res.json()).partner_id, 'acme');
+  await assertAdmitted(res, ACME, 'acme');
 });
 
 test('api_registered_port_and_loopback_origins_are_admitted', async () => {
   for (const origin of ['https://app.acme.example:8443', 'http://localhost:3000']) {
-    const res = await api({ origin });
-    assert.equal(res.status, 200, origin);
-    assert.equal(res.headers.get('access-control-allow-origin'), origin);
+    await assertAdmitted(await api({ origin }), origin, 'acme', origin);
   }
 });
 
 test('api_international_origin_matches_its_punycode_form_only', async () => {
-  const res = await api({ origin: 'https://xn--bcher-kva.example' });
-  assert.equal(res.status, 200);
-  assert.equal((await res.json()).partner_id, 'buecher');
+  await assertAdmitted(await api({ origin: 'https://xn--bcher-kva.example' }), 'https://xn--bcher-kva.example', 'buecher');
   await assertDenied(await api({ origin: 'https://bucher.example' }), 'origin_not_allowed', 'ascii look-alike');
 });
 
@@ -119,9 +122,7 @@ test('api_oversized_origin_and_referer_are_denied', async () => {
 });
 
 test('api_referer_counts_only_when_origin_is_absent', async () => {
-  const res = await api({ referer: `${ACME}/lessons/7?tab=2` });
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get('access-control-allow-origin'), ACME);
+  await assertAdmitted(await api({ referer: `${ACME}/lessons/7?tab=2` }), ACME, 'acme');
   // A present Origin decides, even when a Referer would have been allowed.
   await assertDenied(await api({ origin: 'https://evil.test', referer: `${ACME}/` }), 'origin_not_allowed', 'both');
   await assertDenied(await api({ origin: 'null', referer: `${ACME}/` }), 'origin_not_allowed', 'null+referer');
@@ -129,8 +130,11 @@ test('api_referer_counts_only_when_origin_is_absent', async () => {
   await assertDenied(await api({ referer: 'https://app.acme.example.evil.test/' }), 'origin_not_allowed', 'suffix');
 });
 
-test('api_request_without_origin_or_referer_is_denied_for_now', async () => {
-  await assertDenied(await api({}), 'origin_not_allowed', 'server-to-server');
+test('api_server_to_server_request_skips_the_gate_but_needs_a_token', async () => {
+  const res = await api({});
+  assert.equal(res.status, 401);
+  assert.equal((await res.json()).error, 'unauthorized');
+  assert.equal(res.headers.get('access-control-allow-origin'), null);
 });
 
 test('api_suspended_partner_is_denied', async () => {
@@ -150,7 +154,7 @@ async function untilStatus(req, status, deadlineMs) {
 test('api_partner_suspended_later_is_denied_within_the_cache_lifetime', async () => {
   const origin = 'https://later.example';
   await addPartner(w, 'later', [origin]);
-  assert.equal((await api({ origin })).status, 200); // now cached as allowed
+  await assertAdmitted(await api({ origin }), origin, 'later'); // now cached as allowed
   await addPartner(w, 'later', [origin], 'suspended');
   const { res } = await untilStatus(() => api({ origin }), 403, TTL_S * 1000 + 1500);
   await assertDenied(res, 'partner_suspended', 'after suspension');
@@ -159,7 +163,7 @@ test('api_partner_suspended_later_is_denied_within_the_cache_lifetime', async ()
 test('api_partner_deleted_later_is_denied_within_the_cache_lifetime', async () => {
   const origin = 'https://gone.example';
   await addPartner(w, 'gone', [origin]);
-  assert.equal((await api({ origin })).status, 200);
+  await assertAdmitted(await api({ origin }), origin, 'gone');
   const del = await w.admin('/partners/gone', { method: 'DELETE' });
   assert.equal(del.status, 204);
   const { res } = await untilStatus(() => api({ origin }), 403, TTL_S * 1000 + 1500);
@@ -168,11 +172,11 @@ test('api_partner_deleted_later_is_denied_within_the_cache_lifetime', async () =
 
 test('api_origin_removed_from_partner_is_denied_and_new_origin_admitted', async () => {
   await addPartner(w, 'mover', ['https://old.mover.example']);
-  assert.equal((await api({ origin: 'https://old.mover.example' })).status, 200);
+  await assertAdmitted(await api({ origin: 'https://old.mover.example' }), 'https://old.mover.example', 'mover');
   await addPartner(w, 'mover', ['https://new.mover.example']);
   const { res } = await untilStatus(() => api({ origin: 'https://old.mover.example' }), 403, TTL_S * 1000 + 1500);
   await assertDenied(res, 'origin_not_allowed', 'released origin');
-  assert.equal((await api({ origin: 'https://new.mover.example' })).status, 200);
+  await assertAdmitted(await api({ origin: 'https://new.mover.example' }), 'https://new.mover.example', 'mover');
 });
 
 const preflight = (origin, method = 'PUT', path = '/api/v1/classes', extra = {}) =>

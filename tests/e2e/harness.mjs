@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Miniflare } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig } from 'wrangler';
@@ -119,19 +119,25 @@ export async function addPartner(worker, id, origins, status = 'active', name = 
 }
 
 /**
- * A local stand-in for the platform's origin server: records every request it receives so
- * tests can assert what did (and did not) reach it.
+ * A local stand-in for the platform's origin server: records every request it receives (method,
+ * url, headers, body length and SHA-256) so tests can assert what did, and did not, reach it.
+ * `respond(req, res, record)` may answer instead of the default 200 JSON echo.
  */
-export async function startOrigin() {
+export async function startOrigin({ respond } = {}) {
   const received = [];
   const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
+    const hash = createHash('sha256');
+    let length = 0;
+    req.on('data', (c) => {
+      hash.update(c);
+      length += c.length;
+    });
     req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      received.push({ method: req.method, url: req.url, headers: req.headers, bodyLength: body.length });
+      const record = { method: req.method, url: req.url, headers: req.headers, bodyLength: length, bodySha256: hash.digest('hex') };
+      received.push(record);
+      if (respond) return respond(req, res, record);
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ origin: 'ok', method: req.method, url: req.url, bodyLength: body.length }));
+      res.end(JSON.stringify({ origin: 'ok', method: req.method, url: req.url, bodyLength: length }));
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -139,8 +145,19 @@ export async function startOrigin() {
   return {
     url: `http://127.0.0.1:${port}`,
     received,
-    stop: () => new Promise((resolve) => server.close(resolve)),
+    stop: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
   };
+}
+
+/** The request-log line of a response (matched by its x-request-id), once the Worker wrote it. */
+export async function logOf(worker, res) {
+  const id = res.headers.get('x-request-id');
+  for (let i = 0; i < 100; i++) {
+    const line = worker.requestLogs().find((l) => l.request_id === id);
+    if (line) return line;
+    await sleep(20);
+  }
+  throw new Error(`no log line for request ${id}`);
 }
 
 function freePort() {

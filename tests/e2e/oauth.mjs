@@ -1,6 +1,7 @@
 // Helpers for driving the OAuth flows over plain HTTP: a cookie-keeping browser stand-in, PKCE,
 // and JWT verification against the published JWKS (node's own crypto, not ours).
-import { createHash, createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import { generateJwk } from '../../scripts/lib/jwk.mjs';
 
 export class CookieJar {
   constructor(base) {
@@ -125,4 +126,42 @@ export async function browserFlow(w, { client, username, password, scope = 'open
     }
   }
   throw new Error('too many hops');
+}
+
+/** A JWT signed with `jwk` (for instance one of the Worker's own keys, which the harness knows). */
+export function signWith(jwk, header, payload) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc(header)}.${enc(payload)}`;
+  const sig = cryptoSign(null, Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' }));
+  return `${input}.${sig.toString('base64url')}`;
+}
+
+/**
+ * Every way to fake an access token, derived from a real one of worker `w`: none of them may
+ * pass any check of ours. Keyed by what the forgery tries.
+ */
+export function forgeAccessTokens(w, accessToken) {
+  const real = decodeJwt(accessToken);
+  const key = w.signingKeys.keys[0];
+  const now = Math.floor(Date.now() / 1000);
+  const h = { ...real.header };
+  const p = { ...real.payload, exp: now + 300, iat: now };
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const [rh, rp, rs] = accessToken.split('.');
+  const publicJwk = JSON.stringify(w.signingKeys.keys.map(({ d, ...pub }) => pub)[0]);
+  const hsInput = `${enc({ ...h, alg: 'HS256' })}.${rp}`;
+  const stranger = generateJwk('EdDSA');
+  return {
+    'alg none': `${enc({ ...h, alg: 'none' })}.${rp}.`,
+    'HS256 signed with the public key': `${hsInput}.${createHmac('sha256', publicJwk).update(hsInput).digest('base64url')}`,
+    'unknown kid': signWith(stranger, { ...h, kid: stranger.kid }, p),
+    'our kid, another key': signWith(stranger, h, p),
+    expired: signWith(key, h, { ...p, exp: now - 10, iat: now - 310 }),
+    'not yet valid': signWith(key, h, { ...p, nbf: now + 600 }),
+    'wrong aud': signWith(key, h, { ...p, aud: 'https://other.example/api' }),
+    'wrong iss': signWith(key, h, { ...p, iss: 'https://evil.example' }),
+    'wrong typ': signWith(key, { ...h, typ: 'JWT' }, p),
+    'tampered payload': `${rh}.${enc({ ...real.payload, scope: `${real.payload.scope} admin` })}.${rs}`,
+    garbage: 'not.a.token',
+  };
 }

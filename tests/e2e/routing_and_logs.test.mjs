@@ -46,8 +46,8 @@ test('log_line_per_request_has_the_documented_fields', async () => {
   ]);
   assert.equal(line.method, 'GET');
   assert.equal(line.route, '/api/*');
-  assert.equal(line.status, 200);
-  assert.equal(line.outcome, 'allowed');
+  assert.equal(line.status, 401, 'admitted by the gate, refused for want of a token');
+  assert.equal(line.outcome, 'unauthorized');
   assert.equal(line.partner, 'logged');
   const ids = w.requestLogs().map((l) => l.request_id);
   assert.equal(ids.filter((id) => id === line.request_id).length, 1, 'exactly one line');

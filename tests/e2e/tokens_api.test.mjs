@@ -1,10 +1,8 @@
 // Userinfo, revocation and introspection, and forged access tokens at each of them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPrivateKey, createHmac, sign as cryptoSign } from 'node:crypto';
 import { startWorker, addPartner } from './harness.mjs';
-import { pkce, basicAuth, browserFlow, decodeJwt } from './oauth.mjs';
-import { generateJwk } from '../../scripts/lib/jwk.mjs';
+import { pkce, basicAuth, browserFlow, decodeJwt, forgeAccessTokens } from './oauth.mjs';
 
 let w;
 let client;
@@ -55,38 +53,7 @@ function post(path, fields, auth = basicAuth(client.client_id, client.client_sec
 
 const userinfo = (token) => fetch(`${w.url}/oauth2/userinfo`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
 
-/** A token signed with one of the Worker's own keys (the harness knows them), with any claims. */
-function signWith(jwk, header, payload) {
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const input = `${enc(header)}.${enc(payload)}`;
-  const sig = cryptoSign(null, Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' }));
-  return `${input}.${sig.toString('base64url')}`;
-}
-
-function forgeries() {
-  const real = decodeJwt(tokens.access_token);
-  const key = w.signingKeys.keys[0];
-  const now = Math.floor(Date.now() / 1000);
-  const h = { ...real.header };
-  const p = { ...real.payload, exp: now + 300, iat: now };
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const [rh, rp, rs] = tokens.access_token.split('.');
-  const publicJwk = JSON.stringify(w.signingKeys.keys.map(({ d, ...pub }) => pub)[0]);
-  const hsInput = `${enc({ ...h, alg: 'HS256' })}.${rp}`;
-  const stranger = generateJwk('EdDSA');
-  return {
-    'alg none': `${enc({ ...h, alg: 'none' })}.${rp}.`,
-    'HS256 signed with the public key': `${hsInput}.${createHmac('sha256', publicJwk).update(hsInput).digest('base64url')}`,
-    'unknown kid': signWith(stranger, { ...h, kid: stranger.kid }, p),
-    'our kid, another key': signWith(stranger, h, p),
-    expired: signWith(key, h, { ...p, exp: now - 10, iat: now - 310 }),
-    'wrong aud': signWith(key, h, { ...p, aud: 'https://other.example/api' }),
-    'wrong iss': signWith(key, h, { ...p, iss: 'https://evil.example' }),
-    'wrong typ': signWith(key, { ...h, typ: 'JWT' }, p),
-    'tampered payload': `${rh}.${enc({ ...real.payload, scope: 'openid profile email roles' })}.${rs}`,
-    garbage: 'not.a.token',
-  };
-}
+const forgeries = () => forgeAccessTokens(w, tokens.access_token);
 
 test('userinfo_returns_consented_claims_for_a_valid_token', async () => {
   const res = await userinfo(tokens.access_token);
