@@ -32,4 +32,4 @@ log "building the OIDC client library example the end-to-end tests drive"
 cargo build --locked --example oidc_client
 
 log "end-to-end tests"
-node --test --test-concurrency=1 tests/e2e/
+node --test --test-concurrency=1 --test-timeout=180000 tests/e2e/

@@ -24,8 +24,8 @@ mod edge;
 
 #[cfg(target_arch = "wasm32")]
 pub use edge::{
-    audit::AuditLog, grants::GrantStore, links::LinkStore, registry::Registry, replay::ReplayStore,
-    users::UserStore,
+    audit::AuditLog, grants::GrantStore, limits::RateLimiter, links::LinkStore, registry::Registry,
+    replay::ReplayStore, usage::UsageLog, users::UserStore,
 };
 
 #[cfg(target_arch = "wasm32")]

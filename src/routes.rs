@@ -47,6 +47,7 @@ pub const ADMIN_PARTNERS: &str = "/admin/partners";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_USERS: &str = "/admin/users";
 pub const ADMIN_AUDIT: &str = "/admin/audit";
+pub const ADMIN_USAGE: &str = "/admin/usage";
 
 pub const AUTHORIZE: &str = "/oauth2/authorize";
 pub const TOKEN: &str = "/oauth2/token";
@@ -140,6 +141,7 @@ pub enum Route<'a> {
         partner: &'a str,
     },
     AdminAudit,
+    AdminUsage,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -179,6 +181,7 @@ impl Route<'_> {
             Route::AdminUserLinks { .. } => "/admin/users/{username}/links",
             Route::AdminUserLink { .. } => "/admin/users/{username}/links/{partner_id}",
             Route::AdminAudit => ADMIN_AUDIT,
+            Route::AdminUsage => ADMIN_USAGE,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -210,7 +213,7 @@ impl Route<'_> {
             Route::AdminUser { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminUserLinks { .. } => &[Method::Get],
             Route::AdminUserLink { .. } => &[Method::Delete],
-            Route::AdminAudit => &[Method::Get],
+            Route::AdminAudit | Route::AdminUsage => &[Method::Get],
         }
     }
 
@@ -222,6 +225,11 @@ impl Route<'_> {
     /// Routes a partner's browser code may call cross-origin: preflights are answered through
     /// the gate, and responses to admitted partner origins carry CORS headers. The OAuth ones
     /// also serve servers, which send no `Origin`.
+    /// Whether the route belongs to the admin API.
+    pub fn is_admin(&self) -> bool {
+        self.template().starts_with("/admin/")
+    }
+
     pub fn cors(&self) -> bool {
         matches!(
             self,
@@ -282,6 +290,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == ADMIN_AUDIT {
         return Some(Route::AdminAudit);
+    }
+    if path == ADMIN_USAGE {
+        return Some(Route::AdminUsage);
     }
     if let Some(rest) = under(path, ADMIN_PARTNERS) {
         return match rest.split_once('/') {

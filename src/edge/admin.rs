@@ -35,13 +35,17 @@ pub async fn handle(
     }
     let now = now_ms / 1000;
     let result = match route {
-        Route::AdminAudit => {
+        Route::AdminAudit | Route::AdminUsage => {
             let query = req
                 .url()
                 .ok()
                 .and_then(|u| u.query().map(str::to_owned))
                 .unwrap_or_default();
-            return super::audit::query(env, &query).await;
+            return if route == Route::AdminUsage {
+                super::usage::query(env, &query, now).await
+            } else {
+                super::audit::query(env, &query).await
+            };
         }
         Route::AdminUser { username } => user(req, env, username, method, now).await,
         Route::AdminUserLinks { username } => user_links(env, username).await,

@@ -4,16 +4,19 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request};
 
 use super::browser::{self, Cookies};
-use super::{body, config, gate, grants, kvcache, random, users, Outcome};
+use futures_util::future::join_all;
+
+use super::{body, config, gate, grants, kvcache, limits, random, users, Outcome};
 use crate::pages;
 use crate::protocol::authorize::{self, AuthRequest, Next};
 use crate::protocol::client::ClientRecord;
 use crate::protocol::discovery::Issuer;
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::error::{ApiError, Detail, ErrorCode};
 use crate::protocol::form::Params;
 use crate::protocol::grant::{self, CodeState, Grant, CODE_TTL_S};
 use crate::protocol::partner::{keys, Partner, PartnerStatus};
 use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
+use crate::protocol::ratelimit::{limited, Window};
 use crate::protocol::tokens::released_claims;
 use crate::protocol::user::{UserView, Username};
 use crate::routes::{self, Method};
@@ -376,6 +379,30 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
             "login_failed",
         )
     };
+    let attempts = match LoginAttempt::take(env, &req, Username::from_login(typed), now_ms).await {
+        Ok(a) => a,
+        Err(e) if e.code == ErrorCode::RateLimited => {
+            let wait = match e.detail {
+                Detail::RateLimit { reset_s, .. } => reset_s,
+                _ => 60,
+            };
+            let message =
+                format!("Too many sign-in attempts. Wait {wait} seconds, then try again.");
+            let mut out = browser::page(
+                429,
+                pages::login(routes::LOGIN, &csrf, &return_to, typed, Some(&message)),
+                &[],
+                "rate_limited",
+            );
+            let _ = out
+                .response
+                .headers_mut()
+                .set("retry-after", &wait.to_string());
+            out.reason = Some(e.description);
+            return out;
+        }
+        Err(e) => return browser::error_page(&e),
+    };
     let Some(username) = Username::from_login(typed) else {
         // Same work and the same answer as for a wrong password.
         verify_against_nothing(password, OWASP_ARGON2ID);
@@ -392,9 +419,93 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
     };
     match users::call(env, &username, &cmd).await {
         Ok(UserReply::User { .. }) => {
+            // Only failed attempts count: a success gives its slots back.
+            if let Err(e) = attempts.give_back(env).await {
+                worker::console_error!("login limiter: {}", e.cause.unwrap_or(e.description));
+            }
             browser::redirect(303, &issuer.url(&return_to), &[cookie], "login_ok")
         }
         Ok(UserReply::Failed { error }) | Err(error) => browser::error_page(&error),
         Ok(_) => failed(&csrf),
     }
+}
+
+/// The slots a password attempt took from the per-IP and per-username limits (failed attempts
+/// per `LOGIN_WINDOW_SECONDS`): taken before the password is checked, so concurrent guesses cannot
+/// overrun the limit, and given back when the attempt succeeds.
+struct LoginAttempt {
+    slots: Vec<(String, Window)>,
+}
+
+impl LoginAttempt {
+    async fn take(
+        env: &Env,
+        req: &Request,
+        username: Option<Username>,
+        now_ms: u64,
+    ) -> Result<LoginAttempt, ApiError> {
+        let ip = client_ip(req);
+        let window_ms = config::login_window_ms(env);
+        let mut wanted = vec![(
+            format!("login:ip:{ip}"),
+            Window::at(now_ms, window_ms, config::login_failures_per_ip(env)),
+            "too many failed sign-ins from this network",
+        )];
+        if let Some(u) = username {
+            wanted.push((
+                format!("login:user:{u}"),
+                Window::at(now_ms, window_ms, config::login_failures_per_user(env)),
+                "too many failed sign-ins for this username",
+            ));
+        }
+        let granted = join_all(
+            wanted
+                .iter()
+                .map(|(key, window, _)| limits::take(env, key, *window, 1)),
+        )
+        .await;
+        let mut attempt = LoginAttempt { slots: Vec::new() };
+        let mut refused = None;
+        for ((key, window, why), g) in wanted.into_iter().zip(granted) {
+            match g {
+                Ok(1..) => attempt.slots.push((key, window)),
+                Ok(0) => refused = Some(limited(why, window, now_ms)),
+                Err(e) => refused = Some(e),
+            }
+        }
+        match refused {
+            None => Ok(attempt),
+            Some(e) => {
+                // The attempt is not made: what it took goes back.
+                let _ = attempt.give_back(env).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn give_back(&self, env: &Env) -> Result<(), ApiError> {
+        let results = join_all(
+            self.slots
+                .iter()
+                .map(|(key, window)| limits::give_back(env, key, *window, 1)),
+        )
+        .await;
+        results.into_iter().collect()
+    }
+}
+
+/// The caller's IP as Cloudflare reports it (`CF-Connecting-IP`, which clients cannot set
+/// through Cloudflare); `unknown` where there is none, such as local development.
+fn client_ip(req: &Request) -> String {
+    req.headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .filter(|ip| {
+            ip.len() <= 45
+                && ip
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }

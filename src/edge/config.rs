@@ -21,6 +21,8 @@ pub const GRANTS_DO: &str = "GRANTS";
 pub const REPLAY_DO: &str = "REPLAY";
 pub const LINKS_DO: &str = "LINKS";
 pub const AUDIT_DO: &str = "AUDIT";
+pub const LIMITS_DO: &str = "LIMITS";
+pub const USAGE_DO: &str = "USAGE";
 
 pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
     env.var("GATE_CACHE_TTL_SECONDS")
@@ -87,4 +89,45 @@ pub fn api_max_body(env: &Env) -> u64 {
     var(env, "API_MAX_BODY_BYTES")
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+}
+
+/// Default failed sign-ins per username per 5 minutes (`LOGIN_FAILURES_PER_USER`).
+pub const DEFAULT_LOGIN_FAILURES_PER_USER: u32 = 10;
+/// Default failed sign-ins per IP per 5 minutes (`LOGIN_FAILURES_PER_IP`): a school's pupils
+/// may share one address.
+pub const DEFAULT_LOGIN_FAILURES_PER_IP: u32 = 100;
+
+fn positive(env: &Env, name: &str, default: u32) -> u32 {
+    var(env, name)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// The window of the login limits (`LOGIN_WINDOW_SECONDS`, default 300): a username or network
+/// that used up its failures waits at most this long.
+pub fn login_window_ms(env: &Env) -> u64 {
+    u64::from(positive(env, "LOGIN_WINDOW_SECONDS", 300)).min(3600) * 1000
+}
+
+pub fn login_failures_per_user(env: &Env) -> u32 {
+    positive(
+        env,
+        "LOGIN_FAILURES_PER_USER",
+        DEFAULT_LOGIN_FAILURES_PER_USER,
+    )
+}
+
+pub fn login_failures_per_ip(env: &Env) -> u32 {
+    positive(env, "LOGIN_FAILURES_PER_IP", DEFAULT_LOGIN_FAILURES_PER_IP)
+}
+
+/// How often an isolate hands its usage counts over (`USAGE_FLUSH_SECONDS`, default 10; 0:
+/// after every request).
+pub fn usage_flush_ms(env: &Env) -> u64 {
+    var(env, "USAGE_FLUSH_SECONDS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(10)
+        .min(300)
+        * 1000
 }

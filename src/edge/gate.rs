@@ -9,6 +9,7 @@ use crate::protocol::error::ApiError;
 use crate::protocol::gate::{self, Caller};
 use crate::protocol::origin::Origin;
 use crate::protocol::partner::{keys, GateEntry, PartnerId};
+use crate::routes::Method;
 
 /// What the registry published for an origin (through the isolate cache).
 pub async fn lookup(
@@ -42,23 +43,23 @@ pub async fn admit(req: &Request, env: &Env, now_ms: u64) -> Result<(Origin, Par
     Ok((origin, partner))
 }
 
-/// A CORS preflight, answered at the edge. `partner_facing` is whether the path speaks CORS.
-pub async fn preflight(req: &Request, env: &Env, now_ms: u64, partner_facing: bool) -> Outcome {
+/// A CORS preflight on a route that answers `methods`, answered at the edge.
+pub async fn preflight(
+    req: &Request,
+    env: &Env,
+    now_ms: u64,
+    methods: &'static [Method],
+) -> Outcome {
     let (origin, partner) = match admit(req, env, now_ms).await {
         Ok(v) => v,
         Err(e) => return Outcome::error(e),
     };
-    let result = if partner_facing {
-        let requested = req
-            .headers()
-            .get("access-control-request-method")
-            .ok()
-            .flatten();
-        gate::preflight_headers(&origin, requested.as_deref())
-    } else {
-        Err(ApiError::not_found("CORS route"))
-    };
-    match result {
+    let requested = req
+        .headers()
+        .get("access-control-request-method")
+        .ok()
+        .flatten();
+    match gate::preflight_headers(&origin, requested.as_deref(), methods) {
         Ok(h) => Outcome::new(respond::empty(204, &h), "preflight").partner(partner),
         Err(e) => Outcome::error(e).partner(partner),
     }

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use wasm_bindgen::JsValue;
 use worker::{Env, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
 
+use super::limits::{self, Bucket};
 use super::{bearer, config, gate, keys, kvcache, respond, Outcome};
 use crate::protocol::api::{
     self, check_body, connection_named, forward_request_header, forward_response_header, has_scope,
@@ -31,6 +32,7 @@ use crate::protocol::gate::{self as gate_rules, Caller as Seen};
 use crate::protocol::keys::Times;
 use crate::protocol::origin::Origin;
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId, PartnerStatus};
+use crate::protocol::ratelimit::RateLimits;
 use crate::protocol::tokens::AccessClaims;
 use crate::routes::Method;
 
@@ -42,6 +44,8 @@ const ADMITTED_CAPACITY: usize = 4096;
 /// A token that passed every check that does not depend on the request.
 pub struct Admitted {
     pub claims: AccessClaims,
+    /// The partner's rate limits, as published with its record.
+    pub limits: RateLimits,
     /// The token's `exp`, in seconds.
     pub exp: u64,
     pub partner: PartnerId,
@@ -89,14 +93,15 @@ async fn admit_token(env: &Env, token: &str, now_ms: u64) -> Result<Admitted, Ap
         .ok_or_else(|| invalid("the access token's client no longer exists"))?;
     let partner: Option<Partner> =
         kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
-    if !partner.is_some_and(|p| p.status == PartnerStatus::Active) {
+    let Some(partner) = partner.filter(|p| p.status == PartnerStatus::Active) else {
         return Err(ApiError::new(
             ErrorCode::PartnerSuspended,
             "the token's partner is suspended",
         ));
-    }
+    };
     Ok(Admitted {
         claims,
+        limits: partner.rate_limits.unwrap_or_default(),
         exp,
         partner: client.partner_id,
         identity: RefCell::new(None),
@@ -130,6 +135,8 @@ pub struct Refusal {
     pub error: ApiError,
     pub partner: Option<PartnerId>,
     pub origin: Option<Origin>,
+    /// The token's client, when the refusal came after the token was admitted.
+    pub client: Option<String>,
 }
 
 impl From<ApiError> for Refusal {
@@ -138,15 +145,27 @@ impl From<ApiError> for Refusal {
             error,
             partner: None,
             origin: None,
+            client: None,
         }
     }
 }
 
 impl Refusal {
+    /// A refusal of a caller whose token was admitted: the log names its partner and client.
+    fn after(caller: &Caller, error: ApiError) -> Refusal {
+        Refusal {
+            error,
+            partner: Some(caller.admitted.partner.clone()),
+            origin: caller.origin.clone(),
+            client: Some(caller.admitted.claims.client_id.clone()),
+        }
+    }
+
     fn outcome(self) -> Outcome {
         let mut out = Outcome::error(self.error);
         out.response = with_cors(out.response, self.origin.as_ref());
         out.partner = self.partner;
+        out.client = self.client;
         out
     }
 }
@@ -174,19 +193,25 @@ async fn browser_origin(
     }
 }
 
-/// The checks after the gate: token, partner, scope.
-async fn check_token(
-    req: &Request,
-    env: &Env,
-    browser: Option<&PartnerId>,
-    needs: Needs<'_>,
-    now_ms: u64,
-) -> Result<Rc<Admitted>, ApiError> {
+/// The token of a request, admitted (see [`admitted`]) and not expired.
+async fn token_of(req: &Request, env: &Env, now_ms: u64) -> Result<Rc<Admitted>, ApiError> {
     let token = bearer::presented(req)?;
     let admitted = admitted(env, &token, now_ms).await?;
     if admitted.exp.saturating_mul(1000) <= now_ms {
         return Err(invalid("the access token expired"));
     }
+    Ok(admitted)
+}
+
+/// The checks of an admitted token against this request: the page's partner, the route's
+/// scope, the rate limits.
+async fn permit(
+    env: &Env,
+    admitted: &Admitted,
+    browser: Option<&PartnerId>,
+    needs: Needs<'_>,
+    now_ms: u64,
+) -> Result<(), ApiError> {
     if browser.is_some_and(|p| *p != admitted.partner) {
         return Err(gate_rules::origin_not_allowed(
             "this origin belongs to another partner than the token's client",
@@ -197,7 +222,15 @@ async fn check_token(
             return Err(ApiError::insufficient_scope(scope));
         }
     }
-    Ok(admitted)
+    limits::admit_client(
+        env,
+        Bucket::Api,
+        &admitted.partner,
+        &admitted.claims.client_id,
+        &admitted.limits,
+        now_ms,
+    )
+    .await
 }
 
 /// Runs every edge check for a request that needs `needs`.
@@ -208,19 +241,22 @@ pub async fn check(
     now_ms: u64,
 ) -> Result<Caller, Refusal> {
     let browser = browser_origin(req, env, now_ms).await?;
-    match check_token(req, env, browser.as_ref().map(|(_, p)| p), needs, now_ms).await {
-        Ok(admitted) => Ok(Caller {
-            admitted,
-            origin: browser.map(|(o, _)| o),
-        }),
+    let (origin, page_partner) = browser.unzip();
+    let admitted = match token_of(req, env, now_ms).await {
+        Ok(a) => a,
         Err(error) => {
-            let (origin, partner) = browser.unzip();
-            Err(Refusal {
+            return Err(Refusal {
                 error,
-                partner,
+                partner: page_partner,
                 origin,
+                client: None,
             })
         }
+    };
+    let caller = Caller { admitted, origin };
+    match permit(env, &caller.admitted, page_partner.as_ref(), needs, now_ms).await {
+        Ok(()) => Ok(caller),
+        Err(error) => Err(Refusal::after(&caller, error)),
     }
 }
 
@@ -246,7 +282,9 @@ pub async fn whoami(req: &Request, env: &Env, now_ms: u64) -> Outcome {
                 "exp": a.exp,
             });
             let resp = with_cors(respond::json(200, &body, &[]), caller.origin.as_ref());
-            Outcome::new(resp, "ok").partner(a.partner.clone())
+            let mut out = Outcome::new(resp, "ok").partner(a.partner.clone());
+            out.client = Some(a.claims.client_id.clone());
+            out
         }
         Err(refusal) => refusal.outcome(),
     }
@@ -264,17 +302,9 @@ pub async fn api(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcom
         let needs = scopes.needs(method, &path);
         let caller = check(&req, env, needs.unwrap_or(Needs::Token), now_ms).await?;
         if needs.is_none() {
-            return Err(Refusal {
-                error: ApiError::not_found("API route"),
-                partner: Some(caller.admitted.partner.clone()),
-                origin: caller.origin,
-            });
+            return Err(Refusal::after(&caller, ApiError::not_found("API route")));
         }
-        let origin_url = config::origin_url(env).map_err(|error| Refusal {
-            error,
-            partner: Some(caller.admitted.partner.clone()),
-            origin: caller.origin.clone(),
-        })?;
+        let origin_url = config::origin_url(env).map_err(|e| Refusal::after(&caller, e))?;
         Ok::<_, Refusal>((origin_url, caller))
     }
     .await;
@@ -290,14 +320,12 @@ pub async fn api(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcom
             } else {
                 "forwarded"
             };
-            Outcome::new(with_cors(resp, caller.origin.as_ref()), outcome).partner(partner)
+            let mut out =
+                Outcome::new(with_cors(resp, caller.origin.as_ref()), outcome).partner(partner);
+            out.client = Some(caller.admitted.claims.client_id.clone());
+            out
         }
-        Err(error) => Refusal {
-            error,
-            partner: Some(partner),
-            origin: caller.origin.clone(),
-        }
-        .outcome(),
+        Err(error) => Refusal::after(&caller, error).outcome(),
     }
 }
 

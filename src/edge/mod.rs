@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod grants;
 pub mod keys;
 pub mod kvcache;
+pub mod limits;
 pub mod link;
 pub mod links;
 pub mod logout;
@@ -26,6 +27,7 @@ pub mod replay;
 pub mod respond;
 pub mod revocation;
 pub mod token;
+pub mod usage;
 pub mod userinfo;
 pub mod users;
 
@@ -44,6 +46,8 @@ pub struct Outcome {
     pub response: Response,
     pub outcome: &'static str,
     pub partner: Option<PartnerId>,
+    /// The client the request was made for, when known (usage counters).
+    pub client: Option<String>,
     pub cause: Option<String>,
     /// Our description of a refusal, for the audit log (never user input).
     pub reason: Option<String>,
@@ -55,6 +59,7 @@ impl Outcome {
             response,
             outcome,
             partner: None,
+            client: None,
             cause: None,
             reason: None,
         }
@@ -65,6 +70,7 @@ impl Outcome {
             response: respond::error(&err),
             outcome: err.code.as_str(),
             partner: None,
+            client: None,
             cause: err.cause,
             reason: Some(err.description),
         }
@@ -99,7 +105,8 @@ fn request_id(req: &Request) -> String {
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let started = now_ms();
     let id = request_id(&req);
-    let method_raw = req.method().to_string();
+    // The raw method: `worker::Method` reads unknown methods (PROPFIND, ...) as GET.
+    let method_raw = req.inner().method();
     let path = req.path();
     let route = routes::route(&path);
     let template = route.map_or("(unmatched)", |r| r.template());
@@ -120,6 +127,24 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
         cause: out.cause.as_deref(),
     };
     console_log!("{}", line.to_json());
+    let counted = method_raw != "OPTIONS"; // preflights are the browser's, not the client's
+    if let (true, Some(Route::Api | Route::Whoami | Route::Token), Some(partner)) =
+        (counted, route, &out.partner)
+    {
+        usage::record(
+            &env,
+            &ctx,
+            started,
+            usage::Counted {
+                partner: partner.as_str(),
+                client: out.client.as_deref().unwrap_or("-"),
+                status,
+                // Refused at the edge: any 4xx that is not the origin's own answer.
+                denied: (400..500).contains(&status) && out.outcome != "forwarded",
+                duration_ms: line.duration_ms,
+            },
+        );
+    }
     let method = Method::parse(&method_raw);
     if let Some(kind) = classify(route, method, status, out.outcome) {
         let event = AuditEvent {
@@ -148,14 +173,12 @@ async fn dispatch(
     now: u64,
 ) -> Outcome {
     let method = Method::parse(method_raw);
-    let is_preflight = method == Some(Method::Options)
-        && req
-            .headers()
-            .has("access-control-request-method")
-            .unwrap_or(false);
-    if is_preflight || (method == Some(Method::Options) && route.is_some_and(|r| r.cors())) {
-        let cors = route.is_some_and(|r| r.cors());
-        return gate::preflight(&req, env, now, cors).await;
+    // CORS preflights are answered by the gate on the routes that speak CORS; elsewhere OPTIONS
+    // is an ordinary method (404 or 405), and says nothing about the caller's origin.
+    if method == Some(Method::Options) {
+        if let Some(r) = route.filter(|r| r.cors()) {
+            return gate::preflight(&req, env, now, r.methods()).await;
+        }
     }
     let Some(route) = route else {
         return Outcome::error(ApiError::not_found("route"));
@@ -196,6 +219,7 @@ async fn dispatch(
         | Route::AdminUser { .. }
         | Route::AdminUserLinks { .. }
         | Route::AdminUserLink { .. }
-        | Route::AdminAudit => admin::handle(req, env, route, method, now).await,
+        | Route::AdminAudit
+        | Route::AdminUsage => admin::handle(req, env, route, method, now).await,
     }
 }

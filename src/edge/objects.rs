@@ -87,7 +87,9 @@ reply_with_failed!(
     crate::store::grants::GrantReply,
     crate::store::replay::ReplayReply,
     crate::store::links::LinkReply,
+    crate::store::limits::LimitReply,
     crate::store::audit::AuditReply,
+    crate::store::usage::UsageReply,
 );
 
 /// An object's SQLite storage, with its schema applied once per object instance (`ready`

@@ -5,6 +5,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::{json, Value};
 use worker::{Env, Request};
 
+use super::limits::{self, Bucket};
 use super::{autologin, clients, config, grants, keys, random, respond, users, Outcome};
 use crate::protocol::client::{ClientRecord, GrantType, JWT_BEARER_GRANT};
 use crate::protocol::discovery::Issuer;
@@ -12,6 +13,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::Params;
 use crate::protocol::grant::{self, Grant, Issue};
 use crate::protocol::keys::{KeySet, Times};
+use crate::protocol::partner::PartnerId;
 use crate::protocol::tokens::{
     at_hash, released_claims, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
@@ -191,12 +193,32 @@ fn scopes_param(params: &Params) -> Option<Vec<String>> {
     })
 }
 
-async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<String>), ApiError> {
+/// Runs a token request; `caller` learns the authenticated client (for the log and usage) even
+/// when the request fails afterwards.
+async fn run(
+    req: Request,
+    env: &Env,
+    now_ms: u64,
+    caller: &mut Option<(PartnerId, String)>,
+) -> Result<Value, ApiError> {
     let now = now_ms / 1000;
     let issuer = config::issuer(env)?;
     let (req, params) = read_form(req).await?;
     let client = clients::authenticate(env, &req, &params, crate::routes::TOKEN, now_ms).await?;
-    let partner = Some(client.partner_id.as_str().to_owned());
+    *caller = Some((
+        client.partner_id.clone(),
+        client.client_id.as_str().to_owned(),
+    ));
+    let limits = limits::partner_limits(env, &client.partner_id, now_ms).await?;
+    limits::admit_client(
+        env,
+        Bucket::Token,
+        &client.partner_id,
+        client.client_id.as_str(),
+        &limits,
+        now_ms,
+    )
+    .await?;
     // Keys first: a code is never spent when tokens could not be signed.
     let keys = keys::key_set(env)?;
     if keys.for_alg(client.id_token_signed_response_alg).is_none() {
@@ -395,17 +417,28 @@ async fn run(req: Request, env: &Env, now_ms: u64) -> Result<(Value, Option<Stri
         }
         None => return Err(invalid_request("grant_type is missing")),
     };
-    Ok((body, partner))
+    Ok(body)
 }
 
 pub async fn token(req: Request, env: &Env, now_ms: u64) -> Outcome {
-    match run(req, env, now_ms).await {
-        Ok((body, partner)) => {
+    let mut caller = None;
+    let mut out = match run(req, env, now_ms, &mut caller).await {
+        Ok(body) => {
             let headers = [("pragma", "no-cache".to_owned())];
-            let mut out = Outcome::new(respond::json(200, &body, &headers), "tokens_issued");
-            out.partner = partner.and_then(|p| crate::protocol::partner::PartnerId::parse(&p).ok());
+            Outcome::new(respond::json(200, &body, &headers), "tokens_issued")
+        }
+        Err(e) => {
+            let replay = crate::protocol::grant::replay_outcome(&e);
+            let mut out = Outcome::error(e);
+            if let Some(outcome) = replay {
+                out.outcome = outcome;
+            }
             out
         }
-        Err(e) => Outcome::error(e),
+    };
+    if let Some((partner, client)) = caller {
+        out.partner = Some(partner);
+        out.client = Some(client);
     }
+    out
 }

@@ -37,6 +37,9 @@ pub fn classify(
     let route = route?;
     let writes = matches!(method, Some(Method::Put | Method::Post | Method::Delete));
     Some(match route {
+        _ if outcome == "rate_limited" => "rate_limited",
+        Route::Token if outcome == "code_replay" => "code_replay",
+        Route::Token if outcome == "refresh_reuse" => "refresh_reuse",
         Route::Login if method == Some(Method::Post) => match outcome {
             "login_ok" => "login",
             "login_failed" => "login_failed",
@@ -78,14 +81,7 @@ pub fn classify(
         {
             "admin_change"
         }
-        _ if status == 401
-            && matches!(
-                route,
-                Route::AdminPartners | Route::AdminPartner { .. } | Route::AdminUser { .. }
-            ) =>
-        {
-            "admin_auth_failed"
-        }
+        _ if status == 401 && route.is_admin() => "admin_auth_failed",
         _ => return None,
     })
 }
@@ -151,5 +147,22 @@ mod tests {
             None
         );
         assert_eq!(classify(None, None, 404, "not_found"), None);
+        for (route, status, outcome, kind) in [
+            (Route::Token, 400, "refresh_reuse", Some("refresh_reuse")),
+            (Route::Token, 400, "code_replay", Some("code_replay")),
+            (Route::Token, 429, "rate_limited", Some("rate_limited")),
+            (Route::Api, 429, "rate_limited", Some("rate_limited")),
+            (Route::Login, 429, "rate_limited", Some("rate_limited")),
+            (Route::Api, 401, "invalid_token", Some("token_refused")),
+            (Route::Api, 403, "insufficient_scope", Some("scope_denied")),
+            (Route::Api, 200, "forwarded", None),
+            (Route::Whoami, 200, "ok", None),
+        ] {
+            assert_eq!(
+                classify(Some(route), Some(Method::Post), status, outcome),
+                kind,
+                "{outcome}"
+            );
+        }
     }
 }

@@ -140,6 +140,8 @@ pub enum Detail {
     Allow(&'static [Method]),
     /// The scope an `insufficient_scope` challenge names (RFC 6750 §3).
     Scope(Box<str>),
+    /// A used-up rate limit: its size and the seconds until its window ends.
+    RateLimit { limit: u32, reset_s: u64 },
 }
 
 /// A response as plain data: the edge adapter turns it into a `worker::Response`.
@@ -234,6 +236,15 @@ impl ApiError {
                 headers.push(("allow", allow.join(", ")));
             }
             ErrorCode::TemporarilyUnavailable => headers.push(("retry-after", "5".to_owned())),
+            // RFC 6585 §4 with Retry-After, and the RateLimit-* fields most clients know.
+            ErrorCode::RateLimited => {
+                if let Detail::RateLimit { limit, reset_s } = &self.detail {
+                    headers.push(("retry-after", reset_s.to_string()));
+                    headers.push(("ratelimit-limit", limit.to_string()));
+                    headers.push(("ratelimit-remaining", "0".to_owned()));
+                    headers.push(("ratelimit-reset", reset_s.to_string()));
+                }
+            }
             // RFC 6749 §5.2: a 401 invalid_client carries a challenge.
             ErrorCode::InvalidClient => {
                 headers.push(("www-authenticate", "Basic realm=\"edgeward\"".to_owned()))

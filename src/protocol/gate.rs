@@ -4,7 +4,9 @@
 use super::error::{ApiError, ErrorCode};
 use super::origin::Origin;
 use super::partner::{GateEntry, PartnerId, PartnerStatus};
-use crate::routes::{Method, API_METHODS};
+use crate::routes::Method;
+#[cfg(test)]
+use crate::routes::API_METHODS;
 
 /// Request headers a partner's browser code may send cross-origin.
 pub const ALLOWED_HEADERS: &str = "authorization, content-type";
@@ -60,17 +62,18 @@ pub fn cors_headers(origin: &Origin) -> [(&'static str, String); 2] {
     ]
 }
 
-/// Headers on an admitted preflight (answered at the edge, 204), or the refusal when the
-/// requested method is not one the API takes.
+/// Headers on an admitted preflight (answered at the edge, 204) for a route answering
+/// `allowed`, or the refusal when the requested method is not one of them.
 pub fn preflight_headers(
     origin: &Origin,
     requested_method: Option<&str>,
+    allowed: &'static [Method],
 ) -> Result<Vec<(&'static str, String)>, ApiError> {
     let method = requested_method.and_then(Method::parse);
-    if !method.is_some_and(|m| API_METHODS.contains(&m)) {
-        return Err(ApiError::method_not_allowed(API_METHODS));
+    if !method.is_some_and(|m| m != Method::Options && allowed.contains(&m)) {
+        return Err(ApiError::method_not_allowed(allowed));
     }
-    let methods: Vec<&str> = API_METHODS.iter().map(|m| m.as_str()).collect();
+    let methods: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
     Ok(vec![
         ("access-control-allow-origin", origin.as_str().to_owned()),
         ("access-control-allow-methods", methods.join(", ")),
@@ -128,14 +131,14 @@ mod tests {
     #[test]
     fn preflight_names_exactly_the_origin_and_refuses_other_methods() {
         let o = Origin::parse("https://app.acme.example").unwrap();
-        let h = preflight_headers(&o, Some("PUT")).unwrap();
+        let h = preflight_headers(&o, Some("PUT"), API_METHODS).unwrap();
         assert!(h.contains(&(
             "access-control-allow-origin",
             "https://app.acme.example".to_owned()
         )));
         for bad in [None, Some("TRACE"), Some("OPTIONS"), Some("put")] {
             assert_eq!(
-                preflight_headers(&o, bad).unwrap_err().code,
+                preflight_headers(&o, bad, API_METHODS).unwrap_err().code,
                 ErrorCode::MethodNotAllowed,
                 "{bad:?}"
             );

@@ -108,6 +108,19 @@ pub struct Issue {
     pub refresh_stored: bool,
 }
 
+const CODE_REPLAYED: &str = "authorization code was already used; its grant is revoked";
+const REFRESH_REUSED: &str = "refresh token was already used; its grant is revoked";
+
+/// The outcome a refusal is logged and audited as when it revoked a grant: a replayed code or a
+/// reused refresh token (both are signs that a secret leaked).
+pub fn replay_outcome(e: &ApiError) -> Option<&'static str> {
+    match e.description.as_str() {
+        CODE_REPLAYED => Some("code_replay"),
+        REFRESH_REUSED => Some("refresh_reuse"),
+        _ => None,
+    }
+}
+
 fn invalid_grant(why: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidGrant, why)
 }
@@ -137,10 +150,7 @@ impl Grant {
         }
         if code.used {
             self.revoked = true;
-            return Err((
-                invalid_grant("authorization code was already used; its grant is revoked"),
-                true,
-            ));
+            return Err((invalid_grant(CODE_REPLAYED), true));
         }
         if self.revoked {
             return Err((invalid_grant("grant is revoked"), false));
@@ -202,10 +212,7 @@ impl Grant {
         };
         if state.old_hashes.iter().any(|h| same(h, presented_hash)) {
             self.revoked = true;
-            return Err((
-                invalid_grant("refresh token was already used; its grant is revoked"),
-                true,
-            ));
+            return Err((invalid_grant(REFRESH_REUSED), true));
         }
         if !same(&state.hash, presented_hash) {
             return Err((invalid_grant("unknown refresh token"), false));

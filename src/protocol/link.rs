@@ -157,6 +157,7 @@ mod tests {
             issuer: "https://app.acme.example".into(),
             jwks: None,
             jwks_uri: None,
+            rate_limits: None,
             created_at: 0,
             updated_at: 0,
         }

@@ -21,5 +21,7 @@ pub mod origin;
 pub mod partner;
 pub mod password;
 pub mod pkce;
+pub mod ratelimit;
 pub mod tokens;
+pub mod usage;
 pub mod user;

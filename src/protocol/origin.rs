@@ -35,6 +35,7 @@ pub enum OriginError {
     Fragment,
     NoHost,
     TrailingDot,
+    NotAscii,
 }
 
 impl fmt::Display for OriginError {
@@ -54,6 +55,9 @@ impl fmt::Display for OriginError {
             OriginError::Fragment => "must not have a fragment",
             OriginError::NoHost => "must have a host",
             OriginError::TrailingDot => "must not end the host with a dot",
+            OriginError::NotAscii => {
+                "must be ASCII: write an international domain name in its punycode form (https://xn--bcher-kva.example, not https://bücher.example)"
+            }
         })
     }
 }
@@ -78,6 +82,9 @@ impl Origin {
         }
         if input.contains('*') {
             return Err(OriginError::Wildcard);
+        }
+        if !input.is_ascii() {
+            return Err(OriginError::NotAscii);
         }
         let url = Url::parse(input).map_err(|_| OriginError::NotAUrl)?;
         // `Url` drops an empty query or fragment marker silently only from the serialization;
@@ -187,8 +194,13 @@ mod tests {
         assert_eq!(ok("https://a.example:8443"), "https://a.example:8443");
         assert_eq!(ok("https://a.example/"), "https://a.example");
         assert_eq!(
-            ok("https://bücher.example"),
+            ok("https://XN--BCHER-KVA.example"),
             "https://xn--bcher-kva.example"
+        );
+        assert_eq!(
+            Origin::parse("https://bücher.example"),
+            Err(OriginError::NotAscii),
+            "international names arrive in punycode"
         );
         assert_eq!(ok("http://localhost:3000"), "http://localhost:3000");
         assert_eq!(ok("http://127.0.0.1:8080"), "http://127.0.0.1:8080");

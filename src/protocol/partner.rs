@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorCode};
 use super::origin::Origin;
+use super::ratelimit::{parse_limits, RateLimits};
 
 pub const MAX_PARTNER_ID_LEN: usize = 63;
 pub const MAX_NAME_CHARS: usize = 200;
@@ -73,6 +74,8 @@ pub struct PartnerSpec {
     pub jwks: Option<Value>,
     /// ...or at an https URL on one of its origins.
     pub jwks_uri: Option<String>,
+    /// Rate limits; absent: the defaults.
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// The stored partner record, as the admin API returns it.
@@ -89,6 +92,9 @@ pub struct Partner {
     pub jwks: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// Rate limits set by the operator; absent: the defaults of `ratelimit::DEFAULT_LIMITS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
     pub updated_at: u64,
@@ -120,11 +126,19 @@ pub fn parse_partner_spec(body: &[u8]) -> Result<PartnerSpec, ApiError> {
             "body must be a JSON object",
         ));
     };
-    const FIELDS: &[&str] = &["name", "origins", "status", "issuer", "jwks", "jwks_uri"];
+    const FIELDS: &[&str] = &[
+        "name",
+        "origins",
+        "status",
+        "issuer",
+        "jwks",
+        "jwks_uri",
+        "rate_limits",
+    ];
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ApiError::invalid_field(
             unknown.clone(),
-            "unknown field (expected name, origins, status, issuer, jwks, jwks_uri)",
+            format!("unknown field (expected {})", FIELDS.join(", ")),
         ));
     }
     let origins = parse_origins(&obj)?;
@@ -135,6 +149,7 @@ pub fn parse_partner_spec(body: &[u8]) -> Result<PartnerSpec, ApiError> {
         issuer: parse_issuer(&obj)?,
         jwks,
         jwks_uri,
+        rate_limits: parse_limits(obj.get("rate_limits"))?,
         origins,
     })
 }
@@ -376,6 +391,7 @@ pub fn plan_put(
         issuer,
         jwks: spec.jwks,
         jwks_uri: spec.jwks_uri,
+        rate_limits: spec.rate_limits,
     };
     let entry = to_json(&GateEntry {
         partner_id: record.id.clone(),
@@ -455,6 +471,7 @@ mod tests {
             issuer: None,
             jwks: None,
             jwks_uri: None,
+            rate_limits: None,
         }
     }
 

@@ -13,7 +13,9 @@
 
 pub mod audit;
 pub mod grants;
+pub mod limits;
 pub mod links;
 pub mod registry;
 pub mod replay;
+pub mod usage;
 pub mod users;

@@ -70,7 +70,7 @@ test('admin_token_in_query_string_is_not_accepted', async () => {
 test('admin_partner_crud_round_trip', async () => {
   const put = await w.admin('/partners/crud', {
     method: 'PUT',
-    body: { name: ' Crud Learning ', origins: ['https://App.Crud.example:443/', 'https://bücher.crud.example'] },
+    body: { name: ' Crud Learning ', origins: ['https://App.Crud.example:443/', 'https://XN--bcher-kva.crud.example'] },
   });
   assert.equal(put.status, 201);
   const created = await put.json();
@@ -84,6 +84,11 @@ test('admin_partner_crud_round_trip', async () => {
     },
   );
   assert.equal(typeof created.created_at, 'number');
+  const unicode = await w.admin('/partners/crud2', { method: 'PUT', body: { name: 'U', origins: ['https://bücher.crud2.example'] } });
+  assert.equal(unicode.status, 400);
+  const err = await unicode.json();
+  assert.equal(err.field, 'origins[0]');
+  assert.match(err.error_description, /punycode/);
 
   const replace = await w.admin('/partners/crud', {
     method: 'PUT',

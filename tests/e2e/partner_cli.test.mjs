@@ -32,6 +32,11 @@ test('partner_cli_add_list_show_suspend_activate_remove', async () => {
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /cli-demo {2}ACTIVE/);
 
+  // International names are sent in their punycode form (the admin API takes only that).
+  r = cli(['add', 'cli-idn', '--name', 'IDN', '--origin', 'https://bücher.cli.example']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ {4}https:\/\/xn--bcher-kva\.cli\.example$/m);
+
   r = cli(['suspend', 'cli-demo']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /cli-demo {2}SUSPENDED/);
@@ -50,6 +55,22 @@ test('partner_cli_add_list_show_suspend_activate_remove', async () => {
   r = cli(['show', 'cli-demo']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /keys: https:\/\/app\.cli\.example\/jwks\.json/);
+
+  // Rate limits: set some, keep the rest; suspending keeps them too.
+  r = cli(['limits', 'cli-demo', '--api-per-minute', '120', '--token-per-client-per-minute', '9']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /limits\/min: api 120 \(per client 3000\), token 600 \(per client 9\)/);
+  r = cli(['limits', 'cli-demo', '--api-per-minute', 'many']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /whole number/);
+  r = cli(['suspend', 'cli-demo']);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual((await (await w.admin('/partners/cli-demo')).json()).rate_limits, {
+    api_per_minute: 120,
+    api_per_client_per_minute: 3000,
+    token_per_minute: 600,
+    token_per_client_per_minute: 9,
+  });
 
   r = cli(['remove', 'cli-demo']);
   assert.equal(r.code, 0, r.err);

@@ -83,3 +83,17 @@ test('origin_stand_in_records_what_reaches_it', async () => {
     await origin.stop();
   }
 });
+
+test('unknown_http_methods_are_405_never_read_as_get', async () => {
+  for (const [path, method, allow] of [
+    ['/admin/partners', 'PROPFIND', 'GET'],
+    ['/api/v1/x', 'MKCOL', 'GET, HEAD, POST, PUT, PATCH, DELETE'],
+    ['/healthz', 'LOCK', 'GET, HEAD'],
+  ]) {
+    const res = await w.fetch(path, { method, headers: { authorization: `Bearer ${w.adminToken}` } });
+    assert.equal(res.status, 405, `${method} ${path}`);
+    assert.equal(res.headers.get('allow'), allow, `${method} ${path}`);
+    const line = await logFor(res.headers.get('x-request-id'));
+    assert.equal(line.method, 'OTHER', 'logged as what it is, not as GET');
+  }
+});

@@ -1,0 +1,180 @@
+// Rate limits: per client and per partner on the gateway and the token endpoint (set per partner
+// through the admin API), and per username and per IP on password sign-in. Each limit must bite
+// exactly at its number, answer 429 with Retry-After and RateLimit-* headers, and recover.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startWorker, addPartner, startOrigin, sleep } from './harness.mjs';
+import { CookieJar, basicAuth, formFields } from './oauth.mjs';
+
+const PASSWORD = 'correct horse battery staple';
+let w;
+let origin;
+
+before(async () => {
+  origin = await startOrigin();
+  w = await startWorker({
+    vars: {
+      ORIGIN_URL: origin.url,
+      API_SCOPES: '{"/api": null}',
+      LOGIN_FAILURES_PER_USER: '3',
+      LOGIN_FAILURES_PER_IP: '5',
+      LOGIN_WINDOW_SECONDS: '4',
+    },
+  });
+});
+after(async () => {
+  await w?.stop();
+  await origin?.stop();
+});
+
+/** A partner with `rate_limits` (set before any request, so no cache holds older limits). */
+async function partnerWithLimits(id, rate_limits) {
+  const res = await w.admin(`/partners/${id}`, {
+    method: 'PUT',
+    body: { name: id, origins: [`https://${id}.example`], rate_limits },
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return res.json();
+}
+
+async function client(partner) {
+  const res = await w.admin(`/partners/${partner}/clients`, {
+    method: 'POST',
+    body: { name: 'svc', redirect_uris: [`https://${partner}.example/cb`], grant_types: ['client_credentials'], scopes: ['api'] },
+  });
+  assert.equal(res.status, 201);
+  return res.json();
+}
+
+const tokenRequest = (c) =>
+  w.fetch('/oauth2/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
+    body: 'grant_type=client_credentials',
+  });
+
+async function token(c) {
+  const res = await tokenRequest(c);
+  assert.equal(res.status, 200);
+  return (await res.json()).access_token;
+}
+
+const api = (tok) => w.fetch('/api/v1/x', { headers: { authorization: `Bearer ${tok}` } });
+
+async function assertLimited(res, limit, message) {
+  assert.equal(res.status, 429, message);
+  const retry = Number(res.headers.get('retry-after'));
+  assert.ok(retry >= 1 && retry <= 60, `${message}: Retry-After ${retry}`);
+  assert.equal(res.headers.get('ratelimit-limit'), String(limit), message);
+  assert.equal(res.headers.get('ratelimit-remaining'), '0', message);
+  assert.equal(res.headers.get('ratelimit-reset'), String(retry), message);
+  const body = await res.json();
+  assert.equal(body.error, 'rate_limited', message);
+  return retry;
+}
+
+test('admin_sets_and_shows_partner_rate_limits', async () => {
+  const p = await partnerWithLimits('limited', { api_per_minute: 50, token_per_client_per_minute: 7 });
+  assert.deepEqual(p.rate_limits, {
+    api_per_minute: 50,
+    api_per_client_per_minute: 3000,
+    token_per_minute: 600,
+    token_per_client_per_minute: 7,
+  });
+  assert.deepEqual((await (await w.admin('/partners/limited')).json()).rate_limits, p.rate_limits);
+  for (const [bad, field] of [
+    [{ api_per_minute: 0 }, 'rate_limits.api_per_minute'],
+    [{ api_per_minute: 'lots' }, 'rate_limits.api_per_minute'],
+    [{ per_day: 5 }, 'rate_limits.per_day'],
+    [[5], 'rate_limits'],
+  ]) {
+    const res = await w.admin('/partners/limited', { method: 'PUT', body: { name: 'x', origins: ['https://limited.example'], rate_limits: bad } });
+    assert.equal(res.status, 400, JSON.stringify(bad));
+    assert.equal((await res.json()).field, field);
+  }
+});
+
+test('ratelimit_api_client_limit_triggers_exactly_at_the_limit_and_recovers', async () => {
+  await partnerWithLimits('exact', { api_per_client_per_minute: 40, api_per_minute: 1000 });
+  const tok = await token(await client('exact'));
+  const before = origin.received.length;
+  const statuses = [];
+  for (let i = 0; i < 45; i++) statuses.push((await api(tok)).status);
+  assert.deepEqual(statuses, [...Array(40).fill(200), ...Array(5).fill(429)]);
+  assert.equal(origin.received.length - before, 40, 'nothing over the limit reached the origin');
+  const retry = await assertLimited(await api(tok), 40, 'over the limit');
+  await sleep(retry * 1000 + 200);
+  assert.equal((await api(tok)).status, 200, 'a new window admits again');
+});
+
+test('ratelimit_parallel_requests_admit_exactly_the_limit', async () => {
+  await partnerWithLimits('racing', { api_per_client_per_minute: 7 });
+  const tok = await token(await client('racing'));
+  const statuses = (await Promise.all(Array.from({ length: 20 }, () => api(tok)))).map((r) => r.status);
+  assert.equal(statuses.filter((s) => s === 200).length, 7, `statuses: ${statuses}`);
+  assert.equal(statuses.filter((s) => s === 429).length, 13, `statuses: ${statuses}`);
+});
+
+test('ratelimit_partner_limit_covers_all_its_clients', async () => {
+  await partnerWithLimits('shared', { api_per_minute: 6, api_per_client_per_minute: 100 });
+  const a = await token(await client('shared'));
+  const b = await token(await client('shared'));
+  for (let i = 0; i < 4; i++) assert.equal((await api(a)).status, 200);
+  for (let i = 0; i < 2; i++) assert.equal((await api(b)).status, 200);
+  const res = await api(b);
+  await assertLimited(res.clone(), 6, "the partner's sixth was the last");
+  assert.match((await res.json()).error_description, /partner/);
+  // Another partner is not affected.
+  await partnerWithLimits('bystander', {});
+  assert.equal((await api(await token(await client('bystander')))).status, 200);
+});
+
+test('ratelimit_token_endpoint_per_client', async () => {
+  await partnerWithLimits('tokens', { token_per_client_per_minute: 3 });
+  const c = await client('tokens');
+  for (let i = 0; i < 3; i++) assert.equal((await tokenRequest(c)).status, 200);
+  await assertLimited(await tokenRequest(c), 3, 'fourth token request');
+});
+
+test('ratelimit_hits_are_audited', async () => {
+  for (let i = 0; i < 50; i++) {
+    const res = await w.admin('/audit?type=rate_limited');
+    const { events } = await res.json();
+    if (events.some((e) => e.route === '/api/*') && events.some((e) => e.route === '/oauth2/token')) return;
+    await sleep(100);
+  }
+  assert.fail('no rate_limited audit events for the gateway and the token endpoint');
+});
+
+// Sign-in: 3 failures per username, 5 per IP, in a 4 s window (vars above).
+async function signIn(username, password, ip) {
+  const jar = new CookieJar(w.url);
+  const form = await jar.fetch(`/login?return_to=${encodeURIComponent('/account')}`);
+  const fields = formFields(await form.text());
+  return jar.postForm('/login', { ...fields, username, password }, ip ? { 'cf-connecting-ip': ip } : {});
+}
+
+test('login_username_limit_slows_guessing_then_recovers', async () => {
+  await w.admin('/users/gina', { method: 'PUT', body: { password: PASSWORD, name: 'Gina' } });
+  for (let i = 0; i < 3; i++) assert.equal((await signIn('gina', `guess-${i}-wrong`, '10.0.0.1')).status, 401);
+  const locked = await signIn('gina', PASSWORD, '10.0.0.2');
+  assert.equal(locked.status, 429, 'even the right password waits: the limit is per username');
+  const retry = Number(locked.headers.get('retry-after'));
+  assert.ok(retry >= 1 && retry <= 4, `Retry-After ${retry}`);
+  assert.match(await locked.text(), /Too many sign-in attempts/);
+  assert.equal((await signIn('other-user', 'whatever-wrong', '10.0.0.2')).status, 401, 'other usernames are not locked');
+  await sleep(retry * 1000 + 200);
+  assert.equal((await signIn('gina', PASSWORD, '10.0.0.3')).status, 303, 'the real user gets in after the window');
+});
+
+test('login_successes_do_not_count_against_the_limit', async () => {
+  await w.admin('/users/hugo', { method: 'PUT', body: { password: PASSWORD, name: 'Hugo' } });
+  for (let i = 0; i < 5; i++) assert.equal((await signIn('hugo', PASSWORD, '10.0.1.1')).status, 303, `sign-in ${i}`);
+});
+
+test('login_ip_limit_covers_many_usernames', async () => {
+  await sleep(4200); // a fresh window for this IP's counter
+  for (let i = 0; i < 5; i++) assert.equal((await signIn(`nobody${i}`, 'wrong-password-1', '192.0.2.7')).status, 401);
+  assert.equal((await signIn('nobody9', 'wrong-password-1', '192.0.2.7')).status, 429, 'sixth failure from this IP');
+  assert.equal((await signIn('nobody9', 'wrong-password-1', '192.0.2.8')).status, 401, 'another IP is not limited');
+});
