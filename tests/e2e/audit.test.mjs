@@ -81,3 +81,59 @@ test('audit_throttles_floods_of_denied_origins', async () => {
   const after = (await events('?type=origin_denied')).events.length;
   assert.ok(after - before <= 2, `a flood wrote ${after - before} events`);
 });
+
+test('audit_records_each_oauth_and_gateway_event_kind', async () => {
+  const { basicAuth, browserFlow, pkce } = await import('./oauth.mjs');
+  const c = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: {
+      name: 'Audited',
+      redirect_uris: ['https://app.acme.example/cb'],
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      scopes: ['openid', 'api', 'reports'],
+    },
+  })).json();
+  const post = (path, fields, auth = basicAuth(c.client_id, c.client_secret)) =>
+    w.fetch(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
+      body: new URLSearchParams(fields).toString(),
+    });
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client: c, username: 'rita', password: SECRET_PASSWORD, challenge, scope: 'openid api' });
+  const code = callback.searchParams.get('code');
+  const redeem = { grant_type: 'authorization_code', code, redirect_uri: c.redirect_uris[0], code_verifier: verifier };
+  const tokens = await (await post('/oauth2/token', redeem)).json();
+  assert.equal((await post('/oauth2/token', redeem)).status, 400, 'code replay');
+
+  const { callback: cb2 } = await browserFlow(w, { client: c, username: 'rita', password: SECRET_PASSWORD, challenge, scope: 'openid api' });
+  const t2 = await (await post('/oauth2/token', { ...redeem, code: cb2.searchParams.get('code') })).json();
+  assert.equal((await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t2.refresh_token })).status, 200);
+  assert.equal((await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t2.refresh_token })).status, 400, 'reuse');
+
+  assert.equal((await post('/oauth2/token', { grant_type: 'client_credentials' }, basicAuth(c.client_id, 'wrong-secret'))).status, 401);
+  assert.equal((await post('/oauth2/token', { ...redeem, code: 'AAAAAAAAAAAAAAAAAAAAAA.nope' })).status, 400, 'unknown code');
+  assert.equal((await post('/oauth2/revoke', { token: tokens.refresh_token })).status, 200);
+  const cc = await (await post('/oauth2/token', { grant_type: 'client_credentials', scope: 'reports' })).json();
+  assert.equal((await w.fetch('/api/v1/x', { headers: { authorization: 'Bearer not.a.token' } })).status, 401);
+  assert.equal((await w.fetch('/api/v1/x', { headers: { authorization: `Bearer ${cc.access_token}` } })).status, 403, 'scope');
+  assert.equal((await w.admin('/partners', { token: 'y'.repeat(40) })).status, 401);
+  assert.equal((await w.admin('/usage', { token: 'y'.repeat(40) })).status, 401);
+
+  const kinds = ['authorization', 'code_replay', 'refresh_reuse', 'client_auth_failed', 'grant_refused', 'revocation', 'token_refused', 'scope_denied', 'admin_auth_failed'];
+  const all = [];
+  for (const k of kinds) {
+    let found = [];
+    for (let i = 0; i < 50 && found.length === 0; i++) {
+      found = (await events(`?type=${k}`)).events;
+      if (found.length === 0) await sleep(50);
+    }
+    assert.ok(found.length > 0, `no ${k} event`);
+    all.push(...found);
+  }
+  const text = JSON.stringify(all);
+  for (const secret of [code, tokens.refresh_token, tokens.access_token, t2.refresh_token, cc.access_token, c.client_secret, 'rita']) {
+    assert.ok(!text.includes(secret), 'the audit log holds no codes, tokens, secrets or usernames');
+  }
+  assert.equal(all.find((e) => e.type === 'refresh_reuse').partner, 'acme');
+});
