@@ -9,6 +9,8 @@ WORKER_BUILD_VERSION="0.8.7"
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$EDGEWARD_ROOT/Cargo.lock")"
 
 WORKER_BUILD="$EDGEWARD_TOOLS/worker-build-$WORKER_BUILD_VERSION/bin/worker-build"
+CARGO_FUZZ_VERSION=0.13.2
+CARGO_FUZZ="$EDGEWARD_TOOLS/cargo-fuzz-$CARGO_FUZZ_VERSION/bin/cargo-fuzz"
 export WASM_BINDGEN_BIN="$EDGEWARD_TOOLS/wasm-bindgen-cli-$WASM_BINDGEN_VERSION/bin/wasm-bindgen"
 export WASM_OPT_BIN="$EDGEWARD_ROOT/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$EDGEWARD_ROOT/node_modules/.bin/esbuild"

@@ -4,16 +4,19 @@
 #   scripts/setup.sh            build + test tools
 #   scripts/setup.sh --bench    also the load generator (wrk)
 #   scripts/setup.sh --browser  also Chromium for the browser tests
+#   scripts/setup.sh --fuzz     also cargo-fuzz (the fuzz targets need the nightly toolchain)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$EDGEWARD_ROOT"
 
 want_bench=0
 want_browser=0
+want_fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --bench) want_bench=1 ;;
     --browser) want_browser=1 ;;
+    --fuzz) want_fuzz=1 ;;
     *) die "unknown option $arg" ;;
   esac
 done
@@ -64,4 +67,12 @@ fi
 if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null; then
   log "installing Chromium (Debian's package; test tools must not download their own)"
   apt_install chromium
+fi
+if [ "$want_fuzz" = 1 ]; then
+  rustup toolchain list | grep -q '^nightly' || die "fuzzing needs the nightly toolchain (rustup toolchain install nightly)"
+  if [ ! -x "$CARGO_FUZZ" ]; then
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION (once)"
+    cargo install --quiet --locked --root "$EDGEWARD_TOOLS/cargo-fuzz-$CARGO_FUZZ_VERSION" \
+      cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+  fi
 fi
