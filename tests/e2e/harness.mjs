@@ -93,9 +93,9 @@ export async function startWorker({
     logs,
     /** Request-log lines the Worker wrote, parsed. */
     requestLogs: () => logs.filter((l) => l.trim().startsWith('{"ts"')).map((l) => JSON.parse(l.trim())),
-    fetch: (p, init = {}) => fetch(url + p, { redirect: 'manual', ...init }),
+    fetch: (p, init = {}) => fetchRetryingIdempotent(url + p, { redirect: 'manual', ...init }),
     admin: (p, { method = 'GET', body, token: t = token, headers = {} } = {}) =>
-      fetch(url + '/admin' + p, {
+      fetchRetryingIdempotent(url + '/admin' + p, {
         method,
         headers: {
           ...(t ? { authorization: `Bearer ${t}` } : {}),
@@ -107,6 +107,21 @@ export async function startWorker({
     stop: () => mf.dispose(),
   };
   return worker;
+}
+
+/**
+ * fetch(), retried once when a GET or HEAD fails before any answer: a pooled keep-alive
+ * connection the server closed while the test was blocked (spawnSync of the CLI) fails that way.
+ * Never retried for other methods, and never when an answer arrived.
+ */
+export async function fetchRetryingIdempotent(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    const method = (init.method ?? 'GET').toUpperCase();
+    if (!(e instanceof TypeError) || !['GET', 'HEAD'].includes(method)) throw e;
+    return fetch(url, init);
+  }
 }
 
 /** Adds a partner through the admin API and checks it was stored. */

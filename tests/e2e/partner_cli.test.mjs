@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { startWorker, ROOT } from './harness.mjs';
+import { startWorker, fetchRetryingIdempotent, ROOT } from './harness.mjs';
 
 let w;
 before(async () => {
@@ -163,13 +163,13 @@ test('partner_cli_test_key_signs_link_requests_and_login_assertions', async () =
     assert.equal(r.code, 0, r.err);
     const linkUrl = r.out.trim();
     assert.match(linkUrl, /\/link\?request=/);
-    const res = await fetch(linkUrl, { redirect: 'manual' });
+    const res = await fetchRetryingIdempotent(linkUrl, { redirect: 'manual' });
     assert.equal(res.status, 302, 'a valid request: on to the login page');
     assert.match(res.headers.get('location'), /^\/login\?return_to=/);
 
     r = cli(['login-assertion', 'keyed', '--sub', 'keyed-user-1'], { EDGEWARD_KEY_DIR: dir });
     assert.equal(r.code, 0, r.err);
-    const auto = await fetch(r.out.trim(), { redirect: 'manual' });
+    const auto = await fetchRetryingIdempotent(r.out.trim(), { redirect: 'manual' });
     assert.equal(auto.status, 403, 'valid, but not linked yet');
     assert.match(await auto.text(), /not linked/);
 
