@@ -18,7 +18,15 @@ use crate::protocol::form::Params;
 use crate::store::audit::{AuditCommand, AuditReply, AUDIT_OBJECT, SCHEMA};
 
 /// Kinds a flood could produce: at most one event per kind and partner per isolate per window.
-const THROTTLED: &[&str] = &["origin_denied", "client_auth_failed", "admin_auth_failed"];
+const THROTTLED: &[&str] = &[
+    "origin_denied",
+    "client_auth_failed",
+    "admin_auth_failed",
+    "token_refused",
+    "scope_denied",
+    "rate_limited",
+    "partner_suspended",
+];
 const THROTTLE_MS: u64 = 10_000;
 
 thread_local! {

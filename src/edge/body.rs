@@ -1,6 +1,7 @@
 //! Reading request bodies: a declared size over the limit is refused before anything is read,
 //! and the size read is checked again (a body may not declare its length).
 
+use futures_util::StreamExt;
 use worker::Request;
 
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -20,12 +21,23 @@ pub async fn read_limited(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let body = req
-        .bytes()
-        .await
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    // Read as a stream with a running count: a body that declared no length (or a wrong one)
+    // is cut off at the limit, never buffered whole first.
+    let mut stream = req
+        .stream()
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}")))?;
-    if body.len() > max {
-        return Err(too_large());
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}"))
+        })?;
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
     Ok(body)
 }

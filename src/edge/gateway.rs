@@ -410,8 +410,9 @@ async fn forward(
         .with_redirect(RequestRedirect::Manual);
     if method_has_body(method) {
         let length = incoming.get("content-length").ok().flatten();
-        let chunked = incoming.has("transfer-encoding").unwrap_or(false);
-        check_body(length.as_deref(), chunked, config::api_max_body(env))?;
+        let has_body =
+            req.inner().body().is_some() || incoming.has("transfer-encoding").unwrap_or(false);
+        check_body(length.as_deref(), has_body, config::api_max_body(env))?;
         // The body streams through: nothing here reads it.
         init.with_body(req.inner().body().map(JsValue::from));
     }

@@ -150,9 +150,11 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                         _ => false,
                     }
                 } else {
-                    // Client-credentials tokens: the token's client must be a client of the caller's
-                    // partner; its own record answers that.
+                    // Client-credentials tokens: the caller's own, and not revoked.
                     c.client_id == client.client_id.as_str()
+                        && kvcache::get_text(env, &revoked_key(&c.jti), now_ms)
+                            .await?
+                            .is_none()
                 };
                 if grant_ok {
                     json!({

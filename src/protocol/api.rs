@@ -95,7 +95,9 @@ impl ScopeMap {
             };
             rules.push(ScopeRule {
                 method,
-                prefix: prefix.to_owned(),
+                // Matched without regard to case: an origin that folds case must not reach a
+                // stricter route through a spelling the map does not list.
+                prefix: prefix.to_ascii_lowercase(),
                 scope,
             });
         }
@@ -117,11 +119,13 @@ impl ScopeMap {
         } else {
             method
         };
+        let path = path.to_ascii_lowercase();
         self.rules
             .iter()
             .find(|r| {
                 r.method.is_none_or(|m| m == method)
                     && path
+                        .as_str()
                         .strip_prefix(r.prefix.as_str())
                         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             })
@@ -140,6 +144,14 @@ pub fn path_refusal(path: &str) -> Option<&'static str> {
     {
         return Some("the path encodes a slash, dot, percent or NUL");
     }
+    // RFC 3986 §2.3: an encoded unreserved character means the same as the character itself, so
+    // an origin may read `cl%61sses` as `classes` where the prefix match did not.
+    if encodes_unreserved(path) {
+        return Some("the path percent-encodes a character that needs no encoding");
+    }
+    if path.contains(';') {
+        return Some("the path has a ';' (path parameters are read differently by origins)");
+    }
     if path.contains('\\') || path.contains("//") {
         return Some("the path has a backslash or an empty segment");
     }
@@ -150,6 +162,23 @@ pub fn path_refusal(path: &str) -> Option<&'static str> {
         return Some("the path has a control character");
     }
     None
+}
+
+fn encodes_unreserved(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.windows(3).any(|w| match w {
+        [b'%', h, l] => {
+            let hex = |c: u8| (c as char).to_digit(16);
+            match (hex(*h), hex(*l)) {
+                (Some(h), Some(l)) => {
+                    let c = (h * 16 + l) as u8;
+                    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    })
 }
 
 /// Whether `scope` is among the space-separated scopes a token carries.
@@ -209,15 +238,11 @@ pub fn method_has_body(method: Method) -> bool {
 }
 
 /// The body rule: a body must declare its length (so the limit applies before a byte is
-/// forwarded), and the length must be within `max`. `transfer_encoding` is whether the request
-/// said `Transfer-Encoding`.
-pub fn check_body(
-    content_length: Option<&str>,
-    transfer_encoding: bool,
-    max: u64,
-) -> Result<(), ApiError> {
+/// forwarded), and the length must be within `max`. `has_body` is whether the request carries a
+/// body at all (a body stream, or `Transfer-Encoding`).
+pub fn check_body(content_length: Option<&str>, has_body: bool, max: u64) -> Result<(), ApiError> {
     match content_length {
-        None if transfer_encoding => Err(ApiError::new(
+        None if has_body => Err(ApiError::new(
             ErrorCode::LengthRequired,
             "a request body must declare its Content-Length",
         )),
@@ -311,6 +336,24 @@ mod tests {
     }
 
     #[test]
+    fn scope_map_ignores_case_so_no_spelling_reaches_a_route_unchecked() {
+        let m = map();
+        assert_eq!(
+            m.needs(Method::Post, "/api/v1/Classes/7"),
+            Some(Needs::Scope("classes.write"))
+        );
+        assert_eq!(
+            m.needs(Method::Get, "/API/V1/CLASSES"),
+            Some(Needs::Scope("classes.read"))
+        );
+        let upper = ScopeMap::parse(r#"{"/api/V1/Grades": "grades.read"}"#).unwrap();
+        assert_eq!(
+            upper.needs(Method::Get, "/api/v1/grades"),
+            Some(Needs::Scope("grades.read"))
+        );
+    }
+
+    #[test]
     fn scope_map_matches_whole_segments_only() {
         let m = map();
         // "/api/v1/classesX" is not under "/api/v1/classes": it falls back to "/api".
@@ -352,6 +395,14 @@ mod tests {
             "/api/./x",
             "/api/../x",
             "/api/a%00",
+        ] {
+            assert!(path_refusal(bad).is_some(), "{bad}");
+        }
+        for bad in [
+            "/api/v1/cl%61sses",
+            "/api/v1/classes%7E",
+            "/api/v1/classes;x=1",
+            "/api/..;/admin",
         ] {
             assert!(path_refusal(bad).is_some(), "{bad}");
         }

@@ -366,13 +366,26 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
             ))
         }
     };
-    if token_endpoint_auth_method == AuthMethod::None
-        && grant_types.contains(&GrantType::ClientCredentials)
-    {
-        return Err(ApiError::invalid_field(
-            "grant_types",
-            "client_credentials needs an authenticated client, not token_endpoint_auth_method none",
-        ));
+    // Grants that act without a user at the browser need a client that proves who it is: an
+    // automatic-login assertion travels in a browser URL, and a public client could otherwise
+    // trade one it saw for tokens.
+    if token_endpoint_auth_method == AuthMethod::None {
+        if let Some(g) = grant_types
+            .iter()
+            .find(|g| matches!(g, GrantType::ClientCredentials | GrantType::JwtBearer))
+        {
+            let name = if *g == GrantType::JwtBearer {
+                JWT_BEARER_GRANT
+            } else {
+                "client_credentials"
+            };
+            return Err(ApiError::invalid_field(
+                "grant_types",
+                format!(
+                    "{name} needs an authenticated client, not token_endpoint_auth_method none"
+                ),
+            ));
+        }
     }
 
     let redirect_uris = match string_list(&obj, "redirect_uris")? {
@@ -547,6 +560,7 @@ mod tests {
             (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"grant_types":["implicit"]}"#, "grant_types[0]"),
             (br#"{"name":"A","grant_types":["refresh_token"]}"#, "grant_types"),
             (br#"{"name":"A","grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}"#, "grant_types"),
+            (br#"{"name":"A","grant_types":["urn:ietf:params:oauth:grant-type:jwt-bearer"],"token_endpoint_auth_method":"none"}"#, "grant_types"),
             (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"token_endpoint_auth_method":"tls"}"#, "token_endpoint_auth_method"),
             (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#, "jwks"),
             (br#"{"name":"A","redirect_uris":["https://app.acme.example/cb"],"scopes":["a b"]}"#, "scopes[0]"),

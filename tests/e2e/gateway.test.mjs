@@ -229,6 +229,12 @@ test('gateway_revoked_client_credentials_token_never_reaches_the_origin', async 
     const body = await assertError(await call('/api/v1/x', token), 401, 'invalid_token', 'revoked');
     assert.match(body.error_description, /revoked/);
   });
+  const intro = await w.fetch('/oauth2/introspect', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(acme.client_id, acme.client_secret) },
+    body: new URLSearchParams({ token }).toString(),
+  });
+  assert.deepEqual(await intro.json(), { active: false }, 'introspection agrees');
 });
 
 test('gateway_revoked_grant_stops_its_access_tokens', async () => {
@@ -279,6 +285,10 @@ test('gateway_enforces_the_scope_of_each_route', async () => {
     await assertError(post, 403, 'insufficient_scope', 'POST needs classes.write');
     await assertError(await call('/api/v1/reports', reader), 403, 'insufficient_scope', 'the /api catch-all needs api');
     await assertError(await call('/api/v1/classesX', reader), 403, 'insufficient_scope', 'prefixes match whole segments');
+    // Another spelling of the same route gets the same rule (an origin may fold case).
+    const upper = await call('/api/v1/Classes/7', reader, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    assert.match(upper.headers.get('www-authenticate'), /scope="classes.write"/);
+    await assertError(upper, 403, 'insufficient_scope', 'case does not change the rule');
   });
 });
 
@@ -305,7 +315,7 @@ test('gateway_ambiguous_paths_are_400_and_not_forwarded', async () => {
   const token = await serviceToken(acme, 'classes.read');
   await nothingReachesOrigin(async () => {
     // Sent verbatim (fetch() would resolve the dot segments before sending).
-    for (const p of ['/api/v1/classes%2F..%2Fadmin', '/api/v1/classes%5cadmin', '/api/v1/classes/%252e', '/api//v1/classes']) {
+    for (const p of ['/api/v1/classes%2F..%2Fadmin', '/api/v1/classes%5cadmin', '/api/v1/cl%61sses', '/api/v1/classes;jsessionid=1', '/api/..;/admin', '/api/v1/classes/%252e', '/api//v1/classes']) {
       const res = await rawRequest(p, { authorization: `Bearer ${token}` });
       assert.equal(res.status, 400, p);
       assert.equal(JSON.parse(res.body).error, 'invalid_request', p);
@@ -474,4 +484,19 @@ test('whoami_answers_at_the_edge_after_the_same_checks', async () => {
     const cross = await w.fetch('/edge/whoami', { headers: { authorization: `Bearer ${token}`, origin: ACME } });
     await assertError(cross, 403, 'origin_not_allowed', "acme's page with beta's token");
   });
+});
+
+test('form_body_without_declared_length_is_cut_off_at_the_limit', async () => {
+  // A chunked token request of 20 KiB: cut off at 16 KiB, never read whole.
+  const chunk = 'x'.repeat(1024);
+  const res = await rawRequest(
+    '/oauth2/token',
+    { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked', authorization: basicAuth(acme.client_id, acme.client_secret) },
+    ['grant_type=client_credentials&pad=', ...Array(20).fill(chunk)],
+  );
+  // The token endpoint answers in OAuth's terms (RFC 6749 §5.2): 400 invalid_request.
+  assert.equal(res.status, 400, res.body);
+  const body = JSON.parse(res.body);
+  assert.equal(body.error, 'invalid_request');
+  assert.match(body.error_description, /too large/);
 });
