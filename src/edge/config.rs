@@ -131,3 +131,21 @@ pub fn usage_flush_ms(env: &Env) -> u64 {
         .min(300)
         * 1000
 }
+
+/// Fault injection for the tests: the var `EDGEWARD_INJECT_FAULTS` lists Durable Object calls
+/// that fail as if the object could not be reached, as `BINDING:command` (`*` for every
+/// command), comma-separated. Honoured only while the issuer is a loopback http URL, so it can
+/// never act in a deployment.
+pub fn injected_fault(env: &Env, binding: &str, command: &str) -> bool {
+    let Some(list) = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty()) else {
+        return false;
+    };
+    let local = var(env, "ISSUER")
+        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
+    local
+        && list.split(',').any(|f| {
+            f.trim()
+                .split_once(':')
+                .is_some_and(|(b, c)| b == binding && (c == "*" || c == command))
+        })
+}

@@ -201,12 +201,29 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             now,
         };
         match links::call(env, &partner.id, &cmd).await? {
-            LinkReply::Linked { .. } => {
+            LinkReply::Linked { created } => {
                 let record = UserCommand::RecordLink {
                     partner_id: partner.id.clone(),
                     now,
                 };
-                if let UserReply::Failed { error } = users::call(env, &session.username, &record).await? {
+                let recorded = match users::call(env, &session.username, &record).await {
+                    Ok(UserReply::Failed { error }) | Err(error) => Err(error),
+                    Ok(_) => Ok(()),
+                };
+                if let Err(error) = recorded {
+                    // Never half stored: a link the person cannot see on their account page must
+                    // not log them in either. Undo what this request created, then fail.
+                    if created {
+                        let undo = LinkCommand::Unlink {
+                            username: session.username.clone(),
+                        };
+                        if let Err(e) = links::call(env, &partner.id, &undo).await {
+                            worker::console_error!(
+                                "link: undo after a failed record: {}",
+                                e.cause.unwrap_or(e.description)
+                            );
+                        }
+                    }
                     return Err(error);
                 }
             }

@@ -19,6 +19,9 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
         .map_err(|e| unavailable("binding", e))?;
     let body =
         serde_json::to_string(cmd).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
+    if super::config::injected_fault(env, binding, command_tag(&body)) {
+        return Err(ApiError::unavailable(format!("{binding}: injected fault")));
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     let req = Request::new_with_init("https://object.internal/command", &init)
@@ -28,6 +31,12 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
         .await
         .map_err(|e| unavailable("fetch", e))?;
     resp.json::<R>().await.map_err(|e| unavailable("reply", e))
+}
+
+/// The variant name of an externally tagged command: `{"redeem":{..}}` or `"revoke_all"`.
+fn command_tag(json: &str) -> &str {
+    let rest = json.trim_start_matches(['{', '"']);
+    rest.split('"').next().unwrap_or("")
 }
 
 /// A Durable Object's reply type: how a failure is carried in it.

@@ -1,0 +1,148 @@
+// Storage faults: a Durable Object that cannot be reached (injected with the test-only var
+// EDGEWARD_INJECT_FAULTS, honoured on a loopback issuer only) gives a clean 503
+// temporarily_unavailable, fails closed, and leaves nothing half written. KV faults are in
+// gate.test.mjs (gate_fails_closed_when_kv_fails) and admin.test.mjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { startWorker, addPartner, startOrigin } from './harness.mjs';
+import { CookieJar, basicAuth, formFields, pkce } from './oauth.mjs';
+import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
+
+const PASSWORD = 'fault password 1234';
+const ORIGIN = 'https://app.acme.example';
+
+async function withWorker(faults, fn, vars = {}) {
+  const w = await startWorker({ vars: { EDGEWARD_INJECT_FAULTS: faults, ...vars } });
+  try {
+    await fn(w);
+  } finally {
+    await w.stop();
+  }
+}
+
+async function assertUnavailable(res, what) {
+  assert.equal(res.status, 503, what);
+  assert.equal(res.headers.get('location'), null, `${what}: no redirect`);
+  const text = await res.text();
+  if ((res.headers.get('content-type') ?? '').includes('json')) {
+    assert.equal(res.headers.get('retry-after'), '5', what);
+    assert.equal(JSON.parse(text).error, 'temporarily_unavailable', what);
+  } else {
+    assert.match(text, /Something went wrong/, `${what}: an error page`);
+  }
+  assert.doesNotMatch(text, /injected/, `${what}: the internal cause stays in the log`);
+}
+
+async function signIn(w, username) {
+  const jar = new CookieJar(w.url);
+  let res = await jar.fetch(`/login?return_to=${encodeURIComponent('/account')}`);
+  res = await jar.postForm('/login', { ...formFields(await res.text()), username, password: PASSWORD });
+  assert.equal(res.status, 303, 'signed in');
+  return jar;
+}
+
+test('fault_grant_store_down_means_503_and_no_code', async () => {
+  await withWorker('GRANTS:*', async (w) => {
+    await addPartner(w, 'acme', [ORIGIN]);
+    const c = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'A', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid'] } })).json();
+    await w.admin('/users/ada', { method: 'PUT', body: { password: PASSWORD, name: 'Ada' } });
+    const jar = await signIn(w, 'ada');
+    const { challenge } = pkce();
+    const q = new URLSearchParams({ response_type: 'code', client_id: c.client_id, redirect_uri: `${ORIGIN}/cb`, scope: 'openid', state: 's', code_challenge: challenge, code_challenge_method: 'S256' });
+    let res = await jar.fetch(`/oauth2/authorize?${q}`);
+    if (res.status === 200) {
+      // The consent page first; allowing must then fail cleanly, not redirect with a code.
+      res = await jar.postForm('/oauth2/authorize', { ...formFields(await res.text()), decision: 'allow' });
+    }
+    // The client and redirect URI are verified, so the error goes back to the client
+    // (RFC 6749 §4.1.2.1: temporarily_unavailable), without a code.
+    assert.equal(res.status, 302);
+    const back = new URL(res.headers.get('location'));
+    assert.equal(`${back.origin}${back.pathname}`, `${ORIGIN}/cb`);
+    assert.equal(back.searchParams.get('error'), 'temporarily_unavailable');
+    assert.equal(back.searchParams.get('state'), 's');
+    assert.equal(back.searchParams.get('code'), null, 'no code without a stored grant');
+    const token = await w.fetch('/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code: `${'A'.repeat(22)}.${'B'.repeat(43)}`, redirect_uri: `${ORIGIN}/cb`, code_verifier: 'v'.repeat(43) }).toString(),
+    });
+    await assertUnavailable(token, 'redemption while grants are down');
+    const line = w.requestLogs().find((l) => l.route === '/oauth2/token');
+    assert.match(line.cause, /GRANTS: injected fault/, 'the cause is logged');
+  });
+});
+
+test('fault_link_not_half_stored_when_the_user_record_fails', async () => {
+  const key = generateJwk('EdDSA');
+  await withWorker('USERS:record_link', async (w) => {
+    await w.admin('/partners/acme', { method: 'PUT', body: { name: 'Acme', origins: [ORIGIN], jwks: { keys: [publicJwk(key)] } } });
+    await w.admin('/users/bo', { method: 'PUT', body: { password: PASSWORD, name: 'Bo' } });
+    const jar = await signIn(w, 'bo');
+    const sign = (payload) => {
+      const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+      const input = `${enc({ alg: 'EdDSA', kid: key.kid, typ: 'JWT' })}.${enc(payload)}`;
+      return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key, format: 'jwk' })).toString('base64url')}`;
+    };
+    const now = Math.floor(Date.now() / 1000);
+    const request = sign({ iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked` });
+    const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    assert.equal(page.status, 200);
+    const res = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
+    await assertUnavailable(res, 'linking while the user record fails');
+    // The link the person cannot see must not log them in either.
+    const assertion = sign({ iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 60 });
+    const auto = await w.fetch(`/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
+    assert.equal(auto.status, 403, 'not linked');
+    assert.match(await auto.text(), /not linked/);
+    const links = await (await w.admin('/users/bo/links')).json();
+    assert.deepEqual(links.links ?? links, [], 'no link recorded anywhere');
+  });
+});
+
+test('fault_rate_limiter_down_fails_closed_at_the_gateway', async () => {
+  const origin = await startOrigin();
+  try {
+    await withWorker('LIMITS:*', async (w) => {
+      await addPartner(w, 'acme', [ORIGIN]);
+      const c = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'A', redirect_uris: [`${ORIGIN}/cb`], grant_types: ['client_credentials'], scopes: ['api'] } })).json();
+      const token = await w.fetch('/oauth2/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
+        body: 'grant_type=client_credentials',
+      });
+      await assertUnavailable(token, 'token endpoint without its limiter');
+      assert.equal(origin.received.length, 0);
+    }, { ORIGIN_URL: origin.url, API_SCOPES: '{"/api": "api"}' });
+  } finally {
+    await origin.stop();
+  }
+});
+
+test('fault_audit_and_usage_down_never_fail_a_request', async () => {
+  await withWorker('AUDIT:*,USAGE:*', async (w) => {
+    await addPartner(w, 'acme', [ORIGIN]);
+    const denied = await w.fetch('/api/v1/x', { headers: { origin: 'https://evil.example' } });
+    assert.equal(denied.status, 403, 'the audited refusal is still answered');
+    const c = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'A', redirect_uris: [`${ORIGIN}/cb`], grant_types: ['client_credentials'], scopes: ['api'] } })).json();
+    assert.equal(c.client_id.length > 0, true, 'an audited admin change still succeeds');
+    const token = await w.fetch('/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
+      body: 'grant_type=client_credentials',
+    });
+    assert.equal(token.status, 200, 'a counted request still succeeds');
+  }, { USAGE_FLUSH_SECONDS: '0' });
+});
+
+test('fault_injection_is_ignored_outside_loopback', async () => {
+  // The var is inert on a deployed (https) issuer: the same fault list changes nothing there.
+  const w = await startWorker({ vars: { EDGEWARD_INJECT_FAULTS: 'REGISTRY:*', ISSUER: 'https://id.school.example' } });
+  try {
+    const res = await w.admin('/partners/acme', { method: 'PUT', body: { name: 'A', origins: [ORIGIN] } });
+    assert.equal(res.status, 201, 'the registry answered: no fault was injected');
+  } finally {
+    await w.stop();
+  }
+});
