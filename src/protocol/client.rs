@@ -72,7 +72,16 @@ impl RedirectUri {
             None => origin_part,
         };
         Origin::parse(&origin_part).map_err(|e| e.to_string())?;
-        Ok(RedirectUri(url.to_string()))
+        // The normalized form is what is stored and compared: it must itself be within the
+        // limit (percent-encoding can triple a URI's length), or the stored client would not
+        // load again. Found by the `origin` fuzz target.
+        let normalized = url.to_string();
+        if normalized.len() > MAX_REDIRECT_URI_LEN {
+            return Err(format!(
+                "must be 1-{MAX_REDIRECT_URI_LEN} characters once normalized"
+            ));
+        }
+        Ok(RedirectUri(normalized))
     }
 
     pub fn as_str(&self) -> &str {
@@ -607,5 +616,19 @@ mod tests {
             let err = check_redirects_on_partner(&spec, &partner()).unwrap_err();
             assert_eq!(err.field.as_deref(), Some("redirect_uris[0]"), "{uri}");
         }
+    }
+
+    #[test]
+    fn redirect_uri_normalized_form_stays_within_the_limit_and_reparses() {
+        // Fuzz finding (origin target): control characters are percent-encoded on
+        // normalization, so a URI under the limit could be stored over it and fail to load.
+        let raw = format!(
+            "https://app.acme.example/{}",
+            "\u{1}x".repeat(MAX_REDIRECT_URI_LEN / 4)
+        );
+        assert!(raw.len() <= MAX_REDIRECT_URI_LEN);
+        assert!(RedirectUri::parse(&raw).is_err());
+        let ok = RedirectUri::parse("https://app.acme.example/cb?x=a b").unwrap();
+        assert_eq!(RedirectUri::parse(ok.as_str()).unwrap(), ok);
     }
 }
