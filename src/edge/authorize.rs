@@ -238,6 +238,16 @@ fn consent_page(
 }
 
 pub async fn authorize(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let mut out = authorize_any(req, env, method, now_ms).await;
+    // After a form post (consent), 303: the browser must not repeat the POST at the client
+    // (RFC 9700 §4.12).
+    if method == Method::Post && out.response.status_code() == 302 {
+        out.response = out.response.with_status(303);
+    }
+    out
+}
+
+async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
     let now = now_ms / 1000;
     let issuer = match config::issuer(env) {
         Ok(i) => i,

@@ -57,7 +57,7 @@ test('fault_grant_store_down_means_503_and_no_code', async () => {
     }
     // The client and redirect URI are verified, so the error goes back to the client
     // (RFC 6749 §4.1.2.1: temporarily_unavailable), without a code.
-    assert.equal(res.status, 302);
+    assert.equal(res.status, 303, 'after the consent post');
     const back = new URL(res.headers.get('location'));
     assert.equal(`${back.origin}${back.pathname}`, `${ORIGIN}/cb`);
     assert.equal(back.searchParams.get('error'), 'temporarily_unavailable');

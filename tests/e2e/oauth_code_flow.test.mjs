@@ -145,7 +145,7 @@ test('authorize_deny_redirects_access_denied_with_state', async () => {
   assert.equal(res.status, 200, 'the consent page');
   const fields = formFields(await res.text());
   res = await jar.postForm('/oauth2/authorize', { ...fields, decision: 'deny' });
-  assert.equal(res.status, 302);
+  assert.equal(res.status, 303, 'after a form post (RFC 9700 §4.12)');
   const loc = new URL(res.headers.get('location'));
   assert.equal(loc.origin + loc.pathname, 'https://app.acme.example/callback');
   assert.equal(loc.searchParams.get('error'), 'access_denied');
