@@ -132,20 +132,32 @@ pub fn usage_flush_ms(env: &Env) -> u64 {
         * 1000
 }
 
+/// What an injected fault does to a Durable Object call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The call fails at once, as if the object could not be reached.
+    Fail,
+    /// The call never answers (until the caller's time-out).
+    Hang,
+}
+
 /// Fault injection for the tests: the var `EDGEWARD_INJECT_FAULTS` lists Durable Object calls
-/// that fail as if the object could not be reached, as `BINDING:command` (`*` for every
-/// command), comma-separated. Honoured only while the issuer is a loopback http URL, so it can
-/// never act in a deployment.
-pub fn injected_fault(env: &Env, binding: &str, command: &str) -> bool {
-    let Some(list) = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty()) else {
-        return false;
-    };
+/// that fail (`BINDING:command`) or hang (`BINDING:command:hang`), `*` for every command,
+/// comma-separated. Honoured only while the issuer is a loopback http URL, so it can never act
+/// in a deployment.
+pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
+    let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;
     let local = var(env, "ISSUER")
         .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
-    local
-        && list.split(',').any(|f| {
-            f.trim()
-                .split_once(':')
-                .is_some_and(|(b, c)| b == binding && (c == "*" || c == command))
+    if !local {
+        return None;
+    }
+    list.split(',').find_map(|f| {
+        let mut parts = f.trim().split(':');
+        let (b, c, kind) = (parts.next()?, parts.next()?, parts.next());
+        (b == binding && (c == "*" || c == command)).then_some(match kind {
+            Some("hang") => Fault::Hang,
+            _ => Fault::Fail,
         })
+    })
 }

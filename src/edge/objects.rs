@@ -1,7 +1,10 @@
 //! Calling Durable Objects: one JSON command in, one JSON reply out. Transport failures are 503s.
 
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
 use serde::{de::DeserializeOwned, Serialize};
-use worker::{Env, Method, Request, RequestInit};
+use worker::{Delay, Env, Method, Request, RequestInit};
 
 use crate::protocol::error::ApiError;
 
@@ -19,19 +22,40 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
         .map_err(|e| unavailable("binding", e))?;
     let body =
         serde_json::to_string(cmd).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
-    if super::config::injected_fault(env, binding, command_tag(&body)) {
+    let fault = super::config::injected_fault(env, binding, command_tag(&body));
+    if fault == Some(super::config::Fault::Fail) {
         return Err(ApiError::unavailable(format!("{binding}: injected fault")));
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     let req = Request::new_with_init("https://object.internal/command", &init)
         .map_err(|e| unavailable("request", e))?;
-    let mut resp = stub
-        .fetch_with_request(req)
-        .await
-        .map_err(|e| unavailable("fetch", e))?;
-    resp.json::<R>().await.map_err(|e| unavailable("reply", e))
+    // A bounded wait: an object that does not answer is a 503, not a request held until the
+    // runtime gives up. (The object may still finish its command: callers treat a time-out
+    // like any other failure, and commands are safe to retry or fail closed.)
+    let exchange = async {
+        if fault == Some(super::config::Fault::Hang) {
+            Delay::from(Duration::from_secs(3_600)).await;
+        }
+        let mut resp = stub
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| unavailable("fetch", e))?;
+        resp.json::<R>().await.map_err(|e| unavailable("reply", e))
+    };
+    let raced = select(Box::pin(exchange), Box::pin(Delay::from(OBJECT_TIMEOUT))).await;
+    let result = match raced {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(ApiError::unavailable(format!(
+            "{binding}: no answer within {} s",
+            OBJECT_TIMEOUT.as_secs()
+        ))),
+    };
+    result
 }
+
+/// How long a Durable Object call may take before it is a 503.
+pub const OBJECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The variant name of an externally tagged command: `{"redeem":{..}}` or `"revoke_all"`.
 fn command_tag(json: &str) -> &str {

@@ -146,3 +146,21 @@ test('fault_injection_is_ignored_outside_loopback', async () => {
     await w.stop();
   }
 });
+
+test('fault_object_that_never_answers_is_a_503_within_the_time_out', async () => {
+  await withWorker('GRANTS:redeem:hang', async (w) => {
+    await addPartner(w, 'acme', [ORIGIN]);
+    const c = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'A', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid'] } })).json();
+    const started = Date.now();
+    const res = await w.fetch('/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code: `${'A'.repeat(22)}.${'B'.repeat(43)}`, redirect_uri: `${ORIGIN}/cb`, code_verifier: 'v'.repeat(43) }).toString(),
+    });
+    const waited = Date.now() - started;
+    await assertUnavailable(res, 'a hanging grant store');
+    assert.ok(waited >= 4500 && waited < 15_000, `answered after ${waited} ms (time-out 5 s)`);
+    const line = w.requestLogs().find((l) => l.route === '/oauth2/token');
+    assert.match(line.cause, /no answer within 5 s/);
+  });
+});
