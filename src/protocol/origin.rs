@@ -121,6 +121,18 @@ impl Origin {
             if d.ends_with('.') {
                 return Err(OriginError::TrailingDot);
             }
+            // Host names only: letters, digits, '-', '_' and dots. The URL parser percent-decodes
+            // hosts, so `https:e%2a` would otherwise become `https://e*`, an origin that does not
+            // parse again (fuzz finding).
+            if d.contains('*') {
+                return Err(OriginError::Wildcard);
+            }
+            if !d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(OriginError::NotAUrl);
+            }
         }
         let serialized = url.origin().ascii_serialization();
         if serialized.len() > MAX_ORIGIN_LEN {
@@ -290,5 +302,20 @@ mod tests {
         assert!(ok.is_ok());
         let bad: Result<Origin, _> = serde_json::from_str("\"https://A.example/x\"");
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn percent_encoded_hosts_cannot_smuggle_a_wildcard_or_odd_characters() {
+        // Fuzz finding (origin target): the host is percent-decoded by the URL parser.
+        assert_eq!(
+            Origin::parse("https:e%2a\t\r\0"),
+            Err(OriginError::Wildcard)
+        );
+        assert_eq!(
+            Origin::parse("https://a%2ab.example"),
+            Err(OriginError::Wildcard)
+        );
+        assert!(Origin::parse("https://a%21b.example").is_err());
+        assert!(Origin::parse("https://under_score.example").is_ok());
     }
 }
