@@ -66,15 +66,7 @@ pub async fn record(env: Env, event: AuditEvent) {
 pub async fn query(env: &Env, query: &str) -> Outcome {
     let result = async {
         let params = Params::parse(query.as_bytes())?;
-        let num = |name: &str| -> std::result::Result<Option<u64>, ApiError> {
-            params
-                .get(name)
-                .map(|v| {
-                    v.parse::<u64>()
-                        .map_err(|_| ApiError::invalid_field(name, "must be a whole number"))
-                })
-                .transpose()
-        };
+        let num = |name: &str| params.number(name, "must be a whole number");
         let limit = num("limit")?.map_or(PAGE_LIMIT, |l| (l as usize).clamp(1, PAGE_LIMIT));
         let cmd = AuditCommand::Query {
             since: num("since")?,
@@ -113,10 +105,6 @@ struct Row {
     body: String,
 }
 
-fn int(v: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
 fn err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("audit storage: {e}"))
 }
@@ -148,7 +136,7 @@ impl AuditLog {
             AuditCommand::Record { event } => {
                 sql.exec(
                     "DELETE FROM events WHERE ts < ?",
-                    vec![int(event.ts.saturating_sub(RETENTION_S))],
+                    vec![objects::sql_int(event.ts.saturating_sub(RETENTION_S))],
                 )
                 .map_err(err)?;
                 let body = serde_json::to_string(&event)
@@ -156,7 +144,7 @@ impl AuditLog {
                 sql.exec(
                     "INSERT INTO events (ts, kind, partner, body) VALUES (?, ?, ?, ?)",
                     vec![
-                        int(event.ts),
+                        objects::sql_int(event.ts),
                         SqlStorageValue::String(event.kind.clone()),
                         event
                             .partner
@@ -180,13 +168,13 @@ impl AuditLog {
                         "SELECT seq, body FROM events WHERE seq > ? AND ts >= ? \
                          AND (? IS NULL OR partner = ?) AND (? IS NULL OR kind = ?) ORDER BY seq LIMIT ?",
                         vec![
-                            int(cursor.unwrap_or(0)),
-                            int(since.unwrap_or(0)),
+                            objects::sql_int(cursor.unwrap_or(0)),
+                            objects::sql_int(since.unwrap_or(0)),
                             partner.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
                             partner.map_or(SqlStorageValue::Null, SqlStorageValue::String),
                             kind.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
                             kind.map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                            int(limit as u64),
+                            objects::sql_int(limit as u64),
                         ],
                     )
                     .and_then(|c| c.to_array())

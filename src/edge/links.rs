@@ -117,7 +117,7 @@ impl LinkStore {
                                 text(&partner_sub),
                                 text(username.as_str()),
                                 text(&user_sub),
-                                SqlStorageValue::Integer(i64::try_from(now).unwrap_or(i64::MAX)),
+                                objects::sql_int(now),
                             ],
                         )
                         .map_err(err)?;

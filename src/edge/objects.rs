@@ -125,6 +125,11 @@ reply_with_failed!(
     crate::store::usage::UsageReply,
 );
 
+/// A count or time as an SQLite integer (saturating: SQLite integers are signed).
+pub fn sql_int(v: u64) -> worker::SqlStorageValue {
+    worker::SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
 /// An object's SQLite storage, with its schema applied once per object instance (`ready`
 /// remembers it). `schema` is `;`-separated `CREATE ... IF NOT EXISTS` statements.
 pub fn sql(

@@ -37,10 +37,6 @@ pub struct ReplayStore {
     schema_ready: Cell<bool>,
 }
 
-fn as_int(v: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
 impl DurableObject for ReplayStore {
     fn new(state: State, _env: Env) -> Self {
         ReplayStore {
@@ -73,13 +69,16 @@ impl ReplayStore {
         let err = |e: worker::Error| ApiError::unavailable(format!("replay storage: {e}"));
         let sql = objects::sql(&self.state, &self.schema_ready, SCHEMA)?;
         // Forget what can no longer be replayed; the rest decides.
-        sql.exec("DELETE FROM seen WHERE expires_at < ?", vec![as_int(now)])
-            .map_err(err)?;
+        sql.exec(
+            "DELETE FROM seen WHERE expires_at < ?",
+            vec![objects::sql_int(now)],
+        )
+        .map_err(err)?;
         // RETURNING yields the row only when this claim inserted it.
         let inserted: Vec<serde_json::Value> = sql
             .exec(
                 "INSERT INTO seen (key, expires_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING RETURNING key",
-                vec![SqlStorageValue::String(key.to_owned()), as_int(expires_at)],
+                vec![SqlStorageValue::String(key.to_owned()), objects::sql_int(expires_at)],
             )
             .and_then(|c| c.to_array())
             .map_err(err)?;

@@ -67,19 +67,8 @@ pub fn record(env: &Env, ctx: &Context, now_ms: u64, r: Counted<'_>) {
 pub async fn query(env: &Env, query: &str, now: u64) -> Outcome {
     let result = async {
         let params = Params::parse(query.as_bytes())?;
-        let num = |name: &str| -> std::result::Result<Option<u64>, ApiError> {
-            params
-                .get(name)
-                .map(|v| {
-                    v.parse::<u64>().map_err(|_| {
-                        ApiError::invalid_field(
-                            name,
-                            "must be a whole number of seconds since the epoch",
-                        )
-                    })
-                })
-                .transpose()
-        };
+        let num =
+            |name: &str| params.number(name, "must be a whole number of seconds since the epoch");
         let until = num("until")?.unwrap_or(now);
         let since = num("since")?.unwrap_or(until.saturating_sub(86_400));
         let cmd = UsageCommand::Query {
@@ -124,10 +113,6 @@ struct Row {
     counts: String,
 }
 
-fn int(v: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
 fn text(v: Option<String>) -> SqlStorageValue {
     v.map_or(SqlStorageValue::Null, SqlStorageValue::String)
 }
@@ -167,7 +152,7 @@ impl UsageLog {
             UsageCommand::Add { rows, now } => {
                 sql.exec(
                     "DELETE FROM usage WHERE hour < ?",
-                    vec![int(now.saturating_sub(RETENTION_S))],
+                    vec![objects::sql_int(now.saturating_sub(RETENTION_S))],
                 )
                 .map_err(err)?;
                 // One synchronous stretch: the reads and writes of a merge are one transaction.
@@ -176,7 +161,7 @@ impl UsageLog {
                         .exec(
                             "SELECT hour, partner, client, counts FROM usage WHERE hour = ? AND partner = ? AND client = ?",
                             vec![
-                                int(row.hour),
+                                objects::sql_int(row.hour),
                                 SqlStorageValue::String(row.partner_id.clone()),
                                 SqlStorageValue::String(row.client_id.clone()),
                             ],
@@ -192,7 +177,7 @@ impl UsageLog {
                     sql.exec(
                         "INSERT OR REPLACE INTO usage (hour, partner, client, counts) VALUES (?, ?, ?, ?)",
                         vec![
-                            int(row.hour),
+                            objects::sql_int(row.hour),
                             SqlStorageValue::String(row.partner_id),
                             SqlStorageValue::String(row.client_id),
                             SqlStorageValue::String(body),
@@ -215,13 +200,13 @@ impl UsageLog {
                          AND (? IS NULL OR partner = ?) AND (? IS NULL OR client = ?) \
                          ORDER BY hour, partner, client LIMIT ?",
                         vec![
-                            int(since - since % 3_600),
-                            int(until),
+                            objects::sql_int(since - since % 3_600),
+                            objects::sql_int(until),
                             text(partner.clone()),
                             text(partner),
                             text(client.clone()),
                             text(client),
-                            int(limit as u64),
+                            objects::sql_int(limit as u64),
                         ],
                     )
                     .and_then(|c| c.to_array())

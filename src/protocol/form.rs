@@ -40,6 +40,16 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
+    /// A whole-number parameter, if present; `what` says what it must be when it is not.
+    pub fn number(&self, name: &str, what: &str) -> Result<Option<u64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::invalid_field(name, what))
+            })
+            .transpose()
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { startWorker, addPartner, startOrigin, logOf, sleep } from './harness.mjs';
-import { basicAuth, browserFlow, decodeJwt, forgeAccessTokens, pkce, verifyJwt } from './oauth.mjs';
+import { basicAuth, browserFlow, decodeJwt, forgeAccessTokens, pkce, serviceToken as issueServiceToken, verifyJwt } from './oauth.mjs';
 
 const ACME = 'https://app.acme.example';
 const BETA = 'https://app.beta.example';
@@ -73,15 +73,7 @@ async function newClient(partner, scopes, site = `https://app.${partner}.example
   return res.json();
 }
 
-async function serviceToken(client, scope) {
-  const res = await w.fetch('/oauth2/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope }).toString(),
-  });
-  assert.equal(res.status, 200, await res.clone().text());
-  return (await res.json()).access_token;
-}
+const serviceToken = (client, scope) => issueServiceToken(w, client, scope);
 
 async function userTokens(scope) {
   const { verifier, challenge } = pkce();
@@ -107,13 +99,7 @@ async function tokenOnFreshWorker(w2, scopes) {
     method: 'POST',
     body: { name: 'a', redirect_uris: [`${ACME}/cb`], grant_types: ['client_credentials'], scopes },
   })).json();
-  const res = await w2.fetch('/oauth2/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
-    body: 'grant_type=client_credentials',
-  });
-  assert.equal(res.status, 200);
-  return (await res.json()).access_token;
+  return issueServiceToken(w2, c);
 }
 
 const call = (path, token, init = {}) =>

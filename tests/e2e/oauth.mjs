@@ -84,6 +84,23 @@ export function verifyJwt(token, jwks) {
   return payload;
 }
 
+/** A client-credentials token request of `client` on worker `w` (optionally for `scope`). */
+export function clientCredentials(w, client, scope) {
+  const fields = { grant_type: 'client_credentials', ...(scope === undefined ? {} : { scope }) };
+  return w.fetch('/oauth2/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+/** The access token of a client-credentials request that must succeed. */
+export async function serviceToken(w, client, scope) {
+  const res = await clientCredentials(w, client, scope);
+  if (res.status !== 200) throw new Error(`client_credentials: ${res.status} ${await res.text()}`);
+  return (await res.json()).access_token;
+}
+
 export function basicAuth(id, secret) {
   const enc = (s) => encodeURIComponent(s);
   return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;

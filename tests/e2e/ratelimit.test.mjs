@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, addPartner, startOrigin, sleep } from './harness.mjs';
-import { CookieJar, basicAuth, formFields } from './oauth.mjs';
+import { CookieJar, clientCredentials, formFields, serviceToken } from './oauth.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 let w;
@@ -46,18 +46,8 @@ async function client(partner) {
   return res.json();
 }
 
-const tokenRequest = (c) =>
-  w.fetch('/oauth2/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
-    body: 'grant_type=client_credentials',
-  });
-
-async function token(c) {
-  const res = await tokenRequest(c);
-  assert.equal(res.status, 200);
-  return (await res.json()).access_token;
-}
+const tokenRequest = (c) => clientCredentials(w, c);
+const token = (c) => serviceToken(w, c);
 
 const api = (tok) => w.fetch('/api/v1/x', { headers: { authorization: `Bearer ${tok}` } });
 

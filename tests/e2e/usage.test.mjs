@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { startWorker, addPartner, startOrigin, sleep, ROOT } from './harness.mjs';
-import { basicAuth } from './oauth.mjs';
+import { serviceToken } from './oauth.mjs';
 
 let w;
 let origin;
@@ -36,15 +36,7 @@ after(async () => {
   await origin?.stop();
 });
 
-async function token(c) {
-  const res = await w.fetch('/oauth2/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
-    body: 'grant_type=client_credentials',
-  });
-  assert.equal(res.status, 200);
-  return (await res.json()).access_token;
-}
+const token = (c) => serviceToken(w, c);
 
 const api = (tok, p = '/api/v1/x') => w.fetch(p, { headers: { authorization: `Bearer ${tok}` } });
 
