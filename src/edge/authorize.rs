@@ -180,6 +180,7 @@ async fn issue_code(
             code_challenge: v.request.code_challenge.clone(),
             expires_at: now + CODE_TTL_S,
             used: false,
+            redeemed_by: None,
         }),
         refresh: None,
         revoked: false,

@@ -139,12 +139,20 @@ pub enum Fault {
     Fail,
     /// The call never answers (until the caller's time-out).
     Hang,
+    /// The object runs the command, but its reply is lost on the way back.
+    Lost,
+}
+
+thread_local! {
+    /// `…:lost_once` faults that have fired in this isolate.
+    static FIRED_ONCE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Fault injection for the tests: the var `EDGEWARD_INJECT_FAULTS` lists Durable Object calls
-/// that fail (`BINDING:command`) or hang (`BINDING:command:hang`), `*` for every command,
-/// comma-separated. Honoured only while the issuer is a loopback http URL, so it can never act
-/// in a deployment.
+/// that fail (`BINDING:command`), hang (`BINDING:command:hang`), or run but lose their reply
+/// (`BINDING:command:lost` every time, `BINDING:command:lost_once` the first time in an
+/// isolate); `*` stands for every command; comma-separated. Honoured only while the issuer is a
+/// loopback http URL, so it can never act in a deployment.
 pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
     let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;
     let local = var(env, "ISSUER")
@@ -153,11 +161,24 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
         return None;
     }
     list.split(',').find_map(|f| {
-        let mut parts = f.trim().split(':');
+        let spec = f.trim();
+        let mut parts = spec.split(':');
         let (b, c, kind) = (parts.next()?, parts.next()?, parts.next());
-        (b == binding && (c == "*" || c == command)).then_some(match kind {
-            Some("hang") => Fault::Hang,
-            _ => Fault::Fail,
-        })
+        if b != binding || (c != "*" && c != command) {
+            return None;
+        }
+        match kind {
+            Some("hang") => Some(Fault::Hang),
+            Some("lost") => Some(Fault::Lost),
+            Some("lost_once") => FIRED_ONCE.with(|fired| {
+                let mut fired = fired.borrow_mut();
+                let first = !fired.iter().any(|s| s == spec);
+                if first {
+                    fired.push(spec.to_owned());
+                }
+                first.then_some(Fault::Lost)
+            }),
+            _ => Some(Fault::Fail),
+        }
     })
 }

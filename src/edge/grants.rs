@@ -16,7 +16,7 @@ pub async fn call(
     grant_id: &str,
     cmd: &GrantCommand,
 ) -> std::result::Result<GrantReply, ApiError> {
-    objects::call(env, config::GRANTS_DO, &object_name(grant_id), cmd).await
+    objects::call_idempotent(env, config::GRANTS_DO, &object_name(grant_id), cmd).await
 }
 
 #[durable_object(fetch)]
@@ -81,14 +81,18 @@ impl GrantStore {
         let unknown = || ApiError::new(ErrorCode::InvalidGrant, "unknown or expired grant");
         match cmd {
             GrantCommand::Create { grant } => {
-                if existing.is_some() {
-                    return Err(ApiError::unavailable("grant id collision"));
+                match existing {
+                    // The same creation sent again after its reply was lost.
+                    Some(g) if g == *grant => return Ok(GrantReply::Created),
+                    Some(_) => return Err(ApiError::unavailable("grant id collision")),
+                    None => {}
                 }
                 self.store(grant.as_ref()).await?;
                 Ok(GrantReply::Created)
             }
             GrantCommand::Redeem {
                 code_hash,
+                attempt,
                 client_id,
                 redirect_uri,
                 code_verifier,
@@ -98,6 +102,7 @@ impl GrantStore {
                 let mut grant = existing.ok_or_else(unknown)?;
                 let step = grant.redeem(
                     &code_hash,
+                    &attempt,
                     &client_id,
                     redirect_uri.as_deref(),
                     code_verifier.as_deref(),

@@ -6,52 +6,117 @@ use futures_util::future::{select, Either};
 use serde::{de::DeserializeOwned, Serialize};
 use worker::{Delay, Env, Method, Request, RequestInit};
 
+use super::config::Fault;
 use crate::protocol::error::ApiError;
 
+/// Sends one command, once. For commands that are not safe to run twice.
 pub async fn call<C: Serialize, R: DeserializeOwned>(
     env: &Env,
     binding: &str,
     object: &str,
     cmd: &C,
 ) -> Result<R, ApiError> {
-    let unavailable =
-        |what: &str, e: worker::Error| ApiError::unavailable(format!("{binding} {what}: {e}"));
+    send(env, binding, object, cmd, 1).await
+}
+
+/// Sends a command that is safe to run twice, and sends it again when the exchange fails: the
+/// object may have run it and only the reply have been lost, and running it again answers the
+/// same (a redemption or refresh names its attempt, so its retry is not taken for a replay).
+/// A call that timed out is not sent again: it has used the time a caller may wait.
+pub async fn call_idempotent<C: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    cmd: &C,
+) -> Result<R, ApiError> {
+    send(env, binding, object, cmd, IDEMPOTENT_ATTEMPTS).await
+}
+
+/// Attempts of an idempotent call: the first and two retries.
+const IDEMPOTENT_ATTEMPTS: u32 = 3;
+
+enum Failure {
+    /// The exchange failed; the object may or may not have run the command.
+    Exchange(ApiError),
+    /// No answer within [`OBJECT_TIMEOUT`].
+    TimedOut(ApiError),
+}
+
+async fn send<C: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    cmd: &C,
+    attempts: u32,
+) -> Result<R, ApiError> {
     let stub = env
         .durable_object(binding)
         .and_then(|ns| ns.get_by_name(object))
-        .map_err(|e| unavailable("binding", e))?;
+        .map_err(|e| ApiError::unavailable(format!("{binding} binding: {e}")))?;
     let body =
         serde_json::to_string(cmd).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
-    let fault = super::config::injected_fault(env, binding, command_tag(&body));
-    if fault == Some(super::config::Fault::Fail) {
-        return Err(ApiError::unavailable(format!("{binding}: injected fault")));
+    let mut attempt = 1;
+    loop {
+        match exchange(env, binding, &stub, &body).await {
+            Ok(reply) => return Ok(reply),
+            Err(Failure::Exchange(e)) if attempt < attempts => {
+                let cause = e.cause.as_deref().unwrap_or("");
+                worker::console_warn!("{binding}: attempt {attempt} failed, retrying: {cause}");
+                Delay::from(Duration::from_millis(10 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(Failure::Exchange(e) | Failure::TimedOut(e)) => return Err(e),
+        }
+    }
+}
+
+async fn exchange<R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    stub: &worker::Stub,
+    body: &str,
+) -> Result<R, Failure> {
+    let failed = |what: &str, e: worker::Error| {
+        Failure::Exchange(ApiError::unavailable(format!("{binding} {what}: {e}")))
+    };
+    let fault = super::config::injected_fault(env, binding, command_tag(body));
+    if fault == Some(Fault::Fail) {
+        return Err(Failure::Exchange(ApiError::unavailable(format!(
+            "{binding}: injected fault"
+        ))));
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
+    init.with_method(Method::Post)
+        .with_body(Some(body.to_owned().into()));
     let req = Request::new_with_init("https://object.internal/command", &init)
-        .map_err(|e| unavailable("request", e))?;
+        .map_err(|e| failed("request", e))?;
     // A bounded wait: an object that does not answer is a 503, not a request held until the
     // runtime gives up. (The object may still finish its command: callers treat a time-out
     // like any other failure, and commands are safe to retry or fail closed.)
-    let exchange = async {
-        if fault == Some(super::config::Fault::Hang) {
+    let round_trip = async move {
+        if fault == Some(Fault::Hang) {
             Delay::from(Duration::from_secs(3_600)).await;
         }
         let mut resp = stub
             .fetch_with_request(req)
             .await
-            .map_err(|e| unavailable("fetch", e))?;
-        resp.json::<R>().await.map_err(|e| unavailable("reply", e))
+            .map_err(|e| failed("fetch", e))?;
+        let reply = resp.json::<R>().await.map_err(|e| failed("reply", e))?;
+        if fault == Some(Fault::Lost) {
+            return Err(Failure::Exchange(ApiError::unavailable(format!(
+                "{binding}: injected lost reply"
+            ))));
+        }
+        Ok(reply)
     };
-    let raced = select(Box::pin(exchange), Box::pin(Delay::from(OBJECT_TIMEOUT))).await;
-    let result = match raced {
+    let raced = select(Box::pin(round_trip), Box::pin(Delay::from(OBJECT_TIMEOUT))).await;
+    match raced {
         Either::Left((result, _)) => result,
-        Either::Right(_) => Err(ApiError::unavailable(format!(
+        Either::Right(_) => Err(Failure::TimedOut(ApiError::unavailable(format!(
             "{binding}: no answer within {} s",
             OBJECT_TIMEOUT.as_secs()
-        ))),
-    };
-    result
+        )))),
+    }
 }
 
 /// How long a Durable Object call may take before it is a 503.

@@ -247,8 +247,10 @@ async fn run(
             } else {
                 None
             };
+            let attempt = Base64UrlUnpadded::encode_string(&random::bytes::<16>()?);
             let cmd = GrantCommand::Redeem {
                 code_hash,
+                attempt,
                 client_id: client.client_id.clone(),
                 redirect_uri: params.get("redirect_uri").map(str::to_owned),
                 code_verifier: params.get("code_verifier").map(str::to_owned),

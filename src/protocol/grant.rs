@@ -67,6 +67,10 @@ pub struct CodeState {
     pub code_challenge: String,
     pub expires_at: u64,
     pub used: bool,
+    /// The attempt that redeemed the code: the token endpoint names each redemption with a
+    /// random id, so the same attempt sent again (its reply was lost) is not a replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_by: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,11 +135,13 @@ pub type Step = Result<Issue, (ApiError, bool)>;
 
 impl Grant {
     /// Redeems the authorization code (RFC 6749 §4.1.3). A second redemption revokes the grant and
-    /// with it every token issued from the code (§4.1.2).
+    /// with it every token issued from the code (§4.1.2). The same `attempt` sent again is not a
+    /// second redemption: it answers the same issue again, changing nothing.
     #[allow(clippy::too_many_arguments)]
     pub fn redeem(
         &mut self,
         code_hash: &str,
+        attempt: &str,
         client_id: &ClientId,
         redirect_uri: Option<&str>,
         verifier: Option<&str>,
@@ -148,7 +154,18 @@ impl Grant {
         if !same(&code.hash, code_hash) {
             return Err((invalid_grant("unknown authorization code"), false));
         }
-        if code.used {
+        let retried = code.used
+            && !attempt.is_empty()
+            && code
+                .redeemed_by
+                .as_deref()
+                .is_some_and(|a| same(a, attempt))
+            && self
+                .refresh
+                .as_ref()
+                .map(|r| (r.hash.as_str(), r.generation))
+                == new_refresh_hash.as_deref().map(|h| (h, 1));
+        if code.used && !retried {
             self.revoked = true;
             return Err((invalid_grant(CODE_REPLAYED), true));
         }
@@ -182,14 +199,17 @@ impl Grant {
                 false,
             ));
         }
-        code.used = true;
         let refresh_stored = new_refresh_hash.is_some();
-        self.refresh = new_refresh_hash.map(|hash| RefreshState {
-            hash,
-            last_used: now,
-            generation: 1,
-            old_hashes: Vec::new(),
-        });
+        if !retried {
+            code.used = true;
+            code.redeemed_by = Some(attempt.to_owned());
+            self.refresh = new_refresh_hash.map(|hash| RefreshState {
+                hash,
+                last_used: now,
+                generation: 1,
+                old_hashes: Vec::new(),
+            });
+        }
         Ok(Issue {
             scopes: self.scopes.clone(),
             grant: self.clone(),
@@ -210,11 +230,18 @@ impl Grant {
         let Some(state) = self.refresh.as_mut() else {
             return Err((invalid_grant("unknown refresh token"), false));
         };
-        if state.old_hashes.iter().any(|h| same(h, presented_hash)) {
+        // The same rotation sent again (its reply was lost): the presented token is the one it
+        // superseded, and the current one is the one it stored.
+        let retried = same(&state.hash, &new_hash)
+            && state
+                .old_hashes
+                .last()
+                .is_some_and(|h| same(h, presented_hash));
+        if !retried && state.old_hashes.iter().any(|h| same(h, presented_hash)) {
             self.revoked = true;
             return Err((invalid_grant(REFRESH_REUSED), true));
         }
-        if !same(&state.hash, presented_hash) {
+        if !retried && !same(&state.hash, presented_hash) {
             return Err((invalid_grant("unknown refresh token"), false));
         }
         if self.revoked {
@@ -246,13 +273,15 @@ impl Grant {
                 req
             }
         };
-        let old = std::mem::replace(&mut state.hash, new_hash);
-        state.old_hashes.push(old);
-        if state.old_hashes.len() > KEEP_OLD_REFRESH {
-            state.old_hashes.remove(0);
+        if !retried {
+            let old = std::mem::replace(&mut state.hash, new_hash);
+            state.old_hashes.push(old);
+            if state.old_hashes.len() > KEEP_OLD_REFRESH {
+                state.old_hashes.remove(0);
+            }
+            state.last_used = now;
+            state.generation = state.generation.saturating_add(1);
         }
-        state.last_used = now;
-        state.generation = state.generation.saturating_add(1);
         Ok(Issue {
             grant: self.clone(),
             scopes,
@@ -302,6 +331,7 @@ mod tests {
                 code_challenge: CHALLENGE.into(),
                 expires_at: now + CODE_TTL_S,
                 used: false,
+                redeemed_by: None,
             }),
             refresh: None,
             revoked: false,
@@ -319,6 +349,7 @@ mod tests {
         let h = code_hash(&code);
         let ok = g.redeem(
             &h,
+            "attempt-1",
             &cid("client-0001"),
             Some(REDIRECT),
             Some(VERIFIER),
@@ -329,6 +360,7 @@ mod tests {
         let (err, changed) = g
             .redeem(
                 &h,
+                "attempt-2",
                 &cid("client-0001"),
                 Some(REDIRECT),
                 Some(VERIFIER),
@@ -405,6 +437,7 @@ mod tests {
             let (err, changed) = g
                 .redeem(
                     &code_hash(&code),
+                    "attempt-3",
                     &cid(client),
                     redirect,
                     verifier,
@@ -420,6 +453,7 @@ mod tests {
         let (err, _) = g
             .redeem(
                 &hash_secret("wrong"),
+                "attempt-4",
                 &cid("client-0001"),
                 Some(REDIRECT),
                 Some(VERIFIER),
@@ -435,6 +469,7 @@ mod tests {
         let (mut g, code) = grant(100);
         g.redeem(
             &code_hash(&code),
+            "attempt-5",
             &cid("client-0001"),
             Some(REDIRECT),
             Some(VERIFIER),
@@ -468,6 +503,7 @@ mod tests {
         let (mut g, code) = grant(100);
         g.redeem(
             &code_hash(&code),
+            "attempt-6",
             &cid("client-0001"),
             Some(REDIRECT),
             Some(VERIFIER),
@@ -522,6 +558,7 @@ mod tests {
         let (mut g, code) = grant(100);
         g.redeem(
             &code_hash(&code),
+            "attempt-7",
             &cid("client-0001"),
             Some(REDIRECT),
             Some(VERIFIER),
@@ -570,5 +607,121 @@ mod tests {
         ] {
             assert_eq!(split_handle(bad), None, "{bad}");
         }
+    }
+
+    fn redeem_as(g: &mut Grant, h: &str, attempt: &str, refresh: Option<&str>) -> Step {
+        g.redeem(
+            h,
+            attempt,
+            &cid("client-0001"),
+            Some(REDIRECT),
+            Some(VERIFIER),
+            refresh.map(str::to_owned),
+            110,
+        )
+    }
+
+    #[test]
+    fn token_code_same_attempt_again_is_the_same_issue_not_a_replay() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        let first = redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        let after_first = g.clone();
+        let again = redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        assert_eq!(again, first);
+        assert_eq!(g, after_first, "a retried attempt changes nothing");
+        assert!(!g.revoked);
+    }
+
+    #[test]
+    fn token_code_other_attempt_is_a_replay_and_revokes() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        let (err, changed) = redeem_as(&mut g, &h, "attempt-2", Some("r2")).unwrap_err();
+        assert_eq!(err.description, CODE_REPLAYED);
+        assert!(changed && g.revoked);
+    }
+
+    #[test]
+    fn token_code_same_attempt_with_another_refresh_token_is_a_replay() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        let (err, _) = redeem_as(&mut g, &h, "attempt-1", Some("r2")).unwrap_err();
+        assert_eq!(err.description, CODE_REPLAYED);
+        assert!(g.revoked);
+    }
+
+    #[test]
+    fn token_code_empty_attempt_never_counts_as_a_retry() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        redeem_as(&mut g, &h, "", None).unwrap();
+        let (err, _) = redeem_as(&mut g, &h, "", None).unwrap_err();
+        assert_eq!(err.description, CODE_REPLAYED);
+    }
+
+    #[test]
+    fn token_code_retry_after_the_code_was_refreshed_is_a_replay() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .unwrap();
+        let (err, _) = redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap_err();
+        assert_eq!(err.description, CODE_REPLAYED);
+    }
+
+    #[test]
+    fn refresh_same_rotation_again_is_the_same_issue_not_a_reuse() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        let first = g
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .unwrap();
+        let after_first = g.clone();
+        let again = g
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(g, after_first, "a retried rotation changes nothing");
+        // The rotated token is the current one; the superseded one is still a reuse.
+        g.refresh("r2", &cid("client-0001"), None, "r3".into(), 130)
+            .unwrap();
+        let (err, changed) = g
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 140)
+            .unwrap_err();
+        assert_eq!(err.description, REFRESH_REUSED);
+        assert!(changed && g.revoked);
+    }
+
+    #[test]
+    fn refresh_superseded_token_with_a_new_rotation_is_a_reuse() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .unwrap();
+        let (err, _) = g
+            .refresh("r1", &cid("client-0001"), None, "r9".into(), 121)
+            .unwrap_err();
+        assert_eq!(err.description, REFRESH_REUSED);
+        assert!(g.revoked);
+    }
+
+    #[test]
+    fn refresh_retry_of_a_revoked_grant_is_refused() {
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
+        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .unwrap();
+        g.revoked = true;
+        let (err, _) = g
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
     }
 }

@@ -20,6 +20,10 @@ pub enum GrantCommand {
     },
     Redeem {
         code_hash: String,
+        /// A random id of this redemption attempt: sent again after a lost reply, it is not a
+        /// replay.
+        #[serde(default)]
+        attempt: String,
         client_id: ClientId,
         redirect_uri: Option<String>,
         code_verifier: Option<String>,

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
 import { startWorker, addPartner, startOrigin } from './harness.mjs';
-import { CookieJar, basicAuth, formFields, pkce } from './oauth.mjs';
+import { CookieJar, basicAuth, browserFlow, formFields, pkce } from './oauth.mjs';
 import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'fault password 1234';
@@ -162,5 +162,64 @@ test('fault_object_that_never_answers_is_a_503_within_the_time_out', async () =>
     assert.ok(waited >= 4500 && waited < 15_000, `answered after ${waited} ms (time-out 5 s)`);
     const line = w.requestLogs().find((l) => l.route === '/oauth2/token');
     assert.match(line.cause, /no answer within 5 s/);
+  });
+});
+
+// A reply lost between the grant object and the Worker: the object committed the redemption
+// (or rotation), the Worker did not hear it. The Worker sends the same attempt again, and the
+// object answers it again instead of taking it for a replay, so the code is not burnt without
+// its tokens and the refresh family is not revoked.
+async function codeFlowClient(w) {
+  await addPartner(w, 'acme', [ORIGIN]);
+  const c = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'A', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid'] } })).json();
+  await w.admin('/users/ada', { method: 'PUT', body: { password: PASSWORD, name: 'Ada' } });
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client: c, username: 'ada', password: PASSWORD, scope: 'openid', challenge });
+  const code = callback.searchParams.get('code');
+  assert.ok(code, 'a code');
+  const token = (fields) =>
+    w.fetch('/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
+      body: new URLSearchParams(fields).toString(),
+    });
+  const redeem = () => token({ grant_type: 'authorization_code', code, redirect_uri: `${ORIGIN}/cb`, code_verifier: verifier });
+  return { c, token, redeem };
+}
+
+test('fault_lost_redemption_reply_still_yields_the_tokens_once', async () => {
+  await withWorker('GRANTS:redeem:lost_once,GRANTS:refresh:lost_once', async (w) => {
+    const { token, redeem } = await codeFlowClient(w);
+    let res = await redeem();
+    const issued = await res.json();
+    assert.equal(res.status, 200, `redeemed despite the lost reply: ${JSON.stringify(issued)}`);
+    assert.ok(issued.access_token && issued.refresh_token);
+
+    // The rotation's reply is lost as well: the retried rotation keeps the family alive.
+    res = await token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token });
+    const rotated = await res.json();
+    assert.equal(res.status, 200, `refreshed despite the lost reply: ${JSON.stringify(rotated)}`);
+    assert.notEqual(rotated.refresh_token, issued.refresh_token);
+    res = await token({ grant_type: 'refresh_token', refresh_token: rotated.refresh_token });
+    const next = await res.json();
+    assert.equal(res.status, 200, 'the rotated token is the current one');
+
+    // A second redemption by anyone is still a replay, and still revokes the grant.
+    res = await redeem();
+    assert.equal(res.status, 400);
+    assert.deepEqual(Object.keys(await res.json()).sort(), ['error', 'error_description']);
+    res = await token({ grant_type: 'refresh_token', refresh_token: next.refresh_token });
+    assert.equal(res.status, 400, 'the replay revoked the family');
+    assert.equal((await res.json()).error, 'invalid_grant');
+  });
+});
+
+test('fault_reply_lost_every_time_is_a_503_without_tokens', async () => {
+  await withWorker('GRANTS:redeem:lost', async (w) => {
+    const { redeem } = await codeFlowClient(w);
+    const res = await redeem();
+    await assertUnavailable(res, 'every reply lost');
+    const line = w.requestLogs().find((l) => l.route === '/oauth2/token');
+    assert.match(line.cause, /GRANTS: injected lost reply/);
   });
 });
