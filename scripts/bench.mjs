@@ -30,8 +30,8 @@ import { Miniflare } from 'miniflare';
 import { unstable_readConfig } from 'wrangler';
 import { startWorker, ROOT } from '../tests/e2e/harness.mjs';
 import { CookieJar, pkce, basicAuth, browserFlow, formFields } from '../tests/e2e/oauth.mjs';
-import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
-import { generateJwk, publicJwk } from './lib/jwk.mjs';
+import { randomUUID } from 'node:crypto';
+import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from './lib/jwk.mjs';
 
 const seconds = Number(process.argv[2] || 8);
 const connections = Number(process.argv[3] || 16);
@@ -230,11 +230,7 @@ async function flows(w, client, n, { returning }) {
 }
 
 const partnerKey = generateJwk('EdDSA');
-function partnerJwt(payload) {
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const input = `${enc({ alg: 'EdDSA', kid: partnerKey.kid, typ: 'JWT' })}.${enc(payload)}`;
-  return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key: partnerKey, format: 'jwk' })).toString('base64url')}`;
-}
+const partnerJwt = (typ, payload) => signJwt(partnerKey, { alg: 'EdDSA', kid: partnerKey.kid, typ }, payload);
 
 /** Linking flows (login, consent, allow) for fresh users, then automatic logins. */
 async function linkFlows(w, n) {
@@ -245,7 +241,7 @@ async function linkFlows(w, n) {
   }
   for (let i = 0; i < n; i++) {
     const now = Math.floor(Date.now() / 1000);
-    const request = partnerJwt({
+    const request = partnerJwt(LINK_REQUEST_TYP, {
       iss: ORIGIN, aud: w.url, sub: `bench-${i}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`,
     });
     const jar = new CookieJar(w.url);
@@ -260,7 +256,7 @@ async function linkFlows(w, n) {
   }
   for (let i = 0; i < n; i++) {
     const now = Math.floor(Date.now() / 1000);
-    const assertion = partnerJwt({ iss: ORIGIN, aud: w.url, sub: `bench-${i}`, jti: randomUUID(), exp: now + 100 });
+    const assertion = partnerJwt(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: `bench-${i}`, jti: randomUUID(), exp: now + 100 });
     const start = performance.now();
     const res = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`, { redirect: 'manual' });
     if (res.status !== 302) throw new Error(`auto login answered ${res.status}`);

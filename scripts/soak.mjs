@@ -5,22 +5,18 @@
 //   node scripts/soak.mjs [seconds, default 60] [concurrency, default 64]
 // Exit status 1 when a book does not balance. scripts/soak.sh runs it; the e2e suite runs a
 // short one (tests/e2e/soak.test.mjs).
-import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startWorker, startOrigin } from '../tests/e2e/harness.mjs';
 import { CookieJar, basicAuth, browserFlow, formFields, pkce } from '../tests/e2e/oauth.mjs';
-import { generateJwk, publicJwk } from './lib/jwk.mjs';
+import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from './lib/jwk.mjs';
 
 const PASSWORD = 'soak password 1234';
 const PARTNER_ORIGIN = 'https://soak.example';
 const USERS = 12;
 const MAX_LIMITS = { api_per_minute: 10_000_000, api_per_client_per_minute: 10_000_000, token_per_minute: 10_000_000, token_per_client_per_minute: 10_000_000 };
 
-function jwt(jwk, payload) {
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const input = `${enc({ alg: 'EdDSA', kid: jwk.kid, typ: 'JWT' })}.${enc(payload)}`;
-  return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' })).toString('base64url')}`;
-}
+const jwt = (jwk, typ, payload) => signJwt(jwk, { alg: 'EdDSA', kid: jwk.kid, typ }, payload);
 
 export async function soak({ seconds = 60, concurrency = 64, log = console.log } = {}) {
   const origin = await startOrigin();
@@ -74,7 +70,7 @@ export async function soak({ seconds = 60, concurrency = 64, log = console.log }
       res = await jar.postForm('/login', { ...formFields(await res.text()), username, password: PASSWORD });
       if (res.status !== 303) throw new Error(`setup login ${username}: ${res.status}`);
       const now = Math.floor(Date.now() / 1000);
-      const request = jwt(key, { iss: PARTNER_ORIGIN, aud: w.url, sub: `partner-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${PARTNER_ORIGIN}/linked` });
+      const request = jwt(key, LINK_REQUEST_TYP, { iss: PARTNER_ORIGIN, aud: w.url, sub: `partner-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${PARTNER_ORIGIN}/linked` });
       const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
       const linked = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
       if (linked.status !== 303) throw new Error(`setup link ${username}: ${linked.status}`);
@@ -155,7 +151,7 @@ export async function soak({ seconds = 60, concurrency = 64, log = console.log }
       async autologin() {
         const u = pick(users);
         const now = Math.floor(Date.now() / 1000);
-        const assertion = jwt(key, { iss: PARTNER_ORIGIN, aud: w.url, sub: `partner-${u.username}`, jti: randomUUID(), iat: now, exp: now + 60 });
+        const assertion = jwt(key, LOGIN_ASSERTION_TYP, { iss: PARTNER_ORIGIN, aud: w.url, sub: `partner-${u.username}`, jti: randomUUID(), iat: now, exp: now + 60 });
         const res = count(await w.fetch(`/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`), 'autologin');
         if (res.status !== 302) violation(`automatic login answered ${res.status}`);
         await res.arrayBuffer();

@@ -1,5 +1,5 @@
 // JWK helpers shared by scripts/keys, scripts/dev.sh and the end-to-end tests.
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 
 const REQUIRED = { OKP: ['crv', 'kty', 'x'], EC: ['crv', 'kty', 'x', 'y'], RSA: ['e', 'kty', 'n'] };
 
@@ -31,4 +31,24 @@ export function publicJwk(jwk) {
 /** The signing key set a new deployment starts with: Ed25519 first (access tokens), RS256 for ID tokens. */
 export function initialKeySet() {
   return { keys: [generateJwk('EdDSA'), generateJwk('RS256')] };
+}
+
+/** The `typ` of a partner's link request and of its automatic-login assertion (a jwt-bearer
+ * grant assertion is plain `JWT`): each kind names its purpose, so none passes for another. */
+export const LINK_REQUEST_TYP = 'edgeward-link+jwt';
+export const LOGIN_ASSERTION_TYP = 'edgeward-login+jwt';
+
+/** A compact JWS of `payload` with `header`, signed with the private `jwk` by `header.alg`
+ * (EdDSA, ES256, or RS256 for anything else). */
+export function signJwt(jwk, header, payload) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = Buffer.from(`${enc(header)}.${enc(payload)}`);
+  const key = createPrivateKey({ key: jwk, format: 'jwk' });
+  const sig =
+    header.alg === 'EdDSA'
+      ? cryptoSign(null, input, key)
+      : header.alg === 'ES256'
+        ? cryptoSign('sha256', input, { key, dsaEncoding: 'ieee-p1363' })
+        : cryptoSign('sha256', input, key);
+  return `${input}.${sig.toString('base64url')}`;
 }

@@ -14,23 +14,25 @@ use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{self, Params};
 use crate::protocol::grant::hash_secret;
-use crate::protocol::link::{check_login_assertion, CLOCK_SKEW_S};
+use crate::protocol::link::{check_login_assertion, PartnerJwt, CLOCK_SKEW_S};
 use crate::protocol::partner::{keys as kv_keys, Partner};
 use crate::protocol::user::{LinkVia, Username};
 use crate::routes::{self, Method};
 use crate::store::links::{LinkCommand, LinkReply};
 use crate::store::users::{UserCommand, UserReply};
 
-/// Verifies a partner's login assertion for `audiences`, uses its `jti`, and finds the linked
-/// platform user. `Ok(None)`: valid, but the partner account is not linked.
+/// Verifies a partner's assertion of `kind` (a login assertion, or a jwt-bearer grant assertion)
+/// for `audiences`, uses its `jti`, and finds the linked platform user. `Ok(None)`: valid, but
+/// the partner account is not linked.
 pub async fn linked_user(
     env: &Env,
     assertion: &str,
+    kind: PartnerJwt,
     audiences: &[String],
     now_ms: u64,
 ) -> Result<(Partner, Option<Username>, String), ApiError> {
     let now = now_ms / 1000;
-    let (partner, payload) = partner_jwt(env, assertion, now_ms).await?;
+    let (partner, payload) = partner_jwt(env, assertion, kind, now_ms).await?;
     let checked = check_login_assertion(&payload, &partner, audiences, now).map_err(|e| {
         refused(&format!(
             "The login assertion is not valid: {}.",
@@ -110,7 +112,7 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         let params = params?;
         let assertion = params.get("assertion").ok_or_else(|| refused("There is no login assertion."))?;
         let audiences = [issuer.as_str().to_owned()];
-        let (partner, user, partner_sub) = linked_user(env, assertion, &audiences, now_ms).await?;
+        let (partner, user, partner_sub) = linked_user(env, assertion, PartnerJwt::LoginAssertion, &audiences, now_ms).await?;
         let Some(username) = user else {
             let html = pages::error(
                 "Your account is not linked yet",

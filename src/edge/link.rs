@@ -17,7 +17,7 @@ use crate::protocol::form;
 use crate::protocol::grant::hash_secret;
 use crate::protocol::keys::Times;
 use crate::protocol::link::{
-    check_link_request, recently_logged_in, LinkRequest, LinkTokenClaims, CLOCK_SKEW_S,
+    check_link_request, recently_logged_in, LinkRequest, LinkTokenClaims, PartnerJwt, CLOCK_SKEW_S,
     LINK_TOKEN_TTL_S,
 };
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId, PartnerStatus};
@@ -29,11 +29,13 @@ pub fn refused(why: &str) -> ApiError {
     ApiError::new(ErrorCode::AccessDenied, why)
 }
 
-/// A JWT from a partner: the partner named by its `iss` (active), and the payload, once the
-/// signature checked out against the partner's keys. Claims are the caller's to check.
+/// A JWT from a partner, of the `kind` its `typ` names: the partner named by its `iss` (active),
+/// and the payload, once the signature checked out against the partner's keys. Claims are the
+/// caller's to check.
 pub async fn partner_jwt(
     env: &Env,
     token: &str,
+    kind: PartnerJwt,
     now_ms: u64,
 ) -> Result<(Partner, Value), ApiError> {
     let bad = |e: assertion::AssertionError| {
@@ -42,6 +44,9 @@ pub async fn partner_jwt(
             e.describe()
         ))
     };
+    let header = jwt_header(token).ok_or_else(|| bad(assertion::AssertionError::Malformed))?;
+    kind.check_typ(header.get("typ").and_then(Value::as_str))
+        .map_err(bad)?;
     let claims = assertion::unverified_claims(token)
         .ok_or_else(|| bad(assertion::AssertionError::Malformed))?;
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
@@ -57,8 +62,8 @@ pub async fn partner_jwt(
     if partner.status != PartnerStatus::Active {
         return Err(refused("This partner is suspended."));
     }
-    let kid = jwt_kid(token);
-    let keys = partner_keys::keys_for(&partner, kid.as_deref(), now_ms).await?;
+    let kid = header.get("kid").and_then(Value::as_str);
+    let keys = partner_keys::keys_for(&partner, kid, now_ms).await?;
     let payload = keys::verify_external(&keys, token).await.map_err(bad)?;
     Ok((partner, payload))
 }
@@ -70,7 +75,7 @@ async fn verify(
     token: &str,
     now_ms: u64,
 ) -> Result<(Partner, LinkRequest), ApiError> {
-    let (partner, payload) = partner_jwt(env, token, now_ms).await?;
+    let (partner, payload) = partner_jwt(env, token, PartnerJwt::LinkRequest, now_ms).await?;
     let request = check_link_request(&payload, &partner, issuer, now_ms / 1000).map_err(|e| {
         refused(&format!(
             "This link request is not valid: {}.",
@@ -80,10 +85,9 @@ async fn verify(
     Ok((partner, request))
 }
 
-fn jwt_kid(token: &str) -> Option<String> {
+fn jwt_header(token: &str) -> Option<Value> {
     let header = token.split('.').next()?;
-    let json: Value = serde_json::from_slice(&Base64UrlUnpadded::decode_vec(header).ok()?).ok()?;
-    json.get("kid").and_then(Value::as_str).map(str::to_owned)
+    serde_json::from_slice(&Base64UrlUnpadded::decode_vec(header).ok()?).ok()
 }
 
 struct Session {

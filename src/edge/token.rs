@@ -13,6 +13,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::Params;
 use crate::protocol::grant::{self, Grant, Issue};
 use crate::protocol::keys::{KeySet, Times};
+use crate::protocol::link::PartnerJwt;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::tokens::{
     at_hash, released_claims, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
@@ -338,16 +339,21 @@ async fn run(
                 .ok_or_else(|| invalid_request("assertion is missing"))?;
             let audiences = [issuer.as_str().to_owned(), issuer.url(crate::routes::TOKEN)];
             let invalid = |why: &str| ApiError::new(ErrorCode::InvalidGrant, why);
-            let (partner, user, partner_sub) =
-                autologin::linked_user(env, assertion, &audiences, now_ms)
-                    .await
-                    .map_err(|e| {
-                        if e.code == ErrorCode::TemporarilyUnavailable {
-                            e
-                        } else {
-                            invalid(&e.description)
-                        }
-                    })?;
+            let (partner, user, partner_sub) = autologin::linked_user(
+                env,
+                assertion,
+                PartnerJwt::GrantAssertion,
+                &audiences,
+                now_ms,
+            )
+            .await
+            .map_err(|e| {
+                if e.code == ErrorCode::TemporarilyUnavailable {
+                    e
+                } else {
+                    invalid(&e.description)
+                }
+            })?;
             if partner.id != client.partner_id {
                 return Err(invalid(
                     "the assertion is from another partner than the client's",

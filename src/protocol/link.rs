@@ -1,9 +1,6 @@
-//! Account linking and automatic login (step 3 of the plan): what a partner's link request and
-//! login assertion must say, and the link token we answer with. Signatures are checked with the
-//! partner's keys by [`super::assertion`]; this module holds the rules that follow.
-//!
-//! Status: the rules are here and tested; the `/link`, `/login/auto` and jwt-bearer endpoints
-//! that apply them come next.
+//! Account linking and automatic login: what a partner's link request, login assertion and
+//! jwt-bearer grant assertion must say, and the link token we answer with. Signatures are checked
+//! with the partner's keys by [`super::assertion`]; this module holds the rules that follow.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,6 +22,56 @@ pub const LINK_TOKEN_TTL_S: u64 = 300;
 pub const RECENT_LOGIN_S: u64 = 300;
 pub const MAX_PARTNER_SUB_LEN: usize = 256;
 pub const MAX_STATE_LEN: usize = 1024;
+
+/// The `typ` a link request must carry (RFC 8725 §3.11: explicit typing).
+pub const LINK_REQUEST_TYP: &str = "edgeward-link+jwt";
+/// The `typ` an automatic-login assertion must carry.
+pub const LOGIN_ASSERTION_TYP: &str = "edgeward-login+jwt";
+
+/// What a partner's JWT is for. The three kinds are signed with the same keys and have the same
+/// `iss` and `aud`, so each names its purpose in its `typ` header, and none passes for another:
+/// a login assertion, which travels in a browser URL, is not a grant assertion, and a link request
+/// is not a login assertion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartnerJwt {
+    LinkRequest,
+    LoginAssertion,
+    /// RFC 7523 §2.1 (the jwt-bearer grant): `typ` absent or `JWT`, as that RFC's clients send.
+    GrantAssertion,
+}
+
+impl PartnerJwt {
+    /// Checks the JWT header's `typ`: a media type, so compared without case and with an
+    /// optional `application/` prefix (RFC 7515 §4.1.9).
+    pub fn check_typ(self, typ: Option<&str>) -> Result<(), AssertionError> {
+        let typ = typ.map(|t| {
+            let t = t.to_ascii_lowercase();
+            match t.strip_prefix("application/") {
+                Some(rest) => rest.to_owned(),
+                None => t,
+            }
+        });
+        let (ok, why) = match self {
+            PartnerJwt::LinkRequest => (
+                typ.as_deref() == Some(LINK_REQUEST_TYP),
+                "a link request's typ header must be edgeward-link+jwt",
+            ),
+            PartnerJwt::LoginAssertion => (
+                typ.as_deref() == Some(LOGIN_ASSERTION_TYP),
+                "a login assertion's typ header must be edgeward-login+jwt",
+            ),
+            PartnerJwt::GrantAssertion => (
+                matches!(typ.as_deref(), None | Some("jwt")),
+                "a jwt-bearer assertion's typ header must be JWT or absent",
+            ),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(claim(why))
+        }
+    }
+}
 
 /// A checked link request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +191,31 @@ pub struct LinkTokenClaims {
 
 #[cfg(test)]
 mod tests {
+    use super::PartnerJwt::*;
+
+    #[test]
+    fn partner_jwt_kinds_are_told_apart_by_typ() {
+        let cases: [(PartnerJwt, Option<&str>, bool); 14] = [
+            (LinkRequest, Some("edgeward-link+jwt"), true),
+            (LinkRequest, Some("application/EDGEWARD-LINK+JWT"), true),
+            (LinkRequest, Some("edgeward-login+jwt"), false),
+            (LinkRequest, Some("JWT"), false),
+            (LinkRequest, None, false),
+            (LoginAssertion, Some("edgeward-login+jwt"), true),
+            (LoginAssertion, Some("Application/edgeward-login+jwt"), true),
+            (LoginAssertion, Some("edgeward-link+jwt"), false),
+            (LoginAssertion, Some("JWT"), false),
+            (LoginAssertion, None, false),
+            (GrantAssertion, None, true),
+            (GrantAssertion, Some("jwt"), true),
+            (GrantAssertion, Some("edgeward-login+jwt"), false),
+            (GrantAssertion, Some("edgeward-link+jwt"), false),
+        ];
+        for (kind, typ, ok) in cases {
+            assert_eq!(kind.check_typ(typ).is_ok(), ok, "{kind:?} with typ {typ:?}");
+        }
+    }
+
     use super::*;
     use crate::protocol::partner::{PartnerId, PartnerStatus};
     use serde_json::json;

@@ -8,8 +8,8 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startWorker } from './harness.mjs';
 import { pkce, basicAuth, verifyJwt } from './oauth.mjs';
-import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
-import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
+import { randomUUID } from 'node:crypto';
+import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const partnerKey = generateJwk('EdDSA');
@@ -169,15 +169,11 @@ test('browser_form_posted_without_its_csrf_token_is_refused', async () => {
   }
 });
 
-function partnerJwt(payload) {
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const input = `${enc({ alg: 'EdDSA', kid: partnerKey.kid, typ: 'JWT' })}.${enc(payload)}`;
-  return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key: partnerKey, format: 'jwk' })).toString('base64url')}`;
-}
+const partnerJwt = (typ, payload) => signJwt(partnerKey, { alg: 'EdDSA', kid: partnerKey.kid, typ }, payload);
 
 test('browser_link_then_automatic_login', async () => {
   const now = Math.floor(Date.now() / 1000);
-  const request = partnerJwt({
+  const request = partnerJwt(LINK_REQUEST_TYP, {
     iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), iat: now, exp: now + 240,
     return_to: 'https://app.acme.example/linked', state: 'browser-link',
   });
@@ -203,7 +199,7 @@ test('browser_link_then_automatic_login', async () => {
   // Automatic login in a fresh browser: no password, straight to the account page.
   const fresh = await newPage();
   try {
-    const assertion = partnerJwt({ iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), exp: now + 100 });
+    const assertion = partnerJwt(LOGIN_ASSERTION_TYP, { iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), exp: now + 100 });
     await fresh.page.goto(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
     assert.equal(await fresh.page.title(), 'Your account');
     const main = await fresh.page.textContent('main');

@@ -4,10 +4,10 @@
 // gate.test.mjs (gate_fails_closed_when_kv_fails) and admin.test.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { startWorker, addPartner, startOrigin } from './harness.mjs';
 import { CookieJar, basicAuth, browserFlow, formFields, pkce } from './oauth.mjs';
-import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
+import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'fault password 1234';
 const ORIGIN = 'https://app.acme.example';
@@ -80,19 +80,15 @@ test('fault_link_not_half_stored_when_the_user_record_fails', async () => {
     await w.admin('/partners/acme', { method: 'PUT', body: { name: 'Acme', origins: [ORIGIN], jwks: { keys: [publicJwk(key)] } } });
     await w.admin('/users/bo', { method: 'PUT', body: { password: PASSWORD, name: 'Bo' } });
     const jar = await signIn(w, 'bo');
-    const sign = (payload) => {
-      const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-      const input = `${enc({ alg: 'EdDSA', kid: key.kid, typ: 'JWT' })}.${enc(payload)}`;
-      return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key, format: 'jwk' })).toString('base64url')}`;
-    };
+    const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
-    const request = sign({ iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked` });
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked` });
     const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
     assert.equal(page.status, 200);
     const res = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
     await assertUnavailable(res, 'linking while the user record fails');
     // The link the person cannot see must not log them in either.
-    const assertion = sign({ iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 60 });
+    const assertion = sign(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 60 });
     const auto = await w.fetch(`/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
     assert.equal(auto.status, 403, 'not linked');
     assert.match(await auto.text(), /not linked/);

@@ -3,10 +3,10 @@
 // error page and never redirects.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { startWorker, addPartner } from './harness.mjs';
 import { CookieJar, formFields, verifyJwt } from './oauth.mjs';
-import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
+import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 let w;
 const PASSWORD = 'correct horse battery staple';
@@ -31,11 +31,7 @@ before(async () => {
 });
 after(() => w?.stop());
 
-function sign(jwk, header, payload) {
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const input = `${enc(header)}.${enc(payload)}`;
-  return `${input}.${cryptoSign(null, Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' })).toString('base64url')}`;
-}
+const sign = signJwt;
 
 function linkRequest(overrides = {}, header = {}, jwk = key) {
   const now = Math.floor(Date.now() / 1000);
@@ -44,7 +40,7 @@ function linkRequest(overrides = {}, header = {}, jwk = key) {
     return_to: `${ORIGIN}/linked`, state: 'link-state', ...overrides,
   };
   for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
-  return sign(jwk, { alg: 'EdDSA', kid: jwk.kid, typ: 'JWT', ...header }, payload);
+  return sign(jwk, { alg: 'EdDSA', kid: jwk.kid, typ: LINK_REQUEST_TYP, ...header }, payload);
 }
 
 async function login(jar, username) {
@@ -144,9 +140,9 @@ test('link_requests_breaking_a_rule_show_an_error_page', async () => {
     'wrong iss': linkRequest({ iss: 'https://unknown.example' }),
     "signed by another partner's key": linkRequest({}, { kid: key.kid }, { ...otherKey, kid: key.kid }),
     'unknown kid': linkRequest({}, { kid: 'nope' }),
-    'alg none': `${enc({ alg: 'none', kid: key.kid })}.${payload}.`,
+    'alg none': `${enc({ alg: 'none', kid: key.kid, typ: LINK_REQUEST_TYP })}.${payload}.`,
     'HS256 with the public key': (() => {
-      const input = `${enc({ alg: 'HS256', kid: key.kid })}.${payload}`;
+      const input = `${enc({ alg: 'HS256', kid: key.kid, typ: LINK_REQUEST_TYP })}.${payload}`;
       return `${input}.${createHmac('sha256', JSON.stringify(publicJwk(key))).update(input).digest('base64url')}`;
     })(),
     'return_to off the allowlist': linkRequest({ return_to: 'https://evil.example/steal' }),
@@ -227,9 +223,14 @@ test('link_with_keys_from_the_partners_jwks_uri', async () => {
   }
 });
 
-function loginAssertion(sub, overrides = {}, aud = w.url) {
+function loginAssertion(sub, overrides = {}, aud = w.url, typ = LOGIN_ASSERTION_TYP) {
   const now = Math.floor(Date.now() / 1000);
-  return sign(key, { alg: 'EdDSA', kid: key.kid, typ: 'JWT' }, { iss: ORIGIN, aud, sub, jti: randomUUID(), iat: now, exp: now + 60, ...overrides });
+  return sign(key, { alg: 'EdDSA', kid: key.kid, typ }, { iss: ORIGIN, aud, sub, jti: randomUUID(), iat: now, exp: now + 60, ...overrides });
+}
+
+/** An RFC 7523 assertion for the jwt-bearer grant: `typ` JWT, for the token endpoint. */
+function grantAssertion(sub, overrides = {}) {
+  return loginAssertion(sub, overrides, `${w.url}/oauth2/token`, 'JWT');
 }
 
 test('auto_login_with_a_linked_account_starts_a_session', async () => {
@@ -287,7 +288,7 @@ test('auto_login_assertion_replay_and_bad_assertions_are_refused', async () => {
     'lifetime over two minutes': loginAssertion('acme-lena', { exp: now + 600 }),
     expired: loginAssertion('acme-lena', { iat: now - 300, exp: now - 100 }),
     'wrong aud': loginAssertion('acme-lena', {}, 'https://other.example'),
-    'another partner key': sign(otherKey, { alg: 'EdDSA', kid: key.kid }, { iss: ORIGIN, aud: w.url, sub: 'acme-lena', jti: randomUUID(), exp: now + 60 }),
+    'another partner key': sign(otherKey, { alg: 'EdDSA', kid: key.kid, typ: LOGIN_ASSERTION_TYP }, { iss: ORIGIN, aud: w.url, sub: 'acme-lena', jti: randomUUID(), exp: now + 60 }),
     'return_to off the platform': null,
   })) {
     if (bad === null) {
@@ -317,19 +318,71 @@ test('jwt_bearer_grant_issues_an_access_token_for_the_linked_user', async () => 
     },
     body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }),
   });
-  const res = await grant(svc, loginAssertion('acme-marc-race', {}, `${w.url}/oauth2/token`));
+  const res = await grant(svc, grantAssertion('acme-marc-race'));
   assert.equal(res.status, 200);
   const body = await res.json();
   assert.equal(body.refresh_token, undefined);
   const info = await (await fetch(`${w.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${body.access_token}` } })).json();
   assert.equal(info.name, 'MARC');
   for (const [what, r] of [
-    ['another partner\'s client', await grant(beta, loginAssertion('acme-marc-race', {}, `${w.url}/oauth2/token`))],
-    ['not linked', await grant(svc, loginAssertion('acme-nobody', {}, `${w.url}/oauth2/token`))],
+    ['another partner\'s client', await grant(beta, grantAssertion('acme-marc-race'))],
+    ['not linked', await grant(svc, grantAssertion('acme-nobody'))],
   ]) {
     assert.equal(r.status, 400, what);
     assert.equal((await r.json()).error, 'invalid_grant', what);
   }
+});
+
+test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
+  // lena is linked as acme-lena by the first test. The three kinds of partner JWT share keys,
+  // iss and aud; only their typ tells them apart (RFC 8725 §3.11).
+  const svc = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme Typ', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] },
+  })).json();
+  const grant = (assertion) => fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${svc.client_id}:${svc.client_secret}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }),
+  });
+  const auto = (assertion) => fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`, { redirect: 'manual' });
+
+  // A login assertion, which travels in a browser URL, is not a grant assertion.
+  let res = await grant(loginAssertion('acme-lena', {}, `${w.url}/oauth2/token`));
+  assert.equal(res.status, 400);
+  let body = await res.json();
+  assert.equal(body.error, 'invalid_grant');
+  assert.match(body.error_description, /typ/);
+  assert.equal(body.access_token, undefined);
+  // ...but the same claims as a grant assertion are (the refusal above was the typ).
+  res = await grant(grantAssertion('acme-lena'));
+  assert.equal(res.status, 200, 'a grant assertion works');
+
+  // Neither a grant assertion nor a link request nor an untyped JWT signs anyone in.
+  const now = Math.floor(Date.now() / 1000);
+  for (const [what, jwt] of Object.entries({
+    'grant assertion': loginAssertion('acme-lena', {}, w.url, 'JWT'),
+    'link request': linkRequest({ sub: 'acme-lena', exp: now + 100 }),
+    'no typ': sign(key, { alg: 'EdDSA', kid: key.kid }, { iss: ORIGIN, aud: w.url, sub: 'acme-lena', jti: randomUUID(), iat: now, exp: now + 60 }),
+  })) {
+    res = await auto(jwt);
+    assert.equal(res.status, 403, what);
+    assert.equal(res.headers.get('location'), null, `${what}: no redirect`);
+    assert.equal(res.headers.get('set-cookie'), null, `${what}: no session`);
+    assert.match(await res.text(), /typ header must be edgeward-login\+jwt/, what);
+  }
+  res = await auto(loginAssertion('acme-lena'));
+  assert.equal(res.status, 302, 'a login assertion signs in');
+
+  // A login assertion is not a link request.
+  const jar = new CookieJar(w.url);
+  await login(jar, 'lena');
+  res = await jar.fetch(`/link?request=${encodeURIComponent(loginAssertion('acme-lena'))}`);
+  assert.equal(res.status, 403);
+  assert.match(await res.text(), /typ header must be edgeward-link\+jwt/);
 });
 
 test('account_page_lists_links_and_unlink_stops_auto_login_and_revokes_grants', async () => {
@@ -348,7 +401,7 @@ test('account_page_lists_links_and_unlink_stops_auto_login_and_revokes_grants', 
       'content-type': 'application/x-www-form-urlencoded',
       authorization: `Basic ${Buffer.from(`${svc.client_id}:${svc.client_secret}`).toString('base64')}`,
     },
-    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: loginAssertion('acme-olga', {}, `${w.url}/oauth2/token`) }),
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: grantAssertion('acme-olga') }),
   });
   const { access_token } = await tokenRes.json();
   const userinfo = () => fetch(`${w.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${access_token}` } });
@@ -409,7 +462,7 @@ test('auto_login_by_post_and_refused_for_a_suspended_partner', async () => {
   assert.equal(res.headers.get('location'), `${w.url}/account`);
   // A suspended partner's assertion is refused (sleepy is suspended, keyed with otherKey).
   const now = Math.floor(Date.now() / 1000);
-  const suspended = sign(otherKey, { alg: 'EdDSA', kid: otherKey.kid }, { iss: 'https://id.sleepy.example', aud: w.url, sub: 'x', jti: randomUUID(), exp: now + 60 });
+  const suspended = sign(otherKey, { alg: 'EdDSA', kid: otherKey.kid, typ: LOGIN_ASSERTION_TYP }, { iss: 'https://id.sleepy.example', aud: w.url, sub: 'x', jti: randomUUID(), exp: now + 60 });
   const html = await assertRefusedPage(await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: suspended })}`, { redirect: 'manual' }), 'suspended');
   assert.match(html, /suspended/);
 });

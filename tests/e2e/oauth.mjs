@@ -1,6 +1,6 @@
 // Helpers for driving the OAuth flows over plain HTTP: a cookie-keeping browser stand-in, PKCE,
 // and JWT verification against the published JWKS (node's own crypto, not ours).
-import { createHash, createHmac, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import { createHash, createHmac, createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import { generateJwk } from '../../scripts/lib/jwk.mjs';
 
 export class CookieJar {
@@ -146,12 +146,7 @@ export async function browserFlow(w, { client, username, password, scope = 'open
 }
 
 /** A JWT signed with `jwk` (for instance one of the Worker's own keys, which the harness knows). */
-export function signWith(jwk, header, payload) {
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const input = `${enc(header)}.${enc(payload)}`;
-  const sig = cryptoSign(null, Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' }));
-  return `${input}.${sig.toString('base64url')}`;
-}
+export { signJwt as signWith } from '../../scripts/lib/jwk.mjs';
 
 /**
  * Every way to fake an access token, derived from a real one of worker `w`: none of them may

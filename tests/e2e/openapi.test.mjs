@@ -14,7 +14,7 @@ import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { startWorker, startOrigin, sleep, ROOT } from './harness.mjs';
 import { CookieJar, basicAuth, formFields, signWith } from './oauth.mjs';
-import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
+import { LINK_REQUEST_TYP, generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
 
 const DOC = JSON.parse(readFileSync(path.join(ROOT, 'docs', 'openapi.json'), 'utf8'));
 const ROUTES_RS = readFileSync(path.join(ROOT, 'src', 'routes.rs'), 'utf8');
@@ -259,7 +259,7 @@ async function linkToAcme(username) {
   res = await jar.postForm('/login', { ...formFields(await res.text()), username, password: PASSWORD });
   assert.equal(res.status, 303, 'login');
   const now = Math.floor(Date.now() / 1000);
-  const request = signWith(linkKey, { alg: 'EdDSA', kid: linkKey.kid, typ: 'JWT' }, {
+  const request = signWith(linkKey, { alg: 'EdDSA', kid: linkKey.kid, typ: LINK_REQUEST_TYP }, {
     iss: ACME, aud: w.url, sub: `acme-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ACME}/linked`,
   });
   const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);

@@ -2,9 +2,9 @@
 // registered; each assertion is used once. Every rule has a test that tries to break it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPrivateKey, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { startWorker, addPartner } from './harness.mjs';
-import { publicJwk, generateJwk } from '../../scripts/lib/jwk.mjs';
+import { publicJwk, generateJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 let w;
 const keys = { EdDSA: generateJwk('EdDSA'), ES256: generateJwk('ES256'), RS256: generateJwk('RS256') };
@@ -30,18 +30,7 @@ before(async () => {
 });
 after(() => w?.stop());
 
-function sign(jwk, header, payload) {
-  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const input = `${enc(header)}.${enc(payload)}`;
-  const key = createPrivateKey({ key: jwk, format: 'jwk' });
-  const sig =
-    header.alg === 'EdDSA'
-      ? cryptoSign(null, Buffer.from(input), key)
-      : header.alg === 'ES256'
-        ? cryptoSign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' })
-        : cryptoSign('sha256', Buffer.from(input), key);
-  return `${input}.${sig.toString('base64url')}`;
-}
+const sign = signJwt;
 
 function assertion(alg = 'EdDSA', overrides = {}, headerOverrides = {}, jwk = keys[alg]) {
   const now = Math.floor(Date.now() / 1000);
