@@ -7,7 +7,7 @@ use worker::{Env, Request};
 use super::config;
 use super::registry;
 use super::respond;
-use super::users;
+use super::{grants, users};
 use super::{random, Outcome};
 use crate::protocol::admin_auth::check_admin;
 use crate::protocol::client::{parse_client_spec, ClientId};
@@ -17,7 +17,7 @@ use crate::protocol::partner::{parse_partner_spec, PartnerId};
 use crate::protocol::user::{parse_user_spec, Username};
 use crate::routes::{Method, Route};
 use crate::store::registry::{RegistryCommand, RegistryReply};
-use crate::store::users::UserCommand;
+use crate::store::users::{UserCommand, UserReply};
 
 /// Largest admin request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -189,7 +189,16 @@ async fn user(
     let username = Username::parse(username)?;
     let cmd = match method {
         Method::Get => UserCommand::Get,
-        Method::Delete => UserCommand::Delete,
+        Method::Delete => {
+            // The user's grants are revoked first, so a failure leaves the user to delete again.
+            match users::call(env, &username, &UserCommand::Grants { now }).await? {
+                UserReply::Grants { grant_ids } => grants::revoke_all(env, &grant_ids).await?,
+                UserReply::Failed { error } if error.code == ErrorCode::NotFound => {}
+                UserReply::Failed { error } => return Err(error),
+                _ => return Err(ApiError::unavailable("unexpected user reply")),
+            }
+            UserCommand::Delete
+        }
         Method::Put => {
             // Whether the password is required is decided by the user's object, which knows
             // whether the user exists.
@@ -206,9 +215,21 @@ async fn user(
             ))
         }
     };
-    Ok(users::admin_outcome(
-        users::call(env, &username, &cmd).await?,
-    ))
+    let reply = users::call(env, &username, &cmd).await?;
+    if let UserReply::Saved { revoke, .. } = &reply {
+        if !revoke.is_empty() {
+            // A new password: the grants that the old one led to end now. The password is
+            // saved either way; a failure here is a 503 and setting it again revokes again.
+            grants::revoke_all(env, revoke).await?;
+            let forget = UserCommand::ForgetGrants {
+                grant_ids: revoke.clone(),
+            };
+            if let UserReply::Failed { error } = users::call(env, &username, &forget).await? {
+                return Err(error);
+            }
+        }
+    }
+    Ok(users::admin_outcome(reply))
 }
 
 async fn user_links(env: &Env, username: &str) -> Result<Outcome, ApiError> {

@@ -185,11 +185,21 @@ async fn issue_code(
         refresh: None,
         revoked: false,
     };
-    match grants::call(env, &grant_id, &GrantCommand::Create { grant: Box::new(g) }).await? {
+    match grants::call(
+        env,
+        &grant_id,
+        &GrantCommand::Create {
+            grant: Box::new(g.clone()),
+        },
+    )
+    .await?
+    {
         GrantReply::Created => {}
         GrantReply::Failed { error } => return Err(error),
         _ => return Err(ApiError::unavailable("unexpected grant reply")),
     }
+    // The grant ends with the user's password; refused if the session just ended.
+    grants::record_with_user(env, &g, Some(s.session_hash.clone())).await?;
     // A session that came through an account link: the grant ends if the link does.
     if let Some(via) = &s.via_link {
         let cmd = crate::store::links::LinkCommand::AddGrant {

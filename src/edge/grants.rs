@@ -6,8 +6,9 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 
 use super::{config, objects, revocation};
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::grant::{Grant, Step};
+use crate::protocol::grant::{Grant, Step, GRANT_ABSOLUTE_S};
 use crate::store::grants::{object_name, GrantCommand, GrantReply};
+use crate::store::users::{UserCommand, UserReply};
 
 const GRANT: &str = "grant";
 
@@ -17,6 +18,50 @@ pub async fn call(
     cmd: &GrantCommand,
 ) -> std::result::Result<GrantReply, ApiError> {
     objects::call_idempotent(env, config::GRANTS_DO, &object_name(grant_id), cmd).await
+}
+
+/// Revokes grants whoever their client (unlinking, a new password, a removed user), and tells
+/// the gateway. Stops at the first failure: the caller answers 503 and a retry revokes again.
+pub async fn revoke_all(env: &Env, grant_ids: &[String]) -> std::result::Result<(), ApiError> {
+    for gid in grant_ids {
+        if let GrantReply::Failed { error } = call(env, gid, &GrantCommand::RevokeAll).await? {
+            return Err(error);
+        }
+        revocation::seen_here(gid);
+    }
+    Ok(())
+}
+
+/// Remembers a new user grant with its user, so that a new password or the user's removal
+/// revokes it. With `session_hash`, only while that session lives; otherwise (or on failure)
+/// the grant is revoked again before the error, so nothing is issued from it.
+pub async fn record_with_user(
+    env: &Env,
+    grant: &Grant,
+    session_hash: Option<String>,
+) -> std::result::Result<(), ApiError> {
+    let Some(username) = &grant.username else {
+        return Ok(());
+    };
+    let cmd = UserCommand::AddGrant {
+        grant_id: grant.grant_id.clone(),
+        expires_at: grant.created_at + GRANT_ABSOLUTE_S,
+        session_hash,
+        now: grant.created_at,
+    };
+    let refused = match super::users::call(env, username, &cmd).await {
+        Ok(UserReply::Done) => return Ok(()),
+        Ok(UserReply::NoSession) => ApiError::new(
+            ErrorCode::LoginRequired,
+            "the session ended while the grant was issued; sign in again",
+        ),
+        Ok(UserReply::Failed { error }) => error,
+        Ok(_) => ApiError::unavailable("unexpected user reply"),
+        Err(e) => e,
+    };
+    // Best effort: the grant's code or token has not been handed out, so it is unusable anyway.
+    let _ = revoke_all(env, std::slice::from_ref(&grant.grant_id)).await;
+    Err(refused)
 }
 
 #[durable_object(fetch)]

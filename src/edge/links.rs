@@ -211,14 +211,7 @@ pub async fn unlink(
         LinkReply::Failed { error } => return Err(error),
         _ => return Err(ApiError::unavailable("unexpected link reply")),
     };
-    for gid in &grant_ids {
-        if let crate::store::grants::GrantReply::Failed { error } =
-            super::grants::call(env, gid, &crate::store::grants::GrantCommand::RevokeAll).await?
-        {
-            return Err(error);
-        }
-        super::revocation::seen_here(gid);
-    }
+    super::grants::revoke_all(env, &grant_ids).await?;
     let forget = crate::store::users::UserCommand::ForgetLink {
         partner_id: partner.clone(),
     };

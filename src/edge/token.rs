@@ -393,12 +393,21 @@ async fn run(
                 refresh: None,
                 revoked: false,
             };
-            match grants::call(env, &grant_id, &GrantCommand::Create { grant: Box::new(g) }).await?
+            match grants::call(
+                env,
+                &grant_id,
+                &GrantCommand::Create {
+                    grant: Box::new(g.clone()),
+                },
+            )
+            .await?
             {
                 GrantReply::Created => {}
                 GrantReply::Failed { error } => return Err(error),
                 _ => return Err(ApiError::unavailable("unexpected grant reply")),
             }
+            // The grant ends with the user's password or account, as well as with the link.
+            grants::record_with_user(env, &g, None).await?;
             // Issued through the link: it ends when the link does.
             let add = crate::store::links::LinkCommand::AddGrant {
                 partner_sub,

@@ -29,7 +29,7 @@ pub async fn call(
 /// Maps a user object's reply for the admin API.
 pub fn admin_outcome(reply: UserReply) -> Outcome {
     match reply {
-        UserReply::Saved { user, created } => {
+        UserReply::Saved { user, created, .. } => {
             let (status, outcome) = if created {
                 (201, "created")
             } else {
@@ -54,11 +54,18 @@ fn storage_err(e: worker::Error) -> ApiError {
 }
 
 fn session_key(hash: &str) -> String {
-    format!("session:{hash}")
+    format!("{SESSION_PREFIX}{hash}")
 }
 
 fn consent_key(client: &str) -> String {
     format!("consent:{client}")
+}
+
+const SESSION_PREFIX: &str = "session:";
+const GRANT_PREFIX: &str = "grant:";
+
+fn grant_key(grant_id: &str) -> String {
+    format!("{GRANT_PREFIX}{grant_id}")
 }
 
 /// The user's links, one list (a user has few).
@@ -96,6 +103,54 @@ impl UserStore {
             .put(key, value)
             .await
             .map_err(storage_err)
+    }
+
+    /// The stored keys that start with `prefix`, with their numeric values (if numbers).
+    async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> std::result::Result<Vec<(String, Option<f64>)>, ApiError> {
+        let map = self
+            .state
+            .storage()
+            .list_with_options(worker::ListOptions::new().prefix(prefix))
+            .await
+            .map_err(storage_err)?;
+        let mut out = Vec::new();
+        map.for_each(&mut |value, key| {
+            if let Some(key) = key.as_string() {
+                out.push((key, value.as_f64()));
+            }
+        });
+        Ok(out)
+    }
+
+    async fn delete_keys(&self, keys: Vec<String>) -> std::result::Result<(), ApiError> {
+        // Storage deletes at most 128 keys per call.
+        for chunk in keys.chunks(128) {
+            self.state
+                .storage()
+                .delete_multiple(chunk.to_vec())
+                .await
+                .map_err(storage_err)?;
+        }
+        Ok(())
+    }
+
+    /// The user's grants that may still be live; expired entries are dropped on the way.
+    async fn live_grants(&self, now: u64) -> std::result::Result<Vec<String>, ApiError> {
+        let (mut live, mut expired) = (Vec::new(), Vec::new());
+        for (key, expires_at) in self.keys_with_prefix(GRANT_PREFIX).await? {
+            let gid = key.trim_start_matches(GRANT_PREFIX).to_owned();
+            // An entry that does not read as a time is kept live: revoking too much is safe.
+            if expires_at.is_some_and(|t| t <= now as f64) {
+                expired.push(key);
+            } else {
+                live.push(gid);
+            }
+        }
+        self.delete_keys(expired).await?;
+        Ok(live)
     }
 
     /// A live session, or None (an expired one is removed).
@@ -172,9 +227,20 @@ impl UserStore {
                     updated_at: now,
                 };
                 self.put(PROFILE, &record).await?;
+                // A new password ends every session, and the grants are handed back to be
+                // revoked: whoever knew the old password is cut off.
+                let revoke = if spec.password.is_some() && existing.is_some() {
+                    let sessions = self.keys_with_prefix(SESSION_PREFIX).await?;
+                    self.delete_keys(sessions.into_iter().map(|(k, _)| k).collect())
+                        .await?;
+                    self.live_grants(now).await?
+                } else {
+                    Vec::new()
+                };
                 Ok(UserReply::Saved {
                     user: UserView::from(&record),
                     created: existing.is_none(),
+                    revoke,
                 })
             }
             UserCommand::Login {
@@ -315,6 +381,31 @@ impl UserStore {
                     user: UserView::from(&record),
                     links,
                 })
+            }
+            UserCommand::AddGrant {
+                grant_id,
+                expires_at,
+                session_hash,
+                now,
+            } => {
+                if existing.is_none() {
+                    return Err(ApiError::not_found("user"));
+                }
+                if let Some(hash) = session_hash {
+                    if self.session(&hash, now).await?.is_none() {
+                        return Ok(UserReply::NoSession);
+                    }
+                }
+                self.put(&grant_key(&grant_id), &expires_at).await?;
+                Ok(UserReply::Done)
+            }
+            UserCommand::Grants { now } => Ok(UserReply::Grants {
+                grant_ids: self.live_grants(now).await?,
+            }),
+            UserCommand::ForgetGrants { grant_ids } => {
+                self.delete_keys(grant_ids.iter().map(|g| grant_key(g)).collect())
+                    .await?;
+                Ok(UserReply::Done)
             }
             UserCommand::Logout { session_hash } => {
                 self.state

@@ -80,6 +80,23 @@ pub enum UserCommand {
     Subject {
         partner_id: PartnerId,
     },
+    /// Remembers a grant issued for the user (until `expires_at`), so that a new password or
+    /// the user's removal can revoke it. With `session_hash`, only while that session lives: a
+    /// grant issued from a session that a new password ended is refused.
+    AddGrant {
+        grant_id: String,
+        expires_at: u64,
+        session_hash: Option<String>,
+        now: u64,
+    },
+    /// The user's grants that may still be live.
+    Grants {
+        now: u64,
+    },
+    /// Forgets grants that have been revoked.
+    ForgetGrants {
+        grant_ids: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +105,13 @@ pub enum UserReply {
     Saved {
         user: UserView,
         created: bool,
+        /// A new password was set: every session has ended, and these grants are to be revoked
+        /// (then forgotten with `ForgetGrants`).
+        #[serde(default)]
+        revoke: Vec<String>,
+    },
+    Grants {
+        grant_ids: Vec<String>,
     },
     User {
         user: UserView,

@@ -1,7 +1,7 @@
 // Helpers for driving the OAuth flows over plain HTTP: a cookie-keeping browser stand-in, PKCE,
 // and JWT verification against the published JWKS (node's own crypto, not ours).
 import { createHash, createHmac, createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
-import { generateJwk } from '../../scripts/lib/jwk.mjs';
+import { generateJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 export class CookieJar {
   constructor(base) {
@@ -146,7 +146,7 @@ export async function browserFlow(w, { client, username, password, scope = 'open
 }
 
 /** A JWT signed with `jwk` (for instance one of the Worker's own keys, which the harness knows). */
-export { signJwt as signWith } from '../../scripts/lib/jwk.mjs';
+export const signWith = signJwt;
 
 /**
  * Every way to fake an access token, derived from a real one of worker `w`: none of them may

@@ -156,6 +156,59 @@ test('user_deletion_ends_userinfo_and_refresh', async () => {
   assert.equal((await refresh.json()).error, 'invalid_grant');
 });
 
+const whoami = (token) => fetch(`${w.url}/edge/whoami`, { headers: { authorization: `Bearer ${token}` } });
+
+async function tokensAndSession(username) {
+  await w.admin(`/users/${username}`, { method: 'PUT', body: { password: PASSWORD, name: 'Erin' } });
+  const { verifier, challenge } = pkce();
+  const { callback, jar } = await browserFlow(w, { client, username, password: PASSWORD, challenge, scope: 'openid profile' });
+  const res = await post('/oauth2/token', {
+    grant_type: 'authorization_code', code: callback.searchParams.get('code'),
+    redirect_uri: client.redirect_uris[0], code_verifier: verifier,
+  });
+  assert.equal(res.status, 200);
+  const t = await res.json();
+  assert.equal((await userinfo(t.access_token)).status, 200);
+  assert.equal((await whoami(t.access_token)).status, 200);
+  assert.equal((await jar.fetch('/account')).status, 200, 'signed in');
+  return { t, jar };
+}
+
+test('user_new_password_ends_sessions_and_grants_at_once', async () => {
+  const { t, jar } = await tokensAndSession('erin');
+  // A profile change without a password keeps everything.
+  let res = await w.admin('/users/erin', { method: 'PUT', body: { name: 'Erin Renamed' } });
+  assert.equal(res.status, 200);
+  assert.equal((await whoami(t.access_token)).status, 200, 'a profile change keeps the grant');
+  assert.equal((await jar.fetch('/account')).status, 200, 'a profile change keeps the session');
+
+  res = await w.admin('/users/erin', { method: 'PUT', body: { password: 'a brand new password 9', name: 'Erin' } });
+  assert.equal(res.status, 200);
+  const account = await jar.fetch('/account');
+  assert.equal(account.status, 302, 'the session has ended');
+  assert.match(account.headers.get('location'), /\/login\?/);
+  assert.equal((await userinfo(t.access_token)).status, 401);
+  const who = await whoami(t.access_token);
+  assert.equal(who.status, 401, 'the access token is revoked at the gateway');
+  assert.equal((await who.json()).error, 'invalid_token');
+  res = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token });
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).error, 'invalid_grant');
+  // The new password works and gives a new grant.
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client, username: 'erin', password: 'a brand new password 9', challenge, scope: 'openid' });
+  res = await post('/oauth2/token', { grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: client.redirect_uris[0], code_verifier: verifier });
+  assert.equal(res.status, 200);
+});
+
+test('user_deletion_revokes_access_tokens_at_the_gateway', async () => {
+  const { t } = await tokensAndSession('fern');
+  assert.equal((await w.admin('/users/fern', { method: 'DELETE' })).status, 204);
+  const who = await whoami(t.access_token);
+  assert.equal(who.status, 401);
+  assert.equal((await who.json()).error, 'invalid_token');
+});
+
 test('recreated_username_does_not_inherit_the_old_users_grants', async () => {
   await w.admin('/users/gina', { method: 'PUT', body: { password: PASSWORD, name: 'Gina Original' } });
   const { verifier, challenge } = pkce();
