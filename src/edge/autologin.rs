@@ -59,6 +59,7 @@ pub async fn linked_user(
             // The link is to a person, not a username: a new account reusing it is not linked.
             let cmd = UserCommand::Subject {
                 partner_id: partner.id.clone(),
+                client_id: None,
             };
             match users::call(env, &username, &cmd).await? {
                 UserReply::Subject { sub, .. } if sub == user_sub => {

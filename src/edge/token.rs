@@ -13,7 +13,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::Params;
 use crate::protocol::grant::{self, Grant, Issue};
 use crate::protocol::keys::{KeySet, Times};
-use crate::protocol::link::PartnerJwt;
+use crate::protocol::link::{linked_scopes, PartnerJwt};
 use crate::protocol::partner::PartnerId;
 use crate::protocol::tokens::{
     at_hash, released_claims, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
@@ -360,22 +360,30 @@ async fn run(
                 ));
             }
             let username = user.ok_or_else(|| invalid("the partner account is not linked"))?;
-            let scopes = requested_scopes(&params, &client, true)?;
-            let (user, sub) = match users::call(
+            let requested = requested_scopes(&params, &client, true)?;
+            let (user, sub, consented) = match users::call(
                 env,
                 &username,
                 &UserCommand::Subject {
                     partner_id: partner.id.clone(),
+                    client_id: Some(client.client_id.clone()),
                 },
             )
             .await?
             {
-                UserReply::Subject { user, sub } => (user, sub),
+                UserReply::Subject {
+                    user,
+                    sub,
+                    consented,
+                } => (user, sub, consented),
                 UserReply::Failed { error } if error.code != ErrorCode::NotFound => {
                     return Err(error)
                 }
                 _ => return Err(invalid("the linked user no longer exists")),
             };
+            // The link lets the partner recognise the user (openid); anything more only as far
+            // as the user consented to it for this client.
+            let scopes = linked_scopes(requested, scopes_param(&params).is_some(), &consented)?;
             // A grant of its own, so userinfo, introspection and revocation work as for any token.
             let grant_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
             let g = Grant {

@@ -342,11 +342,22 @@ impl UserStore {
                 self.put(&key, &consented).await?;
                 Ok(UserReply::Done)
             }
-            UserCommand::Subject { partner_id } => {
+            UserCommand::Subject {
+                partner_id,
+                client_id,
+            } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                let consented = match client_id {
+                    Some(c) => self
+                        .get(&consent_key(c.as_str()))
+                        .await?
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
                 Ok(UserReply::Subject {
                     sub: pairwise_sub(&record.subject_seed, &partner_id),
                     user: UserView::from(&record),
+                    consented,
                 })
             }
             UserCommand::RecordLink { partner_id, now } => {
@@ -430,9 +441,10 @@ pub async fn grant_user(
     };
     let cmd = UserCommand::Subject {
         partner_id: grant.partner_id.clone(),
+        client_id: None,
     };
     match call(env, username, &cmd).await? {
-        UserReply::Subject { user, sub } if sub == grant.sub => Ok(Some(user)),
+        UserReply::Subject { user, sub, .. } if sub == grant.sub => Ok(Some(user)),
         UserReply::Subject { .. } => Ok(None),
         UserReply::Failed { error } if error.code == ErrorCode::NotFound => Ok(None),
         UserReply::Failed { error } => Err(error),

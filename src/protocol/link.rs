@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::assertion::{check_claims, AssertionError, Checked, Rules};
 use super::discovery::Issuer;
+use super::error::{ApiError, ErrorCode};
 use super::origin::Origin;
 use super::partner::Partner;
 
@@ -173,6 +174,38 @@ pub fn check_login_assertion(
     Ok(checked)
 }
 
+/// The scopes a jwt-bearer grant may carry for a linked user. Linking lets the partner recognise
+/// the user (`openid`) and nothing more; other scopes only as far as the user consented to them
+/// for this client in the code flow. `requested` is what the client asked for (`explicit`) or,
+/// without a `scope` parameter, everything registered for it: then the grant is narrowed to what
+/// is allowed, while an explicit request for more is refused.
+pub fn linked_scopes(
+    requested: Vec<String>,
+    explicit: bool,
+    consented: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let allowed = |s: &String| s == "openid" || consented.contains(s);
+    if explicit {
+        if let Some(extra) = requested.iter().find(|s| !allowed(s)) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidScope,
+                format!(
+                    "the user has not consented to scope {extra} for this client; it can be \
+                     asked for in the authorization code flow"
+                ),
+            ));
+        }
+    }
+    let scopes: Vec<String> = requested.into_iter().filter(allowed).collect();
+    if scopes.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidScope,
+            "no requested scope is covered by the link or by the user's consent",
+        ));
+    }
+    Ok(scopes)
+}
+
 /// Whether a session's login is recent enough to link an account.
 pub fn recently_logged_in(auth_time: u64, now: u64) -> bool {
     now.saturating_sub(auth_time) <= RECENT_LOGIN_S
@@ -192,6 +225,31 @@ pub struct LinkTokenClaims {
 #[cfg(test)]
 mod tests {
     use super::PartnerJwt::*;
+
+    #[test]
+    fn linked_scopes_are_openid_plus_what_the_user_consented() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // Default (everything registered): narrowed to openid and the consented scopes.
+        assert_eq!(
+            linked_scopes(v(&["openid", "profile", "email"]), false, &v(&["profile"])).unwrap(),
+            v(&["openid", "profile"])
+        );
+        assert_eq!(
+            linked_scopes(v(&["openid", "email"]), false, &[]).unwrap(),
+            v(&["openid"])
+        );
+        // Asked for explicitly, an unconsented scope is refused, not silently dropped.
+        let err = linked_scopes(v(&["openid", "email"]), true, &v(&["profile"])).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidScope);
+        assert!(err.description.contains("email"));
+        assert_eq!(
+            linked_scopes(v(&["profile"]), true, &v(&["profile"])).unwrap(),
+            v(&["profile"])
+        );
+        // Nothing left: refused.
+        let err = linked_scopes(v(&["email"]), false, &[]).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidScope);
+    }
 
     #[test]
     fn partner_jwt_kinds_are_told_apart_by_typ() {

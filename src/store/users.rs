@@ -79,6 +79,9 @@ pub enum UserCommand {
     /// same person, not a new account that reuses the username.
     Subject {
         partner_id: PartnerId,
+        /// Also answer the scopes the user consented to for this client.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<ClientId>,
     },
     /// Remembers a grant issued for the user (until `expires_at`), so that a new password or
     /// the user's removal can revoke it. With `session_hash`, only while that session lives: a
@@ -136,6 +139,9 @@ pub enum UserReply {
     Subject {
         user: UserView,
         sub: String,
+        /// With `client_id` asked: the scopes the user consented to for that client.
+        #[serde(default)]
+        consented: Vec<String>,
     },
     Done,
     Failed {

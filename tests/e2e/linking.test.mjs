@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
 import { startWorker, addPartner } from './harness.mjs';
-import { CookieJar, formFields, verifyJwt } from './oauth.mjs';
+import { CookieJar, browserFlow, formFields, pkce, verifyJwt } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 let w;
@@ -322,8 +322,10 @@ test('jwt_bearer_grant_issues_an_access_token_for_the_linked_user', async () => 
   assert.equal(res.status, 200);
   const body = await res.json();
   assert.equal(body.refresh_token, undefined);
+  // The link lets the partner recognise marc, nothing more: he never consented to profile.
+  assert.equal(body.scope, 'openid');
   const info = await (await fetch(`${w.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${body.access_token}` } })).json();
-  assert.equal(info.name, 'MARC');
+  assert.deepEqual(Object.keys(info), ['sub']);
   for (const [what, r] of [
     ['another partner\'s client', await grant(beta, grantAssertion('acme-marc-race'))],
     ['not linked', await grant(svc, grantAssertion('acme-nobody'))],
@@ -331,6 +333,48 @@ test('jwt_bearer_grant_issues_an_access_token_for_the_linked_user', async () => 
     assert.equal(r.status, 400, what);
     assert.equal((await r.json()).error, 'invalid_grant', what);
   }
+});
+
+test('jwt_bearer_grant_releases_only_scopes_the_user_consented_to', async () => {
+  // marc is linked as acme-marc-race by the replay test. He has an email address to withhold.
+  assert.equal((await w.admin('/users/marc', { method: 'PUT', body: { name: 'MARC', email: 'marc@school.example' } })).status, 200);
+  const app = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: {
+      name: 'Acme App', redirect_uris: [`${ORIGIN}/cb`],
+      grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid', 'profile', 'email'],
+    },
+  })).json();
+  const grant = (fields) => fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${app.client_id}:${app.client_secret}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: grantAssertion('acme-marc-race'), ...fields }),
+  });
+  // Asking for profile before marc agreed to it: refused, no token.
+  let res = await grant({ scope: 'openid profile' });
+  assert.equal(res.status, 400);
+  let body = await res.json();
+  assert.equal(body.error, 'invalid_scope');
+  assert.match(body.error_description, /not consented to scope profile/);
+  assert.equal(body.access_token, undefined);
+
+  // marc consents to openid and profile for this client in the code flow...
+  const { challenge } = pkce();
+  await browserFlow(w, { client: app, username: 'marc', password: PASSWORD, scope: 'openid profile', challenge });
+  // ...and from then on the grant carries profile, but still not email.
+  res = await grant({});
+  assert.equal(res.status, 200);
+  body = await res.json();
+  assert.equal(body.scope, 'openid profile');
+  const info = await (await fetch(`${w.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${body.access_token}` } })).json();
+  assert.equal(info.name, 'MARC');
+  assert.equal(info.email, undefined);
+  res = await grant({ scope: 'email' });
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).error, 'invalid_scope');
 });
 
 test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
