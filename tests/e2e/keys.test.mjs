@@ -36,6 +36,15 @@ test('discovery_documents_name_the_issuer_and_served_endpoints', async () => {
     assert.equal(doc.issuer, w.url);
     assert.equal(doc.jwks_uri, `${w.url}/.well-known/jwks.json`);
     assert.deepEqual(doc.id_token_signing_alg_values_supported, ['EdDSA', 'RS256']);
+    // What a client relies on to keep itself safe (RFC 9700 §2.1.1, RFC 9207).
+    assert.deepEqual(doc.code_challenge_methods_supported, ['S256']);
+    assert.equal(doc.authorization_response_iss_parameter_supported, true);
+    assert.deepEqual(doc.response_types_supported, ['code']);
+    assert.deepEqual(doc.response_modes_supported, ['query']);
+    assert.deepEqual(doc.subject_types_supported, ['pairwise']);
+    assert.equal(doc.request_parameter_supported, false);
+    assert.equal(doc.request_uri_parameter_supported, false);
+    assert.ok(!doc.grant_types_supported.includes('implicit') && !doc.grant_types_supported.includes('password'));
     for (const [name, value] of Object.entries(doc)) {
       if (!name.endsWith('_endpoint') && name !== 'jwks_uri') continue;
       const served = await w.fetch(value.slice(w.url.length));

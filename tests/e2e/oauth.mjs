@@ -173,6 +173,7 @@ export function forgeAccessTokens(w, accessToken) {
     'wrong aud': signWith(key, h, { ...p, aud: 'https://other.example/api' }),
     'wrong iss': signWith(key, h, { ...p, iss: 'https://evil.example' }),
     'wrong typ': signWith(key, { ...h, typ: 'JWT' }, p),
+    'signed with our RSA key (for ID tokens only)': signWith(w.signingKeys.keys[1], { ...h, alg: 'RS256', kid: w.signingKeys.keys[1].kid }, p),
     'tampered payload': `${rh}.${enc({ ...real.payload, scope: `${real.payload.scope} admin` })}.${rs}`,
     garbage: 'not.a.token',
   };
