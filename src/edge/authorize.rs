@@ -14,6 +14,7 @@ use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, Detail, ErrorCode};
 use crate::protocol::form::Params;
 use crate::protocol::grant::{self, CodeState, Grant, CODE_TTL_S};
+use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys, Partner, PartnerStatus};
 use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
 use crate::protocol::ratelimit::{limited, Window};
@@ -123,21 +124,28 @@ async fn session(
         now,
     };
     match users::call(env, &username, &cmd).await? {
+        // A session from another partner's automatic login does not count here: sign in.
         UserReply::SessionState {
             user,
             sub,
             auth_time,
             consented,
             via_link,
-        } => Ok(Some(SessionView {
-            username,
-            session_hash,
-            user,
-            sub,
-            auth_time,
-            consented,
-            via_link,
-        })),
+        } if session_serves(
+            via_link.as_ref(),
+            SessionUse::ClientOf(&v.client.partner_id),
+        ) =>
+        {
+            Ok(Some(SessionView {
+                username,
+                session_hash,
+                user,
+                sub,
+                auth_time,
+                consented,
+                via_link,
+            }))
+        }
         UserReply::Failed { error } => Err(error),
         _ => Ok(None),
     }

@@ -17,8 +17,8 @@ use crate::protocol::form;
 use crate::protocol::grant::hash_secret;
 use crate::protocol::keys::Times;
 use crate::protocol::link::{
-    check_link_request, recently_logged_in, LinkRequest, LinkTokenClaims, PartnerJwt, CLOCK_SKEW_S,
-    LINK_TOKEN_TTL_S,
+    check_link_request, recently_logged_in, session_serves, LinkRequest, LinkTokenClaims,
+    PartnerJwt, SessionUse, CLOCK_SKEW_S, LINK_TOKEN_TTL_S,
 };
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId, PartnerStatus};
 use crate::routes::{self, Method};
@@ -96,7 +96,7 @@ struct Session {
     sub: String,
 }
 
-/// The signed-in user, if they logged in within the last five minutes.
+/// The signed-in user, if they logged in with their password within the last five minutes.
 async fn recent_session(
     env: &Env,
     cookies: &Cookies,
@@ -117,12 +117,17 @@ async fn recent_session(
             user,
             sub,
             auth_time,
+            via_link,
             ..
-        } if recently_logged_in(auth_time, now) => Ok(Some(Session {
-            username,
-            name: user.name,
-            sub,
-        })),
+        } if recently_logged_in(auth_time, now)
+            && session_serves(via_link.as_ref(), SessionUse::Linking) =>
+        {
+            Ok(Some(Session {
+                username,
+                name: user.name,
+                sub,
+            }))
+        }
         UserReply::Failed { error } => Err(error),
         _ => Ok(None),
     }

@@ -9,7 +9,8 @@ use super::assertion::{check_claims, AssertionError, Checked, Rules};
 use super::discovery::Issuer;
 use super::error::{ApiError, ErrorCode};
 use super::origin::Origin;
-use super::partner::Partner;
+use super::partner::{Partner, PartnerId};
+use super::user::LinkVia;
 
 /// A link request lives at most five minutes...
 pub const LINK_REQUEST_MAX_LIFETIME_S: u64 = 300;
@@ -206,6 +207,28 @@ pub fn linked_scopes(
     Ok(scopes)
 }
 
+/// What a session is used for, when deciding whether one started by automatic login will do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionUse<'a> {
+    /// Authorizing a client of this partner.
+    ClientOf(&'a PartnerId),
+    /// Linking an account.
+    Linking,
+}
+
+/// Whether a session serves `purpose`. A password login serves everything. A session that a
+/// partner's automatic login started (`via`) serves that partner's own clients only: whoever
+/// holds the partner's signing key must not reach other partners' clients, nor link accounts to
+/// this user, and a browser signed in through someone else's login URL cannot be used to link
+/// the victim's accounts. For those, the user signs in with their password.
+pub fn session_serves(via: Option<&LinkVia>, purpose: SessionUse<'_>) -> bool {
+    match (via, purpose) {
+        (None, _) => true,
+        (Some(via), SessionUse::ClientOf(partner)) => via.partner_id == *partner,
+        (Some(_), SessionUse::Linking) => false,
+    }
+}
+
 /// Whether a session's login is recent enough to link an account.
 pub fn recently_logged_in(auth_time: u64, now: u64) -> bool {
     now.saturating_sub(auth_time) <= RECENT_LOGIN_S
@@ -249,6 +272,21 @@ mod tests {
         // Nothing left: refused.
         let err = linked_scopes(v(&["email"]), false, &[]).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidScope);
+    }
+
+    #[test]
+    fn auto_login_sessions_serve_their_partners_clients_only() {
+        let acme = PartnerId::parse("acme").unwrap();
+        let beta = PartnerId::parse("beta").unwrap();
+        let via = LinkVia {
+            partner_id: acme.clone(),
+            partner_sub: "acme-user".into(),
+        };
+        assert!(session_serves(None, SessionUse::ClientOf(&beta)));
+        assert!(session_serves(None, SessionUse::Linking));
+        assert!(session_serves(Some(&via), SessionUse::ClientOf(&acme)));
+        assert!(!session_serves(Some(&via), SessionUse::ClientOf(&beta)));
+        assert!(!session_serves(Some(&via), SessionUse::Linking));
     }
 
     #[test]

@@ -377,6 +377,34 @@ test('jwt_bearer_grant_releases_only_scopes_the_user_consented_to', async () => 
   assert.equal((await res.json()).error, 'invalid_scope');
 });
 
+test('auto_login_session_serves_that_partners_clients_only_and_never_linking', async () => {
+  // lena is linked as acme-lena. Whoever holds acme's signing key can start her session; that
+  // session must not reach another partner's client, nor link accounts to her.
+  const mk = async (partner, origin) => (await w.admin(`/partners/${partner}/clients`, {
+    method: 'POST', body: { name: `${partner} web`, redirect_uris: [`${origin}/cb`], scopes: ['openid'] },
+  })).json();
+  const acmeClient = await mk('acme', ORIGIN);
+  const betaClient = await mk('beta', 'https://app.beta.example');
+  const jar = new CookieJar(w.url);
+  let res = await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: '/account' })}`);
+  assert.equal(res.status, 302, 'signed in automatically');
+  const authorize = (c) => jar.fetch(`/oauth2/authorize?${new URLSearchParams({
+    response_type: 'code', client_id: c.client_id, redirect_uri: c.redirect_uris[0], scope: 'openid', state: 's',
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+  })}`);
+
+  res = await authorize(betaClient);
+  assert.equal(res.status, 302);
+  assert.match(res.headers.get('location'), /^\/login\?return_to=/, "another partner's client: sign in with a password");
+  res = await authorize(acmeClient);
+  assert.equal(res.status, 200, "acme's own client: the consent page");
+  assert.match(await res.text(), /name="decision"/);
+
+  res = await jar.fetch(`/link?request=${encodeURIComponent(linkRequest({ sub: 'acme-lena-second-try' }))}`);
+  assert.equal(res.status, 302);
+  assert.match(res.headers.get('location'), /^\/login\?return_to=%2Flink/, 'linking: sign in with a password');
+});
+
 test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
   // lena is linked as acme-lena by the first test. The three kinds of partner JWT share keys,
   // iss and aud; only their typ tells them apart (RFC 8725 §3.11).
