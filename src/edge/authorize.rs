@@ -408,54 +408,76 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
             "login_failed",
         )
     };
-    let attempts = match LoginAttempt::take(env, &req, Username::from_login(typed), now_ms).await {
-        Ok(a) => a,
-        Err(e) if e.code == ErrorCode::RateLimited => {
-            let wait = match e.detail {
-                Detail::RateLimit { reset_s, .. } => reset_s,
-                _ => 60,
+    let user = Username::from_login(typed);
+    // A browser where this user signed in before brings its device cookie: it is limited on its
+    // own, so failures elsewhere (someone guessing, or locking the user out) do not stop it.
+    let mut device = user.as_ref().and_then(|u| cookies.device(&req, u));
+    loop {
+        let attempts =
+            match LoginAttempt::take(env, &req, user.clone(), device.as_deref(), now_ms).await {
+                Ok(a) => a,
+                Err(e) if e.code == ErrorCode::RateLimited => {
+                    let wait = match e.detail {
+                        Detail::RateLimit { reset_s, .. } => reset_s,
+                        _ => 60,
+                    };
+                    let message =
+                        format!("Too many sign-in attempts. Wait {wait} seconds, then try again.");
+                    let mut out = browser::page(
+                        429,
+                        pages::login(routes::LOGIN, &csrf, &return_to, typed, Some(&message)),
+                        &[],
+                        "rate_limited",
+                    );
+                    let _ = out
+                        .response
+                        .headers_mut()
+                        .set("retry-after", &wait.to_string());
+                    out.reason = Some(e.description);
+                    return out;
+                }
+                Err(e) => return browser::error_page(&e),
             };
-            let message =
-                format!("Too many sign-in attempts. Wait {wait} seconds, then try again.");
-            let mut out = browser::page(
-                429,
-                pages::login(routes::LOGIN, &csrf, &return_to, typed, Some(&message)),
-                &[],
-                "rate_limited",
-            );
-            let _ = out
-                .response
-                .headers_mut()
-                .set("retry-after", &wait.to_string());
-            out.reason = Some(e.description);
-            return out;
-        }
-        Err(e) => return browser::error_page(&e),
-    };
-    let Some(username) = Username::from_login(typed) else {
-        // Same work and the same answer as for a wrong password.
-        verify_against_nothing(password, OWASP_ARGON2ID);
-        return failed(&csrf);
-    };
-    let (cookie, session_hash) = match cookies.new_session(&username) {
-        Ok(v) => v,
-        Err(e) => return browser::error_page(&e),
-    };
-    let cmd = UserCommand::Login {
-        password: password.to_owned(),
-        session_hash,
-        now: now_ms / 1000,
-    };
-    match users::call(env, &username, &cmd).await {
-        Ok(UserReply::User { .. }) => {
-            // Only failed attempts count: a success gives its slots back.
-            if let Err(e) = attempts.give_back(env).await {
-                worker::console_error!("login limiter: {}", e.cause.unwrap_or(e.description));
+        let Some(username) = &user else {
+            // Same work and the same answer as for a wrong password.
+            verify_against_nothing(password, OWASP_ARGON2ID);
+            return failed(&csrf);
+        };
+        let secrets = cookies
+            .new_session(username)
+            .and_then(|s| Ok((s, cookies.new_device(username)?)));
+        let ((session_cookie, session_hash), (device_cookie, device_hash)) = match secrets {
+            Ok(v) => v,
+            Err(e) => return browser::error_page(&e),
+        };
+        let cmd = UserCommand::Login {
+            password: password.to_owned(),
+            session_hash,
+            now: now_ms / 1000,
+            device_hash: device.clone(),
+            new_device_hash: Some(device_hash),
+        };
+        match users::call(env, username, &cmd).await {
+            Ok(UserReply::User { .. }) => {
+                // Only failed attempts count: a success gives its slots back.
+                if let Err(e) = attempts.give_back(env).await {
+                    worker::console_error!("login limiter: {}", e.cause.unwrap_or(e.description));
+                }
+                return browser::redirect(
+                    303,
+                    &issuer.url(&return_to),
+                    &[session_cookie, device_cookie],
+                    "login_ok",
+                );
             }
-            browser::redirect(303, &issuer.url(&return_to), &[cookie], "login_ok")
+            Ok(UserReply::UntrustedDevice) if device.is_some() => {
+                // Not a device of this user's: the attempt counts as any other browser's.
+                let _ = attempts.give_back(env).await;
+                device = None;
+            }
+            Ok(UserReply::Failed { error }) | Err(error) => return browser::error_page(&error),
+            Ok(_) => return failed(&csrf),
         }
-        Ok(UserReply::Failed { error }) | Err(error) => browser::error_page(&error),
-        Ok(_) => failed(&csrf),
     }
 }
 
@@ -467,10 +489,13 @@ struct LoginAttempt {
 }
 
 impl LoginAttempt {
+    /// `device`: the hash of the browser's device cookie for `username`, if it has one; its
+    /// attempts are counted per device instead of per username.
     async fn take(
         env: &Env,
         req: &Request,
         username: Option<Username>,
+        device: Option<&str>,
         now_ms: u64,
     ) -> Result<LoginAttempt, ApiError> {
         let ip = client_ip(req);
@@ -480,12 +505,19 @@ impl LoginAttempt {
             Window::at(now_ms, window_ms, config::login_failures_per_ip(env)),
             "too many failed sign-ins from this network",
         )];
-        if let Some(u) = username {
-            wanted.push((
+        let per_user = Window::at(now_ms, window_ms, config::login_failures_per_user(env));
+        match (device, username) {
+            (Some(d), _) => wanted.push((
+                format!("login:device:{d}"),
+                per_user,
+                "too many failed sign-ins from this browser",
+            )),
+            (None, Some(u)) => wanted.push((
                 format!("login:user:{u}"),
-                Window::at(now_ms, window_ms, config::login_failures_per_user(env)),
+                per_user,
                 "too many failed sign-ins for this username",
-            ));
+            )),
+            (None, None) => {}
         }
         let granted = join_all(
             wanted

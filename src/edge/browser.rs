@@ -12,7 +12,7 @@ use crate::pages;
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::ApiError;
 use crate::protocol::grant::hash_secret;
-use crate::protocol::user::{Username, SESSION_TTL_S};
+use crate::protocol::user::{Username, DEVICE_TTL_S, SESSION_TTL_S};
 
 pub struct Cookies {
     secure: bool,
@@ -61,12 +61,31 @@ impl Cookies {
 
     /// A new session secret: the cookie to set, and the hash to store.
     pub fn new_session(&self, user: &Username) -> Result<(String, String), ApiError> {
+        self.new_user_secret("session", user, SESSION_TTL_S)
+    }
+
+    /// The device cookie `{username}.{secret}` of a browser where `user` signed in before: the
+    /// hash its secret is stored under, if the cookie names `user`.
+    pub fn device(&self, req: &Request, user: &Username) -> Option<String> {
+        let raw = self.read(req, "device")?;
+        let (named, secret) = raw.rsplit_once('.')?;
+        (named == user.as_str() && secret.len() == 43).then(|| hash_secret(secret))
+    }
+
+    /// A new device secret for `user`: the cookie to set, and the hash to store.
+    pub fn new_device(&self, user: &Username) -> Result<(String, String), ApiError> {
+        self.new_user_secret("device", user, DEVICE_TTL_S)
+    }
+
+    fn new_user_secret(
+        &self,
+        base: &str,
+        user: &Username,
+        ttl_s: u64,
+    ) -> Result<(String, String), ApiError> {
         let secret = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
         let hash = hash_secret(&secret);
-        Ok((
-            self.set("session", &format!("{user}.{secret}"), SESSION_TTL_S),
-            hash,
-        ))
+        Ok((self.set(base, &format!("{user}.{secret}"), ttl_s), hash))
     }
 
     pub fn clear_session(&self) -> String {

@@ -12,7 +12,8 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::tokens::pairwise_sub;
 use crate::protocol::user::{
-    LinkEntry, SessionRecord, UserRecord, UserView, Username, SESSION_TTL_S,
+    LinkEntry, SessionRecord, UserRecord, UserView, Username, DEVICE_TTL_S, MAX_DEVICES,
+    SESSION_TTL_S,
 };
 use crate::store::users::{object_name, UserCommand, UserReply};
 
@@ -63,6 +64,11 @@ fn consent_key(client: &str) -> String {
 
 const SESSION_PREFIX: &str = "session:";
 const GRANT_PREFIX: &str = "grant:";
+const DEVICE_PREFIX: &str = "device:";
+
+fn device_key(hash: &str) -> String {
+    format!("{DEVICE_PREFIX}{hash}")
+}
 
 fn grant_key(grant_id: &str) -> String {
     format!("{GRANT_PREFIX}{grant_id}")
@@ -153,6 +159,33 @@ impl UserStore {
         Ok(live)
     }
 
+    /// Trusts the browser holding the device secret `new` (replacing `old`, the one it signed in
+    /// with): at most `MAX_DEVICES` per user, the oldest dropped.
+    async fn trust_device(
+        &self,
+        old: Option<String>,
+        new: &str,
+        now: u64,
+    ) -> std::result::Result<(), ApiError> {
+        let mut stale: Vec<String> = old.iter().map(|h| device_key(h)).collect();
+        let mut kept: Vec<(String, f64)> = self
+            .keys_with_prefix(DEVICE_PREFIX)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| !stale.contains(k))
+            .map(|(k, t)| (k, t.unwrap_or(0.0)))
+            .collect();
+        kept.sort_by(|a, b| b.1.total_cmp(&a.1));
+        stale.extend(
+            kept.into_iter()
+                .enumerate()
+                .filter(|(i, (_, t))| *i + 1 >= MAX_DEVICES || *t <= now as f64)
+                .map(|(_, (k, _))| k),
+        );
+        self.delete_keys(stale).await?;
+        self.put(&device_key(new), &(now + DEVICE_TTL_S)).await
+    }
+
     /// A live session, or None (an expired one is removed).
     async fn session(
         &self,
@@ -230,8 +263,9 @@ impl UserStore {
                 // A new password ends every session, and the grants are handed back to be
                 // revoked: whoever knew the old password is cut off.
                 let revoke = if spec.password.is_some() && existing.is_some() {
-                    let sessions = self.keys_with_prefix(SESSION_PREFIX).await?;
-                    self.delete_keys(sessions.into_iter().map(|(k, _)| k).collect())
+                    let mut ended = self.keys_with_prefix(SESSION_PREFIX).await?;
+                    ended.extend(self.keys_with_prefix(DEVICE_PREFIX).await?);
+                    self.delete_keys(ended.into_iter().map(|(k, _)| k).collect())
                         .await?;
                     self.live_grants(now).await?
                 } else {
@@ -247,7 +281,20 @@ impl UserStore {
                 password,
                 session_hash,
                 now,
+                device_hash,
+                new_device_hash,
             } => {
+                // Checked before anything else, and as fast for unknown users: no timing tells
+                // whether the username exists.
+                if let Some(hash) = &device_hash {
+                    let live = self
+                        .get::<u64>(&device_key(hash))
+                        .await?
+                        .is_some_and(|expires_at| now < expires_at);
+                    if !live {
+                        return Ok(UserReply::UntrustedDevice);
+                    }
+                }
                 let Some(record) = existing else {
                     password::verify_against_nothing(&password, OWASP_ARGON2ID);
                     return Ok(UserReply::BadCredentials);
@@ -261,6 +308,9 @@ impl UserStore {
                     via_link: None,
                 };
                 self.put(&session_key(&session_hash), &session).await?;
+                if let Some(new) = new_device_hash {
+                    self.trust_device(device_hash, &new, now).await?;
+                }
                 Ok(UserReply::User {
                     user: UserView::from(&record),
                 })

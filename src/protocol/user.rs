@@ -381,6 +381,11 @@ mod tests {
 
 /// A browser session lives at most this long after the login that made it.
 pub const SESSION_TTL_S: u64 = 12 * 3600;
+/// A browser where a user signed in is trusted this long for that user's sign-ins (OWASP's
+/// device cookies): failed sign-ins elsewhere do not lock it out.
+pub const DEVICE_TTL_S: u64 = 180 * 24 * 3600;
+/// Devices remembered per user; the oldest goes first.
+pub const MAX_DEVICES: usize = 16;
 
 /// A login session, stored under the SHA-256 of its cookie secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

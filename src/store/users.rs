@@ -25,10 +25,17 @@ pub enum UserCommand {
     Delete,
     /// Checks a password in constant time (unknown users cost the same as known ones) and, if
     /// it matches, starts a session stored under `session_hash`.
+    /// With `device_hash`, only from a trusted device of this user: one that is not is answered
+    /// `UntrustedDevice` at once, before any password work. On success the device (if any) is
+    /// replaced by `new_device_hash`.
     Login {
         password: String,
         session_hash: String,
         now: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_hash: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_device_hash: Option<String>,
     },
     /// The session's user, their subject for `partner_id`, and whether they consented to
     /// `scopes` for `client_id`.
@@ -122,6 +129,8 @@ pub enum UserReply {
     Deleted,
     /// The password did not match, or there is no such user: callers cannot tell which.
     BadCredentials,
+    /// The device cookie is not one of this user's trusted devices (or there is no such user).
+    UntrustedDevice,
     SessionState {
         user: UserView,
         sub: String,

@@ -168,3 +168,37 @@ test('login_ip_limit_covers_many_usernames', async () => {
   assert.equal((await signIn('nobody9', 'wrong-password-1', '192.0.2.7')).status, 429, 'sixth failure from this IP');
   assert.equal((await signIn('nobody9', 'wrong-password-1', '192.0.2.8')).status, 401, 'another IP is not limited');
 });
+
+/** Waits until a sign-in window (4 s, aligned) has just begun, so a test's steps share one. */
+async function atWindowStart() {
+  await sleep(4000 - (Date.now() % 4000) + 50);
+}
+
+test('login_lockout_spares_a_browser_where_the_user_signed_in_before', async () => {
+  await w.admin('/users/iris', { method: 'PUT', body: { password: PASSWORD, name: 'Iris' } });
+  const attempt = async (jar, password, ip) => {
+    const form = await jar.fetch(`/login?return_to=${encodeURIComponent('/account')}`);
+    return jar.postForm('/login', { ...formFields(await form.text()), username: 'iris', password }, { 'cf-connecting-ip': ip });
+  };
+  const home = new CookieJar(w.url);
+  assert.equal((await attempt(home, PASSWORD, '10.2.0.1')).status, 303);
+  assert.match(home.cookies.get('edgeward_device') ?? '', /^iris\./, 'the browser is remembered for iris');
+
+  await atWindowStart();
+  // Someone keeps failing for iris from elsewhere until the username is locked...
+  for (let i = 0; i < 3; i++) assert.equal((await signIn('iris', `wrong-${i}-password`, `10.2.1.${i}`)).status, 401);
+  assert.equal((await signIn('iris', PASSWORD, '10.2.2.1')).status, 429, 'a new browser waits');
+  // ...a made-up device cookie does not get round it...
+  const forged = new CookieJar(w.url);
+  forged.cookies.set('edgeward_device', `iris.${'A'.repeat(43)}`);
+  assert.equal((await attempt(forged, PASSWORD, '10.2.2.2')).status, 429, 'an unknown device cookie counts as none');
+  // ...but iris, in the browser she used before, gets in.
+  const before = home.cookies.get('edgeward_device');
+  assert.equal((await attempt(home, PASSWORD, '10.2.0.1')).status, 303, 'her own browser is not locked out');
+  assert.notEqual(home.cookies.get('edgeward_device'), before, 'the device secret is replaced at each sign-in');
+  // That browser has a limit of its own.
+  for (let i = 0; i < 3; i++) assert.equal((await attempt(home, `wrong-${i}-password`, '10.2.0.1')).status, 401);
+  const limited = await attempt(home, PASSWORD, '10.2.0.1');
+  assert.equal(limited.status, 429);
+  assert.match(await limited.text(), /Too many sign-in attempts/);
+});
