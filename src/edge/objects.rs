@@ -109,13 +109,38 @@ async fn exchange<R: DeserializeOwned>(
         }
         Ok(reply)
     };
-    let raced = select(Box::pin(round_trip), Box::pin(Delay::from(OBJECT_TIMEOUT))).await;
-    match raced {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(Failure::TimedOut(ApiError::unavailable(format!(
+    within(OBJECT_TIMEOUT, round_trip).await.unwrap_or_else(|| {
+        Err(Failure::TimedOut(ApiError::unavailable(format!(
             "{binding}: no answer within {} s",
             OBJECT_TIMEOUT.as_secs()
-        )))),
+        ))))
+    })
+}
+
+/// Awaits `fut` for at most `limit`: `None` if it did not finish in time (it is dropped).
+pub async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    let raced = select(Box::pin(fut), Box::pin(Delay::from(limit))).await;
+    match raced {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// How long a KV read or write may take before it is a 503.
+pub const KV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A KV operation, bounded like a Durable Object call: a failure or time-out is a 503.
+pub async fn kv_op<T, E: std::fmt::Display>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError> {
+    match within(KV_TIMEOUT, fut).await {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(ApiError::unavailable(format!("kv {what}: {e}"))),
+        None => Err(ApiError::unavailable(format!(
+            "kv {what}: no answer within {} s",
+            KV_TIMEOUT.as_secs()
+        ))),
     }
 }
 

@@ -335,13 +335,11 @@ impl Registry {
         for row in rows {
             let kv_err = |e: worker::kv::KvError| ApiError::unavailable(format!("kv write: {e}"));
             match &row.value {
-                Some(v) => kv
-                    .put(&row.key, v.as_str())
-                    .map_err(kv_err)?
-                    .execute()
-                    .await
-                    .map_err(kv_err)?,
-                None => kv.delete(&row.key).await.map_err(kv_err)?,
+                Some(v) => {
+                    let put = kv.put(&row.key, v.as_str()).map_err(kv_err)?;
+                    super::objects::kv_op("write", put.execute()).await?
+                }
+                None => super::objects::kv_op("write", kv.delete(&row.key)).await?,
             }
             exec(
                 &sql,

@@ -23,15 +23,13 @@ const REVOCATION_PUBLISHED_S: u64 = ACCESS_TOKEN_TTL_S + 60;
 /// still be valid. A failure is a 503: the caller retries, and revoking again publishes again.
 pub async fn publish(env: &Env, id: &str) -> Result<(), ApiError> {
     let key = revoked_key(id);
-    env.kv(config::PARTNERS_KV)
+    let put = env
+        .kv(config::PARTNERS_KV)
         .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?
         .put(&key, "1")
         .map_err(|e| ApiError::unavailable(format!("kv put: {e}")))?
-        .expiration_ttl(REVOCATION_PUBLISHED_S)
-        .execute()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("kv put: {e}")))?;
-    Ok(())
+        .expiration_ttl(REVOCATION_PUBLISHED_S);
+    super::objects::kv_op("put", put.execute()).await
 }
 
 /// Makes this isolate's gateway refuse a revocation at once, without waiting for its caches.

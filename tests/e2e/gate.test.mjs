@@ -239,6 +239,23 @@ test('preflight_offers_only_the_methods_of_its_route', async () => {
   assert.equal((await preflight(ACME, 'POST', '/edge/whoami')).status, 405);
 });
 
+test('gate_fails_closed_within_the_time_out_when_kv_never_answers', async () => {
+  const stuck = await startWorker({ failingKv: 'hang' });
+  try {
+    const started = Date.now();
+    const res = await stuck.fetch('/api/x', { headers: { origin: ACME } });
+    const waited = Date.now() - started;
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get('access-control-allow-origin'), null);
+    assert.equal((await res.json()).error, 'temporarily_unavailable');
+    assert.ok(waited >= 4500 && waited < 15_000, `answered after ${waited} ms (time-out 5 s)`);
+    const line = stuck.requestLogs().find((l) => l.route === '/api/*');
+    assert.match(line.cause, /kv get: no answer within 5 s/);
+  } finally {
+    await stuck.stop();
+  }
+});
+
 test('gate_fails_closed_when_kv_fails', async () => {
   const broken = await startWorker({ failingKv: true });
   try {

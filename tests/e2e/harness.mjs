@@ -19,12 +19,17 @@ export default function () {
   const fail = async () => { throw new Error('injected KV failure'); };
   return { get: fail, put: fail, delete: fail, list: fail, getWithMetadata: fail };
 }`;
+const HANGING_KV = `
+export default function () {
+  const hang = () => new Promise(() => {});
+  return { get: hang, put: hang, delete: hang, list: hang, getWithMetadata: hang };
+}`;
 
 /**
  * Starts the Worker. Options:
  *  - adminToken: the ADMIN_TOKEN secret (null: unset); a fresh random one by default
  *  - vars: extra or overriding vars
- *  - failingKv: replace the PARTNERS namespace with one that always fails
+ *  - failingKv: replace the PARTNERS namespace with one that always fails ('hang': never answers)
  *  - keepLogs: collect the Worker's output lines (default true; benchmarks turn it off)
  *  - signingKeys: the SIGNING_KEYS secret (a JWK Set object; null: unset); fresh keys by default
  */
@@ -65,7 +70,7 @@ export async function startWorker({
   if (failingKv) {
     delete main.kvNamespaces.PARTNERS;
     main.wrappedBindings = { PARTNERS: { scriptName: 'failing-kv' } };
-    workers.push({ name: 'failing-kv', modules: true, script: FAILING_KV });
+    workers.push({ name: 'failing-kv', modules: true, script: failingKv === 'hang' ? HANGING_KV : FAILING_KV });
   }
   const mf = new Miniflare({
     workers,
