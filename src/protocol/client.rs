@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::ApiError;
 use super::origin::Origin;
 use super::partner::{Partner, PartnerId};
 
@@ -299,18 +299,7 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         "jwks",
         "id_token_signed_response_alg",
     ];
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "body must be a JSON object",
-        ));
-    };
+    let obj = super::json::parse_object(body)?;
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ApiError::invalid_field(unknown.clone(), "unknown field"));
     }

@@ -19,8 +19,10 @@ impl Params {
             ));
         }
         let mut out: Vec<(String, String)> = Vec::new();
+        // A set, not a scan of `out`: thousands of tiny parameters must not cost quadratic time.
+        let mut seen = std::collections::HashSet::new();
         for (k, v) in url::form_urlencoded::parse(input) {
-            if out.iter().any(|(seen, _)| *seen == k) {
+            if !seen.insert(k.clone()) {
                 return Err(ApiError::new(
                     ErrorCode::InvalidRequest,
                     format!("parameter {k} is repeated"),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod form;
 pub mod gate;
 pub mod grant;
+pub mod json;
 pub mod keys;
 pub mod link;
 pub mod log;

@@ -114,18 +114,7 @@ fn field_type_error(field: &str, want: &str) -> ApiError {
 
 /// Parses the JSON body of `PUT /admin/partners/{id}`. Every error names its field.
 pub fn parse_partner_spec(body: &[u8]) -> Result<PartnerSpec, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "body must be a JSON object",
-        ));
-    };
+    let obj = super::json::parse_object(body)?;
     const FIELDS: &[&str] = &[
         "name",
         "origins",

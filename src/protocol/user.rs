@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, ErrorCode};
+use super::error::ApiError;
 
 pub const MAX_USERNAME_LEN: usize = 64;
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -169,18 +169,7 @@ fn role_ok(r: &str) -> bool {
 
 /// Parses the body of `PUT /admin/users/{username}`. `creating`: the password is required.
 pub fn parse_user_spec(body: &[u8], creating: bool) -> Result<UserSpec, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "body must be a JSON object",
-        ));
-    };
+    let obj = super::json::parse_object(body)?;
     if let Some(unknown) = obj
         .keys()
         .find(|k| !matches!(k.as_str(), "password" | "name" | "email" | "roles"))

@@ -180,6 +180,26 @@ test('admin_body_must_be_json_and_small', async () => {
   assert.equal((await w.admin('/partners/big')).status, 404);
 });
 
+test('admin_json_with_a_duplicate_member_is_refused', async () => {
+  // serde_json would keep the last "status": a body that reads one way and acts another.
+  const cases = [
+    ['/partners/dup', '{"name":"Dup","origins":["https://dup.example"],"status":"suspended","status":"active"}'],
+    ['/users/dupuser', '{"name":"A","password":"a long password 123","name":"B"}'],
+  ];
+  for (const [path, body] of cases) {
+    const res = await w.admin(path, { method: 'PUT', body });
+    assert.equal(res.status, 400, path);
+    const err = await res.json();
+    assert.equal(err.error, 'invalid_request', path);
+    assert.match(err.error_description, /duplicate member/, path);
+    assert.equal((await w.admin(path)).status, 404, `${path}: nothing stored`);
+  }
+  await addPartner(w, 'dupclients', ['https://dupclients.example']);
+  const res = await w.admin('/partners/dupclients/clients', { method: 'POST', body: '{"name":"C","redirect_uris":["https://dupclients.example/cb"],"scopes":["openid"],"scopes":["openid","profile"]}' });
+  assert.equal(res.status, 400);
+  assert.match((await res.json()).error_description, /duplicate member/);
+});
+
 test('admin_wrong_method_is_405_with_allow', async () => {
   const res = await w.admin('/partners/x', { method: 'POST', body: {} });
   assert.equal(res.status, 405);
