@@ -12,6 +12,11 @@ use crate::store::users::{UserCommand, UserReply};
 
 const GRANT: &str = "grant";
 
+/// A superseded refresh-token hash that no longer fits in the grant record.
+fn spilled_key(hash: &str) -> String {
+    format!("superseded:{hash}")
+}
+
 pub async fn call(
     env: &Env,
     grant_id: &str,
@@ -164,7 +169,30 @@ impl GrantStore {
                 now,
             } => {
                 let mut grant = existing.ok_or_else(unknown)?;
-                let step = grant.refresh(&refresh_hash, &client_id, scopes, new_refresh_hash, now);
+                let spilled_before = !grant.knows_refresh(&refresh_hash)
+                    && self
+                        .state
+                        .storage()
+                        .get::<u8>(&spilled_key(&refresh_hash))
+                        .await
+                        .map_err(storage_err)?
+                        .is_some();
+                let step = grant.refresh(
+                    &refresh_hash,
+                    &client_id,
+                    scopes,
+                    new_refresh_hash,
+                    now,
+                    spilled_before,
+                );
+                // Kept apart before the record is stored: at worst it is in both places.
+                if let Some(old) = grant.refresh.as_mut().and_then(|r| r.spilled.take()) {
+                    self.state
+                        .storage()
+                        .put(&spilled_key(&old), 1u8)
+                        .await
+                        .map_err(storage_err)?;
+                }
                 self.settle(&grant, step).await
             }
             GrantCommand::Revoke { client_id } => {

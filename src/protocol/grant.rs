@@ -23,8 +23,10 @@ pub const CODE_TTL_S: u64 = 60;
 pub const REFRESH_IDLE_S: u64 = 14 * 24 * 3600;
 /// ...and no grant outlives this, however often it is refreshed.
 pub const GRANT_ABSOLUTE_S: u64 = 30 * 24 * 3600;
-/// Superseded refresh-token hashes remembered for reuse detection.
-const KEEP_OLD_REFRESH: usize = 64;
+/// Superseded refresh-token hashes kept in the grant record; older ones are spilled to the
+/// object's storage (see [`RefreshState::spilled`]), so reuse is detected however many rotations
+/// ago a token was superseded.
+pub const KEEP_OLD_REFRESH: usize = 64;
 
 pub const ID_LEN: usize = 16;
 pub const SECRET_LEN: usize = 32;
@@ -79,6 +81,10 @@ pub struct RefreshState {
     pub last_used: u64,
     pub generation: u32,
     pub old_hashes: Vec<String>,
+    /// The superseded hash that the last rotation pushed out of `old_hashes`, for the object to
+    /// keep apart (one storage key per hash). Never stored in the record.
+    #[serde(skip)]
+    pub spilled: Option<String>,
 }
 
 /// Who and what a grant is for.
@@ -208,6 +214,7 @@ impl Grant {
                 last_used: now,
                 generation: 1,
                 old_hashes: Vec::new(),
+                spilled: None,
             });
         }
         Ok(Issue {
@@ -218,7 +225,9 @@ impl Grant {
     }
 
     /// Rotates the refresh token (RFC 9700 §4.14.2). A superseded token presented again means it
-    /// leaked: the whole grant is revoked.
+    /// leaked: the whole grant is revoked. `spilled_before`: the object found `presented_hash`
+    /// among the superseded hashes it keeps apart (asked only when [`Grant::knows_refresh`] is
+    /// false), so a thief cannot hide a reuse by rotating many times first.
     pub fn refresh(
         &mut self,
         presented_hash: &str,
@@ -226,6 +235,7 @@ impl Grant {
         requested_scopes: Option<Vec<String>>,
         new_hash: String,
         now: u64,
+        spilled_before: bool,
     ) -> Step {
         let Some(state) = self.refresh.as_mut() else {
             return Err((invalid_grant("unknown refresh token"), false));
@@ -237,7 +247,8 @@ impl Grant {
                 .old_hashes
                 .last()
                 .is_some_and(|h| same(h, presented_hash));
-        if !retried && state.old_hashes.iter().any(|h| same(h, presented_hash)) {
+        if !retried && (spilled_before || state.old_hashes.iter().any(|h| same(h, presented_hash)))
+        {
             self.revoked = true;
             return Err((invalid_grant(REFRESH_REUSED), true));
         }
@@ -277,7 +288,7 @@ impl Grant {
             let old = std::mem::replace(&mut state.hash, new_hash);
             state.old_hashes.push(old);
             if state.old_hashes.len() > KEEP_OLD_REFRESH {
-                state.old_hashes.remove(0);
+                state.spilled = Some(state.old_hashes.remove(0));
             }
             state.last_used = now;
             state.generation = state.generation.saturating_add(1);
@@ -292,6 +303,14 @@ impl Grant {
     /// Whether tokens of this grant are still good at `now` (introspection, userinfo).
     pub fn active(&self, now: u64) -> bool {
         !self.revoked && now.saturating_sub(self.created_at) < GRANT_ABSOLUTE_S
+    }
+
+    /// Whether `hash` is the current refresh token or one of the superseded ones the record
+    /// keeps: if not, the object looks among the spilled ones before a refresh.
+    pub fn knows_refresh(&self, hash: &str) -> bool {
+        self.refresh
+            .as_ref()
+            .is_some_and(|r| same(&r.hash, hash) || r.old_hashes.iter().any(|h| same(h, hash)))
     }
 
     /// Whether `hash` is the current refresh token (not a superseded one).
@@ -372,7 +391,7 @@ mod tests {
         assert!(changed && g.revoked);
         // The refresh token issued from the code is dead too.
         let (err, _) = g
-            .refresh("r1", &cid("client-0001"), None, "r2".into(), 112)
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 112, false)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
     }
@@ -478,18 +497,18 @@ mod tests {
         )
         .unwrap();
         assert!(g
-            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .is_ok());
         assert!(g
-            .refresh("r2", &cid("client-0001"), None, "r3".into(), 130)
+            .refresh("r2", &cid("client-0001"), None, "r3".into(), 130, false)
             .is_ok());
         let (err, changed) = g
-            .refresh("r1", &cid("client-0001"), None, "r4".into(), 140)
+            .refresh("r1", &cid("client-0001"), None, "r4".into(), 140, false)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
         assert!(changed && g.revoked, "reuse revokes");
         let (err, _) = g
-            .refresh("r3", &cid("client-0001"), None, "r5".into(), 150)
+            .refresh("r3", &cid("client-0001"), None, "r5".into(), 150, false)
             .unwrap_err();
         assert_eq!(
             err.code,
@@ -512,7 +531,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            g.refresh("r1", &cid("client-0002"), None, "x".into(), 120)
+            g.refresh("r1", &cid("client-0002"), None, "x".into(), 120, false)
                 .unwrap_err()
                 .0
                 .code,
@@ -524,7 +543,8 @@ mod tests {
                 &cid("client-0001"),
                 Some(vec!["email".into()]),
                 "x".into(),
-                120
+                120,
+                false,
             )
             .unwrap_err()
             .0
@@ -538,6 +558,7 @@ mod tests {
                 Some(vec!["openid".into()]),
                 "r2".into(),
                 120,
+                false,
             )
             .unwrap();
         assert_eq!(narrowed.scopes, vec!["openid".to_owned()]);
@@ -547,7 +568,8 @@ mod tests {
                 &cid("client-0001"),
                 None,
                 "r3".into(),
-                120 + REFRESH_IDLE_S
+                120 + REFRESH_IDLE_S,
+                false,
             )
             .unwrap_err()
             .0
@@ -571,7 +593,7 @@ mod tests {
         while t < 100 + GRANT_ABSOLUTE_S - 3600 {
             t += REFRESH_IDLE_S - 1;
             let next = format!("t{t}");
-            if g.refresh(&current, &cid("client-0001"), None, next.clone(), t)
+            if g.refresh(&current, &cid("client-0001"), None, next.clone(), t, false)
                 .is_err()
             {
                 break;
@@ -584,7 +606,8 @@ mod tests {
                 &cid("client-0001"),
                 None,
                 "z".into(),
-                100 + GRANT_ABSOLUTE_S
+                100 + GRANT_ABSOLUTE_S,
+                false,
             )
             .is_err(),
             "absolute lifetime"
@@ -667,7 +690,7 @@ mod tests {
         let (mut g, code) = grant(100);
         let h = code_hash(&code);
         redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
-        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .unwrap();
         let (err, _) = redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap_err();
         assert_eq!(err.description, CODE_REPLAYED);
@@ -679,19 +702,19 @@ mod tests {
         let h = code_hash(&code);
         redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
         let first = g
-            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .unwrap();
         let after_first = g.clone();
         let again = g
-            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .unwrap();
         assert_eq!(again, first);
         assert_eq!(g, after_first, "a retried rotation changes nothing");
         // The rotated token is the current one; the superseded one is still a reuse.
-        g.refresh("r2", &cid("client-0001"), None, "r3".into(), 130)
+        g.refresh("r2", &cid("client-0001"), None, "r3".into(), 130, false)
             .unwrap();
         let (err, changed) = g
-            .refresh("r1", &cid("client-0001"), None, "r2".into(), 140)
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 140, false)
             .unwrap_err();
         assert_eq!(err.description, REFRESH_REUSED);
         assert!(changed && g.revoked);
@@ -702,10 +725,10 @@ mod tests {
         let (mut g, code) = grant(100);
         let h = code_hash(&code);
         redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
-        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .unwrap();
         let (err, _) = g
-            .refresh("r1", &cid("client-0001"), None, "r9".into(), 121)
+            .refresh("r1", &cid("client-0001"), None, "r9".into(), 121, false)
             .unwrap_err();
         assert_eq!(err.description, REFRESH_REUSED);
         assert!(g.revoked);
@@ -716,12 +739,65 @@ mod tests {
         let (mut g, code) = grant(100);
         let h = code_hash(&code);
         redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
-        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+        g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .unwrap();
         g.revoked = true;
         let (err, _) = g
-            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120)
+            .refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
+    }
+
+    #[test]
+    fn refresh_reuse_is_caught_however_many_rotations_ago() {
+        let (mut g, code) = grant(100);
+        redeem_as(&mut g, &code_hash(&code), "attempt-9", Some("h0")).unwrap();
+        let mut spilled = Vec::new();
+        for i in 0..100 {
+            g.refresh(
+                &format!("h{i}"),
+                &cid("client-0001"),
+                None,
+                format!("h{}", i + 1),
+                120,
+                false,
+            )
+            .unwrap();
+            if let Some(h) = g.refresh.as_mut().and_then(|r| r.spilled.take()) {
+                spilled.push(h);
+            }
+        }
+        // The record keeps the last 64; the 36 before them were handed out, oldest first.
+        let expect: Vec<String> = (0..36).map(|i| format!("h{i}")).collect();
+        assert_eq!(spilled, expect);
+        assert!(!g.knows_refresh("h0"), "h0 is no longer in the record");
+        assert!(g.knows_refresh("h36") && g.knows_refresh("h100"));
+        // Unknown to the record, found among the spilled ones by the object: a reuse.
+        let (err, changed) = g
+            .refresh("h0", &cid("client-0001"), None, "x".into(), 130, true)
+            .unwrap_err();
+        assert_eq!(err.description, REFRESH_REUSED);
+        assert!(changed && g.revoked);
+    }
+
+    #[test]
+    fn refresh_spilled_hashes_are_never_stored_in_the_record() {
+        let (mut g, code) = grant(100);
+        redeem_as(&mut g, &code_hash(&code), "attempt-10", Some("h0")).unwrap();
+        for i in 0..(KEEP_OLD_REFRESH + 1) {
+            g.refresh(
+                &format!("h{i}"),
+                &cid("client-0001"),
+                None,
+                format!("h{}", i + 1),
+                120,
+                false,
+            )
+            .unwrap();
+        }
+        let json = serde_json::to_string(&g).unwrap();
+        assert!(!json.contains("spilled"));
+        let back: Grant = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.refresh.unwrap().spilled, None);
     }
 }

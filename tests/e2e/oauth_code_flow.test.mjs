@@ -273,6 +273,22 @@ test('token_refresh_rotates_and_reuse_revokes_the_family', async () => {
   await expectError(await token({ grant_type: 'refresh_token', refresh_token: second.refresh_token }), 400, 'invalid_grant');
 });
 
+test('token_refresh_reuse_is_caught_after_many_rotations', async () => {
+  // A thief who rotates the family 70 times first must not hide the reuse of the token he stole
+  // from (the grant record keeps the last 64 hashes; older ones are kept apart).
+  const { code, verifier } = await codeFor({ scope: 'openid' });
+  const first = await (await token({ grant_type: 'authorization_code', code, redirect_uri: client.redirect_uris[0], code_verifier: verifier })).json();
+  let current = first.refresh_token;
+  for (let i = 0; i < 70; i++) {
+    const res = await token({ grant_type: 'refresh_token', refresh_token: current });
+    assert.equal(res.status, 200, `rotation ${i}`);
+    current = (await res.json()).refresh_token;
+  }
+  const reuse = await expectError(await token({ grant_type: 'refresh_token', refresh_token: first.refresh_token }), 400, 'invalid_grant');
+  assert.match(reuse.error_description, /already used; its grant is revoked/);
+  await expectError(await token({ grant_type: 'refresh_token', refresh_token: current }), 400, 'invalid_grant');
+});
+
 test('token_unknown_grant_type_and_malformed_requests', async () => {
   await expectError(await token({ grant_type: 'password', username: 'alice', password: PASSWORD }), 400, 'unsupported_grant_type');
   await expectError(await token({}), 400, 'invalid_request');
