@@ -48,6 +48,11 @@ pub fn issuer(env: &Env) -> Result<Issuer, ApiError> {
         })
 }
 
+/// Whether the issuer is an https URL (a deployment, not local development).
+pub fn issuer_is_https(env: &Env) -> bool {
+    var(env, "ISSUER").is_some_and(|i| i.starts_with("https://"))
+}
+
 fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string())
 }

@@ -102,6 +102,8 @@ fn request_id(req: &Request) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+const HSTS: &str = "strict-transport-security";
+
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let started = now_ms();
     let id = request_id(&req);
@@ -114,7 +116,13 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let mut out = dispatch(req, &env, route, &method_raw, started).await;
 
     let status = out.response.status_code();
-    let _ = out.response.headers_mut().set("x-request-id", &id);
+    let headers = out.response.headers_mut();
+    let _ = headers.set("x-request-id", &id);
+    // RFC 6797: browsers that once reached us over https never try plain http again. Not on a
+    // loopback http issuer (local development), and not over an origin's own choice.
+    if config::issuer_is_https(&env) && !headers.has(HSTS).unwrap_or(true) {
+        let _ = headers.set(HSTS, "max-age=31536000");
+    }
     let line = RequestLog {
         ts: started,
         request_id: &id,

@@ -91,6 +91,20 @@ test('cookies_on_an_https_issuer_are_host_prefixed_secure_httponly_lax', async (
   }
 });
 
+test('https_issuer_sends_hsts_on_every_answer_and_loopback_does_not', async () => {
+  const https = await startWorker({ vars: { ISSUER: 'https://id.school.example' } });
+  try {
+    for (const p of ['/healthz', '/login?return_to=%2Faccount', '/.well-known/jwks.json', '/nowhere', '/oauth2/token']) {
+      const res = await https.fetch(p);
+      assert.equal(res.headers.get('strict-transport-security'), 'max-age=31536000', p);
+    }
+  } finally {
+    await https.stop();
+  }
+  const local = await w.fetch('/healthz');
+  assert.equal(local.headers.get('strict-transport-security'), null, 'not on a loopback http issuer');
+});
+
 test('login_replaces_a_planted_session_cookie_with_a_new_secret', async () => {
   // Session fixation: a cookie set before the login (here, a session of jon's that an attacker
   // holds) is never the one the login authenticates.
