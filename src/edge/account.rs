@@ -9,6 +9,7 @@ use crate::pages::{self, LinkedPartner};
 use crate::protocol::dates::ymd;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form;
+use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId};
 use crate::protocol::user::LinkEntry;
 use crate::routes::{self, Method};
@@ -72,8 +73,12 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
             session_hash: Some(session_hash),
             now,
         };
-        let (user, mut entries) = match users::call(env, &username, &cmd).await? {
-            UserReply::Links { user, links } => (user, links),
+        let (user, mut entries, via_link) = match users::call(env, &username, &cmd).await? {
+            UserReply::Links {
+                user,
+                links,
+                via_link,
+            } => (user, links, via_link),
             UserReply::Failed { error } if error.code != ErrorCode::NotFound => return Err(error),
             _ => return Ok(to_login()),
         };
@@ -86,6 +91,10 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
                 ErrorCode::AccessDenied,
                 "This form has expired or was not sent from this browser.",
             ));
+        }
+        // Unlinking changes the account: a session from automatic login signs in again first.
+        if !session_serves(via_link.as_ref(), SessionUse::Links) {
+            return Ok(to_login());
         }
         let partner = params
             .get("partner_id")

@@ -189,16 +189,7 @@ async fn user(
     let username = Username::parse(username)?;
     let cmd = match method {
         Method::Get => UserCommand::Get,
-        Method::Delete => {
-            // The user's grants are revoked first, so a failure leaves the user to delete again.
-            match users::call(env, &username, &UserCommand::Grants { now }).await? {
-                UserReply::Grants { grant_ids } => grants::revoke_all(env, &grant_ids).await?,
-                UserReply::Failed { error } if error.code == ErrorCode::NotFound => {}
-                UserReply::Failed { error } => return Err(error),
-                _ => return Err(ApiError::unavailable("unexpected user reply")),
-            }
-            UserCommand::Delete
-        }
+        Method::Delete => UserCommand::Delete { now },
         Method::Put => {
             // Whether the password is required is decided by the user's object, which knows
             // whether the user exists.
@@ -216,18 +207,10 @@ async fn user(
         }
     };
     let reply = users::call(env, &username, &cmd).await?;
-    if let UserReply::Saved { revoke, .. } = &reply {
-        if !revoke.is_empty() {
-            // A new password: the grants that the old one led to end now. The password is
-            // saved either way; a failure here is a 503 and setting it again revokes again.
-            grants::revoke_all(env, revoke).await?;
-            let forget = UserCommand::ForgetGrants {
-                grant_ids: revoke.clone(),
-            };
-            if let UserReply::Failed { error } = users::call(env, &username, &forget).await? {
-                return Err(error);
-            }
-        }
+    // A new password or a removed user: the grants end now. The change itself is made either
+    // way; a failure here is a 503, and the same request again revokes what is left.
+    if let UserReply::Saved { revoke, .. } | UserReply::Deleted { revoke } = &reply {
+        grants::revoke_for_user(env, &username, revoke).await?;
     }
     Ok(users::admin_outcome(reply))
 }

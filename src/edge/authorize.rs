@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use super::{body, config, gate, grants, kvcache, limits, random, users, Outcome};
 use crate::pages;
 use crate::protocol::authorize::{self, AuthRequest, Next};
-use crate::protocol::client::ClientRecord;
+use crate::protocol::client::{ClientRecord, GrantType};
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, Detail, ErrorCode};
 use crate::protocol::form::Params;
@@ -18,7 +18,7 @@ use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys, Partner, PartnerStatus};
 use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
 use crate::protocol::ratelimit::{limited, Window};
-use crate::protocol::tokens::released_claims;
+use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
 use crate::protocol::user::{UserView, Username};
 use crate::routes::{self, Method};
 use crate::store::grants::{GrantCommand, GrantReply};
@@ -104,6 +104,7 @@ struct SessionView {
     auth_time: u64,
     consented: bool,
     via_link: Option<crate::protocol::user::LinkVia>,
+    password_epoch: u32,
 }
 
 async fn session(
@@ -124,16 +125,21 @@ async fn session(
         now,
     };
     match users::call(env, &username, &cmd).await? {
-        // A session from another partner's automatic login does not count here: sign in.
+        // A session from automatic login counts only for its partner's clients and consent the
+        // user gave before; otherwise, sign in with the password.
         UserReply::SessionState {
             user,
             sub,
             auth_time,
             consented,
             via_link,
+            password_epoch,
         } if session_serves(
             via_link.as_ref(),
-            SessionUse::ClientOf(&v.client.partner_id),
+            SessionUse::Authorize {
+                partner: &v.client.partner_id,
+                consented,
+            },
         ) =>
         {
             Ok(Some(SessionView {
@@ -144,6 +150,7 @@ async fn session(
                 auth_time,
                 consented,
                 via_link,
+                password_epoch,
             }))
         }
         UserReply::Failed { error } => Err(error),
@@ -192,6 +199,7 @@ async fn issue_code(
         }),
         refresh: None,
         revoked: false,
+        password_epoch: s.password_epoch,
     };
     match grants::call(
         env,
@@ -207,7 +215,12 @@ async fn issue_code(
         _ => return Err(ApiError::unavailable("unexpected grant reply")),
     }
     // The grant ends with the user's password; refused if the session just ended.
-    grants::record_with_user(env, &g, Some(s.session_hash.clone())).await?;
+    let lives_s = if v.client.grant_types.contains(&GrantType::RefreshToken) {
+        grant::GRANT_ABSOLUTE_S
+    } else {
+        CODE_TTL_S + ACCESS_TOKEN_TTL_S
+    };
+    grants::record_with_user(env, &g, lives_s, Some(s.session_hash.clone())).await?;
     // A session that came through an account link: the grant ends if the link does.
     if let Some(via) = &s.via_link {
         let cmd = crate::store::links::LinkCommand::AddGrant {

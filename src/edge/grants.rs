@@ -7,8 +7,10 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 use super::{config, objects, revocation};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{Grant, Step, GRANT_ABSOLUTE_S};
+use crate::protocol::user::Username;
 use crate::store::grants::{object_name, GrantCommand, GrantReply};
 use crate::store::users::{UserCommand, UserReply};
+use futures_util::future::join_all;
 
 const GRANT: &str = "grant";
 
@@ -25,11 +27,27 @@ pub async fn call(
     objects::call_idempotent(env, config::GRANTS_DO, &object_name(grant_id), cmd).await
 }
 
+/// Grants revoked at once, in parallel.
+const REVOKE_BATCH: usize = 16;
+
 /// Revokes grants whoever their client (unlinking, a new password, a removed user), and tells
-/// the gateway. Stops at the first failure: the caller answers 503 and a retry revokes again.
+/// the gateway. A failure is an error once the batch has settled; revoking again is harmless.
 pub async fn revoke_all(env: &Env, grant_ids: &[String]) -> std::result::Result<(), ApiError> {
-    for gid in grant_ids {
-        if let GrantReply::Failed { error } = call(env, gid, &GrantCommand::RevokeAll).await? {
+    for batch in grant_ids.chunks(REVOKE_BATCH) {
+        revoke_batch(env, batch).await?;
+    }
+    Ok(())
+}
+
+async fn revoke_batch(env: &Env, batch: &[String]) -> std::result::Result<(), ApiError> {
+    let replies = join_all(
+        batch
+            .iter()
+            .map(|gid| call(env, gid, &GrantCommand::RevokeAll)),
+    )
+    .await;
+    for (gid, reply) in batch.iter().zip(replies) {
+        if let GrantReply::Failed { error } = reply? {
             return Err(error);
         }
         revocation::seen_here(gid);
@@ -37,12 +55,33 @@ pub async fn revoke_all(env: &Env, grant_ids: &[String]) -> std::result::Result<
     Ok(())
 }
 
+/// Revokes a user's grants batch by batch, and has the user's object forget each batch once it
+/// is revoked: after a failure, the same admin request again goes on where this one stopped.
+pub async fn revoke_for_user(
+    env: &Env,
+    username: &Username,
+    grant_ids: &[String],
+) -> std::result::Result<(), ApiError> {
+    for batch in grant_ids.chunks(REVOKE_BATCH) {
+        revoke_batch(env, batch).await?;
+        let forget = UserCommand::ForgetGrants {
+            grant_ids: batch.to_vec(),
+        };
+        if let UserReply::Failed { error } = super::users::call(env, username, &forget).await? {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// Remembers a new user grant with its user, so that a new password or the user's removal
-/// revokes it. With `session_hash`, only while that session lives; otherwise (or on failure)
-/// the grant is revoked again before the error, so nothing is issued from it.
+/// revokes it, for as long as it can be used (`lives_s`: a grant without refresh tokens ends
+/// with its last access token). With `session_hash`, only while that session lives; otherwise
+/// (or on failure) the grant is revoked again before the error, so nothing is issued from it.
 pub async fn record_with_user(
     env: &Env,
     grant: &Grant,
+    lives_s: u64,
     session_hash: Option<String>,
 ) -> std::result::Result<(), ApiError> {
     let Some(username) = &grant.username else {
@@ -50,7 +89,7 @@ pub async fn record_with_user(
     };
     let cmd = UserCommand::AddGrant {
         grant_id: grant.grant_id.clone(),
-        expires_at: grant.created_at + GRANT_ABSOLUTE_S,
+        expires_at: grant.created_at + lives_s.min(GRANT_ABSOLUTE_S),
         session_hash,
         now: grant.created_at,
     };
@@ -60,6 +99,9 @@ pub async fn record_with_user(
             ErrorCode::LoginRequired,
             "the session ended while the grant was issued; sign in again",
         ),
+        Ok(UserReply::Failed { error }) if error.code == ErrorCode::NotFound => {
+            ApiError::new(ErrorCode::InvalidGrant, "the user no longer exists")
+        }
         Ok(UserReply::Failed { error }) => error,
         Ok(_) => ApiError::unavailable("unexpected user reply"),
         Err(e) => e,
@@ -69,7 +111,12 @@ pub async fn record_with_user(
     Err(refused)
 }
 
-#[durable_object(fetch)]
+/// A grant object empties itself this long after its creation: past the absolute lifetime of any
+/// grant, with a day to spare, nothing in it can be used or needs remembering.
+const FORGET_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(GRANT_ABSOLUTE_S + 24 * 3600);
+
+#[durable_object(alarm)]
 pub struct GrantStore {
     state: State,
     env: Env,
@@ -86,6 +133,13 @@ impl DurableObject for GrantStore {
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         objects::serve(req, "grant store", |cmd: GrantCommand| self.execute(cmd)).await
+    }
+
+    /// The grant's end: the record, and every superseded hash kept apart, go.
+    async fn alarm(&self) -> Result<Response> {
+        // A failure is an error, so the runtime tries the alarm again.
+        self.state.storage().delete_all().await?;
+        Response::ok("")
     }
 }
 
@@ -133,11 +187,15 @@ impl GrantStore {
             GrantCommand::Create { grant } => {
                 match existing {
                     // The same creation sent again after its reply was lost.
-                    Some(g) if g == *grant => return Ok(GrantReply::Created),
+                    Some(g) if g == *grant => {}
                     Some(_) => return Err(ApiError::unavailable("grant id collision")),
-                    None => {}
+                    None => self.store(grant.as_ref()).await?,
                 }
-                self.store(grant.as_ref()).await?;
+                self.state
+                    .storage()
+                    .set_alarm(FORGET_AFTER)
+                    .await
+                    .map_err(storage_err)?;
                 Ok(GrantReply::Created)
             }
             GrantCommand::Redeem {

@@ -120,7 +120,7 @@ async fn recent_session(
             via_link,
             ..
         } if recently_logged_in(auth_time, now)
-            && session_serves(via_link.as_ref(), SessionUse::Linking) =>
+            && session_serves(via_link.as_ref(), SessionUse::Links) =>
         {
             Ok(Some(Session {
                 username,

@@ -129,7 +129,9 @@ pub async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T
 /// How long a KV read or write may take before it is a 503.
 pub const KV_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A KV operation, bounded like a Durable Object call: a failure or time-out is a 503.
+/// A KV operation, bounded like a Durable Object call: a failure or time-out is a 503. Only for
+/// reads and for writes that are safe to land late (the JS promise is not cancelled): a
+/// revocation marker, never a registry record.
 pub async fn kv_op<T, E: std::fmt::Display>(
     what: &str,
     fut: impl std::future::Future<Output = Result<T, E>>,

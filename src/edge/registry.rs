@@ -334,12 +334,17 @@ impl Registry {
             .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?;
         for row in rows {
             let kv_err = |e: worker::kv::KvError| ApiError::unavailable(format!("kv write: {e}"));
+            // Not bounded by a time-out: a write given up on could still land after a newer
+            // one for the same key (a suspension overwritten by an older "active"). The outbox
+            // writes in order, each awaited to the end; the caller's object call is bounded.
             match &row.value {
-                Some(v) => {
-                    let put = kv.put(&row.key, v.as_str()).map_err(kv_err)?;
-                    super::objects::kv_op("write", put.execute()).await?
-                }
-                None => super::objects::kv_op("write", kv.delete(&row.key)).await?,
+                Some(v) => kv
+                    .put(&row.key, v.as_str())
+                    .map_err(kv_err)?
+                    .execute()
+                    .await
+                    .map_err(kv_err)?,
+                None => kv.delete(&row.key).await.map_err(kv_err)?,
             }
             exec(
                 &sql,

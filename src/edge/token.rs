@@ -294,7 +294,7 @@ async fn run(
                             grants::call(env, &gid, &revoke).await?;
                             return Err(ApiError::new(
                                 ErrorCode::InvalidGrant,
-                                "the user no longer exists",
+                                "the user's account or password has changed",
                             ));
                         }
                     }
@@ -361,7 +361,7 @@ async fn run(
             }
             let username = user.ok_or_else(|| invalid("the partner account is not linked"))?;
             let requested = requested_scopes(&params, &client, true)?;
-            let (user, sub, consented) = match users::call(
+            let (user, sub, consented, password_epoch) = match users::call(
                 env,
                 &username,
                 &UserCommand::Subject {
@@ -375,7 +375,8 @@ async fn run(
                     user,
                     sub,
                     consented,
-                } => (user, sub, consented),
+                    password_epoch,
+                } => (user, sub, consented, password_epoch),
                 UserReply::Failed { error } if error.code != ErrorCode::NotFound => {
                     return Err(error)
                 }
@@ -400,6 +401,7 @@ async fn run(
                 code: None,
                 refresh: None,
                 revoked: false,
+                password_epoch,
             };
             match grants::call(
                 env,
@@ -415,7 +417,7 @@ async fn run(
                 _ => return Err(ApiError::unavailable("unexpected grant reply")),
             }
             // The grant ends with the user's password or account, as well as with the link.
-            grants::record_with_user(env, &g, None).await?;
+            grants::record_with_user(env, &g, ACCESS_TOKEN_TTL_S, None).await?;
             // Issued through the link: it ends when the link does.
             let add = crate::store::links::LinkCommand::AddGrant {
                 partner_sub,

@@ -39,7 +39,7 @@ pub fn admin_outcome(reply: UserReply) -> Outcome {
             Outcome::new(respond::json(status, &user, &[]), outcome)
         }
         UserReply::User { user } => Outcome::new(respond::json(200, &user, &[]), "ok"),
-        UserReply::Deleted => Outcome::new(respond::empty(204, &[]), "deleted"),
+        UserReply::Deleted { .. } => Outcome::new(respond::empty(204, &[]), "deleted"),
         UserReply::Failed { error } => Outcome::error(error),
         _ => Outcome::error(ApiError::new(ErrorCode::ServerError, "unexpected reply")),
     }
@@ -214,17 +214,22 @@ impl UserStore {
                     user: UserView::from(&r),
                 })
                 .ok_or_else(|| ApiError::not_found("user")),
-            UserCommand::Delete => {
-                if existing.is_none() {
+            UserCommand::Delete { now } => {
+                let revoke = self.live_grants(now).await?;
+                if existing.is_none() && revoke.is_empty() {
                     return Err(ApiError::not_found("user"));
                 }
-                // Profile, sessions and consents go together.
-                self.state
-                    .storage()
-                    .delete_all()
-                    .await
-                    .map_err(storage_err)?;
-                Ok(UserReply::Deleted)
+                // Everything but the grant list, in one command: from here on no session,
+                // sign-in or new grant exists for this user.
+                let all = self.state.storage().list().await.map_err(storage_err)?;
+                let mut gone = Vec::new();
+                all.for_each(&mut |_, key| {
+                    if let Some(key) = key.as_string().filter(|k| !k.starts_with(GRANT_PREFIX)) {
+                        gone.push(key);
+                    }
+                });
+                self.delete_keys(gone).await?;
+                Ok(UserReply::Deleted { revoke })
             }
             UserCommand::Put {
                 username,
@@ -258,6 +263,11 @@ impl UserStore {
                     password_hash,
                     created_at: existing.as_ref().map_or(now, |r| r.created_at),
                     updated_at: now,
+                    password_epoch: match (&spec.password, &existing) {
+                        (None, Some(old)) => old.password_epoch,
+                        (Some(_), Some(old)) => old.password_epoch.wrapping_add(1),
+                        (_, None) => 0,
+                    },
                 };
                 self.put(PROFILE, &record).await?;
                 // A new password ends every session, and the grants are handed back to be
@@ -337,6 +347,7 @@ impl UserStore {
                     auth_time: session.auth_time,
                     consented: scopes.iter().all(|s| consented_scopes.contains(s)),
                     via_link: session.via_link,
+                    password_epoch: record.password_epoch,
                 })
             }
             UserCommand::AutoLogin {
@@ -371,6 +382,7 @@ impl UserStore {
                     auth_time: session.auth_time,
                     consented: false,
                     via_link: session.via_link,
+                    password_epoch: record.password_epoch,
                 })
             }
             UserCommand::Consent {
@@ -408,6 +420,7 @@ impl UserStore {
                     sub: pairwise_sub(&record.subject_seed, &partner_id),
                     user: UserView::from(&record),
                     consented,
+                    password_epoch: record.password_epoch,
                 })
             }
             UserCommand::RecordLink { partner_id, now } => {
@@ -432,15 +445,18 @@ impl UserStore {
             }
             UserCommand::Links { session_hash, now } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                let mut via_link = None;
                 if let Some(hash) = session_hash {
-                    if self.session(&hash, now).await?.is_none() {
-                        return Ok(UserReply::NoSession);
+                    match self.session(&hash, now).await? {
+                        Some(session) => via_link = session.via_link,
+                        None => return Ok(UserReply::NoSession),
                     }
                 }
                 let links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
                 Ok(UserReply::Links {
                     user: UserView::from(&record),
                     links,
+                    via_link,
                 })
             }
             UserCommand::AddGrant {
@@ -460,9 +476,6 @@ impl UserStore {
                 self.put(&grant_key(&grant_id), &expires_at).await?;
                 Ok(UserReply::Done)
             }
-            UserCommand::Grants { now } => Ok(UserReply::Grants {
-                grant_ids: self.live_grants(now).await?,
-            }),
             UserCommand::ForgetGrants { grant_ids } => {
                 self.delete_keys(grant_ids.iter().map(|g| grant_key(g)).collect())
                     .await?;
@@ -480,8 +493,9 @@ impl UserStore {
     }
 }
 
-/// The grant's user, if it is still the same person: a deleted user, or a new account that
-/// reuses the username (a different pairwise subject), is `None`. Storage failures are errors.
+/// The grant's user, if it is still the same person and the grant is younger than their
+/// password: a deleted user, a new account that reuses the username (a different pairwise
+/// subject), or a password set after the grant began, is `None`. Storage failures are errors.
 pub async fn grant_user(
     env: &Env,
     grant: &crate::protocol::grant::Grant,
@@ -494,7 +508,12 @@ pub async fn grant_user(
         client_id: None,
     };
     match call(env, username, &cmd).await? {
-        UserReply::Subject { user, sub, .. } if sub == grant.sub => Ok(Some(user)),
+        UserReply::Subject {
+            user,
+            sub,
+            password_epoch,
+            ..
+        } if sub == grant.sub && grant.password_epoch == password_epoch => Ok(Some(user)),
         UserReply::Subject { .. } => Ok(None),
         UserReply::Failed { error } if error.code == ErrorCode::NotFound => Ok(None),
         UserReply::Failed { error } => Err(error),

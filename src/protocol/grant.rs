@@ -106,6 +106,9 @@ pub struct Grant {
     pub code: Option<CodeState>,
     pub refresh: Option<RefreshState>,
     pub revoked: bool,
+    /// The user's password epoch when the grant was issued: a new password ends it.
+    #[serde(default)]
+    pub password_epoch: u32,
 }
 
 /// What a successful redemption or refresh hands to the token endpoint.
@@ -354,6 +357,7 @@ mod tests {
             }),
             refresh: None,
             revoked: false,
+            password_epoch: 0,
         };
         (g, code)
     }

@@ -210,22 +210,29 @@ pub fn linked_scopes(
 /// What a session is used for, when deciding whether one started by automatic login will do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionUse<'a> {
-    /// Authorizing a client of this partner.
-    ClientOf(&'a PartnerId),
-    /// Linking an account.
-    Linking,
+    /// Authorizing a client of `partner`, for scopes the user has (`consented`) or has not yet
+    /// agreed to.
+    Authorize {
+        partner: &'a PartnerId,
+        consented: bool,
+    },
+    /// Linking or unlinking accounts.
+    Links,
 }
 
 /// Whether a session serves `purpose`. A password login serves everything. A session that a
-/// partner's automatic login started (`via`) serves that partner's own clients only: whoever
-/// holds the partner's signing key must not reach other partners' clients, nor link accounts to
-/// this user, and a browser signed in through someone else's login URL cannot be used to link
-/// the victim's accounts. For those, the user signs in with their password.
+/// partner's automatic login started (`via`) only lets that partner's own clients use what the
+/// user agreed to before: whoever holds the partner's signing key, or a browser signed in
+/// through someone else's login URL, can neither give new consent in the user's name, nor reach
+/// other partners' clients, nor link or unlink accounts. For those, the user signs in with their
+/// password.
 pub fn session_serves(via: Option<&LinkVia>, purpose: SessionUse<'_>) -> bool {
     match (via, purpose) {
         (None, _) => true,
-        (Some(via), SessionUse::ClientOf(partner)) => via.partner_id == *partner,
-        (Some(_), SessionUse::Linking) => false,
+        (Some(via), SessionUse::Authorize { partner, consented }) => {
+            via.partner_id == *partner && consented
+        }
+        (Some(_), SessionUse::Links) => false,
     }
 }
 
@@ -275,18 +282,23 @@ mod tests {
     }
 
     #[test]
-    fn auto_login_sessions_serve_their_partners_clients_only() {
+    fn auto_login_sessions_use_earlier_consent_for_their_partner_only() {
         let acme = PartnerId::parse("acme").unwrap();
         let beta = PartnerId::parse("beta").unwrap();
         let via = LinkVia {
             partner_id: acme.clone(),
             partner_sub: "acme-user".into(),
         };
-        assert!(session_serves(None, SessionUse::ClientOf(&beta)));
-        assert!(session_serves(None, SessionUse::Linking));
-        assert!(session_serves(Some(&via), SessionUse::ClientOf(&acme)));
-        assert!(!session_serves(Some(&via), SessionUse::ClientOf(&beta)));
-        assert!(!session_serves(Some(&via), SessionUse::Linking));
+        let authorize = |partner, consented| SessionUse::Authorize { partner, consented };
+        assert!(session_serves(None, authorize(&beta, false)));
+        assert!(session_serves(None, SessionUse::Links));
+        assert!(session_serves(Some(&via), authorize(&acme, true)));
+        assert!(
+            !session_serves(Some(&via), authorize(&acme, false)),
+            "no new consent without the user's password"
+        );
+        assert!(!session_serves(Some(&via), authorize(&beta, true)));
+        assert!(!session_serves(Some(&via), SessionUse::Links));
     }
 
     #[test]

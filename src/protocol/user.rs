@@ -88,6 +88,11 @@ pub struct UserRecord {
     pub password_hash: String,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Counts the times a new password was set on this user. A grant remembers the count it was
+    /// issued under, and is over once it changes, whether or not the revocation that followed
+    /// reached it (grants from before such revocations existed, races with it).
+    #[serde(default)]
+    pub password_epoch: u32,
 }
 
 /// A user as the admin API and the token claims see it: no hash.
@@ -361,6 +366,7 @@ mod tests {
             password_hash: "$argon2id$secret".into(),
             created_at: 1,
             updated_at: 2,
+            password_epoch: 1,
         };
         let json = serde_json::to_string(&UserView::from(&rec)).unwrap();
         assert!(!json.contains("argon2"));

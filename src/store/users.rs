@@ -22,7 +22,11 @@ pub enum UserCommand {
         now: u64,
     },
     Get,
-    Delete,
+    /// Removes the user: profile, sessions, consents, devices and links go at once; the list of
+    /// grants stays until they are revoked (`ForgetGrants`), so a retry finishes the job.
+    Delete {
+        now: u64,
+    },
     /// Checks a password in constant time (unknown users cost the same as known ones) and, if
     /// it matches, starts a session stored under `session_hash`.
     /// With `device_hash`, only from a trusted device of this user: one that is not is answered
@@ -99,10 +103,6 @@ pub enum UserCommand {
         session_hash: Option<String>,
         now: u64,
     },
-    /// The user's grants that may still be live.
-    Grants {
-        now: u64,
-    },
     /// Forgets grants that have been revoked.
     ForgetGrants {
         grant_ids: Vec<String>,
@@ -120,13 +120,14 @@ pub enum UserReply {
         #[serde(default)]
         revoke: Vec<String>,
     },
-    Grants {
-        grant_ids: Vec<String>,
-    },
     User {
         user: UserView,
     },
-    Deleted,
+    /// The user is gone; these grants are still to be revoked.
+    Deleted {
+        #[serde(default)]
+        revoke: Vec<String>,
+    },
     /// The password did not match, or there is no such user: callers cannot tell which.
     BadCredentials,
     /// The device cookie is not one of this user's trusted devices (or there is no such user).
@@ -138,10 +139,16 @@ pub enum UserReply {
         consented: bool,
         #[serde(default)]
         via_link: Option<LinkVia>,
+        /// The user's password epoch (a live session is always of the current one).
+        #[serde(default)]
+        password_epoch: u32,
     },
     Links {
         user: UserView,
         links: Vec<LinkEntry>,
+        /// With a session asked about: the link it came through, if automatic login started it.
+        #[serde(default)]
+        via_link: Option<LinkVia>,
     },
     /// No such session (never was, expired, logged out, or the user is gone).
     NoSession,
@@ -151,6 +158,9 @@ pub enum UserReply {
         /// With `client_id` asked: the scopes the user consented to for that client.
         #[serde(default)]
         consented: Vec<String>,
+        /// The user's password epoch: grants issued under an earlier one are over.
+        #[serde(default)]
+        password_epoch: u32,
     },
     Done,
     Failed {

@@ -199,6 +199,9 @@ test('fault_lost_redemption_reply_still_yields_the_tokens_once', async () => {
     res = await token({ grant_type: 'refresh_token', refresh_token: rotated.refresh_token });
     const next = await res.json();
     assert.equal(res.status, 200, 'the rotated token is the current one');
+    // Both replies really were lost, and the commands sent again.
+    const retried = w.logs.filter((l) => /GRANTS: attempt 1 failed, retrying: GRANTS: injected lost reply/.test(l));
+    assert.equal(retried.length, 2, `one retry for the redemption, one for the rotation: ${retried.length}`);
 
     // A second redemption by anyone is still a replay, and still revokes the grant.
     res = await redeem();
@@ -217,5 +220,23 @@ test('fault_reply_lost_every_time_is_a_503_without_tokens', async () => {
     await assertUnavailable(res, 'every reply lost');
     const line = w.requestLogs().find((l) => l.route === '/oauth2/token');
     assert.match(line.cause, /GRANTS: injected lost reply/);
+  });
+});
+
+test('fault_password_change_that_cannot_revoke_still_ends_the_old_grants', async () => {
+  await withWorker('GRANTS:revoke_all', async (w) => {
+    const { token, redeem } = await codeFlowClient(w);
+    const issued = await (await redeem()).json();
+    assert.ok(issued.refresh_token);
+    const res = await w.admin('/users/ada', { method: 'PUT', body: { password: 'a new password 4321', name: 'Ada' } });
+    await assertUnavailable(res, 'the grants could not be revoked');
+    // The password is set all the same, and a grant older than it is over.
+    const refresh = await token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token });
+    assert.equal(refresh.status, 400);
+    const body = await refresh.json();
+    assert.equal(body.error, 'invalid_grant');
+    assert.match(body.error_description, /password has changed/);
+    const info = await w.fetch('/oauth2/userinfo', { headers: { authorization: `Bearer ${issued.access_token}` } });
+    assert.equal(info.status, 401);
   });
 });

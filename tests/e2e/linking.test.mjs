@@ -247,20 +247,37 @@ test('auto_login_continues_an_authorization_request', async () => {
     method: 'POST',
     body: { name: 'Acme Auto', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid', 'profile'] },
   })).json();
-  const jar = new CookieJar(w.url);
-  const params = new URLSearchParams({
-    assertion: loginAssertion('acme-lena'), response_type: 'code', client_id: client.client_id,
-    redirect_uri: `${ORIGIN}/cb`, scope: 'openid', state: 'auto', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
-    code_challenge_method: 'S256',
-  });
-  let res = await jar.fetch(`/login/auto?${params}`);
+  const autoLogin = async (jar, scope) => {
+    const params = new URLSearchParams({
+      assertion: loginAssertion('acme-lena'), response_type: 'code', client_id: client.client_id,
+      redirect_uri: `${ORIGIN}/cb`, scope, state: 'auto', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+      code_challenge_method: 'S256',
+    });
+    const res = await jar.fetch(`/login/auto?${params}`);
+    assert.equal(res.status, 302);
+    const next = new URL(res.headers.get('location'));
+    assert.equal(next.pathname, '/oauth2/authorize');
+    assert.equal(next.searchParams.get('assertion'), null, 'the assertion is not passed along');
+    return jar.fetch(next.toString());
+  };
+  // Nothing consented yet: automatic login cannot agree in lena's name; she signs in first.
+  let res = await autoLogin(new CookieJar(w.url), 'openid');
   assert.equal(res.status, 302);
-  const next = new URL(res.headers.get('location'));
-  assert.equal(next.pathname, '/oauth2/authorize');
-  assert.equal(next.searchParams.get('assertion'), null, 'the assertion is not passed along');
-  res = await jar.fetch(next.toString());
-  assert.equal(res.status, 200, 'consent rules still apply: the consent page, no login page');
-  assert.match(await res.text(), /Allow Acme Auto/);
+  assert.match(res.headers.get('location'), /^\/login\?return_to=%2Foauth2%2Fauthorize/);
+
+  // lena consents to openid herself, with her password...
+  const { callback } = await browserFlow(w, { client, username: 'lena', password: PASSWORD, scope: 'openid', challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM' });
+  assert.ok(callback.searchParams.get('code'));
+  // ...and from then on automatic login goes straight on to a code for what she agreed to,
+  res = await autoLogin(new CookieJar(w.url), 'openid');
+  assert.equal(res.status, 302);
+  const cb = new URL(res.headers.get('location'));
+  assert.equal(`${cb.origin}${cb.pathname}`, `${ORIGIN}/cb`);
+  assert.ok(cb.searchParams.get('code'), 'a code, no consent page');
+  // but not for more.
+  res = await autoLogin(new CookieJar(w.url), 'openid profile');
+  assert.equal(res.status, 302);
+  assert.match(res.headers.get('location'), /^\/login\?/);
 });
 
 test('auto_login_without_a_link_gives_no_session', async () => {
@@ -377,7 +394,7 @@ test('jwt_bearer_grant_releases_only_scopes_the_user_consented_to', async () => 
   assert.equal((await res.json()).error, 'invalid_scope');
 });
 
-test('auto_login_session_serves_that_partners_clients_only_and_never_linking', async () => {
+test('auto_login_session_gives_no_consent_reaches_no_other_partner_and_never_links', async () => {
   // lena is linked as acme-lena. Whoever holds acme's signing key can start her session; that
   // session must not reach another partner's client, nor link accounts to her.
   const mk = async (partner, origin) => (await w.admin(`/partners/${partner}/clients`, {
@@ -397,12 +414,21 @@ test('auto_login_session_serves_that_partners_clients_only_and_never_linking', a
   assert.equal(res.status, 302);
   assert.match(res.headers.get('location'), /^\/login\?return_to=/, "another partner's client: sign in with a password");
   res = await authorize(acmeClient);
-  assert.equal(res.status, 200, "acme's own client: the consent page");
-  assert.match(await res.text(), /name="decision"/);
+  assert.equal(res.status, 302);
+  assert.match(res.headers.get('location'), /^\/login\?return_to=/, "acme's own client, nothing consented: the password first");
 
   res = await jar.fetch(`/link?request=${encodeURIComponent(linkRequest({ sub: 'acme-lena-second-try' }))}`);
   assert.equal(res.status, 302);
   assert.match(res.headers.get('location'), /^\/login\?return_to=%2Flink/, 'linking: sign in with a password');
+
+  // The account page shows her links, but unlinking needs her password too.
+  const page = await jar.fetch('/account');
+  assert.equal(page.status, 200);
+  res = await jar.postForm('/account', { ...formFields(await page.text()), partner_id: 'acme' });
+  assert.equal(res.status, 303);
+  assert.match(res.headers.get('location'), /^\/login\?return_to=%2Faccount/);
+  const links = await (await w.admin('/users/lena/links')).json();
+  assert.ok(links.links.some((l) => l.partner_id === 'acme'), 'still linked');
 });
 
 test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
