@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use super::{body, config, gate, grants, kvcache, limits, random, users, Outcome};
 use crate::pages;
 use crate::protocol::authorize::{self, AuthRequest, Next};
-use crate::protocol::client::{ClientRecord, GrantType};
+use crate::protocol::client::ClientRecord;
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, Detail, ErrorCode};
 use crate::protocol::form::Params;
@@ -215,17 +215,23 @@ async fn issue_code(
         _ => return Err(ApiError::unavailable("unexpected grant reply")),
     }
     // The grant ends with the user's password; refused if the session just ended.
-    let lives_s = if v.client.grant_types.contains(&GrantType::RefreshToken) {
-        grant::GRANT_ABSOLUTE_S
-    } else {
-        CODE_TTL_S + ACCESS_TOKEN_TTL_S
-    };
-    grants::record_with_user(env, &g, lives_s, Some(s.session_hash.clone())).await?;
+    // Kept on the user's list while its code, and the access token redeemed from it, may live;
+    // each refresh keeps it there for its new access token (`users::grant_user`).
+    grants::record_with_user(
+        env,
+        &g,
+        CODE_TTL_S + ACCESS_TOKEN_TTL_S,
+        Some(s.session_hash.clone()),
+    )
+    .await?;
     // A session that came through an account link: the grant ends if the link does.
     if let Some(via) = &s.via_link {
+        // For the grant's whole life: a refresh token may come of it.
         let cmd = crate::store::links::LinkCommand::AddGrant {
-            partner_sub: via.partner_sub.clone(),
+            username: s.username.clone(),
             grant_id: grant_id.clone(),
+            expires_at: now + grant::GRANT_ABSOLUTE_S,
+            now,
         };
         if let crate::store::links::LinkReply::Failed { error } =
             super::links::call(env, &via.partner_id, &cmd).await?

@@ -60,6 +60,7 @@ pub async fn linked_user(
             let cmd = UserCommand::Subject {
                 partner_id: partner.id.clone(),
                 client_id: None,
+                renew_grant: None,
             };
             match users::call(env, &username, &cmd).await? {
                 UserReply::Subject { sub, .. } if sub == user_sub => {

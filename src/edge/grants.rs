@@ -172,10 +172,25 @@ impl GrantStore {
         revocation::publish(&self.env, &grant.grant_id).await
     }
 
+    /// Stores the grant, and (again) the alarm that empties the object at the grant's end: a
+    /// fixed time, so setting it again never postpones it, and grants stored before alarms
+    /// existed get one at their next change.
     async fn store(&self, grant: &Grant) -> std::result::Result<(), ApiError> {
         self.state
             .storage()
             .put(GRANT, grant)
+            .await
+            .map_err(storage_err)?;
+        let end_ms = grant
+            .created_at
+            .saturating_add(FORGET_AFTER.as_secs())
+            .saturating_mul(1000);
+        let offset_ms = i64::try_from(end_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(super::now_ms()).unwrap_or(0));
+        self.state
+            .storage()
+            .set_alarm(offset_ms)
             .await
             .map_err(storage_err)
     }
@@ -191,11 +206,6 @@ impl GrantStore {
                     Some(_) => return Err(ApiError::unavailable("grant id collision")),
                     None => self.store(grant.as_ref()).await?,
                 }
-                self.state
-                    .storage()
-                    .set_alarm(FORGET_AFTER)
-                    .await
-                    .map_err(storage_err)?;
                 Ok(GrantReply::Created)
             }
             GrantCommand::Redeem {

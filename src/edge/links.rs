@@ -142,44 +142,57 @@ impl LinkStore {
                 })
             }
             LinkCommand::Unlink { username } => {
-                let rows = self.rows(
-                    &sql,
-                    "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
-                    username.as_str(),
-                )?;
-                let Some(link) = rows.first() else {
-                    return Ok(LinkReply::NotFound);
-                };
-                let grants: Vec<GrantRow> = sql
-                    .exec(
-                        "SELECT grant_id FROM link_grants WHERE partner_sub = ?",
-                        vec![text(&link.partner_sub)],
-                    )
-                    .and_then(|c| c.to_array())
-                    .map_err(err)?;
-                sql.exec(
-                    "DELETE FROM link_grants WHERE partner_sub = ?",
-                    vec![text(&link.partner_sub)],
-                )
-                .map_err(err)?;
+                // The link goes at once; its grants stay listed until revoked. A retry (the link
+                // already gone) still finds them.
                 sql.exec(
                     "DELETE FROM links WHERE username = ?",
                     vec![text(username.as_str())],
                 )
                 .map_err(err)?;
+                let grants: Vec<GrantRow> = sql
+                    .exec(
+                        "SELECT grant_id FROM link_grants_by_user WHERE username = ?",
+                        vec![text(username.as_str())],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(err)?;
                 Ok(LinkReply::Unlinked {
                     grant_ids: grants.into_iter().map(|g| g.grant_id).collect(),
                 })
             }
             LinkCommand::AddGrant {
-                partner_sub,
+                username,
                 grant_id,
+                expires_at,
+                now,
             } => {
                 sql.exec(
-                    "INSERT INTO link_grants (partner_sub, grant_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    vec![text(&partner_sub), text(&grant_id)],
+                    "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
+                    vec![text(username.as_str()), objects::sql_int(now)],
                 )
                 .map_err(err)?;
+                sql.exec(
+                    "INSERT INTO link_grants_by_user (username, grant_id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    vec![
+                        text(username.as_str()),
+                        text(&grant_id),
+                        objects::sql_int(expires_at),
+                    ],
+                )
+                .map_err(err)?;
+                Ok(LinkReply::Done)
+            }
+            LinkCommand::ForgetGrants {
+                username,
+                grant_ids,
+            } => {
+                for gid in grant_ids {
+                    sql.exec(
+                        "DELETE FROM link_grants_by_user WHERE username = ? AND grant_id = ?",
+                        vec![text(username.as_str()), text(&gid)],
+                    )
+                    .map_err(err)?;
+                }
                 Ok(LinkReply::Done)
             }
         }
@@ -212,6 +225,13 @@ pub async fn unlink(
         _ => return Err(ApiError::unavailable("unexpected link reply")),
     };
     super::grants::revoke_all(env, &grant_ids).await?;
+    let forget = LinkCommand::ForgetGrants {
+        username: username.clone(),
+        grant_ids,
+    };
+    if let LinkReply::Failed { error } = call(env, partner, &forget).await? {
+        return Err(error);
+    }
     let forget = crate::store::users::UserCommand::ForgetLink {
         partner_id: partner.clone(),
     };

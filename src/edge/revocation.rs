@@ -144,7 +144,10 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                         refresh_hash: None,
                     };
                     match grants::call(env, &c.gid, &cmd).await? {
-                        GrantReply::Active { grant } => grant.partner_id == client.partner_id,
+                        // Still the same person, under the same password.
+                        GrantReply::Active { grant } if grant.partner_id == client.partner_id => {
+                            super::users::grant_user(env, &grant, None).await?.is_some()
+                        }
                         _ => false,
                     }
                 } else {
@@ -175,13 +178,18 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                     refresh_hash: Some(hash),
                 };
                 match grants::call(env, &grant_id, &cmd).await? {
-                    GrantReply::Active { grant } if grant.client_id == client.client_id => json!({
-                        "active": true,
-                        "token_type": "refresh_token",
-                        "scope": grant.scopes.join(" "),
-                        "client_id": grant.client_id,
-                        "sub": grant.sub,
-                    }),
+                    GrantReply::Active { grant }
+                        if grant.client_id == client.client_id
+                            && super::users::grant_user(env, &grant, None).await?.is_some() =>
+                    {
+                        json!({
+                            "active": true,
+                            "token_type": "refresh_token",
+                            "scope": grant.scopes.join(" "),
+                            "client_id": grant.client_id,
+                            "sub": grant.sub,
+                        })
+                    }
                     _ => inactive(),
                 }
             }

@@ -285,7 +285,8 @@ async fn run(
             };
             let user = match grants::call(env, &gid, &status).await? {
                 GrantReply::Active { grant } if grant.client_id == client.client_id => {
-                    match users::grant_user(env, &grant).await? {
+                    let until = now + ACCESS_TOKEN_TTL_S;
+                    match users::grant_user(env, &grant, Some(until)).await? {
                         Some(user) => Some(user),
                         None => {
                             let revoke = GrantCommand::Revoke {
@@ -339,7 +340,7 @@ async fn run(
                 .ok_or_else(|| invalid_request("assertion is missing"))?;
             let audiences = [issuer.as_str().to_owned(), issuer.url(crate::routes::TOKEN)];
             let invalid = |why: &str| ApiError::new(ErrorCode::InvalidGrant, why);
-            let (partner, user, partner_sub) = autologin::linked_user(
+            let (partner, user, _partner_sub) = autologin::linked_user(
                 env,
                 assertion,
                 PartnerJwt::GrantAssertion,
@@ -367,6 +368,7 @@ async fn run(
                 &UserCommand::Subject {
                     partner_id: partner.id.clone(),
                     client_id: Some(client.client_id.clone()),
+                    renew_grant: None,
                 },
             )
             .await?
@@ -391,7 +393,7 @@ async fn run(
                 grant_id: grant_id.clone(),
                 client_id: client.client_id.clone(),
                 partner_id: partner.id.clone(),
-                username: Some(username),
+                username: Some(username.clone()),
                 sub: sub.clone(),
                 scopes: scopes.clone(),
                 nonce: None,
@@ -420,8 +422,10 @@ async fn run(
             grants::record_with_user(env, &g, ACCESS_TOKEN_TTL_S, None).await?;
             // Issued through the link: it ends when the link does.
             let add = crate::store::links::LinkCommand::AddGrant {
-                partner_sub,
+                username,
                 grant_id: grant_id.clone(),
+                expires_at: now + ACCESS_TOKEN_TTL_S,
+                now,
             };
             if let crate::store::links::LinkReply::Failed { error } =
                 super::links::call(env, &partner.id, &add).await?

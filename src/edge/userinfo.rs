@@ -42,7 +42,9 @@ async fn run(req: &Request, env: &Env, now: u64) -> Result<Value, ApiError> {
         _ => return Err(revoked()),
     };
     // A deleted user, or a new account reusing the username, ends the grant's tokens.
-    let user = users::grant_user(env, &grant).await?.ok_or_else(revoked)?;
+    let user = users::grant_user(env, &grant, None)
+        .await?
+        .ok_or_else(revoked)?;
     let mut out = released_claims(&scopes, &user);
     out.insert("sub".into(), grant.sub.into());
     Ok(Value::Object(out))

@@ -13,7 +13,7 @@ use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::tokens::pairwise_sub;
 use crate::protocol::user::{
     LinkEntry, SessionRecord, UserRecord, UserView, Username, DEVICE_TTL_S, MAX_DEVICES,
-    SESSION_TTL_S,
+    MAX_LIVE_GRANTS, MAX_SESSIONS, SESSION_TTL_S,
 };
 use crate::store::users::{object_name, UserCommand, UserReply};
 
@@ -58,8 +58,10 @@ fn session_key(hash: &str) -> String {
     format!("{SESSION_PREFIX}{hash}")
 }
 
+/// Consent given with the password (v2: earlier versions also stored consent given in a session
+/// from automatic login, which is not the user's word).
 fn consent_key(client: &str) -> String {
-    format!("consent:{client}")
+    format!("consent:v2:{client}")
 }
 
 const SESSION_PREFIX: &str = "session:";
@@ -111,7 +113,8 @@ impl UserStore {
             .map_err(storage_err)
     }
 
-    /// The stored keys that start with `prefix`, with their numeric values (if numbers).
+    /// The stored keys that start with `prefix`, with their expiry: the value itself if it is a
+    /// number, else its `expires_at` (sessions).
     async fn keys_with_prefix(
         &self,
         prefix: &str,
@@ -125,7 +128,12 @@ impl UserStore {
         let mut out = Vec::new();
         map.for_each(&mut |value, key| {
             if let Some(key) = key.as_string() {
-                out.push((key, value.as_f64()));
+                let expires_at = value.as_f64().or_else(|| {
+                    js_sys::Reflect::get(&value, &"expires_at".into())
+                        .ok()
+                        .and_then(|v| v.as_f64())
+                });
+                out.push((key, expires_at));
             }
         });
         Ok(out)
@@ -159,17 +167,18 @@ impl UserStore {
         Ok(live)
     }
 
-    /// Trusts the browser holding the device secret `new` (replacing `old`, the one it signed in
-    /// with): at most `MAX_DEVICES` per user, the oldest dropped.
-    async fn trust_device(
+    /// Makes room for one more entry under `prefix`: drops `also`, the expired entries, and the
+    /// oldest beyond `max - 1`, so a user never has more than `max` (sessions, devices).
+    async fn make_room(
         &self,
-        old: Option<String>,
-        new: &str,
+        prefix: &str,
+        max: usize,
+        also: Option<String>,
         now: u64,
     ) -> std::result::Result<(), ApiError> {
-        let mut stale: Vec<String> = old.iter().map(|h| device_key(h)).collect();
+        let mut stale: Vec<String> = also.into_iter().collect();
         let mut kept: Vec<(String, f64)> = self
-            .keys_with_prefix(DEVICE_PREFIX)
+            .keys_with_prefix(prefix)
             .await?
             .into_iter()
             .filter(|(k, _)| !stale.contains(k))
@@ -179,11 +188,36 @@ impl UserStore {
         stale.extend(
             kept.into_iter()
                 .enumerate()
-                .filter(|(i, (_, t))| *i + 1 >= MAX_DEVICES || *t <= now as f64)
+                .filter(|(i, (_, t))| *i + 1 >= max || *t <= now as f64)
                 .map(|(_, (k, _))| k),
         );
-        self.delete_keys(stale).await?;
+        self.delete_keys(stale).await
+    }
+
+    /// Trusts the browser holding the device secret `new` (replacing `old`, the one it signed in
+    /// with): at most `MAX_DEVICES` per user, the oldest dropped.
+    async fn trust_device(
+        &self,
+        old: Option<String>,
+        new: &str,
+        now: u64,
+    ) -> std::result::Result<(), ApiError> {
+        self.make_room(DEVICE_PREFIX, MAX_DEVICES, old.map(|h| device_key(&h)), now)
+            .await?;
         self.put(&device_key(new), &(now + DEVICE_TTL_S)).await
+    }
+
+    /// Stores a new session: at most `MAX_SESSIONS` per user, the oldest ended, so however
+    /// many sign-ins (or automatic logins) there are, the user's storage stays small.
+    async fn start_session(
+        &self,
+        hash: &str,
+        session: &SessionRecord,
+        now: u64,
+    ) -> std::result::Result<(), ApiError> {
+        self.make_room(SESSION_PREFIX, MAX_SESSIONS, None, now)
+            .await?;
+        self.put(&session_key(hash), session).await
     }
 
     /// A live session, or None (an expired one is removed).
@@ -269,9 +303,9 @@ impl UserStore {
                         (_, None) => 0,
                     },
                 };
-                self.put(PROFILE, &record).await?;
-                // A new password ends every session, and the grants are handed back to be
-                // revoked: whoever knew the old password is cut off.
+                // A new password ends every session and device first (should saving the
+                // password then fail, the user signs in again with the old one), and the grants
+                // are handed back to be revoked: whoever knew the old password is cut off.
                 let revoke = if spec.password.is_some() && existing.is_some() {
                     let mut ended = self.keys_with_prefix(SESSION_PREFIX).await?;
                     ended.extend(self.keys_with_prefix(DEVICE_PREFIX).await?);
@@ -281,6 +315,7 @@ impl UserStore {
                 } else {
                     Vec::new()
                 };
+                self.put(PROFILE, &record).await?;
                 Ok(UserReply::Saved {
                     user: UserView::from(&record),
                     created: existing.is_none(),
@@ -317,7 +352,7 @@ impl UserStore {
                     expires_at: now + SESSION_TTL_S,
                     via_link: None,
                 };
-                self.put(&session_key(&session_hash), &session).await?;
+                self.start_session(&session_hash, &session, now).await?;
                 if let Some(new) = new_device_hash {
                     self.trust_device(device_hash, &new, now).await?;
                 }
@@ -361,7 +396,7 @@ impl UserStore {
                     expires_at: now + SESSION_TTL_S,
                     via_link: Some(via),
                 };
-                self.put(&session_key(&session_hash), &session).await?;
+                self.start_session(&session_hash, &session, now).await?;
                 Ok(UserReply::User {
                     user: UserView::from(&record),
                 })
@@ -407,8 +442,12 @@ impl UserStore {
             UserCommand::Subject {
                 partner_id,
                 client_id,
+                renew_grant,
             } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                if let Some((grant_id, until)) = renew_grant {
+                    self.put(&grant_key(&grant_id), &until).await?;
+                }
                 let consented = match client_id {
                     Some(c) => self
                         .get(&consent_key(c.as_str()))
@@ -473,6 +512,12 @@ impl UserStore {
                         return Ok(UserReply::NoSession);
                     }
                 }
+                if self.live_grants(now).await?.len() >= MAX_LIVE_GRANTS {
+                    return Err(ApiError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "too many authorizations for this user in the last minutes; try again later",
+                    ));
+                }
                 self.put(&grant_key(&grant_id), &expires_at).await?;
                 Ok(UserReply::Done)
             }
@@ -496,9 +541,12 @@ impl UserStore {
 /// The grant's user, if it is still the same person and the grant is younger than their
 /// password: a deleted user, a new account that reuses the username (a different pairwise
 /// subject), or a password set after the grant began, is `None`. Storage failures are errors.
+/// With `renew_until`, the user's object keeps the grant on its list until then (a refresh is
+/// about to issue an access token that a new password must be able to revoke).
 pub async fn grant_user(
     env: &Env,
     grant: &crate::protocol::grant::Grant,
+    renew_until: Option<u64>,
 ) -> std::result::Result<Option<UserView>, ApiError> {
     let Some(username) = &grant.username else {
         return Ok(None);
@@ -506,6 +554,7 @@ pub async fn grant_user(
     let cmd = UserCommand::Subject {
         partner_id: grant.partner_id.clone(),
         client_id: None,
+        renew_grant: renew_until.map(|until| (grant.grant_id.clone(), until)),
     };
     match call(env, username, &cmd).await? {
         UserReply::Subject {

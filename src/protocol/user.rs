@@ -381,6 +381,11 @@ pub const SESSION_TTL_S: u64 = 12 * 3600;
 pub const DEVICE_TTL_S: u64 = 180 * 24 * 3600;
 /// Devices remembered per user; the oldest goes first.
 pub const MAX_DEVICES: usize = 16;
+/// Sessions per user; a new one ends the oldest beyond this.
+pub const MAX_SESSIONS: usize = 32;
+/// Grants per user whose access tokens may still be live (issued in the last minutes): more are
+/// refused, so a flood of authorizations cannot make revoking them unbounded work.
+pub const MAX_LIVE_GRANTS: usize = 256;
 
 /// A login session, stored under the SHA-256 of its cookie secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,10 +30,17 @@ pub enum LinkCommand {
     Unlink {
         username: Username,
     },
-    /// Remembers a grant issued through the link, so unlinking can end it.
+    /// Remembers a grant issued through the link (until `expires_at`), so unlinking can end it.
     AddGrant {
-        partner_sub: String,
+        username: Username,
         grant_id: String,
+        expires_at: u64,
+        now: u64,
+    },
+    /// Forgets grants of `username` that unlinking has revoked.
+    ForgetGrants {
+        username: Username,
+        grant_ids: Vec<String>,
     },
 }
 
@@ -53,7 +60,8 @@ pub enum LinkReply {
         user_sub: String,
     },
     NotFound,
-    /// The link is gone; these grants were issued through it.
+    /// The link is gone (or was already); these grants issued through it are still to be revoked
+    /// and then forgotten (`ForgetGrants`), so a retry after a failure finds them again.
     Unlinked {
         grant_ids: Vec<String>,
     },
@@ -65,5 +73,5 @@ pub enum LinkReply {
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS links (partner_sub TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, user_sub TEXT NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS link_grants (partner_sub TEXT NOT NULL, grant_id TEXT NOT NULL, PRIMARY KEY (partner_sub, grant_id));
+CREATE TABLE IF NOT EXISTS link_grants_by_user (username TEXT NOT NULL, grant_id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (username, grant_id));
 ";

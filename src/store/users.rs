@@ -93,6 +93,10 @@ pub enum UserCommand {
         /// Also answer the scopes the user consented to for this client.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<ClientId>,
+        /// Remember (or keep remembering) this grant until then: a refresh is about to issue a
+        /// new access token from it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renew_grant: Option<(String, u64)>,
     },
     /// Remembers a grant issued for the user (until `expires_at`), so that a new password or
     /// the user's removal can revoke it. With `session_hash`, only while that session lives: a

@@ -141,3 +141,33 @@ test('form_bodies_are_refused_one_byte_over_16_kib', async () => {
   assert.equal(body.error, 'invalid_request');
   assert.match(body.error_description, /too large/);
 });
+
+test('authorizations_per_user_are_capped_so_revoking_them_stays_bounded', async () => {
+  // Each authorization with remembered consent issues a code whose grant the user's object
+  // lists (so a new password can revoke it). 256 may be live at once; the next is refused.
+  await w.admin('/users/liv', { method: 'PUT', body: { password: PASSWORD, name: 'Liv' } });
+  const jar = new CookieJar(w.url);
+  assert.equal((await signIn(jar, 'liv')).status, 303);
+  const { challenge } = pkce();
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: client.client_id, redirect_uri: `${ORIGIN}/cb`, scope: 'openid',
+    state: 's', code_challenge: challenge, code_challenge_method: 'S256',
+  });
+  let res = await jar.fetch(`/oauth2/authorize?${q}`);
+  res = await jar.postForm('/oauth2/authorize', { ...formFields(await res.text()), decision: 'allow' });
+  assert.equal(res.status, 303);
+  let codes = 1;
+  for (; codes < 256; codes++) {
+    res = await jar.fetch(`/oauth2/authorize?${q}`);
+    assert.equal(res.status, 302, `authorization ${codes + 1}`);
+    assert.ok(new URL(res.headers.get('location')).searchParams.get('code'), `code ${codes + 1}`);
+  }
+  res = await jar.fetch(`/oauth2/authorize?${q}`);
+  assert.equal(res.status, 302);
+  const back = new URL(res.headers.get('location'));
+  assert.equal(back.searchParams.get('error'), 'temporarily_unavailable');
+  assert.equal(back.searchParams.get('code'), null, 'no code past the cap');
+  // A new password revokes all 256 at once (batches of 16), and answers 200.
+  res = await w.admin('/users/liv', { method: 'PUT', body: { password: 'another password 777', name: 'Liv' } });
+  assert.equal(res.status, 200);
+});
