@@ -49,7 +49,7 @@ pub async fn handle(
         }
         Route::AdminUser { username } => user(req, env, username, method, now).await,
         Route::AdminUserLinks { username } => user_links(env, username).await,
-        Route::AdminUserLink { username, partner } => unlink(env, username, partner).await,
+        Route::AdminUserLink { username, partner } => unlink(env, username, partner, now).await,
         _ => registry_route(req, env, route, method, now).await,
     };
     result.unwrap_or_else(Outcome::error)
@@ -189,7 +189,7 @@ async fn user(
     let username = Username::parse(username)?;
     let cmd = match method {
         Method::Get => UserCommand::Get,
-        Method::Delete => UserCommand::Delete { now },
+        Method::Delete => UserCommand::Delete,
         Method::Put => {
             // Whether the password is required is decided by the user's object, which knows
             // whether the user exists.
@@ -231,7 +231,7 @@ async fn user_links(env: &Env, username: &str) -> Result<Outcome, ApiError> {
     }
 }
 
-async fn unlink(env: &Env, username: &str, partner: &str) -> Result<Outcome, ApiError> {
+async fn unlink(env: &Env, username: &str, partner: &str, now: u64) -> Result<Outcome, ApiError> {
     let username = Username::parse(username)?;
     let partner = PartnerId::parse(partner)?;
     let cmd = UserCommand::Links {
@@ -248,6 +248,6 @@ async fn unlink(env: &Env, username: &str, partner: &str) -> Result<Outcome, Api
     if !linked {
         return Err(ApiError::not_found("link"));
     }
-    super::links::unlink(env, &partner, &username).await?;
+    super::links::unlink(env, &partner, &username, now).await?;
     Ok(Outcome::new(respond::empty(204, &[]), "unlinked").partner(partner))
 }

@@ -227,16 +227,15 @@ async fn issue_code(
     // A session that came through an account link: the grant ends if the link does.
     if let Some(via) = &s.via_link {
         // For the grant's whole life: a refresh token may come of it.
-        let cmd = crate::store::links::LinkCommand::AddGrant {
-            username: s.username.clone(),
-            grant_id: grant_id.clone(),
-            expires_at: now + grant::GRANT_ABSOLUTE_S,
-            now,
-        };
-        if let crate::store::links::LinkReply::Failed { error } =
-            super::links::call(env, &via.partner_id, &cmd).await?
+        let until = now + grant::GRANT_ABSOLUTE_S;
+        if !super::links::add_grant(env, &via.partner_id, &s.username, &grant_id, until, now)
+            .await?
         {
-            return Err(error);
+            let _ = grants::revoke_all(env, std::slice::from_ref(&grant_id)).await;
+            return Err(ApiError::new(
+                ErrorCode::AccessDenied,
+                "the account link this session came through was removed",
+            ));
         }
     }
     let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];

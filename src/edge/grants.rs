@@ -89,15 +89,28 @@ pub async fn record_with_user(
     };
     let cmd = UserCommand::AddGrant {
         grant_id: grant.grant_id.clone(),
+        client_id: grant.client_id.clone(),
         expires_at: grant.created_at + lives_s.min(GRANT_ABSOLUTE_S),
         session_hash,
+        password_epoch: grant.password_epoch,
         now: grant.created_at,
     };
+    let in_session = matches!(
+        &cmd,
+        UserCommand::AddGrant {
+            session_hash: Some(_),
+            ..
+        }
+    );
     let refused = match super::users::call(env, username, &cmd).await {
         Ok(UserReply::Done) => return Ok(()),
-        Ok(UserReply::NoSession) => ApiError::new(
+        Ok(UserReply::NoSession) if in_session => ApiError::new(
             ErrorCode::LoginRequired,
-            "the session ended while the grant was issued; sign in again",
+            "the session or password changed while the grant was issued; sign in again",
+        ),
+        Ok(UserReply::NoSession) => ApiError::new(
+            ErrorCode::InvalidGrant,
+            "the user's password changed while the grant was issued; ask again",
         ),
         Ok(UserReply::Failed { error }) if error.code == ErrorCode::NotFound => {
             ApiError::new(ErrorCode::InvalidGrant, "the user no longer exists")

@@ -225,6 +225,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
                     if created {
                         let undo = LinkCommand::Unlink {
                             username: session.username.clone(),
+                            now,
                         };
                         if let Err(e) = links::call(env, &partner.id, &undo).await {
                             worker::console_error!(

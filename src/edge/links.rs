@@ -13,7 +13,7 @@ use super::{config, objects};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
-use crate::store::links::{object_name, LinkCommand, LinkReply, SCHEMA};
+use crate::store::links::{object_name, LinkCommand, LinkReply, SCHEMA, UNLINK_BATCH};
 
 pub async fn call(
     env: &Env,
@@ -141,18 +141,43 @@ impl LinkStore {
                     None => LinkReply::NotFound,
                 })
             }
-            LinkCommand::Unlink { username } => {
-                // The link goes at once; its grants stay listed until revoked. A retry (the link
-                // already gone) still finds them.
+            LinkCommand::Unlink { username, now } => {
+                // The link goes at once (rows of the earlier table move over first); its grants
+                // stay listed until revoked and forgotten, so a retry finds the rest.
+                sql.exec(
+                    "INSERT INTO link_grants_by_user (username, grant_id, expires_at) \
+                     SELECT l.username, g.grant_id, ? FROM link_grants g \
+                     JOIN links l ON l.partner_sub = g.partner_sub WHERE l.username = ? \
+                     ON CONFLICT DO NOTHING",
+                    vec![
+                        objects::sql_int(now + crate::protocol::grant::GRANT_ABSOLUTE_S),
+                        text(username.as_str()),
+                    ],
+                )
+                .map_err(err)?;
+                sql.exec(
+                    "DELETE FROM link_grants WHERE partner_sub IN \
+                     (SELECT partner_sub FROM links WHERE username = ?)",
+                    vec![text(username.as_str())],
+                )
+                .map_err(err)?;
                 sql.exec(
                     "DELETE FROM links WHERE username = ?",
                     vec![text(username.as_str())],
                 )
                 .map_err(err)?;
+                sql.exec(
+                    "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
+                    vec![text(username.as_str()), objects::sql_int(now)],
+                )
+                .map_err(err)?;
                 let grants: Vec<GrantRow> = sql
                     .exec(
-                        "SELECT grant_id FROM link_grants_by_user WHERE username = ?",
-                        vec![text(username.as_str())],
+                        "SELECT grant_id FROM link_grants_by_user WHERE username = ? LIMIT ?",
+                        vec![
+                            text(username.as_str()),
+                            objects::sql_int(u64::from(UNLINK_BATCH)),
+                        ],
                     )
                     .and_then(|c| c.to_array())
                     .map_err(err)?;
@@ -166,6 +191,15 @@ impl LinkStore {
                 expires_at,
                 now,
             } => {
+                // Only while the link exists: a grant issued as it is being removed is refused.
+                let linked = self.rows(
+                    &sql,
+                    "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
+                    username.as_str(),
+                )?;
+                if linked.is_empty() {
+                    return Ok(LinkReply::NotFound);
+                }
                 sql.exec(
                     "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
                     vec![text(username.as_str()), objects::sql_int(now)],
@@ -209,28 +243,31 @@ pub async fn unlink(
     env: &Env,
     partner: &PartnerId,
     username: &Username,
+    now: u64,
 ) -> std::result::Result<bool, ApiError> {
-    let grant_ids = match call(
-        env,
-        partner,
-        &LinkCommand::Unlink {
+    // Batch by batch: each revoked, then forgotten, so a failure leaves the rest for a retry.
+    loop {
+        let cmd = LinkCommand::Unlink {
             username: username.clone(),
-        },
-    )
-    .await?
-    {
-        LinkReply::Unlinked { grant_ids } => grant_ids,
-        LinkReply::NotFound => Vec::new(),
-        LinkReply::Failed { error } => return Err(error),
-        _ => return Err(ApiError::unavailable("unexpected link reply")),
-    };
-    super::grants::revoke_all(env, &grant_ids).await?;
-    let forget = LinkCommand::ForgetGrants {
-        username: username.clone(),
-        grant_ids,
-    };
-    if let LinkReply::Failed { error } = call(env, partner, &forget).await? {
-        return Err(error);
+            now,
+        };
+        let grant_ids = match call(env, partner, &cmd).await? {
+            LinkReply::Unlinked { grant_ids } => grant_ids,
+            LinkReply::NotFound => Vec::new(),
+            LinkReply::Failed { error } => return Err(error),
+            _ => return Err(ApiError::unavailable("unexpected link reply")),
+        };
+        if grant_ids.is_empty() {
+            break;
+        }
+        super::grants::revoke_all(env, &grant_ids).await?;
+        let forget = LinkCommand::ForgetGrants {
+            username: username.clone(),
+            grant_ids,
+        };
+        if let LinkReply::Failed { error } = call(env, partner, &forget).await? {
+            return Err(error);
+        }
     }
     let forget = crate::store::users::UserCommand::ForgetLink {
         partner_id: partner.clone(),
@@ -240,5 +277,29 @@ pub async fn unlink(
             Err(error)
         }
         _ => Ok(true),
+    }
+}
+
+/// Lists a grant issued through `username`'s link with `partner` for its life, so unlinking
+/// ends it. `Ok(false)`: the link is gone (it was removed meanwhile); the caller refuses.
+pub async fn add_grant(
+    env: &Env,
+    partner: &PartnerId,
+    username: &Username,
+    grant_id: &str,
+    expires_at: u64,
+    now: u64,
+) -> std::result::Result<bool, ApiError> {
+    let cmd = LinkCommand::AddGrant {
+        username: username.clone(),
+        grant_id: grant_id.to_owned(),
+        expires_at,
+        now,
+    };
+    match call(env, partner, &cmd).await? {
+        LinkReply::Done => Ok(true),
+        LinkReply::NotFound => Ok(false),
+        LinkReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected link reply")),
     }
 }

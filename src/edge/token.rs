@@ -286,7 +286,7 @@ async fn run(
             let user = match grants::call(env, &gid, &status).await? {
                 GrantReply::Active { grant } if grant.client_id == client.client_id => {
                     let until = now + ACCESS_TOKEN_TTL_S;
-                    match users::grant_user(env, &grant, Some(until)).await? {
+                    match users::grant_user(env, &grant, Some((until, now))).await? {
                         Some(user) => Some(user),
                         None => {
                             let revoke = GrantCommand::Revoke {
@@ -421,16 +421,10 @@ async fn run(
             // The grant ends with the user's password or account, as well as with the link.
             grants::record_with_user(env, &g, ACCESS_TOKEN_TTL_S, None).await?;
             // Issued through the link: it ends when the link does.
-            let add = crate::store::links::LinkCommand::AddGrant {
-                username,
-                grant_id: grant_id.clone(),
-                expires_at: now + ACCESS_TOKEN_TTL_S,
-                now,
-            };
-            if let crate::store::links::LinkReply::Failed { error } =
-                super::links::call(env, &partner.id, &add).await?
-            {
-                return Err(error);
+            let until = now + ACCESS_TOKEN_TTL_S;
+            if !super::links::add_grant(env, &partner.id, &username, &grant_id, until, now).await? {
+                let _ = grants::revoke_all(env, std::slice::from_ref(&grant_id)).await;
+                return Err(invalid("the partner account is not linked"));
             }
             let who = Subject {
                 sub: &sub,

@@ -15,7 +15,7 @@ use crate::protocol::user::{
     LinkEntry, SessionRecord, UserRecord, UserView, Username, DEVICE_TTL_S, MAX_DEVICES,
     MAX_LIVE_GRANTS, MAX_SESSIONS, SESSION_TTL_S,
 };
-use crate::store::users::{object_name, UserCommand, UserReply};
+use crate::store::users::{object_name, RenewGrant, UserCommand, UserReply};
 
 const PROFILE: &str = "profile";
 
@@ -72,8 +72,14 @@ fn device_key(hash: &str) -> String {
     format!("{DEVICE_PREFIX}{hash}")
 }
 
-fn grant_key(grant_id: &str) -> String {
-    format!("{GRANT_PREFIX}{grant_id}")
+/// A listed grant, under its client: `grant:{client_id}:{grant_id}` (the cap is per client).
+fn grant_key(client_id: &str, grant_id: &str) -> String {
+    format!("{GRANT_PREFIX}{client_id}:{grant_id}")
+}
+
+/// The grant id of a listed grant's key.
+fn listed_grant_id(key: &str) -> &str {
+    key.rsplit(':').next().unwrap_or("")
 }
 
 /// The user's links, one list (a user has few).
@@ -153,18 +159,55 @@ impl UserStore {
 
     /// The user's grants that may still be live; expired entries are dropped on the way.
     async fn live_grants(&self, now: u64) -> std::result::Result<Vec<String>, ApiError> {
+        Ok(self
+            .live_grant_keys(GRANT_PREFIX, now)
+            .await?
+            .iter()
+            .map(|k| listed_grant_id(k).to_owned())
+            .collect())
+    }
+
+    /// The keys of listed grants under `prefix` that may still be live; expired ones are
+    /// dropped on the way.
+    async fn live_grant_keys(
+        &self,
+        prefix: &str,
+        now: u64,
+    ) -> std::result::Result<Vec<String>, ApiError> {
         let (mut live, mut expired) = (Vec::new(), Vec::new());
-        for (key, expires_at) in self.keys_with_prefix(GRANT_PREFIX).await? {
-            let gid = key.trim_start_matches(GRANT_PREFIX).to_owned();
+        for (key, expires_at) in self.keys_with_prefix(prefix).await? {
             // An entry that does not read as a time is kept live: revoking too much is safe.
             if expires_at.is_some_and(|t| t <= now as f64) {
                 expired.push(key);
             } else {
-                live.push(gid);
+                live.push(key);
             }
         }
         self.delete_keys(expired).await?;
         Ok(live)
+    }
+
+    /// Lists a grant of `client_id` until `expires_at`, if the client has room (or the grant is
+    /// listed already): at most `MAX_LIVE_GRANTS` per client, so neither one partner's flood
+    /// nor the work of revoking grows without bound, and no partner blocks another.
+    async fn list_grant(
+        &self,
+        client_id: &str,
+        grant_id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> std::result::Result<(), ApiError> {
+        let key = grant_key(client_id, grant_id);
+        let listed = self
+            .live_grant_keys(&format!("{GRANT_PREFIX}{client_id}:"), now)
+            .await?;
+        if !listed.contains(&key) && listed.len() >= MAX_LIVE_GRANTS {
+            return Err(ApiError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many authorizations of this app for this user in the last minutes; try again later",
+            ));
+        }
+        self.put(&key, &expires_at).await
     }
 
     /// Makes room for one more entry under `prefix`: drops `also`, the expired entries, and the
@@ -248,8 +291,9 @@ impl UserStore {
                     user: UserView::from(&r),
                 })
                 .ok_or_else(|| ApiError::not_found("user")),
-            UserCommand::Delete { now } => {
-                let revoke = self.live_grants(now).await?;
+            UserCommand::Delete => {
+                // A unit command, as before grant lists existed: the object reads the time.
+                let revoke = self.live_grants(super::now_ms() / 1000).await?;
                 if existing.is_none() && revoke.is_empty() {
                     return Err(ApiError::not_found("user"));
                 }
@@ -445,8 +489,9 @@ impl UserStore {
                 renew_grant,
             } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
-                if let Some((grant_id, until)) = renew_grant {
-                    self.put(&grant_key(&grant_id), &until).await?;
+                if let Some(r) = renew_grant {
+                    self.list_grant(r.client_id.as_str(), &r.grant_id, r.until, r.now)
+                        .await?;
                 }
                 let consented = match client_id {
                     Some(c) => self
@@ -477,6 +522,18 @@ impl UserStore {
                 Ok(UserReply::Done)
             }
             UserCommand::ForgetLink { partner_id } => {
+                // Sessions that came through the link end with it.
+                let mut ended = Vec::new();
+                for (key, _) in self.keys_with_prefix(SESSION_PREFIX).await? {
+                    let via = self
+                        .get::<SessionRecord>(&key)
+                        .await?
+                        .and_then(|s| s.via_link);
+                    if via.is_some_and(|v| v.partner_id == partner_id) {
+                        ended.push(key);
+                    }
+                }
+                self.delete_keys(ended).await?;
                 let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
                 links.retain(|l| l.partner_id != partner_id);
                 self.put(LINKS, &links).await?;
@@ -500,30 +557,37 @@ impl UserStore {
             }
             UserCommand::AddGrant {
                 grant_id,
+                client_id,
                 expires_at,
                 session_hash,
+                password_epoch,
                 now,
             } => {
-                if existing.is_none() {
+                let Some(record) = existing else {
                     return Err(ApiError::not_found("user"));
+                };
+                // Issued under an earlier password (the password changed in between): over.
+                if record.password_epoch != password_epoch {
+                    return Ok(UserReply::NoSession);
                 }
                 if let Some(hash) = session_hash {
                     if self.session(&hash, now).await?.is_none() {
                         return Ok(UserReply::NoSession);
                     }
                 }
-                if self.live_grants(now).await?.len() >= MAX_LIVE_GRANTS {
-                    return Err(ApiError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        "too many authorizations for this user in the last minutes; try again later",
-                    ));
-                }
-                self.put(&grant_key(&grant_id), &expires_at).await?;
+                self.list_grant(client_id.as_str(), &grant_id, expires_at, now)
+                    .await?;
                 Ok(UserReply::Done)
             }
             UserCommand::ForgetGrants { grant_ids } => {
-                self.delete_keys(grant_ids.iter().map(|g| grant_key(g)).collect())
-                    .await?;
+                let forget: Vec<String> = self
+                    .keys_with_prefix(GRANT_PREFIX)
+                    .await?
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| grant_ids.iter().any(|g| g == listed_grant_id(k)))
+                    .collect();
+                self.delete_keys(forget).await?;
                 Ok(UserReply::Done)
             }
             UserCommand::Logout { session_hash } => {
@@ -541,12 +605,12 @@ impl UserStore {
 /// The grant's user, if it is still the same person and the grant is younger than their
 /// password: a deleted user, a new account that reuses the username (a different pairwise
 /// subject), or a password set after the grant began, is `None`. Storage failures are errors.
-/// With `renew_until`, the user's object keeps the grant on its list until then (a refresh is
-/// about to issue an access token that a new password must be able to revoke).
+/// With `renew: (until, now)`, the user's object keeps the grant on its list until then (a
+/// refresh is about to issue an access token that a new password must be able to revoke).
 pub async fn grant_user(
     env: &Env,
     grant: &crate::protocol::grant::Grant,
-    renew_until: Option<u64>,
+    renew: Option<(u64, u64)>,
 ) -> std::result::Result<Option<UserView>, ApiError> {
     let Some(username) = &grant.username else {
         return Ok(None);
@@ -554,7 +618,12 @@ pub async fn grant_user(
     let cmd = UserCommand::Subject {
         partner_id: grant.partner_id.clone(),
         client_id: None,
-        renew_grant: renew_until.map(|until| (grant.grant_id.clone(), until)),
+        renew_grant: renew.map(|(until, now)| RenewGrant {
+            client_id: grant.client_id.clone(),
+            grant_id: grant.grant_id.clone(),
+            until,
+            now,
+        }),
     };
     match call(env, username, &cmd).await? {
         UserReply::Subject {

@@ -24,12 +24,10 @@ pub enum LinkCommand {
         now: u64,
     },
     /// The platform user linked to a partner account.
-    Lookup {
-        partner_sub: String,
-    },
-    Unlink {
-        username: Username,
-    },
+    Lookup { partner_sub: String },
+    /// Removes the link (if still there) and answers up to `UNLINK_BATCH` of the grants issued
+    /// through it that may still be live.
+    Unlink { username: Username, now: u64 },
     /// Remembers a grant issued through the link (until `expires_at`), so unlinking can end it.
     AddGrant {
         username: Username,
@@ -71,7 +69,13 @@ pub enum LinkReply {
     },
 }
 
+/// Grants answered by one `Unlink`: revoked and forgotten before the next is asked for.
+pub const UNLINK_BATCH: u32 = 64;
+
+/// `link_grants` is the table of earlier versions (no user, no expiry): its rows move to
+/// `link_grants_by_user` when their link is removed.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS links (partner_sub TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, user_sub TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS link_grants (partner_sub TEXT NOT NULL, grant_id TEXT NOT NULL, PRIMARY KEY (partner_sub, grant_id));
 CREATE TABLE IF NOT EXISTS link_grants_by_user (username TEXT NOT NULL, grant_id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (username, grant_id));
 ";

@@ -24,9 +24,7 @@ pub enum UserCommand {
     Get,
     /// Removes the user: profile, sessions, consents, devices and links go at once; the list of
     /// grants stays until they are revoked (`ForgetGrants`), so a retry finishes the job.
-    Delete {
-        now: u64,
-    },
+    Delete,
     /// Checks a password in constant time (unknown users cost the same as known ones) and, if
     /// it matches, starts a session stored under `session_hash`.
     /// With `device_hash`, only from a trusted device of this user: one that is not is answered
@@ -96,21 +94,33 @@ pub enum UserCommand {
         /// Remember (or keep remembering) this grant until then: a refresh is about to issue a
         /// new access token from it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        renew_grant: Option<(String, u64)>,
+        renew_grant: Option<RenewGrant>,
     },
     /// Remembers a grant issued for the user (until `expires_at`), so that a new password or
     /// the user's removal can revoke it. With `session_hash`, only while that session lives: a
     /// grant issued from a session that a new password ended is refused.
     AddGrant {
         grant_id: String,
+        client_id: ClientId,
         expires_at: u64,
         session_hash: Option<String>,
+        /// The password epoch the grant was issued under: a different one is refused.
+        password_epoch: u32,
         now: u64,
     },
     /// Forgets grants that have been revoked.
     ForgetGrants {
         grant_ids: Vec<String>,
     },
+}
+
+/// Keep a grant of `client_id` listed until `until` (it is `now`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewGrant {
+    pub client_id: ClientId,
+    pub grant_id: String,
+    pub until: u64,
+    pub now: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

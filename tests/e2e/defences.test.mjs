@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, addPartner } from './harness.mjs';
-import { CookieJar, formFields, pkce } from './oauth.mjs';
+import { CookieJar, basicAuth, formFields, pkce } from './oauth.mjs';
 
 const PASSWORD = 'defence password 1234';
 const ORIGIN = 'https://app.acme.example';
@@ -148,7 +148,7 @@ test('authorizations_per_user_are_capped_so_revoking_them_stays_bounded', async 
   await w.admin('/users/liv', { method: 'PUT', body: { password: PASSWORD, name: 'Liv' } });
   const jar = new CookieJar(w.url);
   assert.equal((await signIn(jar, 'liv')).status, 303);
-  const { challenge } = pkce();
+  const { verifier, challenge } = pkce();
   const q = new URLSearchParams({
     response_type: 'code', client_id: client.client_id, redirect_uri: `${ORIGIN}/cb`, scope: 'openid',
     state: 's', code_challenge: challenge, code_challenge_method: 'S256',
@@ -156,18 +156,30 @@ test('authorizations_per_user_are_capped_so_revoking_them_stays_bounded', async 
   let res = await jar.fetch(`/oauth2/authorize?${q}`);
   res = await jar.postForm('/oauth2/authorize', { ...formFields(await res.text()), decision: 'allow' });
   assert.equal(res.status, 303);
-  let codes = 1;
-  for (; codes < 256; codes++) {
+  const issued = [new URL(res.headers.get('location')).searchParams.get('code')];
+  for (let n = 1; n < 256; n++) {
     res = await jar.fetch(`/oauth2/authorize?${q}`);
-    assert.equal(res.status, 302, `authorization ${codes + 1}`);
-    assert.ok(new URL(res.headers.get('location')).searchParams.get('code'), `code ${codes + 1}`);
+    assert.equal(res.status, 302, `authorization ${n + 1}`);
+    issued.push(new URL(res.headers.get('location')).searchParams.get('code'));
+    assert.ok(issued.at(-1), `code ${n + 1}`);
   }
   res = await jar.fetch(`/oauth2/authorize?${q}`);
   assert.equal(res.status, 302);
   const back = new URL(res.headers.get('location'));
   assert.equal(back.searchParams.get('error'), 'temporarily_unavailable');
   assert.equal(back.searchParams.get('code'), null, 'no code past the cap');
-  // A new password revokes all 256 at once (batches of 16), and answers 200.
+  // A new password revokes all 256 (batches of 16): no code of the batch redeems any more.
   res = await w.admin('/users/liv', { method: 'PUT', body: { password: 'another password 777', name: 'Liv' } });
   assert.equal(res.status, 200);
+  for (const code of [issued[0], issued[100], issued[255]]) {
+    const t = await fetch(`${w.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: `${ORIGIN}/cb`, code_verifier: verifier }).toString(),
+    });
+    assert.equal(t.status, 400);
+    const body = await t.json();
+    assert.equal(body.error, 'invalid_grant');
+    assert.match(body.error_description, /revoked/);
+  }
 });

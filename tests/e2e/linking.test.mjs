@@ -431,6 +431,21 @@ test('auto_login_session_gives_no_consent_reaches_no_other_partner_and_never_lin
   assert.ok(links.links.some((l) => l.partner_id === 'acme'), 'still linked');
 });
 
+test('unlinking_ends_the_sessions_that_came_through_the_link', async () => {
+  await w.admin('/users/rosa', { method: 'PUT', body: { password: PASSWORD, name: 'Rosa' } });
+  const own = new CookieJar(w.url);
+  await login(own, 'rosa');
+  assert.equal((await link(own, linkRequest({ sub: 'acme-rosa' }))).status, 303);
+  const auto = new CookieJar(w.url);
+  assert.equal((await auto.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-rosa'), return_to: '/account' })}`)).status, 302);
+  assert.equal((await auto.fetch('/account')).status, 200, 'signed in through the link');
+  assert.equal((await w.admin('/users/rosa/links/acme', { method: 'DELETE' })).status, 204);
+  const after = await auto.fetch('/account');
+  assert.equal(after.status, 302, 'the session that came through the link has ended');
+  assert.match(after.headers.get('location'), /^\/login\?/);
+  assert.equal((await own.fetch('/account')).status, 200, 'her own password session goes on');
+});
+
 test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
   // lena is linked as acme-lena by the first test. The three kinds of partner JWT share keys,
   // iss and aud; only their typ tells them apart (RFC 8725 §3.11).
