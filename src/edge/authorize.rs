@@ -21,7 +21,6 @@ use crate::protocol::ratelimit::{limited, Window};
 use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
 use crate::protocol::user::{UserView, Username};
 use crate::routes::{self, Method};
-use crate::store::grants::{GrantCommand, GrantReply};
 use crate::store::users::{UserCommand, UserReply};
 
 const LOGIN_FAILED: &str = "The username or password is not right. Check them and try again.";
@@ -201,19 +200,7 @@ async fn issue_code(
         revoked: false,
         password_epoch: s.password_epoch,
     };
-    match grants::call(
-        env,
-        &grant_id,
-        &GrantCommand::Create {
-            grant: Box::new(g.clone()),
-        },
-    )
-    .await?
-    {
-        GrantReply::Created => {}
-        GrantReply::Failed { error } => return Err(error),
-        _ => return Err(ApiError::unavailable("unexpected grant reply")),
-    }
+    grants::create(env, &g).await?;
     // The grant ends with the user's password; refused if the session just ended.
     // Kept on the user's list while its code, and the access token redeemed from it, may live;
     // each refresh keeps it there for its new access token (`users::grant_user`).

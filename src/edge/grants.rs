@@ -27,6 +27,18 @@ pub async fn call(
     objects::call_idempotent(env, config::GRANTS_DO, &object_name(grant_id), cmd).await
 }
 
+/// Stores a new grant in its own object.
+pub async fn create(env: &Env, grant: &Grant) -> std::result::Result<(), ApiError> {
+    let cmd = GrantCommand::Create {
+        grant: Box::new(grant.clone()),
+    };
+    match call(env, &grant.grant_id, &cmd).await? {
+        GrantReply::Created => Ok(()),
+        GrantReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected grant reply")),
+    }
+}
+
 /// Grants revoked at once, in parallel.
 const REVOKE_BATCH: usize = 16;
 
