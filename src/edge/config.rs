@@ -149,14 +149,33 @@ pub enum Fault {
 }
 
 thread_local! {
-    /// `…:lost_once` faults that have fired in this isolate.
-    static FIRED_ONCE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// How often each counted fault (`…:lost_once`, `…:failN`) has fired in this isolate.
+    static FIRED: RefCell<Vec<(String, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Counts one more firing of `spec`, if it has fired fewer than `limit` times.
+fn fire_counted(spec: &str, limit: u32) -> bool {
+    FIRED.with(|fired| {
+        let mut fired = fired.borrow_mut();
+        match fired.iter_mut().find(|(s, _)| s == spec) {
+            Some((_, n)) if *n >= limit => false,
+            Some((_, n)) => {
+                *n += 1;
+                true
+            }
+            None => {
+                fired.push((spec.to_owned(), 1));
+                limit > 0
+            }
+        }
+    })
 }
 
 /// Fault injection for the tests: the var `EDGEWARD_INJECT_FAULTS` lists Durable Object calls
 /// that fail (`BINDING:command`), hang (`BINDING:command:hang`), or run but lose their reply
 /// (`BINDING:command:lost` every time, `BINDING:command:lost_once` the first time in an
-/// isolate); `*` stands for every command; comma-separated. Honoured only while the issuer is a
+/// isolate), or fail only the first N times in an isolate (`BINDING:command:failN`); `*` stands
+/// for every command; comma-separated. Honoured only while the issuer is a
 /// loopback http URL, so it can never act in a deployment.
 pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
     let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;
@@ -175,15 +194,12 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
         match kind {
             Some("hang") => Some(Fault::Hang),
             Some("lost") => Some(Fault::Lost),
-            Some("lost_once") => FIRED_ONCE.with(|fired| {
-                let mut fired = fired.borrow_mut();
-                let first = !fired.iter().any(|s| s == spec);
-                if first {
-                    fired.push(spec.to_owned());
-                }
-                first.then_some(Fault::Lost)
-            }),
-            _ => Some(Fault::Fail),
+            Some("lost_once") => fire_counted(spec, 1).then_some(Fault::Lost),
+            Some(k) => match k.strip_prefix("fail").map(str::parse::<u32>) {
+                Some(Ok(limit)) => fire_counted(spec, limit).then_some(Fault::Fail),
+                _ => Some(Fault::Fail),
+            },
+            None => Some(Fault::Fail),
         }
     })
 }

@@ -240,3 +240,23 @@ test('fault_password_change_that_cannot_revoke_still_ends_the_old_grants', async
     assert.equal(info.status, 401);
   });
 });
+
+test('fault_user_deletion_that_fails_half_way_finishes_on_the_next_attempt', async () => {
+  // The first three revocation attempts fail (one call and both of its retries): the DELETE
+  // answers 503 with the user gone but the grant still listed; the next DELETE revokes it.
+  await withWorker('GRANTS:revoke_all:fail3', async (w) => {
+    const { redeem } = await codeFlowClient(w);
+    const issued = await (await redeem()).json();
+    const whoami = () => w.fetch('/edge/whoami', { headers: { authorization: `Bearer ${issued.access_token}` } });
+    assert.equal((await whoami()).status, 200);
+    await assertUnavailable(await w.admin('/users/ada', { method: 'DELETE' }), 'revocation failed');
+    assert.equal((await w.admin('/users/ada')).status, 404, 'the user is gone at once');
+    assert.equal((await whoami()).status, 200, 'but the grant is not revoked yet');
+    const again = await w.admin('/users/ada', { method: 'DELETE' });
+    assert.equal(again.status, 204, 'the retry finishes the job');
+    const res = await whoami();
+    assert.equal(res.status, 401);
+    assert.equal((await res.json()).error, 'invalid_token');
+    assert.equal((await w.admin('/users/ada', { method: 'DELETE' })).status, 404, 'and then there is nothing left');
+  });
+});
