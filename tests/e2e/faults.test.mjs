@@ -260,3 +260,34 @@ test('fault_user_deletion_that_fails_half_way_finishes_on_the_next_attempt', asy
     assert.equal((await w.admin('/users/ada', { method: 'DELETE' })).status, 404, 'and then there is nothing left');
   });
 });
+
+test('fault_unlink_that_fails_half_way_finishes_on_the_next_attempt', async () => {
+  const key = generateJwk('EdDSA');
+  await withWorker('GRANTS:revoke_all:fail3', async (w) => {
+    await w.admin('/partners/acme', { method: 'PUT', body: { name: 'Acme', origins: [ORIGIN], jwks: { keys: [publicJwk(key)] } } });
+    await w.admin('/users/cy', { method: 'PUT', body: { password: PASSWORD, name: 'Cy' } });
+    const jar = await signIn(w, 'cy');
+    const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
+    const now = Math.floor(Date.now() / 1000);
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-cy', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked` });
+    const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    assert.equal((await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' })).status, 303, 'linked');
+    // A grant through the link: the jwt-bearer grant of the partner's server.
+    const svc = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'Svc', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] } })).json();
+    const res = await w.fetch('/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(svc.client_id, svc.client_secret) },
+      body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: sign('JWT', { iss: ORIGIN, aud: w.url, sub: 'acme-cy', jti: randomUUID(), iat: now, exp: now + 60 }) }).toString(),
+    });
+    assert.equal(res.status, 200);
+    const { access_token } = await res.json();
+    const whoami = () => w.fetch('/edge/whoami', { headers: { authorization: `Bearer ${access_token}` } });
+    assert.equal((await whoami()).status, 200);
+
+    await assertUnavailable(await w.admin('/users/cy/links/acme', { method: 'DELETE' }), 'revocation failed');
+    assert.equal((await whoami()).status, 200, 'the grant is not revoked yet');
+    assert.equal((await w.admin('/users/cy/links/acme', { method: 'DELETE' })).status, 204, 'the retry finishes the job');
+    assert.equal((await whoami()).status, 401);
+    assert.equal((await w.admin('/users/cy/links/acme', { method: 'DELETE' })).status, 404);
+  });
+});
