@@ -13,7 +13,9 @@ import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt 
 
 const PASSWORD = 'soak password 1234';
 const PARTNER_ORIGIN = 'https://soak.example';
-const USERS = 12;
+/** Users for a run: enough that none reaches the cap of live authorizations per app (256 in
+ * about six minutes, `MAX_LIVE_GRANTS`) however long the soak runs. */
+const usersFor = (seconds) => Math.max(12, Math.ceil((seconds / 60) * 48));
 const MAX_LIMITS = { api_per_minute: 10_000_000, api_per_client_per_minute: 10_000_000, token_per_minute: 10_000_000, token_per_client_per_minute: 10_000_000 };
 
 const jwt = (jwk, typ, payload) => signJwt(jwk, { alg: 'EdDSA', kid: jwk.kid, typ }, payload);
@@ -62,7 +64,7 @@ export async function soak({ seconds = 60, concurrency = 64, log = console.log }
     // Users, each with a browser (one Argon2id login each; later flows reuse the session) and
     // an account linked to the partner (for automatic logins).
     const users = [];
-    for (let i = 0; i < USERS; i++) {
+    for (let i = 0; i < usersFor(seconds); i++) {
       const username = `soak${i}`;
       await w.admin(`/users/${username}`, { method: 'PUT', body: { password: PASSWORD, name: `Soak ${i}` } });
       const jar = new CookieJar(w.url);
