@@ -226,6 +226,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
                         let undo = LinkCommand::Unlink {
                             username: session.username.clone(),
                             now,
+                            remove: true,
                         };
                         if let Err(e) = links::call(env, &partner.id, &undo).await {
                             worker::console_error!(

@@ -13,7 +13,9 @@ use super::{config, objects};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
-use crate::store::links::{object_name, LinkCommand, LinkReply, SCHEMA, UNLINK_BATCH};
+use crate::store::links::{
+    object_name, LinkCommand, LinkReply, MAX_LINK_GRANTS, SCHEMA, UNLINK_BATCH,
+};
 
 pub async fn call(
     env: &Env,
@@ -32,6 +34,11 @@ pub struct LinkStore {
 #[derive(Deserialize)]
 struct GrantRow {
     grant_id: String,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: u64,
 }
 
 #[derive(Deserialize)]
@@ -141,31 +148,37 @@ impl LinkStore {
                     None => LinkReply::NotFound,
                 })
             }
-            LinkCommand::Unlink { username, now } => {
+            LinkCommand::Unlink {
+                username,
+                now,
+                remove,
+            } => {
                 // The link goes at once (rows of the earlier table move over first); its grants
                 // stay listed until revoked and forgotten, so a retry finds the rest.
-                sql.exec(
-                    "INSERT INTO link_grants_by_user (username, grant_id, expires_at) \
-                     SELECT l.username, g.grant_id, ? FROM link_grants g \
-                     JOIN links l ON l.partner_sub = g.partner_sub WHERE l.username = ? \
-                     ON CONFLICT DO NOTHING",
-                    vec![
-                        objects::sql_int(now + crate::protocol::grant::GRANT_ABSOLUTE_S),
-                        text(username.as_str()),
-                    ],
-                )
-                .map_err(err)?;
-                sql.exec(
-                    "DELETE FROM link_grants WHERE partner_sub IN \
-                     (SELECT partner_sub FROM links WHERE username = ?)",
-                    vec![text(username.as_str())],
-                )
-                .map_err(err)?;
-                sql.exec(
-                    "DELETE FROM links WHERE username = ?",
-                    vec![text(username.as_str())],
-                )
-                .map_err(err)?;
+                if remove {
+                    sql.exec(
+                        "INSERT INTO link_grants_by_user (username, grant_id, expires_at) \
+                         SELECT l.username, g.grant_id, ? FROM link_grants g \
+                         JOIN links l ON l.partner_sub = g.partner_sub WHERE l.username = ? \
+                         ON CONFLICT DO NOTHING",
+                        vec![
+                            objects::sql_int(now + crate::protocol::grant::GRANT_ABSOLUTE_S),
+                            text(username.as_str()),
+                        ],
+                    )
+                    .map_err(err)?;
+                    sql.exec(
+                        "DELETE FROM link_grants WHERE partner_sub IN \
+                         (SELECT partner_sub FROM links WHERE username = ?)",
+                        vec![text(username.as_str())],
+                    )
+                    .map_err(err)?;
+                    sql.exec(
+                        "DELETE FROM links WHERE username = ?",
+                        vec![text(username.as_str())],
+                    )
+                    .map_err(err)?;
+                }
                 sql.exec(
                     "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
                     vec![text(username.as_str()), objects::sql_int(now)],
@@ -199,6 +212,19 @@ impl LinkStore {
                 )?;
                 if linked.is_empty() {
                     return Ok(LinkReply::NotFound);
+                }
+                let listed: Vec<CountRow> = sql
+                    .exec(
+                        "SELECT COUNT(*) AS n FROM link_grants_by_user WHERE username = ? AND expires_at > ?",
+                        vec![text(username.as_str()), objects::sql_int(now)],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(err)?;
+                if listed.first().map_or(0, |r| r.n) >= u64::from(MAX_LINK_GRANTS) {
+                    return Err(ApiError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "too many authorizations through this link; try again later",
+                    ));
                 }
                 sql.exec(
                     "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
@@ -246,10 +272,13 @@ pub async fn unlink(
     now: u64,
 ) -> std::result::Result<bool, ApiError> {
     // Batch by batch: each revoked, then forgotten, so a failure leaves the rest for a retry.
+    // Only the first call removes the link; the sessions it started end right after.
+    let mut first = true;
     loop {
         let cmd = LinkCommand::Unlink {
             username: username.clone(),
             now,
+            remove: first,
         };
         let grant_ids = match call(env, partner, &cmd).await? {
             LinkReply::Unlinked { grant_ids } => grant_ids,
@@ -257,6 +286,20 @@ pub async fn unlink(
             LinkReply::Failed { error } => return Err(error),
             _ => return Err(ApiError::unavailable("unexpected link reply")),
         };
+        if first {
+            let end = crate::store::users::UserCommand::EndLinkSessions {
+                partner_id: partner.clone(),
+            };
+            match super::users::call(env, username, &end).await? {
+                crate::store::users::UserReply::Failed { error }
+                    if error.code != ErrorCode::NotFound =>
+                {
+                    return Err(error)
+                }
+                _ => {}
+            }
+            first = false;
+        }
         if grant_ids.is_empty() {
             break;
         }

@@ -9,6 +9,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 use super::respond;
 use super::{config, objects, random, Outcome};
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::partner::PartnerId;
 use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::tokens::pairwise_sub;
 use crate::protocol::user::{
@@ -263,6 +264,21 @@ impl UserStore {
         self.put(&session_key(hash), session).await
     }
 
+    /// Ends the sessions that automatic login through `partner`'s link started.
+    async fn end_link_sessions(&self, partner: &PartnerId) -> std::result::Result<(), ApiError> {
+        let mut ended = Vec::new();
+        for (key, _) in self.keys_with_prefix(SESSION_PREFIX).await? {
+            let via = self
+                .get::<SessionRecord>(&key)
+                .await?
+                .and_then(|s| s.via_link);
+            if via.is_some_and(|v| v.partner_id == *partner) {
+                ended.push(key);
+            }
+        }
+        self.delete_keys(ended).await
+    }
+
     /// A live session, or None (an expired one is removed).
     async fn session(
         &self,
@@ -489,7 +505,11 @@ impl UserStore {
                 renew_grant,
             } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
-                if let Some(r) = renew_grant {
+                let sub = pairwise_sub(&record.subject_seed, &partner_id);
+                // Only a grant that is still this person's, under this password, is listed.
+                if let Some(r) = renew_grant
+                    .filter(|r| r.sub == sub && r.password_epoch == record.password_epoch)
+                {
                     self.list_grant(r.client_id.as_str(), &r.grant_id, r.until, r.now)
                         .await?;
                 }
@@ -501,7 +521,7 @@ impl UserStore {
                     None => Vec::new(),
                 };
                 Ok(UserReply::Subject {
-                    sub: pairwise_sub(&record.subject_seed, &partner_id),
+                    sub,
                     user: UserView::from(&record),
                     consented,
                     password_epoch: record.password_epoch,
@@ -521,19 +541,14 @@ impl UserStore {
                 self.put(LINKS, &links).await?;
                 Ok(UserReply::Done)
             }
+            UserCommand::EndLinkSessions { partner_id } => {
+                self.end_link_sessions(&partner_id).await?;
+                Ok(UserReply::Done)
+            }
             UserCommand::ForgetLink { partner_id } => {
-                // Sessions that came through the link end with it.
-                let mut ended = Vec::new();
-                for (key, _) in self.keys_with_prefix(SESSION_PREFIX).await? {
-                    let via = self
-                        .get::<SessionRecord>(&key)
-                        .await?
-                        .and_then(|s| s.via_link);
-                    if via.is_some_and(|v| v.partner_id == partner_id) {
-                        ended.push(key);
-                    }
-                }
-                self.delete_keys(ended).await?;
+                // Sessions that came through the link end with it (again, if one was started
+                // in between).
+                self.end_link_sessions(&partner_id).await?;
                 let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
                 links.retain(|l| l.partner_id != partner_id);
                 self.put(LINKS, &links).await?;
@@ -623,6 +638,8 @@ pub async fn grant_user(
             grant_id: grant.grant_id.clone(),
             until,
             now,
+            sub: grant.sub.clone(),
+            password_epoch: grant.password_epoch,
         }),
     };
     match call(env, username, &cmd).await? {

@@ -25,9 +25,15 @@ pub enum LinkCommand {
     },
     /// The platform user linked to a partner account.
     Lookup { partner_sub: String },
-    /// Removes the link (if still there) and answers up to `UNLINK_BATCH` of the grants issued
-    /// through it that may still be live.
-    Unlink { username: Username, now: u64 },
+    /// With `remove`, removes the link (if still there); answers up to `UNLINK_BATCH` of the
+    /// grants issued through it that may still be live. Later batches of the same unlinking
+    /// leave `remove` off, so a link made again meanwhile stays.
+    Unlink {
+        username: Username,
+        now: u64,
+        #[serde(default = "yes")]
+        remove: bool,
+    },
     /// Remembers a grant issued through the link (until `expires_at`), so unlinking can end it.
     AddGrant {
         username: Username,
@@ -71,6 +77,13 @@ pub enum LinkReply {
 
 /// Grants answered by one `Unlink`: revoked and forgotten before the next is asked for.
 pub const UNLINK_BATCH: u32 = 64;
+/// Grants listed per linked user: more are refused, so unlinking stays bounded work (eight
+/// batches).
+pub const MAX_LINK_GRANTS: u32 = 512;
+
+fn yes() -> bool {
+    true
+}
 
 /// `link_grants` is the table of earlier versions (no user, no expiry): its rows move to
 /// `link_grants_by_user` when their link is removed.

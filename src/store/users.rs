@@ -48,6 +48,10 @@ pub enum UserCommand {
         scopes: Vec<String>,
         now: u64,
     },
+    /// Ends the sessions that automatic login through `partner_id`'s link started (unlinking).
+    EndLinkSessions {
+        partner_id: PartnerId,
+    },
     /// Starts a session without credentials, for a partner's verified automatic-login assertion
     /// about a linked user.
     AutoLogin {
@@ -114,13 +118,16 @@ pub enum UserCommand {
     },
 }
 
-/// Keep a grant of `client_id` listed until `until` (it is `now`).
+/// Keep a grant of `client_id` listed until `until` (it is `now`), if it is still this user's:
+/// the same pairwise `sub` and the same password epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenewGrant {
     pub client_id: ClientId,
     pub grant_id: String,
     pub until: u64,
     pub now: u64,
+    pub sub: String,
+    pub password_epoch: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
