@@ -91,6 +91,12 @@ async fn registry_route(
 ) -> Result<Outcome, ApiError> {
     // A client secret is generated here and shown once in the reply; only its hash is stored.
     let mut new_secret: Option<String> = None;
+    // A partner this request changes: this isolate forgets its cached record at once (others
+    // within the cache lifetime), so its new keys work from the next request on.
+    let changed = match (route, method) {
+        (Route::AdminPartner { id }, Method::Put | Method::Delete) => PartnerId::parse(id).ok(),
+        _ => None,
+    };
     let cmd = match (route, method) {
         (Route::AdminPartners, Method::Get) => RegistryCommand::List,
         (Route::AdminPartner { id }, Method::Get) => RegistryCommand::Get {
@@ -137,7 +143,11 @@ async fn registry_route(
         },
         _ => return Err(ApiError::method_not_allowed(route.methods())),
     };
-    Ok(match registry::call(env, &cmd).await? {
+    let reply = registry::call(env, &cmd).await?;
+    if let (Some(id), RegistryReply::Saved { .. } | RegistryReply::Deleted) = (&changed, &reply) {
+        super::kvcache::forget(&crate::protocol::partner::keys::partner(id));
+    }
+    Ok(match reply {
         RegistryReply::Saved { partner, created } => {
             let id = partner.id.clone();
             let (status, outcome) = if created {

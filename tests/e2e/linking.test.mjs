@@ -446,6 +446,22 @@ test('unlinking_ends_the_sessions_that_came_through_the_link', async () => {
   assert.equal((await own.fetch('/account')).status, 200, 'her own password session goes on');
 });
 
+test('partner_key_rotation_takes_effect_at_once_in_the_isolate_that_made_it', async () => {
+  const gamma = 'https://app.gamma.example';
+  const keyA = generateJwk('EdDSA');
+  const keyB = generateJwk('EdDSA');
+  const put = (k) => w.admin('/partners/gamma', { method: 'PUT', body: { name: 'Gamma', origins: [gamma], jwks: { keys: [publicJwk(k)] } } });
+  const request = (k) => linkRequest({ iss: gamma, return_to: `${gamma}/linked`, sub: `gamma-${randomUUID()}` }, { kid: k.kid }, k);
+  assert.equal((await put(keyA)).status, 201);
+  const jar = new CookieJar(w.url);
+  await login(jar, 'nina');
+  const open = (r) => jar.fetch(`/link?request=${encodeURIComponent(r)}`);
+  assert.equal((await open(request(keyA))).status, 200, 'key A works (and the partner record is now cached)');
+  assert.equal((await put(keyB)).status, 200);
+  assert.equal((await open(request(keyB))).status, 200, 'the new key works at once');
+  assert.equal((await open(request(keyA))).status, 403, 'the old key is refused at once');
+});
+
 test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
   // lena is linked as acme-lena by the first test. The three kinds of partner JWT share keys,
   // iss and aud; only their typ tells them apart (RFC 8725 §3.11).
