@@ -14,7 +14,7 @@ use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::tokens::pairwise_sub;
 use crate::protocol::user::{
     LinkEntry, SessionRecord, UserRecord, UserView, Username, DEVICE_TTL_S, MAX_DEVICES,
-    MAX_LIVE_GRANTS, MAX_SESSIONS, SESSION_TTL_S,
+    MAX_LINK_SESSIONS, MAX_LIVE_GRANTS, MAX_SESSIONS, SESSION_TTL_S,
 };
 use crate::store::users::{object_name, RenewGrant, UserCommand, UserReply};
 
@@ -66,6 +66,14 @@ fn consent_key(client: &str) -> String {
 }
 
 const SESSION_PREFIX: &str = "session:";
+
+/// A stored entry as listed: its key, its expiry, and (sessions) the partner whose automatic
+/// login started it.
+struct Entry {
+    key: String,
+    expires_at: Option<f64>,
+    via_partner: Option<String>,
+}
 const GRANT_PREFIX: &str = "grant:";
 const DEVICE_PREFIX: &str = "device:";
 
@@ -120,30 +128,49 @@ impl UserStore {
             .map_err(storage_err)
     }
 
-    /// The stored keys that start with `prefix`, with their expiry: the value itself if it is a
-    /// number, else its `expires_at` (sessions).
-    async fn keys_with_prefix(
-        &self,
-        prefix: &str,
-    ) -> std::result::Result<Vec<(String, Option<f64>)>, ApiError> {
+    /// The stored entries whose keys start with `prefix`: the key, its expiry (the value itself
+    /// if it is a number, else its `expires_at`), and for sessions the partner whose automatic
+    /// login started it.
+    async fn entries(&self, prefix: &str) -> std::result::Result<Vec<Entry>, ApiError> {
         let map = self
             .state
             .storage()
             .list_with_options(worker::ListOptions::new().prefix(prefix))
             .await
             .map_err(storage_err)?;
+        let field =
+            |v: &wasm_bindgen::JsValue, name: &str| js_sys::Reflect::get(v, &name.into()).ok();
         let mut out = Vec::new();
         map.for_each(&mut |value, key| {
             if let Some(key) = key.as_string() {
-                let expires_at = value.as_f64().or_else(|| {
-                    js_sys::Reflect::get(&value, &"expires_at".into())
-                        .ok()
-                        .and_then(|v| v.as_f64())
+                let expires_at = value
+                    .as_f64()
+                    .or_else(|| field(&value, "expires_at").and_then(|v| v.as_f64()));
+                let via_partner = field(&value, "via_link")
+                    .filter(|v| v.is_object())
+                    .and_then(|v| field(&v, "partner_id"))
+                    .and_then(|v| v.as_string());
+                out.push(Entry {
+                    key,
+                    expires_at,
+                    via_partner,
                 });
-                out.push((key, expires_at));
             }
         });
         Ok(out)
+    }
+
+    /// The keys with `prefix` and their expiry.
+    async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> std::result::Result<Vec<(String, Option<f64>)>, ApiError> {
+        Ok(self
+            .entries(prefix)
+            .await?
+            .into_iter()
+            .map(|e| (e.key, e.expires_at))
+            .collect())
     }
 
     async fn delete_keys(&self, keys: Vec<String>) -> std::result::Result<(), ApiError> {
@@ -211,28 +238,36 @@ impl UserStore {
         self.put(&key, &expires_at).await
     }
 
-    /// Makes room for one more entry under `prefix`: drops `also`, the expired entries, and the
-    /// oldest beyond `max - 1`, so a user never has more than `max` (sessions, devices).
+    /// Makes room for one more entry under `prefix` of the kind `same`: drops `also`, every
+    /// expired entry, and the oldest entries of that kind beyond `max - 1`, so a user never has
+    /// more than `max` of a kind (devices; password sessions; one partner's automatic-login
+    /// sessions, which therefore never push out the user's own).
     async fn make_room(
         &self,
         prefix: &str,
+        same: impl Fn(&Entry) -> bool,
         max: usize,
         also: Option<String>,
         now: u64,
     ) -> std::result::Result<(), ApiError> {
         let mut stale: Vec<String> = also.into_iter().collect();
-        let mut kept: Vec<(String, f64)> = self
-            .keys_with_prefix(prefix)
-            .await?
-            .into_iter()
-            .filter(|(k, _)| !stale.contains(k))
-            .map(|(k, t)| (k, t.unwrap_or(0.0)))
-            .collect();
+        let mut kept: Vec<(String, f64)> = Vec::new();
+        for e in self.entries(prefix).await? {
+            let t = e.expires_at.unwrap_or(0.0);
+            if stale.contains(&e.key) {
+                continue;
+            }
+            if t <= now as f64 {
+                stale.push(e.key);
+            } else if same(&e) {
+                kept.push((e.key, t));
+            }
+        }
         kept.sort_by(|a, b| b.1.total_cmp(&a.1));
         stale.extend(
             kept.into_iter()
                 .enumerate()
-                .filter(|(i, (_, t))| *i + 1 >= max || *t <= now as f64)
+                .filter(|(i, _)| *i + 1 >= max)
                 .map(|(_, (k, _))| k),
         );
         self.delete_keys(stale).await
@@ -246,36 +281,50 @@ impl UserStore {
         new: &str,
         now: u64,
     ) -> std::result::Result<(), ApiError> {
-        self.make_room(DEVICE_PREFIX, MAX_DEVICES, old.map(|h| device_key(&h)), now)
-            .await?;
+        self.make_room(
+            DEVICE_PREFIX,
+            |_| true,
+            MAX_DEVICES,
+            old.map(|h| device_key(&h)),
+            now,
+        )
+        .await?;
         self.put(&device_key(new), &(now + DEVICE_TTL_S)).await
     }
 
-    /// Stores a new session: at most `MAX_SESSIONS` per user, the oldest ended, so however
-    /// many sign-ins (or automatic logins) there are, the user's storage stays small.
+    /// Stores a new session, ending the oldest of its kind beyond the limit: `MAX_SESSIONS`
+    /// password sessions, `MAX_LINK_SESSIONS` per partner from automatic login. However many
+    /// sign-ins there are, the user's storage stays small, and a partner that signs the user in
+    /// often never ends the user's own sessions.
     async fn start_session(
         &self,
         hash: &str,
         session: &SessionRecord,
         now: u64,
     ) -> std::result::Result<(), ApiError> {
-        self.make_room(SESSION_PREFIX, MAX_SESSIONS, None, now)
+        let via = session
+            .via_link
+            .as_ref()
+            .map(|v| v.partner_id.as_str().to_owned());
+        let max = if via.is_some() {
+            MAX_LINK_SESSIONS
+        } else {
+            MAX_SESSIONS
+        };
+        self.make_room(SESSION_PREFIX, |e| e.via_partner == via, max, None, now)
             .await?;
         self.put(&session_key(hash), session).await
     }
 
     /// Ends the sessions that automatic login through `partner`'s link started.
     async fn end_link_sessions(&self, partner: &PartnerId) -> std::result::Result<(), ApiError> {
-        let mut ended = Vec::new();
-        for (key, _) in self.keys_with_prefix(SESSION_PREFIX).await? {
-            let via = self
-                .get::<SessionRecord>(&key)
-                .await?
-                .and_then(|s| s.via_link);
-            if via.is_some_and(|v| v.partner_id == *partner) {
-                ended.push(key);
-            }
-        }
+        let ended = self
+            .entries(SESSION_PREFIX)
+            .await?
+            .into_iter()
+            .filter(|e| e.via_partner.as_deref() == Some(partner.as_str()))
+            .map(|e| e.key)
+            .collect();
         self.delete_keys(ended).await
     }
 

@@ -381,8 +381,11 @@ pub const SESSION_TTL_S: u64 = 12 * 3600;
 pub const DEVICE_TTL_S: u64 = 180 * 24 * 3600;
 /// Devices remembered per user; the oldest goes first.
 pub const MAX_DEVICES: usize = 16;
-/// Sessions per user; a new one ends the oldest beyond this.
+/// Password sessions per user; a new one ends the oldest beyond this.
 pub const MAX_SESSIONS: usize = 32;
+/// Sessions from one partner's automatic login per user: kept apart from the user's own, so a
+/// partner that signs the user in often never ends those.
+pub const MAX_LINK_SESSIONS: usize = 8;
 /// Grants per user whose access tokens may still be live (issued in the last minutes): more are
 /// refused, so a flood of authorizations cannot make revoking them unbounded work.
 pub const MAX_LIVE_GRANTS: usize = 256;

@@ -462,6 +462,25 @@ test('partner_key_rotation_takes_effect_at_once_in_the_isolate_that_made_it', as
   assert.equal((await open(request(keyA))).status, 403, 'the old key is refused at once');
 });
 
+test('automatic_logins_never_push_out_the_users_own_sessions', async () => {
+  await w.admin('/users/sami', { method: 'PUT', body: { password: PASSWORD, name: 'Sami' } });
+  const own = new CookieJar(w.url);
+  await login(own, 'sami');
+  assert.equal((await link(own, linkRequest({ sub: 'acme-sami' }))).status, 303);
+  // Nine automatic logins: one more than a partner may hold sessions for at once.
+  const autos = [];
+  for (let i = 0; i < 9; i++) {
+    const jar = new CookieJar(w.url);
+    assert.equal((await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-sami'), return_to: '/account' })}`)).status, 302);
+    autos.push(jar);
+  }
+  assert.equal((await own.fetch('/account')).status, 200, "the user's own session stays");
+  // (Sessions started in the same second are equally old: which one made room is not fixed.)
+  const live = [];
+  for (const jar of autos) live.push((await jar.fetch('/account')).status === 200);
+  assert.equal(live.filter(Boolean).length, 8, `the partner holds 8 sessions at most: ${live}`);
+});
+
 test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
   // lena is linked as acme-lena by the first test. The three kinds of partner JWT share keys,
   // iss and aud; only their typ tells them apart (RFC 8725 §3.11).
