@@ -91,12 +91,6 @@ async fn registry_route(
 ) -> Result<Outcome, ApiError> {
     // A client secret is generated here and shown once in the reply; only its hash is stored.
     let mut new_secret: Option<String> = None;
-    // A partner this request changes: this isolate forgets its cached record at once (others
-    // within the cache lifetime), so its new keys work from the next request on.
-    let changed = match (route, method) {
-        (Route::AdminPartner { id }, Method::Put | Method::Delete) => PartnerId::parse(id).ok(),
-        _ => None,
-    };
     let cmd = match (route, method) {
         (Route::AdminPartners, Method::Get) => RegistryCommand::List,
         (Route::AdminPartner { id }, Method::Get) => RegistryCommand::Get {
@@ -144,7 +138,13 @@ async fn registry_route(
         _ => return Err(ApiError::method_not_allowed(route.methods())),
     };
     let reply = registry::call(env, &cmd).await?;
-    if let (Some(id), RegistryReply::Saved { .. } | RegistryReply::Deleted) = (&changed, &reply) {
+    // A partner this request changed: this isolate forgets its cached record at once (others
+    // within the cache lifetime), so its new keys work from the next request on.
+    if let (
+        RegistryCommand::Put { id, .. } | RegistryCommand::Delete { id },
+        RegistryReply::Saved { .. } | RegistryReply::Deleted,
+    ) = (&cmd, &reply)
+    {
         super::kvcache::forget(&crate::protocol::partner::keys::partner(id));
     }
     Ok(match reply {

@@ -215,15 +215,20 @@ async fn issue_code(
     if let Some(via) = &s.via_link {
         // For the grant's whole life: a refresh token may come of it.
         let until = now + grant::GRANT_ABSOLUTE_S;
-        if !super::links::add_grant(env, &via.partner_id, &s.username, &grant_id, until, now)
-            .await?
-        {
-            let _ = grants::revoke_all(env, std::slice::from_ref(&grant_id)).await;
-            return Err(ApiError::new(
-                ErrorCode::AccessDenied,
-                "the account link this session came through was removed",
-            ));
-        }
+        let gone = ApiError::new(
+            ErrorCode::AccessDenied,
+            "the account link this session came through was removed",
+        );
+        super::links::add_grant(
+            env,
+            &via.partner_id,
+            &s.username,
+            &grant_id,
+            until,
+            now,
+            gone,
+        )
+        .await?;
     }
     let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(state) = &v.request.state {

@@ -23,15 +23,16 @@ fn invalid_client(why: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidClient, why)
 }
 
-/// Who is calling: authenticated as registered, partner still active. `endpoint` is the path
-/// being called (an assertion may name its URL as audience).
+/// Who is calling: authenticated as registered, partner still active (answered with the
+/// client, so the caller need not read the partner again). `endpoint` is the path being called
+/// (an assertion may name its URL as audience).
 pub async fn authenticate(
     env: &Env,
     req: &Request,
     params: &Params,
     endpoint: &str,
     now_ms: u64,
-) -> Result<ClientRecord, ApiError> {
+) -> Result<(ClientRecord, Partner), ApiError> {
     let auth = req.headers().get("authorization").ok().flatten();
     let presented = client_auth::presented(auth.as_deref(), params)?;
     let unknown = || invalid_client("client authentication failed");
@@ -55,10 +56,10 @@ pub async fn authenticate(
     }
     let partner: Option<Partner> =
         kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
-    if !partner.is_some_and(|p| p.status == PartnerStatus::Active) {
-        return Err(invalid_client("the client's partner is suspended"));
+    match partner {
+        Some(p) if p.status == PartnerStatus::Active => Ok((client, p)),
+        _ => Err(invalid_client("the client's partner is suspended")),
     }
-    Ok(client)
 }
 
 async fn verify_assertion(

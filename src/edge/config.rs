@@ -1,6 +1,6 @@
 //! Reading the Worker's vars and secrets, with their documented defaults.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use worker::Env;
@@ -48,9 +48,31 @@ pub fn issuer(env: &Env) -> Result<Issuer, ApiError> {
         })
 }
 
+thread_local! {
+    static ISSUER_HTTPS: Cell<Option<bool>> = const { Cell::new(None) };
+    static USAGE_FLUSH_MS: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// A var-derived value, worked out once per isolate (vars do not change in an isolate's life):
+/// for what every request asks.
+fn once_per_isolate<T: Copy>(
+    cell: &'static std::thread::LocalKey<Cell<Option<T>>>,
+    work: impl FnOnce() -> T,
+) -> T {
+    cell.with(|c| {
+        c.get().unwrap_or_else(|| {
+            let v = work();
+            c.set(Some(v));
+            v
+        })
+    })
+}
+
 /// Whether the issuer is an https URL (a deployment, not local development).
 pub fn issuer_is_https(env: &Env) -> bool {
-    var(env, "ISSUER").is_some_and(|i| i.starts_with("https://"))
+    once_per_isolate(&ISSUER_HTTPS, || {
+        var(env, "ISSUER").is_some_and(|i| i.starts_with("https://"))
+    })
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -130,11 +152,13 @@ pub fn login_failures_per_ip(env: &Env) -> u32 {
 /// How often an isolate hands its usage counts over (`USAGE_FLUSH_SECONDS`, default 10; 0:
 /// after every request).
 pub fn usage_flush_ms(env: &Env) -> u64 {
-    var(env, "USAGE_FLUSH_SECONDS")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(10)
-        .min(300)
-        * 1000
+    once_per_isolate(&USAGE_FLUSH_MS, || {
+        var(env, "USAGE_FLUSH_SECONDS")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(10)
+            .min(300)
+            * 1000
+    })
 }
 
 /// What an injected fault does to a Durable Object call.

@@ -99,6 +99,7 @@ pub async fn record_with_user(
     let Some(username) = &grant.username else {
         return Ok(());
     };
+    let in_session = session_hash.is_some();
     let cmd = UserCommand::AddGrant {
         grant_id: grant.grant_id.clone(),
         client_id: grant.client_id.clone(),
@@ -107,13 +108,6 @@ pub async fn record_with_user(
         password_epoch: grant.password_epoch,
         now: grant.created_at,
     };
-    let in_session = matches!(
-        &cmd,
-        UserCommand::AddGrant {
-            session_hash: Some(_),
-            ..
-        }
-    );
     let refused = match super::users::call(env, username, &cmd).await {
         Ok(UserReply::Done) => return Ok(()),
         Ok(UserReply::NoSession) if in_session => ApiError::new(

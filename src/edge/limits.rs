@@ -6,9 +6,9 @@ use std::cell::RefCell;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use super::{config, kvcache, objects};
+use super::{config, objects};
 use crate::protocol::error::ApiError;
-use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId};
+use crate::protocol::partner::PartnerId;
 use crate::protocol::ratelimit::{limited, Counter, Leases, Local, RateLimits, Window, MINUTE_MS};
 use crate::store::limits::{object_name, LimitCommand, LimitReply};
 
@@ -122,17 +122,6 @@ pub async fn admit_client(
         now_ms,
     )
     .await
-}
-
-/// A partner's limits, from its published record (through the isolate cache).
-pub async fn partner_limits(
-    env: &Env,
-    partner: &PartnerId,
-    now_ms: u64,
-) -> std::result::Result<RateLimits, ApiError> {
-    let record: Option<Partner> =
-        kvcache::get_json(env, &kv_keys::partner(partner), now_ms).await?;
-    Ok(record.and_then(|p| p.rate_limits).unwrap_or_default())
 }
 
 /// The `RateLimiter` Durable Object: one counter, kept in memory and in storage (so an object

@@ -4,11 +4,9 @@
 use std::cell::Cell;
 
 use serde::Deserialize;
-use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
-    State,
-};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
+use super::objects::sql_text as text;
 use super::{config, objects};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::PartnerId;
@@ -46,10 +44,6 @@ struct Row {
     partner_sub: String,
     username: String,
     user_sub: String,
-}
-
-fn text(s: &str) -> SqlStorageValue {
-    SqlStorageValue::String(s.to_owned())
 }
 
 impl DurableObject for LinkStore {
@@ -179,11 +173,7 @@ impl LinkStore {
                     )
                     .map_err(err)?;
                 }
-                sql.exec(
-                    "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
-                    vec![text(username.as_str()), objects::sql_int(now)],
-                )
-                .map_err(err)?;
+                prune_expired(&sql, &username, now)?;
                 let grants: Vec<GrantRow> = sql
                     .exec(
                         "SELECT grant_id FROM link_grants_by_user WHERE username = ? LIMIT ?",
@@ -213,10 +203,11 @@ impl LinkStore {
                 if linked.is_empty() {
                     return Ok(LinkReply::NotFound);
                 }
+                prune_expired(&sql, &username, now)?;
                 let listed: Vec<CountRow> = sql
                     .exec(
-                        "SELECT COUNT(*) AS n FROM link_grants_by_user WHERE username = ? AND expires_at > ?",
-                        vec![text(username.as_str()), objects::sql_int(now)],
+                        "SELECT COUNT(*) AS n FROM link_grants_by_user WHERE username = ?",
+                        vec![text(username.as_str())],
                     )
                     .and_then(|c| c.to_array())
                     .map_err(err)?;
@@ -226,11 +217,6 @@ impl LinkStore {
                         "too many authorizations through this link; try again later",
                     ));
                 }
-                sql.exec(
-                    "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
-                    vec![text(username.as_str()), objects::sql_int(now)],
-                )
-                .map_err(err)?;
                 sql.exec(
                     "INSERT INTO link_grants_by_user (username, grant_id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     vec![
@@ -257,6 +243,16 @@ impl LinkStore {
             }
         }
     }
+}
+
+/// Drops `username`'s listed grants that have expired.
+fn prune_expired(sql: &SqlStorage, username: &Username, now: u64) -> Result<(), ApiError> {
+    sql.exec(
+        "DELETE FROM link_grants_by_user WHERE username = ? AND expires_at <= ?",
+        vec![text(username.as_str()), objects::sql_int(now)],
+    )
+    .map(|_| ())
+    .map_err(err)
 }
 
 fn err(e: worker::Error) -> ApiError {
@@ -323,8 +319,9 @@ pub async fn unlink(
     }
 }
 
-/// Lists a grant issued through `username`'s link with `partner` for its life, so unlinking
-/// ends it. `Ok(false)`: the link is gone (it was removed meanwhile); the caller refuses.
+/// Lists a grant issued through `username`'s link with `partner` until `expires_at`, so
+/// unlinking ends it. If the link is gone (removed meanwhile), the grant is revoked again and
+/// `gone` is the error: nothing is issued from it.
 pub async fn add_grant(
     env: &Env,
     partner: &PartnerId,
@@ -332,7 +329,8 @@ pub async fn add_grant(
     grant_id: &str,
     expires_at: u64,
     now: u64,
-) -> std::result::Result<bool, ApiError> {
+    gone: ApiError,
+) -> std::result::Result<(), ApiError> {
     let cmd = LinkCommand::AddGrant {
         username: username.clone(),
         grant_id: grant_id.to_owned(),
@@ -340,8 +338,12 @@ pub async fn add_grant(
         now,
     };
     match call(env, partner, &cmd).await? {
-        LinkReply::Done => Ok(true),
-        LinkReply::NotFound => Ok(false),
+        LinkReply::Done => Ok(()),
+        LinkReply::NotFound => {
+            // Best effort: the grant's code or token has not been handed out.
+            let _ = super::grants::revoke_all(env, &[grant_id.to_owned()]).await;
+            Err(gone)
+        }
         LinkReply::Failed { error } => Err(error),
         _ => Err(ApiError::unavailable("unexpected link reply")),
     }

@@ -107,13 +107,13 @@ const HSTS: &str = "strict-transport-security";
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let started = now_ms();
     let id = request_id(&req);
-    // The raw method: `worker::Method` reads unknown methods (PROPFIND, ...) as GET.
-    let method_raw = req.inner().method();
+    // From the raw method: `worker::Method` reads unknown methods (PROPFIND, ...) as GET.
+    let method = Method::parse(&req.inner().method());
     let path = req.path();
     let route = routes::route(&path);
     let template = route.map_or("(unmatched)", |r| r.template());
 
-    let mut out = dispatch(req, &env, route, &method_raw, started).await;
+    let mut out = dispatch(req, &env, route, method, started).await;
 
     let status = out.response.status_code();
     let headers = out.response.headers_mut();
@@ -126,7 +126,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let line = RequestLog {
         ts: started,
         request_id: &id,
-        method: Method::parse(&method_raw).map_or("OTHER", |m| m.as_str()),
+        method: method.map_or("OTHER", |m| m.as_str()),
         route: template,
         status,
         outcome: out.outcome,
@@ -135,7 +135,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
         cause: out.cause.as_deref(),
     };
     console_log!("{}", line.to_json());
-    let counted = method_raw != "OPTIONS"; // preflights are the browser's, not the client's
+    let counted = method != Some(Method::Options); // preflights are the browser's
     if let (true, Some(Route::Api | Route::Whoami | Route::Token), Some(partner)) =
         (counted, route, &out.partner)
     {
@@ -153,7 +153,6 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
             },
         );
     }
-    let method = Method::parse(&method_raw);
     if let Some(kind) = classify(route, method, status, out.outcome) {
         let event = AuditEvent {
             seq: 0,
@@ -177,10 +176,9 @@ async fn dispatch(
     req: Request,
     env: &Env,
     route: Option<Route<'_>>,
-    method_raw: &str,
+    method: Option<Method>,
     now: u64,
 ) -> Outcome {
-    let method = Method::parse(method_raw);
     // CORS preflights are answered by the gate on the routes that speak CORS; elsewhere OPTIONS
     // is an ordinary method (404 or 405), and says nothing about the caller's origin.
     if method == Some(Method::Options) {

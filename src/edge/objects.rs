@@ -217,6 +217,11 @@ reply_with_failed!(
     crate::store::usage::UsageReply,
 );
 
+/// Text as an SQLite value.
+pub fn sql_text(s: &str) -> worker::SqlStorageValue {
+    worker::SqlStorageValue::String(s.to_owned())
+}
+
 /// A count or time as an SQLite integer (saturating: SQLite integers are signed).
 pub fn sql_int(v: u64) -> worker::SqlStorageValue {
     worker::SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))

@@ -16,6 +16,7 @@ use worker::{
     SqlStorageValue, State,
 };
 
+use super::objects::sql_text as text;
 use super::{config, objects};
 use crate::protocol::client::{check_redirects_on_partner, ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -68,10 +69,6 @@ struct MaxRow {
 
 fn storage_err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("registry storage: {e}"))
-}
-
-fn text(s: &str) -> SqlStorageValue {
-    SqlStorageValue::String(s.to_owned())
 }
 
 impl DurableObject for Registry {

@@ -6,7 +6,7 @@ use worker::{Env, Request};
 use super::{
     bearer, clients, config, gateway, grants, kvcache, respond, token::read_form, Outcome,
 };
-use crate::protocol::api::revoked_key;
+use crate::protocol::api::{revocation_key, revoked_key};
 use crate::protocol::client::{AuthMethod, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{is_grant_id, split_handle};
@@ -58,7 +58,7 @@ async fn form_and_client(
     now_ms: u64,
 ) -> Result<(ClientRecord, String), ApiError> {
     let (req, params) = read_form(req).await?;
-    let client = clients::authenticate(env, &req, &params, endpoint, now_ms).await?;
+    let (client, _) = clients::authenticate(env, &req, &params, endpoint, now_ms).await?;
     let token = params
         .get("token")
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "token is missing"))?
@@ -153,7 +153,7 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 } else {
                     // Client-credentials tokens: the caller's own, and not revoked.
                     c.client_id == client.client_id.as_str()
-                        && kvcache::get_text(env, &revoked_key(&c.jti), now_ms)
+                        && kvcache::get_text(env, &revocation_key(&c), now_ms)
                             .await?
                             .is_none()
                 };

@@ -205,12 +205,13 @@ async fn run(
     let now = now_ms / 1000;
     let issuer = config::issuer(env)?;
     let (req, params) = read_form(req).await?;
-    let client = clients::authenticate(env, &req, &params, crate::routes::TOKEN, now_ms).await?;
+    let (client, partner) =
+        clients::authenticate(env, &req, &params, crate::routes::TOKEN, now_ms).await?;
     *caller = Some((
         client.partner_id.clone(),
         client.client_id.as_str().to_owned(),
     ));
-    let limits = limits::partner_limits(env, &client.partner_id, now_ms).await?;
+    let limits = partner.rate_limits.unwrap_or_default();
     limits::admit_client(
         env,
         Bucket::Token,
@@ -248,7 +249,7 @@ async fn run(
             } else {
                 None
             };
-            let attempt = Base64UrlUnpadded::encode_string(&random::bytes::<16>()?);
+            let attempt = new_token_id()?;
             let cmd = GrantCommand::Redeem {
                 code_hash,
                 attempt,
@@ -410,10 +411,9 @@ async fn run(
             grants::record_with_user(env, &g, ACCESS_TOKEN_TTL_S, None).await?;
             // Issued through the link: it ends when the link does.
             let until = now + ACCESS_TOKEN_TTL_S;
-            if !super::links::add_grant(env, &partner.id, &username, &grant_id, until, now).await? {
-                let _ = grants::revoke_all(env, std::slice::from_ref(&grant_id)).await;
-                return Err(invalid("the partner account is not linked"));
-            }
+            let gone = invalid("the partner account is not linked");
+            super::links::add_grant(env, &partner.id, &username, &grant_id, until, now, gone)
+                .await?;
             let who = Subject {
                 sub: &sub,
                 gid: &grant_id,

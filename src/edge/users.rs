@@ -185,14 +185,27 @@ impl UserStore {
         Ok(())
     }
 
-    /// The user's grants that may still be live; expired entries are dropped on the way.
-    async fn live_grants(&self, now: u64) -> std::result::Result<Vec<String>, ApiError> {
-        Ok(self
-            .live_grant_keys(GRANT_PREFIX, now)
-            .await?
-            .iter()
-            .map(|k| listed_grant_id(k).to_owned())
-            .collect())
+    /// Everything stored for the user, listed once: the ids of listed grants that may still be
+    /// live, and the keys to delete (expired grant entries, and every key `drop` picks).
+    async fn sort_out(
+        &self,
+        now: u64,
+        drop: impl Fn(&str) -> bool,
+    ) -> std::result::Result<(Vec<String>, Vec<String>), ApiError> {
+        let (mut live, mut gone) = (Vec::new(), Vec::new());
+        for e in self.entries("").await? {
+            if e.key.starts_with(GRANT_PREFIX) {
+                // An entry that does not read as a time is kept live: revoking too much is safe.
+                if e.expires_at.is_some_and(|t| t <= now as f64) {
+                    gone.push(e.key);
+                } else {
+                    live.push(listed_grant_id(&e.key).to_owned());
+                }
+            } else if drop(&e.key) {
+                gone.push(e.key);
+            }
+        }
+        Ok((live, gone))
     }
 
     /// The keys of listed grants under `prefix` that may still be live; expired ones are
@@ -358,19 +371,13 @@ impl UserStore {
                 .ok_or_else(|| ApiError::not_found("user")),
             UserCommand::Delete => {
                 // A unit command, as before grant lists existed: the object reads the time.
-                let revoke = self.live_grants(super::now_ms() / 1000).await?;
+                // Everything but the grant list goes, in one command: from here on no session,
+                // sign-in or new grant exists for this user.
+                let now = super::now_ms() / 1000;
+                let (revoke, gone) = self.sort_out(now, |k| !k.starts_with(GRANT_PREFIX)).await?;
                 if existing.is_none() && revoke.is_empty() {
                     return Err(ApiError::not_found("user"));
                 }
-                // Everything but the grant list, in one command: from here on no session,
-                // sign-in or new grant exists for this user.
-                let all = self.state.storage().list().await.map_err(storage_err)?;
-                let mut gone = Vec::new();
-                all.for_each(&mut |_, key| {
-                    if let Some(key) = key.as_string().filter(|k| !k.starts_with(GRANT_PREFIX)) {
-                        gone.push(key);
-                    }
-                });
                 self.delete_keys(gone).await?;
                 Ok(UserReply::Deleted { revoke })
             }
@@ -379,20 +386,26 @@ impl UserStore {
                 spec,
                 now,
             } => {
-                let password_hash = match (&spec.password, &existing) {
-                    (Some(pw), _) => {
-                        let salt = random::bytes::<{ password::SALT_LEN }>()?;
-                        password::hash_password(pw, &salt, OWASP_ARGON2ID)
-                            .ok_or_else(|| ApiError::unavailable("password hashing failed"))?
-                    }
-                    (None, Some(old)) => old.password_hash.clone(),
-                    (None, None) => {
-                        return Err(ApiError::invalid_field(
-                            "password",
-                            "is required for a new user",
-                        ))
-                    }
-                };
+                // The hash, the password epoch, and whether a new password replaces an old one.
+                let (password_hash, password_epoch, new_password) =
+                    match (&spec.password, &existing) {
+                        (Some(pw), _) => {
+                            let salt = random::bytes::<{ password::SALT_LEN }>()?;
+                            let hash = password::hash_password(pw, &salt, OWASP_ARGON2ID)
+                                .ok_or_else(|| ApiError::unavailable("password hashing failed"))?;
+                            match &existing {
+                                Some(old) => (hash, old.password_epoch.wrapping_add(1), true),
+                                None => (hash, 0, false),
+                            }
+                        }
+                        (None, Some(old)) => (old.password_hash.clone(), old.password_epoch, false),
+                        (None, None) => {
+                            return Err(ApiError::invalid_field(
+                                "password",
+                                "is required for a new user",
+                            ))
+                        }
+                    };
                 let subject_seed = match &existing {
                     Some(old) => old.subject_seed.clone(),
                     None => Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
@@ -406,21 +419,19 @@ impl UserStore {
                     password_hash,
                     created_at: existing.as_ref().map_or(now, |r| r.created_at),
                     updated_at: now,
-                    password_epoch: match (&spec.password, &existing) {
-                        (None, Some(old)) => old.password_epoch,
-                        (Some(_), Some(old)) => old.password_epoch.wrapping_add(1),
-                        (_, None) => 0,
-                    },
+                    password_epoch,
                 };
                 // A new password ends every session and device first (should saving the
                 // password then fail, the user signs in again with the old one), and the grants
                 // are handed back to be revoked: whoever knew the old password is cut off.
-                let revoke = if spec.password.is_some() && existing.is_some() {
-                    let mut ended = self.keys_with_prefix(SESSION_PREFIX).await?;
-                    ended.extend(self.keys_with_prefix(DEVICE_PREFIX).await?);
-                    self.delete_keys(ended.into_iter().map(|(k, _)| k).collect())
+                let revoke = if new_password {
+                    let (revoke, ended) = self
+                        .sort_out(now, |k| {
+                            k.starts_with(SESSION_PREFIX) || k.starts_with(DEVICE_PREFIX)
+                        })
                         .await?;
-                    self.live_grants(now).await?
+                    self.delete_keys(ended).await?;
+                    revoke
                 } else {
                     Vec::new()
                 };

@@ -119,16 +119,17 @@ impl ScopeMap {
         } else {
             method
         };
-        let path = path.to_ascii_lowercase();
+        // Prefixes are lowercased when parsed: compare without case, and without copying.
+        let covers = |prefix: &str| {
+            path.get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                && path
+                    .get(prefix.len()..)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
         self.rules
             .iter()
-            .find(|r| {
-                r.method.is_none_or(|m| m == method)
-                    && path
-                        .as_str()
-                        .strip_prefix(r.prefix.as_str())
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            })
+            .find(|r| r.method.is_none_or(|m| m == method) && covers(&r.prefix))
             .map(|r| r.scope.as_deref().map_or(Needs::Token, Needs::Scope))
     }
 }
