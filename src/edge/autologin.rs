@@ -16,21 +16,33 @@ use crate::protocol::form::{self, Params};
 use crate::protocol::grant::hash_secret;
 use crate::protocol::link::{check_login_assertion, PartnerJwt, CLOCK_SKEW_S};
 use crate::protocol::partner::{keys as kv_keys, Partner};
-use crate::protocol::user::{LinkVia, Username};
+use crate::protocol::user::{LinkVia, UserView, Username};
 use crate::routes::{self, Method};
 use crate::store::links::{LinkCommand, LinkReply};
 use crate::store::users::{UserCommand, UserReply};
 
+/// The platform user a partner account is linked to, as the user's object answered.
+pub struct Linked {
+    pub username: Username,
+    pub user: UserView,
+    /// The user's pairwise subject for the partner.
+    pub sub: String,
+    /// The scopes the user consented to for the client asked about (if one was).
+    pub consented: Vec<String>,
+    pub password_epoch: u32,
+}
+
 /// Verifies a partner's assertion of `kind` (a login assertion, or a jwt-bearer grant assertion)
-/// for `audiences`, uses its `jti`, and finds the linked platform user. `Ok(None)`: valid, but
-/// the partner account is not linked.
+/// for `audiences`, uses its `jti`, and finds the linked platform user (with their consent for
+/// `client_id`, if given). `Ok(None)`: valid, but the partner account is not linked.
 pub async fn linked_user(
     env: &Env,
     assertion: &str,
     kind: PartnerJwt,
     audiences: &[String],
+    client_id: Option<ClientId>,
     now_ms: u64,
-) -> Result<(Partner, Option<Username>, String), ApiError> {
+) -> Result<(Partner, Option<Linked>, String), ApiError> {
     let now = now_ms / 1000;
     let (partner, payload) = partner_jwt(env, assertion, kind, now_ms).await?;
     let checked = check_login_assertion(&payload, &partner, audiences, now).map_err(|e| {
@@ -59,12 +71,24 @@ pub async fn linked_user(
             // The link is to a person, not a username: a new account reusing it is not linked.
             let cmd = UserCommand::Subject {
                 partner_id: partner.id.clone(),
-                client_id: None,
+                client_id,
                 renew_grant: None,
             };
             match users::call(env, &username, &cmd).await? {
-                UserReply::Subject { sub, .. } if sub == user_sub => {
-                    Ok((partner, Some(username), checked.sub))
+                UserReply::Subject {
+                    user,
+                    sub,
+                    consented,
+                    password_epoch,
+                } if sub == user_sub => {
+                    let linked = Linked {
+                        username,
+                        user,
+                        sub,
+                        consented,
+                        password_epoch,
+                    };
+                    Ok((partner, Some(linked), checked.sub))
                 }
                 UserReply::Failed { error } if error.code != ErrorCode::NotFound => Err(error),
                 _ => Ok((partner, None, checked.sub)),
@@ -114,8 +138,8 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         let params = params?;
         let assertion = params.get("assertion").ok_or_else(|| refused("There is no login assertion."))?;
         let audiences = [issuer.as_str().to_owned()];
-        let (partner, user, partner_sub) = linked_user(env, assertion, PartnerJwt::LoginAssertion, &audiences, now_ms).await?;
-        let Some(username) = user else {
+        let (partner, user, partner_sub) = linked_user(env, assertion, PartnerJwt::LoginAssertion, &audiences, None, now_ms).await?;
+        let Some(Linked { username, .. }) = user else {
             let html = pages::error(
                 "Your account is not linked yet",
                 &format!(

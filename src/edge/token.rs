@@ -19,7 +19,6 @@ use crate::protocol::tokens::{
     at_hash, released_claims, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
 use crate::store::grants::{GrantCommand, GrantReply};
-use crate::store::users::{UserCommand, UserReply};
 
 /// The audience of our access tokens: the platform API behind the gateway.
 pub fn api_audience(issuer: &Issuer) -> String {
@@ -341,11 +340,12 @@ async fn run(
                 .ok_or_else(|| invalid_request("assertion is missing"))?;
             let audiences = [issuer.as_str().to_owned(), issuer.url(crate::routes::TOKEN)];
             let invalid = |why: &str| ApiError::new(ErrorCode::InvalidGrant, why);
-            let (partner, user, _partner_sub) = autologin::linked_user(
+            let (partner, linked, _partner_sub) = autologin::linked_user(
                 env,
                 assertion,
                 PartnerJwt::GrantAssertion,
                 &audiences,
+                Some(client.client_id.clone()),
                 now_ms,
             )
             .await
@@ -361,30 +361,14 @@ async fn run(
                     "the assertion is from another partner than the client's",
                 ));
             }
-            let username = user.ok_or_else(|| invalid("the partner account is not linked"))?;
+            let autologin::Linked {
+                username,
+                user,
+                sub,
+                consented,
+                password_epoch,
+            } = linked.ok_or_else(|| invalid("the partner account is not linked"))?;
             let requested = requested_scopes(&params, &client, true)?;
-            let (user, sub, consented, password_epoch) = match users::call(
-                env,
-                &username,
-                &UserCommand::Subject {
-                    partner_id: partner.id.clone(),
-                    client_id: Some(client.client_id.clone()),
-                    renew_grant: None,
-                },
-            )
-            .await?
-            {
-                UserReply::Subject {
-                    user,
-                    sub,
-                    consented,
-                    password_epoch,
-                } => (user, sub, consented, password_epoch),
-                UserReply::Failed { error } if error.code != ErrorCode::NotFound => {
-                    return Err(error)
-                }
-                _ => return Err(invalid("the linked user no longer exists")),
-            };
             // The link lets the partner recognise the user (openid); anything more only as far
             // as the user consented to it for this client.
             let scopes = linked_scopes(requested, scopes_param(&params).is_some(), &consented)?;
