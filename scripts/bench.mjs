@@ -29,7 +29,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Miniflare } from 'miniflare';
 import { unstable_readConfig } from 'wrangler';
 import { startWorker, ROOT } from '../tests/e2e/harness.mjs';
-import { CookieJar, pkce, basicAuth, browserFlow, formFields } from '../tests/e2e/oauth.mjs';
+import { CookieJar, pkce, basicAuth, browserFlow, confirmLink, formFields } from '../tests/e2e/oauth.mjs';
 import { randomUUID } from 'node:crypto';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from './lib/jwk.mjs';
 
@@ -243,6 +243,7 @@ async function linkFlows(w, n) {
     const now = Math.floor(Date.now() / 1000);
     const request = partnerJwt(LINK_REQUEST_TYP, {
       iss: ORIGIN, aud: w.url, sub: `bench-${i}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`,
+      account_label: `bench user ${i}`,
     });
     const jar = new CookieJar(w.url);
     const start = performance.now();
@@ -252,6 +253,8 @@ async function linkFlows(w, n) {
     res = await jar.fetch(res.headers.get('location'));
     res = await jar.postForm('/link', { ...formFields(await res.text()), decision: 'allow' });
     if (res.status !== 303) throw new Error(`link answered ${res.status}`);
+    res = await confirmLink(w.url, partnerKey, request, res.headers.get('location'));
+    if (res.status !== 200) throw new Error(`link confirmation answered ${res.status}`);
     linking.push(performance.now() - start);
   }
   for (let i = 0; i < n; i++) {

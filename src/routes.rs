@@ -57,6 +57,8 @@ pub const INTROSPECT: &str = "/oauth2/introspect";
 pub const LOGOUT: &str = "/oauth2/logout";
 pub const LOGIN: &str = "/login";
 pub const LINK: &str = "/link";
+/// The partner's server confirms a link the user agreed to.
+pub const LINK_CONFIRM: &str = "/link/confirm";
 pub const AUTO_LOGIN: &str = "/login/auto";
 pub const ACCOUNT: &str = "/account";
 /// The gateway's checks answered at the edge: who the bearer token speaks for.
@@ -132,6 +134,7 @@ pub enum Route<'a> {
     Login,
     AutoLogin,
     Link,
+    LinkConfirm,
     Account,
     AdminUserLinks {
         username: &'a str,
@@ -176,6 +179,7 @@ impl Route<'_> {
             Route::Logout => LOGOUT,
             Route::Login => LOGIN,
             Route::Link => LINK,
+            Route::LinkConfirm => LINK_CONFIRM,
             Route::AutoLogin => AUTO_LOGIN,
             Route::Account => ACCOUNT,
             Route::AdminUserLinks { .. } => "/admin/users/{username}/links",
@@ -204,7 +208,9 @@ impl Route<'_> {
             | Route::Link
             | Route::AutoLogin
             | Route::Account => &[Method::Get, Method::Post],
-            Route::Token | Route::Revoke | Route::Introspect => &[Method::Post],
+            Route::Token | Route::Revoke | Route::Introspect | Route::LinkConfirm => {
+                &[Method::Post]
+            }
             Route::Userinfo => &[Method::Get, Method::Post],
             Route::AdminPartners => &[Method::Get],
             Route::AdminPartner { .. } => &[Method::Get, Method::Put, Method::Delete],
@@ -276,6 +282,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     if path == LINK {
         return Some(Route::Link);
     }
+    if path == LINK_CONFIRM {
+        return Some(Route::LinkConfirm);
+    }
     if path == AUTO_LOGIN {
         return Some(Route::AutoLogin);
     }
@@ -338,6 +347,8 @@ mod tests {
         assert_eq!(route("/healthz"), Some(Route::Health));
         assert_eq!(route("/api"), Some(Route::Api));
         assert_eq!(route("/api/v1/classes"), Some(Route::Api));
+        assert_eq!(route("/link"), Some(Route::Link));
+        assert_eq!(route("/link/confirm"), Some(Route::LinkConfirm));
         assert_eq!(route("/admin/partners"), Some(Route::AdminPartners));
         assert_eq!(
             route("/admin/partners/acme"),

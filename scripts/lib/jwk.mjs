@@ -1,5 +1,5 @@
 // JWK helpers shared by scripts/keys, scripts/dev.sh and the end-to-end tests.
-import { createHash, createPrivateKey, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, randomUUID, sign as cryptoSign } from 'node:crypto';
 
 const REQUIRED = { OKP: ['crv', 'kty', 'x'], EC: ['crv', 'kty', 'x', 'y'], RSA: ['e', 'kty', 'n'] };
 
@@ -37,6 +37,26 @@ export function initialKeySet() {
  * grant assertion is plain `JWT`): each kind names its purpose, so none passes for another. */
 export const LINK_REQUEST_TYP = 'edgeward-link+jwt';
 export const LOGIN_ASSERTION_TYP = 'edgeward-login+jwt';
+/** The `typ` of the partner's server-to-server confirmation of a link (`POST /link/confirm`). */
+export const LINK_CONFIRMATION_TYP = 'edgeward-link-confirm+jwt';
+
+/** The claims of a link request (a compact JWS), unverified: the partner's own request. */
+export function linkRequestClaims(request) {
+  return JSON.parse(Buffer.from(request.split('.')[1], 'base64url').toString());
+}
+
+/** The confirmation a partner signs for `POST /link/confirm` after the browser came back with a
+ * link code for its link `request` (and `state` matched its own session): the same partner
+ * account (`sub`), naming the request by its `jti`, fresh `jti`, two minutes at most. */
+export function linkConfirmation(jwk, request, overrides = {}) {
+  const r = linkRequestClaims(request);
+  const now = Math.floor(Date.now() / 1000);
+  return signJwt(
+    jwk,
+    { alg: jwk.alg ?? 'EdDSA', kid: jwk.kid, typ: LINK_CONFIRMATION_TYP },
+    { iss: r.iss, aud: r.aud, sub: r.sub, jti: randomUUID(), iat: now, exp: now + 60, link_request: r.jti, ...overrides },
+  );
+}
 
 /** A compact JWS of `payload` with `header`, signed with the private `jwk` by `header.alg`
  * (EdDSA, ES256, or RS256 for anything else). */

@@ -1,5 +1,6 @@
-//! The account page (`/account`): the signed-in user's linked partners, and Unlink. Unlinking
-//! stops automatic login at once and revokes the grants issued through the link.
+//! The account page (`/account`): the signed-in user's linked partners, Unlink, and Confirm for
+//! a link that a new password paused. Unlinking stops automatic login at once and revokes the
+//! grants issued through the link.
 
 use worker::{Env, Request};
 
@@ -24,19 +25,20 @@ async fn render(
     notice: Option<&str>,
     now_ms: u64,
 ) -> Result<Outcome, ApiError> {
-    let mut partners: Vec<(String, String, String)> = Vec::new();
+    let mut partners: Vec<(String, String, String, bool)> = Vec::new();
     for e in entries {
         let name = kvcache::get_json::<Partner>(env, &kv_keys::partner(&e.partner_id), now_ms)
             .await?
             .map_or_else(|| e.partner_id.to_string(), |p| p.name);
-        partners.push((e.partner_id.to_string(), name, ymd(e.linked_at)));
+        partners.push((e.partner_id.to_string(), name, ymd(e.linked_at), e.paused));
     }
     let links: Vec<LinkedPartner<'_>> = partners
         .iter()
-        .map(|(id, name, on)| LinkedPartner {
+        .map(|(id, name, on, paused)| LinkedPartner {
             partner_id: id,
             partner_name: name,
             linked_on: on,
+            paused: *paused,
         })
         .collect();
     let (csrf, new_cookie) = cookies.csrf(req)?;
@@ -70,7 +72,7 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
             return Ok(to_login());
         };
         let cmd = UserCommand::Links {
-            session_hash: Some(session_hash),
+            session_hash: Some(session_hash.clone()),
             now,
         };
         let (user, mut entries, via_link) = match users::call(env, &username, &cmd).await? {
@@ -106,15 +108,34 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
                     "that app is not linked to your account",
                 )
             })?;
-        links::unlink(env, &partner, &username, now).await?;
-        entries.retain(|e| e.partner_id != partner);
+        let notice = if params.get("action") == Some("confirm") {
+            let cmd = UserCommand::ConfirmLink {
+                session_hash,
+                partner_id: partner.clone(),
+                now,
+            };
+            match users::call(env, &username, &cmd).await? {
+                UserReply::Done => {}
+                UserReply::NoSession => return Ok(to_login()),
+                UserReply::Failed { error } => return Err(error),
+                _ => return Err(ApiError::unavailable("unexpected user reply")),
+            }
+            for e in entries.iter_mut().filter(|e| e.partner_id == partner) {
+                e.paused = false;
+            }
+            "The app may sign you in again."
+        } else {
+            links::unlink(env, &partner, &username, now).await?;
+            entries.retain(|e| e.partner_id != partner);
+            "The app was unlinked."
+        };
         let out = render(
             env,
             &req,
             &cookies,
             &user.name,
             &entries,
-            Some("The app was unlinked."),
+            Some(notice),
             now_ms,
         )
         .await?;

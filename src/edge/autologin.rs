@@ -16,7 +16,7 @@ use crate::protocol::form::{self, Params};
 use crate::protocol::grant::hash_secret;
 use crate::protocol::link::{check_login_assertion, PartnerJwt, CLOCK_SKEW_S};
 use crate::protocol::partner::{keys as kv_keys, Partner};
-use crate::protocol::user::{LinkVia, UserView, Username};
+use crate::protocol::user::{LinkState, LinkVia, UserView, Username};
 use crate::routes::{self, Method};
 use crate::store::links::{LinkCommand, LinkReply};
 use crate::store::users::{UserCommand, UserReply};
@@ -73,13 +73,23 @@ pub async fn linked_user(
                 partner_id: partner.id.clone(),
                 client_id,
                 renew_grant: None,
+                link: true,
             };
             match users::call(env, &username, &cmd).await? {
+                UserReply::Subject {
+                    sub,
+                    link: Some(LinkState::Paused),
+                    ..
+                } if sub == user_sub => Err(refused(
+                    "This link is paused because the user set a new password. They confirm it \
+                     again on their account page.",
+                )),
                 UserReply::Subject {
                     user,
                     sub,
                     consented,
                     password_epoch,
+                    link: Some(LinkState::Active),
                 } if sub == user_sub => {
                     let linked = Linked {
                         username,

@@ -1,13 +1,18 @@
-//! Account linking (`/link`): a partner's signed link request, the user's recent login and
-//! consent, then a link stored once and a link token back to the partner. Any failure shows an
-//! error page: the browser is never sent to a `return_to` that was not verified.
+//! Account linking. `/link`: a partner's signed link request, the user's recent login and
+//! consent; the browser goes back to the partner with a one-time link code, and nothing that
+//! signs anyone in is stored yet. `/link/confirm`: the partner's server, having checked `state`
+//! against the browser session that started the request, redeems the code with a signed
+//! confirmation; only then is the link stored, and a link token answered. A link request
+//! forwarded to someone else is therefore never confirmed by the partner for the sender. Any
+//! failure at `/link` shows an error page: the browser is never sent to a `return_to` that was
+//! not verified.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::Value;
 use worker::{Env, Request};
 
 use super::browser::{self, Cookies};
-use super::{config, keys, kvcache, links, partner_keys, random, replay, users, Outcome};
+use super::{config, keys, kvcache, links, partner_keys, random, replay, respond, users, Outcome};
 use crate::pages;
 use crate::protocol::assertion;
 use crate::protocol::authorize::safe_return_path;
@@ -17,8 +22,9 @@ use crate::protocol::form;
 use crate::protocol::grant::hash_secret;
 use crate::protocol::keys::Times;
 use crate::protocol::link::{
-    check_link_request, recently_logged_in, session_serves, LinkRequest, LinkTokenClaims,
-    PartnerJwt, SessionUse, CLOCK_SKEW_S, LINK_TOKEN_TTL_S,
+    check_link_confirmation, check_link_request, recently_logged_in, session_serves, LinkRequest,
+    LinkTokenClaims, PartnerJwt, PendingLink, SessionUse, CLOCK_SKEW_S, LINK_CODE_TTL_S,
+    LINK_TOKEN_TTL_S,
 };
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId, PartnerStatus};
 use crate::routes::{self, Method};
@@ -94,6 +100,7 @@ struct Session {
     username: crate::protocol::user::Username,
     name: String,
     sub: String,
+    password_epoch: u32,
 }
 
 /// The signed-in user, if they logged in with their password within the last five minutes.
@@ -118,6 +125,7 @@ async fn recent_session(
             sub,
             auth_time,
             via_link,
+            password_epoch,
             ..
         } if recently_logged_in(auth_time, now)
             && session_serves(via_link.as_ref(), SessionUse::Links) =>
@@ -126,6 +134,7 @@ async fn recent_session(
                 username,
                 name: user.name,
                 sub,
+                password_epoch,
             }))
         }
         UserReply::Failed { error } => Err(error),
@@ -177,79 +186,241 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             .to_owned();
         let (partner, request) = verify(env, &issuer, &token, now_ms).await?;
         let Some(session) = recent_session(env, &cookies, &req, &partner, now).await? else {
-            return Ok(to_login(&token, if method == Method::Post { 303 } else { 302 }).partner(partner.id.clone()));
+            return Ok(
+                to_login(&token, if method == Method::Post { 303 } else { 302 })
+                    .partner(partner.id.clone()),
+            );
         };
-        let origin = partner.origins.first().map(|o| o.to_string()).unwrap_or_default();
+        let origin = partner
+            .origins
+            .first()
+            .map(|o| o.to_string())
+            .unwrap_or_default();
         if method == Method::Get {
             let (csrf, new_cookie) = cookies.csrf(&req)?;
-            let html = pages::link_consent(routes::LINK, &csrf, &partner.name, &origin, &session.name, &token);
+            let html = pages::link_consent(
+                routes::LINK,
+                &csrf,
+                &partner.name,
+                &origin,
+                &request.account_label,
+                &session.name,
+                &token,
+            );
             let set: Vec<String> = new_cookie.into_iter().collect();
             return Ok(browser::page(200, html, &set, "link_consent").partner(partner.id.clone()));
         }
         if !cookies.csrf_ok(&req, params.get("csrf")) {
-            return Err(refused("This form has expired or was not sent from this browser."));
+            return Err(refused(
+                "This form has expired or was not sent from this browser.",
+            ));
         }
         let decision = params.get("decision");
         if !matches!(decision, Some("allow") | Some("deny")) {
-            return Err(ApiError::new(ErrorCode::InvalidRequest, "decision must be allow or deny"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "decision must be allow or deny",
+            ));
         }
         // The request is used once, whatever the answer.
         let scope = format!("partner:{}", partner.id);
-        let fresh = replay::claim(env, &scope, &hash_secret(&request.jti), request.exp + CLOCK_SKEW_S, now).await?;
+        let fresh = replay::claim(
+            env,
+            &scope,
+            &hash_secret(&request.jti),
+            request.exp + CLOCK_SKEW_S,
+            now,
+        )
+        .await?;
         if !fresh {
-            return Err(refused("This link request was already used. Start again from the partner's app."));
+            return Err(refused(
+                "This link request was already used. Start again from the partner's app.",
+            ));
         }
         if decision == Some("deny") {
             let location = back_to_partner(&request, &[("error", "access_denied")]);
-            return Ok(browser::redirect(303, &location, &[], "link_denied").partner(partner.id.clone()));
+            return Ok(
+                browser::redirect(303, &location, &[], "link_denied").partner(partner.id.clone())
+            );
         }
-        let cmd = LinkCommand::Link {
-            partner_sub: request.partner_sub.clone(),
-            username: session.username.clone(),
-            user_sub: session.sub.clone(),
+        // Nothing that signs anyone in is stored until the partner confirms, for the browser
+        // session that started the request (its `state`), that this is its user's account.
+        let code = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
+        let cmd = LinkCommand::Propose {
+            code_hash: hash_secret(&code),
+            pending: PendingLink {
+                partner_sub: request.partner_sub.clone(),
+                request_jti_hash: hash_secret(&request.jti),
+                username: session.username.clone(),
+                user_sub: session.sub.clone(),
+                password_epoch: session.password_epoch,
+                expires_at: now + LINK_CODE_TTL_S,
+                confirmed_by: None,
+                created: false,
+            },
             now,
         };
         match links::call(env, &partner.id, &cmd).await? {
-            LinkReply::Linked { created } => {
-                let record = UserCommand::RecordLink {
-                    partner_id: partner.id.clone(),
-                    now,
-                };
-                let recorded = match users::call(env, &session.username, &record).await {
-                    Ok(UserReply::Failed { error }) | Err(error) => Err(error),
-                    Ok(_) => Ok(()),
-                };
-                if let Err(error) = recorded {
-                    // Never half stored: a link the person cannot see on their account page must
-                    // not log them in either. Undo what this request created, then fail.
-                    if created {
-                        let undo = LinkCommand::Unlink {
-                            username: session.username.clone(),
-                            now,
-                            remove: true,
-                        };
-                        if let Err(e) = links::call(env, &partner.id, &undo).await {
-                            worker::console_error!(
-                                "link: undo after a failed record: {}",
-                                e.cause.unwrap_or(e.description)
-                            );
-                        }
-                    }
-                    return Err(error);
-                }
+            LinkReply::Proposed => {}
+            LinkReply::Failed { error } => return Err(error),
+            other => return Err(link_refusal(other)),
+        }
+        let location = back_to_partner(&request, &[("link_code", &code)]);
+        Ok(browser::redirect(303, &location, &[], "link_consented").partner(partner.id.clone()))
+    }
+    .await;
+    result.unwrap_or_else(|e| browser::error_page(&e))
+}
+
+/// Why a link could not be made, in the user's (and the partner's) words.
+fn link_refusal(reply: LinkReply) -> ApiError {
+    match reply {
+        LinkReply::PartnerAccountTaken => refused(
+            "This account at the partner is already linked to another school account. Unlink it there first.",
+        ),
+        LinkReply::UserAlreadyLinked => refused(
+            "Your school account is already linked to another account at this partner. Remove that link on your account page first, then try again.",
+        ),
+        LinkReply::Failed { error } => error,
+        _ => ApiError::unavailable("unexpected link reply"),
+    }
+}
+
+fn invalid_grant(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidGrant, why)
+}
+
+/// `POST /link/confirm` (server to server): `link_code`, and `assertion`, a JWT the partner
+/// signed (`typ` `edgeward-link-confirm+jwt`, `sub` the partner account, `link_request` the
+/// link request's `jti`). Answers the link token, or an OAuth-style JSON error: 401
+/// `invalid_client` for a confirmation that does not verify, 400 `invalid_grant` for a code
+/// that is unknown, expired, used, or not for this request and account.
+pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
+    let mut req = req;
+    let mut asked_by: Option<PartnerId> = None;
+    let result: Result<Outcome, ApiError> = async {
+        let params = super::body::form(&mut req).await?;
+        let issuer = config::issuer(env)?;
+        let code = params
+            .get("link_code")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "link_code is required"))?
+            .to_owned();
+        let assertion = params
+            .get("assertion")
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "assertion is required"))?
+            .to_owned();
+        let as_client = |e: ApiError| {
+            if e.code == ErrorCode::AccessDenied {
+                ApiError::new(ErrorCode::InvalidClient, e.description)
+            } else {
+                e
             }
-            LinkReply::PartnerAccountTaken => {
-                return Err(refused(
-                    "This account at the partner is already linked to another school account. Unlink it there first.",
+        };
+        let (partner, payload) =
+            partner_jwt(env, &assertion, PartnerJwt::LinkConfirmation, now_ms)
+                .await
+                .map_err(as_client)?;
+        asked_by = Some(partner.id.clone());
+        let now = now_ms / 1000;
+        let confirmation = check_link_confirmation(&payload, &partner, &issuer, now)
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidClient,
+                    format!("The link confirmation is not valid: {}.", e.describe()),
+                )
+            })?;
+        let scope = format!("partner:{}", partner.id);
+        let fresh = replay::claim(
+            env,
+            &scope,
+            &hash_secret(&confirmation.jti),
+            confirmation.exp + CLOCK_SKEW_S,
+            now,
+        )
+        .await?;
+        if !fresh {
+            return Err(ApiError::new(
+                ErrorCode::InvalidClient,
+                "The link confirmation was already used.",
+            ));
+        }
+        let cmd = LinkCommand::Confirm {
+            code_hash: hash_secret(&code),
+            partner_sub: confirmation.partner_sub.clone(),
+            request_jti_hash: hash_secret(&confirmation.link_request),
+            attempt: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
+            now,
+        };
+        let (created, pending) = match links::call_idempotent(env, &partner.id, &cmd).await? {
+            LinkReply::Linked { created, pending } => (created, pending),
+            LinkReply::CodeInvalid => {
+                return Err(invalid_grant(
+                    "the link code is invalid, expired, already used, or not for this link request and account",
                 ))
             }
-            LinkReply::UserAlreadyLinked => {
-                return Err(refused(
-                    "Your school account is already linked to another account at this partner. Remove that link on your account page first, then try again.",
-                ))
+            LinkReply::CodeReplayed { username } => {
+                // As for a reused authorization code: the link it made is undone, with what
+                // came through it.
+                links::unlink(env, &partner.id, &username, now).await?;
+                let refusal = invalid_grant(
+                    "the link code was already used; the link it made is removed",
+                );
+                return Ok(Outcome::new(respond::error(&refusal), "link_code_replay"));
             }
             LinkReply::Failed { error } => return Err(error),
+            other => {
+                let e = link_refusal(other);
+                return Err(invalid_grant(&e.description));
+            }
+        };
+        let record = UserCommand::RecordLink {
+            partner_id: partner.id.clone(),
+            password_epoch: Some(pending.password_epoch),
+            now,
+        };
+        let recorded = match users::call(env, &pending.username, &record).await {
+            Ok(UserReply::Done) => Ok(()),
+            Ok(UserReply::PasswordChanged) => Err(invalid_grant(
+                "the user's password changed after they agreed to the link; start again",
+            )),
+            Ok(UserReply::Failed { error }) | Err(error) => Err(error),
+            Ok(_) => Err(ApiError::unavailable("unexpected user reply")),
+        };
+        if let Err(error) = recorded {
+            // Never half stored: a link the person cannot see on their account page must not
+            // log them in either. Undo what this confirmation created, then fail.
+            if created {
+                if let Err(e) = links::unlink(env, &partner.id, &pending.username, now).await {
+                    worker::console_error!(
+                        "link confirm: undo after a failed record: {}",
+                        e.cause.unwrap_or(e.description)
+                    );
+                }
+            }
+            return Err(error);
+        }
+        // A replay racing this confirmation undoes the link; if its unlinking ran before our
+        // record, the record would outlive the link. Looking again settles it either way.
+        let lookup = LinkCommand::Lookup {
+            partner_sub: pending.partner_sub.clone(),
+        };
+        let still = match links::call(env, &partner.id, &lookup).await? {
+            LinkReply::Found { username, user_sub } => {
+                username == pending.username && user_sub == pending.user_sub
+            }
+            LinkReply::NotFound => false,
+            LinkReply::Failed { error } => return Err(error),
             _ => return Err(ApiError::unavailable("unexpected link reply")),
+        };
+        if !still {
+            links::unlink(env, &partner.id, &pending.username, now).await?;
+            return Ok(Outcome::new(
+                respond::error(&invalid_grant(
+                    "the link code was used more than once; the link it made is removed",
+                )),
+                "link_code_replay",
+            ));
         }
         let keys = keys::key_set(env)?;
         let key = keys
@@ -258,8 +429,8 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
         let claims = LinkTokenClaims {
             iss: issuer.as_str().to_owned(),
             aud: partner.issuer.clone(),
-            sub: session.sub.clone(),
-            partner_sub: request.partner_sub.clone(),
+            sub: pending.user_sub.clone(),
+            partner_sub: pending.partner_sub.clone(),
             jti: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
         };
         let times = Times {
@@ -267,9 +438,17 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             exp: now + LINK_TOKEN_TTL_S,
         };
         let link_token = keys::sign(key, "JWT", times, claims).await?;
-        let location = back_to_partner(&request, &[("link_token", &link_token)]);
-        Ok(browser::redirect(303, &location, &[], "linked").partner(partner.id.clone()))
+        let body = serde_json::json!({
+            "link_token": link_token,
+            "sub": pending.user_sub,
+            "partner_sub": pending.partner_sub,
+        });
+        Ok(Outcome::new(respond::json(200, &body, &[]), "linked"))
     }
     .await;
-    result.unwrap_or_else(|e| browser::error_page(&e))
+    let out = result.unwrap_or_else(Outcome::error);
+    match asked_by {
+        Some(p) => out.partner(p),
+        None => out,
+    }
 }

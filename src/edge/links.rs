@@ -9,6 +9,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlS
 use super::objects::sql_text as text;
 use super::{config, objects};
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::link::{redeem, PendingLink, Redemption, MAX_PENDING_LINKS_PER_USER};
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
 use crate::store::links::{
@@ -23,6 +24,16 @@ pub async fn call(
     objects::call(env, config::LINKS_DO, &object_name(partner), cmd).await
 }
 
+/// [`call`] for a command that is safe to run twice (a `Confirm` names its attempt): sent again
+/// when the exchange fails.
+pub async fn call_idempotent(
+    env: &Env,
+    partner: &PartnerId,
+    cmd: &LinkCommand,
+) -> std::result::Result<LinkReply, ApiError> {
+    objects::call_idempotent(env, config::LINKS_DO, &object_name(partner), cmd).await
+}
+
 #[durable_object(fetch)]
 pub struct LinkStore {
     state: State,
@@ -32,6 +43,11 @@ pub struct LinkStore {
 #[derive(Deserialize)]
 struct GrantRow {
     grant_id: String,
+}
+
+#[derive(Deserialize)]
+struct PendingRow {
+    record: String,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +79,40 @@ impl DurableObject for LinkStore {
 }
 
 impl LinkStore {
+    /// Why `pending` could not be linked now, if it could not: the partner account is linked to
+    /// someone else, or the user to another account at the partner. A link of a deleted user
+    /// whose username was given to someone new is stale, and goes.
+    fn obstacle(
+        &self,
+        sql: &SqlStorage,
+        pending: &PendingLink,
+    ) -> std::result::Result<Option<LinkReply>, ApiError> {
+        let username = pending.username.as_str();
+        sql.exec(
+            "DELETE FROM links WHERE username = ? AND user_sub != ?",
+            vec![text(username), text(&pending.user_sub)],
+        )
+        .map_err(err)?;
+        let by_sub = self.rows(
+            sql,
+            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
+            &pending.partner_sub,
+        )?;
+        let by_user = self.rows(
+            sql,
+            "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
+            username,
+        )?;
+        Ok(match (by_sub.first(), by_user.first()) {
+            (Some(s), _) if s.username == username => None,
+            (Some(_), _) => Some(LinkReply::PartnerAccountTaken),
+            (None, Some(u)) if u.partner_sub != pending.partner_sub => {
+                Some(LinkReply::UserAlreadyLinked)
+            }
+            _ => None,
+        })
+    }
+
     fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
         objects::sql(&self.state, &self.schema_ready, SCHEMA)
     }
@@ -81,48 +131,130 @@ impl LinkStore {
     fn execute(&self, cmd: LinkCommand) -> std::result::Result<LinkReply, ApiError> {
         let sql = self.sql()?;
         match cmd {
-            LinkCommand::Link {
-                partner_sub,
-                username,
-                user_sub,
+            LinkCommand::Propose {
+                code_hash,
+                pending,
                 now,
             } => {
-                // A link of a deleted user whose username was given to someone new is stale.
+                if let Some(refusal) = self.obstacle(&sql, &pending)? {
+                    return Ok(refusal);
+                }
+                // Unconfirmed links expire; a user keeps only the newest few per partner.
                 sql.exec(
-                    "DELETE FROM links WHERE username = ? AND user_sub != ?",
-                    vec![text(username.as_str()), text(&user_sub)],
+                    "DELETE FROM pending_links WHERE expires_at <= ?",
+                    vec![objects::sql_int(now)],
                 )
                 .map_err(err)?;
-                let by_sub = self.rows(
-                    &sql,
-                    "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
-                    &partner_sub,
-                )?;
-                let by_user = self.rows(
-                    &sql,
-                    "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
-                    username.as_str(),
-                )?;
-                match (by_sub.first(), by_user.first()) {
-                    (Some(s), _) if s.username == username.as_str() => {
-                        Ok(LinkReply::Linked { created: false })
+                sql.exec(
+                    "DELETE FROM pending_links WHERE code_hash IN (SELECT code_hash FROM \
+                     pending_links WHERE username = ? ORDER BY expires_at DESC LIMIT -1 OFFSET ?)",
+                    vec![
+                        text(pending.username.as_str()),
+                        objects::sql_int(MAX_PENDING_LINKS_PER_USER - 1),
+                    ],
+                )
+                .map_err(err)?;
+                let record = serde_json::to_string(&pending)
+                    .map_err(|e| ApiError::unavailable(format!("pending link: {e}")))?;
+                sql.exec(
+                    "INSERT INTO pending_links (code_hash, username, expires_at, record) VALUES (?, ?, ?, ?)",
+                    vec![
+                        text(&code_hash),
+                        text(pending.username.as_str()),
+                        objects::sql_int(pending.expires_at),
+                        text(&record),
+                    ],
+                )
+                .map_err(err)?;
+                Ok(LinkReply::Proposed)
+            }
+            LinkCommand::Confirm {
+                code_hash,
+                partner_sub,
+                request_jti_hash,
+                attempt,
+                now,
+            } => {
+                let rows: Vec<PendingRow> = sql
+                    .exec(
+                        "SELECT record FROM pending_links WHERE code_hash = ?",
+                        vec![text(&code_hash)],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(err)?;
+                let Some(mut pending) = rows
+                    .first()
+                    .and_then(|r| serde_json::from_str::<PendingLink>(&r.record).ok())
+                else {
+                    return Ok(LinkReply::CodeInvalid);
+                };
+                let burn = |sql: &SqlStorage| {
+                    sql.exec(
+                        "DELETE FROM pending_links WHERE code_hash = ?",
+                        vec![text(&code_hash)],
+                    )
+                    .map(|_| ())
+                    .map_err(err)
+                };
+                match redeem(&pending, &partner_sub, &request_jti_hash, &attempt, now) {
+                    Redemption::Refuse => {
+                        burn(&sql)?;
+                        Ok(LinkReply::CodeInvalid)
                     }
-                    (Some(_), _) => Ok(LinkReply::PartnerAccountTaken),
-                    (None, Some(u)) if u.partner_sub != partner_sub => {
-                        Ok(LinkReply::UserAlreadyLinked)
-                    }
-                    _ => {
+                    Redemption::Replay => {
+                        // Only the link this code made: one made since by other means stays.
                         sql.exec(
-                            "INSERT INTO links (partner_sub, username, user_sub, created_at) VALUES (?, ?, ?, ?)",
+                            "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
                             vec![
-                                text(&partner_sub),
-                                text(username.as_str()),
-                                text(&user_sub),
-                                objects::sql_int(now),
+                                text(&pending.partner_sub),
+                                text(pending.username.as_str()),
+                                text(&pending.user_sub),
                             ],
                         )
                         .map_err(err)?;
-                        Ok(LinkReply::Linked { created: true })
+                        burn(&sql)?;
+                        Ok(LinkReply::CodeReplayed {
+                            username: pending.username,
+                        })
+                    }
+                    Redemption::Again => Ok(LinkReply::Linked {
+                        created: pending.created,
+                        pending,
+                    }),
+                    Redemption::Confirm => {
+                        if let Some(refusal) = self.obstacle(&sql, &pending)? {
+                            burn(&sql)?;
+                            return Ok(refusal);
+                        }
+                        let created = self.rows(
+                            &sql,
+                            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
+                            &pending.partner_sub,
+                        )?
+                        .is_empty();
+                        if created {
+                            sql.exec(
+                                "INSERT INTO links (partner_sub, username, user_sub, created_at) VALUES (?, ?, ?, ?)",
+                                vec![
+                                    text(&pending.partner_sub),
+                                    text(pending.username.as_str()),
+                                    text(&pending.user_sub),
+                                    objects::sql_int(now),
+                                ],
+                            )
+                            .map_err(err)?;
+                        }
+                        // Kept, redeemed, until it expires: a second redemption is a replay.
+                        pending.confirmed_by = Some(attempt);
+                        pending.created = created;
+                        let record = serde_json::to_string(&pending)
+                            .map_err(|e| ApiError::unavailable(format!("pending link: {e}")))?;
+                        sql.exec(
+                            "UPDATE pending_links SET record = ? WHERE code_hash = ?",
+                            vec![text(&record), text(&code_hash)],
+                        )
+                        .map_err(err)?;
+                        Ok(LinkReply::Linked { created, pending })
                     }
                 }
             }

@@ -199,6 +199,7 @@ async fn dispatch(
         Route::Authorize => authorize::authorize(req, env, method, now).await,
         Route::Login => authorize::login(req, env, method, now).await,
         Route::Link => link::link(req, env, method, now).await,
+        Route::LinkConfirm => link::confirm(req, env, now).await,
         Route::AutoLogin => autologin::autologin(req, env, method, now).await,
         Route::Account => account::account(req, env, method, now).await,
         Route::Token | Route::Userinfo | Route::Revoke => {

@@ -13,8 +13,9 @@ use crate::protocol::partner::PartnerId;
 use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::tokens::pairwise_sub;
 use crate::protocol::user::{
-    LinkEntry, SessionRecord, UserRecord, UserView, Username, DEVICE_TTL_S, MAX_DEVICES,
-    MAX_LINK_SESSIONS, MAX_LIVE_GRANTS, MAX_SESSIONS, SESSION_TTL_S,
+    link_state, pause_links, record_link, LinkEntry, LinkState, SessionRecord, UserRecord,
+    UserView, Username, DEVICE_TTL_S, MAX_DEVICES, MAX_LINK_SESSIONS, MAX_LIVE_GRANTS,
+    MAX_SESSIONS, SESSION_TTL_S,
 };
 use crate::store::users::{object_name, RenewGrant, UserCommand, UserReply};
 
@@ -62,8 +63,11 @@ fn session_key(hash: &str) -> String {
 /// Consent given with the password (v2: earlier versions also stored consent given in a session
 /// from automatic login, which is not the user's word).
 fn consent_key(client: &str) -> String {
-    format!("consent:v2:{client}")
+    format!("{CONSENT_PREFIX}v2:{client}")
 }
+
+/// Every version of consent: a new password ends them all.
+const CONSENT_PREFIX: &str = "consent:";
 
 const SESSION_PREFIX: &str = "session:";
 
@@ -424,13 +428,22 @@ impl UserStore {
                 // A new password ends every session and device first (should saving the
                 // password then fail, the user signs in again with the old one), and the grants
                 // are handed back to be revoked: whoever knew the old password is cut off.
+                // Consent given with the old password goes too, and every link waits for the
+                // user to confirm it again: nothing the old password agreed to acts any more.
                 let revoke = if new_password {
                     let (revoke, ended) = self
                         .sort_out(now, |k| {
-                            k.starts_with(SESSION_PREFIX) || k.starts_with(DEVICE_PREFIX)
+                            k.starts_with(SESSION_PREFIX)
+                                || k.starts_with(DEVICE_PREFIX)
+                                || k.starts_with(CONSENT_PREFIX)
                         })
                         .await?;
                     self.delete_keys(ended).await?;
+                    let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
+                    if !links.is_empty() {
+                        pause_links(&mut links);
+                        self.put(LINKS, &links).await?;
+                    }
                     revoke
                 } else {
                     Vec::new()
@@ -563,6 +576,7 @@ impl UserStore {
                 partner_id,
                 client_id,
                 renew_grant,
+                link,
             } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
                 let sub = pairwise_sub(&record.subject_seed, &partner_id);
@@ -580,24 +594,52 @@ impl UserStore {
                         .unwrap_or_default(),
                     None => Vec::new(),
                 };
+                let link = if link {
+                    let links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
+                    Some(link_state(&links, &partner_id))
+                } else {
+                    None
+                };
                 Ok(UserReply::Subject {
                     sub,
                     user: UserView::from(&record),
                     consented,
                     password_epoch: record.password_epoch,
+                    link,
                 })
             }
-            UserCommand::RecordLink { partner_id, now } => {
-                if existing.is_none() {
-                    return Err(ApiError::not_found("user"));
+            UserCommand::RecordLink {
+                partner_id,
+                password_epoch,
+                now,
+            } => {
+                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                if password_epoch.is_some_and(|e| e != record.password_epoch) {
+                    return Ok(UserReply::PasswordChanged);
                 }
                 let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                if !links.iter().any(|l| l.partner_id == partner_id) {
-                    links.push(LinkEntry {
-                        partner_id,
-                        linked_at: now,
-                    });
+                record_link(&mut links, &partner_id, now);
+                self.put(LINKS, &links).await?;
+                Ok(UserReply::Done)
+            }
+            UserCommand::ConfirmLink {
+                session_hash,
+                partner_id,
+                now,
+            } => {
+                // Only with the password: a session from automatic login cannot confirm.
+                let live = match (&existing, self.session(&session_hash, now).await?) {
+                    (Some(_), Some(s)) => s.via_link.is_none(),
+                    _ => false,
+                };
+                if !live {
+                    return Ok(UserReply::NoSession);
                 }
+                let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
+                if link_state(&links, &partner_id) == LinkState::Absent {
+                    return Err(ApiError::not_found("link"));
+                }
+                record_link(&mut links, &partner_id, now);
                 self.put(LINKS, &links).await?;
                 Ok(UserReply::Done)
             }
@@ -693,6 +735,7 @@ pub async fn grant_user(
     let cmd = UserCommand::Subject {
         partner_id: grant.partner_id.clone(),
         client_id: None,
+        link: false,
         renew_grant: renew.map(|(until, now)| RenewGrant {
             client_id: grant.client_id.clone(),
             grant_id: grant.grant_id.clone(),

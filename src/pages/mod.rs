@@ -173,6 +173,7 @@ pub fn link_consent(
     csrf: &str,
     partner_name: &str,
     partner_origin: &str,
+    account_label: &str,
     user_name: &str,
     request: &str,
 ) -> String {
@@ -180,8 +181,10 @@ pub fn link_consent(
         "Link your account?",
         &format!(
             "<h1>Link your {} account to your school account?</h1>\
-<p>You are signed in as <strong>{}</strong>. <strong>{}</strong> ({}) asks to link the account you have there \
-with this one.</p><p>Once linked, {} can:</p>\
+<p>You are signed in as <strong>{}</strong>. <strong>{}</strong> ({}) asks to link this account of yours there \
+with this one:</p>\
+<p class=\"partner-words\">{} calls it: <strong>{}</strong></p>\
+<p>If that is not your account at {}, choose Deny.</p><p>Once linked, {} can:</p>\
 <ul><li>Sign you in here without your password</li>\
 <li>Recognise your school account (by an identifier only it sees)</li></ul>\
 <form method=\"post\" action=\"{}\">{}\
@@ -191,6 +194,9 @@ with this one.</p><p>Once linked, {} can:</p>\
             esc(user_name),
             esc(partner_name),
             esc(partner_origin),
+            esc(partner_name),
+            esc(account_label),
+            esc(partner_name),
             esc(partner_name),
             esc(action),
             hidden(&[("request", request.to_owned()), ("csrf", csrf.to_owned())]),
@@ -204,6 +210,8 @@ pub struct LinkedPartner<'a> {
     pub partner_name: &'a str,
     /// The link's date, `YYYY-MM-DD`.
     pub linked_on: &'a str,
+    /// Waiting for the user to confirm it after a new password.
+    pub paused: bool,
 }
 
 /// The account page: who is signed in and their linked partners, each with an Unlink button.
@@ -223,8 +231,24 @@ pub fn account(
         let items: String = links
             .iter()
             .map(|l| {
+                let confirm = if l.paused {
+                    format!(
+                        "<p>Paused: you set a new password, so this app cannot sign you in until \
+you confirm that it may.</p><form method=\"post\" action=\"{}\">{}<button type=\"submit\" \
+class=\"primary\" aria-label=\"Confirm {}\">Confirm</button></form>",
+                        esc(action),
+                        hidden(&[
+                            ("partner_id", l.partner_id.to_owned()),
+                            ("action", "confirm".to_owned()),
+                            ("csrf", csrf.to_owned())
+                        ]),
+                        esc(l.partner_name),
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "<li><strong>{}</strong> <span class=\"muted\">linked on {}</span>\
+                    "<li><strong>{}</strong> <span class=\"muted\">linked on {}</span>{confirm}\
 <form method=\"post\" action=\"{}\">{}<button type=\"submit\" class=\"secondary\" \
 aria-label=\"Unlink {}\">Unlink</button></form></li>",
                     esc(l.partner_name),

@@ -50,9 +50,14 @@ pub fn classify(
             "consent_denied"
         }
         Route::Link if method == Some(Method::Post) || status >= 400 => match outcome {
-            "linked" => "link",
+            "link_consented" => "link_consent",
             "link_denied" => "link_denied",
             "login" => return None,
+            _ => "link_refused",
+        },
+        Route::LinkConfirm => match outcome {
+            "linked" => "link",
+            "link_code_replay" => "link_code_replay",
             _ => "link_refused",
         },
         Route::AutoLogin => match outcome {
@@ -105,8 +110,30 @@ mod tests {
             Some("link_refused")
         );
         assert_eq!(
-            classify(Some(Route::Link), Some(Method::Post), 303, "linked"),
+            classify(Some(Route::Link), Some(Method::Post), 303, "link_consented"),
+            Some("link_consent")
+        );
+        assert_eq!(
+            classify(Some(Route::LinkConfirm), Some(Method::Post), 200, "linked"),
             Some("link")
+        );
+        assert_eq!(
+            classify(
+                Some(Route::LinkConfirm),
+                Some(Method::Post),
+                400,
+                "invalid_grant"
+            ),
+            Some("link_refused")
+        );
+        assert_eq!(
+            classify(
+                Some(Route::LinkConfirm),
+                Some(Method::Post),
+                400,
+                "link_code_replay"
+            ),
+            Some("link_code_replay")
         );
         assert_eq!(
             classify(Some(Route::AutoLogin), Some(Method::Get), 302, "auto_login"),

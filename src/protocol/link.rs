@@ -29,6 +29,17 @@ pub const MAX_STATE_LEN: usize = 1024;
 pub const LINK_REQUEST_TYP: &str = "edgeward-link+jwt";
 /// The `typ` an automatic-login assertion must carry.
 pub const LOGIN_ASSERTION_TYP: &str = "edgeward-login+jwt";
+/// The `typ` of the partner's server-to-server confirmation of a link.
+pub const LINK_CONFIRMATION_TYP: &str = "edgeward-link-confirm+jwt";
+/// How long a link code lives: the partner redeems it as soon as the browser is back, as with
+/// an authorization code (RFC 6749 §4.1.2 recommends at most ten minutes; we need far less).
+pub const LINK_CODE_TTL_S: u64 = 120;
+/// A link confirmation lives at most two minutes, like a login assertion.
+pub const LINK_CONFIRMATION_MAX_LIFETIME_S: u64 = 120;
+/// The partner's label for its account, shown on the consent page.
+pub const MAX_ACCOUNT_LABEL_CHARS: usize = 64;
+/// Unconfirmed links kept per user and partner: more push out the oldest.
+pub const MAX_PENDING_LINKS_PER_USER: u64 = 4;
 
 /// What a partner's JWT is for. The three kinds are signed with the same keys and have the same
 /// `iss` and `aud`, so each names its purpose in its `typ` header, and none passes for another:
@@ -40,6 +51,8 @@ pub enum PartnerJwt {
     LoginAssertion,
     /// RFC 7523 §2.1 (the jwt-bearer grant): `typ` absent or `JWT`, as that RFC's clients send.
     GrantAssertion,
+    /// The partner's server confirms a link it asked for (`/link/confirm`).
+    LinkConfirmation,
 }
 
 impl PartnerJwt {
@@ -66,6 +79,10 @@ impl PartnerJwt {
                 matches!(typ.as_deref(), None | Some("jwt")),
                 "a jwt-bearer assertion's typ header must be JWT or absent",
             ),
+            PartnerJwt::LinkConfirmation => (
+                typ.as_deref() == Some(LINK_CONFIRMATION_TYP),
+                "a link confirmation's typ header must be edgeward-link-confirm+jwt",
+            ),
         };
         if ok {
             Ok(())
@@ -85,6 +102,8 @@ pub struct LinkRequest {
     /// Where the browser goes back to, on one of the partner's origins.
     pub return_to: String,
     pub state: Option<String>,
+    /// The partner's own name for the account being linked (its words, shown as such).
+    pub account_label: String,
 }
 
 fn claim(why: &'static str) -> AssertionError {
@@ -151,13 +170,130 @@ pub fn check_link_request(
         Some(Value::String(s)) if s.len() <= MAX_STATE_LEN => Some(s.clone()),
         Some(_) => return Err(claim("state must be a string of at most 1024 characters")),
     };
+    let account_label = payload
+        .get("account_label")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| claim("the link request has no account_label"))?;
+    if account_label.chars().count() > MAX_ACCOUNT_LABEL_CHARS
+        || account_label.chars().any(is_hidden_or_control)
+    {
+        return Err(claim(
+            "account_label must be at most 64 characters, without control or formatting characters",
+        ));
+    }
     Ok(LinkRequest {
         partner_sub: checked.sub,
         jti: checked.jti,
         exp: checked.exp,
         return_to,
         state,
+        account_label: account_label.to_owned(),
     })
+}
+
+/// Characters that could make a partner's words read as something else on our pages: control
+/// characters, bidirectional overrides and isolates, and invisible formatting characters.
+pub fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A checked link confirmation: the partner account and the link request it confirms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkConfirmation {
+    pub partner_sub: String,
+    /// The confirmation's own `jti` (used once) and `exp`.
+    pub jti: String,
+    pub exp: u64,
+    /// The `jti` of the link request this confirms.
+    pub link_request: String,
+}
+
+/// Checks a link confirmation's claims: from the partner, to us, short-lived, naming the
+/// partner account (`sub`) and the link request (`link_request`, its `jti`).
+pub fn check_link_confirmation(
+    payload: &Value,
+    partner: &Partner,
+    us: &Issuer,
+    now: u64,
+) -> Result<LinkConfirmation, AssertionError> {
+    let audiences = [us.as_str().to_owned()];
+    let checked = check_claims(
+        payload,
+        &partner_rules(partner, &audiences, now, LINK_CONFIRMATION_MAX_LIFETIME_S),
+    )?;
+    sub_ok(&checked)?;
+    let link_request = payload
+        .get("link_request")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| claim("the confirmation has no link_request (the link request's jti)"))?;
+    Ok(LinkConfirmation {
+        partner_sub: checked.sub,
+        jti: checked.jti,
+        exp: checked.exp,
+        link_request: link_request.to_owned(),
+    })
+}
+
+/// A link the user agreed to, waiting for the partner's confirmation. Stored by the hash of its
+/// link code; it signs nobody in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLink {
+    pub partner_sub: String,
+    /// Hash of the link request's `jti`: only a confirmation naming that request redeems it.
+    pub request_jti_hash: String,
+    pub username: super::user::Username,
+    pub user_sub: String,
+    /// The user's password epoch when they consented: a new password since voids the consent.
+    pub password_epoch: u32,
+    pub expires_at: u64,
+    /// The attempt that redeemed the code, once one has...
+    pub confirmed_by: Option<String>,
+    /// ...and whether that redemption created the link (it may have been there already).
+    #[serde(default)]
+    pub created: bool,
+}
+
+/// What a confirmation does to a pending link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redemption {
+    /// The first valid confirmation: the link is made.
+    Confirm,
+    /// The same attempt again (its reply was lost): answered as before, nothing changes.
+    Again,
+    /// A second use of a redeemed code: refused, and the link made from it is undone
+    /// (RFC 6749 §4.1.2, as for an authorization code).
+    Replay,
+    /// Expired, or not for this request or partner account: refused, and the code is burnt.
+    Refuse,
+}
+
+/// Decides a confirmation `attempt` (random per request, repeated only by our own retries) of
+/// `pending`, which names `partner_sub` and the request whose `jti` hashes to
+/// `request_jti_hash`.
+pub fn redeem(
+    pending: &PendingLink,
+    partner_sub: &str,
+    request_jti_hash: &str,
+    attempt: &str,
+    now: u64,
+) -> Redemption {
+    match &pending.confirmed_by {
+        Some(a) if a == attempt => Redemption::Again,
+        Some(_) => Redemption::Replay,
+        None if now >= pending.expires_at => Redemption::Refuse,
+        None if pending.partner_sub != partner_sub
+            || pending.request_jti_hash != request_jti_hash =>
+        {
+            Redemption::Refuse
+        }
+        None => Redemption::Confirm,
+    }
 }
 
 /// Checks an automatic-login (or jwt-bearer grant) assertion's claims.
@@ -303,7 +439,7 @@ mod tests {
 
     #[test]
     fn partner_jwt_kinds_are_told_apart_by_typ() {
-        let cases: [(PartnerJwt, Option<&str>, bool); 14] = [
+        let cases: [(PartnerJwt, Option<&str>, bool); 20] = [
             (LinkRequest, Some("edgeward-link+jwt"), true),
             (LinkRequest, Some("application/EDGEWARD-LINK+JWT"), true),
             (LinkRequest, Some("edgeward-login+jwt"), false),
@@ -318,6 +454,12 @@ mod tests {
             (GrantAssertion, Some("jwt"), true),
             (GrantAssertion, Some("edgeward-login+jwt"), false),
             (GrantAssertion, Some("edgeward-link+jwt"), false),
+            (LinkConfirmation, Some("edgeward-link-confirm+jwt"), true),
+            (LinkConfirmation, Some("edgeward-link+jwt"), false),
+            (LinkConfirmation, Some("JWT"), false),
+            (LinkConfirmation, None, false),
+            (LinkRequest, Some("edgeward-link-confirm+jwt"), false),
+            (LoginAssertion, Some("edgeward-link-confirm+jwt"), false),
         ];
         for (kind, typ, ok) in cases {
             assert_eq!(kind.check_typ(typ).is_ok(), ok, "{kind:?} with typ {typ:?}");
@@ -351,6 +493,7 @@ mod tests {
         json!({
             "iss": "https://app.acme.example", "aud": "https://id.school.example", "sub": "partner-user-42",
             "jti": "r1", "iat": 1_000, "exp": 1_200, "return_to": "https://app.acme.example/linked?x=1", "state": "s1",
+            "account_label": "lena@acme",
         })
     }
 
@@ -360,6 +503,7 @@ mod tests {
         assert_eq!(r.partner_sub, "partner-user-42");
         assert_eq!(r.return_to, "https://app.acme.example/linked?x=1");
         assert_eq!(r.state.as_deref(), Some("s1"));
+        assert_eq!(r.account_label, "lena@acme");
     }
 
     #[test]
@@ -405,6 +549,32 @@ mod tests {
             (with("return_to", json!("/relative")), 1_010, "relative"),
             (with("sub", json!("")), 1_010, "empty sub"),
             (with("state", json!(5)), 1_010, "state type"),
+            (
+                with("account_label", Value::Null),
+                1_010,
+                "no account label",
+            ),
+            (
+                with("account_label", json!("  ")),
+                1_010,
+                "blank account label",
+            ),
+            (
+                with("account_label", json!("x".repeat(65))),
+                1_010,
+                "label too long",
+            ),
+            (
+                with("account_label", json!("lena\u{202E}moc.live")),
+                1_010,
+                "bidirectional override in the label",
+            ),
+            (
+                with("account_label", json!("a\nb")),
+                1_010,
+                "control character in the label",
+            ),
+            (with("account_label", json!(7)), 1_010, "label type"),
         ] {
             assert!(
                 check_link_request(&claims, &partner(), &us(), now).is_err(),
@@ -424,6 +594,89 @@ mod tests {
         assert!(check_login_assertion(&ok, &partner(), &aud, 1_000).is_ok());
         let long = json!({"iss":"https://app.acme.example","aud":"https://id.school.example","sub":"u1","jti":"a1","exp":1_200});
         assert!(check_login_assertion(&long, &partner(), &aud, 1_000).is_err());
+    }
+
+    fn pending() -> PendingLink {
+        PendingLink {
+            partner_sub: "partner-user-42".into(),
+            request_jti_hash: "h-r1".into(),
+            username: crate::protocol::user::Username::parse("lena").unwrap(),
+            user_sub: "sub".into(),
+            password_epoch: 0,
+            expires_at: 1_120,
+            confirmed_by: None,
+            created: false,
+        }
+    }
+
+    #[test]
+    fn link_code_redeems_once_for_its_request_and_account_only() {
+        let p = pending();
+        assert_eq!(
+            redeem(&p, "partner-user-42", "h-r1", "a1", 1_000),
+            Redemption::Confirm
+        );
+        assert_eq!(
+            redeem(&p, "partner-user-43", "h-r1", "a1", 1_000),
+            Redemption::Refuse,
+            "another partner account"
+        );
+        assert_eq!(
+            redeem(&p, "partner-user-42", "h-r2", "a1", 1_000),
+            Redemption::Refuse,
+            "another link request"
+        );
+        assert_eq!(
+            redeem(&p, "partner-user-42", "h-r1", "a1", 1_120),
+            Redemption::Refuse,
+            "expired"
+        );
+        let used = PendingLink {
+            confirmed_by: Some("a1".into()),
+            ..pending()
+        };
+        assert_eq!(
+            redeem(&used, "partner-user-42", "h-r1", "a1", 1_000),
+            Redemption::Again,
+            "our own retry of a lost reply"
+        );
+        assert_eq!(
+            redeem(&used, "partner-user-42", "h-r1", "a2", 1_000),
+            Redemption::Replay,
+            "a second redemption"
+        );
+    }
+
+    #[test]
+    fn link_confirmation_names_its_request() {
+        let ok = json!({"iss":"https://app.acme.example","aud":"https://id.school.example",
+            "sub":"partner-user-42","jti":"c1","exp":1_100,"link_request":"r1"});
+        let c = check_link_confirmation(&ok, &partner(), &us(), 1_000).unwrap();
+        assert_eq!(
+            (c.partner_sub.as_str(), c.link_request.as_str()),
+            ("partner-user-42", "r1")
+        );
+        let mut none = ok.clone();
+        none["link_request"] = Value::Null;
+        assert!(check_link_confirmation(&none, &partner(), &us(), 1_000).is_err());
+        let mut long = ok.clone();
+        long["exp"] = json!(1_200);
+        assert!(
+            check_link_confirmation(&long, &partner(), &us(), 1_000).is_err(),
+            "lives over two minutes"
+        );
+    }
+
+    #[test]
+    fn hidden_and_control_characters_are_recognised() {
+        for c in [
+            '\u{0}', '\n', '\u{7f}', '\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}', '\u{061C}',
+        ] {
+            assert!(is_hidden_or_control(c), "{c:?}");
+        }
+        for c in ['a', 'é', ' ', '@', 'ß'] {
+            assert!(!is_hidden_or_control(c), "{c:?}");
+        }
     }
 
     #[test]

@@ -263,6 +263,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_new_password_pauses_every_link_until_it_is_recorded_again() {
+        use crate::protocol::partner::PartnerId;
+        let acme = PartnerId::parse("acme").unwrap();
+        let beta = PartnerId::parse("beta").unwrap();
+        let mut links = Vec::new();
+        assert_eq!(link_state(&links, &acme), LinkState::Absent);
+        record_link(&mut links, &acme, 100);
+        record_link(&mut links, &beta, 200);
+        assert_eq!(link_state(&links, &acme), LinkState::Active);
+        pause_links(&mut links);
+        assert_eq!(link_state(&links, &acme), LinkState::Paused);
+        assert_eq!(link_state(&links, &beta), LinkState::Paused);
+        record_link(&mut links, &acme, 300);
+        assert_eq!(link_state(&links, &acme), LinkState::Active);
+        assert_eq!(
+            link_state(&links, &beta),
+            LinkState::Paused,
+            "only the one confirmed"
+        );
+        assert_eq!(links[0].linked_at, 100, "the link keeps its date");
+        assert_eq!(links.len(), 2);
+    }
+
+    #[test]
     fn username_is_canonical_lowercase() {
         for good in ["alice", "j.smith", "pupil_07", "a-b", "7years"] {
             assert!(Username::parse(good).is_ok(), "{good}");
@@ -413,4 +437,53 @@ pub struct LinkVia {
 pub struct LinkEntry {
     pub partner_id: crate::protocol::partner::PartnerId,
     pub linked_at: u64,
+    /// A new password was set after the link was made (or last confirmed): it signs nobody in
+    /// and issues nothing until the user, signed in with the new password, confirms it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+/// Whether a user's link with a partner may act for them, as the user's object records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Active,
+    /// Waiting for the user to confirm it after a new password.
+    Paused,
+    Absent,
+}
+
+/// The state of the link with `partner` among `links`.
+pub fn link_state(links: &[LinkEntry], partner: &crate::protocol::partner::PartnerId) -> LinkState {
+    match links.iter().find(|l| l.partner_id == *partner) {
+        Some(l) if l.paused => LinkState::Paused,
+        Some(_) => LinkState::Active,
+        None => LinkState::Absent,
+    }
+}
+
+/// Records a link the user just made (or made again) with their current password: a paused one
+/// is active again, a new one is added. The date of a link made before is kept.
+pub fn record_link(
+    links: &mut Vec<LinkEntry>,
+    partner: &crate::protocol::partner::PartnerId,
+    now: u64,
+) {
+    match links.iter_mut().find(|l| l.partner_id == *partner) {
+        Some(l) => l.paused = false,
+        None => links.push(LinkEntry {
+            partner_id: partner.clone(),
+            linked_at: now,
+            paused: false,
+        }),
+    }
+}
+
+/// What a new password does to the user's links: every one waits for the user to confirm it,
+/// so a link that whoever knew the old password made (or a partner account they control) stops
+/// signing anyone in.
+pub fn pause_links(links: &mut [LinkEntry]) {
+    for l in links {
+        l.paused = true;
+    }
 }

@@ -1,10 +1,12 @@
 //! The link store's command protocol. One object per partner (named `links:{partner_id}`),
 //! SQLite-backed: one partner account links to one platform user and, per partner, a platform
-//! user has one linked account; both hold by unique keys in one object.
+//! user has one linked account; both hold by unique keys in one object. A link the user agreed
+//! to waits there, under the hash of its link code, until the partner confirms it.
 
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::error::ApiError;
+use crate::protocol::link::PendingLink;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
 
@@ -15,12 +17,21 @@ pub fn object_name(partner: &PartnerId) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkCommand {
-    Link {
+    /// Keeps a link the user agreed to until `pending.expires_at`, under `code_hash`, if it
+    /// could be made now. Nothing is linked yet.
+    Propose {
+        code_hash: String,
+        pending: PendingLink,
+        now: u64,
+    },
+    /// The partner confirms the link of `code_hash` for `partner_sub` and the request whose
+    /// `jti` hashes to `request_jti_hash`. `attempt` names this redemption, so our own retry
+    /// after a lost reply is answered again rather than taken for a replay.
+    Confirm {
+        code_hash: String,
         partner_sub: String,
-        username: Username,
-        /// The user's pairwise subject for this partner: a later account reusing the username
-        /// is not the linked person.
-        user_sub: String,
+        request_jti_hash: String,
+        attempt: String,
         now: u64,
     },
     /// The platform user linked to a partner account.
@@ -51,9 +62,20 @@ pub enum LinkCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkReply {
-    /// Linked now, or already linked the same way (idempotent).
+    /// Kept until the partner confirms it.
+    Proposed,
+    /// Linked now, or already linked the same way (idempotent). `pending` is what the user
+    /// agreed to.
     Linked {
         created: bool,
+        pending: PendingLink,
+    },
+    /// The link code is unknown, expired, or not for this request or account.
+    CodeInvalid,
+    /// The link code was redeemed before: the link made then has been removed here; the rest
+    /// of unlinking (`username`'s grants and sessions) is the caller's.
+    CodeReplayed {
+        username: Username,
     },
     /// The partner account is linked to another platform user.
     PartnerAccountTaken,
@@ -91,4 +113,7 @@ pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS links (partner_sub TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, user_sub TEXT NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS link_grants (partner_sub TEXT NOT NULL, grant_id TEXT NOT NULL, PRIMARY KEY (partner_sub, grant_id));
 CREATE TABLE IF NOT EXISTS link_grants_by_user (username TEXT NOT NULL, grant_id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (username, grant_id));
+CREATE TABLE IF NOT EXISTS pending_links (code_hash TEXT PRIMARY KEY, username TEXT NOT NULL, expires_at INTEGER NOT NULL, record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_links_by_expiry ON pending_links (expires_at);
+CREATE INDEX IF NOT EXISTS pending_links_by_user ON pending_links (username, expires_at);
 ";

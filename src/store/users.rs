@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::client::ClientId;
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
-use crate::protocol::user::{LinkEntry, LinkVia, UserSpec, UserView, Username};
+use crate::protocol::user::{LinkEntry, LinkState, LinkVia, UserSpec, UserView, Username};
 
 pub fn object_name(username: &Username) -> String {
     format!("user:{username}")
@@ -59,8 +59,19 @@ pub enum UserCommand {
         via: LinkVia,
         now: u64,
     },
-    /// Remembers a link for the account page.
+    /// Remembers a link for the account page (a paused one is active again). With
+    /// `password_epoch`, only if the password is still the one the user consented with; else
+    /// `PasswordChanged`.
     RecordLink {
+        partner_id: PartnerId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_epoch: Option<u32>,
+        now: u64,
+    },
+    /// The user, signed in with their password (`session_hash`), confirms a link that a new
+    /// password paused.
+    ConfirmLink {
+        session_hash: String,
         partner_id: PartnerId,
         now: u64,
     },
@@ -99,6 +110,9 @@ pub enum UserCommand {
         /// new access token from it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         renew_grant: Option<RenewGrant>,
+        /// Also answer the state of the user's link with `partner_id`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        link: bool,
     },
     /// Remembers a grant issued for the user (until `expires_at`), so that a new password or
     /// the user's removal can revoke it. With `session_hash`, only while that session lives: a
@@ -182,7 +196,12 @@ pub enum UserReply {
         /// The user's password epoch: grants issued under an earlier one are over.
         #[serde(default)]
         password_epoch: u32,
+        /// With `link` asked: the state of the link with the partner.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<LinkState>,
     },
+    /// The password changed after the user agreed to what is being recorded.
+    PasswordChanged,
     Done,
     Failed {
         error: ApiError,

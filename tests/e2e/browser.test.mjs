@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startWorker } from './harness.mjs';
-import { pkce, basicAuth, verifyJwt } from './oauth.mjs';
+import { pkce, basicAuth, confirmLink, verifyJwt } from './oauth.mjs';
 import { randomUUID } from 'node:crypto';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
@@ -175,7 +175,7 @@ test('browser_link_then_automatic_login', async () => {
   const now = Math.floor(Date.now() / 1000);
   const request = partnerJwt(LINK_REQUEST_TYP, {
     iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), iat: now, exp: now + 240,
-    return_to: 'https://app.acme.example/linked', state: 'browser-link',
+    return_to: 'https://app.acme.example/linked', state: 'browser-link', account_label: 'pupil7 at Acme',
   });
   const { page, context, callbacks } = await newPage();
   try {
@@ -183,13 +183,18 @@ test('browser_link_then_automatic_login', async () => {
     assert.equal(await page.title(), 'Sign in', 'a login at the platform comes first');
     await signIn(page, 'pupil7', PASSWORD);
     await page.getByRole('heading', { name: /Link your Acme Learning account/ }).waitFor();
+    await page.getByText('pupil7 at Acme').waitFor();
     if (process.env.EDGEWARD_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'link-consent.png') });
     await page.getByRole('button', { name: 'Allow' }).click();
     await page.waitForURL(/app\.acme\.example\/linked/);
     const cb = callbacks.at(-1);
     assert.equal(cb.searchParams.get('state'), 'browser-link');
+    assert.equal(cb.searchParams.get('link_token'), null, 'no link token in the browser');
+    // The partner's server checked `state` against its session; it confirms the link.
+    const confirmed = await confirmLink(w.url, partnerKey, request, cb.href);
+    assert.equal(confirmed.status, 200);
     const jwks = await (await fetch(`${w.url}/.well-known/jwks.json`)).json();
-    const token = verifyJwt(cb.searchParams.get('link_token'), jwks);
+    const token = verifyJwt((await confirmed.json()).link_token, jwks);
     assert.equal(token.partner_sub, 'acme-pupil7');
     assert.equal(token.aud, 'https://app.acme.example');
   } finally {

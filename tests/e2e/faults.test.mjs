@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startWorker, addPartner, startOrigin } from './harness.mjs';
-import { CookieJar, basicAuth, browserFlow, formFields, pkce } from './oauth.mjs';
+import { CookieJar, basicAuth, browserFlow, confirmLink, formFields, pkce } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'fault password 1234';
@@ -82,11 +82,13 @@ test('fault_link_not_half_stored_when_the_user_record_fails', async () => {
     const jar = await signIn(w, 'bo');
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
-    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked` });
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'bo' });
     const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
     assert.equal(page.status, 200);
-    const res = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
-    await assertUnavailable(res, 'linking while the user record fails');
+    const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
+    assert.equal(agreed.status, 303, 'the user agreed; the partner confirms next');
+    const res = await confirmLink(w.url, key, request, agreed.headers.get('location'));
+    await assertUnavailable(res, 'confirming a link while the user record fails');
     // The link the person cannot see must not log them in either.
     const assertion = sign(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 60 });
     const auto = await w.fetch(`/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
@@ -269,9 +271,11 @@ test('fault_unlink_that_fails_half_way_finishes_on_the_next_attempt', async () =
     const jar = await signIn(w, 'cy');
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
-    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-cy', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked` });
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-cy', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'cy' });
     const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
-    assert.equal((await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' })).status, 303, 'linked');
+    const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
+    assert.equal(agreed.status, 303, 'agreed');
+    assert.equal((await confirmLink(w.url, key, request, agreed.headers.get('location'))).status, 200, 'linked');
     // A grant through the link: the jwt-bearer grant of the partner's server.
     const svc = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'Svc', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] } })).json();
     const res = await w.fetch('/oauth2/token', {

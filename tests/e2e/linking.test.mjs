@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
 import { startWorker, addPartner } from './harness.mjs';
-import { CookieJar, browserFlow, formFields, pkce, verifyJwt } from './oauth.mjs';
+import { CookieJar, browserFlow, confirmLink, formFields, pkce, verifyJwt } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 let w;
@@ -37,7 +37,7 @@ function linkRequest(overrides = {}, header = {}, jwk = key) {
   const now = Math.floor(Date.now() / 1000);
   const payload = {
     iss: ORIGIN, aud: w.url, sub: `acme-user-${randomUUID()}`, jti: randomUUID(), iat: now, exp: now + 240,
-    return_to: `${ORIGIN}/linked`, state: 'link-state', ...overrides,
+    return_to: `${ORIGIN}/linked`, state: 'link-state', account_label: 'acme account', ...overrides,
   };
   for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
   return sign(jwk, { alg: 'EdDSA', kid: jwk.kid, typ: LINK_REQUEST_TYP, ...header }, payload);
@@ -50,13 +50,22 @@ async function login(jar, username) {
   assert.equal(res.status, 303);
 }
 
-/** Opens the link URL in a logged-in browser and answers the consent page. */
-async function link(jar, request, decision = 'allow') {
+/** Opens the link URL in a logged-in browser and answers the consent page. When the user
+ * allowed it, the partner's server confirms it (as a partner does once `state` matched its own
+ * session), unless `confirm` is false: the answer carries `linkToken` then. */
+async function link(jar, request, decision = 'allow', { confirm = true, jwk = key } = {}) {
   const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
   assert.equal(page.status, 200, 'the consent page');
   const html = await page.text();
   assert.match(html, /Acme Learning/);
-  return jar.postForm('/link', { ...formFields(html), decision });
+  const res = await jar.postForm('/link', { ...formFields(html), decision });
+  const location = res.headers.get('location');
+  if (confirm && res.status === 303 && location && new URL(location).searchParams.has('link_code')) {
+    const confirmed = await confirmLink(w.url, jwk, request, location);
+    assert.equal(confirmed.status, 200, `the partner confirms: ${await confirmed.clone().text()}`);
+    res.linkToken = (await confirmed.json()).link_token;
+  }
+  return res;
 }
 
 async function assertRefusedPage(res, message) {
@@ -82,13 +91,27 @@ test('link_flow_login_consent_and_link_token', async () => {
   const html = await res.text();
   assert.match(html, /Link your Acme Learning account/);
   assert.match(html, /https:\/\/app\.acme\.example/);
+  assert.match(html, /Acme Learning calls it: <strong>acme account<\/strong>/, 'names the partner account, as the partner\'s words');
   res = await jar.postForm('/link', { ...formFields(html), decision: 'allow' });
   assert.equal(res.status, 303);
   const back = new URL(res.headers.get('location'));
   assert.equal(back.origin + back.pathname, `${ORIGIN}/linked`);
   assert.equal(back.searchParams.get('state'), 'link-state');
+  assert.equal(back.searchParams.get('link_token'), null, 'no link token in the browser');
+  const code = back.searchParams.get('link_code');
+  assert.match(code, /^[A-Za-z0-9_-]{43}$/, 'a one-time link code');
+  // Not linked until the partner's server confirms.
+  const auto = await new CookieJar(w.url).fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: '/account' })}`);
+  assert.equal(auto.status, 403, 'an unconfirmed link signs nobody in');
+  assert.match(await auto.text(), /not linked/);
+  const confirmed = await confirmLink(w.url, key, request, back.href);
+  assert.equal(confirmed.status, 200);
+  assert.equal(confirmed.headers.get('cache-control'), 'no-store');
+  const body = await confirmed.json();
   const jwks = await (await w.fetch('/.well-known/jwks.json')).json();
-  const token = verifyJwt(back.searchParams.get('link_token'), jwks);
+  const token = verifyJwt(body.link_token, jwks);
+  assert.equal(body.sub, token.sub);
+  assert.equal(body.partner_sub, 'acme-lena');
   assert.equal(token.iss, w.url);
   assert.equal(token.aud, ORIGIN, 'aud is the partner issuer');
   assert.equal(token.partner_sub, 'acme-lena');
@@ -123,6 +146,9 @@ test('link_request_replay_is_refused_sequential_and_parallel', async () => {
   const statuses = results.map((r) => r.status);
   assert.equal(statuses.filter((s) => s === 303).length, 1, `statuses ${statuses}`);
   assert.equal(statuses.filter((s) => s === 403).length, 19, `statuses ${statuses}`);
+  // The partner confirms the one that went through (later tests use marc's link).
+  const won = results.find((r) => r.status === 303);
+  assert.equal((await confirmLink(w.url, key, raced, won.headers.get('location'))).status, 200);
 });
 
 test('link_requests_breaking_a_rule_show_an_error_page', async () => {
@@ -613,4 +639,242 @@ test('auto_login_by_post_and_refused_for_a_suspended_partner', async () => {
   const suspended = sign(otherKey, { alg: 'EdDSA', kid: otherKey.kid, typ: LOGIN_ASSERTION_TYP }, { iss: 'https://id.sleepy.example', aud: w.url, sub: 'x', jti: randomUUID(), exp: now + 60 });
   const html = await assertRefusedPage(await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: suspended })}`, { redirect: 'manual' }), 'suspended');
   assert.match(html, /suspended/);
+});
+
+/** The partner's server redeems a link code; the parsed JSON answer with the status. */
+async function confirmAs(request, location, overrides = {}, jwk = key) {
+  const res = await confirmLink(w.url, jwk, request, location, overrides);
+  return { status: res.status, body: await res.json(), cacheControl: res.headers.get('cache-control') };
+}
+
+/** Signs `username` in afresh and agrees to `request`, without the partner's confirmation:
+ * the location the browser is sent back to. */
+async function agree(username, request) {
+  const jar = new CookieJar(w.url);
+  await login(jar, username);
+  const res = await link(jar, request, 'allow', { confirm: false });
+  assert.equal(res.status, 303);
+  return { jar, location: res.headers.get('location') };
+}
+
+async function autoLoginStatus(partnerSub) {
+  const res = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion(partnerSub), return_to: '/account' })}`, { redirect: 'manual' });
+  return { status: res.status, html: await res.text(), location: res.headers.get('location') };
+}
+
+test('forwarded_link_request_links_nothing_until_the_partner_confirms_it', async () => {
+  // Mallory has an account at acme; acme signs a link request for it, and Mallory forwards the
+  // URL to Rosa. Rosa signs in and allows: her browser goes back to acme with a link code, but
+  // acme finds that `state` is not her browser session's and never confirms it.
+  await w.admin('/users/rosa', { method: 'PUT', body: { password: PASSWORD, name: 'Rosa' } });
+  const forwarded = linkRequest({ sub: 'acme-mallory', state: 'mallorys-session' });
+  const { jar, location } = await agree('rosa', forwarded);
+  const back = new URL(location);
+  assert.equal(back.origin + back.pathname, `${ORIGIN}/linked`, 'only the verified return_to');
+  assert.equal(back.searchParams.get('link_token'), null);
+  // Nothing signs Mallory in as Rosa, nor gets tokens for her.
+  const auto = await autoLoginStatus('acme-mallory');
+  assert.equal(auto.status, 403);
+  assert.match(auto.html, /not linked/);
+  assert.equal(auto.location, null);
+  const svc = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme Forward Check', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] },
+  })).json();
+  const grant = await fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${svc.client_id}:${svc.client_secret}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: grantAssertion('acme-mallory') }),
+  });
+  assert.equal(grant.status, 400);
+  const refusal = await grant.json();
+  assert.equal(refusal.error, 'invalid_grant');
+  assert.equal(refusal.access_token, undefined);
+  // Rosa's account page shows no link, and the admin API lists none.
+  assert.match(await (await jar.fetch('/account')).text(), /No apps are linked/);
+  assert.deepEqual((await (await w.admin('/users/rosa/links')).json()).links, []);
+});
+
+test('link_code_redeems_only_for_its_request_account_and_partner', async () => {
+  await w.admin('/users/sam', { method: 'PUT', body: { password: PASSWORD, name: 'Sam' } });
+  const request = linkRequest({ sub: 'acme-sam' });
+  let { location } = await agree('sam', request);
+  // Another link request of the same partner: refused, and the code is burnt.
+  let r = await confirmAs(request, location, { link_request: randomUUID() });
+  assert.deepEqual([r.status, r.body.error], [400, 'invalid_grant'], 'another link request');
+  assert.equal(r.body.link_token, undefined);
+  assert.equal(r.cacheControl, 'no-store');
+  r = await confirmAs(request, location);
+  assert.deepEqual([r.status, r.body.error], [400, 'invalid_grant'], 'burnt by the wrong attempt');
+  assert.equal((await autoLoginStatus('acme-sam')).status, 403, 'not linked');
+
+  ({ location } = await agree('sam', linkRequest({ sub: 'acme-sam' })));
+  const second = linkRequest({ sub: 'acme-sam' });
+  ({ location } = await agree('sam', second));
+  r = await confirmAs(second, location, { sub: 'acme-someone-else' });
+  assert.deepEqual([r.status, r.body.error], [400, 'invalid_grant'], 'another partner account');
+
+  // Another partner cannot redeem acme's code, even naming the same request.
+  const third = linkRequest({ sub: 'acme-sam' });
+  ({ location } = await agree('sam', third));
+  r = await confirmAs(third, location, { iss: 'https://app.beta.example' }, otherKey);
+  assert.deepEqual([r.status, r.body.error], [400, 'invalid_grant'], 'another partner');
+  // A confirmation that does not verify: invalid_client, nothing linked.
+  r = await confirmAs(third, location, {}, otherKey);
+  assert.deepEqual([r.status, r.body.error], [401, 'invalid_client'], "signed with another partner's key");
+  const res = await fetch(`${w.url}/link/confirm`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ link_code: new URL(location).searchParams.get('link_code'), assertion: linkRequest({ sub: 'acme-sam' }) }),
+  });
+  assert.deepEqual([res.status, (await res.json()).error], [401, 'invalid_client'], 'a link request is not a confirmation');
+  for (const [what, fields, error] of [
+    ['no link code', { assertion: 'x' }, 'invalid_request'],
+    ['no assertion', { link_code: 'x' }, 'invalid_request'],
+  ]) {
+    const bad = await fetch(`${w.url}/link/confirm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields),
+    });
+    assert.deepEqual([bad.status, (await bad.json()).error], [400, error], what);
+  }
+  const unknown = await confirmAs(third, `${ORIGIN}/linked?link_code=${'A'.repeat(43)}`);
+  assert.deepEqual([unknown.status, unknown.body.error], [400, 'invalid_grant'], 'unknown code');
+  // The right confirmation still works for this code: the refusals above did not burn it.
+  r = await confirmAs(third, location);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.partner_sub, 'acme-sam');
+  assert.equal((await autoLoginStatus('acme-sam')).status, 302, 'linked once confirmed');
+  assert.equal((await w.admin('/users/sam/links/acme', { method: 'DELETE' })).status, 204);
+});
+
+test('link_code_confirmed_in_parallel_exactly_one_wins_and_a_replay_undoes_the_link', async () => {
+  await w.admin('/users/tara', { method: 'PUT', body: { password: PASSWORD, name: 'Tara' } });
+  const request = linkRequest({ sub: 'acme-tara' });
+  const { location } = await agree('tara', request);
+  const results = await Promise.all(Array.from({ length: 20 }, () => confirmAs(request, location)));
+  const statuses = results.map((r) => r.status);
+  // At most one wins; a winner racing the replays may itself learn that its link was undone.
+  const wins = statuses.filter((s) => s === 200).length;
+  assert.ok(wins <= 1, `statuses ${statuses}`);
+  assert.equal(statuses.filter((s) => s === 400).length, 20 - wins, `statuses ${statuses}`);
+  assert.ok(results.filter((r) => r.status === 400).every((r) => r.body.error === 'invalid_grant' && !r.body.link_token));
+  // Used more than once: as with an authorization code (RFC 6749 §4.1.2), what it made is undone.
+  assert.equal((await autoLoginStatus('acme-tara')).status, 403, 'the link made from a replayed code is removed');
+  assert.deepEqual((await (await w.admin('/users/tara/links')).json()).links, []);
+  // A sequential replay after a clean first use: the same.
+  const again = linkRequest({ sub: 'acme-tara' });
+  const second = await agree('tara', again);
+  assert.equal((await confirmAs(again, second.location)).status, 200);
+  assert.equal((await autoLoginStatus('acme-tara')).status, 302);
+  const replay = await confirmAs(again, second.location);
+  assert.deepEqual([replay.status, replay.body.error], [400, 'invalid_grant']);
+  assert.equal((await autoLoginStatus('acme-tara')).status, 403);
+});
+
+test('link_consent_page_shows_the_partners_label_escaped_and_refuses_hidden_characters', async () => {
+  const jar = new CookieJar(w.url);
+  await login(jar, 'nina');
+  const res = await jar.fetch(`/link?request=${encodeURIComponent(linkRequest({ account_label: '<script>x</script> "nina" & co' }))}`);
+  assert.equal(res.status, 200);
+  const html = await res.text();
+  assert.match(html, /calls it: <strong>&lt;script&gt;x&lt;\/script&gt; &quot;nina&quot; &amp; co<\/strong>/);
+  assert.doesNotMatch(html, /<script>/);
+  for (const [what, label] of [
+    ['no label', undefined],
+    ['empty label', ''],
+    ['right-to-left override', 'nina\u202Egnp.exe'],
+    ['control character', 'nina\u0007'],
+    ['too long', 'n'.repeat(65)],
+  ]) {
+    const page = await jar.fetch(`/link?request=${encodeURIComponent(linkRequest({ account_label: label }))}`);
+    const text = await assertRefusedPage(page, what);
+    assert.match(text, /account_label/, what);
+  }
+});
+
+test('a_new_password_between_consent_and_confirmation_voids_the_link', async () => {
+  await w.admin('/users/uma', { method: 'PUT', body: { password: PASSWORD, name: 'Uma' } });
+  const request = linkRequest({ sub: 'acme-uma' });
+  const { location } = await agree('uma', request);
+  assert.equal((await w.admin('/users/uma', { method: 'PUT', body: { password: 'a whole new password 42', name: 'Uma' } })).status, 200);
+  const r = await confirmAs(request, location);
+  assert.deepEqual([r.status, r.body.error], [400, 'invalid_grant']);
+  assert.match(r.body.error_description, /password changed/);
+  assert.equal((await autoLoginStatus('acme-uma')).status, 403);
+  assert.deepEqual((await (await w.admin('/users/uma/links')).json()).links, []);
+});
+
+test('a_new_password_pauses_links_and_ends_consents_until_the_user_confirms_again', async () => {
+  await w.admin('/users/vera', { method: 'PUT', body: { password: PASSWORD, name: 'Vera' } });
+  let jar = new CookieJar(w.url);
+  await login(jar, 'vera');
+  assert.equal((await link(jar, linkRequest({ sub: 'acme-vera' }))).status, 303);
+  const app = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: {
+      name: 'Acme Pause App', redirect_uris: [`${ORIGIN}/cb`],
+      grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid', 'profile'],
+    },
+  })).json();
+  await browserFlow(w, { client: app, username: 'vera', password: PASSWORD, scope: 'openid profile', challenge: pkce().challenge });
+  const grant = () => fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${app.client_id}:${app.client_secret}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: grantAssertion('acme-vera'), scope: 'openid profile' }),
+  });
+  assert.equal((await grant()).status, 200, 'before: linked and consented');
+  assert.equal((await autoLoginStatus('acme-vera')).status, 302);
+
+  // Someone learnt Vera's password and linked; she (or an operator) sets a new one.
+  const NEW = 'vera has a new password 7';
+  assert.equal((await w.admin('/users/vera', { method: 'PUT', body: { password: NEW, name: 'Vera' } })).status, 200);
+  const auto = await autoLoginStatus('acme-vera');
+  assert.equal(auto.status, 403, 'the link signs nobody in');
+  assert.match(auto.html, /paused/);
+  assert.equal(auto.location, null);
+  let res = await grant();
+  assert.equal(res.status, 400, 'nor issues tokens');
+  let body = await res.json();
+  assert.equal(body.error, 'invalid_grant');
+  assert.equal(body.access_token, undefined);
+
+  // Signed in with the new password, Vera sees the link paused; consent is asked again.
+  jar = new CookieJar(w.url);
+  res = await jar.fetch('/login?return_to=%2Faccount');
+  res = await jar.postForm('/login', { ...formFields(await res.text()), username: 'vera', password: NEW });
+  assert.equal(res.status, 303);
+  const page = await (await jar.fetch('/account')).text();
+  assert.match(page, /Paused: you set a new password/);
+  const { challenge } = pkce();
+  const authorize = await jar.fetch(`/oauth2/authorize?${new URLSearchParams({
+    response_type: 'code', client_id: app.client_id, redirect_uri: `${ORIGIN}/cb`, scope: 'openid profile',
+    code_challenge: challenge, code_challenge_method: 'S256', state: 's',
+  })}`);
+  assert.equal(authorize.status, 200, 'the consent page again: the old consent is gone');
+  assert.match(await authorize.text(), /decision/);
+
+  // Confirming (CSRF-protected, password session) brings the link back.
+  const forms = [...page.matchAll(/<form[\s\S]*?<\/form>/g)].map((m) => m[0]);
+  const confirmForm = forms.find((f) => /name="action" value="confirm"/.test(f));
+  assert.ok(confirmForm, 'a Confirm button');
+  const fields = formFields(confirmForm);
+  const { csrf, ...noCsrf } = fields;
+  assert.equal((await jar.postForm('/account', noCsrf)).status, 403, 'no CSRF token: refused');
+  assert.equal((await autoLoginStatus('acme-vera')).status, 403, 'still paused');
+  res = await jar.postForm('/account', fields);
+  assert.equal(res.status, 200);
+  assert.match(await res.text(), /may sign you in again/);
+  assert.equal((await autoLoginStatus('acme-vera')).status, 302, 'confirmed: automatic login again');
+  // jwt-bearer works again for what is still consented: openid (profile needs new consent).
+  res = await grant();
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).error, 'invalid_scope', 'profile was consented with the old password');
 });

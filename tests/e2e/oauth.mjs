@@ -1,7 +1,7 @@
 // Helpers for driving the OAuth flows over plain HTTP: a cookie-keeping browser stand-in, PKCE,
 // and JWT verification against the published JWKS (node's own crypto, not ours).
 import { createHash, createHmac, createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
-import { generateJwk, signJwt } from '../../scripts/lib/jwk.mjs';
+import { generateJwk, linkConfirmation, signJwt } from '../../scripts/lib/jwk.mjs';
 
 export class CookieJar {
   constructor(base) {
@@ -177,4 +177,20 @@ export function forgeAccessTokens(w, accessToken) {
     'tampered payload': `${rh}.${enc({ ...real.payload, scope: `${real.payload.scope} admin` })}.${rs}`,
     garbage: 'not.a.token',
   };
+}
+
+/** What a partner's server does when the browser comes back from `/link` to `location` with a
+ * link code for its `request`: redeems it with a confirmation signed with `jwk`. Answers the
+ * response of `POST /link/confirm`. */
+export async function confirmLink(baseUrl, jwk, request, location, overrides = {}) {
+  const back = new URL(location);
+  const body = new URLSearchParams({
+    link_code: back.searchParams.get('link_code') ?? '',
+    assertion: linkConfirmation(jwk, request, overrides),
+  });
+  return fetch(`${baseUrl}/link/confirm`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body,
+  });
 }

@@ -13,7 +13,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { startWorker, startOrigin, sleep, ROOT } from './harness.mjs';
-import { CookieJar, basicAuth, formFields, signWith } from './oauth.mjs';
+import { CookieJar, basicAuth, confirmLink, formFields, signWith } from './oauth.mjs';
 import { LINK_REQUEST_TYP, generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
 
 const DOC = JSON.parse(readFileSync(path.join(ROOT, 'docs', 'openapi.json'), 'utf8'));
@@ -261,11 +261,14 @@ async function linkToAcme(username) {
   const now = Math.floor(Date.now() / 1000);
   const request = signWith(linkKey, { alg: 'EdDSA', kid: linkKey.kid, typ: LINK_REQUEST_TYP }, {
     iss: ACME, aud: w.url, sub: `acme-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ACME}/linked`,
+    account_label: username,
   });
   const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
   assert.equal(page.status, 200, 'the link consent page');
   res = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
-  assert.equal(res.status, 303, 'linked');
+  assert.equal(res.status, 303, 'agreed');
+  res = await confirmLink(w.url, linkKey, request, res.headers.get('location'));
+  assert.equal(res.status, 200, 'linked');
 }
 
 before(async () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { startWorker, fetchRetryingIdempotent, ROOT } from './harness.mjs';
+import { CookieJar, formFields } from './oauth.mjs';
 
 let w;
 before(async () => {
@@ -172,6 +173,28 @@ test('partner_cli_test_key_signs_link_requests_and_login_assertions', async () =
     const auto = await fetchRetryingIdempotent(r.out.trim(), { redirect: 'manual' });
     assert.equal(auto.status, 403, 'valid, but not linked yet');
     assert.match(await auto.text(), /not linked/);
+
+    // The rest of the flow, with the CLI as the partner's server: the user agrees, the browser
+    // comes back with a link code, and link-confirm redeems it once.
+    const request = new URL(linkUrl).searchParams.get('request');
+    await w.admin('/users/keyed-user', { method: 'PUT', body: { password: 'keyed password 123', name: 'Keyed User' } });
+    const jar = new CookieJar(w.url);
+    let page = await jar.fetch(`/login?return_to=${encodeURIComponent('/account')}`);
+    page = await jar.postForm('/login', { ...formFields(await page.text()), username: 'keyed-user', password: 'keyed password 123' });
+    assert.equal(page.status, 303);
+    page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    const consent = await page.text();
+    assert.match(consent, /calls it: <strong>keyed-user-1<\/strong>/, 'the label defaults to the sub');
+    const agreed = await jar.postForm('/link', { ...formFields(consent), decision: 'allow' });
+    assert.equal(agreed.status, 303);
+    const code = new URL(agreed.headers.get('location')).searchParams.get('link_code');
+    r = cli(['link-confirm', 'keyed', '--request', request, '--code', code], { EDGEWARD_KEY_DIR: dir });
+    assert.equal(r.code, 0, r.err);
+    assert.equal(JSON.parse(r.out).partner_sub, 'keyed-user-1');
+    assert.ok(JSON.parse(r.out).link_token);
+    r = cli(['link-confirm', 'keyed', '--request', request, '--code', code], { EDGEWARD_KEY_DIR: dir });
+    assert.equal(r.code, 1, 'a link code is used once');
+    assert.match(r.err, /invalid_grant/);
 
     r = cli(['link-request', 'keyed', '--sub', 'x'], { EDGEWARD_KEY_DIR: path.join(dir, 'missing') });
     assert.equal(r.code, 2, 'no test key yet');
