@@ -99,6 +99,30 @@ test('fault_link_not_half_stored_when_the_user_record_fails', async () => {
   });
 });
 
+test('fault_lost_link_confirmation_reply_still_links_once', async () => {
+  const key = generateJwk('EdDSA');
+  await withWorker('LINKS:confirm:lost_once', async (w) => {
+    await w.admin('/partners/acme', { method: 'PUT', body: { name: 'Acme', origins: [ORIGIN], jwks: { keys: [publicJwk(key)] } } });
+    await w.admin('/users/di', { method: 'PUT', body: { password: PASSWORD, name: 'Di' } });
+    const jar = await signIn(w, 'di');
+    const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
+    const now = Math.floor(Date.now() / 1000);
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-di', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'di' });
+    const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
+    assert.equal(agreed.status, 303);
+    // The object links, its reply is lost, the retry names the same attempt: linked, not a replay.
+    const res = await confirmLink(w.url, key, request, agreed.headers.get('location'));
+    assert.equal(res.status, 200, 'the retry got the answer');
+    assert.ok((await res.json()).link_token);
+    const retried = w.logs.filter((l) => /LINKS: attempt 1 failed, retrying: LINKS: injected lost reply/.test(l));
+    assert.equal(retried.length, 1, 'the reply was really lost once, and the command sent again');
+    const assertion = sign(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-di', jti: randomUUID(), iat: now, exp: now + 60 });
+    const auto = await w.fetch(`/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
+    assert.equal(auto.status, 302, 'the link stands');
+  });
+});
+
 test('fault_rate_limiter_down_fails_closed_at_the_gateway', async () => {
   const origin = await startOrigin();
   try {
