@@ -119,6 +119,7 @@ async fn session(
     let cmd = UserCommand::Session {
         session_hash: session_hash.clone(),
         partner_id: v.client.partner_id.clone(),
+        partner_salt: v.partner.subject_salt.clone(),
         client_id: v.client.client_id.clone(),
         scopes: v.request.scopes.clone(),
         now,
@@ -219,16 +220,12 @@ async fn issue_code(
             ErrorCode::AccessDenied,
             "the account link this session came through was removed",
         );
-        super::links::add_grant(
-            env,
-            &via.partner_id,
-            &s.username,
-            &grant_id,
-            until,
-            now,
-            gone,
-        )
-        .await?;
+        // The session serves only the clients of the partner it came through (`session_serves`):
+        // `v.partner` is that partner as it is now, and its salt names its link store.
+        if via.partner_id != v.partner.id {
+            return Err(gone);
+        }
+        super::links::add_grant(env, &v.partner, &s.username, &grant_id, until, now, gone).await?;
     }
     let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(state) = &v.request.state {

@@ -110,6 +110,7 @@ async fn recent_session(
     let cmd = UserCommand::Whoami {
         session_hash,
         partner_id: partner.id.clone(),
+        partner_salt: partner.subject_salt.clone(),
         now,
     };
     match users::call(env, &username, &cmd).await? {
@@ -209,7 +210,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             user_sub: session.sub.clone(),
             now,
         };
-        match links::call(env, &partner.id, &cmd).await? {
+        match links::call(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
             LinkReply::Linked { created } => {
                 let record = UserCommand::RecordLink {
                     partner_id: partner.id.clone(),
@@ -228,7 +229,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
                             now,
                             remove: true,
                         };
-                        if let Err(e) = links::call(env, &partner.id, &undo).await {
+                        if let Err(e) = links::call(env, &partner.id, partner.subject_salt.as_deref(), &undo).await {
                             worker::console_error!(
                                 "link: undo after a failed record: {}",
                                 e.cause.unwrap_or(e.description)

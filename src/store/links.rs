@@ -1,4 +1,4 @@
-//! The link store's command protocol. One object per partner (named `links:{partner_id}`),
+//! The link store's command protocol. One object per partner (named by `object_name`),
 //! SQLite-backed: one partner account links to one platform user and, per partner, a platform
 //! user has one linked account; both hold by unique keys in one object.
 
@@ -8,8 +8,14 @@ use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
 
-pub fn object_name(partner: &PartnerId) -> String {
-    format!("links:{partner}")
+/// `links:{partner_id}:{subject_salt}`: a partner created again under a removed one's id has a
+/// new salt, so a store of its own that holds none of the old links. A partner without a salt
+/// (created before salts existed) keeps its store, `links:{partner_id}`.
+pub fn object_name(partner: &PartnerId, salt: Option<&str>) -> String {
+    match salt {
+        Some(salt) => format!("links:{partner}:{salt}"),
+        None => format!("links:{partner}"),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +52,14 @@ pub enum LinkCommand {
         username: Username,
         grant_ids: Vec<String>,
     },
+    /// The partner was removed: from now on the store makes no link, finds none and lists no
+    /// grant (for good); answers up to `RETIRE_BATCH` users whose links are still to be ended
+    /// (each by unlinking, then `Retired`), so a removal is finished batch by batch. A user
+    /// stays on that list until `Retired`, even once the link itself is gone here: their own
+    /// object may not have ended its sessions and forgotten the link yet.
+    Retire,
+    /// Unlinking `username` for the partner's removal is finished.
+    Retired { username: Username },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +84,10 @@ pub enum LinkReply {
         grant_ids: Vec<String>,
     },
     Done,
+    /// The store is retired; these users' links are still to be ended (none: all are).
+    Retired {
+        usernames: Vec<Username>,
+    },
     Failed {
         error: ApiError,
     },
@@ -81,6 +99,9 @@ pub const UNLINK_BATCH: u32 = 64;
 /// batches).
 pub const MAX_LINK_GRANTS: u32 = 512;
 
+/// Users answered by one `Retire`: each unlinked before the next batch is asked for.
+pub const RETIRE_BATCH: u32 = 16;
+
 fn yes() -> bool {
     true
 }
@@ -91,4 +112,6 @@ pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS links (partner_sub TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, user_sub TEXT NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS link_grants (partner_sub TEXT NOT NULL, grant_id TEXT NOT NULL, PRIMARY KEY (partner_sub, grant_id));
 CREATE TABLE IF NOT EXISTS link_grants_by_user (username TEXT NOT NULL, grant_id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (username, grant_id));
+CREATE TABLE IF NOT EXISTS retired (one INTEGER PRIMARY KEY CHECK (one = 1));
+CREATE TABLE IF NOT EXISTS retiring (username TEXT PRIMARY KEY);
 ";
