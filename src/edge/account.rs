@@ -125,7 +125,14 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
             }
             "The app may sign you in again."
         } else {
-            links::unlink(env, &partner, &username, now).await?;
+            links::unlink(
+                env,
+                &partner,
+                links::salt_of(env, &partner, now_ms).await?.as_deref(),
+                &username,
+                now,
+            )
+            .await?;
             entries.retain(|e| e.partner_id != partner);
             "The app was unlinked."
         };

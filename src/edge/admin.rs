@@ -142,7 +142,7 @@ async fn registry_route(
     // within the cache lifetime), so its new keys work from the next request on.
     if let (
         RegistryCommand::Put { id, .. } | RegistryCommand::Delete { id },
-        RegistryReply::Saved { .. } | RegistryReply::Deleted,
+        RegistryReply::Saved { .. } | RegistryReply::PartnerRemoved { .. },
     ) = (&cmd, &reply)
     {
         super::kvcache::forget(&crate::protocol::partner::keys::partner(id));
@@ -185,6 +185,24 @@ async fn registry_route(
             "ok",
         ),
         RegistryReply::Deleted => Outcome::new(respond::empty(204, &[]), "deleted"),
+        RegistryReply::PartnerRemoved { partner } => {
+            // Gone from the registry and the edge; now what it held ends. A failure, or more
+            // than one request does, is a 503: the same DELETE again goes on from there.
+            let salt = partner.subject_salt.as_deref();
+            if !super::links::end_partner(env, &partner.id, salt, now).await? {
+                return Err(ApiError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the partner is removed; ending its account links is not finished: repeat the request",
+                ));
+            }
+            let done = RegistryCommand::RemovalDone {
+                id: partner.id.clone(),
+            };
+            if let RegistryReply::Failed { error } = registry::call(env, &done).await? {
+                return Err(error);
+            }
+            Outcome::new(respond::empty(204, &[]), "deleted").partner(partner.id)
+        }
         RegistryReply::Failed { error } => Outcome::error(error),
     })
 }
@@ -258,6 +276,7 @@ async fn unlink(env: &Env, username: &str, partner: &str, now: u64) -> Result<Ou
     if !linked {
         return Err(ApiError::not_found("link"));
     }
-    super::links::unlink(env, &partner, &username, now).await?;
+    let salt = super::links::salt_of(env, &partner, now * 1000).await?;
+    super::links::unlink(env, &partner, salt.as_deref(), &username, now).await?;
     Ok(Outcome::new(respond::empty(204, &[]), "unlinked").partner(partner))
 }

@@ -17,7 +17,7 @@ use crate::protocol::grant::{self, CodeState, Grant, CODE_TTL_S};
 use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys, Partner, PartnerStatus};
 use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
-use crate::protocol::ratelimit::{limited, Window};
+use crate::protocol::ratelimit::{limited, login_slots, Window};
 use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
 use crate::protocol::user::{UserView, Username};
 use crate::routes::{self, Method};
@@ -119,6 +119,7 @@ async fn session(
     let cmd = UserCommand::Session {
         session_hash: session_hash.clone(),
         partner_id: v.client.partner_id.clone(),
+        partner_salt: v.partner.subject_salt.clone(),
         client_id: v.client.client_id.clone(),
         scopes: v.request.scopes.clone(),
         now,
@@ -219,16 +220,12 @@ async fn issue_code(
             ErrorCode::AccessDenied,
             "the account link this session came through was removed",
         );
-        super::links::add_grant(
-            env,
-            &via.partner_id,
-            &s.username,
-            &grant_id,
-            until,
-            now,
-            gone,
-        )
-        .await?;
+        // The session serves only the clients of the partner it came through (`session_serves`):
+        // `v.partner` is that partner as it is now, and its salt names its link store.
+        if via.partner_id != v.partner.id {
+            return Err(gone);
+        }
+        super::links::add_grant(env, &v.partner, &s.username, &grant_id, until, now, gone).await?;
     }
     let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(state) = &v.request.state {
@@ -491,8 +488,8 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
     }
 }
 
-/// The slots a password attempt took from the per-IP and per-username limits (failed attempts
-/// per `LOGIN_WINDOW_SECONDS`): taken before the password is checked, so concurrent guesses cannot
+/// The slots a password attempt took from the sign-in limits (failed attempts per
+/// `LOGIN_WINDOW_SECONDS`, counters chosen by `protocol::ratelimit::login_slots`): taken before the password is checked, so concurrent guesses cannot
 /// overrun the limit, and given back when the attempt succeeds.
 struct LoginAttempt {
     slots: Vec<(String, Window)>,
@@ -500,7 +497,8 @@ struct LoginAttempt {
 
 impl LoginAttempt {
     /// `device`: the hash of the browser's device cookie for `username`, if it has one; its
-    /// attempts are counted per device instead of per username.
+    /// attempts are counted per device instead of per username (from this network and from
+    /// all).
     async fn take(
         env: &Env,
         req: &Request,
@@ -510,37 +508,25 @@ impl LoginAttempt {
     ) -> Result<LoginAttempt, ApiError> {
         let ip = client_ip(req);
         let window_ms = config::login_window_ms(env);
-        let mut wanted = vec![(
-            format!("login:ip:{ip}"),
-            Window::at(now_ms, window_ms, config::login_failures_per_ip(env)),
-            "too many failed sign-ins from this network",
-        )];
-        let per_user = Window::at(now_ms, window_ms, config::login_failures_per_user(env));
-        match (device, username) {
-            (Some(d), _) => wanted.push((
-                format!("login:device:{d}"),
-                per_user,
-                "too many failed sign-ins from this browser",
-            )),
-            (None, Some(u)) => wanted.push((
-                format!("login:user:{u}"),
-                per_user,
-                "too many failed sign-ins for this username",
-            )),
-            (None, None) => {}
-        }
+        let wanted = login_slots(
+            &ip,
+            username.as_ref().map(Username::as_str),
+            device,
+            &config::login_limits(env),
+        );
         let granted = join_all(
             wanted
                 .iter()
-                .map(|(key, window, _)| limits::take(env, key, *window, 1)),
+                .map(|s| limits::take(env, &s.key, Window::at(now_ms, window_ms, s.limit), 1)),
         )
         .await;
         let mut attempt = LoginAttempt { slots: Vec::new() };
         let mut refused = None;
-        for ((key, window, why), g) in wanted.into_iter().zip(granted) {
+        for (slot, g) in wanted.into_iter().zip(granted) {
+            let window = Window::at(now_ms, window_ms, slot.limit);
             match g {
-                Ok(1..) => attempt.slots.push((key, window)),
-                Ok(0) => refused = Some(limited(why, window, now_ms)),
+                Ok(1..) => attempt.slots.push((slot.key, window)),
+                Ok(0) => refused = Some(limited(slot.why, window, now_ms)),
                 Err(e) => refused = Some(e),
             }
         }

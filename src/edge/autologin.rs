@@ -66,11 +66,12 @@ pub async fn linked_user(
     let cmd = LinkCommand::Lookup {
         partner_sub: checked.sub.clone(),
     };
-    match links::call(env, &partner.id, &cmd).await? {
+    match links::call(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
         LinkReply::Found { username, user_sub } => {
             // The link is to a person, not a username: a new account reusing it is not linked.
             let cmd = UserCommand::Subject {
                 partner_id: partner.id.clone(),
+                partner_salt: partner.subject_salt.clone(),
                 client_id,
                 renew_grant: None,
                 link: true,

@@ -8,6 +8,7 @@ use worker::Env;
 use crate::protocol::api::{ScopeMap, DEFAULT_MAX_BODY_BYTES};
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::ApiError;
+use crate::protocol::ratelimit::LoginLimits;
 
 /// Default lifetime of the in-isolate gate cache, in seconds.
 pub const DEFAULT_GATE_CACHE_TTL_S: u64 = 30;
@@ -118,8 +119,13 @@ pub fn api_max_body(env: &Env) -> u64 {
         .unwrap_or(DEFAULT_MAX_BODY_BYTES)
 }
 
-/// Default failed sign-ins per username per 5 minutes (`LOGIN_FAILURES_PER_USER`).
+/// Default failed sign-ins per username from one network per 5 minutes
+/// (`LOGIN_FAILURES_PER_USER`).
 pub const DEFAULT_LOGIN_FAILURES_PER_USER: u32 = 10;
+/// Default failed sign-ins per username from all networks together per 5 minutes
+/// (`LOGIN_FAILURES_PER_USER_ALL_NETWORKS`): ten networks' worth, so one attacker's addresses
+/// do not lock the user out of new browsers, while guessing spread over many stays bounded.
+pub const DEFAULT_LOGIN_FAILURES_PER_USER_ALL_NETWORKS: u32 = 100;
 /// Default failed sign-ins per IP per 5 minutes (`LOGIN_FAILURES_PER_IP`): a school's pupils
 /// may share one address.
 pub const DEFAULT_LOGIN_FAILURES_PER_IP: u32 = 100;
@@ -137,16 +143,24 @@ pub fn login_window_ms(env: &Env) -> u64 {
     u64::from(positive(env, "LOGIN_WINDOW_SECONDS", 300)).min(3600) * 1000
 }
 
-pub fn login_failures_per_user(env: &Env) -> u32 {
-    positive(
+/// The sign-in limits per window: `LOGIN_FAILURES_PER_IP` per network,
+/// `LOGIN_FAILURES_PER_USER` per username from one network (or per trusted browser), and
+/// `LOGIN_FAILURES_PER_USER_ALL_NETWORKS` per username from all networks together.
+pub fn login_limits(env: &Env) -> LoginLimits {
+    let per_network_user = positive(
         env,
         "LOGIN_FAILURES_PER_USER",
         DEFAULT_LOGIN_FAILURES_PER_USER,
-    )
-}
-
-pub fn login_failures_per_ip(env: &Env) -> u32 {
-    positive(env, "LOGIN_FAILURES_PER_IP", DEFAULT_LOGIN_FAILURES_PER_IP)
+    );
+    LoginLimits {
+        per_network: positive(env, "LOGIN_FAILURES_PER_IP", DEFAULT_LOGIN_FAILURES_PER_IP),
+        per_network_user,
+        per_user: positive(
+            env,
+            "LOGIN_FAILURES_PER_USER_ALL_NETWORKS",
+            DEFAULT_LOGIN_FAILURES_PER_USER_ALL_NETWORKS,
+        ),
+    }
 }
 
 /// How often an isolate hands its usage counts over (`USAGE_FLUSH_SECONDS`, default 10; 0:

@@ -117,6 +117,7 @@ async fn recent_session(
     let cmd = UserCommand::Whoami {
         session_hash,
         partner_id: partner.id.clone(),
+        partner_salt: partner.subject_salt.clone(),
         now,
     };
     match users::call(env, &username, &cmd).await? {
@@ -260,7 +261,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             },
             now,
         };
-        match links::call(env, &partner.id, &cmd).await? {
+        match links::call(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
             LinkReply::Proposed => {}
             LinkReply::Failed { error } => return Err(error),
             other => return Err(link_refusal(other)),
@@ -352,7 +353,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             attempt: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
             now,
         };
-        let (created, pending) = match links::call_idempotent(env, &partner.id, &cmd).await? {
+        let (created, pending) = match links::call_idempotent(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
             LinkReply::Linked { created, pending } => (created, pending),
             LinkReply::CodeInvalid => {
                 return Err(invalid_grant(
@@ -362,7 +363,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             LinkReply::CodeReplayed { username } => {
                 // As for a reused authorization code: the link it made is undone, with what
                 // came through it.
-                links::unlink(env, &partner.id, &username, now).await?;
+                links::unlink(env, &partner.id, partner.subject_salt.as_deref(), &username, now).await?;
                 let refusal = invalid_grant(
                     "the link code was already used; the link it made is removed",
                 );
@@ -391,7 +392,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             // Never half stored: a link the person cannot see on their account page must not
             // log them in either. Undo what this confirmation created, then fail.
             if created {
-                if let Err(e) = links::unlink(env, &partner.id, &pending.username, now).await {
+                if let Err(e) = links::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, now).await {
                     worker::console_error!(
                         "link confirm: undo after a failed record: {}",
                         e.cause.unwrap_or(e.description)
@@ -405,7 +406,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
         let lookup = LinkCommand::Lookup {
             partner_sub: pending.partner_sub.clone(),
         };
-        let still = match links::call(env, &partner.id, &lookup).await? {
+        let still = match links::call(env, &partner.id, partner.subject_salt.as_deref(), &lookup).await? {
             LinkReply::Found { username, user_sub } => {
                 username == pending.username && user_sub == pending.user_sub
             }
@@ -414,7 +415,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             _ => return Err(ApiError::unavailable("unexpected link reply")),
         };
         if !still {
-            links::unlink(env, &partner.id, &pending.username, now).await?;
+            links::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, now).await?;
             return Ok(Outcome::new(
                 respond::error(&invalid_grant(
                     "the link code was used more than once; the link it made is removed",

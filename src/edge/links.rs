@@ -13,15 +13,18 @@ use crate::protocol::link::{redeem, PendingLink, Redemption, MAX_PENDING_LINKS_P
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
 use crate::store::links::{
-    object_name, LinkCommand, LinkReply, MAX_LINK_GRANTS, SCHEMA, UNLINK_BATCH,
+    object_name, LinkCommand, LinkReply, MAX_LINK_GRANTS, RETIRE_BATCH, SCHEMA, UNLINK_BATCH,
 };
 
+/// Sends a command to the link store of `partner` with subject salt `salt`
+/// (`Partner::subject_salt`).
 pub async fn call(
     env: &Env,
     partner: &PartnerId,
+    salt: Option<&str>,
     cmd: &LinkCommand,
 ) -> std::result::Result<LinkReply, ApiError> {
-    objects::call(env, config::LINKS_DO, &object_name(partner), cmd).await
+    objects::call(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
 }
 
 /// [`call`] for a command that is safe to run twice (a `Confirm` names its attempt): sent again
@@ -29,9 +32,10 @@ pub async fn call(
 pub async fn call_idempotent(
     env: &Env,
     partner: &PartnerId,
+    salt: Option<&str>,
     cmd: &LinkCommand,
 ) -> std::result::Result<LinkReply, ApiError> {
-    objects::call_idempotent(env, config::LINKS_DO, &object_name(partner), cmd).await
+    objects::call_idempotent(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
 }
 
 #[durable_object(fetch)]
@@ -53,6 +57,11 @@ struct PendingRow {
 #[derive(Deserialize)]
 struct CountRow {
     n: u64,
+}
+
+#[derive(Deserialize)]
+struct UserRow {
+    username: String,
 }
 
 #[derive(Deserialize)]
@@ -128,9 +137,68 @@ impl LinkStore {
             .map_err(err)
     }
 
+    /// Whether the partner was removed (`Retire`).
+    fn retired(&self, sql: &SqlStorage) -> std::result::Result<bool, ApiError> {
+        let rows: Vec<CountRow> = sql
+            .exec("SELECT COUNT(*) AS n FROM retired", None)
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        Ok(rows.first().is_some_and(|r| r.n > 0))
+    }
+
     fn execute(&self, cmd: LinkCommand) -> std::result::Result<LinkReply, ApiError> {
         let sql = self.sql()?;
+        // A removed partner's store links nobody, finds nobody and lists no new grant.
+        if matches!(
+            cmd,
+            LinkCommand::Propose { .. }
+                | LinkCommand::Confirm { .. }
+                | LinkCommand::Lookup { .. }
+                | LinkCommand::AddGrant { .. }
+        ) && self.retired(&sql)?
+        {
+            return Ok(match cmd {
+                LinkCommand::Propose { .. } => LinkReply::Failed {
+                    error: ApiError::new(ErrorCode::AccessDenied, "This partner was removed."),
+                },
+                LinkCommand::Confirm { .. } => LinkReply::CodeInvalid,
+                _ => LinkReply::NotFound,
+            });
+        }
         match cmd {
+            LinkCommand::Retire => {
+                sql.exec("INSERT OR IGNORE INTO retired (one) VALUES (1)", None)
+                    .map_err(err)?;
+                // Retired, nobody links any more: everyone still linked or with listed grants
+                // is to be unlinked, and stays listed until done (`Retired`).
+                sql.exec(
+                    "INSERT OR IGNORE INTO retiring (username) SELECT username FROM links \
+                     UNION SELECT username FROM link_grants_by_user",
+                    None,
+                )
+                .map_err(err)?;
+                let users: Vec<UserRow> = sql
+                    .exec(
+                        "SELECT username FROM retiring ORDER BY username LIMIT ?",
+                        vec![objects::sql_int(u64::from(RETIRE_BATCH))],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(err)?;
+                Ok(LinkReply::Retired {
+                    usernames: users
+                        .iter()
+                        .filter_map(|u| Username::parse(&u.username).ok())
+                        .collect(),
+                })
+            }
+            LinkCommand::Retired { username } => {
+                sql.exec(
+                    "DELETE FROM retiring WHERE username = ?",
+                    vec![text(username.as_str())],
+                )
+                .map_err(err)?;
+                Ok(LinkReply::Done)
+            }
             LinkCommand::Propose {
                 code_hash,
                 pending,
@@ -391,11 +459,26 @@ fn err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("link storage: {e}"))
 }
 
+/// The subject salt of `partner` as its record says now, which names its link store. A partner
+/// that is gone has none: its removal ends its links (`end_partner`); unlinking then still
+/// forgets the link on the user's side.
+pub async fn salt_of(
+    env: &Env,
+    partner: &PartnerId,
+    now_ms: u64,
+) -> std::result::Result<Option<String>, ApiError> {
+    let key = crate::protocol::partner::keys::partner(partner);
+    let record: Option<crate::protocol::partner::Partner> =
+        super::kvcache::get_json(env, &key, now_ms).await?;
+    Ok(record.and_then(|p| p.subject_salt))
+}
+
 /// Ends a link: the partner's record first (automatic login stops at once), then every grant
 /// issued through it, then the user's own list.
 pub async fn unlink(
     env: &Env,
     partner: &PartnerId,
+    salt: Option<&str>,
     username: &Username,
     now: u64,
 ) -> std::result::Result<bool, ApiError> {
@@ -408,7 +491,7 @@ pub async fn unlink(
             now,
             remove: first,
         };
-        let grant_ids = match call(env, partner, &cmd).await? {
+        let grant_ids = match call(env, partner, salt, &cmd).await? {
             LinkReply::Unlinked { grant_ids } => grant_ids,
             LinkReply::NotFound => Vec::new(),
             LinkReply::Failed { error } => return Err(error),
@@ -436,7 +519,7 @@ pub async fn unlink(
             username: username.clone(),
             grant_ids,
         };
-        if let LinkReply::Failed { error } = call(env, partner, &forget).await? {
+        if let LinkReply::Failed { error } = call(env, partner, salt, &forget).await? {
             return Err(error);
         }
     }
@@ -456,7 +539,7 @@ pub async fn unlink(
 /// `gone` is the error: nothing is issued from it.
 pub async fn add_grant(
     env: &Env,
-    partner: &PartnerId,
+    partner: &crate::protocol::partner::Partner,
     username: &Username,
     grant_id: &str,
     expires_at: u64,
@@ -469,7 +552,8 @@ pub async fn add_grant(
         expires_at,
         now,
     };
-    match call(env, partner, &cmd).await? {
+    let salt = partner.subject_salt.as_deref();
+    match call(env, &partner.id, salt, &cmd).await? {
         LinkReply::Done => Ok(()),
         LinkReply::NotFound => {
             // Best effort: the grant's code or token has not been handed out.
@@ -479,4 +563,43 @@ pub async fn add_grant(
         LinkReply::Failed { error } => Err(error),
         _ => Err(ApiError::unavailable("unexpected link reply")),
     }
+}
+
+/// Rounds of `Retire` one removal request works through: at most this many times
+/// `RETIRE_BATCH` users are unlinked per request, so the work of one request stays bounded.
+const RETIRE_ROUNDS: u32 = 2;
+
+/// Ends what a removed partner held: its link store is retired first (no automatic login, no
+/// jwt-bearer grant, no new link from then on), then every link is ended by unlinking (the
+/// sessions it started, the grants issued through it, revoked and published, and the user's own
+/// record of it). `Ok(false)`: more is left than one request does; the same removal again (it
+/// is remembered by the registry until finished) goes on where this one stopped, as does one
+/// that failed half way.
+pub async fn end_partner(
+    env: &Env,
+    partner: &PartnerId,
+    salt: Option<&str>,
+    now: u64,
+) -> std::result::Result<bool, ApiError> {
+    for round in 0..=RETIRE_ROUNDS {
+        let usernames = match call(env, partner, salt, &LinkCommand::Retire).await? {
+            LinkReply::Retired { usernames } => usernames,
+            LinkReply::Failed { error } => return Err(error),
+            _ => return Err(ApiError::unavailable("unexpected link reply")),
+        };
+        if usernames.is_empty() {
+            return Ok(true);
+        }
+        if round == RETIRE_ROUNDS {
+            break;
+        }
+        for username in usernames {
+            unlink(env, partner, salt, &username, now).await?;
+            let done = LinkCommand::Retired { username };
+            if let LinkReply::Failed { error } = call(env, partner, salt, &done).await? {
+                return Err(error);
+            }
+        }
+    }
+    Ok(false)
 }

@@ -59,9 +59,15 @@ async fn hint_matches_session(
     else {
         return false;
     };
+    let Ok(Some(partner)) =
+        kvcache::get_json::<Partner>(env, &kv_keys::partner(&client.partner_id), now_ms).await
+    else {
+        return false;
+    };
     let cmd = UserCommand::Session {
         session_hash,
         partner_id: client.partner_id,
+        partner_salt: partner.subject_salt,
         client_id: client.client_id,
         scopes: Vec::new(),
         now: now_ms / 1000,

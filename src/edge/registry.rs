@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use futures_util::lock::Mutex;
 use serde::Deserialize;
 use worker::{
@@ -17,7 +18,7 @@ use worker::{
 };
 
 use super::objects::sql_text as text;
-use super::{config, objects};
+use super::{config, objects, random};
 use crate::protocol::client::{check_redirects_on_partner, ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::origin::Origin;
@@ -124,8 +125,16 @@ impl Registry {
                 Ok(RegistryReply::Partners { partners })
             }
             RegistryCommand::Put { id, spec, now } => {
+                let new_salt = Base64UrlUnpadded::encode_string(&random::bytes::<16>()?);
                 // From here to `publish` nothing awaits: SQLite commits these writes together.
                 let existing = read_partner(&sql, &id)?;
+                if existing.is_none() && read_removal(&sql, &id)?.is_some() {
+                    return Err(ApiError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "a partner with this id was removed and its links are still being ended: \
+                         repeat its DELETE until it answers 204, then create it again",
+                    ));
+                }
                 let mut owners = Vec::new();
                 for origin in &spec.origins {
                     if let Some(owner) = read_owner(&sql, origin)? {
@@ -133,7 +142,15 @@ impl Registry {
                     }
                 }
                 let issuer_owner = read_issuer_owner(&sql, &resolved_issuer(&spec))?;
-                let plan = plan_put(id, spec, existing, &owners, issuer_owner.as_ref(), now)?;
+                let plan = plan_put(
+                    id,
+                    spec,
+                    existing,
+                    &owners,
+                    issuer_owner.as_ref(),
+                    now,
+                    &new_salt,
+                )?;
                 let record = serde_json::to_string(&plan.record)
                     .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
                 exec(
@@ -178,7 +195,11 @@ impl Registry {
             }
             RegistryCommand::Delete { id } => {
                 let Some(existing) = read_partner(&sql, &id)? else {
-                    return Err(ApiError::not_found("partner"));
+                    // Removed before, but what it held is not all ended yet: the caller goes on.
+                    return match read_removal(&sql, &id)? {
+                        Some(partner) => Ok(RegistryReply::PartnerRemoved { partner }),
+                        None => Err(ApiError::not_found("partner")),
+                    };
                 };
                 let clients = read_clients(&sql, &id)?;
                 exec(
@@ -201,6 +222,14 @@ impl Registry {
                     "DELETE FROM partners WHERE id = ?",
                     vec![text(id.as_str())],
                 )?;
+                let record = serde_json::to_string(&existing)
+                    .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
+                exec(
+                    &sql,
+                    "INSERT INTO partner_removals (id, record) VALUES (?, ?) \
+                     ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                    vec![text(id.as_str()), SqlStorageValue::String(record)],
+                )?;
                 // Clients first: nothing of the partner stays usable while the rest is removed.
                 let mut writes: Vec<EdgeWrite> = clients
                     .iter()
@@ -212,6 +241,14 @@ impl Registry {
                 writes.extend(plan_delete(&existing));
                 enqueue(&sql, &writes)?;
                 self.publish().await?;
+                Ok(RegistryReply::PartnerRemoved { partner: existing })
+            }
+            RegistryCommand::RemovalDone { id } => {
+                exec(
+                    &sql,
+                    "DELETE FROM partner_removals WHERE id = ?",
+                    vec![text(id.as_str())],
+                )?;
                 Ok(RegistryReply::Deleted)
             }
             RegistryCommand::CreateClient {
@@ -373,6 +410,21 @@ fn read_partner(
     let rows: Vec<RecordRow> = sql
         .exec(
             "SELECT record FROM partners WHERE id = ?",
+            vec![text(id.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first().map(|r| decode_record(&r.record)).transpose()
+}
+
+/// The record of a removed partner whose links are not all ended yet.
+fn read_removal(
+    sql: &SqlStorage,
+    id: &PartnerId,
+) -> std::result::Result<Option<Partner>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM partner_removals WHERE id = ?",
             vec![text(id.as_str())],
         )
         .and_then(|c| c.to_array())

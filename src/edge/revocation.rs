@@ -146,7 +146,9 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                     match grants::call(env, &c.gid, &cmd).await? {
                         // Still the same person, under the same password.
                         GrantReply::Active { grant } if grant.partner_id == client.partner_id => {
-                            super::users::grant_user(env, &grant, None).await?.is_some()
+                            super::users::grant_user(env, &grant, now_ms, None)
+                                .await?
+                                .is_some()
                         }
                         _ => false,
                     }
@@ -180,7 +182,9 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 match grants::call(env, &grant_id, &cmd).await? {
                     GrantReply::Active { grant }
                         if grant.client_id == client.client_id
-                            && super::users::grant_user(env, &grant, None).await?.is_some() =>
+                            && super::users::grant_user(env, &grant, now_ms, None)
+                                .await?
+                                .is_some() =>
                     {
                         json!({
                             "active": true,

@@ -286,7 +286,7 @@ async fn run(
             let user = match grants::call(env, &gid, &status).await? {
                 GrantReply::Active { grant } if grant.client_id == client.client_id => {
                     let until = now + ACCESS_TOKEN_TTL_S;
-                    match users::grant_user(env, &grant, Some((until, now))).await? {
+                    match users::grant_user(env, &grant, now_ms, Some((until, now))).await? {
                         Some(user) => Some(user),
                         None => {
                             let revoke = GrantCommand::Revoke {
@@ -396,8 +396,7 @@ async fn run(
             // Issued through the link: it ends when the link does.
             let until = now + ACCESS_TOKEN_TTL_S;
             let gone = invalid("the partner account is not linked");
-            super::links::add_grant(env, &partner.id, &username, &grant_id, until, now, gone)
-                .await?;
+            super::links::add_grant(env, &partner, &username, &grant_id, until, now, gone).await?;
             let who = Subject {
                 sub: &sub,
                 gid: &grant_id,

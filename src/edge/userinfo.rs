@@ -42,7 +42,7 @@ async fn run(req: &Request, env: &Env, now: u64) -> Result<Value, ApiError> {
         _ => return Err(revoked()),
     };
     // A deleted user, or a new account reusing the username, ends the grant's tokens.
-    let user = users::grant_user(env, &grant, None)
+    let user = users::grant_user(env, &grant, now * 1000, None)
         .await?
         .ok_or_else(revoked)?;
     let mut out = released_claims(&scopes, &user);

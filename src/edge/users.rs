@@ -496,6 +496,7 @@ impl UserStore {
             UserCommand::Session {
                 session_hash,
                 partner_id,
+                partner_salt,
                 client_id,
                 scopes,
                 now,
@@ -510,7 +511,7 @@ impl UserStore {
                     .await?
                     .unwrap_or_default();
                 Ok(UserReply::SessionState {
-                    sub: pairwise_sub(&record.subject_seed, &partner_id),
+                    sub: pairwise_sub(&record.subject_seed, &partner_id, partner_salt.as_deref()),
                     user: UserView::from(&record),
                     auth_time: session.auth_time,
                     consented: scopes.iter().all(|s| consented_scopes.contains(s)),
@@ -537,6 +538,7 @@ impl UserStore {
             UserCommand::Whoami {
                 session_hash,
                 partner_id,
+                partner_salt,
                 now,
             } => {
                 let (Some(record), Some(session)) =
@@ -545,7 +547,7 @@ impl UserStore {
                     return Ok(UserReply::NoSession);
                 };
                 Ok(UserReply::SessionState {
-                    sub: pairwise_sub(&record.subject_seed, &partner_id),
+                    sub: pairwise_sub(&record.subject_seed, &partner_id, partner_salt.as_deref()),
                     user: UserView::from(&record),
                     auth_time: session.auth_time,
                     consented: false,
@@ -574,12 +576,13 @@ impl UserStore {
             }
             UserCommand::Subject {
                 partner_id,
+                partner_salt,
                 client_id,
                 renew_grant,
                 link,
             } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
-                let sub = pairwise_sub(&record.subject_seed, &partner_id);
+                let sub = pairwise_sub(&record.subject_seed, &partner_id, partner_salt.as_deref());
                 // Only a grant that is still this person's, under this password, is listed.
                 if let Some(r) = renew_grant
                     .filter(|r| r.sub == sub && r.password_epoch == record.password_epoch)
@@ -721,19 +724,29 @@ impl UserStore {
 
 /// The grant's user, if it is still the same person and the grant is younger than their
 /// password: a deleted user, a new account that reuses the username (a different pairwise
-/// subject), or a password set after the grant began, is `None`. Storage failures are errors.
+/// subject), a password set after the grant began, or a partner removed (or created again under
+/// its id, with another subject salt), is `None`. Storage failures are errors.
 /// With `renew: (until, now)`, the user's object keeps the grant on its list until then (a
 /// refresh is about to issue an access token that a new password must be able to revoke).
 pub async fn grant_user(
     env: &Env,
     grant: &crate::protocol::grant::Grant,
+    now_ms: u64,
     renew: Option<(u64, u64)>,
 ) -> std::result::Result<Option<UserView>, ApiError> {
     let Some(username) = &grant.username else {
         return Ok(None);
     };
+    let partner_key = crate::protocol::partner::keys::partner(&grant.partner_id);
+    let Some(partner) =
+        super::kvcache::get_json::<crate::protocol::partner::Partner>(env, &partner_key, now_ms)
+            .await?
+    else {
+        return Ok(None);
+    };
     let cmd = UserCommand::Subject {
         partner_id: grant.partner_id.clone(),
+        partner_salt: partner.subject_salt,
         client_id: None,
         link: false,
         renew_grant: renew.map(|(until, now)| RenewGrant {

@@ -506,6 +506,7 @@ mod tests {
             jwks: None,
             jwks_uri: None,
             rate_limits: None,
+            subject_salt: None,
             created_at: 0,
             updated_at: 0,
         }

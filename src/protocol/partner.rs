@@ -95,6 +95,13 @@ pub struct Partner {
     /// Rate limits set by the operator; absent: the defaults of `ratelimit::DEFAULT_LIMITS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimits>,
+    /// Random, set when the partner is created and kept by every change: the partner's pairwise
+    /// subjects (`tokens::pairwise_sub`) and its link store (`store::links::object_name`) are
+    /// derived from it, so a partner created again under a removed one's id inherits no link and
+    /// learns no subject of the old one. Absent on partners created before it existed: they keep
+    /// the subjects and the link store they had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_salt: Option<String>,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
     pub updated_at: u64,
@@ -325,7 +332,8 @@ pub fn resolved_issuer(spec: &PartnerSpec) -> String {
 
 /// Plans `PUT /admin/partners/{id}`. `owners` gives, for each requested origin that is already
 /// claimed, the partner that holds it; `issuer_owner` the holder of the resolved issuer. One
-/// origin, and one issuer, belongs to at most one partner.
+/// origin, and one issuer, belongs to at most one partner. `new_salt` (random) becomes the
+/// subject salt of a partner created now; an existing partner keeps its own (or its lack of one).
 pub fn plan_put(
     id: PartnerId,
     spec: PartnerSpec,
@@ -333,6 +341,7 @@ pub fn plan_put(
     owners: &[(Origin, PartnerId)],
     issuer_owner: Option<&PartnerId>,
     now: u64,
+    new_salt: &str,
 ) -> Result<PutPlan, ApiError> {
     if let Some(owner) = issuer_owner.filter(|o| **o != id) {
         return Err(ApiError {
@@ -381,6 +390,10 @@ pub fn plan_put(
         jwks: spec.jwks,
         jwks_uri: spec.jwks_uri,
         rate_limits: spec.rate_limits,
+        subject_salt: match &existing {
+            Some(p) => p.subject_salt.clone(),
+            None => Some(new_salt.to_owned()),
+        },
     };
     let entry = to_json(&GateEntry {
         partner_id: record.id.clone(),
@@ -474,7 +487,7 @@ mod tests {
             ok.jwks_uri.as_deref(),
             Some("https://a.example/.well-known/jwks.json")
         );
-        let plan = plan_put(id("acme"), ok, None, &[], None, 1).unwrap();
+        let plan = plan_put(id("acme"), ok, None, &[], None, 1, "salt").unwrap();
         assert_eq!(
             plan.record.issuer, "https://a.example",
             "issuer defaults to the first origin"
@@ -612,6 +625,7 @@ mod tests {
             &owners,
             None,
             10,
+            "salt",
         )
         .unwrap_err();
         assert_eq!(err.code, ErrorCode::OriginConflict);
@@ -628,6 +642,7 @@ mod tests {
             &[],
             Some(&other),
             1,
+            "salt",
         )
         .unwrap_err();
         assert_eq!(err.code, ErrorCode::IssuerConflict);
@@ -639,9 +654,35 @@ mod tests {
             None,
             &[],
             Some(&own),
-            1
+            1,
+            "salt"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn plan_put_salts_a_new_partner_and_keeps_the_salt_or_its_lack() {
+        let a = spec(&["https://a.example"]);
+        let first = plan_put(id("acme"), a.clone(), None, &[], None, 1, "s1").unwrap();
+        assert_eq!(first.record.subject_salt.as_deref(), Some("s1"));
+        let owners = [(origin("https://a.example"), id("acme"))];
+        let again = plan_put(
+            id("acme"),
+            a.clone(),
+            Some(first.record),
+            &owners,
+            None,
+            2,
+            "s2",
+        );
+        assert_eq!(again.unwrap().record.subject_salt.as_deref(), Some("s1"));
+        // A record from before salts existed stays without one: its subjects do not change.
+        let mut legacy = plan_put(id("acme"), a.clone(), None, &[], None, 1, "s3")
+            .unwrap()
+            .record;
+        legacy.subject_salt = None;
+        let kept = plan_put(id("acme"), a, Some(legacy), &owners, None, 2, "s4").unwrap();
+        assert_eq!(kept.record.subject_salt, None);
     }
 
     #[test]
@@ -653,6 +694,7 @@ mod tests {
             &[],
             None,
             10,
+            "salt",
         )
         .unwrap();
         assert!(first.created);
@@ -668,6 +710,7 @@ mod tests {
             &owners,
             None,
             20,
+            "salt",
         )
         .unwrap();
         assert!(!second.created);
@@ -702,7 +745,7 @@ mod tests {
     fn gate_entry_carries_status_for_one_read_lookups() {
         let mut s = spec(&["https://a.example"]);
         s.status = PartnerStatus::Suspended;
-        let plan = plan_put(id("acme"), s, None, &[], None, 1).unwrap();
+        let plan = plan_put(id("acme"), s, None, &[], None, 1, "salt").unwrap();
         let entry = plan
             .edge_writes
             .iter()
@@ -716,7 +759,16 @@ mod tests {
 
     #[test]
     fn plan_delete_unpublishes_origins_then_record() {
-        let plan = plan_put(id("acme"), spec(&["https://a.example"]), None, &[], None, 1).unwrap();
+        let plan = plan_put(
+            id("acme"),
+            spec(&["https://a.example"]),
+            None,
+            &[],
+            None,
+            1,
+            "salt",
+        )
+        .unwrap();
         let writes = plan_delete(&plan.record);
         assert!(writes.iter().all(|w| w.value.is_none()));
         let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();

@@ -253,6 +253,67 @@ pub fn limited(what: &str, window: Window, now_ms: u64) -> ApiError {
     }
 }
 
+/// Failed password sign-ins allowed per window, by what they are counted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// From one network (address group), whatever the usernames: a school's pupils may share one.
+    pub per_network: u32,
+    /// For one username from one network, or from one browser the user signed in with before.
+    pub per_network_user: u32,
+    /// For one username from all networks together: bounds guessing spread over many networks.
+    /// Much larger than `per_network_user`, so that locking the user out of new browsers takes
+    /// many networks, and never counted for the user's own browsers.
+    pub per_user: u32,
+}
+
+/// One counter a sign-in attempt takes a slot from: its limiter key, its limit, and what the
+/// refusal says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginSlot {
+    pub key: String,
+    pub limit: u32,
+    pub why: &'static str,
+}
+
+/// The counters a password attempt counts against. Failures are counted per network and per
+/// (network, username), so someone failing on purpose from their own networks does not lock the
+/// real user out of a browser on another network; a browser with the user's trusted device
+/// cookie (`device`, its hash) is counted on its own instead; and a high per-username ceiling
+/// over all networks bounds guessing from many networks (own browsers are exempt from it).
+pub fn login_slots(
+    network: &str,
+    username: Option<&str>,
+    device: Option<&str>,
+    limits: &LoginLimits,
+) -> Vec<LoginSlot> {
+    let mut slots = vec![LoginSlot {
+        key: format!("login:ip:{network}"),
+        limit: limits.per_network,
+        why: "too many failed sign-ins from this network",
+    }];
+    match (device, username) {
+        (Some(d), Some(_)) => slots.push(LoginSlot {
+            key: format!("login:device:{d}"),
+            limit: limits.per_network_user,
+            why: "too many failed sign-ins from this browser",
+        }),
+        (None, Some(u)) => {
+            slots.push(LoginSlot {
+                key: format!("login:net-user:{network}:{u}"),
+                limit: limits.per_network_user,
+                why: "too many failed sign-ins for this username from this network",
+            });
+            slots.push(LoginSlot {
+                key: format!("login:user:{u}"),
+                limit: limits.per_user,
+                why: "too many failed sign-ins for this username",
+            });
+        }
+        (_, None) => {}
+    }
+    slots
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +459,57 @@ mod tests {
                 limit: 10,
                 reset_s: 20
             }
+        );
+    }
+
+    const LOGIN: LoginLimits = LoginLimits {
+        per_network: 100,
+        per_network_user: 10,
+        per_user: 100,
+    };
+
+    fn keys(slots: &[LoginSlot]) -> Vec<&str> {
+        slots.iter().map(|s| s.key.as_str()).collect()
+    }
+
+    #[test]
+    fn login_failures_are_counted_per_network_and_username() {
+        let a = login_slots("192.0.2.7", Some("pupil"), None, &LOGIN);
+        assert_eq!(
+            keys(&a),
+            [
+                "login:ip:192.0.2.7",
+                "login:net-user:192.0.2.7:pupil",
+                "login:user:pupil"
+            ]
+        );
+        assert_eq!(
+            a.iter().map(|s| s.limit).collect::<Vec<_>>(),
+            [100, 10, 100]
+        );
+        // Another network counts the same username on a counter of its own...
+        let b = login_slots("198.51.100.1", Some("pupil"), None, &LOGIN);
+        assert_ne!(a[1].key, b[1].key);
+        assert_ne!(a[0].key, b[0].key);
+        // ...and only the all-networks ceiling, far above one network's share, is shared.
+        assert_eq!(a[2].key, b[2].key);
+        assert!(a[2].limit >= 10 * a[1].limit);
+    }
+
+    #[test]
+    fn login_from_a_trusted_browser_skips_the_username_counters() {
+        let s = login_slots("192.0.2.7", Some("pupil"), Some("devhash"), &LOGIN);
+        assert_eq!(keys(&s), ["login:ip:192.0.2.7", "login:device:devhash"]);
+        assert_eq!(s[1].limit, LOGIN.per_network_user);
+    }
+
+    #[test]
+    fn login_without_a_username_counts_against_the_network_only() {
+        let s = login_slots("unknown", None, Some("devhash"), &LOGIN);
+        assert_eq!(keys(&s), ["login:ip:unknown"]);
+        assert_eq!(
+            keys(&login_slots("unknown", None, None, &LOGIN)),
+            ["login:ip:unknown"]
         );
     }
 }

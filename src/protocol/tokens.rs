@@ -16,13 +16,23 @@ pub const ACCESS_TOKEN_TTL_S: u64 = 300;
 pub const ID_TOKEN_TTL_S: u64 = 600;
 
 /// The user's identifier for one partner: partners cannot correlate users across partners, and
-/// the platform username never leaves edgeward unless a scope releases it.
-pub fn pairwise_sub(subject_seed: &str, partner: &PartnerId) -> String {
+/// the platform username never leaves edgeward unless a scope releases it. `salt` is the
+/// partner's subject salt (`Partner::subject_salt`): a partner created again under the same id
+/// gets a new one, so it learns none of the old partner's subjects. A partner without one
+/// (created before salts existed) keeps the subjects it always had (the v1 derivation).
+pub fn pairwise_sub(subject_seed: &str, partner: &PartnerId, salt: Option<&str>) -> String {
     let mut h = Sha256::new();
-    h.update(b"edgeward:sub:v1:");
+    match salt {
+        None => h.update(b"edgeward:sub:v1:"),
+        Some(_) => h.update(b"edgeward:sub:v2:"),
+    }
     h.update(subject_seed.as_bytes());
     h.update(b":");
     h.update(partner.as_str().as_bytes());
+    if let Some(salt) = salt {
+        h.update(b":");
+        h.update(salt.as_bytes());
+    }
     Base64UrlUnpadded::encode_string(&h.finalize())
 }
 
@@ -107,10 +117,37 @@ mod tests {
     fn pairwise_sub_differs_per_partner_and_is_stable() {
         let a = PartnerId::parse("acme").unwrap();
         let b = PartnerId::parse("beta").unwrap();
-        assert_eq!(pairwise_sub("seed", &a), pairwise_sub("seed", &a));
-        assert_ne!(pairwise_sub("seed", &a), pairwise_sub("seed", &b));
-        assert_ne!(pairwise_sub("seed", &a), pairwise_sub("seed2", &a));
-        assert!(!pairwise_sub("seed", &a).contains("alice"));
+        assert_eq!(
+            pairwise_sub("seed", &a, None),
+            pairwise_sub("seed", &a, None)
+        );
+        assert_ne!(
+            pairwise_sub("seed", &a, None),
+            pairwise_sub("seed", &b, None)
+        );
+        assert_ne!(
+            pairwise_sub("seed", &a, None),
+            pairwise_sub("seed2", &a, None)
+        );
+        assert!(!pairwise_sub("seed", &a, None).contains("alice"));
+        // Partners created before salts existed keep their subjects (the v1 derivation).
+        assert_eq!(
+            pairwise_sub("seed", &a, None),
+            "UFX1O7By0K0E1tTy0ZFkqgaRzsFWoA0uHSgkLv3lwT0"
+        );
+    }
+
+    #[test]
+    fn pairwise_sub_differs_for_a_partner_created_again_under_the_same_id() {
+        let a = PartnerId::parse("acme").unwrap();
+        let old = pairwise_sub("seed", &a, Some("salt-1"));
+        assert_eq!(old, pairwise_sub("seed", &a, Some("salt-1")), "stable");
+        assert_ne!(
+            old,
+            pairwise_sub("seed", &a, Some("salt-2")),
+            "a new partner"
+        );
+        assert_ne!(old, pairwise_sub("seed", &a, None), "a legacy record");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The link store's command protocol. One object per partner (named `links:{partner_id}`),
+//! The link store's command protocol. One object per partner (named by `object_name`),
 //! SQLite-backed: one partner account links to one platform user and, per partner, a platform
 //! user has one linked account; both hold by unique keys in one object. A link the user agreed
 //! to waits there, under the hash of its link code, until the partner confirms it.
@@ -10,8 +10,14 @@ use crate::protocol::link::PendingLink;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
 
-pub fn object_name(partner: &PartnerId) -> String {
-    format!("links:{partner}")
+/// `links:{partner_id}:{subject_salt}`: a partner created again under a removed one's id has a
+/// new salt, so a store of its own that holds none of the old links. A partner without a salt
+/// (created before salts existed) keeps its store, `links:{partner_id}`.
+pub fn object_name(partner: &PartnerId, salt: Option<&str>) -> String {
+    match salt {
+        Some(salt) => format!("links:{partner}:{salt}"),
+        None => format!("links:{partner}"),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +63,14 @@ pub enum LinkCommand {
         username: Username,
         grant_ids: Vec<String>,
     },
+    /// The partner was removed: from now on the store makes no link, finds none and lists no
+    /// grant (for good); answers up to `RETIRE_BATCH` users whose links are still to be ended
+    /// (each by unlinking, then `Retired`), so a removal is finished batch by batch. A user
+    /// stays on that list until `Retired`, even once the link itself is gone here: their own
+    /// object may not have ended its sessions and forgotten the link yet.
+    Retire,
+    /// Unlinking `username` for the partner's removal is finished.
+    Retired { username: Username },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +106,10 @@ pub enum LinkReply {
         grant_ids: Vec<String>,
     },
     Done,
+    /// The store is retired; these users' links are still to be ended (none: all are).
+    Retired {
+        usernames: Vec<Username>,
+    },
     Failed {
         error: ApiError,
     },
@@ -102,6 +120,9 @@ pub const UNLINK_BATCH: u32 = 64;
 /// Grants listed per linked user: more are refused, so unlinking stays bounded work (eight
 /// batches).
 pub const MAX_LINK_GRANTS: u32 = 512;
+
+/// Users answered by one `Retire`: each unlinked before the next batch is asked for.
+pub const RETIRE_BATCH: u32 = 16;
 
 fn yes() -> bool {
     true
@@ -116,4 +137,6 @@ CREATE TABLE IF NOT EXISTS link_grants_by_user (username TEXT NOT NULL, grant_id
 CREATE TABLE IF NOT EXISTS pending_links (code_hash TEXT PRIMARY KEY, username TEXT NOT NULL, expires_at INTEGER NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pending_links_by_expiry ON pending_links (expires_at);
 CREATE INDEX IF NOT EXISTS pending_links_by_user ON pending_links (username, expires_at);
+CREATE TABLE IF NOT EXISTS retired (one INTEGER PRIMARY KEY CHECK (one = 1));
+CREATE TABLE IF NOT EXISTS retiring (username TEXT PRIMARY KEY);
 ";

@@ -22,8 +22,14 @@ pub enum RegistryCommand {
         id: PartnerId,
     },
     List,
-    /// Deleting a partner deletes its clients too.
+    /// Deleting a partner deletes its clients too, and remembers the record until its links
+    /// are ended (`RemovalDone`); asked again meanwhile, it answers the same record, so the
+    /// caller goes on ending them. A partner with a removal pending cannot be created again.
     Delete {
+        id: PartnerId,
+    },
+    /// The removed partner's links are all ended: the registry forgets the removal.
+    RemovalDone {
         id: PartnerId,
     },
     /// Registers a client; the caller generated its id and the hash of its secret.
@@ -59,6 +65,11 @@ pub enum RegistryReply {
         partners: Vec<Partner>,
     },
     Deleted,
+    /// The partner is removed from the registry and the edge; what it held (its links, and what
+    /// came through them) is still to be ended.
+    PartnerRemoved {
+        partner: Partner,
+    },
     /// Client records here never carry the secret's hash.
     Client {
         client: ClientRecord,
@@ -79,6 +90,7 @@ CREATE TABLE IF NOT EXISTS partner_issuers (issuer TEXT PRIMARY KEY, partner_id 
 CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, partner_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS clients_by_partner ON clients (partner_id);
 CREATE TABLE IF NOT EXISTS outbox (key TEXT PRIMARY KEY, value TEXT, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS partner_removals (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 ";
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ pub enum UserCommand {
     Session {
         session_hash: String,
         partner_id: PartnerId,
+        /// The partner's subject salt (`Partner::subject_salt`), which the subject is derived
+        /// with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partner_salt: Option<String>,
         client_id: ClientId,
         scopes: Vec<String>,
         now: u64,
@@ -87,6 +91,10 @@ pub enum UserCommand {
     Whoami {
         session_hash: String,
         partner_id: PartnerId,
+        /// The partner's subject salt (`Partner::subject_salt`), which the subject is derived
+        /// with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partner_salt: Option<String>,
         now: u64,
     },
     /// Remembers consent to `scopes` for `client_id` (added to what was consented before).
@@ -103,6 +111,10 @@ pub enum UserCommand {
     /// same person, not a new account that reuses the username.
     Subject {
         partner_id: PartnerId,
+        /// The partner's subject salt (`Partner::subject_salt`), which the subject is derived
+        /// with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partner_salt: Option<String>,
         /// Also answer the scopes the user consented to for this client.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<ClientId>,

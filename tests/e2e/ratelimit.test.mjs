@@ -18,6 +18,7 @@ before(async () => {
       API_SCOPES: '{"/api": null}',
       LOGIN_FAILURES_PER_USER: '3',
       LOGIN_FAILURES_PER_IP: '5',
+      LOGIN_FAILURES_PER_USER_ALL_NETWORKS: '6',
       LOGIN_WINDOW_SECONDS: '4',
     },
   });
@@ -136,7 +137,8 @@ test('ratelimit_hits_are_audited', async () => {
   assert.fail('no rate_limited audit events for the gateway and the token endpoint');
 });
 
-// Sign-in: 3 failures per username, 5 per IP, in a 4 s window (vars above).
+// Sign-in: 3 failures per username from one network, 5 per network, 6 per username from all
+// networks, in a 4 s window (vars above).
 async function signIn(username, password, ip) {
   const jar = new CookieJar(w.url);
   const form = await jar.fetch(`/login?return_to=${encodeURIComponent('/account')}`);
@@ -144,17 +146,46 @@ async function signIn(username, password, ip) {
   return jar.postForm('/login', { ...fields, username, password }, ip ? { 'cf-connecting-ip': ip } : {});
 }
 
+// Changed with issue 11: the username limit used to hold for every network, so the right
+// password from another network waited too; now it is per network.
 test('login_username_limit_slows_guessing_then_recovers', async () => {
   await w.admin('/users/gina', { method: 'PUT', body: { password: PASSWORD, name: 'Gina' } });
+  await atWindowStart();
   for (let i = 0; i < 3; i++) assert.equal((await signIn('gina', `guess-${i}-wrong`, '10.0.0.1')).status, 401);
-  const locked = await signIn('gina', PASSWORD, '10.0.0.2');
-  assert.equal(locked.status, 429, 'even the right password waits: the limit is per username');
+  const locked = await signIn('gina', PASSWORD, '10.0.0.1');
+  assert.equal(locked.status, 429, 'even the right password waits on that network');
   const retry = Number(locked.headers.get('retry-after'));
   assert.ok(retry >= 1 && retry <= 4, `Retry-After ${retry}`);
-  assert.match(await locked.text(), /Too many sign-in attempts/);
-  assert.equal((await signIn('other-user', 'whatever-wrong', '10.0.0.2')).status, 401, 'other usernames are not locked');
+  const text = await locked.text();
+  assert.match(text, /Too many sign-in attempts/);
+  assert.equal(locked.headers.get('location'), null, 'no session, no redirect');
+  assert.equal((await signIn('other-user', 'whatever-wrong', '10.0.0.1')).status, 401, 'other usernames are not locked');
   await sleep(retry * 1000 + 200);
-  assert.equal((await signIn('gina', PASSWORD, '10.0.0.3')).status, 303, 'the real user gets in after the window');
+  assert.equal((await signIn('gina', PASSWORD, '10.0.0.1')).status, 303, 'the real user gets in after the window');
+});
+
+test('login_failures_from_one_network_never_lock_the_user_out_of_a_new_browser_on_another', async () => {
+  await w.admin('/users/pupil', { method: 'PUT', body: { password: PASSWORD, name: 'Pupil' } });
+  await atWindowStart();
+  // The attacker fails for pupil from address A until refused...
+  for (let i = 0; i < 3; i++) assert.equal((await signIn('pupil', `wrong-${i}-password`, '203.0.113.9')).status, 401);
+  const refused = await signIn('pupil', 'wrong-3-password', '203.0.113.9');
+  assert.equal(refused.status, 429, 'the attacker is refused');
+  assert.match(await refused.text(), /Too many sign-in attempts/);
+  // ...the real user, from address B in a browser that never signed in (no device cookie),
+  // gets in with the right password...
+  const jar = new CookieJar(w.url);
+  const form = await jar.fetch(`/login?return_to=${encodeURIComponent('/account')}`);
+  assert.equal(jar.cookies.get('edgeward_device'), undefined, 'a new browser');
+  const ok = await jar.postForm('/login', { ...formFields(await form.text()), username: 'pupil', password: PASSWORD }, { 'cf-connecting-ip': '198.51.100.20' });
+  assert.equal(ok.status, 303);
+  assert.equal(ok.headers.get('location'), `${w.url}/account`);
+  assert.equal((await jar.fetch('/account')).status, 200, 'signed in');
+  // ...and the attacker from A is still refused, even with the right password.
+  const still = await signIn('pupil', PASSWORD, '203.0.113.9');
+  assert.equal(still.status, 429);
+  assert.equal(still.headers.get('location'), null);
+  assert.equal(still.headers.get('set-cookie'), null, 'no session');
 });
 
 test('login_successes_do_not_count_against_the_limit', async () => {
@@ -185,8 +216,9 @@ test('login_lockout_spares_a_browser_where_the_user_signed_in_before', async () 
   assert.match(home.cookies.get('edgeward_device') ?? '', /^iris\./, 'the browser is remembered for iris');
 
   await atWindowStart();
-  // Someone keeps failing for iris from elsewhere until the username is locked...
-  for (let i = 0; i < 3; i++) assert.equal((await signIn('iris', `wrong-${i}-password`, `10.2.1.${i}`)).status, 401);
+  // Someone keeps failing for iris from many networks until the username's ceiling over all
+  // networks is reached...
+  for (let i = 0; i < 6; i++) assert.equal((await signIn('iris', `wrong-${i}-password`, `10.2.1.${i}`)).status, 401);
   assert.equal((await signIn('iris', PASSWORD, '10.2.2.1')).status, 429, 'a new browser waits');
   // ...a made-up device cookie does not get round it...
   const forged = new CookieJar(w.url);
