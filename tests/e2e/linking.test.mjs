@@ -840,6 +840,7 @@ test('a_new_password_pauses_links_and_ends_consents_until_the_user_confirms_agai
   assert.equal(auto.status, 403, 'the link signs nobody in');
   assert.match(auto.html, /paused/);
   assert.equal(auto.location, null);
+  assert.deepEqual((await (await w.admin('/users/vera/links')).json()).links.map((l) => [l.partner_id, l.paused]), [['acme', true]]);
   let res = await grant();
   assert.equal(res.status, 400, 'nor issues tokens');
   let body = await res.json();
