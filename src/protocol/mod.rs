@@ -6,6 +6,7 @@ pub mod assertion;
 pub mod audit;
 pub mod authorize;
 pub mod autologin;
+pub mod backoff;
 pub mod cache;
 pub mod client;
 pub mod client_auth;

@@ -754,3 +754,136 @@ test('auto_login_confirmation_page_escapes_the_partners_and_users_words', async 
   assert.doesNotMatch(html, /<script>alert|<img src=x/);
   assert.match(html, /<strong>Words &lt;script&gt;alert\(1\)&lt;\/script&gt; &amp; &quot;Co&quot;<\/strong> wants to sign you in as <strong>Tess &lt;img src=x onerror=alert\(2\)&gt;<\/strong>\. Is this you\?/);
 });
+
+// Outbound fetches of a partner's jwks_uri: only where the partner registered, bounded, and not
+// repeated while the endpoint keeps failing.
+
+/** A local HTTP server (loopback origins are allowed for tests) that counts its requests. */
+async function serve(handler) {
+  const http = await import('node:http');
+  const server = http.createServer((req, res) => {
+    server.hits += 1;
+    handler(req, res);
+  });
+  server.hits = 0;
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  server.origin = `http://127.0.0.1:${server.address().port}`;
+  server.stop = () => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(r));
+  };
+  return server;
+}
+
+/** A partner whose keys are at `jwks_uri`, and a link request that names it (signed by `jwk`). */
+async function remotePartner(id, server, jwk) {
+  const put = await w.admin(`/partners/${id}`, {
+    method: 'PUT',
+    body: { name: `Remote ${id}`, origins: [server.origin], jwks_uri: `${server.origin}/jwks.json` },
+  });
+  assert.equal(put.status, 201);
+  return () => linkRequest({ iss: server.origin, return_to: `${server.origin}/done`, sub: `${id}-user` }, { kid: jwk.kid }, jwk);
+}
+
+async function assertKeysRefused(res, what) {
+  assert.equal(res.status, 403, `${what}: status`);
+  assert.match(await assertRefusedPage(res, what), /The partner&#39;s keys could not be fetched/, what);
+}
+
+test('jwks_uri_redirect_is_not_followed', async () => {
+  const elsewhere = await serve((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ keys: [publicJwk(otherKey)] }));
+  });
+  const partner = await serve((req, res) => {
+    res.writeHead(302, { location: `${elsewhere.origin}/jwks.json` });
+    res.end();
+  });
+  try {
+    const request = await remotePartner('redirected', partner, otherKey);
+    await assertKeysRefused(await fetch(`${w.url}/link?request=${encodeURIComponent(request())}`, { redirect: 'manual' }), 'redirected jwks_uri');
+    assert.equal(partner.hits, 1, 'the registered jwks_uri was asked');
+    assert.equal(elsewhere.hits, 0, 'the redirect target never sees a request');
+  } finally {
+    await partner.stop();
+    await elsewhere.stop();
+  }
+});
+
+test('jwks_uri_fetch_is_bounded_in_size_and_time', async () => {
+  const big = await serve((req, res) => {
+    // Over 64 KiB, without a declared length: cut off while reading.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write(`{"keys":[],"padding":"${'x'.repeat(70 * 1024)}`);
+    res.end('"}');
+  });
+  const slow = await serve((req, res) => {
+    // Headers at once, then a body that never ends.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"keys":[');
+  });
+  try {
+    const bigRequest = await remotePartner('bigkeys', big, otherKey);
+    await assertKeysRefused(await fetch(`${w.url}/link?request=${encodeURIComponent(bigRequest())}`, { redirect: 'manual' }), 'over 64 KiB');
+    const slowRequest = await remotePartner('slowkeys', slow, otherKey);
+    const started = Date.now();
+    await assertKeysRefused(await fetch(`${w.url}/link?request=${encodeURIComponent(slowRequest())}`, { redirect: 'manual' }), 'a body that never ends');
+    const took = Date.now() - started;
+    assert.ok(took >= 2500 && took < 6000, `cut off by the 3 s time-out (took ${took} ms)`);
+  } finally {
+    await big.stop();
+    await slow.stop();
+  }
+});
+
+test('failing_jwks_uri_is_fetched_once_per_back_off_however_many_forged_requests', async () => {
+  const failing = await serve((req, res) => {
+    // Slow to fail, so that concurrent requests find the fetch still under way.
+    setTimeout(() => {
+      res.writeHead(500);
+      res.end('down');
+    }, 300);
+  });
+  try {
+    const forged = await remotePartner('failing', failing, generateJwk('EdDSA'));
+    const open = (r) => fetch(`${w.url}/link?request=${encodeURIComponent(r)}`, { redirect: 'manual' });
+    // Forged requests all at once, then one after another: one fetch between them.
+    const parallel = await Promise.all(Array.from({ length: 20 }, () => open(forged())));
+    for (const [i, res] of parallel.entries()) await assertKeysRefused(res, `parallel ${i}`);
+    assert.equal(failing.hits, 1, 'concurrent requests wait for one fetch');
+    for (let i = 0; i < 10; i++) await assertKeysRefused(await open(forged()), `sequential ${i}`);
+    // The token endpoint gives its own refusal for the same cause (a 400, not a 5xx).
+    const svc = await (await w.admin('/partners/failing/clients', {
+      method: 'POST',
+      body: { name: 'Failing Server', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] },
+    })).json();
+    const now = Math.floor(Date.now() / 1000);
+    const stranger = generateJwk('EdDSA');
+    const res = await fetch(`${w.url}/oauth2/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${svc.client_id}:${svc.client_secret}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
+        assertion: sign(stranger, { alg: 'EdDSA', kid: stranger.kid, typ: 'JWT' }, { iss: failing.origin, aud: w.url, sub: 'x', jti: randomUUID(), iat: now, exp: now + 60 }),
+      }),
+    });
+    assert.equal(res.status, 400);
+    const body = await res.json();
+    assert.equal(body.error, 'invalid_grant');
+    assert.match(body.error_description, /keys could not be fetched/);
+    assert.equal(body.access_token, undefined);
+    assert.equal(failing.hits, 1, `one fetch for ${20 + 10 + 1} forged requests`);
+
+    // After the first back-off (5 s) the endpoint is tried once more, then left alone for 10 s.
+    await new Promise((r) => setTimeout(r, 5200));
+    await assertKeysRefused(await open(forged()), 'after the back-off');
+    assert.equal(failing.hits, 2, 'tried again once the back-off was over');
+    for (let i = 0; i < 5; i++) await assertKeysRefused(await open(forged()), `second back-off ${i}`);
+    assert.equal(failing.hits, 2, 'and not again during the doubled back-off');
+  } finally {
+    await failing.stop();
+  }
+});
