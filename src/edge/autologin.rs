@@ -1,5 +1,6 @@
 //! Automatic login (`/login/auto`): a partner's signed assertion about a user linked at the
-//! platform starts a session without credentials. With authorization-request parameters the code
+//! platform starts a session without credentials, at once when the partner's own page posted
+//! it, after the person confirmed otherwise. With authorization-request parameters the code
 //! flow continues (consent rules still apply); with `return_to` the browser goes to a platform
 //! page. No link: no session, and a page saying how to link.
 
@@ -9,7 +10,9 @@ use super::browser::{self, Cookies};
 use super::link::{partner_jwt, refused};
 use super::{config, kvcache, links, replay, users, Outcome};
 use crate::pages;
+use crate::protocol::assertion::Checked;
 use crate::protocol::authorize::safe_return_path;
+use crate::protocol::autologin::{start, Arrival, Start};
 use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{self, Params};
@@ -33,38 +36,54 @@ pub struct Linked {
 }
 
 /// Verifies a partner's assertion of `kind` (a login assertion, or a jwt-bearer grant assertion)
-/// for `audiences`, uses its `jti`, and finds the linked platform user (with their consent for
-/// `client_id`, if given). `Ok(None)`: valid, but the partner account is not linked.
-pub async fn linked_user(
+/// for `audiences`: the partner it names, and its checked claims. Its `jti` is not used yet.
+pub async fn verify_assertion(
     env: &Env,
     assertion: &str,
     kind: PartnerJwt,
     audiences: &[String],
-    client_id: Option<ClientId>,
     now_ms: u64,
-) -> Result<(Partner, Option<Linked>, String), ApiError> {
-    let now = now_ms / 1000;
+) -> Result<(Partner, Checked), ApiError> {
     let (partner, payload) = partner_jwt(env, assertion, kind, now_ms).await?;
-    let checked = check_login_assertion(&payload, &partner, audiences, now).map_err(|e| {
-        refused(&format!(
-            "The login assertion is not valid: {}.",
-            e.describe()
-        ))
-    })?;
-    let scope = format!("partner:{}", partner.id);
-    if !replay::claim(
-        env,
-        &scope,
-        &hash_secret(&checked.jti),
-        checked.exp + CLOCK_SKEW_S,
-        now,
-    )
-    .await?
-    {
+    let checked =
+        check_login_assertion(&payload, &partner, audiences, now_ms / 1000).map_err(|e| {
+            refused(&format!(
+                "The login assertion is not valid: {}.",
+                e.describe()
+            ))
+        })?;
+    Ok((partner, checked))
+}
+
+fn replay_scope(partner: &Partner) -> String {
+    format!("partner:{}", partner.id)
+}
+
+/// Uses the assertion's `jti`: only the first use wins.
+async fn claim_once(
+    env: &Env,
+    partner: &Partner,
+    checked: &Checked,
+    now: u64,
+) -> Result<(), ApiError> {
+    let key = hash_secret(&checked.jti);
+    let expires_at = checked.exp + CLOCK_SKEW_S;
+    if !replay::claim(env, &replay_scope(partner), &key, expires_at, now).await? {
         return Err(refused("The login assertion was already used."));
     }
+    Ok(())
+}
+
+/// The platform user the partner account `partner_sub` is linked to (with their consent for
+/// `client_id`, if given); `None` if it is not linked.
+async fn find_linked(
+    env: &Env,
+    partner: &Partner,
+    partner_sub: &str,
+    client_id: Option<ClientId>,
+) -> Result<Option<Linked>, ApiError> {
     let cmd = LinkCommand::Lookup {
-        partner_sub: checked.sub.clone(),
+        partner_sub: partner_sub.to_owned(),
     };
     match links::call(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
         LinkReply::Found { username, user_sub } => {
@@ -91,24 +110,38 @@ pub async fn linked_user(
                     consented,
                     password_epoch,
                     link: Some(LinkState::Active),
-                } if sub == user_sub => {
-                    let linked = Linked {
-                        username,
-                        user,
-                        sub,
-                        consented,
-                        password_epoch,
-                    };
-                    Ok((partner, Some(linked), checked.sub))
-                }
+                } if sub == user_sub => Ok(Some(Linked {
+                    username,
+                    user,
+                    sub,
+                    consented,
+                    password_epoch,
+                })),
                 UserReply::Failed { error } if error.code != ErrorCode::NotFound => Err(error),
-                _ => Ok((partner, None, checked.sub)),
+                _ => Ok(None),
             }
         }
-        LinkReply::NotFound => Ok((partner, None, checked.sub)),
+        LinkReply::NotFound => Ok(None),
         LinkReply::Failed { error } => Err(error),
         _ => Err(ApiError::unavailable("unexpected link reply")),
     }
+}
+
+/// Verifies a partner's assertion of `kind` for `audiences`, uses its `jti`, and finds the linked
+/// platform user (with their consent for `client_id`, if given). `Ok(None)`: valid, but the
+/// partner account is not linked.
+pub async fn linked_user(
+    env: &Env,
+    assertion: &str,
+    kind: PartnerJwt,
+    audiences: &[String],
+    client_id: Option<ClientId>,
+    now_ms: u64,
+) -> Result<(Partner, Option<Linked>, String), ApiError> {
+    let (partner, checked) = verify_assertion(env, assertion, kind, audiences, now_ms).await?;
+    claim_once(env, &partner, &checked, now_ms / 1000).await?;
+    let linked = find_linked(env, &partner, &checked.sub, client_id).await?;
+    Ok((partner, linked, checked.sub))
 }
 
 /// The authorization request carried along, if any, as a path on our authorize endpoint.
@@ -129,7 +162,7 @@ async fn continue_to(
         }
         let pairs: Vec<(&str, &str)> = params
             .iter()
-            .filter(|(k, _)| !matches!(*k, "assertion" | "return_to"))
+            .filter(|(k, _)| !matches!(*k, "assertion" | "return_to" | "csrf" | "decision"))
             .collect();
         return Ok(format!("{}?{}", routes::AUTHORIZE, form::encode(&pairs)));
     }
@@ -138,44 +171,129 @@ async fn continue_to(
         .ok_or_else(|| refused("return_to must be a page of the platform"))
 }
 
+fn not_linked(partner: &Partner) -> Outcome {
+    let html = pages::error(
+        "Your account is not linked yet",
+        &format!(
+            "Your account at {} is not linked to a school account. Sign in here with your school username and password, then link it from {}.",
+            partner.name, partner.name
+        ),
+    );
+    browser::page(403, html, &[], "not_linked").partner(partner.id.clone())
+}
+
+/// `/login/auto`. A login assertion posted by one of the partner's own pages signs the browser
+/// in at once (`protocol::autologin::start`). Any other arrival shows whom the browser would be
+/// signed in as, with a form (our CSRF token) that carries the assertion: the person confirms,
+/// or not. The assertion's `jti` is used only when a session starts, so it stays single-use
+/// while an unanswered confirmation page costs nothing; a used one is refused on that page too.
 pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let now = now_ms / 1000;
     let issuer = match config::issuer(env) {
         Ok(i) => i,
         Err(e) => return browser::error_page(&e),
     };
     let cookies = Cookies::for_issuer(&issuer);
-    let params = super::body::params(&mut req, method == Method::Post).await;
+    let posted = method == Method::Post;
+    let origin = req.headers().get("origin").ok().flatten();
+    let params = super::body::params(&mut req, posted).await;
     let result: Result<Outcome, ApiError> = async {
         let params = params?;
-        let assertion = params.get("assertion").ok_or_else(|| refused("There is no login assertion."))?;
+        // The answer to our confirmation page: only with this browser's CSRF token.
+        let confirmed = posted && params.get("csrf").is_some();
+        if confirmed {
+            if !cookies.csrf_ok(&req, params.get("csrf")) {
+                return Err(refused(
+                    "This form has expired or was not sent from this browser.",
+                ));
+            }
+            match params.get("decision") {
+                Some("yes") => {}
+                Some("no") => {
+                    return Ok(browser::page(
+                        200,
+                        pages::auto_login_declined(),
+                        &[],
+                        "auto_login_declined",
+                    ))
+                }
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        "decision must be yes or no",
+                    ))
+                }
+            }
+        }
+        let assertion = params
+            .get("assertion")
+            .ok_or_else(|| refused("There is no login assertion."))?;
         let audiences = [issuer.as_str().to_owned()];
-        let (partner, user, partner_sub) = linked_user(env, assertion, PartnerJwt::LoginAssertion, &audiences, None, now_ms).await?;
-        let Some(Linked { username, .. }) = user else {
-            let html = pages::error(
-                "Your account is not linked yet",
-                &format!(
-                    "Your account at {} is not linked to a school account. Sign in here with your school username and password, then link it from {}.",
-                    partner.name, partner.name
-                ),
-            );
-            return Ok(browser::page(403, html, &[], "not_linked").partner(partner.id.clone()));
+        let (partner, checked) = verify_assertion(
+            env,
+            assertion,
+            PartnerJwt::LoginAssertion,
+            &audiences,
+            now_ms,
+        )
+        .await?;
+        let Some(Linked { username, user, .. }) =
+            find_linked(env, &partner, &checked.sub, None).await?
+        else {
+            return Ok(not_linked(&partner));
         };
         let next = continue_to(env, &params, &partner, now_ms).await?;
+        let arrival = Arrival {
+            posted,
+            origin: origin.as_deref(),
+        };
+        if !confirmed && start(arrival, &partner.origins) == Start::AskFirst {
+            let key = hash_secret(&checked.jti);
+            if !replay::unused(env, &replay_scope(&partner), &key, now).await? {
+                return Err(refused("The login assertion was already used."));
+            }
+            let (csrf, new_cookie) = cookies.csrf(&req)?;
+            let fields: Vec<(&str, String)> = params
+                .iter()
+                .filter(|(k, _)| !matches!(*k, "csrf" | "decision"))
+                .map(|(k, v)| (k, v.to_owned()))
+                .collect();
+            let html = pages::auto_login_confirm(
+                routes::AUTO_LOGIN,
+                &csrf,
+                &partner.name,
+                &user.name,
+                &fields,
+            );
+            let set: Vec<String> = new_cookie.into_iter().collect();
+            return Ok(
+                browser::page(200, html, &set, "auto_login_confirm").partner(partner.id.clone())
+            );
+        }
+        claim_once(env, &partner, &checked, now).await?;
         let (cookie, session_hash) = cookies.new_session(&username)?;
-        match users::call(env, &username, &UserCommand::AutoLogin {
+        match users::call(
+            env,
+            &username,
+            &UserCommand::AutoLogin {
                 session_hash,
                 via: LinkVia {
                     partner_id: partner.id.clone(),
-                    partner_sub,
+                    partner_sub: checked.sub,
                 },
-                now: now_ms / 1000,
-            }).await? {
+                now,
+            },
+        )
+        .await?
+        {
             UserReply::User { .. } => {}
             UserReply::Failed { error } => return Err(error),
             _ => return Err(ApiError::unavailable("unexpected user reply")),
         }
-        let status = if method == Method::Post { 303 } else { 302 };
-        Ok(browser::redirect(status, &issuer.url(&next), &[cookie], "auto_login").partner(partner.id.clone()))
+        Ok(
+            browser::redirect(303, &issuer.url(&next), &[cookie], "auto_login")
+                .partner(partner.id.clone()),
+        )
     }
     .await;
     result.unwrap_or_else(|e| browser::error_page(&e))

@@ -31,6 +31,25 @@ pub async fn claim(
     }
 }
 
+/// Whether `key` is still unused for `signer`, without using it: a page that only asks the
+/// person refuses a used identifier at once; the claim that counts comes later.
+pub async fn unused(
+    env: &Env,
+    signer: &str,
+    key: &str,
+    now: u64,
+) -> std::result::Result<bool, ApiError> {
+    let cmd = ReplayCommand::Check {
+        key: key.to_owned(),
+        now,
+    };
+    match objects::call(env, config::REPLAY_DO, &object_name(signer), &cmd).await? {
+        ReplayReply::Fresh => Ok(true),
+        ReplayReply::Seen => Ok(false),
+        ReplayReply::Failed { error } => Err(error),
+    }
+}
+
 #[durable_object(fetch)]
 pub struct ReplayStore {
     state: State,
@@ -53,6 +72,7 @@ impl DurableObject for ReplayStore {
                     expires_at,
                     now,
                 } => self.claim(&key, expires_at, now),
+                ReplayCommand::Check { key, now } => self.check(&key, now),
             }
         })
         .await
@@ -60,6 +80,26 @@ impl DurableObject for ReplayStore {
 }
 
 impl ReplayStore {
+    fn check(&self, key: &str, now: u64) -> std::result::Result<ReplayReply, ApiError> {
+        let err = |e: worker::Error| ApiError::unavailable(format!("replay storage: {e}"));
+        let sql = objects::sql(&self.state, &self.schema_ready, SCHEMA)?;
+        let found: Vec<serde_json::Value> = sql
+            .exec(
+                "SELECT key FROM seen WHERE key = ? AND expires_at >= ?",
+                vec![
+                    SqlStorageValue::String(key.to_owned()),
+                    objects::sql_int(now),
+                ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        Ok(if found.is_empty() {
+            ReplayReply::Fresh
+        } else {
+            ReplayReply::Seen
+        })
+    }
+
     fn claim(
         &self,
         key: &str,

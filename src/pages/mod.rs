@@ -204,6 +204,45 @@ with this one:</p>\
     )
 }
 
+/// Asks before an automatic login that did not come from the partner's own page: the browser
+/// may have been handed someone else's login link. `fields` carry the assertion and where to go
+/// next; the answer is `decision` `yes` or `no`.
+pub fn auto_login_confirm(
+    action: &str,
+    csrf: &str,
+    partner_name: &str,
+    user_name: &str,
+    fields: &[(&str, String)],
+) -> String {
+    let mut all = fields.to_vec();
+    all.push(("csrf", csrf.to_owned()));
+    layout(
+        "Is this you?",
+        &format!(
+            "<h1>Is this you?</h1>\
+<p><strong>{}</strong> wants to sign you in as <strong>{}</strong>. Is this you?</p>\
+<p class=\"muted\">If it is not you, or someone sent you this link, choose No: you would be \
+using their account, and they could see what you do.</p>\
+<form method=\"post\" action=\"{}\">{}\
+<button type=\"submit\" name=\"decision\" value=\"yes\" class=\"primary\">Yes, continue as {}</button>\
+<button type=\"submit\" name=\"decision\" value=\"no\" class=\"secondary\">No, this is not me</button></form>",
+            esc(partner_name),
+            esc(user_name),
+            esc(action),
+            hidden(&all),
+            esc(user_name),
+        ),
+    )
+}
+
+/// After the person said an automatic login was not for them.
+pub fn auto_login_declined() -> String {
+    layout(
+        "Not signed in",
+        "<h1>You were not signed in</h1><p>Nothing was changed. You can close this page.</p>",
+    )
+}
+
 /// One linked partner on the account page.
 pub struct LinkedPartner<'a> {
     pub partner_id: &'a str,
@@ -328,6 +367,9 @@ mod tests {
         assert!(!page.contains("<script>alert"));
         assert!(!page.contains("\"'&<"));
         assert!(!error(evil, evil).contains("<script>alert"));
+        let page = auto_login_confirm("/x", "c", evil, evil, &[("assertion", evil.to_owned())]);
+        assert!(!page.contains("<script>alert"));
+        assert!(!page.contains("\"'&<"));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub fn classify(
         Route::AutoLogin => match outcome {
             "auto_login" => "auto_login",
             "not_linked" => "auto_login_not_linked",
+            // Asking "is this you?" is not an event yet; the answer is.
+            "auto_login_confirm" => return None,
             _ => "auto_login_refused",
         },
         Route::Account if method == Some(Method::Post) && status < 300 => "unlink",
@@ -136,8 +138,31 @@ mod tests {
             Some("link_code_replay")
         );
         assert_eq!(
-            classify(Some(Route::AutoLogin), Some(Method::Get), 302, "auto_login"),
+            classify(
+                Some(Route::AutoLogin),
+                Some(Method::Post),
+                303,
+                "auto_login"
+            ),
             Some("auto_login")
+        );
+        assert_eq!(
+            classify(
+                Some(Route::AutoLogin),
+                Some(Method::Get),
+                200,
+                "auto_login_confirm"
+            ),
+            None
+        );
+        assert_eq!(
+            classify(
+                Some(Route::AutoLogin),
+                Some(Method::Post),
+                200,
+                "auto_login_declined"
+            ),
+            Some("auto_login_refused")
         );
         assert_eq!(
             classify(Some(Route::Token), Some(Method::Post), 400, "invalid_grant"),

@@ -5,6 +5,8 @@ pub mod api;
 pub mod assertion;
 pub mod audit;
 pub mod authorize;
+pub mod autologin;
+pub mod backoff;
 pub mod cache;
 pub mod client;
 pub mod client_auth;

@@ -17,6 +17,8 @@ pub enum ReplayCommand {
         expires_at: u64,
         now: u64,
     },
+    /// Whether `key` is still unused, without using it (answers `Fresh` or `Seen`).
+    Check { key: String, now: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

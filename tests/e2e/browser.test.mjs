@@ -14,6 +14,8 @@ import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const partnerKey = generateJwk('EdDSA');
 const REDIRECT = 'https://app.acme.example/callback';
+/** A second origin of the partner, for its page that posts a login assertion (never listened on). */
+const PARTNER_PAGE = 'http://localhost:4999';
 const PASSWORD = 'correct horse battery staple';
 let w;
 let client;
@@ -26,7 +28,7 @@ before(async () => {
   // GATE_CACHE_TTL_SECONDS, so a later change would not be seen at once.
   await w.admin('/partners/acme', {
     method: 'PUT',
-    body: { name: 'Acme Learning', origins: ['https://app.acme.example'], jwks: { keys: [publicJwk(partnerKey)] } },
+    body: { name: 'Acme Learning', origins: ['https://app.acme.example', PARTNER_PAGE], jwks: { keys: [publicJwk(partnerKey)] } },
   });
   client = await (await w.admin('/partners/acme/clients', {
     method: 'POST',
@@ -171,7 +173,7 @@ test('browser_form_posted_without_its_csrf_token_is_refused', async () => {
 
 const partnerJwt = (typ, payload) => signJwt(partnerKey, { alg: 'EdDSA', kid: partnerKey.kid, typ }, payload);
 
-test('browser_link_then_automatic_login', async () => {
+test('browser_link_then_automatic_login_posted_by_the_partner_or_confirmed', async () => {
   const now = Math.floor(Date.now() / 1000);
   const request = partnerJwt(LINK_REQUEST_TYP, {
     iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), iat: now, exp: now + 240,
@@ -201,11 +203,22 @@ test('browser_link_then_automatic_login', async () => {
     await context.close();
   }
 
-  // Automatic login in a fresh browser: no password, straight to the account page.
+  // Automatic login in a fresh browser, as the partner's page posts it: no password, straight to
+  // the account page.
   const fresh = await newPage();
   try {
     const assertion = partnerJwt(LOGIN_ASSERTION_TYP, { iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), exp: now + 100 });
-    await fresh.page.goto(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
+    // The partner's page on its loopback origin: from an https page to our http test issuer, a
+    // browser sends `Origin: null` (a downgrade, Fetch §3.1), which would rightly ask first.
+    await fresh.page.route(`${PARTNER_PAGE}/start`, (route) => route.fulfill({
+      status: 200,
+      contentType: 'text/html',
+      body: `<form method="post" action="${w.url}/login/auto"><input type="hidden" name="assertion" value="${assertion}">`
+        + '<input type="hidden" name="return_to" value="/account"><button type="submit">Continue</button></form>',
+    }));
+    await fresh.page.goto(`${PARTNER_PAGE}/start`);
+    await fresh.page.getByRole('button', { name: 'Continue' }).click();
+    await fresh.page.waitForURL(`${w.url}/account`);
     assert.equal(await fresh.page.title(), 'Your account');
     const main = await fresh.page.textContent('main');
     assert.match(main, /Pupil Seven/);
@@ -213,5 +226,21 @@ test('browser_link_then_automatic_login', async () => {
     if (process.env.EDGEWARD_SCREENSHOTS) await fresh.page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'account.png') });
   } finally {
     await fresh.context.close();
+  }
+
+  // A login URL opened in another browser (forwarded, say): asked first, signed in only on Yes.
+  const other = await newPage();
+  try {
+    const assertion = partnerJwt(LOGIN_ASSERTION_TYP, { iss: 'https://app.acme.example', aud: w.url, sub: 'acme-pupil7', jti: randomUUID(), exp: now + 100 });
+    await other.page.goto(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
+    assert.equal(await other.page.title(), 'Is this you?');
+    assert.match(await other.page.textContent('main'), /Acme Learning wants to sign you in as Pupil Seven\. Is this you\?/);
+    if (process.env.EDGEWARD_SCREENSHOTS) await other.page.screenshot({ path: path.join(process.env.EDGEWARD_SCREENSHOTS, 'auto-login-confirm.png') });
+    assert.equal((await other.context.cookies()).some((c) => c.name.includes('session')), false, 'no session before the answer');
+    await other.page.getByRole('button', { name: 'Yes, continue as Pupil Seven' }).click();
+    await other.page.waitForURL(`${w.url}/account`);
+    assert.equal(await other.page.title(), 'Your account');
+  } finally {
+    await other.context.close();
   }
 });

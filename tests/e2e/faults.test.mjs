@@ -91,7 +91,11 @@ test('fault_link_not_half_stored_when_the_user_record_fails', async () => {
     await assertUnavailable(res, 'confirming a link while the user record fails');
     // The link the person cannot see must not log them in either.
     const assertion = sign(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 60 });
-    const auto = await w.fetch(`/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
+    const auto = await w.fetch('/login/auto', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+      body: new URLSearchParams({ assertion, return_to: '/account' }).toString(),
+    });
     assert.equal(auto.status, 403, 'not linked');
     assert.match(await auto.text(), /not linked/);
     const links = await (await w.admin('/users/bo/links')).json();
@@ -118,8 +122,12 @@ test('fault_lost_link_confirmation_reply_still_links_once', async () => {
     const retried = w.logs.filter((l) => /LINKS: attempt 1 failed, retrying: LINKS: injected lost reply/.test(l));
     assert.equal(retried.length, 1, 'the reply was really lost once, and the command sent again');
     const assertion = sign(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-di', jti: randomUUID(), iat: now, exp: now + 60 });
-    const auto = await w.fetch(`/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`);
-    assert.equal(auto.status, 302, 'the link stands');
+    const auto = await w.fetch('/login/auto', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+      body: new URLSearchParams({ assertion, return_to: '/account' }).toString(),
+    });
+    assert.equal(auto.status, 303, 'the link stands');
   });
 });
 

@@ -57,7 +57,7 @@ async function link(jar, request, decision = 'allow', { confirm = true, jwk = ke
   const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
   assert.equal(page.status, 200, 'the consent page');
   const html = await page.text();
-  assert.match(html, /Acme Learning/);
+  if (jwk === key) assert.match(html, /Acme Learning/);
   const res = await jar.postForm('/link', { ...formFields(html), decision });
   const location = res.headers.get('location');
   if (confirm && res.status === 303 && location && new URL(location).searchParams.has('link_code')) {
@@ -101,7 +101,7 @@ test('link_flow_login_consent_and_link_token', async () => {
   const code = back.searchParams.get('link_code');
   assert.match(code, /^[A-Za-z0-9_-]{43}$/, 'a one-time link code');
   // Not linked until the partner's server confirms.
-  const auto = await new CookieJar(w.url).fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: '/account' })}`);
+  const auto = await postAutoLogin(new CookieJar(w.url), { assertion: loginAssertion('acme-lena'), return_to: '/account' });
   assert.equal(auto.status, 403, 'an unconfirmed link signs nobody in');
   assert.match(await auto.text(), /not linked/);
   const confirmed = await confirmLink(w.url, key, request, back.href);
@@ -259,11 +259,19 @@ function grantAssertion(sub, overrides = {}) {
   return loginAssertion(sub, overrides, `${w.url}/oauth2/token`, 'JWT');
 }
 
+/**
+ * The partner's intended path: its own page posts the assertion, so the browser sends the page's
+ * origin in `Origin`. `origin: null` leaves the header out.
+ */
+function postAutoLogin(jar, fields, origin = ORIGIN) {
+  return (jar ?? new CookieJar(w.url)).postForm('/login/auto', fields, origin === null ? {} : { origin });
+}
+
 test('auto_login_with_a_linked_account_starts_a_session', async () => {
   // lena is linked as acme-lena by the first test.
   const jar = new CookieJar(w.url);
-  const res = await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: '/account' })}`);
-  assert.equal(res.status, 302);
+  const res = await postAutoLogin(jar, { assertion: loginAssertion('acme-lena'), return_to: '/account' });
+  assert.equal(res.status, 303);
   assert.equal(res.headers.get('location'), `${w.url}/account`);
   assert.ok([...jar.cookies.keys()].some((k) => k.includes('session')), 'a session without credentials');
 });
@@ -274,13 +282,13 @@ test('auto_login_continues_an_authorization_request', async () => {
     body: { name: 'Acme Auto', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid', 'profile'] },
   })).json();
   const autoLogin = async (jar, scope) => {
-    const params = new URLSearchParams({
+    const params = {
       assertion: loginAssertion('acme-lena'), response_type: 'code', client_id: client.client_id,
       redirect_uri: `${ORIGIN}/cb`, scope, state: 'auto', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
       code_challenge_method: 'S256',
-    });
-    const res = await jar.fetch(`/login/auto?${params}`);
-    assert.equal(res.status, 302);
+    };
+    const res = await postAutoLogin(jar, params);
+    assert.equal(res.status, 303);
     const next = new URL(res.headers.get('location'));
     assert.equal(next.pathname, '/oauth2/authorize');
     assert.equal(next.searchParams.get('assertion'), null, 'the assertion is not passed along');
@@ -308,7 +316,7 @@ test('auto_login_continues_an_authorization_request', async () => {
 
 test('auto_login_without_a_link_gives_no_session', async () => {
   const jar = new CookieJar(w.url);
-  const res = await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-nobody') })}`);
+  const res = await postAutoLogin(jar, { assertion: loginAssertion('acme-nobody') });
   assert.equal(res.status, 403);
   assert.match(await res.text(), /not linked/);
   assert.equal(jar.cookies.size, 0);
@@ -316,15 +324,16 @@ test('auto_login_without_a_link_gives_no_session', async () => {
 
 test('auto_login_assertion_replay_and_bad_assertions_are_refused', async () => {
   const a = loginAssertion('acme-lena');
-  const first = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: a })}`, { redirect: 'manual' });
-  assert.equal(first.status, 302);
-  const again = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: a })}`, { redirect: 'manual' });
-  await assertRefusedPage(again, 'replay');
+  const first = await postAutoLogin(null, { assertion: a });
+  assert.equal(first.status, 303);
+  const again = await postAutoLogin(null, { assertion: a });
+  assert.match(await assertRefusedPage(again, 'replay'), /already used/);
+  // Nor does a used assertion get as far as asking anyone (a forwarded URL, another site's form).
+  assert.match(await assertRefusedPage(await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: a })}`, { redirect: 'manual' }), 'replay by GET'), /already used/);
 
   const raced = loginAssertion('acme-lena');
-  const results = await Promise.all(Array.from({ length: 20 }, () =>
-    fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: raced })}`, { redirect: 'manual' })));
-  assert.equal(results.filter((r) => r.status === 302).length, 1, `statuses ${results.map((r) => r.status)}`);
+  const results = await Promise.all(Array.from({ length: 20 }, () => postAutoLogin(null, { assertion: raced })));
+  assert.equal(results.filter((r) => r.status === 303).length, 1, `statuses ${results.map((r) => r.status)}`);
 
   const now = Math.floor(Date.now() / 1000);
   for (const [what, bad] of Object.entries({
@@ -335,11 +344,11 @@ test('auto_login_assertion_replay_and_bad_assertions_are_refused', async () => {
     'return_to off the platform': null,
   })) {
     if (bad === null) {
-      const res = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: 'https://evil.example/' })}`, { redirect: 'manual' });
+      const res = await postAutoLogin(null, { assertion: loginAssertion('acme-lena'), return_to: 'https://evil.example/' });
       await assertRefusedPage(res, what);
       continue;
     }
-    await assertRefusedPage(await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: bad })}`, { redirect: 'manual' }), what);
+    await assertRefusedPage(await postAutoLogin(null, { assertion: bad }), what);
   }
 });
 
@@ -429,8 +438,8 @@ test('auto_login_session_gives_no_consent_reaches_no_other_partner_and_never_lin
   const acmeClient = await mk('acme', ORIGIN);
   const betaClient = await mk('beta', 'https://app.beta.example');
   const jar = new CookieJar(w.url);
-  let res = await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: '/account' })}`);
-  assert.equal(res.status, 302, 'signed in automatically');
+  let res = await postAutoLogin(jar, { assertion: loginAssertion('acme-lena'), return_to: '/account' });
+  assert.equal(res.status, 303, 'signed in automatically');
   const authorize = (c) => jar.fetch(`/oauth2/authorize?${new URLSearchParams({
     response_type: 'code', client_id: c.client_id, redirect_uri: c.redirect_uris[0], scope: 'openid', state: 's',
     code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
@@ -463,7 +472,7 @@ test('unlinking_ends_the_sessions_that_came_through_the_link', async () => {
   await login(own, 'rosa');
   assert.equal((await link(own, linkRequest({ sub: 'acme-rosa' }))).status, 303);
   const auto = new CookieJar(w.url);
-  assert.equal((await auto.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-rosa'), return_to: '/account' })}`)).status, 302);
+  assert.equal((await postAutoLogin(auto, { assertion: loginAssertion('acme-rosa'), return_to: '/account' })).status, 303);
   assert.equal((await auto.fetch('/account')).status, 200, 'signed in through the link');
   assert.equal((await w.admin('/users/rosa/links/acme', { method: 'DELETE' })).status, 204);
   const after = await auto.fetch('/account');
@@ -497,7 +506,7 @@ test('automatic_logins_never_push_out_the_users_own_sessions', async () => {
   const autos = [];
   for (let i = 0; i < 9; i++) {
     const jar = new CookieJar(w.url);
-    assert.equal((await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-sami'), return_to: '/account' })}`)).status, 302);
+    assert.equal((await postAutoLogin(jar, { assertion: loginAssertion('acme-sami'), return_to: '/account' })).status, 303);
     autos.push(jar);
   }
   assert.equal((await own.fetch('/account')).status, 200, "the user's own session stays");
@@ -522,7 +531,7 @@ test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
     },
     body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }),
   });
-  const auto = (assertion) => fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`, { redirect: 'manual' });
+  const auto = (assertion) => postAutoLogin(null, { assertion, return_to: '/account' });
 
   // A login assertion, which travels in a browser URL, is not a grant assertion.
   let res = await grant(loginAssertion('acme-lena', {}, `${w.url}/oauth2/token`));
@@ -549,7 +558,7 @@ test('partner_jwt_of_one_kind_never_passes_for_another', async () => {
     assert.match(await res.text(), /typ header must be edgeward-login\+jwt/, what);
   }
   res = await auto(loginAssertion('acme-lena'));
-  assert.equal(res.status, 302, 'a login assertion signs in');
+  assert.equal(res.status, 303, 'a login assertion signs in');
 
   // A login assertion is not a link request.
   const jar = new CookieJar(w.url);
@@ -599,7 +608,7 @@ test('account_page_lists_links_and_unlink_stops_auto_login_and_revokes_grants', 
   assert.equal(page.status, 200);
   assert.match(await page.text(), /No apps are linked/);
   assert.equal((await userinfo()).status, 401, 'grants issued through the link are revoked');
-  const auto = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-olga') })}`, { redirect: 'manual' });
+  const auto = await postAutoLogin(null, { assertion: loginAssertion('acme-olga') });
   assert.equal(auto.status, 403, 'automatic login right after unlinking fails');
   assert.match(await auto.text(), /not linked/);
 });
@@ -612,7 +621,7 @@ test('admin_unlink_and_link_listing', async () => {
   assert.equal((await w.admin('/users/pavel/links/acme', { method: 'DELETE' })).status, 204);
   assert.equal((await w.admin('/users/pavel/links/acme', { method: 'DELETE' })).status, 404);
   assert.deepEqual((await (await w.admin('/users/pavel/links')).json()).links, []);
-  const auto = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-pavel') })}`, { redirect: 'manual' });
+  const auto = await postAutoLogin(null, { assertion: loginAssertion('acme-pavel') });
   assert.equal(auto.status, 403);
 });
 
@@ -623,15 +632,15 @@ test('auto_login_never_reaches_a_new_account_reusing_a_linked_username', async (
   assert.equal((await link(jar, linkRequest({ sub: 'acme-quinn' }))).status, 303);
   assert.equal((await w.admin('/users/quinn', { method: 'DELETE' })).status, 204);
   await w.admin('/users/quinn', { method: 'PUT', body: { password: PASSWORD, name: 'Quinn Two' } });
-  const auto = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-quinn'), return_to: '/account' })}`, { redirect: 'manual' });
+  const auto = await postAutoLogin(null, { assertion: loginAssertion('acme-quinn'), return_to: '/account' });
   assert.equal(auto.status, 403);
   assert.equal(auto.headers.get('set-cookie'), null, 'no session for the new person');
 });
 
 test('auto_login_by_post_and_refused_for_a_suspended_partner', async () => {
-  // lena is linked as acme-lena; POST works like GET.
+  // lena is linked as acme-lena; the partner's page posts the assertion.
   const jar = new CookieJar(w.url);
-  const res = await jar.postForm('/login/auto', { assertion: loginAssertion('acme-lena'), return_to: '/account' });
+  const res = await postAutoLogin(jar, { assertion: loginAssertion('acme-lena'), return_to: '/account' });
   assert.equal(res.status, 303);
   assert.equal(res.headers.get('location'), `${w.url}/account`);
   // A suspended partner's assertion is refused (sleepy is suspended, keyed with otherKey).
@@ -657,8 +666,9 @@ async function agree(username, request) {
   return { jar, location: res.headers.get('location') };
 }
 
+/** Automatic login as the partner's page does it (a POST from its origin). */
 async function autoLoginStatus(partnerSub) {
-  const res = await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion: loginAssertion(partnerSub), return_to: '/account' })}`, { redirect: 'manual' });
+  const res = await postAutoLogin(new CookieJar(w.url), { assertion: loginAssertion(partnerSub), return_to: '/account' });
   return { status: res.status, html: await res.text(), location: res.headers.get('location') };
 }
 
@@ -748,7 +758,7 @@ test('link_code_redeems_only_for_its_request_account_and_partner', async () => {
   r = await confirmAs(third, location);
   assert.equal(r.status, 200);
   assert.equal(r.body.partner_sub, 'acme-sam');
-  assert.equal((await autoLoginStatus('acme-sam')).status, 302, 'linked once confirmed');
+  assert.equal((await autoLoginStatus('acme-sam')).status, 303, 'linked once confirmed');
   assert.equal((await w.admin('/users/sam/links/acme', { method: 'DELETE' })).status, 204);
 });
 
@@ -770,7 +780,7 @@ test('link_code_confirmed_in_parallel_exactly_one_wins_and_a_replay_undoes_the_l
   const again = linkRequest({ sub: 'acme-tara' });
   const second = await agree('tara', again);
   assert.equal((await confirmAs(again, second.location)).status, 200);
-  assert.equal((await autoLoginStatus('acme-tara')).status, 302);
+  assert.equal((await autoLoginStatus('acme-tara')).status, 303);
   const replay = await confirmAs(again, second.location);
   assert.deepEqual([replay.status, replay.body.error], [400, 'invalid_grant']);
   assert.equal((await autoLoginStatus('acme-tara')).status, 403);
@@ -831,7 +841,7 @@ test('a_new_password_pauses_links_and_ends_consents_until_the_user_confirms_agai
     body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: grantAssertion('acme-vera'), scope: 'openid profile' }),
   });
   assert.equal((await grant()).status, 200, 'before: linked and consented');
-  assert.equal((await autoLoginStatus('acme-vera')).status, 302);
+  assert.equal((await autoLoginStatus('acme-vera')).status, 303);
 
   // Someone learnt Vera's password and linked; she (or an operator) sets a new one.
   const NEW = 'vera has a new password 7';
@@ -873,9 +883,273 @@ test('a_new_password_pauses_links_and_ends_consents_until_the_user_confirms_agai
   res = await jar.postForm('/account', fields);
   assert.equal(res.status, 200);
   assert.match(await res.text(), /may sign you in again/);
-  assert.equal((await autoLoginStatus('acme-vera')).status, 302, 'confirmed: automatic login again');
+  assert.equal((await autoLoginStatus('acme-vera')).status, 303, 'confirmed: automatic login again');
   // jwt-bearer works again for what is still consented: openid (profile needs new consent).
   res = await grant();
   assert.equal(res.status, 400);
   assert.equal((await res.json()).error, 'invalid_scope', 'profile was consented with the old password');
+});
+
+// Login CSRF: an assertion made for the sender's own account, opened in someone else's browser
+// (a forwarded URL, a form on another site), must never sign that browser in silently.
+
+function sessionCookie(res) {
+  return res.headers.getSetCookie().find((c) => /session=/.test(c)) ?? null;
+}
+
+async function assertAsksFirst(res, what) {
+  assert.equal(res.status, 200, `${what}: the confirmation page`);
+  assert.equal(res.headers.get('location'), null, `${what}: no redirect, to the partner or anywhere`);
+  assert.equal(sessionCookie(res), null, `${what}: no session cookie`);
+  const html = await res.text();
+  assert.match(html, /<strong>Acme Learning<\/strong> wants to sign you in as <strong>LENA<\/strong>\. Is this you\?/, what);
+  return html;
+}
+
+test('auto_login_by_get_asks_first_and_starts_no_session', async () => {
+  // lena is linked as acme-lena. A forwarded URL opened in another browser.
+  const jar = new CookieJar(w.url);
+  const res = await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), return_to: '/account' })}`);
+  const html = await assertAsksFirst(res, 'GET');
+  assert.match(html, /No, this is not me/);
+  assert.ok(![...jar.cookies.keys()].some((k) => k.includes('session')), 'no session in the jar');
+  assert.equal((await jar.fetch('/account')).status, 302, 'not signed in: the account page asks to sign in');
+  // Even with the partner's Origin, a GET is not the partner's page posting.
+  await assertAsksFirst(await new CookieJar(w.url).fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena') })}`, { headers: { origin: ORIGIN } }), 'GET with Origin');
+});
+
+test('auto_login_posted_from_another_origin_or_without_one_asks_first', async () => {
+  for (const [what, origin] of [
+    ['a form on another site', 'https://evil.example'],
+    ['suffix trick', 'https://app.acme.example.evil.example'],
+    ["another partner's origin", 'https://app.beta.example'],
+    ['opaque origin', 'null'],
+    ['no Origin header', null],
+  ]) {
+    const jar = new CookieJar(w.url);
+    await assertAsksFirst(await postAutoLogin(jar, { assertion: loginAssertion('acme-lena'), return_to: '/account' }, origin), what);
+    assert.equal((await jar.fetch('/account')).status, 302, `${what}: not signed in`);
+  }
+});
+
+test('auto_login_confirmation_needs_this_browsers_csrf_cookie_and_signs_in_once', async () => {
+  const assertion = loginAssertion('acme-lena');
+  const jar = new CookieJar(w.url);
+  const html = await assertAsksFirst(await postAutoLogin(jar, { assertion, return_to: '/account' }, 'https://evil.example'), 'foreign post');
+  const fields = formFields(html);
+  assert.equal(fields.assertion, assertion, 'the form carries the assertion');
+  assert.ok(fields.csrf, 'and our CSRF token');
+
+  // The form's fields without this browser's CSRF cookie (another browser, another site): refused.
+  let res = await new CookieJar(w.url).postForm('/login/auto', { ...fields, decision: 'yes' });
+  assert.equal(res.status, 403);
+  assert.equal(sessionCookie(res), null);
+  assert.match(await res.text(), /This form has expired or was not sent from this browser/);
+  // A wrong token with the cookie: refused.
+  res = await jar.postForm('/login/auto', { ...fields, csrf: 'x'.repeat(43), decision: 'yes' });
+  assert.equal(res.status, 403);
+  assert.equal(sessionCookie(res), null);
+  // Without the token at all it is no confirmation: the question again, no session.
+  const { csrf, ...noCsrf } = fields;
+  await assertAsksFirst(await jar.postForm('/login/auto', { ...noCsrf, decision: 'yes' }), 'no csrf field');
+  // "No": nothing happens.
+  res = await jar.postForm('/login/auto', { ...fields, decision: 'no' });
+  assert.equal(res.status, 200);
+  assert.equal(sessionCookie(res), null);
+  assert.match(await res.text(), /You were not signed in/);
+
+  // Confirmed, in parallel: exactly one sign-in, to where the request asked.
+  const results = await Promise.all(Array.from({ length: 10 }, () => jar.postForm('/login/auto', { ...fields, decision: 'yes' })));
+  const statuses = results.map((r) => r.status);
+  assert.equal(statuses.filter((s) => s === 303).length, 1, `statuses ${statuses}`);
+  assert.equal(statuses.filter((s) => s === 403).length, 9, `statuses ${statuses}`);
+  const won = results.find((r) => r.status === 303);
+  assert.equal(won.headers.get('location'), `${w.url}/account`);
+  assert.ok(sessionCookie(won), 'a session');
+  const account = await jar.fetch('/account');
+  assert.equal(account.status, 200);
+  assert.match(await account.text(), /Signed in as <strong>LENA<\/strong>/);
+
+  // The assertion stays single-use, whichever way it comes back.
+  res = await jar.postForm('/login/auto', { ...fields, decision: 'yes' });
+  assert.match(await assertRefusedPage(res, 'confirmed again'), /already used/);
+  assert.match(await assertRefusedPage(await postAutoLogin(null, { assertion }), 'posted by the partner'), /already used/);
+  assert.match(await assertRefusedPage(await fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion })}`, { redirect: 'manual' }), 'by GET'), /already used/);
+});
+
+test('auto_login_confirmation_continues_the_authorization_request_it_carries', async () => {
+  const client = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Acme Confirm', redirect_uris: [`${ORIGIN}/cb`], scopes: ['openid'] },
+  })).json();
+  const jar = new CookieJar(w.url);
+  const request = {
+    response_type: 'code', client_id: client.client_id, redirect_uri: `${ORIGIN}/cb`, scope: 'openid', state: 'confirm',
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+  };
+  const html = await assertAsksFirst(await jar.fetch(`/login/auto?${new URLSearchParams({ assertion: loginAssertion('acme-lena'), ...request })}`), 'GET with a request');
+  const res = await jar.postForm('/login/auto', { ...formFields(html), decision: 'yes' });
+  assert.equal(res.status, 303);
+  const next = new URL(res.headers.get('location'));
+  assert.equal(next.pathname, '/oauth2/authorize');
+  for (const [k, v] of Object.entries(request)) assert.equal(next.searchParams.get(k), v, k);
+  for (const k of ['assertion', 'csrf', 'decision']) assert.equal(next.searchParams.get(k), null, `${k} is not passed along`);
+});
+
+test('auto_login_confirmation_page_escapes_the_partners_and_users_words', async () => {
+  const origin = 'https://app.words.example';
+  const wordsKey = generateJwk('EdDSA');
+  const put = await w.admin('/partners/words', {
+    method: 'PUT',
+    body: { name: 'Words <script>alert(1)</script> & "Co"', origins: [origin], jwks: { keys: [publicJwk(wordsKey)] } },
+  });
+  assert.equal(put.status, 201);
+  await w.admin('/users/tess', { method: 'PUT', body: { password: PASSWORD, name: 'Tess <img src=x onerror=alert(2)>' } });
+  const own = new CookieJar(w.url);
+  await login(own, 'tess');
+  const request = linkRequest({ iss: origin, sub: 'words-tess', return_to: `${origin}/linked` }, { kid: wordsKey.kid }, wordsKey);
+  const res0 = await link(own, request, 'allow', { jwk: wordsKey });
+  assert.ok(res0.linkToken, 'linked');
+
+  const now = Math.floor(Date.now() / 1000);
+  const assertion = sign(wordsKey, { alg: 'EdDSA', kid: wordsKey.kid, typ: LOGIN_ASSERTION_TYP }, { iss: origin, aud: w.url, sub: 'words-tess', jti: randomUUID(), iat: now, exp: now + 60 });
+  const res = await new CookieJar(w.url).fetch(`/login/auto?${new URLSearchParams({ assertion })}`);
+  assert.equal(res.status, 200);
+  assert.equal(sessionCookie(res), null);
+  const html = await res.text();
+  assert.doesNotMatch(html, /<script>alert|<img src=x/);
+  assert.match(html, /<strong>Words &lt;script&gt;alert\(1\)&lt;\/script&gt; &amp; &quot;Co&quot;<\/strong> wants to sign you in as <strong>Tess &lt;img src=x onerror=alert\(2\)&gt;<\/strong>\. Is this you\?/);
+});
+
+// Outbound fetches of a partner's jwks_uri: only where the partner registered, bounded, and not
+// repeated while the endpoint keeps failing.
+
+/** A local HTTP server (loopback origins are allowed for tests) that counts its requests. */
+async function serve(handler) {
+  const http = await import('node:http');
+  const server = http.createServer((req, res) => {
+    server.hits += 1;
+    handler(req, res);
+  });
+  server.hits = 0;
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  server.origin = `http://127.0.0.1:${server.address().port}`;
+  server.stop = () => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(r));
+  };
+  return server;
+}
+
+/** A partner whose keys are at `jwks_uri`, and a link request that names it (signed by `jwk`). */
+async function remotePartner(id, server, jwk) {
+  const put = await w.admin(`/partners/${id}`, {
+    method: 'PUT',
+    body: { name: `Remote ${id}`, origins: [server.origin], jwks_uri: `${server.origin}/jwks.json` },
+  });
+  assert.equal(put.status, 201);
+  return () => linkRequest({ iss: server.origin, return_to: `${server.origin}/done`, sub: `${id}-user` }, { kid: jwk.kid }, jwk);
+}
+
+async function assertKeysRefused(res, what) {
+  assert.equal(res.status, 403, `${what}: status`);
+  assert.match(await assertRefusedPage(res, what), /The partner&#39;s keys could not be fetched/, what);
+}
+
+test('jwks_uri_redirect_is_not_followed', async () => {
+  const elsewhere = await serve((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ keys: [publicJwk(otherKey)] }));
+  });
+  const partner = await serve((req, res) => {
+    res.writeHead(302, { location: `${elsewhere.origin}/jwks.json` });
+    res.end();
+  });
+  try {
+    const request = await remotePartner('redirected', partner, otherKey);
+    await assertKeysRefused(await fetch(`${w.url}/link?request=${encodeURIComponent(request())}`, { redirect: 'manual' }), 'redirected jwks_uri');
+    assert.equal(partner.hits, 1, 'the registered jwks_uri was asked');
+    assert.equal(elsewhere.hits, 0, 'the redirect target never sees a request');
+  } finally {
+    await partner.stop();
+    await elsewhere.stop();
+  }
+});
+
+test('jwks_uri_fetch_is_bounded_in_size_and_time', async () => {
+  const big = await serve((req, res) => {
+    // Over 64 KiB, without a declared length: cut off while reading.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write(`{"keys":[],"padding":"${'x'.repeat(70 * 1024)}`);
+    res.end('"}');
+  });
+  const slow = await serve((req, res) => {
+    // Headers at once, then a body that never ends.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"keys":[');
+  });
+  try {
+    const bigRequest = await remotePartner('bigkeys', big, otherKey);
+    await assertKeysRefused(await fetch(`${w.url}/link?request=${encodeURIComponent(bigRequest())}`, { redirect: 'manual' }), 'over 64 KiB');
+    const slowRequest = await remotePartner('slowkeys', slow, otherKey);
+    const started = Date.now();
+    await assertKeysRefused(await fetch(`${w.url}/link?request=${encodeURIComponent(slowRequest())}`, { redirect: 'manual' }), 'a body that never ends');
+    const took = Date.now() - started;
+    assert.ok(took >= 2500 && took < 6000, `cut off by the 3 s time-out (took ${took} ms)`);
+  } finally {
+    await big.stop();
+    await slow.stop();
+  }
+});
+
+test('failing_jwks_uri_is_fetched_once_per_back_off_however_many_forged_requests', async () => {
+  const failing = await serve((req, res) => {
+    // Slow to fail, so that concurrent requests find the fetch still under way.
+    setTimeout(() => {
+      res.writeHead(500);
+      res.end('down');
+    }, 300);
+  });
+  try {
+    const forged = await remotePartner('failing', failing, generateJwk('EdDSA'));
+    const open = (r) => fetch(`${w.url}/link?request=${encodeURIComponent(r)}`, { redirect: 'manual' });
+    // Forged requests all at once, then one after another: one fetch between them.
+    const parallel = await Promise.all(Array.from({ length: 20 }, () => open(forged())));
+    for (const [i, res] of parallel.entries()) await assertKeysRefused(res, `parallel ${i}`);
+    assert.equal(failing.hits, 1, 'concurrent requests wait for one fetch');
+    for (let i = 0; i < 10; i++) await assertKeysRefused(await open(forged()), `sequential ${i}`);
+    // The token endpoint gives its own refusal for the same cause (a 400, not a 5xx).
+    const svc = await (await w.admin('/partners/failing/clients', {
+      method: 'POST',
+      body: { name: 'Failing Server', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] },
+    })).json();
+    const now = Math.floor(Date.now() / 1000);
+    const stranger = generateJwk('EdDSA');
+    const res = await fetch(`${w.url}/oauth2/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${svc.client_id}:${svc.client_secret}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
+        assertion: sign(stranger, { alg: 'EdDSA', kid: stranger.kid, typ: 'JWT' }, { iss: failing.origin, aud: w.url, sub: 'x', jti: randomUUID(), iat: now, exp: now + 60 }),
+      }),
+    });
+    assert.equal(res.status, 400);
+    const body = await res.json();
+    assert.equal(body.error, 'invalid_grant');
+    assert.match(body.error_description, /keys could not be fetched/);
+    assert.equal(body.access_token, undefined);
+    assert.equal(failing.hits, 1, `one fetch for ${20 + 10 + 1} forged requests`);
+
+    // After the first back-off (5 s) the endpoint is tried once more, then left alone for 10 s.
+    await new Promise((r) => setTimeout(r, 5200));
+    await assertKeysRefused(await open(forged()), 'after the back-off');
+    assert.equal(failing.hits, 2, 'tried again once the back-off was over');
+    for (let i = 0; i < 5; i++) await assertKeysRefused(await open(forged()), `second back-off ${i}`);
+    assert.equal(failing.hits, 2, 'and not again during the doubled back-off');
+  } finally {
+    await failing.stop();
+  }
 });

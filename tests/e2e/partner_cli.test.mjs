@@ -195,6 +195,21 @@ test('partner_cli_test_key_signs_link_requests_and_login_assertions', async () =
     r = cli(['link-confirm', 'keyed', '--request', request, '--code', code], { EDGEWARD_KEY_DIR: dir });
     assert.equal(r.code, 1, 'a link code is used once');
     assert.match(r.err, /invalid_grant/);
+    // --form: the form a partner's page posts (from its own origin, it signs in at once).
+    r = cli(['login-assertion', 'keyed', '--sub', 'keyed-user-1', '--form'], { EDGEWARD_KEY_DIR: dir });
+    assert.equal(r.code, 0, r.err);
+    const form = r.out.trim();
+    assert.match(form, new RegExp(`^<form method="post" action="${w.url}/login/auto">`));
+    const fields = Object.fromEntries([...form.matchAll(/name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    assert.deepEqual(Object.keys(fields), ['assertion', 'return_to']);
+    const posted = await fetch(`${w.url}/login/auto`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://keyed.example' },
+      body: new URLSearchParams(fields),
+    });
+    assert.equal(posted.status, 403, 'a valid form, but not linked yet');
+    assert.match(await posted.text(), /not linked/);
 
     r = cli(['link-request', 'keyed', '--sub', 'x'], { EDGEWARD_KEY_DIR: path.join(dir, 'missing') });
     assert.equal(r.code, 2, 'no test key yet');
