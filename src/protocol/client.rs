@@ -9,7 +9,7 @@ use url::Url;
 
 use super::error::ApiError;
 use super::origin::Origin;
-use super::partner::{Partner, PartnerId};
+use super::partner::{Partner, PartnerId, PartnerStatus};
 
 pub const MAX_REDIRECT_URIS: usize = 16;
 pub const MAX_REDIRECT_URI_LEN: usize = 2000;
@@ -491,10 +491,71 @@ pub fn check_redirects_on_partner(spec: &ClientSpec, partner: &Partner) -> Resul
     Ok(())
 }
 
+/// Where logout may send the browser back to: `uri` exactly as registered for the client, while
+/// the client's partner is active and still holds the URI's origin. An origin the partner gave
+/// up may belong to someone else by now; a suspended partner's apps get no redirects.
+pub fn post_logout_destination<'a>(
+    client: &'a ClientRecord,
+    partner: &Partner,
+    uri: &str,
+) -> Option<&'a RedirectUri> {
+    if partner.id != client.partner_id || partner.status != PartnerStatus::Active {
+        return None;
+    }
+    client
+        .redirect_uris
+        .iter()
+        .find(|r| r.as_str() == uri)
+        .filter(|r| r.origin().is_some_and(|o| partner.origins.contains(&o)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::partner::PartnerStatus;
+
+    #[test]
+    fn post_logout_destination_needs_registration_an_active_partner_and_its_origin() {
+        let client = ClientRecord {
+            client_id: ClientId::parse("abcdefghijklmnopqrstuv").unwrap(),
+            partner_id: PartnerId::parse("acme").unwrap(),
+            name: "App".into(),
+            redirect_uris: vec![
+                RedirectUri::parse("https://app.acme.example/bye").unwrap(),
+                RedirectUri::parse("https://old.acme.example/bye").unwrap(),
+            ],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: vec!["openid".into()],
+            token_endpoint_auth_method: AuthMethod::None,
+            jwks: None,
+            id_token_signed_response_alg: SigningAlg::EdDSA,
+            secret_hash: None,
+            created_at: 0,
+        };
+        let p = partner();
+        assert_eq!(
+            post_logout_destination(&client, &p, "https://app.acme.example/bye")
+                .map(RedirectUri::as_str),
+            Some("https://app.acme.example/bye")
+        );
+        // Registered, but the partner no longer holds the origin.
+        assert!(post_logout_destination(&client, &p, "https://old.acme.example/bye").is_none());
+        // Not registered (exact match only).
+        assert!(post_logout_destination(&client, &p, "https://app.acme.example/bye/").is_none());
+        assert!(post_logout_destination(&client, &p, "https://evil.example/bye").is_none());
+        // A suspended partner, or another partner's record.
+        let suspended = Partner {
+            status: PartnerStatus::Suspended,
+            ..partner()
+        };
+        assert!(
+            post_logout_destination(&client, &suspended, "https://app.acme.example/bye").is_none()
+        );
+        let other = Partner {
+            id: PartnerId::parse("other").unwrap(),
+            ..partner()
+        };
+        assert!(post_logout_destination(&client, &other, "https://app.acme.example/bye").is_none());
+    }
 
     fn partner() -> Partner {
         Partner {
