@@ -47,20 +47,8 @@ for _ in $(seq 1 600); do
 done
 curl -fsS "$URL/healthz" >/dev/null || die "the Worker did not come up on $URL"
 
-log "seeding the demo partner, client and user"
-scripts/partner add demo --name "Demo Learning App" \
-  --origin https://demo-partner.example --origin http://localhost:3000
-# The demo client and user are made once and remembered in .wrangler/demo.env.
-if [ ! -f .wrangler/demo.env ]; then
-  out="$(scripts/partner client add demo --name "Demo Web App" \
-    --redirect-uri http://localhost:3000/callback --scope openid --scope profile --scope email --scope roles \
-    --scope api --grant authorization_code --grant refresh_token --grant client_credentials)"
-  client_id="$(printf '%s\n' "$out" | awk 'NR==1 {print $1}')"
-  client_secret="$(printf '%s\n' "$out" | sed -n 's/.*client_secret: //p')"
-  printf 'DEMO_CLIENT_ID=%s\nDEMO_CLIENT_SECRET=%s\n' "$client_id" "$client_secret" > .wrangler/demo.env
-fi
-printf 'demo password 1234' | scripts/partner user add pupil --name "Demo Pupil" --email pupil@demo-school.example \
-  --role pupil --password-stdin >/dev/null
+log "seeding the demo partner, client and user (what exists is left as it is)"
+bash scripts/lib/seed-demo.sh
 # shellcheck disable=SC1091
 source .wrangler/demo.env
 verifier="demo-verifier-$(printf '%040d' 0)"

@@ -26,13 +26,15 @@ pub async fn read_limited(
     }
     // Read as a stream with a running count: a body that declared no length (or a wrong one)
     // is cut off at the limit, never buffered whole first.
-    let mut stream = req
-        .stream()
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}")))?;
+    let mut stream = req.stream().map_err(|e| {
+        ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")
+            .with_cause(format!("body stream: {e}"))
+    })?;
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(ErrorCode::InvalidRequest, format!("unreadable body: {e}"))
+            ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")
+                .with_cause(format!("body chunk: {e}"))
         })?;
         if body.len() + chunk.len() > max {
             return Err(too_large());

@@ -139,7 +139,7 @@ pub fn error_page(err: &ApiError) -> Outcome {
     };
     let mut out = page(
         status,
-        pages::error(title, &err.description),
+        pages::error(title, &err.wire_description()),
         &[],
         err.code.as_str(),
     );

@@ -1,6 +1,7 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid `id_token_hint`
 //! the session ends at once; without one the user confirms first (a cross-site request must not
-//! sign people out). The browser goes back only to a URI registered for the hinted client.
+//! sign people out). The browser goes back only to a URI registered for the hinted client, on an
+//! origin its partner still holds, while that partner is active.
 
 use serde_json::Value;
 use worker::{Env, Request};
@@ -9,11 +10,11 @@ use super::browser::{self, Cookies};
 use super::{config, keys, kvcache, users, Outcome};
 use crate::pages;
 use crate::protocol::authorize::redirect_to;
-use crate::protocol::client::{ClientId, ClientRecord};
+use crate::protocol::client::{post_logout_destination, ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::Params;
 use crate::protocol::keys::{rsa_check, verify_signature};
-use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
+use crate::protocol::partner::{keys as kv_keys, Partner};
 use crate::routes::{self, Method};
 use crate::store::users::{UserCommand, UserReply};
 
@@ -81,7 +82,8 @@ async fn hint_matches_session(
     }
 }
 
-/// The post-logout destination, only if registered for the client and its partner is active.
+/// The post-logout destination: registered for the client, on an origin its active partner
+/// still holds (`client::post_logout_destination`).
 async fn destination(
     env: &Env,
     client_id: Option<&ClientId>,
@@ -95,10 +97,7 @@ async fn destination(
     let partner: Partner = kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms)
         .await
         .ok()??;
-    if partner.status != PartnerStatus::Active {
-        return None;
-    }
-    let registered = client.redirect_uris.iter().find(|r| r.as_str() == uri)?;
+    let registered = post_logout_destination(&client, &partner, uri)?;
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     if let Some(state) = params.get("state") {
         pairs.push(("state", state));

@@ -151,9 +151,9 @@ fn requested_scopes(
     let allowed = |s: &String| client.scopes.contains(s) && (with_openid || s != "openid");
     match scopes_param(params) {
         Some(req) => match req.iter().find(|s| !allowed(s)) {
-            Some(bad) => Err(ApiError::new(
+            Some(_) => Err(ApiError::new(
                 ErrorCode::InvalidScope,
-                format!("scope {bad} is not allowed here"),
+                "a requested scope is not allowed for this client and grant",
             )),
             None => Ok(req),
         },

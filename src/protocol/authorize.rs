@@ -162,7 +162,7 @@ pub fn parse_scopes(raw: Option<&str>, client: &ClientRecord) -> Result<Vec<Stri
         if !client.scopes.iter().any(|c| c == s) {
             return Err(redirected(
                 ErrorCode::InvalidScope,
-                &format!("scope {s} is not allowed for this client"),
+                "a requested scope is not registered for this client",
             ));
         }
         if !scopes.iter().any(|x| x == s) {
@@ -182,10 +182,10 @@ fn parse_prompt(raw: Option<&str>) -> Result<Prompt, ApiError> {
             "none" => p.none = true,
             "login" => p.login = true,
             "consent" => p.consent = true,
-            other => {
+            _ => {
                 return Err(redirected(
                     ErrorCode::InvalidRequest,
-                    &format!("prompt {other} is not supported"),
+                    "prompt may only be none, login or consent",
                 ))
             }
         }
@@ -296,9 +296,10 @@ pub fn error_redirect(
     state: Option<&str>,
     issuer: &str,
 ) -> String {
+    let description = err.wire_description();
     let mut pairs = vec![
         ("error", err.code.as_str()),
-        ("error_description", err.description.as_str()),
+        ("error_description", description.as_str()),
     ];
     if let Some(s) = state {
         pairs.push(("state", s));

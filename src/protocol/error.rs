@@ -213,6 +213,13 @@ impl ApiError {
         self
     }
 
+    /// The description as it may leave us (JSON body, redirect query, error page): only the
+    /// characters RFC 6749 §4.1.2.1 allows (%x20-21 / %x23-5B / %x5D-7E), any other one
+    /// replaced by `?`. Descriptions are our own words; this holds even if one ever is not.
+    pub fn wire_description(&self) -> String {
+        wire_text(&self.description)
+    }
+
     /// The single mapping from error to status, headers and body.
     pub fn to_wire(&self) -> WireError {
         let mut headers = vec![
@@ -260,7 +267,12 @@ impl ApiError {
             )),
             _ => {}
         }
-        let body = serde_json::to_string(self).unwrap_or_else(|_| {
+        let shown = ApiError {
+            description: self.wire_description(),
+            field: self.field.as_deref().map(wire_text),
+            ..self.clone()
+        };
+        let body = serde_json::to_string(&shown).unwrap_or_else(|_| {
             // Serializing a struct of strings cannot fail; keep a well-formed body regardless.
             format!("{{\"error\":\"{}\"}}", self.code.as_str())
         });
@@ -272,9 +284,140 @@ impl ApiError {
     }
 }
 
+/// `s` within the characters RFC 6749 §4.1.2.1 allows in `error_description`.
+fn wire_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 6749 §4.1.2.1's set for `error_description`.
+    fn allowed(c: char) -> bool {
+        matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')
+    }
+
+    const ALL_CODES: [ErrorCode; 30] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::MissingToken,
+        ErrorCode::InvalidToken,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::OriginConflict,
+        ErrorCode::IssuerConflict,
+        ErrorCode::LengthRequired,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::RateLimited,
+        ErrorCode::BadGateway,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::PartnerSuspended,
+        ErrorCode::TemporarilyUnavailable,
+        ErrorCode::AdminDisabled,
+        ErrorCode::ServerError,
+        ErrorCode::InvalidClient,
+        ErrorCode::InvalidGrant,
+        ErrorCode::UnauthorizedClient,
+        ErrorCode::UnsupportedGrantType,
+        ErrorCode::UnsupportedResponseType,
+        ErrorCode::InvalidScope,
+        ErrorCode::AccessDenied,
+        ErrorCode::LoginRequired,
+        ErrorCode::ConsentRequired,
+        ErrorCode::InteractionRequired,
+        ErrorCode::RequestNotSupported,
+        ErrorCode::RequestUriNotSupported,
+        ErrorCode::InsufficientScope,
+    ];
+
+    /// Fails to compile when a code is added, so `ALL_CODES` is kept whole.
+    #[allow(dead_code)]
+    fn all_codes_is_exhaustive(code: ErrorCode) {
+        match code {
+            ErrorCode::InvalidRequest
+            | ErrorCode::MissingToken
+            | ErrorCode::InvalidToken
+            | ErrorCode::NotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::OriginConflict
+            | ErrorCode::IssuerConflict
+            | ErrorCode::LengthRequired
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::RateLimited
+            | ErrorCode::BadGateway
+            | ErrorCode::OriginNotAllowed
+            | ErrorCode::PartnerSuspended
+            | ErrorCode::TemporarilyUnavailable
+            | ErrorCode::AdminDisabled
+            | ErrorCode::ServerError
+            | ErrorCode::InvalidClient
+            | ErrorCode::InvalidGrant
+            | ErrorCode::UnauthorizedClient
+            | ErrorCode::UnsupportedGrantType
+            | ErrorCode::UnsupportedResponseType
+            | ErrorCode::InvalidScope
+            | ErrorCode::AccessDenied
+            | ErrorCode::LoginRequired
+            | ErrorCode::ConsentRequired
+            | ErrorCode::InteractionRequired
+            | ErrorCode::RequestNotSupported
+            | ErrorCode::RequestUriNotSupported
+            | ErrorCode::InsufficientScope => {}
+        }
+    }
+
+    #[test]
+    fn wire_description_replaces_every_char_outside_rfc6749_set() {
+        let hostile = "a\"b\\c\u{1}d\u{7f}e\u{e9}f\u{1F600}g\nh\ti<script>";
+        let err = ApiError::new(ErrorCode::InvalidRequest, hostile);
+        assert_eq!(err.wire_description(), "a?b?c?d?e?f?g?h?i<script>");
+        let v: serde_json::Value = serde_json::from_str(&err.to_wire().body).unwrap();
+        assert_eq!(v["error_description"], "a?b?c?d?e?f?g?h?i<script>");
+        // Every allowed character passes unchanged.
+        let ok: String = (0x20u8..=0x7e)
+            .map(char::from)
+            .filter(|c| allowed(*c))
+            .collect();
+        assert_eq!(
+            ApiError::new(ErrorCode::InvalidRequest, ok.clone()).wire_description(),
+            ok
+        );
+    }
+
+    #[test]
+    fn every_code_on_the_wire_stays_within_the_allowed_set() {
+        // Every code, with a description that tries every char class we could produce.
+        let hostile: String = (0u32..0x250)
+            .chain([0x2028, 0x202e, 0xfeff, 0x1F600])
+            .filter_map(char::from_u32)
+            .collect();
+        for code in ALL_CODES {
+            for description in [hostile.as_str(), "plain words"] {
+                let err = ApiError {
+                    field: Some(hostile.clone()),
+                    detail: Detail::Scope("s".into()),
+                    ..ApiError::new(code, description)
+                };
+                let wire = err.to_wire();
+                let v: serde_json::Value = serde_json::from_str(&wire.body).unwrap();
+                let shown = v["error_description"].as_str().unwrap();
+                assert!(shown.chars().all(allowed), "{code:?}: {shown:?}");
+                assert!(
+                    v["field"].as_str().unwrap().chars().all(allowed),
+                    "{code:?}"
+                );
+                assert_eq!(v["error"], code.as_str());
+                assert!(code.as_str().chars().all(allowed));
+            }
+        }
+    }
 
     #[test]
     fn wire_names_follow_rfc6749_and_hide_cause() {
@@ -290,38 +433,7 @@ mod tests {
 
     #[test]
     fn every_code_serializes_as_its_wire_name() {
-        for code in [
-            ErrorCode::InvalidRequest,
-            ErrorCode::MissingToken,
-            ErrorCode::InvalidToken,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotAllowed,
-            ErrorCode::OriginConflict,
-            ErrorCode::IssuerConflict,
-            ErrorCode::LengthRequired,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::UnsupportedMediaType,
-            ErrorCode::RateLimited,
-            ErrorCode::BadGateway,
-            ErrorCode::OriginNotAllowed,
-            ErrorCode::PartnerSuspended,
-            ErrorCode::TemporarilyUnavailable,
-            ErrorCode::AdminDisabled,
-            ErrorCode::ServerError,
-            ErrorCode::InvalidClient,
-            ErrorCode::InvalidGrant,
-            ErrorCode::UnauthorizedClient,
-            ErrorCode::UnsupportedGrantType,
-            ErrorCode::UnsupportedResponseType,
-            ErrorCode::InvalidScope,
-            ErrorCode::AccessDenied,
-            ErrorCode::LoginRequired,
-            ErrorCode::ConsentRequired,
-            ErrorCode::InteractionRequired,
-            ErrorCode::RequestNotSupported,
-            ErrorCode::RequestUriNotSupported,
-            ErrorCode::InsufficientScope,
-        ] {
+        for code in ALL_CODES {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

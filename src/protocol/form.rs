@@ -25,7 +25,7 @@ impl Params {
             if !seen.insert(k.clone()) {
                 return Err(ApiError::new(
                     ErrorCode::InvalidRequest,
-                    format!("parameter {k} is repeated"),
+                    "a parameter is repeated",
                 ));
             }
             out.push((k.into_owned(), v.into_owned()));

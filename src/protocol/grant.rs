@@ -275,12 +275,9 @@ impl Grant {
         let scopes = match requested_scopes {
             None => self.scopes.clone(),
             Some(req) => {
-                if let Some(extra) = req.iter().find(|s| !self.scopes.contains(s)) {
+                if req.iter().any(|s| !self.scopes.contains(s)) {
                     return Err((
-                        ApiError::new(
-                            ErrorCode::InvalidScope,
-                            format!("scope {extra} was not granted"),
-                        ),
+                        ApiError::new(ErrorCode::InvalidScope, "a requested scope was not granted"),
                         false,
                     ));
                 }

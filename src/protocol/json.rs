@@ -11,10 +11,20 @@ use super::error::{ApiError, ErrorCode};
 
 /// Parses `body` as a JSON object whose objects have no duplicate member names.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    // serde's message can quote the body (a repeated member's name): say only where it broke.
     let Strict(value) = serde_json::from_slice(body).map_err(|e| {
+        let why = if e.is_data() {
+            "an object has a duplicate member name"
+        } else {
+            "it does not parse"
+        };
         ApiError::new(
             ErrorCode::InvalidRequest,
-            format!("body is not valid JSON: {e}"),
+            format!(
+                "body is not valid JSON: {why} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     match value {
@@ -23,6 +33,16 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             ErrorCode::InvalidRequest,
             "body must be a JSON object",
         )),
+    }
+}
+
+/// A member that is not in our schema: named by the object that holds it (`within`, absent at the
+/// top level), never by its own name, which is the caller's text and is not echoed.
+pub fn unknown_member(within: Option<&str>, expected: &[&str]) -> ApiError {
+    let what = format!("has a member that is not one of {}", expected.join(", "));
+    match within {
+        Some(field) => ApiError::invalid_field(field, what),
+        None => ApiError::new(ErrorCode::InvalidRequest, format!("the body {what}")),
     }
 }
 
@@ -109,6 +129,10 @@ mod tests {
             assert!(
                 err.description.contains("duplicate member"),
                 "{body}: {err:?}"
+            );
+            assert!(
+                !err.description.contains('"'),
+                "the member name is not echoed"
             );
         }
     }

@@ -56,7 +56,7 @@ impl fmt::Display for OriginError {
             OriginError::NoHost => "must have a host",
             OriginError::TrailingDot => "must not end the host with a dot",
             OriginError::NotAscii => {
-                "must be ASCII: write an international domain name in its punycode form (https://xn--bcher-kva.example, not https://bücher.example)"
+                "must be ASCII: write an international domain name in its punycode form, such as https://xn--bcher-kva.example"
             }
         })
     }

@@ -64,10 +64,10 @@ pub fn parse_limits(value: Option<&Value>) -> Result<Option<RateLimits>, ApiErro
             ))
         }
     };
-    if let Some(unknown) = obj.keys().find(|k| !LIMIT_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid_field(
-            format!("rate_limits.{unknown}"),
-            format!("unknown limit (expected {})", LIMIT_FIELDS.join(", ")),
+    if obj.keys().any(|k| !LIMIT_FIELDS.contains(&k.as_str())) {
+        return Err(super::json::unknown_member(
+            Some("rate_limits"),
+            &LIMIT_FIELDS,
         ));
     }
     let get = |name: &str, default: u32| -> Result<u32, ApiError> {
@@ -437,7 +437,7 @@ mod tests {
                 serde_json::json!({"api_per_minute": "9"}),
                 "rate_limits.api_per_minute",
             ),
-            (serde_json::json!({"per_hour": 9}), "rate_limits.per_hour"),
+            (serde_json::json!({"per_hour": 9}), "rate_limits"),
             (serde_json::json!([1]), "rate_limits"),
         ] {
             assert_eq!(

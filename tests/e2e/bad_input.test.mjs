@@ -195,3 +195,91 @@ test('bad_origin_and_cookie_headers_are_refused_cleanly', async () => {
     await res.arrayBuffer();
   }
 });
+
+/** What a hostile caller sends: markup, a quote, a backslash, control and non-ASCII characters. */
+const HOSTILE = '<script>"\\\x01\x7fé\u202e';
+const HOSTILE_PARTS = ['<script>', '"', '\\', '\x01', '\x7f', 'é', '\u202e', 'script'];
+
+/** RFC 6749 §4.1.2.1: error_description is %x20-21 / %x23-5B / %x5D-7E, and in our own words. */
+function assertOurWords(description, what) {
+  assert.equal(typeof description, 'string', `${what}: a description`);
+  assert.match(description, /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/, `${what}: only RFC 6749 characters (${JSON.stringify(description)})`);
+  for (const part of HOSTILE_PARTS) assert.ok(!description.includes(part), `${what}: echoes ${JSON.stringify(part)} in ${JSON.stringify(description)}`);
+}
+
+const authorizeParams = (extra) => ({
+  response_type: 'code',
+  client_id: client.client_id,
+  redirect_uri: 'https://app.acme.example/cb',
+  code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+  code_challenge_method: 'S256',
+  state: 's1',
+  ...extra,
+});
+
+test('error_descriptions_never_echo_the_request_in_redirects', async () => {
+  for (const [what, extra, code] of [
+    ['hostile scope', { scope: `openid ${HOSTILE}` }, 'invalid_scope'],
+    ['hostile prompt', { scope: 'openid', prompt: HOSTILE }, 'invalid_request'],
+  ]) {
+    const res = await w.fetch(`/oauth2/authorize?${new URLSearchParams(authorizeParams(extra))}`, { redirect: 'manual' });
+    assert.equal(res.status, 302, what);
+    const location = new URL(res.headers.get('location'));
+    assert.equal(location.origin + location.pathname, 'https://app.acme.example/cb', what);
+    assert.equal(location.searchParams.get('error'), code, what);
+    assertOurWords(location.searchParams.get('error_description'), what);
+    assert.equal(location.searchParams.get('state'), 's1');
+  }
+});
+
+test('error_descriptions_never_echo_the_request_in_json_or_pages', async () => {
+  const token = (body) =>
+    w.fetch('/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': FORM, authorization: basicAuth(client.client_id, client.client_secret) },
+      body,
+    });
+  // A scope the client may not have, and a repeated parameter with a hostile name.
+  let res = await token(new URLSearchParams({ grant_type: 'client_credentials', scope: `api ${HOSTILE}` }));
+  assert.equal(res.status, 400);
+  let body = await res.json();
+  assert.equal(body.error, 'invalid_scope');
+  assertOurWords(body.error_description, 'token scope');
+  const name = encodeURIComponent(`x${HOSTILE}`);
+  res = await token(`grant_type=client_credentials&${name}=1&${name}=2`);
+  assert.equal(res.status, 400);
+  body = await res.json();
+  assert.equal(body.error, 'invalid_request');
+  assertOurWords(body.error_description, 'token repeated parameter');
+
+  // The error page of an unverified authorize request shows our description only.
+  res = await w.fetch(`/oauth2/authorize?${name}=1&${name}=2&client_id=${client.client_id}`);
+  assert.equal(res.status, 400);
+  assert.equal(res.headers.get('location'), null);
+  const html = await res.text();
+  assert.match(html, /a parameter is repeated/);
+  assert.doesNotMatch(html, /script|&lt;|&quot;|é/, 'the page does not show the parameter name, raw or escaped');
+
+  // Admin bodies: a hostile member name (unknown, or repeated) and a hostile origin value.
+  for (const [what, raw] of [
+    ['unknown member', `{"name":"A","origins":["https://a.example"],${JSON.stringify(HOSTILE)}:1}`],
+    ['repeated member', `{"name":"A","origins":["https://a.example"],${JSON.stringify(HOSTILE)}:1,${JSON.stringify(HOSTILE)}:2}`],
+    ['hostile origin', JSON.stringify({ name: 'A', origins: [`https://${HOSTILE}.example`] })],
+    ['hostile rate limit name', JSON.stringify({ name: 'A', origins: ['https://a.example'], rate_limits: { [HOSTILE]: 1 } })],
+  ]) {
+    res = await w.admin('/partners/hostile', { method: 'PUT', body: raw });
+    assert.equal(res.status, 400, what);
+    body = await res.json();
+    assert.equal(body.error, 'invalid_request', what);
+    assertOurWords(body.error_description, what);
+    if (body.field !== undefined) assertOurWords(body.field, `${what} (field)`);
+  }
+  res = await w.admin('/partners/hostile', { method: 'PUT', body: `{"name":"A","origins":["https://a.example"],${JSON.stringify(HOSTILE)}:1}` });
+  assert.equal((await res.json()).field, undefined, 'an unknown member is not named in field either');
+  // Someone else's origin: the conflict names the owner, not the submitted value.
+  res = await w.admin('/partners/hostile', { method: 'PUT', body: { name: 'A', origins: ['https://own.hostile.example', 'https://APP.acme.example'] } });
+  assert.equal(res.status, 409);
+  body = await res.json();
+  assert.equal(body.error_description, 'origins[1]: already belongs to partner acme');
+  assert.equal(body.field, 'origins[1]');
+});

@@ -136,7 +136,7 @@ test('user_invalid_input_is_400_naming_the_field', async () => {
     ['bob', { password: 'short', name: 'Bob' }, 'password'],
     ['bob', { password: 'long enough', name: 'Bob', email: 'nope' }, 'email'],
     ['bob', { password: 'long enough', name: 'Bob', roles: ['Admin'] }, 'roles[0]'],
-    ['bob', { password: 'long enough', name: 'Bob', password_hash: '$argon2id$' }, 'password_hash'],
+    ['bob', { password: 'long enough', name: 'Bob', password_hash: '$argon2id$' }, undefined], // not named back
     ['Bob', { password: 'long enough', name: 'Bob' }, 'username'],
   ];
   for (const [username, body, field] of cases) {

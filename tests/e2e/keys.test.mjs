@@ -2,7 +2,11 @@
 // endpoints, and without keys or an issuer those endpoints fail closed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker } from './harness.mjs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startWorker, ROOT } from './harness.mjs';
 import { generateJwk } from '../../scripts/lib/jwk.mjs';
 
 let w;
@@ -76,3 +80,119 @@ test('jwks_and_discovery_fail_closed_without_keys_or_issuer', async () => {
     await Promise.all([noKeys.stop(), badKeys.stop(), noIssuer.stop()]);
   }
 });
+
+/** Runs scripts/keys in `dir`; `stdout` may be a file descriptor to write to. */
+function keys(dir, args, stdout = 'pipe') {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'keys'), ...args], {
+    cwd: dir,
+    env: { PATH: process.env.PATH },
+    encoding: 'utf8',
+    stdio: ['ignore', stdout, 'pipe'],
+    timeout: 20_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+const mode = (f) => statSync(f).mode & 0o777;
+const withDir = (fn) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgeward-keyset-'));
+  try {
+    return fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+};
+
+test('keys_cli_writes_private_keys_with_mode_0600', () =>
+  withDir((dir) => {
+    const file = path.join(dir, 'keys.json');
+    let r = keys(dir, ['init', file]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(mode(file), 0o600);
+    // init never overwrites a key set.
+    const original = readFileSync(file, 'utf8');
+    r = keys(dir, ['init', file]);
+    assert.equal(r.code, 1);
+    assert.equal(r.err, `error: ${file} exists: nothing was written (init never overwrites a key set)\n`);
+    assert.equal(readFileSync(file, 'utf8'), original);
+
+    // A file that was readable by others is narrowed when keys are written to it.
+    chmodSync(file, 0o644);
+    r = keys(dir, ['add', file, 'ES256']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(mode(file), 0o600);
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).keys.length, 3);
+
+    // Standard output redirected to a file (`init > keys.json`, `generate > key.json`).
+    for (const args of [['init'], ['generate', 'EdDSA']]) {
+      const out = path.join(dir, `${args[0]}.json`);
+      writeFileSync(out, '', { mode: 0o644 });
+      chmodSync(out, 0o644);
+      const fd = openSync(out, 'w');
+      try {
+        r = keys(dir, args, fd);
+      } finally {
+        closeSync(fd);
+      }
+      assert.equal(r.code, 0, r.err);
+      assert.equal(mode(out), 0o600, args[0]);
+      assert.ok(readFileSync(out, 'utf8').includes('"d"'), 'the private key is in the file');
+    }
+  }));
+
+test('keys_cli_never_retires_the_last_or_current_access_token_signer', () =>
+  withDir((dir) => {
+    const file = path.join(dir, 'keys.json');
+    assert.equal(keys(dir, ['init', file]).code, 0);
+    const [ed, rsa] = JSON.parse(readFileSync(file, 'utf8')).keys;
+    const original = readFileSync(file, 'utf8');
+    let r = keys(dir, ['retire', file, ed.kid]);
+    assert.equal(r.code, 1);
+    assert.equal(r.err, `error: cannot retire ${ed.kid}: it is the last key that can sign access tokens (add an EdDSA or ES256 key first)\n`);
+    assert.equal(readFileSync(file, 'utf8'), original, 'the file is left as it was');
+
+    // With a second EdDSA key published but not promoted, the signing key still cannot go.
+    assert.equal(keys(dir, ['add', file, 'EdDSA']).code, 0);
+    const added = JSON.parse(readFileSync(file, 'utf8')).keys[2];
+    const published = readFileSync(file, 'utf8');
+    r = keys(dir, ['retire', file, ed.kid]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, new RegExp(`^error: cannot retire ${ed.kid}: it signs access tokens now \\(promote another`));
+    assert.equal(readFileSync(file, 'utf8'), published);
+
+    // The rotation as documented: promote, then retire the old key.
+    assert.equal(keys(dir, ['promote', file, added.kid]).code, 0);
+    r = keys(dir, ['retire', file, ed.kid]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).keys.map((k) => k.kid), [added.kid, rsa.kid]);
+    r = keys(dir, ['retire', file, added.kid]);
+    assert.equal(r.code, 1, 'the new key is the last signer now');
+    assert.equal(mode(file), 0o600);
+  }));
+
+test('keys_cli_missing_or_broken_key_file_is_a_one_line_error', () =>
+  withDir((dir) => {
+    for (const cmd of ['list', 'public', 'add', 'promote', 'retire']) {
+      const r = keys(dir, [cmd, 'missing.json', 'kid']);
+      assert.equal(r.code, 2, cmd);
+      assert.equal(r.err, 'error: missing.json: cannot read the key set (no such file)\n', cmd);
+    }
+    writeFileSync(path.join(dir, 'broken.json'), '{"keys": [');
+    const r = keys(dir, ['list', 'broken.json']);
+    assert.equal(r.code, 2);
+    assert.equal(r.err, 'error: broken.json: not valid JSON\n');
+  }));
+
+test('keys_cli_every_command_answers_help', () =>
+  withDir((dir) => {
+    for (const cmd of ['init', 'generate', 'list', 'public', 'add', 'promote', 'retire']) {
+      for (const flag of ['--help', '-h']) {
+        const r = keys(dir, [cmd, flag]);
+        assert.equal(r.code, 0, `${cmd} ${flag}`);
+        assert.equal(r.err, '');
+        assert.ok(r.out.startsWith(`usage: scripts/keys ${cmd}`), r.out);
+      }
+    }
+    const r = keys(dir, ['--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /^usage: scripts\/keys <command>/);
+  }));

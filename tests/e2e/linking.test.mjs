@@ -410,7 +410,7 @@ test('jwt_bearer_grant_releases_only_scopes_the_user_consented_to', async () => 
   assert.equal(res.status, 400);
   let body = await res.json();
   assert.equal(body.error, 'invalid_scope');
-  assert.match(body.error_description, /not consented to scope profile/);
+  assert.match(body.error_description, /not consented to a requested scope/);
   assert.equal(body.access_token, undefined);
 
   // marc consents to openid and profile for this client in the code flow...

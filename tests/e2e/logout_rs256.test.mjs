@@ -110,3 +110,79 @@ test('logout_hint_of_another_user_does_not_sign_the_session_out', async () => {
   })}`);
   assert.ok(new URL(again.headers.get('location')).searchParams.get('code'), 'session intact');
 });
+
+/** A partner with a client whose first redirect URI is the login callback; an ID token for `jar`. */
+async function partnerClientLogin(id, origins, redirectUris, jar) {
+  await addPartner(w, id, origins);
+  const client = await (await w.admin(`/partners/${id}/clients`, {
+    method: 'POST',
+    body: { name: `App ${id}`, redirect_uris: redirectUris, scopes: ['openid'] },
+  })).json();
+  return { client, idToken: await idTokenFor(client, jar) };
+}
+
+async function idTokenFor(client, jar) {
+  const { verifier, challenge } = pkce();
+  const { callback } = await browserFlow(w, { client, username: 'erin', password: PASSWORD, challenge, scope: 'openid', jar });
+  const res = await fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: client.redirect_uris[0], code_verifier: verifier }),
+  });
+  assert.equal(res.status, 200);
+  return (await res.json()).id_token;
+}
+
+async function assertSignedOutPageWithoutRedirect(res, why) {
+  assert.equal(res.status, 200, why);
+  assert.equal(res.headers.get('location'), null, why);
+  assert.match(await res.text(), /You are signed out/, why);
+}
+
+test('logout_of_a_suspended_partners_client_shows_the_page_instead_of_redirecting', async () => {
+  const bye = 'https://app.susp.example/bye';
+  const active = new CookieJar(w.url);
+  const { client, idToken } = await partnerClientLogin('susp', ['https://app.susp.example'], ['https://app.susp.example/cb', bye], active);
+  // While the partner is active, the registered URI is where logout goes.
+  let res = await active.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: bye })}`);
+  assert.equal(res.status, 302);
+  assert.equal(res.headers.get('location'), bye);
+
+  const jar = new CookieJar(w.url);
+  const hint = await idTokenFor(client, jar);
+  await addPartner(w, 'susp', ['https://app.susp.example'], 'suspended');
+  res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: hint, post_logout_redirect_uri: bye, state: 's' })}`);
+  await assertSignedOutPageWithoutRedirect(res, 'hinted GET');
+  // The confirmed form (client_id, no hint) does not redirect either.
+  const page = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ client_id: client.client_id, post_logout_redirect_uri: bye })}`);
+  const done = await jar.postForm('/oauth2/logout', formFields(await page.text()));
+  await assertSignedOutPageWithoutRedirect(done, 'confirmed POST');
+  // Removed altogether: the same.
+  assert.equal((await w.admin('/partners/susp', { method: 'DELETE' })).status, 204);
+  res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: hint, post_logout_redirect_uri: bye })}`);
+  assert.equal(res.headers.get('location'), null, 'removed partner');
+});
+
+test('logout_never_redirects_to_an_origin_the_partner_no_longer_holds', async () => {
+  const oldBye = 'https://old.moved.example/bye';
+  const origins = ['https://app.moved.example', 'https://old.moved.example'];
+  const first = new CookieJar(w.url);
+  const { client, idToken } = await partnerClientLogin('moved', origins, ['https://app.moved.example/cb', oldBye, 'https://app.moved.example/bye'], first);
+  let res = await first.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: oldBye })}`);
+  assert.equal(res.status, 302, 'the origin is still the partner\'s');
+  assert.equal(res.headers.get('location'), oldBye);
+
+  // The partner gives the origin up (it may be someone else's next); the client still lists the URI.
+  await addPartner(w, 'moved', ['https://app.moved.example']);
+  assert.ok((await (await w.admin(`/clients/${client.client_id}`)).json()).redirect_uris.includes(oldBye));
+  const jar = new CookieJar(w.url);
+  const hint = await idTokenFor(client, jar);
+  res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: hint, post_logout_redirect_uri: oldBye })}`);
+  await assertSignedOutPageWithoutRedirect(res, 'origin given up');
+  // A URI on the origin it kept still works.
+  const again = new CookieJar(w.url);
+  const kept = await idTokenFor(client, again);
+  res = await again.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: kept, post_logout_redirect_uri: 'https://app.moved.example/bye' })}`);
+  assert.equal(res.status, 302);
+  assert.equal(res.headers.get('location'), 'https://app.moved.example/bye');
+});

@@ -76,7 +76,7 @@ test('admin_sets_and_shows_partner_rate_limits', async () => {
   for (const [bad, field] of [
     [{ api_per_minute: 0 }, 'rate_limits.api_per_minute'],
     [{ api_per_minute: 'lots' }, 'rate_limits.api_per_minute'],
-    [{ per_day: 5 }, 'rate_limits.per_day'],
+    [{ per_day: 5 }, 'rate_limits'], // the unknown member is not named back
     [[5], 'rate_limits'],
   ]) {
     const res = await w.admin('/partners/limited', { method: 'PUT', body: { name: 'x', origins: ['https://limited.example'], rate_limits: bad } });
