@@ -23,6 +23,7 @@ pub mod partner;
 pub mod password;
 pub mod pkce;
 pub mod ratelimit;
+pub mod text;
 pub mod tokens;
 pub mod usage;
 pub mod user;
