@@ -21,6 +21,7 @@ use worker::{Env, Fetch, Headers, Request, RequestInit, RequestRedirect, Respons
 
 use super::limits::{self, Bucket};
 use super::{bearer, config, gate, keys, respond, Outcome};
+use crate::protocol::address::{client_address, forwarded_values};
 use crate::protocol::api::{
     self, check_body, connection_named, forward_request_header, forward_response_header, has_scope,
     method_has_body, path_refusal, IdentityClaims, Needs,
@@ -246,6 +247,12 @@ pub async fn check(
 fn with_cors(mut resp: Response, origin: Option<&Origin>) -> Response {
     if let Some(o) = origin {
         for (k, v) in gate_rules::cors_headers(o) {
+            // The origin's own `Vary` still holds: ours is added to it, never put in its place.
+            let v = if k == "vary" {
+                gate_rules::merge_vary(resp.headers().get(k).ok().flatten().as_deref(), &v)
+            } else {
+                v
+            };
             let _ = resp.headers_mut().set(k, &v);
         }
     }
@@ -386,6 +393,12 @@ async fn forward(
         api::HEADER_IDENTITY,
         &identity_jwt(env, origin_url, a, now_ms / 1000).await?,
     )?;
+    // The client's address as Cloudflare saw the connection; what the caller said is gone.
+    let client = client_address(incoming.get("cf-connecting-ip").ok().flatten().as_deref());
+    if let Some((forwarded, forwarded_for)) = client.map(forwarded_values) {
+        set("forwarded", &forwarded)?;
+        set("x-forwarded-for", &forwarded_for)?;
+    }
 
     let mut init = RequestInit::new();
     init.with_method(method_for(method))
