@@ -13,7 +13,7 @@ use crate::protocol::admin_auth::check_admin;
 use crate::protocol::client::{parse_client_spec, ClientId};
 use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::partner::{parse_partner_spec, PartnerId};
+use crate::protocol::partner::{check_issuer_is_not_ours, parse_partner_spec, PartnerId};
 use crate::protocol::user::{parse_user_spec, Username};
 use crate::routes::{Method, Route};
 use crate::store::registry::{RegistryCommand, RegistryReply};
@@ -102,6 +102,7 @@ async fn registry_route(
         (Route::AdminPartner { id }, Method::Put) => {
             let id = PartnerId::parse(id)?;
             let spec = parse_partner_spec(&read_body(req).await?)?;
+            check_issuer_is_not_ours(&spec, &config::issuer(env)?)?;
             RegistryCommand::Put { id, spec, now }
         }
         (Route::AdminPartnerClients { id }, Method::Get) => RegistryCommand::ListClients {

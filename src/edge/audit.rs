@@ -67,7 +67,11 @@ pub async fn query(env: &Env, query: &str) -> Outcome {
     let result = async {
         let params = Params::parse(query.as_bytes())?;
         let num = |name: &str| params.number(name, "must be a whole number");
-        let limit = num("limit")?.map_or(PAGE_LIMIT, |l| (l as usize).clamp(1, PAGE_LIMIT));
+        let limit = num("limit")?.map_or(PAGE_LIMIT, |l| {
+            usize::try_from(l)
+                .unwrap_or(PAGE_LIMIT)
+                .clamp(1, PAGE_LIMIT)
+        });
         let cmd = AuditCommand::Query {
             since: num("since")?,
             partner: params.get("partner").map(str::to_owned),

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 
 use super::{body, config, gate, grants, kvcache, limits, random, users, Outcome};
 use crate::pages;
+use crate::protocol::address::{address_group, client_address};
 use crate::protocol::authorize::{self, AuthRequest, Next};
 use crate::protocol::client::ClientRecord;
 use crate::protocol::discovery::Issuer;
@@ -551,18 +552,10 @@ impl LoginAttempt {
     }
 }
 
-/// The caller's IP as Cloudflare reports it (`CF-Connecting-IP`, which clients cannot set
-/// through Cloudflare); `unknown` where there is none, such as local development.
+/// The caller's address group as Cloudflare reports the connection (`CF-Connecting-IP`, which
+/// clients cannot set through Cloudflare): the IPv4 address, or the IPv6 /64 (one holder has
+/// them all); `unknown` where there is none, such as local development.
 fn client_ip(req: &Request) -> String {
-    req.headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .filter(|ip| {
-            ip.len() <= 45
-                && ip
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
+    let header = req.headers().get("cf-connecting-ip").ok().flatten();
+    client_address(header.as_deref()).map_or_else(|| "unknown".to_owned(), address_group)
 }

@@ -1,12 +1,16 @@
 //! Checking our own access tokens where they are presented: signature and `kid` against our
-//! keys, `typ` at+jwt, expiry, issuer and audience. Every failure is `invalid_token`.
+//! keys, `typ` at+jwt, expiry, issuer and audience (every failure is `invalid_token`); and
+//! what the token still stands for ([`standing`]), asked by every endpoint that takes one.
 
 use worker::{Env, Request};
 
-use super::{config, keys, token::api_audience};
+use super::{config, keys, kvcache, token::api_audience};
 use crate::protocol::admin_auth::bearer_token;
+use crate::protocol::api::revocation_key;
+use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::keys::{verify, VerifyError};
+use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
 use crate::protocol::tokens::AccessClaims;
 
 fn invalid(why: &str) -> ApiError {
@@ -55,4 +59,73 @@ pub fn check_with_exp(env: &Env, token: &str, now: u64) -> Result<(AccessClaims,
         return Err(invalid("the access token is for another audience"));
     }
     Ok((c, exp))
+}
+
+/// Why a valid access token no longer stands for anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unstanding {
+    Revoked,
+    /// Its client was removed (or the token names none).
+    ClientRemoved,
+    /// Its partner is suspended or was removed.
+    PartnerInactive,
+}
+
+impl Unstanding {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Unstanding::Revoked => "the access token was revoked",
+            Unstanding::ClientRemoved => "the access token's client no longer exists",
+            Unstanding::PartnerInactive => "the token's partner is suspended",
+        }
+    }
+
+    /// The gateway's answer: `invalid_token`, or `partner_suspended` for an inactive partner.
+    pub fn gateway_error(self) -> ApiError {
+        match self {
+            Unstanding::PartnerInactive => {
+                ApiError::new(ErrorCode::PartnerSuspended, self.describe())
+            }
+            _ => invalid(self.describe()),
+        }
+    }
+}
+
+/// The registry records a token still stands on.
+pub struct Standing {
+    pub client: ClientRecord,
+    pub partner: Partner,
+}
+
+/// What a verified access token still stands for: not revoked (as published for the gateway),
+/// its client still registered, its partner active. The gateway, userinfo and introspection all
+/// ask this one question, so a token one of them refuses none of them accepts. Reads go through
+/// the isolate cache; a storage failure is the outer error (a 503), never a standing.
+pub async fn standing(
+    env: &Env,
+    claims: &AccessClaims,
+    now_ms: u64,
+) -> Result<Result<Standing, Unstanding>, ApiError> {
+    if kvcache::get_text(env, &revocation_key(claims), now_ms)
+        .await?
+        .is_some()
+    {
+        return Ok(Err(Unstanding::Revoked));
+    }
+    let Some(client_id) = ClientId::parse(&claims.client_id) else {
+        return Ok(Err(Unstanding::ClientRemoved));
+    };
+    let Some(client) =
+        kvcache::get_json::<ClientRecord>(env, &kv_keys::client(&client_id), now_ms).await?
+    else {
+        return Ok(Err(Unstanding::ClientRemoved));
+    };
+    let partner: Option<Partner> =
+        kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
+    Ok(
+        match partner.filter(|p| p.status == PartnerStatus::Active) {
+            Some(partner) => Ok(Standing { client, partner }),
+            None => Err(Unstanding::PartnerInactive),
+        },
+    )
 }

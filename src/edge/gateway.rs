@@ -20,18 +20,18 @@ use wasm_bindgen::JsValue;
 use worker::{Env, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
 
 use super::limits::{self, Bucket};
-use super::{bearer, config, gate, keys, kvcache, respond, Outcome};
+use super::{bearer, config, gate, keys, respond, Outcome};
+use crate::protocol::address::{client_address, forwarded_values};
 use crate::protocol::api::{
     self, check_body, connection_named, forward_request_header, forward_response_header, has_scope,
-    method_has_body, path_refusal, revocation_key, IdentityClaims, Needs,
+    method_has_body, path_refusal, IdentityClaims, Needs,
 };
 use crate::protocol::cache::TtlCache;
-use crate::protocol::client::ClientRecord;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::gate::{self as gate_rules, Caller as Seen};
 use crate::protocol::keys::Times;
 use crate::protocol::origin::Origin;
-use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId, PartnerStatus};
+use crate::protocol::partner::PartnerId;
 use crate::protocol::ratelimit::RateLimits;
 use crate::protocol::tokens::AccessClaims;
 use crate::routes::Method;
@@ -76,34 +76,18 @@ fn invalid(why: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidToken, why)
 }
 
-/// The checks of a token that do not depend on the request: ours and valid, not revoked, its
-/// client still registered, its partner active.
+/// The checks of a token that do not depend on the request: ours and valid, and still standing
+/// (not revoked, its client still registered, its partner active: [`bearer::standing`]).
 async fn admit_token(env: &Env, token: &str, now_ms: u64) -> Result<Admitted, ApiError> {
     let (claims, exp) = bearer::check_with_exp(env, token, now_ms / 1000)?;
-    if kvcache::get_text(env, &revocation_key(&claims), now_ms)
+    let standing = bearer::standing(env, &claims, now_ms)
         .await?
-        .is_some()
-    {
-        return Err(invalid("the access token was revoked"));
-    }
-    let client_id = crate::protocol::client::ClientId::parse(&claims.client_id)
-        .ok_or_else(|| invalid("the access token names no valid client"))?;
-    let client: ClientRecord = kvcache::get_json(env, &kv_keys::client(&client_id), now_ms)
-        .await?
-        .ok_or_else(|| invalid("the access token's client no longer exists"))?;
-    let partner: Option<Partner> =
-        kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
-    let Some(partner) = partner.filter(|p| p.status == PartnerStatus::Active) else {
-        return Err(ApiError::new(
-            ErrorCode::PartnerSuspended,
-            "the token's partner is suspended",
-        ));
-    };
+        .map_err(bearer::Unstanding::gateway_error)?;
     Ok(Admitted {
         claims,
-        limits: partner.rate_limits.unwrap_or_default(),
+        limits: standing.partner.rate_limits.unwrap_or_default(),
         exp,
-        partner: client.partner_id,
+        partner: standing.client.partner_id,
         identity: RefCell::new(None),
     })
 }
@@ -263,6 +247,12 @@ pub async fn check(
 fn with_cors(mut resp: Response, origin: Option<&Origin>) -> Response {
     if let Some(o) = origin {
         for (k, v) in gate_rules::cors_headers(o) {
+            // The origin's own `Vary` still holds: ours is added to it, never put in its place.
+            let v = if k == "vary" {
+                gate_rules::merge_vary(resp.headers().get(k).ok().flatten().as_deref(), &v)
+            } else {
+                v
+            };
             let _ = resp.headers_mut().set(k, &v);
         }
     }
@@ -403,6 +393,12 @@ async fn forward(
         api::HEADER_IDENTITY,
         &identity_jwt(env, origin_url, a, now_ms / 1000).await?,
     )?;
+    // The client's address as Cloudflare saw the connection; what the caller said is gone.
+    let client = client_address(incoming.get("cf-connecting-ip").ok().flatten().as_deref());
+    if let Some((forwarded, forwarded_for)) = client.map(forwarded_values) {
+        set("forwarded", &forwarded)?;
+        set("x-forwarded-for", &forwarded_for)?;
+    }
 
     let mut init = RequestInit::new();
     init.with_method(method_for(method))

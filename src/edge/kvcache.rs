@@ -11,6 +11,7 @@ use worker::Env;
 use super::config;
 use crate::protocol::cache::TtlCache;
 use crate::protocol::error::ApiError;
+use crate::protocol::partner::keys::MAX_KEY_BYTES;
 
 /// Bounded so that invented keys cannot grow an isolate's memory.
 const CACHE_CAPACITY: usize = 4096;
@@ -20,6 +21,11 @@ thread_local! {
 }
 
 pub async fn get_text(env: &Env, key: &str, now_ms: u64) -> Result<Option<Rc<str>>, ApiError> {
+    // Nothing is stored under a key KV cannot hold: a request value that made one (an overlong
+    // `iss`, say) finds nothing, and its endpoint answers as for any unknown value.
+    if key.len() > MAX_KEY_BYTES {
+        return Ok(None);
+    }
     if let Some(hit) = CACHE.with(|c| c.borrow().get(key, now_ms).cloned()) {
         return Ok(hit);
     }

@@ -26,7 +26,9 @@ use crate::protocol::link::{
     LinkTokenClaims, PartnerJwt, PendingLink, SessionUse, CLOCK_SKEW_S, LINK_CODE_TTL_S,
     LINK_TOKEN_TTL_S,
 };
-use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId, PartnerStatus};
+use crate::protocol::partner::{
+    keys as kv_keys, Partner, PartnerId, PartnerStatus, MAX_ISSUER_LEN,
+};
 use crate::routes::{self, Method};
 use crate::store::links::{LinkCommand, LinkReply};
 use crate::store::users::{UserCommand, UserReply};
@@ -55,7 +57,12 @@ pub async fn partner_jwt(
         .map_err(bad)?;
     let claims = assertion::unverified_claims(token)
         .ok_or_else(|| bad(assertion::AssertionError::Malformed))?;
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+    // No partner has an `iss` this long (and it could not be a storage key): unknown.
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .filter(|iss| iss.len() <= MAX_ISSUER_LEN)
+        .ok_or_else(|| refused("The token comes from an unknown partner."))?;
     let partner_id: Option<String> = kvcache::get_text(env, &kv_keys::issuer(iss), now_ms)
         .await?
         .map(|s| s.to_string());

@@ -7,7 +7,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use worker::{Delay, Env, Method, Request, RequestInit};
 
 use super::config::Fault;
-use crate::protocol::error::ApiError;
+use crate::protocol::error::{ApiError, ErrorCode};
+
+/// Longest Durable Object name sent to the runtime (bytes).
+pub const MAX_OBJECT_NAME_BYTES: usize = 512;
 
 /// Sends one command, once. For commands that are not safe to run twice.
 pub async fn call<C: Serialize, R: DeserializeOwned>(
@@ -49,6 +52,15 @@ async fn send<C: Serialize, R: DeserializeOwned>(
     cmd: &C,
     attempts: u32,
 ) -> Result<R, ApiError> {
+    // Names come from checked values of bounded length; one that is not is refused as input,
+    // never sent to the runtime (which would fail it as a 5xx).
+    if object.len() > MAX_OBJECT_NAME_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "a value in the request is too long",
+        )
+        .with_cause(format!("{binding}: object name of {} bytes", object.len())));
+    }
     let stub = env
         .durable_object(binding)
         .and_then(|ns| ns.get_by_name(object))

@@ -6,7 +6,7 @@ use worker::{Env, Request};
 use super::{
     bearer, clients, config, gateway, grants, kvcache, respond, token::read_form, Outcome,
 };
-use crate::protocol::api::{revocation_key, revoked_key};
+use crate::protocol::api::revoked_key;
 use crate::protocol::client::{AuthMethod, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{is_grant_id, split_handle};
@@ -138,7 +138,12 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
         let body = match identify(env, &token, now) {
             None => inactive(),
             Some(Ours::Access(c)) => {
-                let grant_ok = if is_grant_id(&c.gid) {
+                // What the gateway would refuse is not active: its standing check comes first
+                // (not revoked, the token's client registered, its partner active).
+                let standing = bearer::standing(env, &c, now_ms).await?;
+                let grant_ok = if standing.is_err() {
+                    false
+                } else if is_grant_id(&c.gid) {
                     let cmd = GrantCommand::Status {
                         now,
                         refresh_hash: None,
@@ -153,11 +158,8 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                         _ => false,
                     }
                 } else {
-                    // Client-credentials tokens: the caller's own, and not revoked.
+                    // Client-credentials tokens: the caller's own (revocation: the standing).
                     c.client_id == client.client_id.as_str()
-                        && kvcache::get_text(env, &revocation_key(&c), now_ms)
-                            .await?
-                            .is_none()
                 };
                 if grant_ok {
                     json!({

@@ -10,9 +10,15 @@ use crate::protocol::grant::is_grant_id;
 use crate::protocol::tokens::released_claims;
 use crate::store::grants::{GrantCommand, GrantReply};
 
-async fn run(req: &Request, env: &Env, now: u64) -> Result<Value, ApiError> {
+async fn run(req: &Request, env: &Env, now_ms: u64) -> Result<Value, ApiError> {
+    let now = now_ms / 1000;
     let token = bearer::presented(req)?;
     let claims = bearer::check(env, &token, now)?;
+    // The gateway's question too: a token it refuses (its client removed, its partner suspended
+    // or removed) releases nothing here either.
+    bearer::standing(env, &claims, now_ms)
+        .await?
+        .map_err(|u| ApiError::new(ErrorCode::InvalidToken, u.describe()))?;
     let scopes: Vec<String> = claims.scope.split(' ').map(str::to_owned).collect();
     if !scopes.iter().any(|s| s == "openid") {
         return Err(ApiError::new(
@@ -51,7 +57,7 @@ async fn run(req: &Request, env: &Env, now: u64) -> Result<Value, ApiError> {
 }
 
 pub async fn userinfo(req: Request, env: &Env, now_ms: u64) -> Outcome {
-    match run(&req, env, now_ms / 1000).await {
+    match run(&req, env, now_ms).await {
         Ok(body) => Outcome::new(respond::json(200, &body, &[]), "ok"),
         Err(e) => Outcome::error(e),
     }

@@ -11,8 +11,7 @@ use super::grant::is_grant_id;
 use super::tokens::AccessClaims;
 use crate::routes::Method;
 
-/// Every header of this prefix is ours: removed from what callers send, set by the gateway.
-pub const IDENTITY_PREFIX: &str = "x-edgeward-";
+/// The identity headers: every `x-edgeward-*` spelling is ours (see [`forward_request_header`]).
 pub const HEADER_SUB: &str = "x-edgeward-sub";
 pub const HEADER_CLIENT: &str = "x-edgeward-client";
 pub const HEADER_PARTNER: &str = "x-edgeward-partner";
@@ -136,18 +135,22 @@ impl ScopeMap {
 
 /// Why a path is refused before any rule is consulted: spellings that an origin might read as
 /// a different path than the prefix match did (encoded slashes and dots, backslashes, double
-/// encoding, empty segments). `None` when the path is plain.
+/// encoding, path parameters, empty segments). `None` when the path is plain.
 pub fn path_refusal(path: &str) -> Option<&'static str> {
-    let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e", "%00", "%25"]
-        .iter()
-        .any(|p| lower.contains(p))
-    {
+    // An origin that decodes before routing reads these as the character itself, so each is
+    // refused as that character would be; `?` and `#` would end the path there.
+    if encoded_bytes(path).any(|c| matches!(c, b'/' | b'\\' | b'.' | b'%' | 0)) {
         return Some("the path encodes a slash, dot, percent or NUL");
+    }
+    if encoded_bytes(path).any(|c| matches!(c, b';' | b'?' | b'#')) {
+        return Some("the path encodes a ';', '?' or '#' (read differently by origins)");
+    }
+    if encoded_bytes(path).any(|c| c.is_ascii_control()) {
+        return Some("the path encodes a control character");
     }
     // RFC 3986 §2.3: an encoded unreserved character means the same as the character itself, so
     // an origin may read `cl%61sses` as `classes` where the prefix match did not.
-    if encodes_unreserved(path) {
+    if encoded_bytes(path).any(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~')) {
         return Some("the path percent-encodes a character that needs no encoding");
     }
     if path.contains(';') {
@@ -165,20 +168,15 @@ pub fn path_refusal(path: &str) -> Option<&'static str> {
     None
 }
 
-fn encodes_unreserved(path: &str) -> bool {
-    let b = path.as_bytes();
-    b.windows(3).any(|w| match w {
+/// The bytes a path percent-encodes (`%XX`, either case of hex digit).
+fn encoded_bytes(path: &str) -> impl Iterator<Item = u8> + '_ {
+    path.as_bytes().windows(3).filter_map(|w| match w {
         [b'%', h, l] => {
             let hex = |c: u8| (c as char).to_digit(16);
-            match (hex(*h), hex(*l)) {
-                (Some(h), Some(l)) => {
-                    let c = (h * 16 + l) as u8;
-                    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
-                }
-                _ => false,
-            }
+            let (h, l) = (hex(*h)?, hex(*l)?);
+            u8::try_from(h * 16 + l).ok()
         }
-        _ => false,
+        _ => None,
     })
 }
 
@@ -201,12 +199,25 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// The headers a `Connection` header names as hop-by-hop, lowercased.
+/// A header name as an origin may read it: lowercase, `_` as `-`. CGI-style servers and many
+/// frameworks turn both `X-Edgeward-Sub` and `X_Edgeward_Sub` into `HTTP_X_EDGEWARD_SUB`, so a
+/// rule about one spelling must hold for every spelling.
+pub fn normalized_header(name: &str) -> String {
+    name.trim()
+        .bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => char::from(b.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+/// The headers a `Connection` header names as hop-by-hop, normalized.
 pub fn connection_named(connection: Option<&str>) -> Vec<String> {
     connection
         .map(|v| {
             v.split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
+                .map(normalized_header)
                 .filter(|t| !t.is_empty())
                 .collect()
         })
@@ -217,20 +228,53 @@ fn hop_by_hop(name: &str, named: &[String]) -> bool {
     HOP_BY_HOP.contains(&name) || named.iter().any(|n| n == name)
 }
 
-/// Whether a caller's request header is passed to the origin. `name` is lowercase. Besides
-/// hop-by-hop headers, the gateway drops every `x-edgeward-*` header (only the gateway speaks
-/// for the caller), `authorization` (the origin learns the identity from the gateway, and
-/// tokens go no further than they must), `cookie` (the edge's own session cookies are not the
-/// origin's business), and `host`.
+/// Headers an origin may read as who is calling, from where, or as another method or URL than
+/// the one the gateway checked (normalized names). Only the gateway speaks for the caller: these
+/// are removed from what callers send, and the gateway sets the ones it vouches for.
+const SET_BY_THE_EDGE: &[&str] = &[
+    // The client's address, under its many names.
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-originating-ip",
+    "x-proxyuser-ip",
+    "fastly-client-ip",
+    "akamai-client-ip",
+    "x-host",
+    // Another method or URL than the one checked.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-rewrite-url",
+    "x-override-url",
+];
+
+/// Prefixes of the same kinds: ours, every `X-Forwarded-*` and `X-Original-*`, and Cloudflare's
+/// own `CF-*` (the runtime sets those it means; one from the caller, such as
+/// `Cf-Access-Jwt-Assertion`, would be an identity nobody checked).
+const SET_BY_THE_EDGE_PREFIXES: &[&str] = &["x-edgeward", "x-forwarded", "x-original-", "cf-"];
+
+/// Whether a caller's request header is passed to the origin. Names are compared normalized
+/// ([`normalized_header`]). Besides hop-by-hop headers, the gateway drops every header an
+/// origin could read as identity, address or routing ([`SET_BY_THE_EDGE`]), `authorization`
+/// (the origin learns the identity from the gateway, and tokens go no further than they must),
+/// `cookie` (the edge's own session cookies are not the origin's business), and `host`.
 pub fn forward_request_header(name: &str, named: &[String]) -> bool {
-    !(hop_by_hop(name, named)
-        || name.starts_with(IDENTITY_PREFIX)
-        || matches!(name, "authorization" | "cookie" | "host"))
+    let name = normalized_header(name);
+    !(hop_by_hop(&name, named)
+        || SET_BY_THE_EDGE.contains(&name.as_str())
+        || SET_BY_THE_EDGE_PREFIXES.iter().any(|p| name.starts_with(p))
+        || matches!(name.as_str(), "authorization" | "cookie" | "host"))
 }
 
 /// Whether an origin's response header is passed back to the caller (`name` lowercase).
 pub fn forward_response_header(name: &str, named: &[String]) -> bool {
-    !hop_by_hop(name, named)
+    !hop_by_hop(&normalized_header(name), named)
 }
 
 /// Whether a request with this method carries a body to the origin.
@@ -407,8 +451,94 @@ mod tests {
         ] {
             assert!(path_refusal(bad).is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn encoded_path_parameters_queries_and_controls_are_refused_like_their_decoded_form() {
+        for bad in [
+            "/api/v1/x%3Bjsessionid=1",
+            "/api/v1/x%3bjsessionid=1",
+            "/api/v1/classes%3F/admin",
+            "/api/v1/classes%23x",
+            "/api/v1/x%0d%0aX-Edgeward-Sub:%20admin",
+            "/api/v1/x%7f",
+            "/api/v1/x%09",
+        ] {
+            assert!(path_refusal(bad).is_some(), "{bad}");
+            // The same error as the decoded form: a 400 invalid_request.
+        }
+        // Encoded characters that mean something else than a path separator stay allowed.
+        for ok in [
+            "/api/v1/a%2Cb",
+            "/api/v1/a%20b",
+            "/api/v1/a%3Db",
+            "/api/v1/na%C3%AFve",
+        ] {
+            assert_eq!(path_refusal(ok), None, "{ok}");
+        }
         assert_eq!(path_refusal("/api/v1/classes/7"), None);
         assert_eq!(path_refusal("/api/v1/na%C3%AFve"), None);
+    }
+
+    #[test]
+    fn identity_override_and_address_headers_never_cross_in_any_spelling() {
+        for drop in [
+            "x-edgeward-sub",
+            "X_Edgeward_Sub",
+            "x-edgeward_sub",
+            "X-EDGEWARD-IDENTITY",
+            "x_edgeward_partner",
+            "x-edgewardsub",
+            "x-http-method-override",
+            "X_HTTP_Method_Override",
+            "x-http-method",
+            "x-method-override",
+            "x_method_override",
+            "x-original-url",
+            "X_Original_URL",
+            "x-original-method",
+            "x-rewrite-url",
+            "x_rewrite_url",
+            "x-override-url",
+            "x-forwarded-prefix",
+            "x_forwarded_prefix",
+            "x-forwarded-for",
+            "X_Forwarded_For",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-forwarded",
+            "forwarded",
+            "x-real-ip",
+            "x_real_ip",
+            "true-client-ip",
+            "x-client-ip",
+            "x-cluster-client-ip",
+            "cf-connecting-ip",
+            "CF_Connecting_IP",
+            "cf-access-jwt-assertion",
+            "client-ip",
+            "x-host",
+            "Authorization",
+            "cookie",
+        ] {
+            assert!(!forward_request_header(drop, &[]), "{drop}");
+        }
+        for keep in [
+            "x-request-id",
+            "accept-language",
+            "x-edge",
+            "if-none-match",
+            "x_custom",
+        ] {
+            assert!(forward_request_header(keep, &[]), "{keep}");
+        }
+    }
+
+    #[test]
+    fn connection_named_headers_are_matched_in_any_spelling() {
+        let named = connection_named(Some("X_Secret_Hop"));
+        assert!(!forward_request_header("x-secret-hop", &named));
+        assert!(!forward_response_header("X-Secret-Hop", &named));
     }
 
     #[test]

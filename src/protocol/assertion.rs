@@ -10,6 +10,7 @@ use jwt_compact::{AlgorithmExt, UntrustedToken};
 use serde_json::{json, Value};
 
 use super::client::SigningAlg;
+use super::keys::{check_crit, VerifyError};
 
 enum Material {
     Ed25519(ed25519_compact::PublicKey),
@@ -87,6 +88,8 @@ pub enum AssertionError {
     UnsupportedAlg,
     UnknownKey,
     BadSignature,
+    /// The header's `crit` names extensions we do not understand (RFC 7515 §4.1.11).
+    UnknownCritical,
     Claim(&'static str),
     Replayed,
 }
@@ -98,6 +101,9 @@ impl AssertionError {
             AssertionError::UnsupportedAlg => "the assertion's alg is not EdDSA, ES256 or RS256",
             AssertionError::UnknownKey => "the assertion's key is not in the signer's key set",
             AssertionError::BadSignature => "the assertion's signature is not valid",
+            AssertionError::UnknownCritical => {
+                "the assertion's header names critical extensions (crit) that are not supported"
+            }
             AssertionError::Claim(why) => why,
             AssertionError::Replayed => "the assertion was already used",
         }
@@ -128,6 +134,10 @@ pub fn unverified_claims(token: &str) -> Option<Value> {
 
 /// Checks the signature of `token` against `keys`.
 pub fn check_signature(keys: &[PublicKey], token: &str) -> Result<Signature, AssertionError> {
+    check_crit(token).map_err(|e| match e {
+        VerifyError::UnknownCritical => AssertionError::UnknownCritical,
+        _ => AssertionError::Malformed,
+    })?;
     let untrusted = UntrustedToken::new(token).map_err(|_| AssertionError::Malformed)?;
     let alg = SigningAlg::parse(untrusted.algorithm()).ok_or(AssertionError::UnsupportedAlg)?;
     let kid = untrusted.header().key_id.as_deref();
@@ -294,6 +304,42 @@ mod tests {
 
     fn good_claims() -> Value {
         json!({"iss":"client-1","sub":"client-1","aud":"https://id.example/oauth2/token","exp":1_100,"iat":990,"jti":"j1"})
+    }
+
+    /// A token with exactly this header, signed by `kp`.
+    fn sign_with_header(kp: &ed25519_compact::KeyPair, header: Value, payload: Value) -> String {
+        let part = |v: &Value| Base64UrlUnpadded::encode_string(&serde_json::to_vec(v).unwrap());
+        let input = format!("{}.{}", part(&header), part(&payload));
+        let sig = kp.sk.sign(input.as_bytes(), None);
+        format!("{input}.{}", Base64UrlUnpadded::encode_string(sig.as_ref()))
+    }
+
+    #[test]
+    fn assertion_with_any_crit_header_is_refused() {
+        let (kp, jwk) = ed_key(1);
+        let keys = parse_public_jwks(&json!({ "keys": [jwk] })).unwrap();
+        let plain = sign_with_header(&kp, json!({"alg":"EdDSA","kid":"k1"}), good_claims());
+        assert!(matches!(
+            check_signature(&keys, &plain),
+            Ok(Signature::Verified(_))
+        ));
+        let crit = |c: Value| {
+            let t = sign_with_header(
+                &kp,
+                json!({"alg":"EdDSA","kid":"k1","crit":c,"exp":1}),
+                good_claims(),
+            );
+            check_signature(&keys, &t).err()
+        };
+        assert_eq!(crit(json!(["exp"])), Some(AssertionError::UnknownCritical));
+        assert_eq!(crit(json!(["b64"])), Some(AssertionError::UnknownCritical));
+        for malformed in [json!([]), json!("exp"), json!([1]), json!(null), json!({})] {
+            assert_eq!(
+                crit(malformed.clone()),
+                Some(AssertionError::Malformed),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]

@@ -307,14 +307,14 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         Some(Value::String(s))
             if !s.trim().is_empty()
                 && s.chars().count() <= 200
-                && !s.chars().any(char::is_control) =>
+                && super::text::displayable(s) =>
         {
             s.trim().to_owned()
         }
         Some(_) => {
             return Err(ApiError::invalid_field(
                 "name",
-                "must be 1-200 printable characters",
+                "must be 1-200 characters, without control, bidirectional formatting or zero-width characters",
             ))
         }
         None => return Err(ApiError::invalid_field("name", "is required")),

@@ -42,12 +42,17 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
-    /// A whole-number parameter, if present; `what` says what it must be when it is not.
+    /// A whole-number parameter, if present, from 0 to [`MAX_NUMBER`]; `what` says what it
+    /// must be when it is not. Negative, fractional, exponent and larger values are refused
+    /// here, so no later step (SQLite's 64-bit integers, JSON numbers) meets one it cannot hold.
     pub fn number(&self, name: &str, what: &str) -> Result<Option<u64>, ApiError> {
         self.get(name)
             .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| ApiError::invalid_field(name, what))
+                Some(v)
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|n| *n <= MAX_NUMBER)
+                    .ok_or_else(|| ApiError::invalid_field(name, what))
             })
             .transpose()
     }
@@ -61,6 +66,10 @@ impl Params {
     }
 }
 
+/// The largest number a parameter may carry: 2^53 - 1, the largest integer every JSON reader
+/// (and JavaScript) holds exactly.
+pub const MAX_NUMBER: u64 = (1 << 53) - 1;
+
 /// Serializes pairs as a query string.
 pub fn encode(pairs: &[(&str, &str)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
@@ -73,6 +82,32 @@ pub fn encode(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_whole_and_within_what_json_holds() {
+        let p = |q: &str| Params::parse(q.as_bytes()).unwrap();
+        assert_eq!(p("n=0").number("n", "x").unwrap(), Some(0));
+        assert_eq!(
+            p("n=9007199254740991").number("n", "x").unwrap(),
+            Some(MAX_NUMBER)
+        );
+        assert_eq!(p("").number("n", "x").unwrap(), None);
+        assert_eq!(p("n=").number("n", "x").unwrap(), None, "empty is absent");
+        for bad in [
+            "n=9007199254740992",
+            "n=18446744073709551616",
+            "n=99999999999999999999999",
+            "n=-1",
+            "n=1e309",
+            "n=1.5",
+            "n=%2B1",
+            "n=0x10",
+        ] {
+            let e = p(bad).number("n", "x").unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{bad}");
+            assert_eq!(e.field.as_deref(), Some("n"), "{bad}");
+        }
+    }
 
     #[test]
     fn params_parse_and_reject_repeats() {

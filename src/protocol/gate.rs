@@ -62,6 +62,27 @@ pub fn cors_headers(origin: &Origin) -> [(&'static str, String); 2] {
     ]
 }
 
+/// `Vary` naming both what `existing` (the origin's `Vary`, if any) names and `ours`: a cache
+/// must keep apart every answer either of us varies. `*` stays `*`; names already there (in
+/// any case) are not repeated.
+pub fn merge_vary(existing: Option<&str>, ours: &str) -> String {
+    let mut names: Vec<&str> = existing
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.contains(&"*") {
+        return "*".to_owned();
+    }
+    for n in ours.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !names.iter().any(|m| m.eq_ignore_ascii_case(n)) {
+            names.push(n);
+        }
+    }
+    names.join(", ")
+}
+
 /// Headers on an admitted preflight (answered at the edge, 204) for a route answering
 /// `allowed`, or the refusal when the requested method is not one of them.
 pub fn preflight_headers(
@@ -95,6 +116,21 @@ mod tests {
             partner_id: PartnerId::parse("acme").unwrap(),
             status,
         }
+    }
+
+    #[test]
+    fn vary_of_the_origin_is_merged_with_ours_never_replaced() {
+        assert_eq!(merge_vary(None, "Origin"), "Origin");
+        assert_eq!(
+            merge_vary(Some("Accept-Encoding, Accept-Language"), "Origin"),
+            "Accept-Encoding, Accept-Language, Origin"
+        );
+        assert_eq!(
+            merge_vary(Some("origin, Accept"), "Origin"),
+            "origin, Accept"
+        );
+        assert_eq!(merge_vary(Some("*"), "Origin"), "*");
+        assert_eq!(merge_vary(Some(" , Accept ,"), "Origin"), "Accept, Origin");
     }
 
     #[test]

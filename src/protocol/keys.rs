@@ -240,6 +240,29 @@ pub enum VerifyError {
     BadSignature,
     Expired,
     NotYetValid,
+    /// The header's `crit` names extensions we do not understand (RFC 7515 §4.1.11).
+    UnknownCritical,
+}
+
+/// The `crit` rule of RFC 7515 §4.1.11, for every JWT we verify, ours or others': a recipient
+/// must refuse a JWS whose `crit` header parameter names an extension it does not understand,
+/// and `crit` must be a non-empty array of names. We understand no extension, so a token with
+/// any `crit` is refused before its signature is looked at; `Malformed` when `crit` is not a
+/// non-empty array of strings, or the header cannot be read.
+pub fn check_crit(token: &str) -> Result<(), VerifyError> {
+    let header = token
+        .split('.')
+        .next()
+        .and_then(|h| Base64UrlUnpadded::decode_vec(h).ok())
+        .and_then(|h| serde_json::from_slice::<Map<String, Value>>(&h).ok())
+        .ok_or(VerifyError::Malformed)?;
+    match header.get("crit") {
+        None => Ok(()),
+        Some(Value::Array(names)) if !names.is_empty() && names.iter().all(Value::is_string) => {
+            Err(VerifyError::UnknownCritical)
+        }
+        Some(_) => Err(VerifyError::Malformed),
+    }
 }
 
 /// An RSA-signed token of ours, split for a WebCrypto verification.
@@ -252,8 +275,9 @@ pub struct RsaCheck {
 }
 
 /// For tokens whose `kid` is one of our RSA keys: the parts WebCrypto needs to verify them.
-/// `None` when the token is not ours, not RS256 or malformed.
+/// `None` when the token is not ours, not RS256, malformed or has a `crit` header.
 pub fn rsa_check(keys: &KeySet, token: &str) -> Option<RsaCheck> {
+    check_crit(token).ok()?;
     let untrusted = UntrustedToken::new(token).ok()?;
     let kid = untrusted.header().key_id.clone()?;
     let key = keys.by_kid(&kid)?;
@@ -299,6 +323,7 @@ pub fn verify_signature<T: DeserializeOwned + Clone>(
     token: &str,
     typ: &str,
 ) -> Result<Claims<T>, VerifyError> {
+    check_crit(token)?;
     let untrusted = UntrustedToken::new(token).map_err(|_| VerifyError::Malformed)?;
     let header = untrusted.header();
     let kid = header.key_id.as_deref().ok_or(VerifyError::UnknownKey)?;
@@ -391,6 +416,40 @@ mod tests {
         {
             Signed::Token(t) => t,
             Signed::NeedsRsa { .. } => panic!("not rsa"),
+        }
+    }
+
+    #[test]
+    fn our_tokens_with_a_crit_header_are_refused() {
+        let keys = set(vec![ed(1)]).unwrap();
+        let kid = keys.access_token_key().unwrap().kid.clone();
+        let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([1; 32]));
+        let signed = |header: Value| {
+            let part = |v: &Value| b64(&serde_json::to_vec(v).unwrap());
+            let input = format!(
+                "{}.{}",
+                part(&header),
+                part(&json!({"sub":"alice","iat":1000,"exp":1300}))
+            );
+            format!(
+                "{input}.{}",
+                b64(kp.sk.sign(input.as_bytes(), None).as_ref())
+            )
+        };
+        let plain = signed(json!({"alg":"EdDSA","typ":"at+jwt","kid":kid}));
+        assert!(verify::<C>(&keys, &plain, "at+jwt", 1_100, 0).is_ok());
+        let with = |crit: Value| {
+            let t = signed(json!({"alg":"EdDSA","typ":"at+jwt","kid":kid,"crit":crit}));
+            verify::<C>(&keys, &t, "at+jwt", 1_100, 0).unwrap_err()
+        };
+        assert_eq!(with(json!(["exp"])), VerifyError::UnknownCritical);
+        assert_eq!(with(json!(["x-anything"])), VerifyError::UnknownCritical);
+        for malformed in [json!([]), json!("exp"), json!([7]), json!(null)] {
+            assert_eq!(
+                with(malformed.clone()),
+                VerifyError::Malformed,
+                "{malformed}"
+            );
         }
     }
 

@@ -1,5 +1,6 @@
 //! Pure protocol logic: no `worker` types, no I/O, no clock or randomness of its own.
 
+pub mod address;
 pub mod admin_auth;
 pub mod api;
 pub mod assertion;
@@ -25,6 +26,7 @@ pub mod partner;
 pub mod password;
 pub mod pkce;
 pub mod ratelimit;
+pub mod text;
 pub mod tokens;
 pub mod usage;
 pub mod user;

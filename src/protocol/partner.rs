@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::discovery::Issuer;
 use super::error::{ApiError, ErrorCode};
 use super::origin::Origin;
 use super::ratelimit::{parse_limits, RateLimits};
@@ -14,6 +15,9 @@ use super::ratelimit::{parse_limits, RateLimits};
 pub const MAX_PARTNER_ID_LEN: usize = 63;
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_ORIGINS: usize = 32;
+/// Longest `iss` of a partner: it is part of a storage key (`issuer:{iss}`; KV keys hold at
+/// most 512 bytes), and longer ones in partners' JWTs are refused before any lookup.
+pub const MAX_ISSUER_LEN: usize = 400;
 
 /// `[a-z0-9][a-z0-9-]{0,62}`: safe in paths, KV keys and log lines.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -150,6 +154,10 @@ pub fn parse_partner_spec(body: &[u8]) -> Result<PartnerSpec, ApiError> {
 fn parse_issuer(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
     match obj.get("issuer") {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().len() > MAX_ISSUER_LEN => Err(ApiError::invalid_field(
+            "issuer",
+            format!("must be at most {MAX_ISSUER_LEN} bytes"),
+        )),
         Some(Value::String(s)) => crate::protocol::discovery::Issuer::parse(s)
             .map(|i| Some(i.as_str().to_owned()))
             .ok_or_else(|| {
@@ -219,10 +227,10 @@ fn parse_name(obj: &Map<String, Value>) -> Result<String, ApiError> {
             format!("must be at most {MAX_NAME_CHARS} characters"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if !super::text::displayable(name) {
         return Err(ApiError::invalid_field(
             "name",
-            "must not contain control characters",
+            super::text::NOT_DISPLAYABLE,
         ));
     }
     Ok(name.to_owned())
@@ -273,6 +281,10 @@ fn parse_status(obj: &Map<String, Value>) -> Result<PartnerStatus, ApiError> {
 pub mod keys {
     use super::{Origin, PartnerId};
 
+    /// Longest key KV stores (bytes). A longer one can never have been written, so a read of
+    /// it is answered "absent" without asking KV (which would throw).
+    pub const MAX_KEY_BYTES: usize = 512;
+
     pub fn origin(origin: &Origin) -> String {
         format!("origin:{origin}")
     }
@@ -286,7 +298,8 @@ pub mod keys {
         format!("partner:{id}")
     }
 
-    /// The partner whose JWTs carry this `iss`.
+    /// The partner whose JWTs carry this `iss` (at most [`super::MAX_ISSUER_LEN`] bytes, so the
+    /// key fits).
     pub fn issuer(iss: &str) -> String {
         format!("issuer:{iss}")
     }
@@ -317,6 +330,39 @@ pub struct PutPlan {
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, ApiError> {
     serde_json::to_string(v).map_err(|e| ApiError::unavailable(format!("serialize: {e}")))
+}
+
+/// Refuses a partner whose JWTs would carry our own issuer (`ours`), in any spelling that names
+/// the same place (case of scheme and host, default port, trailing slash). Our ID and link
+/// tokens carry our issuer: a partner's JWTs with it could not be told apart from ours by who
+/// says they issued them, here or at a client that checks `iss`.
+pub fn check_issuer_is_not_ours(spec: &PartnerSpec, ours: &Issuer) -> Result<(), ApiError> {
+    if same_issuer(&resolved_issuer(spec), ours.as_str()) {
+        return Err(ApiError::invalid_field(
+            "issuer",
+            "must not be the issuer of this service",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether two issuer URLs name the same place: scheme and host without case, the default port
+/// spelt or not, the path without a trailing slash.
+fn same_issuer(a: &str, b: &str) -> bool {
+    let parts = |s: &str| {
+        url::Url::parse(s.trim()).ok().map(|u| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_ascii_lowercase),
+                u.port_or_known_default(),
+                u.path().trim_end_matches('/').to_owned(),
+            )
+        })
+    };
+    match (parts(a), parts(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a.trim().eq_ignore_ascii_case(b.trim()),
+    }
 }
 
 /// The `iss` a spec resolves to: the one given, or the first origin.
@@ -468,6 +514,49 @@ mod tests {
             jwks: None,
             jwks_uri: None,
             rate_limits: None,
+        }
+    }
+
+    #[test]
+    fn a_partner_cannot_take_our_issuer_in_any_spelling() {
+        let ours = Issuer::parse("https://id.school.example").unwrap();
+        for theirs in [
+            "https://id.school.example",
+            "HTTPS://ID.School.Example",
+            "https://id.school.example:443",
+        ] {
+            let mut s = spec(&["https://a.example"]);
+            s.issuer = Some(theirs.to_owned());
+            let err = check_issuer_is_not_ours(&s, &ours).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{theirs}");
+            assert_eq!(err.field.as_deref(), Some("issuer"), "{theirs}");
+        }
+        assert!(same_issuer(
+            "https://id.school.example/",
+            "https://id.school.example"
+        ));
+        // The default issuer is the first origin: that cannot be ours either.
+        let by_default = spec(&["https://id.school.example"]);
+        assert!(check_issuer_is_not_ours(&by_default, &ours).is_err());
+        let mut other = spec(&["https://a.example"]);
+        assert!(check_issuer_is_not_ours(&other, &ours).is_ok());
+        other.issuer = Some("https://id.school.example/partner".into());
+        assert!(check_issuer_is_not_ours(&other, &ours).is_ok());
+        other.issuer = Some("http://id.school.example".into());
+        assert!(check_issuer_is_not_ours(&other, &ours).is_ok());
+    }
+
+    #[test]
+    fn partner_issuer_and_name_are_bounded_and_displayable() {
+        let long = format!("https://a.example/{}", "i".repeat(MAX_ISSUER_LEN));
+        let body = format!(r#"{{"name":"A","origins":["https://a.example"],"issuer":"{long}"}}"#);
+        let err = parse_partner_spec(body.as_bytes()).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("issuer"));
+        // JSON escapes, as an operator's tool would send them.
+        for name in [r"\u202eemcA", r"Ac\u200bme", r"Ac\u2028me", r"Acme\u0007"] {
+            let body = format!(r#"{{"name":"{name}","origins":["https://a.example"]}}"#);
+            let err = parse_partner_spec(body.as_bytes()).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("name"), "{name}");
         }
     }
 

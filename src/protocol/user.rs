@@ -138,11 +138,8 @@ fn text_field(
                     format!("must be at most {max_chars} characters"),
                 ));
             }
-            if s.chars().any(char::is_control) {
-                return Err(ApiError::invalid_field(
-                    field,
-                    "must not contain control characters",
-                ));
+            if !super::text::displayable(s) {
+                return Err(ApiError::invalid_field(field, super::text::NOT_DISPLAYABLE));
             }
             Ok(Some(s.to_owned()))
         }

@@ -326,3 +326,59 @@ test('admin_issuer_of_another_partner_is_409', async () => {
   });
   assert.equal(again.status, 201);
 });
+
+async function assertFieldRefused(res, field, what) {
+  assert.equal(res.status, 400, what);
+  const err = await res.json();
+  assert.equal(err.error, 'invalid_request', what);
+  assert.equal(err.field, field, what);
+}
+
+test('admin_partner_cannot_take_our_own_issuer_in_any_spelling', async () => {
+  const ours = new URL(w.url);
+  const spellings = [
+    w.url,
+    `HTTP://${ours.host}`,
+    `http://${ours.hostname.toUpperCase()}:${ours.port}`,
+    `${w.url}/`,
+  ];
+  for (const issuer of spellings) {
+    const res = await w.admin('/partners/mimic', { method: 'PUT', body: { name: 'Mimic', origins: ['https://mimic.example'], issuer } });
+    await assertFieldRefused(res, 'issuer', issuer);
+  }
+  // The default issuer is the first origin: our own origin cannot be a partner's issuer that way.
+  const byOrigin = await w.admin('/partners/mimic', { method: 'PUT', body: { name: 'Mimic', origins: [w.url] } });
+  await assertFieldRefused(byOrigin, 'issuer', 'our origin as the first origin');
+  assert.equal((await w.admin('/partners/mimic')).status, 404, 'nothing was written');
+  // Another path on our host is another issuer.
+  const beside = await w.admin('/partners/mimic', { method: 'PUT', body: { name: 'Mimic', origins: ['https://mimic.example'], issuer: `${w.url}/partners/mimic` } });
+  assert.equal(beside.status, 201);
+});
+
+test('admin_names_with_control_bidi_or_zero_width_characters_are_400', async () => {
+  const bad = {
+    'right-to-left override': 'Acme \u202Eelif.exe',
+    'left-to-right embedding': 'Acme \u202A',
+    'first strong isolate': 'Acme \u2068x\u2069',
+    'right-to-left mark': 'Acme\u200F',
+    'arabic letter mark': 'Acme\u061C',
+    'zero-width space': 'Ac\u200Bme',
+    'zero-width joiner': 'Ac\u200Dme',
+    'byte order mark': '\uFEFFAcme',
+    'line separator': 'Acme\u2028Admin',
+    'paragraph separator': 'Acme\u2029Admin',
+    'bell': 'Acme\u0007',
+    'C1 control': 'Ac\u0085me',
+  };
+  await addPartner(w, 'names', ['https://names.example']);
+  for (const [what, name] of Object.entries(bad)) {
+    await assertFieldRefused(await w.admin('/partners/names-bad', { method: 'PUT', body: { name, origins: ['https://names-bad.example'] } }), 'name', `partner: ${what}`);
+    await assertFieldRefused(await w.admin('/partners/names/clients', { method: 'POST', body: { name, redirect_uris: ['https://names.example/cb'] } }), 'name', `client: ${what}`);
+    await assertFieldRefused(await w.admin('/users/namesbad', { method: 'PUT', body: { name, password: 'correct horse battery staple' } }), 'name', `user: ${what}`);
+  }
+  assert.equal((await w.admin('/partners/names-bad')).status, 404, 'no partner was written');
+  assert.equal((await w.admin('/users/namesbad')).status, 404, 'no user was written');
+  assert.deepEqual((await (await w.admin('/partners/names/clients')).json()).clients ?? [], [], 'no client was written');
+  // Names in any script are fine.
+  assert.equal((await w.admin('/users/namesok', { method: 'PUT', body: { name: 'Zoë 学校 مدرسة', password: 'correct horse battery staple' } })).status, 201);
+});

@@ -283,3 +283,24 @@ test('error_descriptions_never_echo_the_request_in_json_or_pages', async () => {
   assert.equal(body.error_description, 'origins[1]: already belongs to partner acme');
   assert.equal(body.field, 'origins[1]');
 });
+
+test('admin_query_numbers_out_of_range_are_400_invalid_request', async () => {
+  const out = ['9007199254740992', '18446744073709551615', '18446744073709551616', '99999999999999999999999', '-1', '1e309', '1.5', '+1'];
+  const cases = [
+    ...['since', 'limit', 'cursor'].map((f) => ['audit', f]),
+    ...['since', 'until'].map((f) => ['usage', f]),
+  ];
+  for (const [endpoint, field] of cases) {
+    for (const v of out) {
+      const res = await w.admin(`/${endpoint}?${field}=${encodeURIComponent(v)}`);
+      assert.equal(res.status, 400, `${endpoint} ${field}=${v}`);
+      const body = await res.json();
+      assert.equal(body.error, 'invalid_request', `${endpoint} ${field}=${v}`);
+      assert.equal(body.field, field, `${endpoint} ${field}=${v}`);
+    }
+    // The largest number JSON holds exactly is still a number.
+    const max = await w.admin(`/${endpoint}?${field}=9007199254740991`);
+    assert.equal(max.status, 200, `${endpoint} ${field}=2^53-1`);
+    await max.arrayBuffer();
+  }
+});

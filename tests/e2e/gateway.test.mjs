@@ -31,6 +31,10 @@ before(async () => {
         res.writeHead(302, { location: 'https://elsewhere.example/' });
         return res.end();
       }
+      if (req.url.startsWith('/api/vary')) {
+        res.writeHead(200, { 'content-type': 'application/json', vary: 'Accept-Encoding, Accept-Language' });
+        return res.end('{}');
+      }
       if (req.url.startsWith('/api/hop')) {
         res.writeHead(200, { connection: 'x-origin-hop', 'x-origin-hop': 'secret', 'x-origin-kept': 'yes' });
         return res.end('hop');
@@ -485,4 +489,100 @@ test('form_body_without_declared_length_is_cut_off_at_the_limit', async () => {
   const body = JSON.parse(res.body);
   assert.equal(body.error, 'invalid_request');
   assert.match(body.error_description, /too large/);
+});
+
+test('gateway_strips_every_spelling_of_identity_override_and_address_headers', async () => {
+  const token = await serviceToken(beta, 'api');
+  const spoofed = {
+    // Our identity headers, in the spellings an origin may read as ours (CGI: HTTP_X_EDGEWARD_SUB).
+    X_Edgeward_Sub: 'admin',
+    'x-edgeward_sub': 'admin',
+    'X-EDGEWARD_PARTNER': 'acme',
+    x_edgeward_scope: 'classes.write admin',
+    X_Edgeward_Identity: 'eyJhbGciOiJub25lIn0.e30.',
+    // Another method or URL than the one the gateway checked.
+    'X-HTTP-Method-Override': 'DELETE',
+    X_HTTP_Method_Override: 'DELETE',
+    'X-HTTP-Method': 'DELETE',
+    'X-Method-Override': 'DELETE',
+    'X-Original-URL': '/api/v1/classes',
+    X_Original_URL: '/api/v1/classes',
+    'X-Rewrite-URL': '/api/v1/classes',
+    'X-Original-Method': 'DELETE',
+    'X-Forwarded-Prefix': '/admin',
+    X_Forwarded_Prefix: '/admin',
+    'X-Override-URL': '/api/v1/classes',
+    // The client's address and the forwarding path.
+    'X-Forwarded-For': '10.0.0.1',
+    X_Forwarded_For: '10.0.0.1',
+    'X-Forwarded-Host': 'admin.internal',
+    'X-Forwarded-Proto': 'http',
+    Forwarded: 'for=10.0.0.1;host=admin.internal',
+    'X-Real-IP': '10.0.0.1',
+    X_Real_IP: '10.0.0.1',
+    'True-Client-IP': '10.0.0.1',
+    'X-Client-IP': '10.0.0.1',
+    'X-Cluster-Client-IP': '10.0.0.1',
+    'Cf-Access-Jwt-Assertion': 'eyJhbGciOiJub25lIn0.e30.',
+    'x-kept': 'yes',
+  };
+  const res = await rawRequest('/api/v1/reports', { authorization: `Bearer ${token}`, 'cf-connecting-ip': '2001:db8::7', ...spoofed });
+  assert.equal(res.status, 200);
+  const got = origin.received.at(-1);
+  const norm = (name) => name.toLowerCase().replaceAll('_', '-');
+  const received = new Map(Object.entries(got.headers).map(([k, v]) => [norm(k), { k, v }]));
+  for (const [name, value] of Object.entries(spoofed)) {
+    if (name === 'x-kept') continue;
+    const seen = received.get(norm(name));
+    // Either gone, or set by the gateway itself (identity, address): never the caller's value.
+    if (seen) {
+      assert.ok(['x-edgeward-sub', 'x-edgeward-client', 'x-edgeward-partner', 'x-edgeward-scope', 'x-edgeward-identity', 'x-forwarded-for', 'forwarded'].includes(seen.k), `${name} reached the origin as ${seen.k}`);
+      assert.notEqual(seen.v, value, `${name}: the caller's value reached the origin`);
+    }
+  }
+  const underscored = Object.keys(got.headers).filter((k) => k.includes('_'));
+  assert.deepEqual(underscored, [], 'no underscore spelling reached the origin');
+  assert.equal(got.method, 'GET');
+  assert.equal(got.url, '/api/v1/reports');
+  assert.equal(got.headers['x-edgeward-partner'], 'beta');
+  assert.equal(got.headers['x-edgeward-scope'], 'api');
+  assert.notEqual(got.headers['x-edgeward-sub'], 'admin');
+  assert.equal(verifyJwt(got.headers['x-edgeward-identity'], jwks).partner_id, 'beta');
+  // The address is the connection's, as Cloudflare reports it, and nothing the caller said.
+  assert.equal(got.headers['x-forwarded-for'], '2001:db8::7');
+  assert.equal(got.headers.forwarded, 'for="[2001:db8::7]"');
+  assert.equal(got.headers['x-kept'], 'yes');
+
+  // Without CF-Connecting-IP from the caller, the runtime reports the connection's own address
+  // (local workerd, like Cloudflare, sets it): that is what the origin gets, never the caller's word.
+  const bare = await rawRequest('/api/v1/reports', { authorization: `Bearer ${token}`, 'x-forwarded-for': '10.0.0.1', forwarded: 'for=10.0.0.1' });
+  assert.equal(bare.status, 200);
+  assert.equal(origin.received.at(-1).headers['x-forwarded-for'], '127.0.0.1');
+  assert.equal(origin.received.at(-1).headers.forwarded, 'for=127.0.0.1');
+});
+
+test('gateway_encoded_path_parameters_and_separators_are_400_like_their_decoded_form', async () => {
+  const token = await serviceToken(acme, 'classes.read');
+  await nothingReachesOrigin(async () => {
+    for (const p of ['/api/v1/classes%3Bjsessionid=1', '/api/v1/classes%3bjsessionid=1', '/api/v1/classes;jsessionid=1', '/api/v1/classes%3F/admin', '/api/v1/classes%23x', '/api/v1/classes%0d%0ax-edgeward-sub:%20admin']) {
+      const res = await rawRequest(p, { authorization: `Bearer ${token}` });
+      assert.equal(res.status, 400, p);
+      assert.equal(JSON.parse(res.body).error, 'invalid_request', p);
+    }
+  });
+  // An encoded comma or space is no separator: still forwarded.
+  const ok = await rawRequest('/api/v1/classes/a%2Cb%20c', { authorization: `Bearer ${token}` });
+  assert.equal(ok.status, 200);
+  assert.equal(origin.received.at(-1).url, '/api/v1/classes/a%2Cb%20c');
+});
+
+test('gateway_merges_the_origins_vary_with_its_own', async () => {
+  const token = await serviceToken(acme, 'api');
+  const browser = await call('/api/vary', token, { headers: { origin: ACME } });
+  assert.equal(browser.status, 200);
+  assert.equal(browser.headers.get('access-control-allow-origin'), ACME);
+  assert.equal(browser.headers.get('vary'), 'Accept-Encoding, Accept-Language, Origin');
+  const server = await call('/api/vary', token);
+  assert.equal(server.status, 200);
+  assert.equal(server.headers.get('vary'), 'Accept-Encoding, Accept-Language');
 });

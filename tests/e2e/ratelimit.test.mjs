@@ -234,3 +234,28 @@ test('login_lockout_spares_a_browser_where_the_user_signed_in_before', async () 
   assert.equal(limited.status, 429);
   assert.match(await limited.text(), /Too many sign-in attempts/);
 });
+
+test('login_ip_limit_counts_an_ipv6_64_as_one_network', async () => {
+  await atWindowStart();
+  // Five failures, each from another address of one /64 (and other usernames, so only the
+  // network counts): the sixth address of that /64 is limited.
+  for (let i = 0; i < 5; i++) {
+    assert.equal((await signIn(`v6user${i}`, 'wrong-password-1', `2001:db8:aa:1::${i + 1}`)).status, 401, `failure ${i}`);
+  }
+  const same = await signIn('v6user9', 'wrong-password-1', '2001:db8:aa:1:ffff:ffff:ffff:fffe');
+  assert.equal(same.status, 429, 'another address of the same /64');
+  assert.match(await same.text(), /Too many sign-in attempts/);
+  // Another /64 next door is another network.
+  assert.equal((await signIn('v6user9', 'wrong-password-1', '2001:db8:aa:2::1')).status, 401, 'another /64 is not limited');
+});
+
+test('login_ip_limit_counts_ipv4_mapped_ipv6_as_the_ipv4_address', async () => {
+  await atWindowStart();
+  for (let i = 0; i < 5; i++) {
+    assert.equal((await signIn(`v4user${i}`, 'wrong-password-1', i % 2 ? '::ffff:198.51.100.9' : '198.51.100.9')).status, 401, `failure ${i}`);
+  }
+  const limited = await signIn('v4user9', 'wrong-password-1', '::ffff:198.51.100.9');
+  assert.equal(limited.status, 429, 'the mapped spelling is the same address');
+  // IPv4 addresses are counted each on their own.
+  assert.equal((await signIn('v4user9', 'wrong-password-1', '198.51.100.10')).status, 401, 'the next IPv4 address is not limited');
+});

@@ -1,7 +1,7 @@
 // Userinfo, revocation and introspection, and forged access tokens at each of them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, addPartner } from './harness.mjs';
+import { startWorker, addPartner, sleep } from './harness.mjs';
 import { pkce, basicAuth, browserFlow, decodeJwt, forgeAccessTokens } from './oauth.mjs';
 
 let w;
@@ -245,4 +245,83 @@ test('revoke_with_a_guessed_refresh_secret_changes_nothing', async () => {
   assert.equal((await post('/oauth2/revoke', { token: guess })).status, 200);
   assert.equal((await userinfo(t.access_token)).status, 200, 'the grant is intact');
   assert.equal((await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token })).status, 200);
+});
+
+test('userinfo_and_introspection_refuse_tokens_the_gateway_refuses', async () => {
+  // Its own Worker, with a one-second cache, so registry changes are seen quickly.
+  const w2 = await startWorker({ vars: { GATE_CACHE_TTL_SECONDS: '1' } });
+  try {
+    const newClient = async (partner, name) => (await w2.admin(`/partners/${partner}/clients`, {
+      method: 'POST',
+      body: { name, redirect_uris: [`https://app.${partner}.example/cb`], scopes: ['openid', 'profile'] },
+    })).json();
+    const tokensOf = async (c) => {
+      const { verifier, challenge } = pkce();
+      const { callback } = await browserFlow(w2, { client: c, username: 'dave', password: PASSWORD, challenge, scope: 'openid profile' });
+      const res = await fetch(`${w2.url}/oauth2/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(c.client_id, c.client_secret) },
+        body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: c.redirect_uris[0], code_verifier: verifier }),
+      });
+      assert.equal(res.status, 200);
+      return res.json();
+    };
+    const info = (t) => fetch(`${w2.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${t}` } });
+    const introspect = async (caller, t) => (await fetch(`${w2.url}/oauth2/introspect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(caller.client_id, caller.client_secret) },
+      body: new URLSearchParams({ token: t }),
+    })).json();
+    const refusedAsInvalidToken = async (t, what) => {
+      const res = await info(t);
+      assert.equal(res.status, 401, what);
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="edgeward", error="invalid_token"', what);
+      const body = await res.json();
+      assert.equal(body.error, 'invalid_token', what);
+      assert.equal(body.sub, undefined, what);
+    };
+    await addPartner(w2, 'acme', ['https://app.acme.example']);
+    await addPartner(w2, 'gone', ['https://app.gone.example']);
+    await w2.admin('/users/dave', { method: 'PUT', body: { password: PASSWORD, name: 'Dave' } });
+    const removed = await newClient('acme', 'Removed');
+    const witness = await newClient('acme', 'Witness');
+    const ofSuspended = await newClient('acme', 'Suspended later');
+    const ofGone = await newClient('gone', 'Gone');
+    const tRemoved = await tokensOf(removed);
+    const tSuspended = await tokensOf(ofSuspended);
+    const tGone = await tokensOf(ofGone);
+    assert.equal((await info(tRemoved.access_token)).status, 200);
+    assert.equal((await introspect(witness, tRemoved.access_token)).active, true);
+    assert.equal((await info(tGone.access_token)).status, 200);
+
+    // A removed client's tokens: refused at userinfo, inactive to its partner's other clients.
+    assert.equal((await w2.admin(`/clients/${removed.client_id}`, { method: 'DELETE' })).status, 204);
+    await sleep(1200);
+    await refusedAsInvalidToken(tRemoved.access_token, 'removed client');
+    assert.deepEqual(await introspect(witness, tRemoved.access_token), { active: false });
+    // The gateway's answer for the same token, for comparison.
+    const whoami = await fetch(`${w2.url}/edge/whoami`, { headers: { authorization: `Bearer ${tRemoved.access_token}` } });
+    assert.equal(whoami.status, 401);
+    assert.equal((await whoami.json()).error, 'invalid_token');
+
+    // A removed partner's tokens.
+    assert.equal((await w2.admin('/partners/gone', { method: 'DELETE' })).status, 204);
+    await sleep(1200);
+    await refusedAsInvalidToken(tGone.access_token, 'removed partner');
+
+    // A suspended partner's tokens (acme's; its clients cannot even call introspection then).
+    assert.equal((await info(tSuspended.access_token)).status, 200);
+    await addPartner(w2, 'acme', ['https://app.acme.example'], 'suspended');
+    await sleep(1200);
+    await refusedAsInvalidToken(tSuspended.access_token, 'suspended partner');
+    const suspendedCaller = await fetch(`${w2.url}/oauth2/introspect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(witness.client_id, witness.client_secret) },
+      body: new URLSearchParams({ token: tSuspended.access_token }),
+    });
+    assert.equal(suspendedCaller.status, 401);
+    assert.equal((await suspendedCaller.json()).error, 'invalid_client');
+  } finally {
+    await w2.stop();
+  }
 });
