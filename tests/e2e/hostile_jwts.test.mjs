@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startWorker } from './harness.mjs';
-import { CookieJar, basicAuth, browserFlow, decodeJwt, formFields, pkce } from './oauth.mjs';
+import { CookieJar, basicAuth, browserFlow, confirmLink, decodeJwt, formFields, pkce } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'correct horse battery staple';
@@ -50,9 +50,12 @@ before(async () => {
   assert.equal(res.status, 200);
   tokens = await res.json();
   // lena links her acme account (acme-lena), for automatic login and the jwt-bearer grant.
-  const page = await jar.fetch(`/link?request=${encodeURIComponent(linkRequest({ sub: 'acme-lena' }))}`);
+  const request = linkRequest({ sub: 'acme-lena' });
+  const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
   assert.equal(page.status, 200);
-  assert.equal((await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' })).status, 303);
+  const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
+  assert.equal(agreed.status, 303);
+  assert.equal((await confirmLink(w.url, partnerKey, request, agreed.headers.get('location'))).status, 200);
 });
 after(() => w?.stop());
 
@@ -70,7 +73,7 @@ const long = (n) => `https://${'a'.repeat(n - 8)}`;
 function linkRequest(claims = {}, header = {}) {
   return signJwt(partnerKey, { alg: 'EdDSA', kid: partnerKey.kid, typ: LINK_REQUEST_TYP, ...header }, {
     iss: ORIGIN, aud: w.url, sub: `acme-${randomUUID()}`, jti: randomUUID(), iat: now(), exp: now() + 240,
-    return_to: `${ORIGIN}/linked`, ...claims,
+    return_to: `${ORIGIN}/linked`, account_label: 'acme account', ...claims,
   });
 }
 
@@ -96,7 +99,13 @@ async function linkPage(request) {
   return jar.fetch(`/link?request=${encodeURIComponent(request)}`);
 }
 
-const autoLogin = (assertion) => fetch(`${w.url}/login/auto?${new URLSearchParams({ assertion, return_to: '/account' })}`, { redirect: 'manual' });
+// As the partner's page posts it (from its own origin: a valid one signs in at once).
+const autoLogin = (assertion) => fetch(`${w.url}/login/auto`, {
+  method: 'POST',
+  redirect: 'manual',
+  headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+  body: new URLSearchParams({ assertion, return_to: '/account' }).toString(),
+});
 const jwtBearer = (assertion) => post('/oauth2/token', { grant_type: JWT_BEARER, assertion }, basicAuth(svc.client_id, svc.client_secret));
 const clientCredentials = (assertion, extra = {}) => post('/oauth2/token', {
   grant_type: 'client_credentials',
@@ -154,7 +163,7 @@ test('client_assertions_with_a_crit_header_are_refused', async () => {
 
 test('partner_jwts_with_a_crit_header_are_refused', async () => {
   assert.equal((await linkPage(linkRequest())).status, 200, 'a link request without crit passes');
-  assert.equal((await autoLogin(loginAssertion())).status, 302, 'a login assertion without crit passes');
+  assert.equal((await autoLogin(loginAssertion())).status, 303, 'a login assertion without crit passes');
   assert.equal((await jwtBearer(grantAssertion())).status, 200, 'a grant assertion without crit passes');
   for (const [what, extra] of Object.entries(CRITS)) {
     await assertPage(await linkPage(linkRequest({}, extra)), 403, `link request: ${what}`);
