@@ -243,7 +243,7 @@ async function linkFlows(w, n) {
     const now = Math.floor(Date.now() / 1000);
     const request = partnerJwt(LINK_REQUEST_TYP, {
       iss: ORIGIN, aud: w.url, sub: `bench-${i}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`,
-      account_label: `bench user ${i}`,
+      account_label: `bench user ${i}`, state: `bench-state-${i}`,
     });
     const jar = new CookieJar(w.url);
     const start = performance.now();

@@ -72,7 +72,7 @@ export async function soak({ seconds = 60, concurrency = 64, log = console.log }
       res = await jar.postForm('/login', { ...formFields(await res.text()), username, password: PASSWORD });
       if (res.status !== 303) throw new Error(`setup login ${username}: ${res.status}`);
       const now = Math.floor(Date.now() / 1000);
-      const request = jwt(key, LINK_REQUEST_TYP, { iss: PARTNER_ORIGIN, aud: w.url, sub: `partner-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${PARTNER_ORIGIN}/linked`, account_label: username });
+      const request = jwt(key, LINK_REQUEST_TYP, { iss: PARTNER_ORIGIN, aud: w.url, sub: `partner-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${PARTNER_ORIGIN}/linked`, account_label: username, state: randomUUID() });
       const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
       const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
       if (agreed.status !== 303) throw new Error(`setup link ${username}: ${agreed.status}`);

@@ -19,6 +19,9 @@ cargo clippy --lib --locked --target wasm32-unknown-unknown -- -D warnings
 log "unit tests"
 cargo test --locked
 
+log "documents name only what exists"
+node --test tests/docs/
+
 bash scripts/build.sh
 
 log "wrangler deploy --dry-run (bindings, migrations, bundle size)"

@@ -25,20 +25,27 @@ async fn render(
     notice: Option<&str>,
     now_ms: u64,
 ) -> Result<Outcome, ApiError> {
-    let mut partners: Vec<(String, String, String, bool)> = Vec::new();
+    let mut partners: Vec<(String, String, String, bool, Option<String>)> = Vec::new();
     for e in entries {
         let name = kvcache::get_json::<Partner>(env, &kv_keys::partner(&e.partner_id), now_ms)
             .await?
             .map_or_else(|| e.partner_id.to_string(), |p| p.name);
-        partners.push((e.partner_id.to_string(), name, ymd(e.linked_at), e.paused));
+        partners.push((
+            e.partner_id.to_string(),
+            name,
+            ymd(e.linked_at),
+            e.paused,
+            e.account_label.clone(),
+        ));
     }
     let links: Vec<LinkedPartner<'_>> = partners
         .iter()
-        .map(|(id, name, on, paused)| LinkedPartner {
+        .map(|(id, name, on, paused, label)| LinkedPartner {
             partner_id: id,
             partner_name: name,
             linked_on: on,
             paused: *paused,
+            account_label: label.as_deref(),
         })
         .collect();
     let (csrf, new_cookie) = cookies.csrf(req)?;

@@ -237,8 +237,12 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
             now_ms,
         )
         .await?;
-        let Some(Linked { username, user, .. }) =
-            find_linked(env, &partner, &checked.sub, None).await?
+        let Some(Linked {
+            username,
+            user,
+            sub: user_sub,
+            ..
+        }) = find_linked(env, &partner, &checked.sub, None).await?
         else {
             return Ok(not_linked(&partner));
         };
@@ -281,12 +285,15 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
                     partner_id: partner.id.clone(),
                     partner_sub: checked.sub,
                 },
+                partner_salt: partner.subject_salt.clone(),
+                user_sub,
                 now,
             },
         )
         .await?
         {
             UserReply::User { .. } => {}
+            UserReply::NotLinked => return Ok(not_linked(&partner)),
             UserReply::Failed { error } => return Err(error),
             _ => return Err(ApiError::unavailable("unexpected user reply")),
         }

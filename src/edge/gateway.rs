@@ -23,8 +23,8 @@ use super::limits::{self, Bucket};
 use super::{bearer, config, gate, keys, respond, Outcome};
 use crate::protocol::address::{client_address, forwarded_values};
 use crate::protocol::api::{
-    self, check_body, connection_named, forward_request_header, forward_response_header, has_scope,
-    method_has_body, path_refusal, IdentityClaims, Needs,
+    self, check_body, connection_named, forward_request_header, forward_response_header,
+    forward_set_cookie, has_scope, method_has_body, path_refusal, IdentityClaims, Needs,
 };
 use crate::protocol::cache::TtlCache;
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -423,7 +423,8 @@ async fn forward(
     let named = connection_named(resp.headers().get("connection").ok().flatten().as_deref());
     let back = Headers::new();
     for (name, value) in resp.headers().entries() {
-        if forward_response_header(&name, &named) {
+        let ours = name.eq_ignore_ascii_case("set-cookie") && !forward_set_cookie(&value);
+        if forward_response_header(&name, &named) && !ours {
             let _ = back.append(&name, &value);
         }
     }

@@ -31,7 +31,7 @@ use crate::protocol::partner::{
 };
 use crate::routes::{self, Method};
 use crate::store::links::{LinkCommand, LinkReply};
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::{Agreed, UserCommand, UserReply};
 
 pub fn refused(why: &str) -> ApiError {
     ApiError::new(ErrorCode::AccessDenied, why)
@@ -265,6 +265,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
                 expires_at: now + LINK_CODE_TTL_S,
                 confirmed_by: None,
                 created: false,
+                account_label: request.account_label.clone(),
             },
             now,
         };
@@ -384,13 +385,18 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
         };
         let record = UserCommand::RecordLink {
             partner_id: partner.id.clone(),
-            password_epoch: Some(pending.password_epoch),
+            agreed: Some(Agreed {
+                user_sub: pending.user_sub.clone(),
+                partner_salt: partner.subject_salt.clone(),
+                password_epoch: pending.password_epoch,
+            }),
+            account_label: Some(pending.account_label.clone()).filter(|l| !l.is_empty()),
             now,
         };
         let recorded = match users::call(env, &pending.username, &record).await {
             Ok(UserReply::Done) => Ok(()),
-            Ok(UserReply::PasswordChanged) => Err(invalid_grant(
-                "the user's password changed after they agreed to the link; start again",
+            Ok(UserReply::ConsentVoid) => Err(invalid_grant(
+                "the user's password changed (or the account is no longer theirs) after they agreed to the link; start again",
             )),
             Ok(UserReply::Failed { error }) | Err(error) => Err(error),
             Ok(_) => Err(ApiError::unavailable("unexpected user reply")),

@@ -269,7 +269,7 @@ impl LinkStore {
                         burn(&sql)?;
                         Ok(LinkReply::CodeInvalid)
                     }
-                    Redemption::Replay => {
+                    Redemption::Replay if pending.created => {
                         // Only the link this code made: one made since by other means stays.
                         sql.exec(
                             "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
@@ -284,6 +284,12 @@ impl LinkStore {
                         Ok(LinkReply::CodeReplayed {
                             username: pending.username,
                         })
+                    }
+                    // The code confirmed a link that was there before it: a replay undoes
+                    // nothing it did not make.
+                    Redemption::Replay => {
+                        burn(&sql)?;
+                        Ok(LinkReply::CodeInvalid)
                     }
                     Redemption::Again => Ok(LinkReply::Linked {
                         created: pending.created,

@@ -9,6 +9,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 use super::respond;
 use super::{config, objects, random, Outcome};
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::link::recently_logged_in;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::tokens::pairwise_sub;
@@ -522,9 +523,22 @@ impl UserStore {
             UserCommand::AutoLogin {
                 session_hash,
                 via,
+                partner_salt,
+                user_sub,
                 now,
             } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                // Checked again here, in the call that starts the session: the lookup before it
+                // may have raced a new password (which pauses links) or an unlinking.
+                let links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
+                let same_person = pairwise_sub(
+                    &record.subject_seed,
+                    &via.partner_id,
+                    partner_salt.as_deref(),
+                ) == user_sub;
+                if link_state(&links, &via.partner_id) != LinkState::Active || !same_person {
+                    return Ok(UserReply::NotLinked);
+                }
                 let session = SessionRecord {
                     auth_time: now,
                     expires_at: now + SESSION_TTL_S,
@@ -613,15 +627,20 @@ impl UserStore {
             }
             UserCommand::RecordLink {
                 partner_id,
-                password_epoch,
+                agreed,
+                account_label,
                 now,
             } => {
                 let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
-                if password_epoch.is_some_and(|e| e != record.password_epoch) {
-                    return Ok(UserReply::PasswordChanged);
+                if let Some(a) = agreed {
+                    let sub =
+                        pairwise_sub(&record.subject_seed, &partner_id, a.partner_salt.as_deref());
+                    if a.password_epoch != record.password_epoch || sub != a.user_sub {
+                        return Ok(UserReply::ConsentVoid);
+                    }
                 }
                 let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                record_link(&mut links, &partner_id, now);
+                record_link(&mut links, &partner_id, account_label, now);
                 self.put(LINKS, &links).await?;
                 Ok(UserReply::Done)
             }
@@ -630,9 +649,12 @@ impl UserStore {
                 partner_id,
                 now,
             } => {
-                // Only with the password: a session from automatic login cannot confirm.
+                // Only with the password, signed in within the last minutes (as for linking): a
+                // session from automatic login, or one left open on a shared computer, cannot.
                 let live = match (&existing, self.session(&session_hash, now).await?) {
-                    (Some(_), Some(s)) => s.via_link.is_none(),
+                    (Some(_), Some(s)) => {
+                        s.via_link.is_none() && recently_logged_in(s.auth_time, now)
+                    }
                     _ => false,
                 };
                 if !live {
@@ -642,7 +664,7 @@ impl UserStore {
                 if link_state(&links, &partner_id) == LinkState::Absent {
                     return Err(ApiError::not_found("link"));
                 }
-                record_link(&mut links, &partner_id, now);
+                record_link(&mut links, &partner_id, None, now);
                 self.put(LINKS, &links).await?;
                 Ok(UserReply::Done)
             }

@@ -251,6 +251,8 @@ pub struct LinkedPartner<'a> {
     pub linked_on: &'a str,
     /// Waiting for the user to confirm it after a new password.
     pub paused: bool,
+    /// The partner's name for the account linked, shown as the partner's words.
+    pub account_label: Option<&'a str>,
 }
 
 /// The account page: who is signed in and their linked partners, each with an Unlink button.
@@ -286,8 +288,18 @@ class=\"primary\" aria-label=\"Confirm {}\">Confirm</button></form>",
                 } else {
                     String::new()
                 };
+                let label = l
+                    .account_label
+                    .map(|a| {
+                        format!(
+                            " <span class=\"partner-words\">({} calls it: <strong>{}</strong>)</span>",
+                            esc(l.partner_name),
+                            esc(a)
+                        )
+                    })
+                    .unwrap_or_default();
                 format!(
-                    "<li><strong>{}</strong> <span class=\"muted\">linked on {}</span>{confirm}\
+                    "<li><strong>{}</strong>{label} <span class=\"muted\">linked on {}</span>{confirm}\
 <form method=\"post\" action=\"{}\">{}<button type=\"submit\" class=\"secondary\" \
 aria-label=\"Unlink {}\">Unlink</button></form></li>",
                     esc(l.partner_name),

@@ -277,6 +277,23 @@ pub fn forward_response_header(name: &str, named: &[String]) -> bool {
     !hop_by_hop(&normalized_header(name), named)
 }
 
+/// Whether an origin's `Set-Cookie` (its value) may reach the caller: never one naming our own
+/// cookies (session, CSRF, device), which an origin on our host could otherwise plant (session
+/// fixation, a CSRF token of its choosing).
+pub fn forward_set_cookie(value: &str) -> bool {
+    let name = value
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let bare = name
+        .strip_prefix("__host-")
+        .or_else(|| name.strip_prefix("__secure-"))
+        .unwrap_or(&name);
+    !bare.starts_with("edgeward")
+}
+
 /// Whether a request with this method carries a body to the origin.
 pub fn method_has_body(method: Method) -> bool {
     !matches!(method, Method::Get | Method::Head | Method::Options)
@@ -562,6 +579,16 @@ mod tests {
         }
         assert!(!forward_response_header("x-secret-hop", &named));
         assert!(forward_response_header("set-cookie", &named));
+        assert!(forward_set_cookie("theme=dark; Path=/"));
+        for ours in [
+            "__Host-edgeward_session=alice.x; Path=/; Secure",
+            "__host-EDGEWARD_csrf=planted",
+            "__Secure-edgeward_device=x",
+            "edgeward_session=x",
+            " Edgeward_csrf =x",
+        ] {
+            assert!(!forward_set_cookie(ours), "{ours}");
+        }
     }
 
     #[test]

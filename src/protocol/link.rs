@@ -165,10 +165,15 @@ pub fn check_link_request(
         .and_then(Value::as_str)
         .ok_or_else(|| claim("the link request has no return_to"))?;
     let return_to = check_return_to(return_to, partner)?;
+    // Required: the partner's check of `state` against the browser session that started the
+    // request is what keeps a forwarded request from being confirmed (RFC 6749 §10.12).
     let state = match payload.get("state") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= MAX_STATE_LEN => Some(s.clone()),
-        Some(_) => return Err(claim("state must be a string of at most 1024 characters")),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_STATE_LEN => Some(s.clone()),
+        _ => {
+            return Err(claim(
+                "the link request needs a state of 1 to 1024 characters, bound to the browser session that asked",
+            ))
+        }
     };
     let account_label = payload
         .get("account_label")
@@ -248,6 +253,9 @@ pub struct PendingLink {
     /// ...and whether that redemption created the link (it may have been there already).
     #[serde(default)]
     pub created: bool,
+    /// The partner's label for its account, kept with the link for the account page.
+    #[serde(default)]
+    pub account_label: String,
 }
 
 /// What a confirmation does to a pending link.
@@ -538,6 +546,8 @@ mod tests {
             (with("return_to", json!("/relative")), 1_010, "relative"),
             (with("sub", json!("")), 1_010, "empty sub"),
             (with("state", json!(5)), 1_010, "state type"),
+            (with("state", Value::Null), 1_010, "no state"),
+            (with("state", json!("")), 1_010, "empty state"),
             (
                 with("account_label", Value::Null),
                 1_010,
@@ -595,6 +605,7 @@ mod tests {
             expires_at: 1_120,
             confirmed_by: None,
             created: false,
+            account_label: "lena@acme".into(),
         }
     }
 

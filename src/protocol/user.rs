@@ -261,13 +261,13 @@ mod tests {
         let beta = PartnerId::parse("beta").unwrap();
         let mut links = Vec::new();
         assert_eq!(link_state(&links, &acme), LinkState::Absent);
-        record_link(&mut links, &acme, 100);
-        record_link(&mut links, &beta, 200);
+        record_link(&mut links, &acme, Some("lena@acme".into()), 100);
+        record_link(&mut links, &beta, None, 200);
         assert_eq!(link_state(&links, &acme), LinkState::Active);
         pause_links(&mut links);
         assert_eq!(link_state(&links, &acme), LinkState::Paused);
         assert_eq!(link_state(&links, &beta), LinkState::Paused);
-        record_link(&mut links, &acme, 300);
+        record_link(&mut links, &acme, None, 300);
         assert_eq!(link_state(&links, &acme), LinkState::Active);
         assert_eq!(
             link_state(&links, &beta),
@@ -275,6 +275,11 @@ mod tests {
             "only the one confirmed"
         );
         assert_eq!(links[0].linked_at, 100, "the link keeps its date");
+        assert_eq!(
+            links[0].account_label.as_deref(),
+            Some("lena@acme"),
+            "and its label"
+        );
         assert_eq!(links.len(), 2);
     }
 
@@ -441,6 +446,9 @@ pub struct LinkEntry {
     /// and issues nothing until the user, signed in with the new password, confirms it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// The partner's name for the account linked (its words), shown on the account page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_label: Option<String>,
 }
 
 /// Whether a user's link with a partner may act for them, as the user's object records it.
@@ -467,14 +475,21 @@ pub fn link_state(links: &[LinkEntry], partner: &crate::protocol::partner::Partn
 pub fn record_link(
     links: &mut Vec<LinkEntry>,
     partner: &crate::protocol::partner::PartnerId,
+    account_label: Option<String>,
     now: u64,
 ) {
     match links.iter_mut().find(|l| l.partner_id == *partner) {
-        Some(l) => l.paused = false,
+        Some(l) => {
+            l.paused = false;
+            if account_label.is_some() {
+                l.account_label = account_label;
+            }
+        }
         None => links.push(LinkEntry {
             partner_id: partner.clone(),
             linked_at: now,
             paused: false,
+            account_label,
         }),
     }
 }

@@ -58,18 +58,27 @@ pub enum UserCommand {
     },
     /// Starts a session without credentials, for a partner's verified automatic-login assertion
     /// about a linked user.
+    /// Only while the link with `via.partner_id` is active and still to this person
+    /// (`user_sub`): a new password or an unlinking that ran since the link was looked up wins
+    /// (`NotLinked`).
     AutoLogin {
         session_hash: String,
         via: LinkVia,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partner_salt: Option<String>,
+        #[serde(default)]
+        user_sub: String,
         now: u64,
     },
-    /// Remembers a link for the account page (a paused one is active again). With
-    /// `password_epoch`, only if the password is still the one the user consented with; else
-    /// `PasswordChanged`.
+    /// Remembers a link for the account page (a paused one is active again), with the
+    /// partner's label for its account. With `agreed`, only if the account is still the person
+    /// who agreed, under the same password; else `ConsentVoid`.
     RecordLink {
         partner_id: PartnerId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        password_epoch: Option<u32>,
+        agreed: Option<Agreed>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account_label: Option<String>,
         now: u64,
     },
     /// The user, signed in with their password (`session_hash`), confirms a link that a new
@@ -144,6 +153,16 @@ pub enum UserCommand {
     },
 }
 
+/// Who agreed to a link, and under which password: the pairwise subject for the partner (with
+/// its salt) and the password epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreed {
+    pub user_sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_salt: Option<String>,
+    pub password_epoch: u32,
+}
+
 /// Keep a grant of `client_id` listed until `until` (it is `now`), if it is still this user's:
 /// the same pairwise `sub` and the same password epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,8 +231,11 @@ pub enum UserReply {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         link: Option<LinkState>,
     },
-    /// The password changed after the user agreed to what is being recorded.
-    PasswordChanged,
+    /// What is being recorded was agreed to under another password, or by another person that
+    /// had this username: it no longer stands.
+    ConsentVoid,
+    /// The link is not (or no longer) active for this person: paused or gone.
+    NotLinked,
     Done,
     Failed {
         error: ApiError,

@@ -82,7 +82,7 @@ test('fault_link_not_half_stored_when_the_user_record_fails', async () => {
     const jar = await signIn(w, 'bo');
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
-    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'bo' });
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'bo', state: 'st' });
     const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
     assert.equal(page.status, 200);
     const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
@@ -111,7 +111,7 @@ test('fault_lost_link_confirmation_reply_still_links_once', async () => {
     const jar = await signIn(w, 'di');
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
-    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-di', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'di' });
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-di', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'di', state: 'st' });
     const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
     const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
     assert.equal(agreed.status, 303);
@@ -303,7 +303,7 @@ test('fault_unlink_that_fails_half_way_finishes_on_the_next_attempt', async () =
     const jar = await signIn(w, 'cy');
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
-    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-cy', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'cy' });
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-cy', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'cy', state: 'st' });
     const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
     const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
     assert.equal(agreed.status, 303, 'agreed');

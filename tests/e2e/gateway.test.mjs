@@ -31,6 +31,16 @@ before(async () => {
         res.writeHead(302, { location: 'https://elsewhere.example/' });
         return res.end();
       }
+      if (req.url.startsWith('/api/cookies')) {
+        res.setHeader('set-cookie', [
+          'theme=dark; Path=/',
+          '__Host-edgeward_session=planted.x; Path=/; Secure; HttpOnly',
+          '__Host-edgeward_csrf=planted; Path=/; Secure',
+          'edgeward_device=planted; Path=/',
+        ]);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end('{}');
+      }
       if (req.url.startsWith('/api/vary')) {
         res.writeHead(200, { 'content-type': 'application/json', vary: 'Accept-Encoding, Accept-Language' });
         return res.end('{}');
@@ -574,6 +584,14 @@ test('gateway_encoded_path_parameters_and_separators_are_400_like_their_decoded_
   const ok = await rawRequest('/api/v1/classes/a%2Cb%20c', { authorization: `Bearer ${token}` });
   assert.equal(ok.status, 200);
   assert.equal(origin.received.at(-1).url, '/api/v1/classes/a%2Cb%20c');
+});
+
+test('gateway_never_lets_the_origin_set_our_own_cookies', async () => {
+  const token = await serviceToken(acme, 'api');
+  const res = await call('/api/cookies', token);
+  assert.equal(res.status, 200);
+  // Session fixation or a CSRF token of the origin's choosing: our cookies are the edge's alone.
+  assert.deepEqual(res.headers.getSetCookie(), ['theme=dark; Path=/']);
 });
 
 test('gateway_merges_the_origins_vary_with_its_own', async () => {

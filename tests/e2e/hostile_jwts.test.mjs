@@ -73,7 +73,7 @@ const long = (n) => `https://${'a'.repeat(n - 8)}`;
 function linkRequest(claims = {}, header = {}) {
   return signJwt(partnerKey, { alg: 'EdDSA', kid: partnerKey.kid, typ: LINK_REQUEST_TYP, ...header }, {
     iss: ORIGIN, aud: w.url, sub: `acme-${randomUUID()}`, jti: randomUUID(), iat: now(), exp: now() + 240,
-    return_to: `${ORIGIN}/linked`, account_label: 'acme account', ...claims,
+    return_to: `${ORIGIN}/linked`, account_label: 'acme account', state: 'st', ...claims,
   });
 }
 

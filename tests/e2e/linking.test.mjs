@@ -819,6 +819,20 @@ test('a_new_password_between_consent_and_confirmation_voids_the_link', async () 
   assert.deepEqual((await (await w.admin('/users/uma/links')).json()).links, []);
 });
 
+test('a_username_given_to_someone_new_between_consent_and_confirmation_voids_the_link', async () => {
+  await w.admin('/users/wes', { method: 'PUT', body: { password: PASSWORD, name: 'Wes One' } });
+  const request = linkRequest({ sub: 'acme-wes' });
+  const { location } = await agree('wes', request);
+  // The account goes, and the username is given to someone new, with the same password epoch.
+  assert.equal((await w.admin('/users/wes', { method: 'DELETE' })).status, 204);
+  assert.equal((await w.admin('/users/wes', { method: 'PUT', body: { password: PASSWORD, name: 'Wes Two' } })).status, 201);
+  const r = await confirmAs(request, location);
+  assert.deepEqual([r.status, r.body.error], [400, 'invalid_grant']);
+  assert.equal(r.body.link_token, undefined);
+  assert.deepEqual((await (await w.admin('/users/wes/links')).json()).links, [], 'the new person has no link');
+  assert.equal((await autoLoginStatus('acme-wes')).status, 403);
+});
+
 test('a_new_password_pauses_links_and_ends_consents_until_the_user_confirms_again', async () => {
   await w.admin('/users/vera', { method: 'PUT', body: { password: PASSWORD, name: 'Vera' } });
   let jar = new CookieJar(w.url);
@@ -864,6 +878,7 @@ test('a_new_password_pauses_links_and_ends_consents_until_the_user_confirms_agai
   assert.equal(res.status, 303);
   const page = await (await jar.fetch('/account')).text();
   assert.match(page, /Paused: you set a new password/);
+  assert.match(page, /Acme Learning calls it: <strong>acme account<\/strong>/, 'which account at the partner it is');
   const { challenge } = pkce();
   const authorize = await jar.fetch(`/oauth2/authorize?${new URLSearchParams({
     response_type: 'code', client_id: app.client_id, redirect_uri: `${ORIGIN}/cb`, scope: 'openid profile',

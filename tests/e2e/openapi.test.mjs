@@ -261,7 +261,7 @@ async function linkToAcme(username) {
   const now = Math.floor(Date.now() / 1000);
   const request = signWith(linkKey, { alg: 'EdDSA', kid: linkKey.kid, typ: LINK_REQUEST_TYP }, {
     iss: ACME, aud: w.url, sub: `acme-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ACME}/linked`,
-    account_label: username,
+    account_label: username, state: `state-${username}`,
   });
   const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
   assert.equal(page.status, 200, 'the link consent page');
