@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startWorker, startOrigin } from '../tests/e2e/harness.mjs';
-import { CookieJar, basicAuth, browserFlow, confirmLink, formFields, pkce } from '../tests/e2e/oauth.mjs';
+import { CookieJar, basicAuth, browserFlow, formFields, linkAndConfirm, pkce } from '../tests/e2e/oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from './lib/jwk.mjs';
 
 const PASSWORD = 'soak password 1234';
@@ -73,10 +73,8 @@ export async function soak({ seconds = 60, concurrency = 64, log = console.log }
       if (res.status !== 303) throw new Error(`setup login ${username}: ${res.status}`);
       const now = Math.floor(Date.now() / 1000);
       const request = jwt(key, LINK_REQUEST_TYP, { iss: PARTNER_ORIGIN, aud: w.url, sub: `partner-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${PARTNER_ORIGIN}/linked`, account_label: username, state: randomUUID() });
-      const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
-      const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
+      const { agreed, confirmed: linked } = await linkAndConfirm(jar, key, request);
       if (agreed.status !== 303) throw new Error(`setup link ${username}: ${agreed.status}`);
-      const linked = await confirmLink(w.url, key, request, agreed.headers.get('location'));
       if (linked.status !== 200) throw new Error(`setup link confirmation ${username}: ${linked.status}`);
       // Consent once, so that the load's code flows are the returning user's (no forms).
       const { verifier, challenge } = pkce();

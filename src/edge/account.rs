@@ -25,27 +25,23 @@ async fn render(
     notice: Option<&str>,
     now_ms: u64,
 ) -> Result<Outcome, ApiError> {
-    let mut partners: Vec<(String, String, String, bool, Option<String>)> = Vec::new();
+    // The partner's current name and the link's date, for each entry.
+    let mut shown: Vec<(String, String)> = Vec::new();
     for e in entries {
         let name = kvcache::get_json::<Partner>(env, &kv_keys::partner(&e.partner_id), now_ms)
             .await?
             .map_or_else(|| e.partner_id.to_string(), |p| p.name);
-        partners.push((
-            e.partner_id.to_string(),
-            name,
-            ymd(e.linked_at),
-            e.paused,
-            e.account_label.clone(),
-        ));
+        shown.push((name, ymd(e.linked_at)));
     }
-    let links: Vec<LinkedPartner<'_>> = partners
+    let links: Vec<LinkedPartner<'_>> = entries
         .iter()
-        .map(|(id, name, on, paused, label)| LinkedPartner {
-            partner_id: id,
+        .zip(&shown)
+        .map(|(e, (name, on))| LinkedPartner {
+            partner_id: e.partner_id.as_str(),
             partner_name: name,
             linked_on: on,
-            paused: *paused,
-            account_label: label.as_deref(),
+            paused: e.paused,
+            account_label: e.account_label.as_deref(),
         })
         .collect();
     let (csrf, new_cookie) = cookies.csrf(req)?;

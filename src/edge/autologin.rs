@@ -16,8 +16,7 @@ use crate::protocol::autologin::{start, Arrival, Start};
 use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{self, Params};
-use crate::protocol::grant::hash_secret;
-use crate::protocol::link::{check_login_assertion, PartnerJwt, CLOCK_SKEW_S};
+use crate::protocol::link::{check_login_assertion, PartnerJwt};
 use crate::protocol::partner::{keys as kv_keys, Partner};
 use crate::protocol::user::{LinkState, LinkVia, UserView, Username};
 use crate::routes::{self, Method};
@@ -55,10 +54,6 @@ pub async fn verify_assertion(
     Ok((partner, checked))
 }
 
-fn replay_scope(partner: &Partner) -> String {
-    format!("partner:{}", partner.id)
-}
-
 /// Uses the assertion's `jti`: only the first use wins.
 async fn claim_once(
     env: &Env,
@@ -66,9 +61,7 @@ async fn claim_once(
     checked: &Checked,
     now: u64,
 ) -> Result<(), ApiError> {
-    let key = hash_secret(&checked.jti);
-    let expires_at = checked.exp + CLOCK_SKEW_S;
-    if !replay::claim(env, &replay_scope(partner), &key, expires_at, now).await? {
+    if !replay::claim_partner_jti(env, &partner.id, &checked.jti, checked.exp, now).await? {
         return Err(refused("The login assertion was already used."));
     }
     Ok(())
@@ -252,8 +245,7 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
             origin: origin.as_deref(),
         };
         if !confirmed && start(arrival, &partner.origins) == Start::AskFirst {
-            let key = hash_secret(&checked.jti);
-            if !replay::unused(env, &replay_scope(&partner), &key, now).await? {
+            if !replay::partner_jti_unused(env, &partner.id, &checked.jti, now).await? {
                 return Err(refused("The login assertion was already used."));
             }
             let (csrf, new_cookie) = cookies.csrf(&req)?;

@@ -23,8 +23,7 @@ use crate::protocol::grant::hash_secret;
 use crate::protocol::keys::Times;
 use crate::protocol::link::{
     check_link_confirmation, check_link_request, recently_logged_in, session_serves, LinkRequest,
-    LinkTokenClaims, PartnerJwt, PendingLink, SessionUse, CLOCK_SKEW_S, LINK_CODE_TTL_S,
-    LINK_TOKEN_TTL_S,
+    LinkTokenClaims, PartnerJwt, PendingLink, SessionUse, LINK_CODE_TTL_S, LINK_TOKEN_TTL_S,
 };
 use crate::protocol::partner::{
     keys as kv_keys, Partner, PartnerId, PartnerStatus, MAX_ISSUER_LEN,
@@ -77,7 +76,7 @@ pub async fn partner_jwt(
     }
     let kid = header.get("kid").and_then(Value::as_str);
     let keys = partner_keys::keys_for(&partner, kid, now_ms).await?;
-    let payload = keys::verify_external(&keys, token).await.map_err(bad)?;
+    let payload = keys::verify_external(&keys[..], token).await.map_err(bad)?;
     Ok((partner, payload))
 }
 
@@ -164,9 +163,7 @@ fn to_login(request: &str, status: u16) -> Outcome {
 
 fn back_to_partner(request: &LinkRequest, pairs: &[(&str, &str)]) -> String {
     let mut all: Vec<(&str, &str)> = pairs.to_vec();
-    if let Some(state) = &request.state {
-        all.push(("state", state));
-    }
+    all.push(("state", &request.state));
     let sep = if request.return_to.contains('?') {
         '&'
     } else {
@@ -231,16 +228,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             ));
         }
         // The request is used once, whatever the answer.
-        let scope = format!("partner:{}", partner.id);
-        let fresh = replay::claim(
-            env,
-            &scope,
-            &hash_secret(&request.jti),
-            request.exp + CLOCK_SKEW_S,
-            now,
-        )
-        .await?;
-        if !fresh {
+        if !replay::claim_partner_jti(env, &partner.id, &request.jti, request.exp, now).await? {
             return Err(refused(
                 "This link request was already used. Start again from the partner's app.",
             ));
@@ -339,16 +327,8 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                     format!("The link confirmation is not valid: {}.", e.describe()),
                 )
             })?;
-        let scope = format!("partner:{}", partner.id);
-        let fresh = replay::claim(
-            env,
-            &scope,
-            &hash_secret(&confirmation.jti),
-            confirmation.exp + CLOCK_SKEW_S,
-            now,
-        )
-        .await?;
-        if !fresh {
+        let (jti, exp) = (&confirmation.jti, confirmation.exp);
+        if !replay::claim_partner_jti(env, &partner.id, jti, exp, now).await? {
             return Err(ApiError::new(
                 ErrorCode::InvalidClient,
                 "The link confirmation was already used.",

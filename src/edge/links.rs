@@ -49,6 +49,15 @@ struct GrantRow {
     grant_id: String,
 }
 
+/// Whether a pending link can be made now.
+enum Linkable {
+    /// The partner account or the user is linked otherwise.
+    Refused(LinkReply),
+    /// It exists already, the same way.
+    Already,
+    Free,
+}
+
 #[derive(Deserialize)]
 struct PendingRow {
     record: String,
@@ -91,11 +100,11 @@ impl LinkStore {
     /// Why `pending` could not be linked now, if it could not: the partner account is linked to
     /// someone else, or the user to another account at the partner. A link of a deleted user
     /// whose username was given to someone new is stale, and goes.
-    fn obstacle(
+    fn linkable(
         &self,
         sql: &SqlStorage,
         pending: &PendingLink,
-    ) -> std::result::Result<Option<LinkReply>, ApiError> {
+    ) -> std::result::Result<Linkable, ApiError> {
         let username = pending.username.as_str();
         sql.exec(
             "DELETE FROM links WHERE username = ? AND user_sub != ?",
@@ -113,12 +122,12 @@ impl LinkStore {
             username,
         )?;
         Ok(match (by_sub.first(), by_user.first()) {
-            (Some(s), _) if s.username == username => None,
-            (Some(_), _) => Some(LinkReply::PartnerAccountTaken),
+            (Some(s), _) if s.username == username => Linkable::Already,
+            (Some(_), _) => Linkable::Refused(LinkReply::PartnerAccountTaken),
             (None, Some(u)) if u.partner_sub != pending.partner_sub => {
-                Some(LinkReply::UserAlreadyLinked)
+                Linkable::Refused(LinkReply::UserAlreadyLinked)
             }
-            _ => None,
+            _ => Linkable::Free,
         })
     }
 
@@ -204,7 +213,7 @@ impl LinkStore {
                 pending,
                 now,
             } => {
-                if let Some(refusal) = self.obstacle(&sql, &pending)? {
+                if let Linkable::Refused(refusal) = self.linkable(&sql, &pending)? {
                     return Ok(refusal);
                 }
                 // Unconfirmed links expire; a user keeps only the newest few per partner.
@@ -296,16 +305,14 @@ impl LinkStore {
                         pending,
                     }),
                     Redemption::Confirm => {
-                        if let Some(refusal) = self.obstacle(&sql, &pending)? {
-                            burn(&sql)?;
-                            return Ok(refusal);
-                        }
-                        let created = self.rows(
-                            &sql,
-                            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
-                            &pending.partner_sub,
-                        )?
-                        .is_empty();
+                        let created = match self.linkable(&sql, &pending)? {
+                            Linkable::Refused(refusal) => {
+                                burn(&sql)?;
+                                return Ok(refusal);
+                            }
+                            Linkable::Already => false,
+                            Linkable::Free => true,
+                        };
                         if created {
                             sql.exec(
                                 "INSERT INTO links (partner_sub, username, user_sub, created_at) VALUES (?, ?, ?, ?)",

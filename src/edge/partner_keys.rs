@@ -43,10 +43,13 @@ const WAIT_STEP_MS: u64 = 20;
 /// the next request fetches.
 const IN_FLIGHT_MAX_MS: u64 = FETCH_TIMEOUT_MS + 500;
 
+/// A partner's public keys, parsed once per document.
+type Keys = Rc<[PublicKey]>;
+
 #[derive(Default)]
 struct Endpoint {
     /// The last good document and when it was fetched.
-    cached: Option<(Rc<Value>, u64)>,
+    cached: Option<(Keys, u64)>,
     backoff: Backoff,
     /// When the fetch under way (if any) started.
     fetching_since: Option<u64>,
@@ -70,7 +73,7 @@ fn endpoint_failed(why: &str) -> ApiError {
     .with_cause(format!("partner keys: {why}"))
 }
 
-async fn read_jwks(uri: &str) -> Result<Value, String> {
+async fn read_jwks(uri: &str) -> Result<Keys, String> {
     let headers = Headers::new();
     headers
         .set("accept", "application/jwk-set+json, application/json")
@@ -113,17 +116,17 @@ async fn read_jwks(uri: &str) -> Result<Value, String> {
     }
     let jwks: Value =
         serde_json::from_slice(&body).map_err(|e| format!("jwks_uri is not JSON: {e}"))?;
-    // Only a usable document counts as a success (and resets the back-off).
-    parse_public_jwks(&jwks).map_err(|e| format!("jwks_uri document: {e}"))?;
-    Ok(jwks)
+    // Only a usable document counts as a success (and resets the back-off); it is kept parsed.
+    let keys = parse_public_jwks(&jwks).map_err(|e| format!("jwks_uri document: {e}"))?;
+    Ok(Rc::from(keys))
 }
 
 /// Fetches `uri` within [`FETCH_TIMEOUT_MS`] and records the outcome for the isolate.
-async fn fetch_and_record(uri: &str, now_ms: u64) -> Result<Rc<Value>, String> {
+async fn fetch_and_record(uri: &str, now_ms: u64) -> Result<Keys, String> {
     let read = Box::pin(read_jwks(uri));
     let timeout = Box::pin(Delay::from(Duration::from_millis(FETCH_TIMEOUT_MS)));
     let result = match select(read, timeout).await {
-        Either::Left((r, _)) => r.map(Rc::new),
+        Either::Left((r, _)) => r,
         Either::Right(_) => Err("jwks_uri fetch timed out".into()),
     };
     ENDPOINTS.with(|e| {
@@ -143,14 +146,14 @@ async fn fetch_and_record(uri: &str, now_ms: u64) -> Result<Rc<Value>, String> {
 
 /// What one request does next, decided from the isolate's record of the endpoint.
 enum Plan {
-    Use(Rc<Value>),
+    Use(Keys),
     /// No keys, and the endpoint is in its back-off: refuse without fetching.
     Refuse(String),
     /// Another request is fetching the document: look again shortly.
     Wait,
     /// Fetch it (marked in flight); `fallback` is the fresh document we hold, if any.
     Fetch {
-        fallback: Option<Rc<Value>>,
+        fallback: Option<Keys>,
     },
 }
 
@@ -162,14 +165,13 @@ fn plan(uri: &str, kid: Option<&str>, now_ms: u64) -> Result<Plan, ApiError> {
             .cached
             .as_ref()
             .filter(|(_, at)| now_ms.saturating_sub(*at) < CACHE_MS)
-            .map(|(jwks, at)| (jwks.clone(), *at));
-        if let Some((jwks, fetched_at)) = &fresh {
-            let keys = parse_public_jwks(jwks).map_err(unavailable)?;
+            .map(|(keys, at)| (keys.clone(), *at));
+        if let Some((keys, fetched_at)) = &fresh {
             let knows_kid =
                 kid.is_none_or(|k| keys.iter().any(|key| key.kid.as_deref() == Some(k)));
             let may_refetch = now_ms.saturating_sub(*fetched_at) >= REFETCH_MIN_MS;
             if knows_kid || !may_refetch {
-                return Ok(Plan::Use(jwks.clone()));
+                return Ok(Plan::Use(keys.clone()));
             }
         }
         if entry
@@ -196,22 +198,18 @@ fn plan(uri: &str, kid: Option<&str>, now_ms: u64) -> Result<Plan, ApiError> {
 }
 
 /// The partner's keys, for a token whose header names `kid`.
-pub async fn keys_for(
-    partner: &Partner,
-    kid: Option<&str>,
-    now_ms: u64,
-) -> Result<Vec<PublicKey>, ApiError> {
+pub async fn keys_for(partner: &Partner, kid: Option<&str>, now_ms: u64) -> Result<Keys, ApiError> {
     if let Some(inline) = &partner.jwks {
-        return parse_public_jwks(inline).map_err(unavailable);
+        return parse_public_jwks(inline).map(Rc::from).map_err(unavailable);
     }
     let Some(uri) = &partner.jwks_uri else {
-        return Ok(Vec::new());
+        return Ok(Rc::from(Vec::new()));
     };
     // The clock is read once per request; time spent waiting is counted here.
     let mut waited_ms = 0;
-    let jwks = loop {
+    let keys = loop {
         match plan(uri, kid, now_ms + waited_ms)? {
-            Plan::Use(jwks) => break jwks,
+            Plan::Use(keys) => break keys,
             Plan::Refuse(why) => return Err(endpoint_failed(&why)),
             Plan::Wait => {
                 Delay::from(Duration::from_millis(WAIT_STEP_MS)).await;
@@ -219,11 +217,11 @@ pub async fn keys_for(
             }
             Plan::Fetch { fallback } => {
                 match (fetch_and_record(uri, now_ms + waited_ms).await, fallback) {
-                    (Ok(jwks), _) | (Err(_), Some(jwks)) => break jwks,
+                    (Ok(keys), _) | (Err(_), Some(keys)) => break keys,
                     (Err(why), None) => return Err(endpoint_failed(&why)),
                 }
             }
         }
     };
-    parse_public_jwks(&jwks).map_err(unavailable)
+    Ok(keys)
 }

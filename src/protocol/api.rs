@@ -272,7 +272,7 @@ pub fn forward_request_header(name: &str, named: &[String]) -> bool {
         || matches!(name.as_str(), "authorization" | "cookie" | "host"))
 }
 
-/// Whether an origin's response header is passed back to the caller (`name` lowercase).
+/// Whether an origin's response header is passed back to the caller (`name` in any spelling).
 pub fn forward_response_header(name: &str, named: &[String]) -> bool {
     !hop_by_hop(&normalized_header(name), named)
 }

@@ -35,7 +35,7 @@ pub const LINK_CONFIRMATION_TYP: &str = "edgeward-link-confirm+jwt";
 /// an authorization code (RFC 6749 §4.1.2 recommends at most ten minutes; we need far less).
 pub const LINK_CODE_TTL_S: u64 = 120;
 /// A link confirmation lives at most two minutes, like a login assertion.
-pub const LINK_CONFIRMATION_MAX_LIFETIME_S: u64 = 120;
+pub const LINK_CONFIRMATION_MAX_LIFETIME_S: u64 = AUTO_LOGIN_MAX_LIFETIME_S;
 /// The partner's label for its account, shown on the consent page.
 pub const MAX_ACCOUNT_LABEL_CHARS: usize = 64;
 /// Unconfirmed links kept per user and partner: more push out the oldest.
@@ -101,7 +101,8 @@ pub struct LinkRequest {
     pub exp: u64,
     /// Where the browser goes back to, on one of the partner's origins.
     pub return_to: String,
-    pub state: Option<String>,
+    /// The partner's session binding, sent back unchanged.
+    pub state: String,
     /// The partner's own name for the account being linked (its words, shown as such).
     pub account_label: String,
 }
@@ -126,11 +127,23 @@ fn partner_rules<'a>(
     }
 }
 
-fn sub_ok(checked: &Checked) -> Result<(), AssertionError> {
+/// The claims every partner JWT must have right (`iss`, `aud`, times, `jti`, a partner `sub`),
+/// for one that lives at most `max_lifetime_s`.
+fn partner_claims(
+    payload: &Value,
+    partner: &Partner,
+    audiences: &[String],
+    now: u64,
+    max_lifetime_s: u64,
+) -> Result<Checked, AssertionError> {
+    let checked = check_claims(
+        payload,
+        &partner_rules(partner, audiences, now, max_lifetime_s),
+    )?;
     if checked.sub.is_empty() || checked.sub.len() > MAX_PARTNER_SUB_LEN {
         return Err(claim("the sub is empty or too long"));
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// `return_to` must be an absolute URL on one of the partner's allowlisted origins: the browser
@@ -155,11 +168,13 @@ pub fn check_link_request(
     now: u64,
 ) -> Result<LinkRequest, AssertionError> {
     let audiences = [us.as_str().to_owned()];
-    let checked = check_claims(
+    let checked = partner_claims(
         payload,
-        &partner_rules(partner, &audiences, now, LINK_REQUEST_MAX_LIFETIME_S),
+        partner,
+        &audiences,
+        now,
+        LINK_REQUEST_MAX_LIFETIME_S,
     )?;
-    sub_ok(&checked)?;
     let return_to = payload
         .get("return_to")
         .and_then(Value::as_str)
@@ -168,7 +183,7 @@ pub fn check_link_request(
     // Required: the partner's check of `state` against the browser session that started the
     // request is what keeps a forwarded request from being confirmed (RFC 6749 §10.12).
     let state = match payload.get("state") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_STATE_LEN => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_STATE_LEN => s.clone(),
         _ => {
             return Err(claim(
                 "the link request needs a state of 1 to 1024 characters, bound to the browser session that asked",
@@ -218,11 +233,8 @@ pub fn check_link_confirmation(
     now: u64,
 ) -> Result<LinkConfirmation, AssertionError> {
     let audiences = [us.as_str().to_owned()];
-    let checked = check_claims(
-        payload,
-        &partner_rules(partner, &audiences, now, LINK_CONFIRMATION_MAX_LIFETIME_S),
-    )?;
-    sub_ok(&checked)?;
+    let max = LINK_CONFIRMATION_MAX_LIFETIME_S;
+    let checked = partner_claims(payload, partner, &audiences, now, max)?;
     let link_request = payload
         .get("link_request")
         .and_then(Value::as_str)
@@ -302,12 +314,7 @@ pub fn check_login_assertion(
     audiences: &[String],
     now: u64,
 ) -> Result<Checked, AssertionError> {
-    let checked = check_claims(
-        payload,
-        &partner_rules(partner, audiences, now, AUTO_LOGIN_MAX_LIFETIME_S),
-    )?;
-    sub_ok(&checked)?;
-    Ok(checked)
+    partner_claims(payload, partner, audiences, now, AUTO_LOGIN_MAX_LIFETIME_S)
 }
 
 /// The scopes a jwt-bearer grant may carry for a linked user. Linking lets the partner recognise
@@ -499,7 +506,7 @@ mod tests {
         let r = check_link_request(&request(), &partner(), &us(), 1_010).unwrap();
         assert_eq!(r.partner_sub, "partner-user-42");
         assert_eq!(r.return_to, "https://app.acme.example/linked?x=1");
-        assert_eq!(r.state.as_deref(), Some("s1"));
+        assert_eq!(r.state, "s1");
         assert_eq!(r.account_label, "lena@acme");
     }
 

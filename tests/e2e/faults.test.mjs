@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startWorker, addPartner, startOrigin } from './harness.mjs';
-import { CookieJar, basicAuth, browserFlow, confirmLink, formFields, pkce } from './oauth.mjs';
+import { CookieJar, basicAuth, browserFlow, formFields, linkAndConfirm, pkce } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'fault password 1234';
@@ -83,11 +83,9 @@ test('fault_link_not_half_stored_when_the_user_record_fails', async () => {
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
     const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'bo', state: 'st' });
-    const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+    const { page, agreed, confirmed: res } = await linkAndConfirm(jar, key, request);
     assert.equal(page.status, 200);
-    const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
     assert.equal(agreed.status, 303, 'the user agreed; the partner confirms next');
-    const res = await confirmLink(w.url, key, request, agreed.headers.get('location'));
     await assertUnavailable(res, 'confirming a link while the user record fails');
     // The link the person cannot see must not log them in either.
     const assertion = sign(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-bo', jti: randomUUID(), iat: now, exp: now + 60 });
@@ -112,11 +110,9 @@ test('fault_lost_link_confirmation_reply_still_links_once', async () => {
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
     const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-di', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'di', state: 'st' });
-    const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
-    const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
-    assert.equal(agreed.status, 303);
     // The object links, its reply is lost, the retry names the same attempt: linked, not a replay.
-    const res = await confirmLink(w.url, key, request, agreed.headers.get('location'));
+    const { agreed, confirmed: res } = await linkAndConfirm(jar, key, request);
+    assert.equal(agreed.status, 303);
     assert.equal(res.status, 200, 'the retry got the answer');
     assert.ok((await res.json()).link_token);
     const retried = w.logs.filter((l) => /LINKS: attempt 1 failed, retrying: LINKS: injected lost reply/.test(l));
@@ -304,10 +300,9 @@ test('fault_unlink_that_fails_half_way_finishes_on_the_next_attempt', async () =
     const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
     const now = Math.floor(Date.now() / 1000);
     const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-cy', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'cy', state: 'st' });
-    const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
-    const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
+    const { agreed, confirmed } = await linkAndConfirm(jar, key, request);
     assert.equal(agreed.status, 303, 'agreed');
-    assert.equal((await confirmLink(w.url, key, request, agreed.headers.get('location'))).status, 200, 'linked');
+    assert.equal(confirmed.status, 200, 'linked');
     // A grant through the link: the jwt-bearer grant of the partner's server.
     const svc = await (await w.admin('/partners/acme/clients', { method: 'POST', body: { name: 'Svc', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scopes: ['openid'] } })).json();
     const res = await w.fetch('/oauth2/token', {

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startWorker } from './harness.mjs';
-import { CookieJar, basicAuth, browserFlow, confirmLink, decodeJwt, formFields, pkce } from './oauth.mjs';
+import { CookieJar, basicAuth, browserFlow, decodeJwt, formFields, linkAndConfirm, pkce } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'correct horse battery staple';
@@ -50,12 +50,10 @@ before(async () => {
   assert.equal(res.status, 200);
   tokens = await res.json();
   // lena links her acme account (acme-lena), for automatic login and the jwt-bearer grant.
-  const request = linkRequest({ sub: 'acme-lena' });
-  const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+  const { page, agreed, confirmed } = await linkAndConfirm(jar, partnerKey, linkRequest({ sub: 'acme-lena' }));
   assert.equal(page.status, 200);
-  const agreed = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
   assert.equal(agreed.status, 303);
-  assert.equal((await confirmLink(w.url, partnerKey, request, agreed.headers.get('location'))).status, 200);
+  assert.equal(confirmed.status, 200);
 });
 after(() => w?.stop());
 

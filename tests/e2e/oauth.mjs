@@ -179,6 +179,17 @@ export function forgeAccessTokens(w, accessToken) {
   };
 }
 
+/** The whole link flow in a signed-in browser (`jar`): the consent page for `request`, Allow,
+ * and the partner's confirmation with `jwk` when the browser was sent back. Asserts nothing:
+ * the three responses are the caller's to check (`confirmed` is null if there was no redirect). */
+export async function linkAndConfirm(jar, jwk, request) {
+  const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+  const agreed = await jar.postForm('/link', { ...formFields(await page.clone().text()), decision: 'allow' });
+  const location = agreed.headers.get('location');
+  const confirmed = agreed.status === 303 && location ? await confirmLink(jar.base, jwk, request, location) : null;
+  return { page, agreed, confirmed };
+}
+
 /** What a partner's server does when the browser comes back from `/link` to `location` with a
  * link code for its `request`: redeems it with a confirmation signed with `jwk`. Answers the
  * response of `POST /link/confirm`. */

@@ -13,7 +13,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { startWorker, startOrigin, sleep, ROOT } from './harness.mjs';
-import { CookieJar, basicAuth, confirmLink, formFields, signWith } from './oauth.mjs';
+import { CookieJar, basicAuth, formFields, linkAndConfirm, signWith } from './oauth.mjs';
 import { LINK_REQUEST_TYP, generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
 
 const DOC = JSON.parse(readFileSync(path.join(ROOT, 'docs', 'openapi.json'), 'utf8'));
@@ -263,12 +263,10 @@ async function linkToAcme(username) {
     iss: ACME, aud: w.url, sub: `acme-${username}`, jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ACME}/linked`,
     account_label: username, state: `state-${username}`,
   });
-  const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+  const { page, agreed, confirmed } = await linkAndConfirm(jar, linkKey, request);
   assert.equal(page.status, 200, 'the link consent page');
-  res = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
-  assert.equal(res.status, 303, 'agreed');
-  res = await confirmLink(w.url, linkKey, request, res.headers.get('location'));
-  assert.equal(res.status, 200, 'linked');
+  assert.equal(agreed.status, 303, 'agreed');
+  assert.equal(confirmed.status, 200, 'linked');
 }
 
 before(async () => {

@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startWorker, startOrigin } from './harness.mjs';
-import { CookieJar, basicAuth, confirmLink, decodeJwt, formFields } from './oauth.mjs';
+import { CookieJar, basicAuth, decodeJwt, formFields, linkAndConfirm } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'removal password 1234';
@@ -63,12 +63,9 @@ async function signIn(w, username) {
 
 /** Links the signed-in user of `jar` as `partnerSub`; returns the `sub` of the link token. */
 async function link(w, jar, partnerSub) {
-  const request = linkRequest(w, partnerSub);
-  const page = await jar.fetch(`/link?request=${encodeURIComponent(request)}`);
+  const { page, agreed, confirmed } = await linkAndConfirm(jar, key, linkRequest(w, partnerSub));
   assert.equal(page.status, 200, 'the link consent page');
-  const res = await jar.postForm('/link', { ...formFields(await page.text()), decision: 'allow' });
-  assert.equal(res.status, 303);
-  const confirmed = await confirmLink(w.url, key, request, res.headers.get('location'));
+  assert.equal(agreed.status, 303);
   assert.equal(confirmed.status, 200, 'the partner confirms');
   return decodeJwt((await confirmed.json()).link_token).payload.sub;
 }
