@@ -32,7 +32,7 @@ fi
 ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' .dev.vars)"
 export ADMIN_TOKEN EDGEWARD_URL="$URL"
 
-# wrangler runs scripts/build.sh (the release build) before serving, and again when src/ changes.
+# wrangler runs scripts/build.sh (the release build) before serving, and again when src/ or crates/core/src/ changes.
 log "building and starting wrangler dev on $URL"
 node scripts/dev-origin.mjs "$ORIGIN_PORT" &
 origin_pid=$!

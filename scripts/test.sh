@@ -12,12 +12,12 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 
 log "clippy (native)"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 log "clippy (wasm32)"
 cargo clippy --lib --locked --target wasm32-unknown-unknown -- -D warnings
 
 log "unit tests"
-cargo test --locked
+cargo test --workspace --locked
 
 log "documents name only what exists"
 node --test tests/docs/

@@ -14,10 +14,8 @@
     )
 )]
 
-pub mod pages;
-pub mod protocol;
-pub mod routes;
-pub mod store;
+// The pure layer is its own crate (crates/core), without `worker`: the compiler keeps I/O out.
+pub use edgeward_core::{pages, protocol, routes, store};
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DOCS = ['README.md', 'ARCHITECTURE.md', 'SECURITY.md', ...mdUnder('docs')];
-const SOURCES = ['src', 'tests', 'scripts', 'benches', 'examples', 'fuzz/fuzz_targets'];
+const SOURCES = ['src', 'crates', 'tests', 'scripts', 'benches', 'examples', 'fuzz/fuzz_targets'];
 
 function mdUnder(dir) {
   const full = path.join(ROOT, dir);
@@ -30,7 +30,7 @@ function filesUnder(dir, out = []) {
 // This test's own invented names must not count as existing.
 const SELF = path.relative(ROOT, fileURLToPath(import.meta.url));
 const files = SOURCES.flatMap((d) => filesUnder(d)).filter((f) => f !== SELF);
-const extra = ['wrangler.toml', 'Cargo.toml', 'package.json', 'docs/openapi.json', 'clippy.toml'].filter((f) => existsSync(path.join(ROOT, f)));
+const extra = ['wrangler.toml', 'Cargo.toml', 'package.json', 'docs/openapi.json', 'clippy.toml', 'crates/core/Cargo.toml'].filter((f) => existsSync(path.join(ROOT, f)));
 const corpus = [...files, ...extra].map((f) => readFileSync(path.join(ROOT, f), 'utf8')).join('\n');
 const words = new Set(corpus.match(/[A-Za-z0-9_]+/g));
 const basenames = new Set(files.map((f) => path.basename(f)));
@@ -49,6 +49,7 @@ function spans(doc) {
 function fileExists(name) {
   if (existsSync(path.join(ROOT, name))) return true;
   if (existsSync(path.join(ROOT, 'src', name))) return true;
+  if (existsSync(path.join(ROOT, 'crates', 'core', 'src', name))) return true;
   if (existsSync(path.join(ROOT, 'tests', 'e2e', name))) return true;
   // A bare file name (`linking.test.mjs`, `users.rs`) names a file somewhere in the tree.
   return !name.includes('/') && basenames.has(name);

@@ -1,7 +1,7 @@
 // docs/openapi.json, kept true: every documented response is produced by real calls to the
 // running Worker and its body and headers are checked against the document; a status the
 // Worker answers that the document does not list fails; every /admin, /api and /edge route of
-// src/routes.rs is documented with exactly its methods, and an undocumented method answers 405
+// crates/core/src/routes.rs is documented with exactly its methods, and an undocumented method answers 405
 // with an `Allow` that lists exactly the documented ones.
 //
 // To document a new operation: add it to docs/openapi.json, then add example calls for each of
@@ -17,9 +17,9 @@ import { CookieJar, basicAuth, formFields, linkAndConfirm, signWith } from './oa
 import { LINK_REQUEST_TYP, generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
 
 const DOC = JSON.parse(readFileSync(path.join(ROOT, 'docs', 'openapi.json'), 'utf8'));
-const ROUTES_RS = readFileSync(path.join(ROOT, 'src', 'routes.rs'), 'utf8');
-const ERROR_RS = readFileSync(path.join(ROOT, 'src', 'protocol', 'error.rs'), 'utf8');
-const AUDIT_RS = readFileSync(path.join(ROOT, 'src', 'protocol', 'audit.rs'), 'utf8');
+const ROUTES_RS = readFileSync(path.join(ROOT, 'crates', 'core', 'src', 'routes.rs'), 'utf8');
+const ERROR_RS = readFileSync(path.join(ROOT, 'crates', 'core', 'src', 'protocol', 'error.rs'), 'utf8');
+const AUDIT_RS = readFileSync(path.join(ROOT, 'crates', 'core', 'src', 'protocol', 'audit.rs'), 'utf8');
 
 const HTTP_METHODS = ['get', 'head', 'post', 'put', 'patch', 'delete', 'options'];
 /** Prefixes of the routes this document covers (the OAuth endpoints have discovery instead). */
@@ -625,13 +625,13 @@ function setDifference(documented, worker) {
 test('openapi_error_schema_lists_every_error_code_of_the_worker', () => {
   const asStr = ERROR_RS.slice(ERROR_RS.indexOf('pub fn as_str'));
   const codes = [...asStr.slice(0, asStr.indexOf('\n    }\n')).matchAll(/ErrorCode::\w+\s*=>\s*"([a-z_]+)"/g)].map((m) => m[1]);
-  assert.ok(codes.length > 10, 'parsed the codes of src/protocol/error.rs');
+  assert.ok(codes.length > 10, 'parsed the codes of crates/core/src/protocol/error.rs');
   assert.deepEqual(setDifference(DOC.components.schemas.Error.properties.error.enum, codes), { undocumented: [], notInTheWorker: [] });
 });
 
 test('openapi_audit_event_types_are_every_type_the_worker_records', () => {
   const start = AUDIT_RS.indexOf('pub fn classify(');
-  assert.ok(start >= 0, 'src/protocol/audit.rs has classify');
+  assert.ok(start >= 0, 'crates/core/src/protocol/audit.rs has classify');
   const body = AUDIT_RS.slice(start, AUDIT_RS.indexOf('\n}\n', start));
   const types = [...body.matchAll(/=>\s*\{?\s*"([a-z_]+)"/g)].map((m) => m[1]);
   assert.ok(types.length > 10, 'parsed the event types of classify');
@@ -672,7 +672,7 @@ test('openapi_every_documented_status_is_produced_by_an_example_call', () => {
   assert.deepEqual(missing, [], 'documented responses no example call produced (add calls to exampleCalls())');
 });
 
-/** The /admin, /api and /edge routes of src/routes.rs: template -> methods (OPTIONS for CORS routes). */
+/** The /admin, /api and /edge routes of crates/core/src/routes.rs: template -> methods (OPTIONS for CORS routes). */
 function routeTable() {
   const consts = Object.fromEntries([...ROUTES_RS.matchAll(/pub const (\w+): &str = "([^"]*)";/g)].map((m) => [m[1], m[2]]));
   const methodLists = Object.fromEntries(
@@ -680,7 +680,7 @@ function routeTable() {
   );
   const body = (fn) => {
     const start = ROUTES_RS.indexOf(`pub fn ${fn}(`);
-    assert.ok(start >= 0, `src/routes.rs has no fn ${fn}`);
+    assert.ok(start >= 0, `crates/core/src/routes.rs has no fn ${fn}`);
     const end = ROUTES_RS.indexOf('\n    }\n', start);
     return ROUTES_RS.slice(start, end);
   };
@@ -710,13 +710,13 @@ function routeTable() {
 
 test('openapi_documents_every_admin_api_and_edge_route_of_the_route_table', () => {
   const routes = routeTable();
-  assert.ok(Object.keys(routes).length >= 10, `parsed src/routes.rs: ${JSON.stringify(routes)}`);
+  assert.ok(Object.keys(routes).length >= 10, `parsed crates/core/src/routes.rs: ${JSON.stringify(routes)}`);
   const documented = {};
   for (const [p, item] of Object.entries(DOC.paths)) {
     if (!DOCUMENTED_PREFIXES.some((x) => p.startsWith(`${x}/`))) continue;
     documented[p] = HTTP_METHODS.filter((m) => item[m]).map((m) => m.toUpperCase()).sort();
   }
-  assert.deepEqual(documented, routes, 'document paths and methods (OPTIONS: CORS preflights) vs src/routes.rs');
+  assert.deepEqual(documented, routes, 'document paths and methods (OPTIONS: CORS preflights) vs crates/core/src/routes.rs');
 });
 
 test('openapi_undocumented_methods_answer_405_with_allow_equal_to_the_documented_methods', async () => {
