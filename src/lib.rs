@@ -21,7 +21,7 @@ pub use edgeward_core::{pages, protocol, routes, store};
 mod edge;
 
 #[cfg(target_arch = "wasm32")]
-pub use edge::{
+pub use edge::objects::{
     audit::AuditLog, grants::GrantStore, limits::RateLimiter, links::LinkStore, registry::Registry,
     replay::ReplayStore, usage::UsageLog, users::UserStore,
 };

@@ -1,92 +1,29 @@
 //! The only code that touches `worker`: HTTP in and out, KV, Durable Objects, vars and secrets.
+//! In layers, each a folder; imports run one way (tests/layers.rs fails the build otherwise):
+//! this router → `endpoints` → `flows` → `calls` → `rt`, and `objects` → `rt`.
 
-pub mod account;
-pub mod admin;
-pub mod audit;
-pub mod authorize;
-pub mod autologin;
-pub mod bearer;
-pub mod body;
-pub mod browser;
-pub mod clients;
-pub mod config;
-pub mod gate;
-pub mod gateway;
-pub mod grants;
-pub mod keys;
-pub mod kvcache;
-pub mod limits;
-pub mod link;
-pub mod links;
-pub mod logout;
+pub mod calls;
+pub mod endpoints;
+pub mod flows;
 pub mod objects;
-pub mod partner_keys;
-pub mod random;
-pub mod registry;
-pub mod replay;
-pub mod respond;
-pub mod revocation;
-pub mod token;
-pub mod usage;
-pub mod userinfo;
-pub mod users;
+pub mod rt;
 
-use worker::{console_log, Context, Date, Env, Request, Response};
+use worker::{console_log, Context, Env, Request, Response};
 
-use self::audit as edge_audit;
+use self::calls::{audit as edge_audit, usage};
+use self::endpoints::{
+    account, admin, authorize, autologin, discovery, gateway, link, logout, revocation, token,
+    userinfo,
+};
+use self::flows::gate;
+use self::rt::clock::now_ms;
+use self::rt::config;
+use self::rt::respond::{self, Outcome};
 use crate::protocol::audit::{classify, AuditEvent};
 
 use crate::protocol::error::ApiError;
 use crate::protocol::log::RequestLog;
-use crate::protocol::partner::PartnerId;
 use crate::routes::{self, Method, Route};
-
-/// A response and what the log line says about it.
-pub struct Outcome {
-    pub response: Response,
-    pub outcome: &'static str,
-    pub partner: Option<PartnerId>,
-    /// The client the request was made for, when known (usage counters).
-    pub client: Option<String>,
-    pub cause: Option<String>,
-    /// Our description of a refusal, for the audit log (never user input).
-    pub reason: Option<String>,
-}
-
-impl Outcome {
-    pub fn new(response: Response, outcome: &'static str) -> Outcome {
-        Outcome {
-            response,
-            outcome,
-            partner: None,
-            client: None,
-            cause: None,
-            reason: None,
-        }
-    }
-
-    pub fn error(err: ApiError) -> Outcome {
-        Outcome {
-            response: respond::error(&err),
-            outcome: err.code.as_str(),
-            partner: None,
-            client: None,
-            cause: err.cause,
-            reason: Some(err.description),
-        }
-    }
-
-    pub fn partner(mut self, partner: PartnerId) -> Outcome {
-        self.partner = Some(partner);
-        self
-    }
-}
-
-/// The one place the Worker reads the clock; everything below takes the time as a parameter.
-#[allow(clippy::disallowed_methods)]
-fn now_ms() -> u64 {
-    Date::now().as_millis()
-}
 
 /// Production requests carry Cloudflare's ray id; local ones get a random id.
 fn request_id(req: &Request) -> String {
@@ -217,8 +154,8 @@ async fn dispatch(
         }
         Route::Introspect => revocation::introspect(req, env, now).await,
         Route::Logout => logout::logout(req, env, method, now).await,
-        Route::Jwks => keys::jwks(env),
-        Route::Discovery => keys::discovery(env),
+        Route::Jwks => discovery::jwks(env),
+        Route::Discovery => discovery::discovery(env),
         Route::AdminPartners
         | Route::AdminPartner { .. }
         | Route::AdminPartnerClients { .. }

@@ -9,7 +9,7 @@ use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{AlgorithmExt, UntrustedToken};
 use serde_json::{json, Value};
 
-use super::client::SigningAlg;
+use super::jwk::SigningAlg;
 use super::keys::{check_crit, VerifyError};
 
 enum Material {

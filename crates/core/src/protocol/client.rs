@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::error::ApiError;
+use super::jwk::check_public_jwks;
+pub use super::jwk::SigningAlg;
 use super::origin::Origin;
 use super::partner::{Partner, PartnerId, PartnerStatus};
 
@@ -30,6 +32,12 @@ impl ClientId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The KV key of the client's published record (`client:{id}`), read by the edge and
+    /// written by the registry.
+    pub fn kv_key(&self) -> String {
+        format!("client:{self}")
     }
 }
 
@@ -165,33 +173,6 @@ impl AuthMethod {
     }
 }
 
-/// Signing algorithms edgeward issues tokens with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SigningAlg {
-    EdDSA,
-    ES256,
-    RS256,
-}
-
-impl SigningAlg {
-    pub fn parse(s: &str) -> Option<SigningAlg> {
-        Some(match s {
-            "EdDSA" => SigningAlg::EdDSA,
-            "ES256" => SigningAlg::ES256,
-            "RS256" => SigningAlg::RS256,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SigningAlg::EdDSA => "EdDSA",
-            SigningAlg::ES256 => "ES256",
-            SigningAlg::RS256 => "RS256",
-        }
-    }
-}
-
 /// A client registration, checked, before the registry assigns it an id and secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientSpec {
@@ -257,35 +238,6 @@ fn string_list(obj: &Map<String, Value>, field: &str) -> Result<Option<Vec<Strin
             "must be an array of strings",
         )),
     }
-}
-
-/// JWK members that only private keys have: a partner or client key set must never carry them.
-const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-/// Checks an inline public JWK Set: an object with a non-empty `keys` array of public keys.
-pub fn check_public_jwks(jwks: &Value, field: &str) -> Result<(), ApiError> {
-    let keys = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .filter(|k| !k.is_empty() && k.len() <= 16)
-        .ok_or_else(|| ApiError::invalid_field(field, "must be a JWK Set with 1-16 keys"))?;
-    for (i, key) in keys.iter().enumerate() {
-        let f = format!("{field}.keys[{i}]");
-        let obj = key
-            .as_object()
-            .ok_or_else(|| ApiError::invalid_field(&f, "must be a JWK object"))?;
-        if PRIVATE_JWK_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
-            return Err(ApiError::invalid_field(
-                &f,
-                "is a private or symmetric key: register public keys only",
-            ));
-        }
-        match obj.get("kty").and_then(Value::as_str) {
-            Some("OKP") | Some("EC") | Some("RSA") => {}
-            _ => return Err(ApiError::invalid_field(&f, "kty must be OKP, EC or RSA")),
-        }
-    }
-    Ok(())
 }
 
 /// Parses `POST /admin/partners/{id}/clients`.

@@ -17,7 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use super::client::SigningAlg;
+use super::jwk::SigningAlg;
 
 enum Material {
     Ed25519(ed25519_compact::SecretKey),

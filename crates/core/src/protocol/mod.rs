@@ -18,6 +18,7 @@ pub mod form;
 pub mod gate;
 pub mod grant;
 pub mod json;
+pub mod jwk;
 pub mod keys;
 pub mod link;
 pub mod log;

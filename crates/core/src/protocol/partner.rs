@@ -188,7 +188,7 @@ fn parse_keys(
         ));
     }
     if let Some(j) = &jwks {
-        crate::protocol::client::check_public_jwks(j, "jwks")?;
+        crate::protocol::jwk::check_public_jwks(j, "jwks")?;
         crate::protocol::assertion::parse_public_jwks(j)
             .map_err(|e| ApiError::invalid_field("jwks", e))?;
     }
@@ -302,10 +302,6 @@ pub mod keys {
     /// key fits).
     pub fn issuer(iss: &str) -> String {
         format!("issuer:{iss}")
-    }
-
-    pub fn client(id: &crate::protocol::client::ClientId) -> String {
-        format!("client:{id}")
     }
 }
 

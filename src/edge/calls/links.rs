@@ -1,0 +1,43 @@
+//! Calls to the `LinkStore` objects (one per partner and subject salt: `links:{id}[:{salt}]`).
+
+use crate::edge::rt::{config, objects};
+use crate::protocol::error::ApiError;
+use crate::protocol::partner::PartnerId;
+use crate::store::links::{object_name, LinkCommand, LinkReply};
+use worker::Env;
+
+/// Sends a command to the link store of `partner` with subject salt `salt`
+/// (`Partner::subject_salt`).
+pub async fn call(
+    env: &Env,
+    partner: &PartnerId,
+    salt: Option<&str>,
+    cmd: &LinkCommand,
+) -> std::result::Result<LinkReply, ApiError> {
+    objects::call(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
+}
+
+/// [`call`] for a command that is safe to run twice (a `Confirm` names its attempt): sent again
+/// when the exchange fails.
+pub async fn call_idempotent(
+    env: &Env,
+    partner: &PartnerId,
+    salt: Option<&str>,
+    cmd: &LinkCommand,
+) -> std::result::Result<LinkReply, ApiError> {
+    objects::call_idempotent(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
+}
+
+/// The subject salt of `partner` as its record says now, which names its link store. A partner
+/// that is gone has none: its removal ends its links (`end_partner`); unlinking then still
+/// forgets the link on the user's side.
+pub async fn salt_of(
+    env: &Env,
+    partner: &PartnerId,
+    now_ms: u64,
+) -> std::result::Result<Option<String>, ApiError> {
+    let key = crate::protocol::partner::keys::partner(partner);
+    let record: Option<crate::protocol::partner::Partner> =
+        crate::edge::rt::kvcache::get_json(env, &key, now_ms).await?;
+    Ok(record.and_then(|p| p.subject_salt))
+}

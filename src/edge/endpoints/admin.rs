@@ -1,0 +1,299 @@
+//! The admin API: operators manage partners, their OAuth clients, and platform users.
+//! Every call is authorized first; nothing else is looked at before that.
+
+use crate::edge::calls::{registry, users};
+use crate::edge::flows::{revoke, unlink};
+use crate::edge::rt::respond::Outcome;
+use crate::edge::rt::{config, random, respond};
+use crate::protocol::admin_auth::check_admin;
+use crate::protocol::client::{parse_client_spec, ClientId};
+use crate::protocol::client_auth::secret_hash;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::partner::{check_issuer_is_not_ours, parse_partner_spec, PartnerId};
+use crate::protocol::user::{parse_user_spec, Username};
+use crate::routes::{Method, Route};
+use crate::store::registry::{RegistryCommand, RegistryReply};
+use crate::store::users::{UserCommand, UserReply};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use worker::{Env, Request, Result};
+
+/// Largest admin request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub async fn handle(
+    req: Request,
+    env: &Env,
+    route: Route<'_>,
+    method: Method,
+    now_ms: u64,
+) -> Outcome {
+    let auth = req.headers().get("authorization").ok().flatten();
+    if let Err(e) = check_admin(config::admin_token(env).as_deref(), auth.as_deref()) {
+        return Outcome::error(e);
+    }
+    let now = now_ms / 1000;
+    let result = match route {
+        Route::AdminAudit | Route::AdminUsage => {
+            let query = req
+                .url()
+                .ok()
+                .and_then(|u| u.query().map(str::to_owned))
+                .unwrap_or_default();
+            return if route == Route::AdminUsage {
+                crate::edge::calls::usage::query(env, &query, now).await
+            } else {
+                crate::edge::calls::audit::query(env, &query).await
+            };
+        }
+        Route::AdminUser { username } => user(req, env, username, method, now).await,
+        Route::AdminUserLinks { username } => user_links(env, username).await,
+        Route::AdminUserLink { username, partner } => unlink(env, username, partner, now).await,
+        _ => registry_route(req, env, route, method, now).await,
+    };
+    result.unwrap_or_else(Outcome::error)
+}
+
+async fn read_body(mut req: Request) -> Result<Vec<u8>, ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "content-type must be application/json",
+        ));
+    }
+    crate::edge::rt::body::read_limited(&mut req, MAX_BODY, || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body must be at most {MAX_BODY} bytes"),
+        )
+    })
+    .await
+}
+
+fn client_id_param(id: &str) -> Result<ClientId, ApiError> {
+    ClientId::parse(id).ok_or_else(|| ApiError::not_found("client"))
+}
+
+async fn registry_route(
+    req: Request,
+    env: &Env,
+    route: Route<'_>,
+    method: Method,
+    now: u64,
+) -> Result<Outcome, ApiError> {
+    // A client secret is generated here and shown once in the reply; only its hash is stored.
+    let mut new_secret: Option<String> = None;
+    let cmd = match (route, method) {
+        (Route::AdminPartners, Method::Get) => RegistryCommand::List,
+        (Route::AdminPartner { id }, Method::Get) => RegistryCommand::Get {
+            id: PartnerId::parse(id)?,
+        },
+        (Route::AdminPartner { id }, Method::Delete) => RegistryCommand::Delete {
+            id: PartnerId::parse(id)?,
+        },
+        (Route::AdminPartner { id }, Method::Put) => {
+            let id = PartnerId::parse(id)?;
+            let spec = parse_partner_spec(&read_body(req).await?)?;
+            check_issuer_is_not_ours(&spec, &config::issuer(env)?)?;
+            RegistryCommand::Put { id, spec, now }
+        }
+        (Route::AdminPartnerClients { id }, Method::Get) => RegistryCommand::ListClients {
+            partner_id: PartnerId::parse(id)?,
+        },
+        (Route::AdminPartnerClients { id }, Method::Post) => {
+            let partner_id = PartnerId::parse(id)?;
+            let spec = parse_client_spec(&read_body(req).await?)?;
+            let client_id =
+                ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
+                    .ok_or_else(|| ApiError::unavailable("client id generation"))?;
+            let secret_hash = if spec.token_endpoint_auth_method.uses_secret() {
+                let secret = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
+                let hash = secret_hash(&secret);
+                new_secret = Some(secret);
+                Some(hash)
+            } else {
+                None
+            };
+            RegistryCommand::CreateClient {
+                partner_id,
+                client_id,
+                spec,
+                secret_hash,
+                now,
+            }
+        }
+        (Route::AdminClient { id }, Method::Get) => RegistryCommand::GetClient {
+            client_id: client_id_param(id)?,
+        },
+        (Route::AdminClient { id }, Method::Delete) => RegistryCommand::DeleteClient {
+            client_id: client_id_param(id)?,
+        },
+        _ => return Err(ApiError::method_not_allowed(route.methods())),
+    };
+    let reply = registry::call(env, &cmd).await?;
+    // A partner this request changed: this isolate forgets its cached record at once (others
+    // within the cache lifetime), so its new keys work from the next request on.
+    if let (
+        RegistryCommand::Put { id, .. } | RegistryCommand::Delete { id },
+        RegistryReply::Saved { .. } | RegistryReply::PartnerRemoved { .. },
+    ) = (&cmd, &reply)
+    {
+        crate::edge::rt::kvcache::forget(&crate::protocol::partner::keys::partner(id));
+    }
+    Ok(match reply {
+        RegistryReply::Saved { partner, created } => {
+            let id = partner.id.clone();
+            let (status, outcome) = if created {
+                (201, "created")
+            } else {
+                (200, "replaced")
+            };
+            Outcome::new(respond::json(status, &partner, &[]), outcome).partner(id)
+        }
+        RegistryReply::Partner { partner } => {
+            let id = partner.id.clone();
+            Outcome::new(respond::json(200, &partner, &[]), "ok").partner(id)
+        }
+        RegistryReply::Partners { partners } => Outcome::new(
+            respond::json(200, &serde_json::json!({ "partners": partners }), &[]),
+            "ok",
+        ),
+        RegistryReply::Client { client } => {
+            let partner = client.partner_id.clone();
+            let mut body = serde_json::to_value(&client)
+                .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
+            let created = matches!(cmd, RegistryCommand::CreateClient { .. });
+            if let (Some(secret), Some(obj)) = (new_secret, body.as_object_mut()) {
+                obj.insert("client_secret".into(), secret.into());
+            }
+            let (status, outcome) = if created {
+                (201, "created")
+            } else {
+                (200, "ok")
+            };
+            Outcome::new(respond::json(status, &body, &[]), outcome).partner(partner)
+        }
+        RegistryReply::Clients { clients } => Outcome::new(
+            respond::json(200, &serde_json::json!({ "clients": clients }), &[]),
+            "ok",
+        ),
+        RegistryReply::Deleted => Outcome::new(respond::empty(204, &[]), "deleted"),
+        RegistryReply::PartnerRemoved { partner } => {
+            // Gone from the registry and the edge; now what it held ends. A failure, or more
+            // than one request does, is a 503: the same DELETE again goes on from there.
+            let salt = partner.subject_salt.as_deref();
+            if !unlink::end_partner(env, &partner.id, salt, now).await? {
+                return Err(ApiError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the partner is removed; ending its account links is not finished: repeat the request",
+                ));
+            }
+            let done = RegistryCommand::RemovalDone {
+                id: partner.id.clone(),
+            };
+            if let RegistryReply::Failed { error } = registry::call(env, &done).await? {
+                return Err(error);
+            }
+            Outcome::new(respond::empty(204, &[]), "deleted").partner(partner.id)
+        }
+        RegistryReply::Failed { error } => Outcome::error(error),
+    })
+}
+
+async fn user(
+    req: Request,
+    env: &Env,
+    username: &str,
+    method: Method,
+    now: u64,
+) -> Result<Outcome, ApiError> {
+    let username = Username::parse(username)?;
+    let cmd = match method {
+        Method::Get => UserCommand::Get,
+        Method::Delete => UserCommand::Delete,
+        Method::Put => {
+            // Whether the password is required is decided by the user's object, which knows
+            // whether the user exists.
+            let spec = parse_user_spec(&read_body(req).await?, false)?;
+            UserCommand::Put {
+                username: username.clone(),
+                spec,
+                now,
+            }
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                Route::AdminUser { username: "" }.methods(),
+            ))
+        }
+    };
+    let reply = users::call(env, &username, &cmd).await?;
+    // A new password or a removed user: the grants end now. The change itself is made either
+    // way; a failure here is a 503, and the same request again revokes what is left.
+    if let UserReply::Saved { revoke, .. } | UserReply::Deleted { revoke } = &reply {
+        revoke::revoke_for_user(env, &username, revoke).await?;
+    }
+    Ok(admin_outcome(reply))
+}
+
+async fn user_links(env: &Env, username: &str) -> Result<Outcome, ApiError> {
+    let username = Username::parse(username)?;
+    let cmd = UserCommand::Links {
+        session_hash: None,
+        now: 0,
+    };
+    match users::call(env, &username, &cmd).await? {
+        crate::store::users::UserReply::Links { links, .. } => Ok(Outcome::new(
+            respond::json(200, &serde_json::json!({ "links": links }), &[]),
+            "ok",
+        )),
+        crate::store::users::UserReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected user reply")),
+    }
+}
+
+async fn unlink(env: &Env, username: &str, partner: &str, now: u64) -> Result<Outcome, ApiError> {
+    let username = Username::parse(username)?;
+    let partner = PartnerId::parse(partner)?;
+    let cmd = UserCommand::Links {
+        session_hash: None,
+        now: 0,
+    };
+    let linked = match users::call(env, &username, &cmd).await? {
+        crate::store::users::UserReply::Links { links, .. } => {
+            links.iter().any(|l| l.partner_id == partner)
+        }
+        crate::store::users::UserReply::Failed { error } => return Err(error),
+        _ => false,
+    };
+    if !linked {
+        return Err(ApiError::not_found("link"));
+    }
+    let salt = crate::edge::calls::links::salt_of(env, &partner, now * 1000).await?;
+    unlink::unlink(env, &partner, salt.as_deref(), &username, now).await?;
+    Ok(Outcome::new(respond::empty(204, &[]), "unlinked").partner(partner))
+}
+
+/// Maps a user object's reply for the admin API.
+pub fn admin_outcome(reply: UserReply) -> Outcome {
+    match reply {
+        UserReply::Saved { user, created, .. } => {
+            let (status, outcome) = if created {
+                (201, "created")
+            } else {
+                (200, "replaced")
+            };
+            Outcome::new(respond::json(status, &user, &[]), outcome)
+        }
+        UserReply::User { user } => Outcome::new(respond::json(200, &user, &[]), "ok"),
+        UserReply::Deleted { .. } => Outcome::new(respond::empty(204, &[]), "deleted"),
+        UserReply::Failed { error } => Outcome::error(error),
+        _ => Outcome::error(ApiError::new(ErrorCode::ServerError, "unexpected reply")),
+    }
+}

@@ -1,0 +1,563 @@
+//! The authorization endpoint and the login page: the browser side of the code flow.
+
+use crate::edge::calls::{grants, limits, users};
+use crate::edge::flows::{gate, user_grant};
+use crate::edge::rt::browser::{self, Cookies};
+use crate::edge::rt::respond::Outcome;
+use crate::edge::rt::{body, config, kvcache, random};
+use crate::pages;
+use crate::protocol::address::{address_group, client_address};
+use crate::protocol::authorize::{self, AuthRequest, Next};
+use crate::protocol::client::ClientRecord;
+use crate::protocol::discovery::Issuer;
+use crate::protocol::error::{ApiError, Detail, ErrorCode};
+use crate::protocol::form::Params;
+use crate::protocol::grant::{self, CodeState, Grant, CODE_TTL_S};
+use crate::protocol::link::{session_serves, SessionUse};
+use crate::protocol::partner::{keys, Partner, PartnerStatus};
+use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
+use crate::protocol::ratelimit::{limited, login_slots, Window};
+use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
+use crate::protocol::user::{UserView, Username};
+use crate::routes::{self, Method};
+use crate::store::users::{UserCommand, UserReply};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use futures_util::future::join_all;
+use worker::{Env, Request};
+
+const LOGIN_FAILED: &str = "The username or password is not right. Check them and try again.";
+
+const FORM_EXPIRED: &str = "This form has expired or was not sent from this browser. Go back, reload the page and try again.";
+
+/// A request whose client and redirect URI were verified: from here, errors may be redirected.
+struct Verified {
+    client: ClientRecord,
+    partner: Partner,
+    request: AuthRequest,
+}
+
+/// Phase 1 and 2 of the request checks. `Err(Outcome)` is already the answer: an error page
+/// before the redirect URI is verified, an error redirect after.
+async fn verify(
+    env: &Env,
+    params: &Params,
+    issuer: &Issuer,
+    now_ms: u64,
+) -> Result<Verified, Outcome> {
+    let page = |e: ApiError| browser::error_page(&e);
+    let client_id = authorize::client_id(params).map_err(page)?;
+    let client: ClientRecord = kvcache::get_json(env, &client_id.kv_key(), now_ms)
+        .await
+        .map_err(page)?
+        .ok_or_else(|| {
+            page(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "client_id is not a known client",
+            ))
+        })?;
+    let redirect_uri = authorize::redirect_uri(params, &client).map_err(page)?;
+    // The redirect URI must still be on an origin of the client's partner, and the partner active.
+    let not_allowed = || {
+        page(ApiError::new(
+            ErrorCode::AccessDenied,
+            "this app is not allowed to sign users in at the moment",
+        ))
+    };
+    let origin = redirect_uri.origin().ok_or_else(not_allowed)?;
+    let entry = gate::lookup(env, &origin, now_ms).await.map_err(page)?;
+    if !entry
+        .is_some_and(|e| e.partner_id == client.partner_id && e.status == PartnerStatus::Active)
+    {
+        return Err(not_allowed());
+    }
+    let partner: Partner = kvcache::get_json(env, &keys::partner(&client.partner_id), now_ms)
+        .await
+        .map_err(page)?
+        .filter(|p: &Partner| p.status == PartnerStatus::Active)
+        .ok_or_else(not_allowed)?;
+    let request = authorize::parse(params, &client, redirect_uri.clone()).map_err(|e| {
+        let location =
+            authorize::error_redirect(&redirect_uri, &e, params.get("state"), issuer.as_str());
+        browser::redirect(302, &location, &[], e.code.as_str())
+    })?;
+    Ok(Verified {
+        client,
+        partner,
+        request,
+    })
+}
+
+fn error_redirect(v: &Verified, issuer: &Issuer, code: ErrorCode, why: &str) -> Outcome {
+    let err = ApiError::new(code, why);
+    let location = authorize::error_redirect(
+        &v.request.redirect_uri,
+        &err,
+        v.request.state.as_deref(),
+        issuer.as_str(),
+    );
+    browser::redirect(302, &location, &[], code.as_str()).partner(v.partner.id.clone())
+}
+
+struct SessionView {
+    username: Username,
+    session_hash: String,
+    user: UserView,
+    sub: String,
+    auth_time: u64,
+    consented: bool,
+    via_link: Option<crate::protocol::user::LinkVia>,
+    password_epoch: u32,
+}
+
+async fn session(
+    env: &Env,
+    cookies: &Cookies,
+    req: &Request,
+    v: &Verified,
+    now: u64,
+) -> Result<Option<SessionView>, ApiError> {
+    let Some((username, session_hash)) = cookies.session(req) else {
+        return Ok(None);
+    };
+    let cmd = UserCommand::Session {
+        session_hash: session_hash.clone(),
+        partner_id: v.client.partner_id.clone(),
+        partner_salt: v.partner.subject_salt.clone(),
+        client_id: v.client.client_id.clone(),
+        scopes: v.request.scopes.clone(),
+        now,
+    };
+    match users::call(env, &username, &cmd).await? {
+        // A session from automatic login counts only for its partner's clients and consent the
+        // user gave before; otherwise, sign in with the password.
+        UserReply::SessionState {
+            user,
+            sub,
+            auth_time,
+            consented,
+            via_link,
+            password_epoch,
+        } if session_serves(
+            via_link.as_ref(),
+            SessionUse::Authorize {
+                partner: &v.client.partner_id,
+                consented,
+            },
+        ) =>
+        {
+            Ok(Some(SessionView {
+                username,
+                session_hash,
+                user,
+                sub,
+                auth_time,
+                consented,
+                via_link,
+                password_epoch,
+            }))
+        }
+        UserReply::Failed { error } => Err(error),
+        _ => Ok(None),
+    }
+}
+
+fn to_login(v: &Verified) -> Outcome {
+    let return_to = v.request.endpoint_path(routes::AUTHORIZE, true);
+    let location = format!(
+        "{}?{}",
+        routes::LOGIN,
+        crate::protocol::form::encode(&[("return_to", &return_to)])
+    );
+    browser::redirect(302, &location, &[], "login").partner(v.partner.id.clone())
+}
+
+/// Issues the one-time code: a new grant object holding it, then the redirect (RFC 9207 `iss`).
+async fn issue_code(
+    env: &Env,
+    issuer: &Issuer,
+    v: &Verified,
+    s: &SessionView,
+    now: u64,
+) -> Result<Outcome, ApiError> {
+    let grant_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
+    let (code, code_hash) = grant::handle(&grant_id, &random::bytes::<{ grant::SECRET_LEN }>()?);
+    let g = Grant {
+        grant_id: grant_id.clone(),
+        client_id: v.client.client_id.clone(),
+        partner_id: v.client.partner_id.clone(),
+        username: Some(s.username.clone()),
+        sub: s.sub.clone(),
+        scopes: v.request.scopes.clone(),
+        nonce: v.request.nonce.clone(),
+        auth_time: Some(s.auth_time),
+        id_claims: released_claims(&v.request.scopes, &s.user),
+        created_at: now,
+        code: Some(CodeState {
+            hash: code_hash,
+            redirect_uri: v.request.redirect_uri.clone(),
+            code_challenge: v.request.code_challenge.clone(),
+            expires_at: now + CODE_TTL_S,
+            used: false,
+            redeemed_by: None,
+        }),
+        refresh: None,
+        revoked: false,
+        password_epoch: s.password_epoch,
+    };
+    grants::create(env, &g).await?;
+    // The grant ends with the user's password; refused if the session just ended.
+    // Kept on the user's list while its code, and the access token redeemed from it, may live;
+    // each refresh keeps it there for its new access token (`users::grant_user`).
+    user_grant::record_with_user(
+        env,
+        &g,
+        CODE_TTL_S + ACCESS_TOKEN_TTL_S,
+        Some(s.session_hash.clone()),
+    )
+    .await?;
+    // A session that came through an account link: the grant ends if the link does.
+    if let Some(via) = &s.via_link {
+        // For the grant's whole life: a refresh token may come of it.
+        let until = now + grant::GRANT_ABSOLUTE_S;
+        let gone = ApiError::new(
+            ErrorCode::AccessDenied,
+            "the account link this session came through was removed",
+        );
+        // The session serves only the clients of the partner it came through (`session_serves`):
+        // `v.partner` is that partner as it is now, and its salt names its link store.
+        if via.partner_id != v.partner.id {
+            return Err(gone);
+        }
+        user_grant::add_grant(env, &v.partner, &s.username, &grant_id, until, now, gone).await?;
+    }
+    let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
+    if let Some(state) = &v.request.state {
+        pairs.push(("state", state));
+    }
+    pairs.push(("iss", issuer.as_str()));
+    let location = authorize::redirect_to(&v.request.redirect_uri, &pairs);
+    Ok(browser::redirect(302, &location, &[], "code_issued").partner(v.partner.id.clone()))
+}
+
+fn consent_page(
+    req: &Request,
+    cookies: &Cookies,
+    v: &Verified,
+    s: &SessionView,
+) -> Result<Outcome, ApiError> {
+    let (csrf, new_cookie) = cookies.csrf(req)?;
+    let origin = v
+        .request
+        .redirect_uri
+        .origin()
+        .map(|o| o.to_string())
+        .unwrap_or_default();
+    let fields = v.request.to_params(false);
+    let view = pages::ConsentView {
+        client_name: &v.client.name,
+        partner_name: &v.partner.name,
+        partner_origin: &origin,
+        scopes: &v.request.scopes,
+        request_fields: &fields,
+        user_name: &s.user.name,
+    };
+    let html = pages::consent(routes::AUTHORIZE, &csrf, &view);
+    let cookies: Vec<String> = new_cookie.into_iter().collect();
+    Ok(browser::page(200, html, &cookies, "consent").partner(v.partner.id.clone()))
+}
+
+pub async fn authorize(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let mut out = authorize_any(req, env, method, now_ms).await;
+    // After a form post (consent), 303: the browser must not repeat the POST at the client
+    // (RFC 9700 §4.12).
+    if method == Method::Post && out.response.status_code() == 302 {
+        out.response = out.response.with_status(303);
+    }
+    out
+}
+
+async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let now = now_ms / 1000;
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    let mut req = req;
+    let posted = method == Method::Post;
+    let params = match body::params(&mut req, posted).await {
+        Ok(p) => p,
+        Err(e) => return browser::error_page(&e),
+    };
+    let v = match verify(env, &params, &issuer, now_ms).await {
+        Ok(v) => v,
+        Err(outcome) => return outcome,
+    };
+    let result = async {
+        let s = session(env, &cookies, &req, &v, now).await?;
+        if posted {
+            // The consent form: only from this browser, only with a live session.
+            if !cookies.csrf_ok(&req, params.get("csrf")) {
+                return Ok(browser::error_page(&ApiError::new(
+                    ErrorCode::AccessDenied,
+                    FORM_EXPIRED,
+                )));
+            }
+            let Some(s) = s else {
+                return Ok(to_login(&v));
+            };
+            return match params.get("decision") {
+                Some("allow") => {
+                    let cmd = UserCommand::Consent {
+                        session_hash: s.session_hash.clone(),
+                        client_id: v.client.client_id.clone(),
+                        scopes: v.request.scopes.clone(),
+                        now,
+                    };
+                    match users::call(env, &s.username, &cmd).await? {
+                        UserReply::Done => issue_code(env, &issuer, &v, &s, now).await,
+                        UserReply::Failed { error } => Err(error),
+                        _ => Ok(to_login(&v)),
+                    }
+                }
+                Some("deny") => Ok(error_redirect(
+                    &v,
+                    &issuer,
+                    ErrorCode::AccessDenied,
+                    "the user denied the request",
+                )),
+                _ => Ok(browser::error_page(&ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "decision must be allow or deny",
+                ))),
+            };
+        }
+        let step = authorize::next_step(
+            &v.request,
+            s.as_ref().map(|s| s.auth_time),
+            s.as_ref().is_some_and(|s| s.consented),
+            now,
+        );
+        match (step, s) {
+            (Next::Fail(code), _) => Ok(error_redirect(
+                &v,
+                &issuer,
+                code,
+                "the user must sign in or consent first",
+            )),
+            (Next::Login, _) | (_, None) => Ok(to_login(&v)),
+            (Next::Consent, Some(s)) => consent_page(&req, &cookies, &v, &s),
+            (Next::Issue, Some(s)) => issue_code(env, &issuer, &v, &s, now).await,
+        }
+    }
+    .await;
+    // The redirect URI is verified: a failure now goes back to the client as server_error or
+    // temporarily_unavailable, never to an unverified place.
+    result.unwrap_or_else(|e| {
+        let mut out = error_redirect(&v, &issuer, e.code, &e.description);
+        out.cause = e.cause;
+        out
+    })
+}
+
+fn return_path(params: &Params) -> Option<String> {
+    authorize::safe_return_path(
+        params.get("return_to")?,
+        &[routes::AUTHORIZE, routes::ACCOUNT, routes::LINK],
+    )
+}
+
+pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    let mut req = req;
+    let params = match body::params(&mut req, method == Method::Post).await {
+        Ok(p) => p,
+        Err(e) => return browser::error_page(&e),
+    };
+    if method == Method::Get {
+        let Some(return_to) = return_path(&params) else {
+            return browser::error_page(&ApiError::new(
+                ErrorCode::InvalidRequest,
+                "this sign-in link is not valid",
+            ));
+        };
+        return match cookies.csrf(&req) {
+            Ok((csrf, new_cookie)) => {
+                let cookies: Vec<String> = new_cookie.into_iter().collect();
+                browser::page(
+                    200,
+                    pages::login(routes::LOGIN, &csrf, &return_to, "", None),
+                    &cookies,
+                    "login_form",
+                )
+            }
+            Err(e) => browser::error_page(&e),
+        };
+    }
+    if !cookies.csrf_ok(&req, params.get("csrf")) {
+        return browser::error_page(&ApiError::new(ErrorCode::AccessDenied, FORM_EXPIRED));
+    }
+    let Some(return_to) = return_path(&params) else {
+        return browser::error_page(&ApiError::new(
+            ErrorCode::InvalidRequest,
+            "this sign-in link is not valid",
+        ));
+    };
+    let typed = params.get("username").unwrap_or("");
+    let password = params.get("password").unwrap_or("");
+    let csrf = params.get("csrf").unwrap_or("").to_owned();
+    let failed = |csrf: &str| {
+        browser::page(
+            401,
+            pages::login(routes::LOGIN, csrf, &return_to, typed, Some(LOGIN_FAILED)),
+            &[],
+            "login_failed",
+        )
+    };
+    let user = Username::from_login(typed);
+    // A browser where this user signed in before brings its device cookie: it is limited on its
+    // own, so failures elsewhere (someone guessing, or locking the user out) do not stop it.
+    let mut device = user.as_ref().and_then(|u| cookies.device(&req, u));
+    loop {
+        let attempts =
+            match LoginAttempt::take(env, &req, user.clone(), device.as_deref(), now_ms).await {
+                Ok(a) => a,
+                Err(e) if e.code == ErrorCode::RateLimited => {
+                    let wait = match e.detail {
+                        Detail::RateLimit { reset_s, .. } => reset_s,
+                        _ => 60,
+                    };
+                    let message =
+                        format!("Too many sign-in attempts. Wait {wait} seconds, then try again.");
+                    let mut out = browser::page(
+                        429,
+                        pages::login(routes::LOGIN, &csrf, &return_to, typed, Some(&message)),
+                        &[],
+                        "rate_limited",
+                    );
+                    let _ = out
+                        .response
+                        .headers_mut()
+                        .set("retry-after", &wait.to_string());
+                    out.reason = Some(e.description);
+                    return out;
+                }
+                Err(e) => return browser::error_page(&e),
+            };
+        let Some(username) = &user else {
+            // Same work and the same answer as for a wrong password.
+            verify_against_nothing(password, OWASP_ARGON2ID);
+            return failed(&csrf);
+        };
+        let secrets = cookies
+            .new_session(username)
+            .and_then(|s| Ok((s, cookies.new_device(username)?)));
+        let ((session_cookie, session_hash), (device_cookie, device_hash)) = match secrets {
+            Ok(v) => v,
+            Err(e) => return browser::error_page(&e),
+        };
+        let cmd = UserCommand::Login {
+            password: password.to_owned(),
+            session_hash,
+            now: now_ms / 1000,
+            device_hash: device.clone(),
+            new_device_hash: Some(device_hash),
+        };
+        match users::call(env, username, &cmd).await {
+            Ok(UserReply::User { .. }) => {
+                // Only failed attempts count: a success gives its slots back.
+                if let Err(e) = attempts.give_back(env).await {
+                    worker::console_error!("login limiter: {}", e.cause.unwrap_or(e.description));
+                }
+                return browser::redirect(
+                    303,
+                    &issuer.url(&return_to),
+                    &[session_cookie, device_cookie],
+                    "login_ok",
+                );
+            }
+            Ok(UserReply::UntrustedDevice) if device.is_some() => {
+                // Not a device of this user's: the attempt counts as any other browser's.
+                let _ = attempts.give_back(env).await;
+                device = None;
+            }
+            Ok(UserReply::Failed { error }) | Err(error) => return browser::error_page(&error),
+            Ok(_) => return failed(&csrf),
+        }
+    }
+}
+
+/// The slots a password attempt took from the sign-in limits (failed attempts per
+/// `LOGIN_WINDOW_SECONDS`, counters chosen by `protocol::ratelimit::login_slots`): taken before the password is checked, so concurrent guesses cannot
+/// overrun the limit, and given back when the attempt succeeds.
+struct LoginAttempt {
+    slots: Vec<(String, Window)>,
+}
+
+impl LoginAttempt {
+    /// `device`: the hash of the browser's device cookie for `username`, if it has one; its
+    /// attempts are counted per device instead of per username (from this network and from
+    /// all).
+    async fn take(
+        env: &Env,
+        req: &Request,
+        username: Option<Username>,
+        device: Option<&str>,
+        now_ms: u64,
+    ) -> Result<LoginAttempt, ApiError> {
+        let ip = client_ip(req);
+        let window_ms = config::login_window_ms(env);
+        let wanted = login_slots(
+            &ip,
+            username.as_ref().map(Username::as_str),
+            device,
+            &config::login_limits(env),
+        );
+        let granted = join_all(
+            wanted
+                .iter()
+                .map(|s| limits::take(env, &s.key, Window::at(now_ms, window_ms, s.limit), 1)),
+        )
+        .await;
+        let mut attempt = LoginAttempt { slots: Vec::new() };
+        let mut refused = None;
+        for (slot, g) in wanted.into_iter().zip(granted) {
+            let window = Window::at(now_ms, window_ms, slot.limit);
+            match g {
+                Ok(1..) => attempt.slots.push((slot.key, window)),
+                Ok(0) => refused = Some(limited(slot.why, window, now_ms)),
+                Err(e) => refused = Some(e),
+            }
+        }
+        match refused {
+            None => Ok(attempt),
+            Some(e) => {
+                // The attempt is not made: what it took goes back.
+                let _ = attempt.give_back(env).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn give_back(&self, env: &Env) -> Result<(), ApiError> {
+        let results = join_all(
+            self.slots
+                .iter()
+                .map(|(key, window)| limits::give_back(env, key, *window, 1)),
+        )
+        .await;
+        results.into_iter().collect()
+    }
+}
+
+/// The caller's address group as Cloudflare reports the connection (`CF-Connecting-IP`, which
+/// clients cannot set through Cloudflare): the IPv4 address, or the IPv6 /64 (one holder has
+/// them all); `unknown` where there is none, such as local development.
+fn client_ip(req: &Request) -> String {
+    let header = req.headers().get("cf-connecting-ip").ok().flatten();
+    client_address(header.as_deref()).map_or_else(|| "unknown".to_owned(), address_group)
+}

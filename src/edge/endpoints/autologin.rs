@@ -1,0 +1,187 @@
+//! Automatic login (`/login/auto`): a partner's signed assertion about a user linked at the
+//! platform starts a session without credentials, at once when the partner's own page posted
+//! it, after the person confirmed otherwise. With authorization-request parameters the code
+//! flow continues (consent rules still apply); with `return_to` the browser goes to a platform
+//! page. No link: no session, and a page saying how to link.
+
+use crate::edge::calls::{replay, users};
+use crate::edge::flows::linked::{find_linked, Linked};
+use crate::edge::flows::partner_jwt::{
+    refused, {claim_once, verify_assertion},
+};
+use crate::edge::rt::browser::{self, Cookies};
+use crate::edge::rt::respond::Outcome;
+use crate::edge::rt::{config, kvcache};
+use crate::pages;
+use crate::protocol::authorize::safe_return_path;
+use crate::protocol::autologin::{start, Arrival, Start};
+use crate::protocol::client::{ClientId, ClientRecord};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::form::{self, Params};
+use crate::protocol::link::PartnerJwt;
+use crate::protocol::partner::Partner;
+use crate::protocol::user::LinkVia;
+use crate::routes::{self, Method};
+use crate::store::users::{UserCommand, UserReply};
+use worker::{Env, Request};
+
+/// The authorization request carried along, if any, as a path on our authorize endpoint.
+async fn continue_to(
+    env: &Env,
+    params: &Params,
+    partner: &Partner,
+    now_ms: u64,
+) -> Result<String, ApiError> {
+    if let Some(client_id) = params.get("client_id") {
+        // The flow may only continue for a client of the asserting partner.
+        let client_id =
+            ClientId::parse(client_id).ok_or_else(|| refused("client_id is not a known client"))?;
+        let client: Option<ClientRecord> =
+            kvcache::get_json(env, &client_id.kv_key(), now_ms).await?;
+        if client.is_none_or(|c| c.partner_id != partner.id) {
+            return Err(refused("The client is not one of this partner's."));
+        }
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(k, _)| !matches!(*k, "assertion" | "return_to" | "csrf" | "decision"))
+            .collect();
+        return Ok(format!("{}?{}", routes::AUTHORIZE, form::encode(&pairs)));
+    }
+    let raw = params.get("return_to").unwrap_or(routes::ACCOUNT);
+    safe_return_path(raw, &[routes::AUTHORIZE, routes::ACCOUNT])
+        .ok_or_else(|| refused("return_to must be a page of the platform"))
+}
+
+fn not_linked(partner: &Partner) -> Outcome {
+    let html = pages::error(
+        "Your account is not linked yet",
+        &format!(
+            "Your account at {} is not linked to a school account. Sign in here with your school username and password, then link it from {}.",
+            partner.name, partner.name
+        ),
+    );
+    browser::page(403, html, &[], "not_linked").partner(partner.id.clone())
+}
+
+/// `/login/auto`. A login assertion posted by one of the partner's own pages signs the browser
+/// in at once (`protocol::autologin::start`). Any other arrival shows whom the browser would be
+/// signed in as, with a form (our CSRF token) that carries the assertion: the person confirms,
+/// or not. The assertion's `jti` is used only when a session starts, so it stays single-use
+/// while an unanswered confirmation page costs nothing; a used one is refused on that page too.
+pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
+    let now = now_ms / 1000;
+    let issuer = match config::issuer(env) {
+        Ok(i) => i,
+        Err(e) => return browser::error_page(&e),
+    };
+    let cookies = Cookies::for_issuer(&issuer);
+    let posted = method == Method::Post;
+    let origin = req.headers().get("origin").ok().flatten();
+    let params = crate::edge::rt::body::params(&mut req, posted).await;
+    let result: Result<Outcome, ApiError> = async {
+        let params = params?;
+        // The answer to our confirmation page: only with this browser's CSRF token.
+        let confirmed = posted && params.get("csrf").is_some();
+        if confirmed {
+            if !cookies.csrf_ok(&req, params.get("csrf")) {
+                return Err(refused(
+                    "This form has expired or was not sent from this browser.",
+                ));
+            }
+            match params.get("decision") {
+                Some("yes") => {}
+                Some("no") => {
+                    return Ok(browser::page(
+                        200,
+                        pages::auto_login_declined(),
+                        &[],
+                        "auto_login_declined",
+                    ))
+                }
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        "decision must be yes or no",
+                    ))
+                }
+            }
+        }
+        let assertion = params
+            .get("assertion")
+            .ok_or_else(|| refused("There is no login assertion."))?;
+        let audiences = [issuer.as_str().to_owned()];
+        let (partner, checked) = verify_assertion(
+            env,
+            assertion,
+            PartnerJwt::LoginAssertion,
+            &audiences,
+            now_ms,
+        )
+        .await?;
+        let Some(Linked {
+            username,
+            user,
+            sub: user_sub,
+            ..
+        }) = find_linked(env, &partner, &checked.sub, None).await?
+        else {
+            return Ok(not_linked(&partner));
+        };
+        let next = continue_to(env, &params, &partner, now_ms).await?;
+        let arrival = Arrival {
+            posted,
+            origin: origin.as_deref(),
+        };
+        if !confirmed && start(arrival, &partner.origins) == Start::AskFirst {
+            if !replay::partner_jti_unused(env, &partner.id, &checked.jti, now).await? {
+                return Err(refused("The login assertion was already used."));
+            }
+            let (csrf, new_cookie) = cookies.csrf(&req)?;
+            let fields: Vec<(&str, String)> = params
+                .iter()
+                .filter(|(k, _)| !matches!(*k, "csrf" | "decision"))
+                .map(|(k, v)| (k, v.to_owned()))
+                .collect();
+            let html = pages::auto_login_confirm(
+                routes::AUTO_LOGIN,
+                &csrf,
+                &partner.name,
+                &user.name,
+                &fields,
+            );
+            let set: Vec<String> = new_cookie.into_iter().collect();
+            return Ok(
+                browser::page(200, html, &set, "auto_login_confirm").partner(partner.id.clone())
+            );
+        }
+        claim_once(env, &partner, &checked, now).await?;
+        let (cookie, session_hash) = cookies.new_session(&username)?;
+        match users::call(
+            env,
+            &username,
+            &UserCommand::AutoLogin {
+                session_hash,
+                via: LinkVia {
+                    partner_id: partner.id.clone(),
+                    partner_sub: checked.sub,
+                },
+                partner_salt: partner.subject_salt.clone(),
+                user_sub,
+                now,
+            },
+        )
+        .await?
+        {
+            UserReply::User { .. } => {}
+            UserReply::NotLinked => return Ok(not_linked(&partner)),
+            UserReply::Failed { error } => return Err(error),
+            _ => return Err(ApiError::unavailable("unexpected user reply")),
+        }
+        Ok(
+            browser::redirect(303, &issuer.url(&next), &[cookie], "auto_login")
+                .partner(partner.id.clone()),
+        )
+    }
+    .await;
+    result.unwrap_or_else(|e| browser::error_page(&e))
+}

@@ -1,0 +1,190 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662), both for authenticated clients only.
+
+use crate::edge::calls::grants;
+use crate::edge::flows::revoke::seen_here;
+use crate::edge::flows::{bearer, client_auth, user_grant};
+use crate::edge::rt::body::read_form;
+use crate::edge::rt::respond;
+use crate::edge::rt::respond::Outcome;
+use crate::edge::rt::revoked::publish;
+use crate::protocol::client::{AuthMethod, ClientRecord};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::grant::{is_grant_id, split_handle};
+use crate::protocol::tokens::AccessClaims;
+use crate::routes;
+use crate::store::grants::{GrantCommand, GrantReply};
+use serde_json::{json, Value};
+use worker::{Env, Request};
+
+/// What a presented token is, if it is one of ours.
+enum Ours {
+    Access(AccessClaims),
+    Refresh { grant_id: String, hash: String },
+}
+
+fn identify(env: &Env, token: &str, now: u64) -> Option<Ours> {
+    if let Some((grant_id, hash)) = split_handle(token) {
+        return Some(Ours::Refresh { grant_id, hash });
+    }
+    bearer::check(env, token, now).ok().map(Ours::Access)
+}
+
+async fn form_and_client(
+    req: Request,
+    env: &Env,
+    endpoint: &str,
+    now_ms: u64,
+) -> Result<(ClientRecord, String), ApiError> {
+    let (req, params) = read_form(req).await?;
+    let (client, _) = client_auth::authenticate(env, &req, &params, endpoint, now_ms).await?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "token is missing"))?
+        .to_owned();
+    Ok((client, token))
+}
+
+/// RFC 7009: revoking a refresh or access token ends its grant. Unknown tokens, and other
+/// clients' tokens, are answered the same way (200) and change nothing.
+pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
+    let now = now_ms / 1000;
+    let result = async {
+        let (client, token) = form_and_client(req, env, routes::REVOKE, now_ms).await?;
+        let grant_id = match identify(env, &token, now) {
+            // Only the grant's current refresh token revokes it: a guessed handle with the right
+            // grant id but the wrong secret changes nothing (RFC 7009 §2.1).
+            Some(Ours::Refresh { grant_id, hash }) => {
+                let cmd = GrantCommand::Status {
+                    now,
+                    refresh_hash: Some(hash),
+                };
+                match grants::call(env, &grant_id, &cmd).await? {
+                    GrantReply::Active { .. } => Some(grant_id),
+                    _ => None,
+                }
+            }
+            Some(Ours::Access(c))
+                if is_grant_id(&c.gid) && c.client_id == client.client_id.as_str() =>
+            {
+                Some(c.gid)
+            }
+            // A client-credentials token has no grant: the token itself is revoked.
+            Some(Ours::Access(c)) if c.client_id == client.client_id.as_str() => {
+                publish(env, &c.jti).await?;
+                seen_here(&c.jti);
+                None
+            }
+            _ => None,
+        };
+        if let Some(gid) = grant_id {
+            let cmd = GrantCommand::Revoke {
+                client_id: client.client_id.clone(),
+            };
+            if let GrantReply::Failed { error } = grants::call(env, &gid, &cmd).await? {
+                return Err(error);
+            }
+            seen_here(&gid);
+        }
+        Ok(client)
+    }
+    .await;
+    match result {
+        Ok(client) => Outcome::new(
+            respond::empty(200, &[("cache-control", "no-store".to_owned())]),
+            "revoked",
+        )
+        .partner(client.partner_id),
+        Err(e) => Outcome::error(e),
+    }
+}
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+/// RFC 7662: `active: true` only for a live token of the caller's own partner.
+pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
+    let now = now_ms / 1000;
+    let result = async {
+        let (client, token) = form_and_client(req, env, routes::INTROSPECT, now_ms).await?;
+        if client.token_endpoint_auth_method == AuthMethod::None {
+            return Err(ApiError::new(
+                ErrorCode::InvalidClient,
+                "introspection needs an authenticated (confidential) client",
+            ));
+        }
+        let body = match identify(env, &token, now) {
+            None => inactive(),
+            Some(Ours::Access(c)) => {
+                // What the gateway would refuse is not active: its standing check comes first
+                // (not revoked, the token's client registered, its partner active).
+                let standing = bearer::standing(env, &c, now_ms).await?;
+                let grant_ok = if standing.is_err() {
+                    false
+                } else if is_grant_id(&c.gid) {
+                    let cmd = GrantCommand::Status {
+                        now,
+                        refresh_hash: None,
+                    };
+                    match grants::call(env, &c.gid, &cmd).await? {
+                        // Still the same person, under the same password.
+                        GrantReply::Active { grant } if grant.partner_id == client.partner_id => {
+                            user_grant::grant_user(env, &grant, now_ms, None)
+                                .await?
+                                .is_some()
+                        }
+                        _ => false,
+                    }
+                } else {
+                    // Client-credentials tokens: the caller's own (revocation: the standing).
+                    c.client_id == client.client_id.as_str()
+                };
+                if grant_ok {
+                    json!({
+                        "active": true,
+                        "token_type": "Bearer",
+                        "scope": c.scope,
+                        "client_id": c.client_id,
+                        "sub": c.sub,
+                        "aud": c.aud,
+                        "iss": c.iss,
+                        "jti": c.jti,
+                    })
+                } else {
+                    inactive()
+                }
+            }
+            Some(Ours::Refresh { grant_id, hash }) => {
+                let cmd = GrantCommand::Status {
+                    now,
+                    refresh_hash: Some(hash),
+                };
+                match grants::call(env, &grant_id, &cmd).await? {
+                    GrantReply::Active { grant }
+                        if grant.client_id == client.client_id
+                            && user_grant::grant_user(env, &grant, now_ms, None)
+                                .await?
+                                .is_some() =>
+                    {
+                        json!({
+                            "active": true,
+                            "token_type": "refresh_token",
+                            "scope": grant.scopes.join(" "),
+                            "client_id": grant.client_id,
+                            "sub": grant.sub,
+                        })
+                    }
+                    _ => inactive(),
+                }
+            }
+        };
+        Ok((client, body))
+    }
+    .await;
+    match result {
+        Ok((client, body)) => {
+            Outcome::new(respond::json(200, &body, &[]), "ok").partner(client.partner_id)
+        }
+        Err(e) => Outcome::error(e),
+    }
+}

@@ -1,0 +1,252 @@
+//! Admitting a token at the gateway: the partner gate for browsers, the bearer token (ours, valid
+//! and still standing), the page's partner, the route's scope and the rate limits.
+//!
+//! The hot path touches no storage: a token seen before in this isolate is answered from a
+//! bounded cache of admitted tokens (keyed by the token's SHA-256, kept at most
+//! [`ADMITTED_TTL_MS`] and never past the token's `exp`), and the gate reads its isolate cache.
+//! A first sight costs one signature check and up to three cached KV reads (revocation, client,
+//! partner). A revocation reaches the gateway when the isolate's entries for it expire: within
+//! `GATE_CACHE_TTL_SECONDS` (at most 30 s here) plus KV's propagation, and never later than
+//! the access token's own five minutes.
+
+use crate::edge::flows::limits::{self, Bucket};
+use crate::edge::flows::{bearer, gate};
+use crate::edge::rt::config;
+use crate::edge::rt::respond::Outcome;
+use crate::protocol::api::{has_scope, Needs};
+use crate::protocol::cache::TtlCache;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::gate::{self as gate_rules, Caller as Seen};
+use crate::protocol::origin::Origin;
+use crate::protocol::partner::PartnerId;
+use crate::protocol::ratelimit::RateLimits;
+use crate::protocol::tokens::AccessClaims;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::{Env, Request, Response};
+
+/// Longest time an admitted token is trusted without looking at revocations and the registry
+/// again (also bounded by `GATE_CACHE_TTL_SECONDS` and the token's `exp`).
+pub const ADMITTED_TTL_MS: u64 = 30_000;
+
+const ADMITTED_CAPACITY: usize = 4096;
+
+/// A token that passed every check that does not depend on the request.
+pub struct Admitted {
+    pub claims: AccessClaims,
+    /// The partner's rate limits, as published with its record.
+    pub limits: RateLimits,
+    /// The token's `exp`, in seconds.
+    pub exp: u64,
+    pub partner: PartnerId,
+    /// The identity JWT for the origin and its `exp`, signed on first forward.
+    pub identity: RefCell<Option<(String, u64)>>,
+}
+
+thread_local! {
+    // Refusals are cached too (except 503s), so a flood of one forged token costs one check.
+    static ADMITTED: RefCell<TtlCache<Result<Rc<Admitted>, ApiError>>> =
+        RefCell::new(TtlCache::new(ADMITTED_CAPACITY));
+}
+
+/// Forgets every admitted token of this isolate: called where a revocation happens, so the
+/// isolate that revoked never lets the revoked token through again.
+pub fn forget_admitted() {
+    ADMITTED.with(|c| *c.borrow_mut() = TtlCache::new(ADMITTED_CAPACITY));
+}
+
+/// Who is calling, after every check.
+pub struct Caller {
+    pub admitted: Rc<Admitted>,
+    /// The browser origin, when the call came from a partner's page (CORS applies).
+    pub origin: Option<Origin>,
+}
+
+fn invalid(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, why)
+}
+
+/// The checks of a token that do not depend on the request: ours and valid, and still standing
+/// (not revoked, its client still registered, its partner active: [`bearer::standing`]).
+async fn admit_token(env: &Env, token: &str, now_ms: u64) -> Result<Admitted, ApiError> {
+    let (claims, exp) = bearer::check_with_exp(env, token, now_ms / 1000)?;
+    let standing = bearer::standing(env, &claims, now_ms)
+        .await?
+        .map_err(bearer::Unstanding::gateway_error)?;
+    Ok(Admitted {
+        claims,
+        limits: standing.partner.rate_limits.unwrap_or_default(),
+        exp,
+        partner: standing.client.partner_id,
+        identity: RefCell::new(None),
+    })
+}
+
+async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, ApiError> {
+    let key = Base64UrlUnpadded::encode_string(&Sha256::digest(token.as_bytes()));
+    if let Some(hit) = ADMITTED.with(|c| c.borrow().get(&key, now_ms).cloned()) {
+        return hit;
+    }
+    let result = admit_token(env, token, now_ms).await.map(Rc::new);
+    let ttl = match &result {
+        Ok(a) => {
+            let exp_ms = a.exp.saturating_mul(1000);
+            ADMITTED_TTL_MS
+                .min(config::gate_cache_ttl_ms(env))
+                .min(exp_ms.saturating_sub(now_ms))
+        }
+        Err(e) if e.code == ErrorCode::TemporarilyUnavailable => 0,
+        Err(_) => ADMITTED_TTL_MS.min(config::gate_cache_ttl_ms(env)),
+    };
+    ADMITTED.with(|c| c.borrow_mut().insert(key, result.clone(), now_ms, ttl));
+    result
+}
+
+/// A refusal, with what the gate already established: a partner's page gets the refusal with
+/// CORS headers (so its code can read the 401 and fetch a new token), and the log line names
+/// the partner.
+pub struct Refusal {
+    pub error: ApiError,
+    pub partner: Option<PartnerId>,
+    pub origin: Option<Origin>,
+    /// The token's client, when the refusal came after the token was admitted.
+    pub client: Option<String>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Refusal {
+        Refusal {
+            error,
+            partner: None,
+            origin: None,
+            client: None,
+        }
+    }
+}
+
+impl Refusal {
+    /// A refusal of a caller whose token was admitted: the log names its partner and client.
+    pub fn after(caller: &Caller, error: ApiError) -> Refusal {
+        Refusal {
+            error,
+            partner: Some(caller.admitted.partner.clone()),
+            origin: caller.origin.clone(),
+            client: Some(caller.admitted.claims.client_id.clone()),
+        }
+    }
+
+    pub fn outcome(self) -> Outcome {
+        let mut out = Outcome::error(self.error);
+        out.response = with_cors(out.response, self.origin.as_ref());
+        out.partner = self.partner;
+        out.client = self.client;
+        out
+    }
+}
+
+/// The browser origin of a request and its partner, after the partner gate; `None` for a
+/// server-to-server call (no `Origin` or `Referer`).
+async fn browser_origin(
+    req: &Request,
+    env: &Env,
+    now_ms: u64,
+) -> Result<Option<(Origin, PartnerId)>, ApiError> {
+    let h = req.headers();
+    let origin_h = h.get("origin").ok().flatten();
+    let referer_h = h.get("referer").ok().flatten();
+    match gate_rules::caller(origin_h.as_deref(), referer_h.as_deref()) {
+        Seen::Server => Ok(None),
+        Seen::Unrecognized => Err(gate_rules::origin_not_allowed(
+            "this origin is not on the partner allowlist",
+        )),
+        Seen::Browser(o) => {
+            let entry = gate::lookup(env, &o, now_ms).await?;
+            let partner = gate_rules::admit(entry.as_ref())?.clone();
+            Ok(Some((o, partner)))
+        }
+    }
+}
+
+/// The token of a request, admitted (see [`admitted`]) and not expired.
+async fn token_of(req: &Request, env: &Env, now_ms: u64) -> Result<Rc<Admitted>, ApiError> {
+    let token = bearer::presented(req)?;
+    let admitted = admitted(env, &token, now_ms).await?;
+    if admitted.exp.saturating_mul(1000) <= now_ms {
+        return Err(invalid("the access token expired"));
+    }
+    Ok(admitted)
+}
+
+/// The checks of an admitted token against this request: the page's partner, the route's
+/// scope, the rate limits.
+async fn permit(
+    env: &Env,
+    admitted: &Admitted,
+    browser: Option<&PartnerId>,
+    needs: Needs<'_>,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    if browser.is_some_and(|p| *p != admitted.partner) {
+        return Err(gate_rules::origin_not_allowed(
+            "this origin belongs to another partner than the token's client",
+        ));
+    }
+    if let Needs::Scope(scope) = needs {
+        if !has_scope(&admitted.claims.scope, scope) {
+            return Err(ApiError::insufficient_scope(scope));
+        }
+    }
+    limits::admit_client(
+        env,
+        Bucket::Api,
+        &admitted.partner,
+        &admitted.claims.client_id,
+        &admitted.limits,
+        now_ms,
+    )
+    .await
+}
+
+/// Runs every edge check for a request that needs `needs`.
+pub async fn check(
+    req: &Request,
+    env: &Env,
+    needs: Needs<'_>,
+    now_ms: u64,
+) -> Result<Caller, Refusal> {
+    let browser = browser_origin(req, env, now_ms).await?;
+    let (origin, page_partner) = browser.unzip();
+    let admitted = match token_of(req, env, now_ms).await {
+        Ok(a) => a,
+        Err(error) => {
+            return Err(Refusal {
+                error,
+                partner: page_partner,
+                origin,
+                client: None,
+            })
+        }
+    };
+    let caller = Caller { admitted, origin };
+    match permit(env, &caller.admitted, page_partner.as_ref(), needs, now_ms).await {
+        Ok(()) => Ok(caller),
+        Err(error) => Err(Refusal::after(&caller, error)),
+    }
+}
+
+pub fn with_cors(mut resp: Response, origin: Option<&Origin>) -> Response {
+    if let Some(o) = origin {
+        for (k, v) in gate_rules::cors_headers(o) {
+            // The origin's own `Vary` still holds: ours is added to it, never put in its place.
+            let v = if k == "vary" {
+                gate_rules::merge_vary(resp.headers().get(k).ok().flatten().as_deref(), &v)
+            } else {
+                v
+            };
+            let _ = resp.headers_mut().set(k, &v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,229 @@
+//! Partners' public keys at the edge: an inline JWK Set, or one fetched from the partner's
+//! `jwks_uri`.
+//!
+//! A fetch goes where the partner registered and nowhere else: redirects are not followed (a
+//! 3xx is a failure; a partner whose keys moved updates its `jwks_uri`), and the whole exchange,
+//! body included, is bounded by a time-out and a 64 KiB cap. A good document is cached for five
+//! minutes and refetched on an unknown `kid` at most once per 30 s. Concurrent requests that need
+//! the same document wait for one fetch, and a failure is remembered with a back-off
+//! (`protocol::backoff`), so forged tokens naming a partner whose endpoint fails cost that
+//! endpoint one fetch per back-off period, not one per token.
+//!
+//! The partner's endpoint failing is the partner's refusal, not our outage: it is answered like
+//! any other assertion we cannot verify (`access_denied`: a 403 page at `/link` and
+//! `/login/auto`, `invalid_grant` at the token endpoint), with the cause in the log line. A 503
+//! stays for our own failures (a stored key set that does not parse).
+
+use crate::protocol::assertion::{parse_public_jwks, PublicKey};
+use crate::protocol::backoff::Backoff;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::partner::Partner;
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+use worker::{Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
+
+/// For the whole exchange: connection, headers and body.
+pub const FETCH_TIMEOUT_MS: u64 = 3_000;
+
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+pub const CACHE_MS: u64 = 5 * 60 * 1000;
+
+pub const REFETCH_MIN_MS: u64 = 30 * 1000;
+
+/// How often a request waiting for another's fetch of the same document looks again. Requests
+/// never await each other's promises (the runtime ties I/O to the request that started it);
+/// they look at the isolate's record instead.
+const WAIT_STEP_MS: u64 = 20;
+
+/// A fetch marked in flight for longer than its time-out was abandoned (its request went away):
+/// the next request fetches.
+const IN_FLIGHT_MAX_MS: u64 = FETCH_TIMEOUT_MS + 500;
+
+/// A partner's public keys, parsed once per document.
+type Keys = Rc<[PublicKey]>;
+
+#[derive(Default)]
+struct Endpoint {
+    /// The last good document and when it was fetched.
+    cached: Option<(Keys, u64)>,
+    backoff: Backoff,
+    /// When the fetch under way (if any) started.
+    fetching_since: Option<u64>,
+}
+
+thread_local! {
+    static ENDPOINTS: RefCell<HashMap<String, Endpoint>> = RefCell::new(HashMap::new());
+}
+
+/// Our stored key set is broken: our failure.
+fn unavailable(why: String) -> ApiError {
+    ApiError::unavailable(format!("partner keys: {why}"))
+}
+
+/// The partner's endpoint failed (now, or recently enough to be in its back-off).
+fn endpoint_failed(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::AccessDenied,
+        "The partner's keys could not be fetched, so its token cannot be verified. Try again in a few minutes.",
+    )
+    .with_cause(format!("partner keys: {why}"))
+}
+
+async fn read_jwks(uri: &str) -> Result<Keys, String> {
+    let headers = Headers::new();
+    headers
+        .set("accept", "application/jwk-set+json, application/json")
+        .map_err(|e| e.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    let req = Request::new_with_init(uri, &init).map_err(|e| e.to_string())?;
+    let mut resp = Fetch::Request(req)
+        .send()
+        .await
+        .map_err(|e| format!("fetch: {e}"))?;
+    let status = resp.status_code();
+    if (300..400).contains(&status) {
+        return Err(format!(
+            "jwks_uri redirected ({status}); redirects are not followed"
+        ));
+    }
+    if status != 200 {
+        return Err(format!("jwks_uri answered {status}"));
+    }
+    let declared = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+        return Err("jwks_uri document is over 64 KiB".into());
+    }
+    let mut body: Vec<u8> = Vec::new();
+    let mut stream = resp.stream().map_err(|e| e.to_string())?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err("jwks_uri document is over 64 KiB".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let jwks: Value =
+        serde_json::from_slice(&body).map_err(|e| format!("jwks_uri is not JSON: {e}"))?;
+    // Only a usable document counts as a success (and resets the back-off); it is kept parsed.
+    let keys = parse_public_jwks(&jwks).map_err(|e| format!("jwks_uri document: {e}"))?;
+    Ok(Rc::from(keys))
+}
+
+/// Fetches `uri` within [`FETCH_TIMEOUT_MS`] and records the outcome for the isolate.
+async fn fetch_and_record(uri: &str, now_ms: u64) -> Result<Keys, String> {
+    let read = Box::pin(read_jwks(uri));
+    let timeout = Box::pin(Delay::from(Duration::from_millis(FETCH_TIMEOUT_MS)));
+    let result = match select(read, timeout).await {
+        Either::Left((r, _)) => r,
+        Either::Right(_) => Err("jwks_uri fetch timed out".into()),
+    };
+    ENDPOINTS.with(|e| {
+        let mut endpoints = e.borrow_mut();
+        let entry = endpoints.entry(uri.to_owned()).or_default();
+        entry.fetching_since = None;
+        match &result {
+            Ok(jwks) => {
+                entry.cached = Some((jwks.clone(), now_ms));
+                entry.backoff = Backoff::default();
+            }
+            Err(_) => entry.backoff = entry.backoff.failed(now_ms),
+        }
+    });
+    result
+}
+
+/// What one request does next, decided from the isolate's record of the endpoint.
+enum Plan {
+    Use(Keys),
+    /// No keys, and the endpoint is in its back-off: refuse without fetching.
+    Refuse(String),
+    /// Another request is fetching the document: look again shortly.
+    Wait,
+    /// Fetch it (marked in flight); `fallback` is the fresh document we hold, if any.
+    Fetch {
+        fallback: Option<Keys>,
+    },
+}
+
+fn plan(uri: &str, kid: Option<&str>, now_ms: u64) -> Result<Plan, ApiError> {
+    ENDPOINTS.with(|e| {
+        let mut endpoints = e.borrow_mut();
+        let entry = endpoints.entry(uri.to_owned()).or_default();
+        let fresh = entry
+            .cached
+            .as_ref()
+            .filter(|(_, at)| now_ms.saturating_sub(*at) < CACHE_MS)
+            .map(|(keys, at)| (keys.clone(), *at));
+        if let Some((keys, fetched_at)) = &fresh {
+            let knows_kid =
+                kid.is_none_or(|k| keys.iter().any(|key| key.kid.as_deref() == Some(k)));
+            let may_refetch = now_ms.saturating_sub(*fetched_at) >= REFETCH_MIN_MS;
+            if knows_kid || !may_refetch {
+                return Ok(Plan::Use(keys.clone()));
+            }
+        }
+        if entry
+            .fetching_since
+            .is_some_and(|t| now_ms.saturating_sub(t) < IN_FLIGHT_MAX_MS)
+        {
+            return Ok(Plan::Wait);
+        }
+        let fallback = fresh.map(|(jwks, _)| jwks);
+        if entry.backoff.waiting(now_ms) {
+            // Keys we still hold answer (an unknown kid is then simply unknown); without
+            // them the request is refused without touching the endpoint.
+            return Ok(match fallback {
+                Some(jwks) => Plan::Use(jwks),
+                None => Plan::Refuse(format!(
+                    "jwks_uri failed {} time(s) in a row; not fetched during its back-off",
+                    entry.backoff.failures()
+                )),
+            });
+        }
+        entry.fetching_since = Some(now_ms);
+        Ok(Plan::Fetch { fallback })
+    })
+}
+
+/// The partner's keys, for a token whose header names `kid`.
+pub async fn keys_for(partner: &Partner, kid: Option<&str>, now_ms: u64) -> Result<Keys, ApiError> {
+    if let Some(inline) = &partner.jwks {
+        return parse_public_jwks(inline).map(Rc::from).map_err(unavailable);
+    }
+    let Some(uri) = &partner.jwks_uri else {
+        return Ok(Rc::from(Vec::new()));
+    };
+    // The clock is read once per request; time spent waiting is counted here.
+    let mut waited_ms = 0;
+    let keys = loop {
+        match plan(uri, kid, now_ms + waited_ms)? {
+            Plan::Use(keys) => break keys,
+            Plan::Refuse(why) => return Err(endpoint_failed(&why)),
+            Plan::Wait => {
+                Delay::from(Duration::from_millis(WAIT_STEP_MS)).await;
+                waited_ms += WAIT_STEP_MS;
+            }
+            Plan::Fetch { fallback } => {
+                match (fetch_and_record(uri, now_ms + waited_ms).await, fallback) {
+                    (Ok(keys), _) | (Err(_), Some(keys)) => break keys,
+                    (Err(why), None) => return Err(endpoint_failed(&why)),
+                }
+            }
+        }
+    };
+    Ok(keys)
+}

@@ -1,0 +1,68 @@
+//! Revoking grants whoever their client (unlinking, a new password, a removed user), and telling
+//! this isolate's gateway at once.
+
+use crate::edge::calls::grants;
+use crate::edge::flows::admission;
+use crate::edge::rt::kvcache;
+use crate::protocol::api::revoked_key;
+use crate::protocol::error::ApiError;
+use crate::protocol::user::Username;
+use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::users::{UserCommand, UserReply};
+use futures_util::future::join_all;
+use worker::Env;
+
+/// Grants revoked at once, in parallel.
+const REVOKE_BATCH: usize = 16;
+
+/// Revokes grants whoever their client (unlinking, a new password, a removed user), and tells
+/// the gateway. A failure is an error once the batch has settled; revoking again is harmless.
+pub async fn revoke_all(env: &Env, grant_ids: &[String]) -> std::result::Result<(), ApiError> {
+    for batch in grant_ids.chunks(REVOKE_BATCH) {
+        revoke_batch(env, batch).await?;
+    }
+    Ok(())
+}
+
+async fn revoke_batch(env: &Env, batch: &[String]) -> std::result::Result<(), ApiError> {
+    let replies = join_all(
+        batch
+            .iter()
+            .map(|gid| grants::call(env, gid, &GrantCommand::RevokeAll)),
+    )
+    .await;
+    for (gid, reply) in batch.iter().zip(replies) {
+        if let GrantReply::Failed { error } = reply? {
+            return Err(error);
+        }
+        seen_here(gid);
+    }
+    Ok(())
+}
+
+/// Revokes a user's grants batch by batch, and has the user's object forget each batch once it
+/// is revoked: after a failure, the same admin request again goes on where this one stopped.
+pub async fn revoke_for_user(
+    env: &Env,
+    username: &Username,
+    grant_ids: &[String],
+) -> std::result::Result<(), ApiError> {
+    for batch in grant_ids.chunks(REVOKE_BATCH) {
+        revoke_batch(env, batch).await?;
+        let forget = UserCommand::ForgetGrants {
+            grant_ids: batch.to_vec(),
+        };
+        if let UserReply::Failed { error } =
+            crate::edge::calls::users::call(env, username, &forget).await?
+        {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Makes this isolate's gateway refuse a revocation at once, without waiting for its caches.
+pub fn seen_here(id: &str) {
+    kvcache::forget(&revoked_key(id));
+    admission::forget_admitted();
+}

@@ -1,0 +1,111 @@
+//! Unlinking a user from a partner, and ending all of a removed partner's links: the link store
+//! forgets the links, the user objects forget them and end the sessions automatic login
+//! started, and the grants issued through them are revoked.
+
+use crate::edge::calls::links;
+use crate::edge::flows::revoke;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::partner::PartnerId;
+use crate::protocol::user::Username;
+use crate::store::links::{LinkCommand, LinkReply};
+use worker::Env;
+
+/// Ends a link: the partner's record first (automatic login stops at once), then every grant
+/// issued through it, then the user's own list.
+pub async fn unlink(
+    env: &Env,
+    partner: &PartnerId,
+    salt: Option<&str>,
+    username: &Username,
+    now: u64,
+) -> std::result::Result<bool, ApiError> {
+    // Batch by batch: each revoked, then forgotten, so a failure leaves the rest for a retry.
+    // Only the first call removes the link; the sessions it started end right after.
+    let mut first = true;
+    loop {
+        let cmd = LinkCommand::Unlink {
+            username: username.clone(),
+            now,
+            remove: first,
+        };
+        let grant_ids = match links::call(env, partner, salt, &cmd).await? {
+            LinkReply::Unlinked { grant_ids } => grant_ids,
+            LinkReply::NotFound => Vec::new(),
+            LinkReply::Failed { error } => return Err(error),
+            _ => return Err(ApiError::unavailable("unexpected link reply")),
+        };
+        if first {
+            let end = crate::store::users::UserCommand::EndLinkSessions {
+                partner_id: partner.clone(),
+            };
+            match crate::edge::calls::users::call(env, username, &end).await? {
+                crate::store::users::UserReply::Failed { error }
+                    if error.code != ErrorCode::NotFound =>
+                {
+                    return Err(error)
+                }
+                _ => {}
+            }
+            first = false;
+        }
+        if grant_ids.is_empty() {
+            break;
+        }
+        revoke::revoke_all(env, &grant_ids).await?;
+        let forget = LinkCommand::ForgetGrants {
+            username: username.clone(),
+            grant_ids,
+        };
+        if let LinkReply::Failed { error } = links::call(env, partner, salt, &forget).await? {
+            return Err(error);
+        }
+    }
+    let forget = crate::store::users::UserCommand::ForgetLink {
+        partner_id: partner.clone(),
+    };
+    match crate::edge::calls::users::call(env, username, &forget).await? {
+        crate::store::users::UserReply::Failed { error } if error.code != ErrorCode::NotFound => {
+            Err(error)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// Rounds of `Retire` one removal request works through: at most this many times
+/// `RETIRE_BATCH` users are unlinked per request, so the work of one request stays bounded.
+const RETIRE_ROUNDS: u32 = 2;
+
+/// Ends what a removed partner held: its link store is retired first (no automatic login, no
+/// jwt-bearer grant, no new link from then on), then every link is ended by unlinking (the
+/// sessions it started, the grants issued through it, revoked and published, and the user's own
+/// record of it). `Ok(false)`: more is left than one request does; the same removal again (it
+/// is remembered by the registry until finished) goes on where this one stopped, as does one
+/// that failed half way.
+pub async fn end_partner(
+    env: &Env,
+    partner: &PartnerId,
+    salt: Option<&str>,
+    now: u64,
+) -> std::result::Result<bool, ApiError> {
+    for round in 0..=RETIRE_ROUNDS {
+        let usernames = match links::call(env, partner, salt, &LinkCommand::Retire).await? {
+            LinkReply::Retired { usernames } => usernames,
+            LinkReply::Failed { error } => return Err(error),
+            _ => return Err(ApiError::unavailable("unexpected link reply")),
+        };
+        if usernames.is_empty() {
+            return Ok(true);
+        }
+        if round == RETIRE_ROUNDS {
+            break;
+        }
+        for username in usernames {
+            unlink(env, partner, salt, &username, now).await?;
+            let done = LinkCommand::Retired { username };
+            if let LinkReply::Failed { error } = links::call(env, partner, salt, &done).await? {
+                return Err(error);
+            }
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,140 @@
+//! Issuing a user grant and checking one later: the grant is remembered with its user (so a new
+//! password or the user's removal revokes it) and with the link it came through; a grant's user
+//! is checked to be the same person still.
+
+use crate::edge::calls::{links, users};
+use crate::edge::flows::revoke;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::grant::{Grant, GRANT_ABSOLUTE_S};
+use crate::protocol::user::{UserView, Username};
+use crate::store::links::{LinkCommand, LinkReply};
+use crate::store::users::{RenewGrant, UserCommand, UserReply};
+use worker::Env;
+
+/// Remembers a new user grant with its user, so that a new password or the user's removal
+/// revokes it, for as long as it can be used (`lives_s`: a grant without refresh tokens ends
+/// with its last access token). With `session_hash`, only while that session lives; otherwise
+/// (or on failure) the grant is revoked again before the error, so nothing is issued from it.
+pub async fn record_with_user(
+    env: &Env,
+    grant: &Grant,
+    lives_s: u64,
+    session_hash: Option<String>,
+) -> std::result::Result<(), ApiError> {
+    let Some(username) = &grant.username else {
+        return Ok(());
+    };
+    let in_session = session_hash.is_some();
+    let cmd = UserCommand::AddGrant {
+        grant_id: grant.grant_id.clone(),
+        client_id: grant.client_id.clone(),
+        expires_at: grant.created_at + lives_s.min(GRANT_ABSOLUTE_S),
+        session_hash,
+        password_epoch: grant.password_epoch,
+        now: grant.created_at,
+    };
+    let refused = match crate::edge::calls::users::call(env, username, &cmd).await {
+        Ok(UserReply::Done) => return Ok(()),
+        Ok(UserReply::NoSession) if in_session => ApiError::new(
+            ErrorCode::LoginRequired,
+            "the session or password changed while the grant was issued; sign in again",
+        ),
+        Ok(UserReply::NoSession) => ApiError::new(
+            ErrorCode::InvalidGrant,
+            "the user's password changed while the grant was issued; ask again",
+        ),
+        Ok(UserReply::Failed { error }) if error.code == ErrorCode::NotFound => {
+            ApiError::new(ErrorCode::InvalidGrant, "the user no longer exists")
+        }
+        Ok(UserReply::Failed { error }) => error,
+        Ok(_) => ApiError::unavailable("unexpected user reply"),
+        Err(e) => e,
+    };
+    // Best effort: the grant's code or token has not been handed out, so it is unusable anyway.
+    let _ = revoke::revoke_all(env, std::slice::from_ref(&grant.grant_id)).await;
+    Err(refused)
+}
+
+/// Lists a grant issued through `username`'s link with `partner` until `expires_at`, so
+/// unlinking ends it. If the link is gone (removed meanwhile), the grant is revoked again and
+/// `gone` is the error: nothing is issued from it.
+pub async fn add_grant(
+    env: &Env,
+    partner: &crate::protocol::partner::Partner,
+    username: &Username,
+    grant_id: &str,
+    expires_at: u64,
+    now: u64,
+    gone: ApiError,
+) -> std::result::Result<(), ApiError> {
+    let cmd = LinkCommand::AddGrant {
+        username: username.clone(),
+        grant_id: grant_id.to_owned(),
+        expires_at,
+        now,
+    };
+    let salt = partner.subject_salt.as_deref();
+    match links::call(env, &partner.id, salt, &cmd).await? {
+        LinkReply::Done => Ok(()),
+        LinkReply::NotFound => {
+            // Best effort: the grant's code or token has not been handed out.
+            let _ = revoke::revoke_all(env, &[grant_id.to_owned()]).await;
+            Err(gone)
+        }
+        LinkReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected link reply")),
+    }
+}
+
+/// The grant's user, if it is still the same person and the grant is younger than their
+/// password: a deleted user, a new account that reuses the username (a different pairwise
+/// subject), a password set after the grant began, or a partner removed (or created again under
+/// its id, with another subject salt), is `None`. Storage failures are errors.
+/// With `renew: (until, now)`, the user's object keeps the grant on its list until then (a
+/// refresh is about to issue an access token that a new password must be able to revoke).
+pub async fn grant_user(
+    env: &Env,
+    grant: &crate::protocol::grant::Grant,
+    now_ms: u64,
+    renew: Option<(u64, u64)>,
+) -> std::result::Result<Option<UserView>, ApiError> {
+    let Some(username) = &grant.username else {
+        return Ok(None);
+    };
+    let partner_key = crate::protocol::partner::keys::partner(&grant.partner_id);
+    let Some(partner) = crate::edge::rt::kvcache::get_json::<crate::protocol::partner::Partner>(
+        env,
+        &partner_key,
+        now_ms,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let cmd = UserCommand::Subject {
+        partner_id: grant.partner_id.clone(),
+        partner_salt: partner.subject_salt,
+        client_id: None,
+        link: false,
+        renew_grant: renew.map(|(until, now)| RenewGrant {
+            client_id: grant.client_id.clone(),
+            grant_id: grant.grant_id.clone(),
+            until,
+            now,
+            sub: grant.sub.clone(),
+            password_epoch: grant.password_epoch,
+        }),
+    };
+    match users::call(env, username, &cmd).await? {
+        UserReply::Subject {
+            user,
+            sub,
+            password_epoch,
+            ..
+        } if sub == grant.sub && grant.password_epoch == password_epoch => Ok(Some(user)),
+        UserReply::Subject { .. } => Ok(None),
+        UserReply::Failed { error } if error.code == ErrorCode::NotFound => Ok(None),
+        UserReply::Failed { error } => Err(error),
+        _ => Err(ApiError::unavailable("unexpected user reply")),
+    }
+}

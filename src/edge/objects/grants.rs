@@ -1,0 +1,195 @@
+//! The `GrantStore` Durable Object: one grant per object. Each command loads the grant, applies a
+//! pure transition from `protocol::grant`, and stores the result before answering, with no other
+//! I/O in between: concurrent redemptions are serialized by the object and exactly one wins.
+
+use crate::edge::rt::{objects, revoked};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::grant::{Grant, Step, GRANT_ABSOLUTE_S};
+use crate::store::grants::{GrantCommand, GrantReply};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+
+const GRANT: &str = "grant";
+
+/// A superseded refresh-token hash that no longer fits in the grant record.
+fn spilled_key(hash: &str) -> String {
+    format!("superseded:{hash}")
+}
+
+/// A grant object empties itself this long after its creation: past the absolute lifetime of any
+/// grant, with a day to spare, nothing in it can be used or needs remembering.
+const FORGET_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(GRANT_ABSOLUTE_S + 24 * 3600);
+
+#[durable_object(alarm)]
+pub struct GrantStore {
+    state: State,
+    env: Env,
+}
+
+fn storage_err(e: worker::Error) -> ApiError {
+    ApiError::unavailable(format!("grant storage: {e}"))
+}
+
+impl DurableObject for GrantStore {
+    fn new(state: State, env: Env) -> Self {
+        GrantStore { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "grant store", |cmd: GrantCommand| self.execute(cmd)).await
+    }
+
+    /// The grant's end: the record, and every superseded hash kept apart, go.
+    async fn alarm(&self) -> Result<Response> {
+        // A failure is an error, so the runtime tries the alarm again.
+        self.state.storage().delete_all().await?;
+        Response::ok("")
+    }
+}
+
+impl GrantStore {
+    /// Stores the outcome of a transition before answering: an issue, or a refusal that still
+    /// changed the grant (a replay that revoked it).
+    async fn settle(&self, grant: &Grant, step: Step) -> std::result::Result<GrantReply, ApiError> {
+        match step {
+            Ok(issue) => {
+                self.store(grant).await?;
+                Ok(GrantReply::Issued { issue })
+            }
+            Err((error, changed)) => {
+                if changed {
+                    self.store(grant).await?;
+                    if grant.revoked {
+                        revoked::publish(&self.env, &grant.grant_id).await?;
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Revokes the grant and tells the gateway. Revoking again publishes again, so a retry
+    /// after a failed publication completes it.
+    async fn revoke(&self, mut grant: Grant) -> std::result::Result<(), ApiError> {
+        grant.revoked = true;
+        self.store(&grant).await?;
+        revoked::publish(&self.env, &grant.grant_id).await
+    }
+
+    /// Stores the grant, and (again) the alarm that empties the object at the grant's end: a
+    /// fixed time, so setting it again never postpones it, and grants stored before alarms
+    /// existed get one at their next change.
+    async fn store(&self, grant: &Grant) -> std::result::Result<(), ApiError> {
+        self.state
+            .storage()
+            .put(GRANT, grant)
+            .await
+            .map_err(storage_err)?;
+        let end_ms = grant
+            .created_at
+            .saturating_add(FORGET_AFTER.as_secs())
+            .saturating_mul(1000);
+        let offset_ms = i64::try_from(end_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(crate::edge::rt::clock::now_ms()).unwrap_or(0));
+        self.state
+            .storage()
+            .set_alarm(offset_ms)
+            .await
+            .map_err(storage_err)
+    }
+
+    async fn execute(&self, cmd: GrantCommand) -> std::result::Result<GrantReply, ApiError> {
+        let existing: Option<Grant> = self.state.storage().get(GRANT).await.map_err(storage_err)?;
+        let unknown = || ApiError::new(ErrorCode::InvalidGrant, "unknown or expired grant");
+        match cmd {
+            GrantCommand::Create { grant } => {
+                match existing {
+                    // The same creation sent again after its reply was lost.
+                    Some(g) if g == *grant => {}
+                    Some(_) => return Err(ApiError::unavailable("grant id collision")),
+                    None => self.store(grant.as_ref()).await?,
+                }
+                Ok(GrantReply::Created)
+            }
+            GrantCommand::Redeem {
+                code_hash,
+                attempt,
+                client_id,
+                redirect_uri,
+                code_verifier,
+                new_refresh_hash,
+                now,
+            } => {
+                let mut grant = existing.ok_or_else(unknown)?;
+                let step = grant.redeem(
+                    &code_hash,
+                    &attempt,
+                    &client_id,
+                    redirect_uri.as_deref(),
+                    code_verifier.as_deref(),
+                    new_refresh_hash,
+                    now,
+                );
+                self.settle(&grant, step).await
+            }
+            GrantCommand::Refresh {
+                refresh_hash,
+                client_id,
+                scopes,
+                new_refresh_hash,
+                now,
+            } => {
+                let mut grant = existing.ok_or_else(unknown)?;
+                let spilled_before = !grant.knows_refresh(&refresh_hash)
+                    && self
+                        .state
+                        .storage()
+                        .get::<u8>(&spilled_key(&refresh_hash))
+                        .await
+                        .map_err(storage_err)?
+                        .is_some();
+                let step = grant.refresh(
+                    &refresh_hash,
+                    &client_id,
+                    scopes,
+                    new_refresh_hash,
+                    now,
+                    spilled_before,
+                );
+                // Kept apart before the record is stored: at worst it is in both places.
+                if let Some(old) = grant.refresh.as_mut().and_then(|r| r.spilled.take()) {
+                    self.state
+                        .storage()
+                        .put(&spilled_key(&old), 1u8)
+                        .await
+                        .map_err(storage_err)?;
+                }
+                self.settle(&grant, step).await
+            }
+            GrantCommand::Revoke { client_id } => {
+                if let Some(grant) = existing.filter(|g| g.client_id == client_id) {
+                    self.revoke(grant).await?;
+                }
+                Ok(GrantReply::Revoked)
+            }
+            GrantCommand::RevokeAll => {
+                if let Some(grant) = existing {
+                    self.revoke(grant).await?;
+                }
+                Ok(GrantReply::Revoked)
+            }
+            GrantCommand::Status { now, refresh_hash } => Ok(match existing {
+                Some(grant)
+                    if grant.active(now)
+                        && refresh_hash
+                            .as_deref()
+                            .is_none_or(|h| grant.is_current_refresh(h)) =>
+                {
+                    GrantReply::Active { grant }
+                }
+                _ => GrantReply::Inactive,
+            }),
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The `Registry` Durable Object: the partner registry's source of truth, and its publisher to KV.
+//!
+//! Commands are serialized by an async lock, so a command's KV publication never interleaves
+//! with another's. Each change is written to SQLite in one synchronous stretch (one implicit
+//! transaction) together with the KV writes it implies (the outbox); the outbox is then drained
+//! in order. A failed KV write stays in the outbox and is retried by an alarm and by the next
+//! command, so the edge converges and nothing is lost.
+
+use crate::edge::rt::objects::sql_text as text;
+use crate::edge::rt::{config, objects, random};
+use crate::protocol::client::{check_redirects_on_partner, ClientId, ClientRecord};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::origin::Origin;
+use crate::protocol::partner::{
+    plan_delete, plan_put, resolved_issuer, EdgeWrite, Partner, PartnerId,
+};
+use crate::store::registry::{RegistryCommand, RegistryReply, SCHEMA};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use futures_util::lock::Mutex;
+use serde::Deserialize;
+use std::cell::Cell;
+use std::time::Duration;
+use worker::{
+    console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage,
+    SqlStorageValue, State,
+};
+
+/// How soon an alarm retries a publication that failed.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[durable_object(alarm)]
+pub struct Registry {
+    state: State,
+    env: Env,
+    lock: Mutex<()>,
+    schema_ready: Cell<bool>,
+}
+
+#[derive(Deserialize)]
+struct RecordRow {
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct OwnerRow {
+    partner_id: String,
+}
+
+#[derive(Deserialize)]
+struct OutboxRow {
+    key: String,
+    value: Option<String>,
+    seq: f64,
+}
+
+#[derive(Deserialize)]
+struct MaxRow {
+    n: f64,
+}
+
+fn storage_err(e: worker::Error) -> ApiError {
+    ApiError::unavailable(format!("registry storage: {e}"))
+}
+
+impl DurableObject for Registry {
+    fn new(state: State, env: Env) -> Self {
+        Registry {
+            state,
+            env,
+            lock: Mutex::new(()),
+            schema_ready: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "registry", |cmd: RegistryCommand| async move {
+            let _serial = self.lock.lock().await;
+            self.execute(cmd).await
+        })
+        .await
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let _serial = self.lock.lock().await;
+        if let Err(e) = self.sql() {
+            console_error!("registry alarm: {}", e.description);
+        } else if let Err(e) = self.publish().await {
+            console_error!("registry alarm: {}", e.cause.unwrap_or(e.description));
+        }
+        Response::ok("")
+    }
+}
+
+impl Registry {
+    fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
+        objects::sql(&self.state, &self.schema_ready, SCHEMA)
+    }
+
+    async fn execute(&self, cmd: RegistryCommand) -> std::result::Result<RegistryReply, ApiError> {
+        let sql = self.sql()?;
+        match cmd {
+            RegistryCommand::Get { id } => match read_partner(&sql, &id)? {
+                Some(partner) => Ok(RegistryReply::Partner { partner }),
+                None => Err(ApiError::not_found("partner")),
+            },
+            RegistryCommand::List => {
+                let rows: Vec<RecordRow> = sql
+                    .exec("SELECT record FROM partners ORDER BY id", None)
+                    .and_then(|c| c.to_array())
+                    .map_err(storage_err)?;
+                let partners = rows
+                    .iter()
+                    .map(|r| decode_record(&r.record))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(RegistryReply::Partners { partners })
+            }
+            RegistryCommand::Put { id, spec, now } => {
+                let new_salt = Base64UrlUnpadded::encode_string(&random::bytes::<16>()?);
+                // From here to `publish` nothing awaits: SQLite commits these writes together.
+                let existing = read_partner(&sql, &id)?;
+                if existing.is_none() && read_removal(&sql, &id)?.is_some() {
+                    return Err(ApiError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "a partner with this id was removed and its links are still being ended: \
+                         repeat its DELETE until it answers 204, then create it again",
+                    ));
+                }
+                let mut owners = Vec::new();
+                for origin in &spec.origins {
+                    if let Some(owner) = read_owner(&sql, origin)? {
+                        owners.push((origin.clone(), owner));
+                    }
+                }
+                let issuer_owner = read_issuer_owner(&sql, &resolved_issuer(&spec))?;
+                let plan = plan_put(
+                    id,
+                    spec,
+                    existing,
+                    &owners,
+                    issuer_owner.as_ref(),
+                    now,
+                    &new_salt,
+                )?;
+                let record = serde_json::to_string(&plan.record)
+                    .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
+                exec(
+                    &sql,
+                    "INSERT INTO partners (id, record) VALUES (?, ?) \
+                     ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                    vec![
+                        text(plan.record.id.as_str()),
+                        SqlStorageValue::String(record),
+                    ],
+                )?;
+                for origin in &plan.released {
+                    exec(
+                        &sql,
+                        "DELETE FROM partner_origins WHERE origin = ?",
+                        vec![text(origin.as_str())],
+                    )?;
+                }
+                for origin in &plan.claimed {
+                    exec(
+                        &sql,
+                        "INSERT INTO partner_origins (origin, partner_id) VALUES (?, ?)",
+                        vec![text(origin.as_str()), text(plan.record.id.as_str())],
+                    )?;
+                }
+                exec(
+                    &sql,
+                    "DELETE FROM partner_issuers WHERE partner_id = ?",
+                    vec![text(plan.record.id.as_str())],
+                )?;
+                exec(
+                    &sql,
+                    "INSERT INTO partner_issuers (issuer, partner_id) VALUES (?, ?)",
+                    vec![text(&plan.record.issuer), text(plan.record.id.as_str())],
+                )?;
+                enqueue(&sql, &plan.edge_writes)?;
+                self.publish().await?;
+                Ok(RegistryReply::Saved {
+                    partner: plan.record,
+                    created: plan.created,
+                })
+            }
+            RegistryCommand::Delete { id } => {
+                let Some(existing) = read_partner(&sql, &id)? else {
+                    // Removed before, but what it held is not all ended yet: the caller goes on.
+                    return match read_removal(&sql, &id)? {
+                        Some(partner) => Ok(RegistryReply::PartnerRemoved { partner }),
+                        None => Err(ApiError::not_found("partner")),
+                    };
+                };
+                let clients = read_clients(&sql, &id)?;
+                exec(
+                    &sql,
+                    "DELETE FROM partner_origins WHERE partner_id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                exec(
+                    &sql,
+                    "DELETE FROM clients WHERE partner_id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                exec(
+                    &sql,
+                    "DELETE FROM partner_issuers WHERE partner_id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                exec(
+                    &sql,
+                    "DELETE FROM partners WHERE id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                let record = serde_json::to_string(&existing)
+                    .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
+                exec(
+                    &sql,
+                    "INSERT INTO partner_removals (id, record) VALUES (?, ?) \
+                     ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                    vec![text(id.as_str()), SqlStorageValue::String(record)],
+                )?;
+                // Clients first: nothing of the partner stays usable while the rest is removed.
+                let mut writes: Vec<EdgeWrite> = clients
+                    .iter()
+                    .map(|c| EdgeWrite {
+                        key: c.client_id.kv_key(),
+                        value: None,
+                    })
+                    .collect();
+                writes.extend(plan_delete(&existing));
+                enqueue(&sql, &writes)?;
+                self.publish().await?;
+                Ok(RegistryReply::PartnerRemoved { partner: existing })
+            }
+            RegistryCommand::RemovalDone { id } => {
+                exec(
+                    &sql,
+                    "DELETE FROM partner_removals WHERE id = ?",
+                    vec![text(id.as_str())],
+                )?;
+                Ok(RegistryReply::Deleted)
+            }
+            RegistryCommand::CreateClient {
+                partner_id,
+                client_id,
+                spec,
+                secret_hash,
+                now,
+            } => {
+                let Some(partner) = read_partner(&sql, &partner_id)? else {
+                    return Err(ApiError::not_found("partner"));
+                };
+                check_redirects_on_partner(&spec, &partner)?;
+                if read_client(&sql, &client_id)?.is_some() {
+                    return Err(ApiError::unavailable("client id collision"));
+                }
+                let record = ClientRecord {
+                    client_id,
+                    partner_id,
+                    name: spec.name,
+                    redirect_uris: spec.redirect_uris,
+                    grant_types: spec.grant_types,
+                    scopes: spec.scopes,
+                    token_endpoint_auth_method: spec.token_endpoint_auth_method,
+                    jwks: spec.jwks,
+                    id_token_signed_response_alg: spec.id_token_signed_response_alg,
+                    secret_hash,
+                    created_at: now,
+                };
+                let json = serde_json::to_string(&record)
+                    .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
+                exec(
+                    &sql,
+                    "INSERT INTO clients (id, partner_id, record) VALUES (?, ?, ?)",
+                    vec![
+                        text(record.client_id.as_str()),
+                        text(record.partner_id.as_str()),
+                        SqlStorageValue::String(json.clone()),
+                    ],
+                )?;
+                enqueue(
+                    &sql,
+                    &[EdgeWrite {
+                        key: record.client_id.kv_key(),
+                        value: Some(json),
+                    }],
+                )?;
+                self.publish().await?;
+                Ok(RegistryReply::Client {
+                    client: record.view(),
+                })
+            }
+            RegistryCommand::GetClient { client_id } => match read_client(&sql, &client_id)? {
+                Some(c) => Ok(RegistryReply::Client { client: c.view() }),
+                None => Err(ApiError::not_found("client")),
+            },
+            RegistryCommand::ListClients { partner_id } => {
+                if read_partner(&sql, &partner_id)?.is_none() {
+                    return Err(ApiError::not_found("partner"));
+                }
+                let clients = read_clients(&sql, &partner_id)?
+                    .iter()
+                    .map(ClientRecord::view)
+                    .collect();
+                Ok(RegistryReply::Clients { clients })
+            }
+            RegistryCommand::DeleteClient { client_id } => {
+                if read_client(&sql, &client_id)?.is_none() {
+                    return Err(ApiError::not_found("client"));
+                }
+                exec(
+                    &sql,
+                    "DELETE FROM clients WHERE id = ?",
+                    vec![text(client_id.as_str())],
+                )?;
+                enqueue(
+                    &sql,
+                    &[EdgeWrite {
+                        key: client_id.kv_key(),
+                        value: None,
+                    }],
+                )?;
+                self.publish().await?;
+                Ok(RegistryReply::Deleted)
+            }
+        }
+    }
+
+    /// Drains the outbox to KV in order. On failure the rest stays queued and an alarm retries.
+    async fn publish(&self) -> std::result::Result<(), ApiError> {
+        let result = self.try_publish().await;
+        if let Err(e) = &result {
+            if let Err(alarm_err) = self.state.storage().set_alarm(RETRY_AFTER).await {
+                console_error!("registry: cannot schedule publish retry: {alarm_err}");
+            }
+            return Err(ApiError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "saved, but publishing to the edge failed; it is retried automatically",
+            )
+            .with_cause(e.cause.clone().unwrap_or_default()));
+        }
+        result
+    }
+
+    async fn try_publish(&self) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        let rows: Vec<OutboxRow> = sql
+            .exec("SELECT key, value, seq FROM outbox ORDER BY seq", None)
+            .and_then(|c| c.to_array())
+            .map_err(storage_err)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let kv = self
+            .env
+            .kv(config::PARTNERS_KV)
+            .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?;
+        for row in rows {
+            let kv_err = |e: worker::kv::KvError| ApiError::unavailable(format!("kv write: {e}"));
+            // Not bounded by a time-out: a write given up on could still land after a newer
+            // one for the same key (a suspension overwritten by an older "active"). The outbox
+            // writes in order, each awaited to the end; the caller's object call is bounded.
+            match &row.value {
+                Some(v) => kv
+                    .put(&row.key, v.as_str())
+                    .map_err(kv_err)?
+                    .execute()
+                    .await
+                    .map_err(kv_err)?,
+                None => kv.delete(&row.key).await.map_err(kv_err)?,
+            }
+            exec(
+                &sql,
+                "DELETE FROM outbox WHERE key = ? AND seq = ?",
+                vec![text(&row.key), SqlStorageValue::Float(row.seq)],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn exec(
+    sql: &SqlStorage,
+    query: &str,
+    args: Vec<SqlStorageValue>,
+) -> std::result::Result<(), ApiError> {
+    sql.exec(query, args).map(|_| ()).map_err(storage_err)
+}
+
+fn decode_record(raw: &str) -> std::result::Result<Partner, ApiError> {
+    serde_json::from_str(raw)
+        .map_err(|e| ApiError::unavailable(format!("corrupt partner record: {e}")))
+}
+
+fn read_partner(
+    sql: &SqlStorage,
+    id: &PartnerId,
+) -> std::result::Result<Option<Partner>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM partners WHERE id = ?",
+            vec![text(id.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first().map(|r| decode_record(&r.record)).transpose()
+}
+
+/// The record of a removed partner whose links are not all ended yet.
+fn read_removal(
+    sql: &SqlStorage,
+    id: &PartnerId,
+) -> std::result::Result<Option<Partner>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM partner_removals WHERE id = ?",
+            vec![text(id.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first().map(|r| decode_record(&r.record)).transpose()
+}
+
+fn read_issuer_owner(
+    sql: &SqlStorage,
+    issuer: &str,
+) -> std::result::Result<Option<PartnerId>, ApiError> {
+    let rows: Vec<OwnerRow> = sql
+        .exec(
+            "SELECT partner_id FROM partner_issuers WHERE issuer = ?",
+            vec![text(issuer)],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first()
+        .map(|r| PartnerId::parse(&r.partner_id))
+        .transpose()
+}
+
+fn read_owner(
+    sql: &SqlStorage,
+    origin: &Origin,
+) -> std::result::Result<Option<PartnerId>, ApiError> {
+    let rows: Vec<OwnerRow> = sql
+        .exec(
+            "SELECT partner_id FROM partner_origins WHERE origin = ?",
+            vec![text(origin.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first()
+        .map(|r| PartnerId::parse(&r.partner_id))
+        .transpose()
+}
+
+fn decode_client(raw: &str) -> std::result::Result<ClientRecord, ApiError> {
+    serde_json::from_str(raw)
+        .map_err(|e| ApiError::unavailable(format!("corrupt client record: {e}")))
+}
+
+fn read_client(
+    sql: &SqlStorage,
+    id: &ClientId,
+) -> std::result::Result<Option<ClientRecord>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM clients WHERE id = ?",
+            vec![text(id.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.first().map(|r| decode_client(&r.record)).transpose()
+}
+
+fn read_clients(
+    sql: &SqlStorage,
+    partner: &PartnerId,
+) -> std::result::Result<Vec<ClientRecord>, ApiError> {
+    let rows: Vec<RecordRow> = sql
+        .exec(
+            "SELECT record FROM clients WHERE partner_id = ? ORDER BY id",
+            vec![text(partner.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.iter().map(|r| decode_client(&r.record)).collect()
+}
+
+/// Queues KV writes after any already queued; a newer write to the same key replaces the older.
+fn enqueue(sql: &SqlStorage, writes: &[EdgeWrite]) -> std::result::Result<(), ApiError> {
+    let rows: Vec<MaxRow> = sql
+        .exec("SELECT COALESCE(MAX(seq), 0) AS n FROM outbox", None)
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    let mut seq = rows.first().map_or(0.0, |r| r.n);
+    for w in writes {
+        seq += 1.0;
+        let value = w.value.as_ref().map_or(SqlStorageValue::Null, |v| {
+            SqlStorageValue::String(v.clone())
+        });
+        exec(
+            sql,
+            "INSERT INTO outbox (key, value, seq) VALUES (?, ?, ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, seq = excluded.seq",
+            vec![text(&w.key), value, SqlStorageValue::Float(seq)],
+        )?;
+    }
+    Ok(())
+}

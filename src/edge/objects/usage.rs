@@ -1,0 +1,142 @@
+//! The `UsageLog` Durable Object: usage counts per partner, client and hour in SQLite, added
+//! from the isolates' batches and kept for `RETENTION_S`.
+
+use crate::edge::rt::objects;
+use crate::protocol::error::ApiError;
+use crate::protocol::usage::{Counts, UsageRow, RETENTION_S};
+use crate::store::usage::{UsageCommand, UsageReply, SCHEMA};
+use serde::Deserialize;
+use std::cell::Cell;
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
+    State,
+};
+
+#[durable_object(fetch)]
+pub struct UsageLog {
+    state: State,
+    schema_ready: Cell<bool>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    hour: f64,
+    partner: String,
+    client: String,
+    counts: String,
+}
+
+fn text(v: Option<String>) -> SqlStorageValue {
+    v.map_or(SqlStorageValue::Null, SqlStorageValue::String)
+}
+
+fn err(e: worker::Error) -> ApiError {
+    ApiError::unavailable(format!("usage storage: {e}"))
+}
+
+fn corrupt(e: serde_json::Error) -> ApiError {
+    ApiError::unavailable(format!("corrupt usage row: {e}"))
+}
+
+impl DurableObject for UsageLog {
+    fn new(state: State, _env: Env) -> Self {
+        UsageLog {
+            state,
+            schema_ready: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        objects::serve(req, "usage log", |cmd: UsageCommand| async move {
+            self.execute(cmd)
+        })
+        .await
+    }
+}
+
+impl UsageLog {
+    fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
+        objects::sql(&self.state, &self.schema_ready, SCHEMA)
+    }
+
+    fn execute(&self, cmd: UsageCommand) -> std::result::Result<UsageReply, ApiError> {
+        let sql = self.sql()?;
+        match cmd {
+            UsageCommand::Add { rows, now } => {
+                sql.exec(
+                    "DELETE FROM usage WHERE hour < ?",
+                    vec![objects::sql_int(now.saturating_sub(RETENTION_S))],
+                )
+                .map_err(err)?;
+                // One synchronous stretch: the reads and writes of a merge are one transaction.
+                for row in rows {
+                    let existing: Vec<Row> = sql
+                        .exec(
+                            "SELECT hour, partner, client, counts FROM usage WHERE hour = ? AND partner = ? AND client = ?",
+                            vec![
+                                objects::sql_int(row.hour),
+                                SqlStorageValue::String(row.partner_id.clone()),
+                                SqlStorageValue::String(row.client_id.clone()),
+                            ],
+                        )
+                        .and_then(|c| c.to_array())
+                        .map_err(err)?;
+                    let mut counts = row.counts;
+                    if let Some(old) = existing.first() {
+                        let old: Counts = serde_json::from_str(&old.counts).map_err(corrupt)?;
+                        counts.merge(&old);
+                    }
+                    let body = serde_json::to_string(&counts).map_err(corrupt)?;
+                    sql.exec(
+                        "INSERT OR REPLACE INTO usage (hour, partner, client, counts) VALUES (?, ?, ?, ?)",
+                        vec![
+                            objects::sql_int(row.hour),
+                            SqlStorageValue::String(row.partner_id),
+                            SqlStorageValue::String(row.client_id),
+                            SqlStorageValue::String(body),
+                        ],
+                    )
+                    .map_err(err)?;
+                }
+                Ok(UsageReply::Added)
+            }
+            UsageCommand::Query {
+                partner,
+                client,
+                since,
+                until,
+                limit,
+            } => {
+                let found: Vec<Row> = sql
+                    .exec(
+                        "SELECT hour, partner, client, counts FROM usage WHERE hour >= ? AND hour <= ? \
+                         AND (? IS NULL OR partner = ?) AND (? IS NULL OR client = ?) \
+                         ORDER BY hour, partner, client LIMIT ?",
+                        vec![
+                            objects::sql_int(since - since % 3_600),
+                            objects::sql_int(until),
+                            text(partner.clone()),
+                            text(partner),
+                            text(client.clone()),
+                            text(client),
+                            objects::sql_int(limit as u64),
+                        ],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(err)?;
+                let rows = found
+                    .into_iter()
+                    .map(|r| {
+                        Ok(UsageRow {
+                            hour: r.hour as u64,
+                            partner_id: r.partner,
+                            client_id: r.client,
+                            counts: serde_json::from_str(&r.counts).map_err(corrupt)?,
+                        })
+                    })
+                    .collect::<std::result::Result<Vec<_>, ApiError>>()?;
+                Ok(UsageReply::Rows { rows })
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Reading request bodies: a declared size over the limit is refused before anything is read,
+//! and the size read is checked again (a body may not declare its length).
+
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::form::{Params, MAX_FORM_BYTES};
+use futures_util::StreamExt;
+use worker::Request;
+
+pub async fn read_limited(
+    req: &mut Request,
+    max: usize,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    // Read as a stream with a running count: a body that declared no length (or a wrong one)
+    // is cut off at the limit, never buffered whole first.
+    let mut stream = req.stream().map_err(|e| {
+        ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")
+            .with_cause(format!("body stream: {e}"))
+    })?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")
+                .with_cause(format!("body chunk: {e}"))
+        })?;
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An `application/x-www-form-urlencoded` body (OAuth requests and the pages' forms).
+pub async fn form(req: &mut Request) -> Result<Params, ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body = read_limited(req, MAX_FORM_BYTES, || {
+        ApiError::new(ErrorCode::InvalidRequest, "the form is too large")
+    })
+    .await?;
+    Params::parse(&body)
+}
+
+/// The parameters of a page request: the form body of a POST, the query string otherwise.
+pub async fn params(req: &mut Request, posted: bool) -> Result<Params, ApiError> {
+    if posted {
+        return form(req).await;
+    }
+    let query = req
+        .url()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "unreadable URL"))?
+        .query()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    Params::parse(query.as_bytes())
+}
+
+pub async fn read_form(mut req: Request) -> Result<(Request, Params), ApiError> {
+    let params = crate::edge::rt::body::form(&mut req).await?;
+    Ok((req, params))
+}

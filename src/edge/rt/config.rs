@@ -1,0 +1,257 @@
+//! Reading the Worker's vars and secrets, with their documented defaults.
+
+use crate::protocol::api::{ScopeMap, DEFAULT_MAX_BODY_BYTES};
+use crate::protocol::discovery::Issuer;
+use crate::protocol::error::ApiError;
+use crate::protocol::ratelimit::LoginLimits;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use worker::Env;
+
+/// Default lifetime of the in-isolate gate cache, in seconds.
+pub const DEFAULT_GATE_CACHE_TTL_S: u64 = 30;
+
+/// Upper bound, so a typo cannot keep a removed partner admitted for long.
+pub const MAX_GATE_CACHE_TTL_S: u64 = 300;
+
+pub const PARTNERS_KV: &str = "PARTNERS";
+
+pub const REGISTRY_DO: &str = "REGISTRY";
+
+pub const USERS_DO: &str = "USERS";
+
+pub const GRANTS_DO: &str = "GRANTS";
+
+pub const REPLAY_DO: &str = "REPLAY";
+
+pub const LINKS_DO: &str = "LINKS";
+
+pub const AUDIT_DO: &str = "AUDIT";
+
+pub const LIMITS_DO: &str = "LIMITS";
+
+pub const USAGE_DO: &str = "USAGE";
+
+pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
+    env.var("GATE_CACHE_TTL_SECONDS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_GATE_CACHE_TTL_S)
+        .min(MAX_GATE_CACHE_TTL_S)
+        * 1000
+}
+
+pub fn admin_token(env: &Env) -> Option<String> {
+    env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string())
+}
+
+/// The `ISSUER` var: every token's `iss` and the base of every endpoint URL. Unset or invalid,
+/// everything that issues or checks tokens answers 503.
+pub fn issuer(env: &Env) -> Result<Issuer, ApiError> {
+    env.var("ISSUER")
+        .ok()
+        .and_then(|v| Issuer::parse(&v.to_string()))
+        .ok_or_else(|| {
+            ApiError::unavailable("ISSUER is not set to an https URL (or a loopback http URL)")
+        })
+}
+
+thread_local! {
+    static ISSUER_HTTPS: Cell<Option<bool>> = const { Cell::new(None) };
+    static USAGE_FLUSH_MS: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// A var-derived value, worked out once per isolate (vars do not change in an isolate's life):
+/// for what every request asks.
+fn once_per_isolate<T: Copy>(
+    cell: &'static std::thread::LocalKey<Cell<Option<T>>>,
+    work: impl FnOnce() -> T,
+) -> T {
+    cell.with(|c| {
+        c.get().unwrap_or_else(|| {
+            let v = work();
+            c.set(Some(v));
+            v
+        })
+    })
+}
+
+/// Whether the issuer is an https URL (a deployment, not local development).
+pub fn issuer_is_https(env: &Env) -> bool {
+    once_per_isolate(&ISSUER_HTTPS, || {
+        var(env, "ISSUER").is_some_and(|i| i.starts_with("https://"))
+    })
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string())
+}
+
+/// The `ORIGIN_URL` var: where the gateway forwards `/api/*` (the request path is appended).
+/// The same rule as the issuer: https, or http on loopback; no query or trailing slash.
+pub fn origin_url(env: &Env) -> Result<String, ApiError> {
+    var(env, "ORIGIN_URL")
+        .and_then(|v| Issuer::parse(&v))
+        .map(|u| u.as_str().to_owned())
+        .ok_or_else(|| {
+            ApiError::unavailable("ORIGIN_URL is not set to an https URL (or a loopback http URL)")
+        })
+}
+
+thread_local! {
+    static SCOPES: RefCell<Option<(String, Rc<ScopeMap>)>> = const { RefCell::new(None) };
+}
+
+/// The `API_SCOPES` var, parsed once per isolate. Unset or invalid, the gateway answers 503:
+/// it never forwards a route whose scope it cannot tell.
+pub fn api_scopes(env: &Env) -> Result<Rc<ScopeMap>, ApiError> {
+    let raw = var(env, "API_SCOPES").unwrap_or_default();
+    if let Some(hit) = SCOPES.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(text, _)| *text == raw)
+            .map(|(_, m)| m.clone())
+    }) {
+        return Ok(hit);
+    }
+    let map = Rc::new(ScopeMap::parse(&raw).map_err(ApiError::unavailable)?);
+    SCOPES.with(|c| *c.borrow_mut() = Some((raw, map.clone())));
+    Ok(map)
+}
+
+/// The `API_MAX_BODY_BYTES` var: the largest request body the gateway forwards.
+pub fn api_max_body(env: &Env) -> u64 {
+    var(env, "API_MAX_BODY_BYTES")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+}
+
+/// Default failed sign-ins per username from one network per 5 minutes
+/// (`LOGIN_FAILURES_PER_USER`).
+pub const DEFAULT_LOGIN_FAILURES_PER_USER: u32 = 10;
+
+/// Default failed sign-ins per username from all networks together per 5 minutes
+/// (`LOGIN_FAILURES_PER_USER_ALL_NETWORKS`): ten networks' worth, so one attacker's addresses
+/// do not lock the user out of new browsers, while guessing spread over many stays bounded.
+pub const DEFAULT_LOGIN_FAILURES_PER_USER_ALL_NETWORKS: u32 = 100;
+
+/// Default failed sign-ins per IP per 5 minutes (`LOGIN_FAILURES_PER_IP`): a school's pupils
+/// may share one address.
+pub const DEFAULT_LOGIN_FAILURES_PER_IP: u32 = 100;
+
+fn positive(env: &Env, name: &str, default: u32) -> u32 {
+    var(env, name)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// The window of the login limits (`LOGIN_WINDOW_SECONDS`, default 300): a username or network
+/// that used up its failures waits at most this long.
+pub fn login_window_ms(env: &Env) -> u64 {
+    u64::from(positive(env, "LOGIN_WINDOW_SECONDS", 300)).min(3600) * 1000
+}
+
+/// The sign-in limits per window: `LOGIN_FAILURES_PER_IP` per network,
+/// `LOGIN_FAILURES_PER_USER` per username from one network (or per trusted browser), and
+/// `LOGIN_FAILURES_PER_USER_ALL_NETWORKS` per username from all networks together.
+pub fn login_limits(env: &Env) -> LoginLimits {
+    let per_network_user = positive(
+        env,
+        "LOGIN_FAILURES_PER_USER",
+        DEFAULT_LOGIN_FAILURES_PER_USER,
+    );
+    LoginLimits {
+        per_network: positive(env, "LOGIN_FAILURES_PER_IP", DEFAULT_LOGIN_FAILURES_PER_IP),
+        per_network_user,
+        per_user: positive(
+            env,
+            "LOGIN_FAILURES_PER_USER_ALL_NETWORKS",
+            DEFAULT_LOGIN_FAILURES_PER_USER_ALL_NETWORKS,
+        ),
+    }
+}
+
+/// How often an isolate hands its usage counts over (`USAGE_FLUSH_SECONDS`, default 10; 0:
+/// after every request).
+pub fn usage_flush_ms(env: &Env) -> u64 {
+    once_per_isolate(&USAGE_FLUSH_MS, || {
+        var(env, "USAGE_FLUSH_SECONDS")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(10)
+            .min(300)
+            * 1000
+    })
+}
+
+/// What an injected fault does to a Durable Object call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The call fails at once, as if the object could not be reached.
+    Fail,
+    /// The call never answers (until the caller's time-out).
+    Hang,
+    /// The object runs the command, but its reply is lost on the way back.
+    Lost,
+}
+
+thread_local! {
+    /// How often each counted fault (`…:lost_once`, `…:failN`) has fired in this isolate.
+    static FIRED: RefCell<Vec<(String, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Counts one more firing of `spec`, if it has fired fewer than `limit` times.
+fn fire_counted(spec: &str, limit: u32) -> bool {
+    FIRED.with(|fired| {
+        let mut fired = fired.borrow_mut();
+        match fired.iter_mut().find(|(s, _)| s == spec) {
+            Some((_, n)) if *n >= limit => false,
+            Some((_, n)) => {
+                *n += 1;
+                true
+            }
+            None => {
+                fired.push((spec.to_owned(), 1));
+                limit > 0
+            }
+        }
+    })
+}
+
+/// Fault injection for the tests: the var `EDGEWARD_INJECT_FAULTS` lists Durable Object calls
+/// that fail (`BINDING:command`), hang (`BINDING:command:hang`), or run but lose their reply
+/// (`BINDING:command:lost` every time, `BINDING:command:lost_once` the first time in an
+/// isolate), or fail only the first N times in an isolate (`BINDING:command:failN`); `*` stands
+/// for every command; comma-separated. Honoured only while the issuer is a
+/// loopback http URL, so it can never act in a deployment.
+pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
+    let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;
+    let local = var(env, "ISSUER")
+        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
+    if !local {
+        return None;
+    }
+    list.split(',').find_map(|f| {
+        let spec = f.trim();
+        let mut parts = spec.split(':');
+        let (b, c, kind) = (parts.next()?, parts.next()?, parts.next());
+        if b != binding || (c != "*" && c != command) {
+            return None;
+        }
+        match kind {
+            Some("hang") => Some(Fault::Hang),
+            Some("lost") => Some(Fault::Lost),
+            Some("lost_once") => fire_counted(spec, 1).then_some(Fault::Lost),
+            Some(k) => match k.strip_prefix("fail").map(str::parse::<u32>) {
+                Some(Ok(limit)) => fire_counted(spec, limit).then_some(Fault::Fail),
+                _ => Some(Fault::Fail),
+            },
+            None => Some(Fault::Fail),
+        }
+    })
+}
+
+/// The audience of our access tokens: the platform API behind the gateway.
+pub fn api_audience(issuer: &Issuer) -> String {
+    issuer.url("/api")
+}

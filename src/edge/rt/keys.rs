@@ -1,0 +1,174 @@
+//! Our signing keys at the edge: `SIGNING_KEYS` parsed once per isolate, RSA signatures made by
+//! the runtime's WebCrypto, and the JWKS and discovery endpoints.
+
+use crate::protocol::error::ApiError;
+use crate::protocol::keys::{finish_rsa, KeySet, Signed, SigningKey, Times};
+use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CryptoKey, SubtleCrypto};
+use worker::Env;
+
+thread_local! {
+    // The secret rarely changes within an isolate's life; when it does, the raw text differs.
+    static KEYS: RefCell<Option<(String, Rc<KeySet>)>> = const { RefCell::new(None) };
+    static RSA_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
+}
+
+/// The parsed key set. Missing or invalid keys close everything that signs or verifies (503).
+pub fn key_set(env: &Env) -> Result<Rc<KeySet>, ApiError> {
+    let raw = env
+        .secret("SIGNING_KEYS")
+        .map(|s| s.to_string())
+        .map_err(|_| ApiError::unavailable("SIGNING_KEYS is not set"))?;
+    if let Some(hit) = KEYS.with(|k| {
+        k.borrow()
+            .as_ref()
+            .filter(|(text, _)| *text == raw)
+            .map(|(_, set)| set.clone())
+    }) {
+        return Ok(hit);
+    }
+    let set = Rc::new(KeySet::parse(&raw).map_err(ApiError::unavailable)?);
+    KEYS.with(|k| *k.borrow_mut() = Some((raw, set.clone())));
+    Ok(set)
+}
+
+fn js_err(what: &str) -> impl Fn(JsValue) -> ApiError + '_ {
+    move |e| ApiError::unavailable(format!("webcrypto {what}: {e:?}"))
+}
+
+fn subtle() -> Result<SubtleCrypto, ApiError> {
+    let crypto =
+        Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).map_err(js_err("crypto"))?;
+    let subtle = Reflect::get(&crypto, &JsValue::from_str("subtle")).map_err(js_err("subtle"))?;
+    Ok(subtle.unchecked_into())
+}
+
+fn rsa_algorithm() -> Result<Object, ApiError> {
+    let algo = Object::new();
+    Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into())
+        .map_err(js_err("algorithm"))?;
+    Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).map_err(js_err("algorithm"))?;
+    Ok(algo)
+}
+
+async fn rsa_key(kid: &str, private_jwk: &serde_json::Value) -> Result<CryptoKey, ApiError> {
+    if let Some(k) = RSA_KEYS.with(|m| m.borrow().get(kid).cloned()) {
+        return Ok(k);
+    }
+    let jwk = JSON::parse(&private_jwk.to_string()).map_err(js_err("jwk"))?;
+    let usages = Array::of1(&"sign".into());
+    let promise = subtle()?
+        .import_key_with_object(
+            "jwk",
+            &jwk.unchecked_into(),
+            &rsa_algorithm()?,
+            false,
+            &usages,
+        )
+        .map_err(js_err("importKey"))?;
+    let key: CryptoKey = JsFuture::from(promise)
+        .await
+        .map_err(js_err("importKey"))?
+        .unchecked_into();
+    RSA_KEYS.with(|m| m.borrow_mut().insert(kid.to_owned(), key.clone()));
+    Ok(key)
+}
+
+/// Signs claims with `key`, through WebCrypto for RSA keys.
+pub async fn sign<T: Serialize>(
+    key: &SigningKey,
+    typ: &str,
+    times: Times,
+    claims: T,
+) -> Result<String, ApiError> {
+    match key
+        .sign(typ, times, claims)
+        .map_err(|e| ApiError::unavailable(format!("sign: {e}")))?
+    {
+        Signed::Token(t) => Ok(t),
+        Signed::NeedsRsa {
+            signing_input,
+            private_jwk,
+        } => {
+            let crypto_key = rsa_key(&key.kid, &private_jwk).await?;
+            let data = signing_input.clone().into_bytes();
+            let promise = subtle()?
+                .sign_with_object_and_u8_array(&rsa_algorithm()?, &crypto_key, &data)
+                .map_err(js_err("sign"))?;
+            let sig = JsFuture::from(promise).await.map_err(js_err("sign"))?;
+            Ok(finish_rsa(&signing_input, &Uint8Array::new(&sig).to_vec()))
+        }
+    }
+}
+
+/// Verifies an RS256 signature with WebCrypto. `Some(())` only when it is valid.
+pub async fn rsa_verify(
+    public_jwk: &serde_json::Value,
+    input: &str,
+    signature: &[u8],
+) -> Option<()> {
+    let subtle: web_sys::SubtleCrypto = {
+        let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
+        Reflect::get(&crypto, &JsValue::from_str("subtle"))
+            .ok()?
+            .unchecked_into()
+    };
+    let algo = Object::new();
+    Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).ok()?;
+    Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).ok()?;
+    let jwk = JSON::parse(&public_jwk.to_string()).ok()?;
+    let key = JsFuture::from(
+        subtle
+            .import_key_with_object(
+                "jwk",
+                &jwk.unchecked_into(),
+                &algo,
+                false,
+                &Array::of1(&"verify".into()),
+            )
+            .ok()?,
+    )
+    .await
+    .ok()?;
+    let sig = Uint8Array::from(signature);
+    let ok = JsFuture::from(
+        subtle
+            .verify_with_object_and_buffer_source_and_u8_array(
+                &algo,
+                &key.unchecked_into(),
+                &sig,
+                input.as_bytes(),
+            )
+            .ok()?,
+    )
+    .await
+    .ok()?;
+    ok.as_bool().filter(|v| *v).map(|_| ())
+}
+
+/// Verifies a JWT signed with someone else's public keys (a client's or a partner's): EdDSA and
+/// ES256 in Rust, RS256 through WebCrypto. The payload, once the signature is good.
+pub async fn verify_external(
+    keys: &[crate::protocol::assertion::PublicKey],
+    token: &str,
+) -> Result<serde_json::Value, crate::protocol::assertion::AssertionError> {
+    use crate::protocol::assertion::{check_signature, AssertionError, Signature};
+    match check_signature(keys, token)? {
+        Signature::Verified(payload) => Ok(payload),
+        Signature::NeedsRsa {
+            public_jwk,
+            signing_input,
+            signature,
+            payload,
+        } => rsa_verify(&public_jwk, &signing_input, &signature)
+            .await
+            .map(|()| payload)
+            .ok_or(AssertionError::BadSignature),
+    }
+}

@@ -1,0 +1,62 @@
+//! Reading the published registry (KV `PARTNERS`) through a small in-isolate cache: a hit costs
+//! no I/O; entries live `GATE_CACHE_TTL_SECONDS`. Absent keys are cached too, so a flood of one
+//! unknown key costs one KV read per isolate per TTL. A KV failure is a 503: never fail open.
+
+use crate::edge::rt::config;
+use crate::protocol::cache::TtlCache;
+use crate::protocol::error::ApiError;
+use crate::protocol::partner::keys::MAX_KEY_BYTES;
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::Env;
+
+/// Bounded so that invented keys cannot grow an isolate's memory.
+const CACHE_CAPACITY: usize = 4096;
+
+thread_local! {
+    static CACHE: RefCell<TtlCache<Option<Rc<str>>>> = RefCell::new(TtlCache::new(CACHE_CAPACITY));
+}
+
+pub async fn get_text(env: &Env, key: &str, now_ms: u64) -> Result<Option<Rc<str>>, ApiError> {
+    // Nothing is stored under a key KV cannot hold: a request value that made one (an overlong
+    // `iss`, say) finds nothing, and its endpoint answers as for any unknown value.
+    if key.len() > MAX_KEY_BYTES {
+        return Ok(None);
+    }
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(key, now_ms).cloned()) {
+        return Ok(hit);
+    }
+    let kv = env
+        .kv(config::PARTNERS_KV)
+        .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?;
+    let value: Option<Rc<str>> = crate::edge::rt::objects::kv_op("get", kv.get(key).text())
+        .await?
+        .map(Rc::from);
+    let ttl = config::gate_cache_ttl_ms(env);
+    CACHE.with(|c| {
+        c.borrow_mut()
+            .insert(key.to_owned(), value.clone(), now_ms, ttl)
+    });
+    Ok(value)
+}
+
+/// Drops `key` from this isolate's cache, so the next read asks KV: for the isolate that just
+/// caused a change, which should not wait out its own cache.
+pub fn forget(key: &str) {
+    CACHE.with(|c| c.borrow_mut().remove(key));
+}
+
+/// A published record. A record that does not parse is a 503 (never treated as absent).
+pub async fn get_json<T: DeserializeOwned>(
+    env: &Env,
+    key: &str,
+    now_ms: u64,
+) -> Result<Option<T>, ApiError> {
+    match get_text(env, key, now_ms).await? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| ApiError::unavailable(format!("corrupt record {key}: {e}"))),
+    }
+}

@@ -1,0 +1,14 @@
+//! Runtime helpers over `worker`: object calls and the serve path, KV and its isolate cache,
+//! config, the clock, randomness, bodies, responses, cookies and pages, our signing keys, and
+//! the revocation markers in KV.
+
+pub mod body;
+pub mod browser;
+pub mod clock;
+pub mod config;
+pub mod keys;
+pub mod kvcache;
+pub mod objects;
+pub mod random;
+pub mod respond;
+pub mod revoked;

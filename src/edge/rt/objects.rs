@@ -1,0 +1,257 @@
+//! Calling Durable Objects: one JSON command in, one JSON reply out. Transport failures are 503s.
+
+use crate::edge::rt::config::Fault;
+use crate::protocol::error::{ApiError, ErrorCode};
+use futures_util::future::{select, Either};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use worker::{Delay, Env, Method, Request, RequestInit};
+
+/// Longest Durable Object name sent to the runtime (bytes).
+pub const MAX_OBJECT_NAME_BYTES: usize = 512;
+
+/// Sends one command, once. For commands that are not safe to run twice.
+pub async fn call<C: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    cmd: &C,
+) -> Result<R, ApiError> {
+    send(env, binding, object, cmd, 1).await
+}
+
+/// Sends a command that is safe to run twice, and sends it again when the exchange fails: the
+/// object may have run it and only the reply have been lost, and running it again answers the
+/// same (a redemption or refresh names its attempt, so its retry is not taken for a replay).
+/// A call that timed out is not sent again: it has used the time a caller may wait.
+pub async fn call_idempotent<C: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    cmd: &C,
+) -> Result<R, ApiError> {
+    send(env, binding, object, cmd, IDEMPOTENT_ATTEMPTS).await
+}
+
+/// Attempts of an idempotent call: the first and two retries.
+const IDEMPOTENT_ATTEMPTS: u32 = 3;
+
+enum Failure {
+    /// The exchange failed; the object may or may not have run the command.
+    Exchange(ApiError),
+    /// No answer within [`OBJECT_TIMEOUT`].
+    TimedOut(ApiError),
+}
+
+async fn send<C: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    cmd: &C,
+    attempts: u32,
+) -> Result<R, ApiError> {
+    // Names come from checked values of bounded length; one that is not is refused as input,
+    // never sent to the runtime (which would fail it as a 5xx).
+    if object.len() > MAX_OBJECT_NAME_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "a value in the request is too long",
+        )
+        .with_cause(format!("{binding}: object name of {} bytes", object.len())));
+    }
+    let stub = env
+        .durable_object(binding)
+        .and_then(|ns| ns.get_by_name(object))
+        .map_err(|e| ApiError::unavailable(format!("{binding} binding: {e}")))?;
+    let body =
+        serde_json::to_string(cmd).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
+    let mut attempt = 1;
+    loop {
+        match exchange(env, binding, &stub, &body).await {
+            Ok(reply) => return Ok(reply),
+            Err(Failure::Exchange(e)) if attempt < attempts => {
+                let cause = e.cause.as_deref().unwrap_or("");
+                worker::console_warn!("{binding}: attempt {attempt} failed, retrying: {cause}");
+                Delay::from(Duration::from_millis(10 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(Failure::Exchange(e) | Failure::TimedOut(e)) => return Err(e),
+        }
+    }
+}
+
+async fn exchange<R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    stub: &worker::Stub,
+    body: &str,
+) -> Result<R, Failure> {
+    let failed = |what: &str, e: worker::Error| {
+        Failure::Exchange(ApiError::unavailable(format!("{binding} {what}: {e}")))
+    };
+    let fault = crate::edge::rt::config::injected_fault(env, binding, command_tag(body));
+    if fault == Some(Fault::Fail) {
+        return Err(Failure::Exchange(ApiError::unavailable(format!(
+            "{binding}: injected fault"
+        ))));
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(body.to_owned().into()));
+    let req = Request::new_with_init("https://object.internal/command", &init)
+        .map_err(|e| failed("request", e))?;
+    // A bounded wait: an object that does not answer is a 503, not a request held until the
+    // runtime gives up. (The object may still finish its command: callers treat a time-out
+    // like any other failure, and commands are safe to retry or fail closed.)
+    let round_trip = async move {
+        if fault == Some(Fault::Hang) {
+            Delay::from(Duration::from_secs(3_600)).await;
+        }
+        let mut resp = stub
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| failed("fetch", e))?;
+        let reply = resp.json::<R>().await.map_err(|e| failed("reply", e))?;
+        if fault == Some(Fault::Lost) {
+            return Err(Failure::Exchange(ApiError::unavailable(format!(
+                "{binding}: injected lost reply"
+            ))));
+        }
+        Ok(reply)
+    };
+    within(OBJECT_TIMEOUT, round_trip).await.unwrap_or_else(|| {
+        Err(Failure::TimedOut(ApiError::unavailable(format!(
+            "{binding}: no answer within {} s",
+            OBJECT_TIMEOUT.as_secs()
+        ))))
+    })
+}
+
+/// Awaits `fut` for at most `limit`: `None` if it did not finish in time (it is dropped).
+pub async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    let raced = select(Box::pin(fut), Box::pin(Delay::from(limit))).await;
+    match raced {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// How long a KV read or write may take before it is a 503.
+pub const KV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A KV operation, bounded like a Durable Object call: a failure or time-out is a 503. Only for
+/// reads and for writes that are safe to land late (the JS promise is not cancelled): a
+/// revocation marker, never a registry record.
+pub async fn kv_op<T, E: std::fmt::Display>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError> {
+    match within(KV_TIMEOUT, fut).await {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(ApiError::unavailable(format!("kv {what}: {e}"))),
+        None => Err(ApiError::unavailable(format!(
+            "kv {what}: no answer within {} s",
+            KV_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// How long a Durable Object call may take before it is a 503.
+pub const OBJECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The variant name of an externally tagged command: `{"redeem":{..}}` or `"revoke_all"`.
+fn command_tag(json: &str) -> &str {
+    let rest = json.trim_start_matches(['{', '"']);
+    rest.split('"').next().unwrap_or("")
+}
+
+/// A Durable Object's reply type: how a failure is carried in it.
+pub trait Reply: Serialize {
+    fn failed(error: ApiError) -> Self;
+    fn failure(&self) -> Option<&ApiError>;
+}
+
+/// The one shape of every object's `fetch`: decode the command, run it, log an internal cause,
+/// encode the reply. A command that does not decode is a server error (callers are ours).
+pub async fn serve<C, R, F, Fut>(
+    mut req: worker::Request,
+    object: &str,
+    run: F,
+) -> worker::Result<worker::Response>
+where
+    C: DeserializeOwned,
+    R: Reply,
+    F: FnOnce(C) -> Fut,
+    Fut: std::future::Future<Output = Result<R, ApiError>>,
+{
+    let reply = match req.json::<C>().await {
+        Ok(cmd) => run(cmd).await.unwrap_or_else(R::failed),
+        Err(e) => R::failed(
+            ApiError::new(
+                crate::protocol::error::ErrorCode::ServerError,
+                format!("malformed {object} command"),
+            )
+            .with_cause(e.to_string()),
+        ),
+    };
+    if let Some(cause) = reply.failure().and_then(|e| e.cause.as_deref()) {
+        worker::console_error!("{object}: {cause}");
+    }
+    worker::Response::from_json(&reply)
+}
+
+macro_rules! reply_with_failed {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Reply for $ty {
+            fn failed(error: ApiError) -> Self {
+                Self::Failed { error }
+            }
+            fn failure(&self) -> Option<&ApiError> {
+                match self {
+                    Self::Failed { error } => Some(error),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+reply_with_failed!(
+    crate::store::registry::RegistryReply,
+    crate::store::users::UserReply,
+    crate::store::grants::GrantReply,
+    crate::store::replay::ReplayReply,
+    crate::store::links::LinkReply,
+    crate::store::limits::LimitReply,
+    crate::store::audit::AuditReply,
+    crate::store::usage::UsageReply,
+);
+
+/// Text as an SQLite value.
+pub fn sql_text(s: &str) -> worker::SqlStorageValue {
+    worker::SqlStorageValue::String(s.to_owned())
+}
+
+/// A count or time as an SQLite integer (saturating: SQLite integers are signed).
+pub fn sql_int(v: u64) -> worker::SqlStorageValue {
+    worker::SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// An object's SQLite storage, with its schema applied once per object instance (`ready`
+/// remembers it). `schema` is `;`-separated `CREATE ... IF NOT EXISTS` statements.
+pub fn sql(
+    state: &worker::State,
+    ready: &std::cell::Cell<bool>,
+    schema: &str,
+) -> Result<worker::SqlStorage, ApiError> {
+    let sql = state.storage().sql();
+    if !ready.get() {
+        for stmt in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sql.exec(stmt, None)
+                .map_err(|e| ApiError::unavailable(format!("schema: {e}")))?;
+        }
+        ready.set(true);
+    }
+    Ok(sql)
+}
