@@ -147,6 +147,13 @@ test('partner_cli_client_and_user_commands', async () => {
   r = await cli(['client', 'remove', clientId]);
   assert.equal(r.code, 0, r.err);
 
+  // Client ids are base64url: one in 64 starts with '-', and is still an id, not a flag.
+  r = await cli(['client', 'show', '-AbCdEfGhIjKlMnOpQrStU']);
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err, /\(404\)/);
+  r = await cli(['client', 'show', '--help']);
+  assert.equal(r.code, 0, r.err);
+
   const add = await cli(['user', 'add', 'carol', '--name', 'Carol', '--role', 'teacher', '--password-stdin'], {}, 'a long enough password\n');
   assert.equal(add.code, 0, add.err);
   assert.match(add.out, /^carol {2}Carol$/m);
