@@ -289,11 +289,6 @@ pub mod keys {
         format!("origin:{origin}")
     }
 
-    /// The key for a raw `Origin` header value, for a lookup before the value was parsed.
-    pub fn origin_raw(origin: &str) -> String {
-        format!("origin:{origin}")
-    }
-
     pub fn partner(id: &PartnerId) -> String {
         format!("partner:{id}")
     }
