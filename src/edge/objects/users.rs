@@ -2,23 +2,20 @@
 //! are made and checked inside the object and never leave it; sessions and consents live here
 //! too, so one call answers "who is this, since when, and did they agree".
 
-use crate::edge::rt::{objects, random};
-use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::link::recently_logged_in;
-use crate::protocol::partner::PartnerId;
-use crate::protocol::password::{self, OWASP_ARGON2ID};
-use crate::protocol::tokens::pairwise_sub;
-use crate::protocol::user::{
-    link_state, pause_links, record_link, LinkEntry, LinkState, SessionRecord, UserRecord,
-    UserView, DEVICE_TTL_S, MAX_DEVICES, MAX_LINK_SESSIONS, MAX_LIVE_GRANTS, MAX_SESSIONS,
-    SESSION_TTL_S,
-};
-use crate::store::users::{UserCommand, UserReply};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::de::DeserializeOwned;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-const PROFILE: &str = "profile";
+use crate::edge::rt::{objects, random};
+use crate::protocol::account::{
+    self, client_grants, consent_key, device_key, session_key, Changes, Listed, Password,
+    PasswordPlan, Put, Refusal, DEVICE_PREFIX, GRANT_PREFIX, LINKS, PROFILE, SESSION_PREFIX,
+};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::partner::PartnerId;
+use crate::protocol::password::{self, OWASP_ARGON2ID};
+use crate::protocol::user::{link_state, LinkEntry, SessionRecord, UserRecord, UserView};
+use crate::store::users::{UserCommand, UserReply};
 
 #[durable_object(fetch)]
 pub struct UserStore {
@@ -29,49 +26,69 @@ fn storage_err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("user storage: {e}"))
 }
 
-fn session_key(hash: &str) -> String {
-    format!("{SESSION_PREFIX}{hash}")
+/// Why a command stopped early: a rule refused it, or storage failed.
+enum Stop {
+    Refused(Refusal),
+    Failed(ApiError),
 }
 
-/// Consent given with the password (v2: earlier versions also stored consent given in a session
-/// from automatic login, which is not the user's word).
-fn consent_key(client: &str) -> String {
-    format!("{CONSENT_PREFIX}v2:{client}")
+impl From<Refusal> for Stop {
+    fn from(r: Refusal) -> Stop {
+        Stop::Refused(r)
+    }
 }
 
-/// Every version of consent: a new password ends them all.
-const CONSENT_PREFIX: &str = "consent:";
-
-const SESSION_PREFIX: &str = "session:";
-
-/// A stored entry as listed: its key, its expiry, and (sessions) the partner whose automatic
-/// login started it.
-struct Entry {
-    key: String,
-    expires_at: Option<f64>,
-    via_partner: Option<String>,
+impl From<ApiError> for Stop {
+    fn from(e: ApiError) -> Stop {
+        Stop::Failed(e)
+    }
 }
 
-const GRANT_PREFIX: &str = "grant:";
-
-const DEVICE_PREFIX: &str = "device:";
-
-fn device_key(hash: &str) -> String {
-    format!("{DEVICE_PREFIX}{hash}")
+/// The answer to a refused command: the one place where the account's refusals meet the wire.
+fn refused(r: Refusal) -> std::result::Result<UserReply, ApiError> {
+    match r {
+        Refusal::NoUser => Err(ApiError::not_found("user")),
+        Refusal::PasswordRequired => Err(ApiError::invalid_field(
+            "password",
+            "is required for a new user",
+        )),
+        Refusal::NoSession => Ok(UserReply::NoSession),
+        Refusal::BadCredentials => Ok(UserReply::BadCredentials),
+        Refusal::UntrustedDevice => Ok(UserReply::UntrustedDevice),
+        Refusal::NotLinked => Ok(UserReply::NotLinked),
+        Refusal::ConsentVoid => Ok(UserReply::ConsentVoid),
+        Refusal::NoLink => Err(ApiError::not_found("link")),
+        Refusal::TooManyGrants => Err(ApiError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "too many authorizations of this app for this user in the last minutes; try again later",
+        )),
+    }
 }
 
-/// A listed grant, under its client: `grant:{client_id}:{grant_id}` (the cap is per client).
-fn grant_key(client_id: &str, grant_id: &str) -> String {
-    format!("{GRANT_PREFIX}{client_id}:{grant_id}")
+/// A live session as the `Session` and `Whoami` commands answer it.
+fn session_state(
+    record: &UserRecord,
+    session: SessionRecord,
+    partner_id: &PartnerId,
+    partner_salt: Option<&str>,
+    consented: bool,
+) -> UserReply {
+    UserReply::SessionState {
+        sub: account::subject(record, partner_id, partner_salt),
+        user: UserView::from(record),
+        auth_time: session.auth_time,
+        consented,
+        via_link: session.via_link,
+        password_epoch: record.password_epoch,
+    }
 }
 
-/// The grant id of a listed grant's key.
-fn listed_grant_id(key: &str) -> &str {
-    key.rsplit(':').next().unwrap_or("")
+/// A new password's hash, with a fresh salt.
+fn hash_new(pw: &str) -> std::result::Result<String, ApiError> {
+    let salt = random::bytes::<{ password::SALT_LEN }>()?;
+    password::hash_password(pw, &salt, OWASP_ARGON2ID)
+        .ok_or_else(|| ApiError::unavailable("password hashing failed"))
 }
-
-/// The user's links, one list (a user has few).
-const LINKS: &str = "links";
 
 impl DurableObject for UserStore {
     fn new(state: State, _env: Env) -> Self {
@@ -83,6 +100,8 @@ impl DurableObject for UserStore {
     }
 }
 
+/// The object loads what a command needs, asks `protocol::account` what it changes, stores
+/// that, and answers.
 impl UserStore {
     async fn get<T: DeserializeOwned>(
         &self,
@@ -110,7 +129,7 @@ impl UserStore {
     /// The stored entries whose keys start with `prefix`: the key, its expiry (the value itself
     /// if it is a number, else its `expires_at`), and for sessions the partner whose automatic
     /// login started it.
-    async fn entries(&self, prefix: &str) -> std::result::Result<Vec<Entry>, ApiError> {
+    async fn entries(&self, prefix: &str) -> std::result::Result<Vec<Listed>, ApiError> {
         let map = self
             .state
             .storage()
@@ -129,7 +148,7 @@ impl UserStore {
                     .filter(|v| v.is_object())
                     .and_then(|v| field(&v, "partner_id"))
                     .and_then(|v| v.as_string());
-                out.push(Entry {
+                out.push(Listed {
                     key,
                     expires_at,
                     via_partner,
@@ -137,19 +156,6 @@ impl UserStore {
             }
         });
         Ok(out)
-    }
-
-    /// The keys with `prefix` and their expiry.
-    async fn keys_with_prefix(
-        &self,
-        prefix: &str,
-    ) -> std::result::Result<Vec<(String, Option<f64>)>, ApiError> {
-        Ok(self
-            .entries(prefix)
-            .await?
-            .into_iter()
-            .map(|e| (e.key, e.expires_at))
-            .collect())
     }
 
     async fn delete_keys(&self, keys: Vec<String>) -> std::result::Result<(), ApiError> {
@@ -164,160 +170,25 @@ impl UserStore {
         Ok(())
     }
 
-    /// Everything stored for the user, listed once: the ids of listed grants that may still be
-    /// live, and the keys to delete (expired grant entries, and every key `drop` picks).
-    async fn sort_out(
-        &self,
-        now: u64,
-        drop: impl Fn(&str) -> bool,
-    ) -> std::result::Result<(Vec<String>, Vec<String>), ApiError> {
-        let (mut live, mut gone) = (Vec::new(), Vec::new());
-        for e in self.entries("").await? {
-            if e.key.starts_with(GRANT_PREFIX) {
-                // An entry that does not read as a time is kept live: revoking too much is safe.
-                if e.expires_at.is_some_and(|t| t <= now as f64) {
-                    gone.push(e.key);
-                } else {
-                    live.push(listed_grant_id(&e.key).to_owned());
-                }
-            } else if drop(&e.key) {
-                gone.push(e.key);
+    /// Stores what a rule decided: the deletes first, then the puts in order.
+    async fn apply(&self, changes: Changes) -> std::result::Result<(), ApiError> {
+        self.delete_keys(changes.delete).await?;
+        for p in changes.put {
+            let key = p.key();
+            match p {
+                Put::Profile(record) => self.put(&key, &record).await?,
+                Put::Links(links) => self.put(&key, &links).await?,
+                Put::Session { session, .. } => self.put(&key, &session).await?,
+                Put::Device { expires_at, .. } => self.put(&key, &expires_at).await?,
+                Put::Consent { scopes, .. } => self.put(&key, &scopes).await?,
+                Put::Grant { expires_at, .. } => self.put(&key, &expires_at).await?,
             }
         }
-        Ok((live, gone))
+        Ok(())
     }
 
-    /// The keys of listed grants under `prefix` that may still be live; expired ones are
-    /// dropped on the way.
-    async fn live_grant_keys(
-        &self,
-        prefix: &str,
-        now: u64,
-    ) -> std::result::Result<Vec<String>, ApiError> {
-        let (mut live, mut expired) = (Vec::new(), Vec::new());
-        for (key, expires_at) in self.keys_with_prefix(prefix).await? {
-            // An entry that does not read as a time is kept live: revoking too much is safe.
-            if expires_at.is_some_and(|t| t <= now as f64) {
-                expired.push(key);
-            } else {
-                live.push(key);
-            }
-        }
-        self.delete_keys(expired).await?;
-        Ok(live)
-    }
-
-    /// Lists a grant of `client_id` until `expires_at`, if the client has room (or the grant is
-    /// listed already): at most `MAX_LIVE_GRANTS` per client, so neither one partner's flood
-    /// nor the work of revoking grows without bound, and no partner blocks another.
-    async fn list_grant(
-        &self,
-        client_id: &str,
-        grant_id: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> std::result::Result<(), ApiError> {
-        let key = grant_key(client_id, grant_id);
-        let listed = self
-            .live_grant_keys(&format!("{GRANT_PREFIX}{client_id}:"), now)
-            .await?;
-        if !listed.contains(&key) && listed.len() >= MAX_LIVE_GRANTS {
-            return Err(ApiError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "too many authorizations of this app for this user in the last minutes; try again later",
-            ));
-        }
-        self.put(&key, &expires_at).await
-    }
-
-    /// Makes room for one more entry under `prefix` of the kind `same`: drops `also`, every
-    /// expired entry, and the oldest entries of that kind beyond `max - 1`, so a user never has
-    /// more than `max` of a kind (devices; password sessions; one partner's automatic-login
-    /// sessions, which therefore never push out the user's own).
-    async fn make_room(
-        &self,
-        prefix: &str,
-        same: impl Fn(&Entry) -> bool,
-        max: usize,
-        also: Option<String>,
-        now: u64,
-    ) -> std::result::Result<(), ApiError> {
-        let mut stale: Vec<String> = also.into_iter().collect();
-        let mut kept: Vec<(String, f64)> = Vec::new();
-        for e in self.entries(prefix).await? {
-            let t = e.expires_at.unwrap_or(0.0);
-            if stale.contains(&e.key) {
-                continue;
-            }
-            if t <= now as f64 {
-                stale.push(e.key);
-            } else if same(&e) {
-                kept.push((e.key, t));
-            }
-        }
-        kept.sort_by(|a, b| b.1.total_cmp(&a.1));
-        stale.extend(
-            kept.into_iter()
-                .enumerate()
-                .filter(|(i, _)| *i + 1 >= max)
-                .map(|(_, (k, _))| k),
-        );
-        self.delete_keys(stale).await
-    }
-
-    /// Trusts the browser holding the device secret `new` (replacing `old`, the one it signed in
-    /// with): at most `MAX_DEVICES` per user, the oldest dropped.
-    async fn trust_device(
-        &self,
-        old: Option<String>,
-        new: &str,
-        now: u64,
-    ) -> std::result::Result<(), ApiError> {
-        self.make_room(
-            DEVICE_PREFIX,
-            |_| true,
-            MAX_DEVICES,
-            old.map(|h| device_key(&h)),
-            now,
-        )
-        .await?;
-        self.put(&device_key(new), &(now + DEVICE_TTL_S)).await
-    }
-
-    /// Stores a new session, ending the oldest of its kind beyond the limit: `MAX_SESSIONS`
-    /// password sessions, `MAX_LINK_SESSIONS` per partner from automatic login. However many
-    /// sign-ins there are, the user's storage stays small, and a partner that signs the user in
-    /// often never ends the user's own sessions.
-    async fn start_session(
-        &self,
-        hash: &str,
-        session: &SessionRecord,
-        now: u64,
-    ) -> std::result::Result<(), ApiError> {
-        let via = session
-            .via_link
-            .as_ref()
-            .map(|v| v.partner_id.as_str().to_owned());
-        let max = if via.is_some() {
-            MAX_LINK_SESSIONS
-        } else {
-            MAX_SESSIONS
-        };
-        self.make_room(SESSION_PREFIX, |e| e.via_partner == via, max, None, now)
-            .await?;
-        self.put(&session_key(hash), session).await
-    }
-
-    /// Ends the sessions that automatic login through `partner`'s link started.
-    async fn end_link_sessions(&self, partner: &PartnerId) -> std::result::Result<(), ApiError> {
-        let ended = self
-            .entries(SESSION_PREFIX)
-            .await?
-            .into_iter()
-            .filter(|e| e.via_partner.as_deref() == Some(partner.as_str()))
-            .map(|e| e.key)
-            .collect();
-        self.delete_keys(ended).await
+    async fn links(&self) -> std::result::Result<Vec<LinkEntry>, ApiError> {
+        Ok(self.get(LINKS).await?.unwrap_or_default())
     }
 
     /// A live session, or None (an expired one is removed).
@@ -326,108 +197,79 @@ impl UserStore {
         hash: &str,
         now: u64,
     ) -> std::result::Result<Option<SessionRecord>, ApiError> {
-        let Some(s) = self.get::<SessionRecord>(&session_key(hash)).await? else {
-            return Ok(None);
-        };
-        if now >= s.expires_at {
-            self.state
-                .storage()
-                .delete(&session_key(hash))
-                .await
-                .map_err(storage_err)?;
-            return Ok(None);
-        }
-        Ok(Some(s))
+        let stored = self.get::<SessionRecord>(&session_key(hash)).await?;
+        let (live, changes) = account::live_session(hash, stored, now);
+        self.apply(changes).await?;
+        Ok(live)
+    }
+
+    /// Lists a grant of `client_id` (see `account::list_grant`).
+    async fn list_grant(
+        &self,
+        client_id: &str,
+        grant_id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> std::result::Result<(), Stop> {
+        let listed = self.entries(&client_grants(client_id)).await?;
+        let (changes, outcome) = account::list_grant(&listed, client_id, grant_id, expires_at, now);
+        self.apply(changes).await?;
+        Ok(outcome?)
     }
 
     async fn execute(&self, cmd: UserCommand) -> std::result::Result<UserReply, ApiError> {
+        match self.run(cmd).await {
+            Ok(reply) => Ok(reply),
+            Err(Stop::Refused(r)) => refused(r),
+            Err(Stop::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn run(&self, cmd: UserCommand) -> std::result::Result<UserReply, Stop> {
         let existing: Option<UserRecord> = self.get(PROFILE).await?;
         match cmd {
-            UserCommand::Get => existing
-                .map(|r| UserReply::User {
-                    user: UserView::from(&r),
-                })
-                .ok_or_else(|| ApiError::not_found("user")),
+            UserCommand::Get => Ok(UserReply::User {
+                user: UserView::from(existing.as_ref().ok_or(Refusal::NoUser)?),
+            }),
             UserCommand::Delete => {
                 // A unit command, as before grant lists existed: the object reads the time.
-                // Everything but the grant list goes, in one command: from here on no session,
-                // sign-in or new grant exists for this user.
                 let now = crate::edge::rt::clock::now_ms() / 1000;
-                let (revoke, gone) = self.sort_out(now, |k| !k.starts_with(GRANT_PREFIX)).await?;
-                if existing.is_none() && revoke.is_empty() {
-                    return Err(ApiError::not_found("user"));
-                }
-                self.delete_keys(gone).await?;
+                let everything = self.entries("").await?;
+                let (revoke, changes) = account::delete_user(existing.is_some(), &everything, now)?;
+                self.apply(changes).await?;
                 Ok(UserReply::Deleted { revoke })
             }
             UserCommand::Put {
                 username,
-                spec,
+                mut spec,
                 now,
             } => {
-                // The hash, the password epoch, and whether a new password replaces an old one.
-                let (password_hash, password_epoch, new_password) =
-                    match (&spec.password, &existing) {
-                        (Some(pw), _) => {
-                            let salt = random::bytes::<{ password::SALT_LEN }>()?;
-                            let hash = password::hash_password(pw, &salt, OWASP_ARGON2ID)
-                                .ok_or_else(|| ApiError::unavailable("password hashing failed"))?;
-                            match &existing {
-                                Some(old) => (hash, old.password_epoch.wrapping_add(1), true),
-                                None => (hash, 0, false),
+                let new_password = spec.password.take();
+                let everything: Vec<Listed>;
+                let password =
+                    match account::password_plan(existing.as_ref(), new_password.as_deref())? {
+                        PasswordPlan::Keep(old) => Password::Keep(old),
+                        PasswordPlan::First(pw) => Password::First {
+                            hash: hash_new(pw)?,
+                            subject_seed: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
+                        },
+                        PasswordPlan::Replace(old, pw) => {
+                            let hash = hash_new(pw)?;
+                            everything = self.entries("").await?;
+                            Password::Replace {
+                                old,
+                                hash,
+                                everything: &everything,
+                                links: self.links().await?,
                             }
                         }
-                        (None, Some(old)) => (old.password_hash.clone(), old.password_epoch, false),
-                        (None, None) => {
-                            return Err(ApiError::invalid_field(
-                                "password",
-                                "is required for a new user",
-                            ))
-                        }
                     };
-                let subject_seed = match &existing {
-                    Some(old) => old.subject_seed.clone(),
-                    None => Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
-                };
-                let record = UserRecord {
-                    username,
-                    subject_seed,
-                    name: spec.name,
-                    email: spec.email,
-                    roles: spec.roles,
-                    password_hash,
-                    created_at: existing.as_ref().map_or(now, |r| r.created_at),
-                    updated_at: now,
-                    password_epoch,
-                };
-                // A new password ends every session and device first (should saving the
-                // password then fail, the user signs in again with the old one), and the grants
-                // are handed back to be revoked: whoever knew the old password is cut off.
-                // Consent given with the old password goes too, and every link waits for the
-                // user to confirm it again: nothing the old password agreed to acts any more.
-                let revoke = if new_password {
-                    let (revoke, ended) = self
-                        .sort_out(now, |k| {
-                            k.starts_with(SESSION_PREFIX)
-                                || k.starts_with(DEVICE_PREFIX)
-                                || k.starts_with(CONSENT_PREFIX)
-                        })
-                        .await?;
-                    self.delete_keys(ended).await?;
-                    let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                    if !links.is_empty() {
-                        pause_links(&mut links);
-                        self.put(LINKS, &links).await?;
-                    }
-                    revoke
-                } else {
-                    Vec::new()
-                };
-                self.put(PROFILE, &record).await?;
+                let saved = account::put_user(username, spec, password, now);
+                self.apply(saved.changes).await?;
                 Ok(UserReply::Saved {
-                    user: UserView::from(&record),
-                    created: existing.is_none(),
-                    revoke,
+                    user: saved.user,
+                    created: saved.created,
+                    revoke: saved.revoke,
                 })
             }
             UserCommand::Login {
@@ -437,35 +279,34 @@ impl UserStore {
                 device_hash,
                 new_device_hash,
             } => {
-                // Checked before anything else, and as fast for unknown users: no timing tells
-                // whether the username exists.
-                if let Some(hash) = &device_hash {
-                    let live = self
-                        .get::<u64>(&device_key(hash))
-                        .await?
-                        .is_some_and(|expires_at| now < expires_at);
-                    if !live {
-                        return Ok(UserReply::UntrustedDevice);
-                    }
-                }
-                let Some(record) = existing else {
-                    password::verify_against_nothing(&password, OWASP_ARGON2ID);
-                    return Ok(UserReply::BadCredentials);
+                let device = match &device_hash {
+                    Some(hash) => Some(self.get::<u64>(&device_key(hash)).await?),
+                    None => None,
                 };
-                if !password::verify_password(&password, &record.password_hash) {
-                    return Ok(UserReply::BadCredentials);
-                }
-                let session = SessionRecord {
-                    auth_time: now,
-                    expires_at: now + SESSION_TTL_S,
-                    via_link: None,
+                let verify = |hash: Option<&str>| match hash {
+                    Some(hash) => password::verify_password(&password, hash),
+                    None => password::verify_against_nothing(&password, OWASP_ARGON2ID),
                 };
-                self.start_session(&session_hash, &session, now).await?;
+                let record = account::check_login(existing.as_ref(), device, verify, now)?;
+                let sessions = self.entries(SESSION_PREFIX).await?;
+                let mut changes = account::start_session(
+                    &sessions,
+                    &session_hash,
+                    account::new_session(now, None),
+                    now,
+                );
                 if let Some(new) = new_device_hash {
-                    self.trust_device(device_hash, &new, now).await?;
+                    let devices = self.entries(DEVICE_PREFIX).await?;
+                    changes = changes.and(account::trust_device(
+                        &devices,
+                        device_hash.as_deref(),
+                        &new,
+                        now,
+                    ));
                 }
+                self.apply(changes).await?;
                 Ok(UserReply::User {
-                    user: UserView::from(&record),
+                    user: UserView::from(record),
                 })
             }
             UserCommand::Session {
@@ -476,23 +317,21 @@ impl UserStore {
                 scopes,
                 now,
             } => {
-                let (Some(record), Some(session)) =
-                    (existing, self.session(&session_hash, now).await?)
-                else {
-                    return Ok(UserReply::NoSession);
+                let session = self.session(&session_hash, now).await?;
+                let (Some(record), Some(session)) = (existing, session) else {
+                    return Err(Refusal::NoSession.into());
                 };
-                let consented_scopes: Vec<String> = self
+                let consented: Vec<String> = self
                     .get(&consent_key(client_id.as_str()))
                     .await?
                     .unwrap_or_default();
-                Ok(UserReply::SessionState {
-                    sub: pairwise_sub(&record.subject_seed, &partner_id, partner_salt.as_deref()),
-                    user: UserView::from(&record),
-                    auth_time: session.auth_time,
-                    consented: scopes.iter().all(|s| consented_scopes.contains(s)),
-                    via_link: session.via_link,
-                    password_epoch: record.password_epoch,
-                })
+                Ok(session_state(
+                    &record,
+                    session,
+                    &partner_id,
+                    partner_salt.as_deref(),
+                    account::consent_covers(&consented, &scopes),
+                ))
             }
             UserCommand::AutoLogin {
                 session_hash,
@@ -501,24 +340,28 @@ impl UserStore {
                 user_sub,
                 now,
             } => {
-                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                let record = existing.ok_or(Refusal::NoUser)?;
                 // Checked again here, in the call that starts the session: the lookup before it
                 // may have raced a new password (which pauses links) or an unlinking.
-                let links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                let same_person = pairwise_sub(
-                    &record.subject_seed,
-                    &via.partner_id,
+                let links = self.links().await?;
+                if !account::may_auto_login(
+                    &record,
+                    &links,
+                    &via,
                     partner_salt.as_deref(),
-                ) == user_sub;
-                if link_state(&links, &via.partner_id) != LinkState::Active || !same_person {
-                    return Ok(UserReply::NotLinked);
+                    &user_sub,
+                ) {
+                    return Err(Refusal::NotLinked.into());
                 }
-                let session = SessionRecord {
-                    auth_time: now,
-                    expires_at: now + SESSION_TTL_S,
-                    via_link: Some(via),
-                };
-                self.start_session(&session_hash, &session, now).await?;
+                let sessions = self.entries(SESSION_PREFIX).await?;
+                let session = account::new_session(now, Some(via));
+                self.apply(account::start_session(
+                    &sessions,
+                    &session_hash,
+                    session,
+                    now,
+                ))
+                .await?;
                 Ok(UserReply::User {
                     user: UserView::from(&record),
                 })
@@ -529,19 +372,17 @@ impl UserStore {
                 partner_salt,
                 now,
             } => {
-                let (Some(record), Some(session)) =
-                    (existing, self.session(&session_hash, now).await?)
-                else {
-                    return Ok(UserReply::NoSession);
+                let session = self.session(&session_hash, now).await?;
+                let (Some(record), Some(session)) = (existing, session) else {
+                    return Err(Refusal::NoSession.into());
                 };
-                Ok(UserReply::SessionState {
-                    sub: pairwise_sub(&record.subject_seed, &partner_id, partner_salt.as_deref()),
-                    user: UserView::from(&record),
-                    auth_time: session.auth_time,
-                    consented: false,
-                    via_link: session.via_link,
-                    password_epoch: record.password_epoch,
-                })
+                Ok(session_state(
+                    &record,
+                    session,
+                    &partner_id,
+                    partner_salt.as_deref(),
+                    false,
+                ))
             }
             UserCommand::Consent {
                 session_hash,
@@ -550,16 +391,14 @@ impl UserStore {
                 now,
             } => {
                 if existing.is_none() || self.session(&session_hash, now).await?.is_none() {
-                    return Ok(UserReply::NoSession);
+                    return Err(Refusal::NoSession.into());
                 }
-                let key = consent_key(client_id.as_str());
-                let mut consented: Vec<String> = self.get(&key).await?.unwrap_or_default();
-                for s in scopes {
-                    if !consented.contains(&s) {
-                        consented.push(s);
-                    }
-                }
-                self.put(&key, &consented).await?;
+                let consented: Vec<String> = self
+                    .get(&consent_key(client_id.as_str()))
+                    .await?
+                    .unwrap_or_default();
+                self.apply(account::add_consent(&client_id, consented, scopes))
+                    .await?;
                 Ok(UserReply::Done)
             }
             UserCommand::Subject {
@@ -569,11 +408,10 @@ impl UserStore {
                 renew_grant,
                 link,
             } => {
-                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
-                let sub = pairwise_sub(&record.subject_seed, &partner_id, partner_salt.as_deref());
-                // Only a grant that is still this person's, under this password, is listed.
+                let record = existing.ok_or(Refusal::NoUser)?;
+                let sub = account::subject(&record, &partner_id, partner_salt.as_deref());
                 if let Some(r) = renew_grant
-                    .filter(|r| r.sub == sub && r.password_epoch == record.password_epoch)
+                    .filter(|r| account::still_theirs(&record, &sub, &r.sub, r.password_epoch))
                 {
                     self.list_grant(r.client_id.as_str(), &r.grant_id, r.until, r.now)
                         .await?;
@@ -586,8 +424,7 @@ impl UserStore {
                     None => Vec::new(),
                 };
                 let link = if link {
-                    let links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                    Some(link_state(&links, &partner_id))
+                    Some(link_state(&self.links().await?, &partner_id))
                 } else {
                     None
                 };
@@ -605,17 +442,21 @@ impl UserStore {
                 account_label,
                 now,
             } => {
-                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                let record = existing.ok_or(Refusal::NoUser)?;
                 if let Some(a) = agreed {
-                    let sub =
-                        pairwise_sub(&record.subject_seed, &partner_id, a.partner_salt.as_deref());
-                    if a.password_epoch != record.password_epoch || sub != a.user_sub {
-                        return Ok(UserReply::ConsentVoid);
+                    if !account::agreement_stands(
+                        &record,
+                        &partner_id,
+                        &a.user_sub,
+                        a.partner_salt.as_deref(),
+                        a.password_epoch,
+                    ) {
+                        return Err(Refusal::ConsentVoid.into());
                     }
                 }
-                let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                record_link(&mut links, &partner_id, account_label, now);
-                self.put(LINKS, &links).await?;
+                let links = self.links().await?;
+                self.apply(account::record_link(links, &partner_id, account_label, now))
+                    .await?;
                 Ok(UserReply::Done)
             }
             UserCommand::ConfirmLink {
@@ -623,51 +464,40 @@ impl UserStore {
                 partner_id,
                 now,
             } => {
-                // Only with the password, signed in within the last minutes (as for linking): a
-                // session from automatic login, or one left open on a shared computer, cannot.
-                let live = match (&existing, self.session(&session_hash, now).await?) {
-                    (Some(_), Some(s)) => {
-                        s.via_link.is_none() && recently_logged_in(s.auth_time, now)
-                    }
-                    _ => false,
-                };
-                if !live {
-                    return Ok(UserReply::NoSession);
+                let session = self.session(&session_hash, now).await?;
+                if !account::may_confirm_link(existing.as_ref(), session.as_ref(), now) {
+                    return Err(Refusal::NoSession.into());
                 }
-                let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                if link_state(&links, &partner_id) == LinkState::Absent {
-                    return Err(ApiError::not_found("link"));
-                }
-                record_link(&mut links, &partner_id, None, now);
-                self.put(LINKS, &links).await?;
+                let links = self.links().await?;
+                self.apply(account::confirm_link(links, &partner_id, now)?)
+                    .await?;
                 Ok(UserReply::Done)
             }
             UserCommand::EndLinkSessions { partner_id } => {
-                self.end_link_sessions(&partner_id).await?;
+                let sessions = self.entries(SESSION_PREFIX).await?;
+                self.apply(account::end_link_sessions(&sessions, &partner_id))
+                    .await?;
                 Ok(UserReply::Done)
             }
             UserCommand::ForgetLink { partner_id } => {
-                // Sessions that came through the link end with it (again, if one was started
-                // in between).
-                self.end_link_sessions(&partner_id).await?;
-                let mut links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
-                links.retain(|l| l.partner_id != partner_id);
-                self.put(LINKS, &links).await?;
+                let sessions = self.entries(SESSION_PREFIX).await?;
+                let links = self.links().await?;
+                self.apply(account::forget_link(&sessions, links, &partner_id))
+                    .await?;
                 Ok(UserReply::Done)
             }
             UserCommand::Links { session_hash, now } => {
-                let record = existing.ok_or_else(|| ApiError::not_found("user"))?;
+                let record = existing.ok_or(Refusal::NoUser)?;
                 let mut via_link = None;
                 if let Some(hash) = session_hash {
                     match self.session(&hash, now).await? {
                         Some(session) => via_link = session.via_link,
-                        None => return Ok(UserReply::NoSession),
+                        None => return Err(Refusal::NoSession.into()),
                     }
                 }
-                let links: Vec<LinkEntry> = self.get(LINKS).await?.unwrap_or_default();
                 Ok(UserReply::Links {
                     user: UserView::from(&record),
-                    links,
+                    links: self.links().await?,
                     via_link,
                 })
             }
@@ -679,16 +509,10 @@ impl UserStore {
                 password_epoch,
                 now,
             } => {
-                let Some(record) = existing else {
-                    return Err(ApiError::not_found("user"));
-                };
-                // Issued under an earlier password (the password changed in between): over.
-                if record.password_epoch != password_epoch {
-                    return Ok(UserReply::NoSession);
-                }
+                account::check_add_grant(existing.as_ref(), password_epoch)?;
                 if let Some(hash) = session_hash {
                     if self.session(&hash, now).await?.is_none() {
-                        return Ok(UserReply::NoSession);
+                        return Err(Refusal::NoSession.into());
                     }
                 }
                 self.list_grant(client_id.as_str(), &grant_id, expires_at, now)
@@ -696,22 +520,13 @@ impl UserStore {
                 Ok(UserReply::Done)
             }
             UserCommand::ForgetGrants { grant_ids } => {
-                let forget: Vec<String> = self
-                    .keys_with_prefix(GRANT_PREFIX)
-                    .await?
-                    .into_iter()
-                    .map(|(k, _)| k)
-                    .filter(|k| grant_ids.iter().any(|g| g == listed_grant_id(k)))
-                    .collect();
-                self.delete_keys(forget).await?;
+                let listed = self.entries(GRANT_PREFIX).await?;
+                self.apply(account::forget_grants(&listed, &grant_ids))
+                    .await?;
                 Ok(UserReply::Done)
             }
             UserCommand::Logout { session_hash } => {
-                self.state
-                    .storage()
-                    .delete(&session_key(&session_hash))
-                    .await
-                    .map_err(storage_err)?;
+                self.apply(account::logout(&session_hash)).await?;
                 Ok(UserReply::Done)
             }
         }

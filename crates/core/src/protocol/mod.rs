@@ -1,5 +1,6 @@
 //! Pure protocol logic: no `worker` types, no I/O, no clock or randomness of its own.
 
+pub mod account;
 pub mod address;
 pub mod admin_auth;
 pub mod api;
