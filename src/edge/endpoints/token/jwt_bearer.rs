@@ -3,7 +3,6 @@
 //! own; no refresh token.
 
 use super::{access_token, Ctx, Subject};
-use crate::edge::calls::grants;
 use crate::edge::flows::{linked, user_grant};
 use crate::edge::rt::random;
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -74,13 +73,15 @@ pub(super) async fn issue(
         revoked: false,
         password_epoch,
     };
-    grants::create(env, &g).await?;
-    // The grant ends with the user's password or account, as well as with the link.
-    user_grant::record_with_user(env, &g, ACCESS_TOKEN_TTL_S, None).await?;
-    // Issued through the link: it ends when the link does.
-    let until = now + ACCESS_TOKEN_TTL_S;
-    let gone = invalid("the partner account is not linked");
-    user_grant::add_grant(env, &partner, &username, &grant_id, until, now, gone).await?;
+    // The grant ends with the user's password or account, as well as with the link it was
+    // issued through, and lives as long as its one access token.
+    let via = user_grant::ViaLink {
+        partner: &partner,
+        linked_with: &partner.id,
+        until: now + ACCESS_TOKEN_TTL_S,
+        gone: invalid("the partner account is not linked"),
+    };
+    user_grant::issue(env, &g, ACCESS_TOKEN_TTL_S, None, Some(via)).await?;
     let who = Subject {
         sub: &sub,
         gid: &grant_id,
