@@ -259,7 +259,7 @@ fn edge_imports_run_one_way_through_the_layers() {
         }
     }
     assert!(
-        g["endpoints::token"].contains("flows::user_grant"),
+        g["endpoints::token::jwt_bearer"].contains("flows::user_grant"),
         "the graph is read: {g:?}"
     );
     assert_eq!(

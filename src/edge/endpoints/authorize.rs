@@ -1,6 +1,6 @@
 //! The authorization endpoint and the login page: the browser side of the code flow.
 
-use crate::edge::calls::{grants, limits, users};
+use crate::edge::calls::{limits, users};
 use crate::edge::flows::{gate, user_grant};
 use crate::edge::rt::browser::{self, Cookies};
 use crate::edge::rt::respond::Outcome;
@@ -182,7 +182,7 @@ async fn issue_code(
     let grant_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
     let (code, code_hash) = grant::handle(&grant_id, &random::bytes::<{ grant::SECRET_LEN }>()?);
     let g = Grant {
-        grant_id: grant_id.clone(),
+        grant_id,
         client_id: v.client.client_id.clone(),
         partner_id: v.client.partner_id.clone(),
         username: Some(s.username.clone()),
@@ -204,32 +204,24 @@ async fn issue_code(
         revoked: false,
         password_epoch: s.password_epoch,
     };
-    grants::create(env, &g).await?;
+    // A session that came through an account link: the grant ends if the link does, and is
+    // kept on the link's list for its whole life (a refresh token may come of it). The session
+    // serves only the clients of the partner it came through (`session_serves`): `v.partner`
+    // is that partner as it is now, and its salt names its link store.
+    let via = s.via_link.as_ref().map(|via| user_grant::ViaLink {
+        partner: &v.partner,
+        linked_with: &via.partner_id,
+        until: now + grant::GRANT_ABSOLUTE_S,
+        gone: ApiError::new(
+            ErrorCode::AccessDenied,
+            "the account link this session came through was removed",
+        ),
+    });
     // The grant ends with the user's password; refused if the session just ended.
     // Kept on the user's list while its code, and the access token redeemed from it, may live;
     // each refresh keeps it there for its new access token (`users::grant_user`).
-    user_grant::record_with_user(
-        env,
-        &g,
-        CODE_TTL_S + ACCESS_TOKEN_TTL_S,
-        Some(s.session_hash.clone()),
-    )
-    .await?;
-    // A session that came through an account link: the grant ends if the link does.
-    if let Some(via) = &s.via_link {
-        // For the grant's whole life: a refresh token may come of it.
-        let until = now + grant::GRANT_ABSOLUTE_S;
-        let gone = ApiError::new(
-            ErrorCode::AccessDenied,
-            "the account link this session came through was removed",
-        );
-        // The session serves only the clients of the partner it came through (`session_serves`):
-        // `v.partner` is that partner as it is now, and its salt names its link store.
-        if via.partner_id != v.partner.id {
-            return Err(gone);
-        }
-        user_grant::add_grant(env, &v.partner, &s.username, &grant_id, until, now, gone).await?;
-    }
+    let lives_s = CODE_TTL_S + ACCESS_TOKEN_TTL_S;
+    user_grant::issue(env, &g, lives_s, Some(s.session_hash.clone()), via).await?;
     let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(state) = &v.request.state {
         pairs.push(("state", state));

@@ -2,20 +2,60 @@
 //! password or the user's removal revokes it) and with the link it came through; a grant's user
 //! is checked to be the same person still.
 
-use crate::edge::calls::{links, users};
+use crate::edge::calls::{grants, links, users};
 use crate::edge::flows::revoke;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{Grant, GRANT_ABSOLUTE_S};
+use crate::protocol::partner::{Partner, PartnerId};
 use crate::protocol::user::{UserView, Username};
 use crate::store::links::{LinkCommand, LinkReply};
 use crate::store::users::{RenewGrant, UserCommand, UserReply};
 use worker::Env;
 
+/// The account link a user grant is issued through: unlinking ends the grant.
+pub struct ViaLink<'a> {
+    /// The link's partner as it is now: its subject salt names its link store.
+    pub partner: &'a Partner,
+    /// The partner the link was made with; when it is not `partner` (removed and created again
+    /// meanwhile), the grant is refused with `gone`.
+    pub linked_with: &'a PartnerId,
+    /// Until when the link keeps the grant listed: as long as a token of it may live.
+    pub until: u64,
+    /// The error when the link is gone.
+    pub gone: ApiError,
+}
+
+/// Issues a user grant, the one way both the authorization endpoint (a code) and the token
+/// endpoint (jwt-bearer) do: its own object, then remembered with its user for `lives_s` (with
+/// `session_hash`, only while that session lives; see [`record_with_user`]), then with the link
+/// it came through, if any. Nothing may be handed out from the grant unless this succeeds.
+pub async fn issue(
+    env: &Env,
+    grant: &Grant,
+    lives_s: u64,
+    session_hash: Option<String>,
+    via: Option<ViaLink<'_>>,
+) -> std::result::Result<(), ApiError> {
+    let Some(username) = &grant.username else {
+        return Err(ApiError::unavailable("a user grant without its user"));
+    };
+    grants::create(env, grant).await?;
+    record_with_user(env, grant, lives_s, session_hash).await?;
+    if let Some(via) = via {
+        if *via.linked_with != via.partner.id {
+            return Err(via.gone);
+        }
+        let (id, now) = (&grant.grant_id, grant.created_at);
+        add_grant(env, via.partner, username, id, via.until, now, via.gone).await?;
+    }
+    Ok(())
+}
+
 /// Remembers a new user grant with its user, so that a new password or the user's removal
 /// revokes it, for as long as it can be used (`lives_s`: a grant without refresh tokens ends
 /// with its last access token). With `session_hash`, only while that session lives; otherwise
 /// (or on failure) the grant is revoked again before the error, so nothing is issued from it.
-pub async fn record_with_user(
+async fn record_with_user(
     env: &Env,
     grant: &Grant,
     lives_s: u64,
@@ -58,9 +98,9 @@ pub async fn record_with_user(
 /// Lists a grant issued through `username`'s link with `partner` until `expires_at`, so
 /// unlinking ends it. If the link is gone (removed meanwhile), the grant is revoked again and
 /// `gone` is the error: nothing is issued from it.
-pub async fn add_grant(
+async fn add_grant(
     env: &Env,
-    partner: &crate::protocol::partner::Partner,
+    partner: &Partner,
     username: &Username,
     grant_id: &str,
     expires_at: u64,

@@ -56,14 +56,14 @@ impl GrantStore {
                 self.store(grant).await?;
                 Ok(GrantReply::Issued { issue })
             }
-            Err((error, changed)) => {
-                if changed {
+            Err(refusal) => {
+                if refusal.revokes_grant() {
                     self.store(grant).await?;
                     if grant.revoked {
                         revoked::publish(&self.env, &grant.grant_id).await?;
                     }
                 }
-                Err(error)
+                Ok(GrantReply::Refused { refusal })
             }
         }
     }

@@ -124,23 +124,77 @@ pub struct Issue {
 const CODE_REPLAYED: &str = "authorization code was already used; its grant is revoked";
 const REFRESH_REUSED: &str = "refresh token was already used; its grant is revoked";
 
-/// The outcome a refusal is logged and audited as when it revoked a grant: a replayed code or a
-/// reused refresh token (both are signs that a secret leaked).
-pub fn replay_outcome(e: &ApiError) -> Option<&'static str> {
-    match e.description.as_str() {
-        CODE_REPLAYED => Some("code_replay"),
-        REFRESH_REUSED => Some("refresh_reuse"),
-        _ => None,
+/// Why a redemption or refresh was refused. The caller branches on this, never on the text of
+/// the error it answers with ([`Refusal::error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The grant holds no authorization code (a client-credentials or jwt-bearer grant).
+    NotACode,
+    UnknownCode,
+    /// The code was redeemed before: a replay, and the grant is now revoked (RFC 6749 §4.1.2).
+    CodeReplayed,
+    GrantRevoked,
+    CodeExpired,
+    CodeOfAnotherClient,
+    RedirectUriMismatch,
+    CodeVerifierMissing,
+    CodeVerifierMismatch,
+    UnknownRefreshToken,
+    /// A superseded refresh token presented again: it leaked, and the grant is now revoked
+    /// (RFC 9700 §4.14.2).
+    RefreshReused,
+    RefreshOfAnotherClient,
+    RefreshExpired,
+    ScopeNotGranted,
+}
+
+impl Refusal {
+    /// The error the client is answered with.
+    pub fn error(self) -> ApiError {
+        let why = match self {
+            Refusal::NotACode => "not an authorization code",
+            Refusal::UnknownCode => "unknown authorization code",
+            Refusal::CodeReplayed => CODE_REPLAYED,
+            Refusal::GrantRevoked => "grant is revoked",
+            Refusal::CodeExpired => "authorization code expired",
+            Refusal::CodeOfAnotherClient => "authorization code was issued to another client",
+            Refusal::RedirectUriMismatch => "redirect_uri does not match the authorization request",
+            Refusal::CodeVerifierMissing => {
+                return ApiError::new(ErrorCode::InvalidRequest, "code_verifier is required")
+            }
+            Refusal::CodeVerifierMismatch => "code_verifier does not match the code_challenge",
+            Refusal::UnknownRefreshToken => "unknown refresh token",
+            Refusal::RefreshReused => REFRESH_REUSED,
+            Refusal::RefreshOfAnotherClient => "refresh token was issued to another client",
+            Refusal::RefreshExpired => "refresh token expired",
+            Refusal::ScopeNotGranted => {
+                return ApiError::new(ErrorCode::InvalidScope, "a requested scope was not granted")
+            }
+        };
+        ApiError::new(ErrorCode::InvalidGrant, why)
+    }
+
+    /// Whether the refusal revoked the grant: the grant changed and must be stored (and its
+    /// revocation published) even though nothing is issued.
+    pub fn revokes_grant(self) -> bool {
+        matches!(self, Refusal::CodeReplayed | Refusal::RefreshReused)
+    }
+
+    /// The outcome a refusal is logged and audited as when it revoked a grant: a replayed code or
+    /// a reused refresh token (both are signs that a secret leaked).
+    pub fn replay_outcome(self) -> Option<&'static str> {
+        match self {
+            Refusal::CodeReplayed => Some("code_replay"),
+            Refusal::RefreshReused => Some("refresh_reuse"),
+            _ => None,
+        }
     }
 }
 
-fn invalid_grant(why: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidGrant, why)
-}
-
-/// The outcome of a transition: the error to answer, and whether the grant changed (and must be
-/// stored) even so, as when a replayed code revokes everything.
-pub type Step = Result<Issue, (ApiError, bool)>;
+/// The outcome of a transition: an issue, or the refusal (which may have changed the grant, see
+/// [`Refusal::revokes_grant`]).
+pub type Step = Result<Issue, Refusal>;
 
 impl Grant {
     /// Redeems the authorization code (RFC 6749 §4.1.3). A second redemption revokes the grant and
@@ -158,10 +212,10 @@ impl Grant {
         now: u64,
     ) -> Step {
         let Some(code) = self.code.as_mut() else {
-            return Err((invalid_grant("not an authorization code"), false));
+            return Err(Refusal::NotACode);
         };
         if !same(&code.hash, code_hash) {
-            return Err((invalid_grant("unknown authorization code"), false));
+            return Err(Refusal::UnknownCode);
         }
         let retried = code.used
             && !attempt.is_empty()
@@ -176,37 +230,25 @@ impl Grant {
                 == new_refresh_hash.as_deref().map(|h| (h, 1));
         if code.used && !retried {
             self.revoked = true;
-            return Err((invalid_grant(CODE_REPLAYED), true));
+            return Err(Refusal::CodeReplayed);
         }
         if self.revoked {
-            return Err((invalid_grant("grant is revoked"), false));
+            return Err(Refusal::GrantRevoked);
         }
         if now >= code.expires_at {
-            return Err((invalid_grant("authorization code expired"), false));
+            return Err(Refusal::CodeExpired);
         }
         if self.client_id != *client_id {
-            return Err((
-                invalid_grant("authorization code was issued to another client"),
-                false,
-            ));
+            return Err(Refusal::CodeOfAnotherClient);
         }
         if redirect_uri != Some(code.redirect_uri.as_str()) {
-            return Err((
-                invalid_grant("redirect_uri does not match the authorization request"),
-                false,
-            ));
+            return Err(Refusal::RedirectUriMismatch);
         }
         let Some(verifier) = verifier else {
-            return Err((
-                ApiError::new(ErrorCode::InvalidRequest, "code_verifier is required"),
-                false,
-            ));
+            return Err(Refusal::CodeVerifierMissing);
         };
         if !pkce::verify(verifier, &code.code_challenge) {
-            return Err((
-                invalid_grant("code_verifier does not match the code_challenge"),
-                false,
-            ));
+            return Err(Refusal::CodeVerifierMismatch);
         }
         let refresh_stored = new_refresh_hash.is_some();
         if !retried {
@@ -241,7 +283,7 @@ impl Grant {
         spilled_before: bool,
     ) -> Step {
         let Some(state) = self.refresh.as_mut() else {
-            return Err((invalid_grant("unknown refresh token"), false));
+            return Err(Refusal::UnknownRefreshToken);
         };
         // The same rotation sent again (its reply was lost): the presented token is the one it
         // superseded, and the current one is the one it stored.
@@ -253,33 +295,27 @@ impl Grant {
         if !retried && (spilled_before || state.old_hashes.iter().any(|h| same(h, presented_hash)))
         {
             self.revoked = true;
-            return Err((invalid_grant(REFRESH_REUSED), true));
+            return Err(Refusal::RefreshReused);
         }
         if !retried && !same(&state.hash, presented_hash) {
-            return Err((invalid_grant("unknown refresh token"), false));
+            return Err(Refusal::UnknownRefreshToken);
         }
         if self.revoked {
-            return Err((invalid_grant("grant is revoked"), false));
+            return Err(Refusal::GrantRevoked);
         }
         if self.client_id != *client_id {
-            return Err((
-                invalid_grant("refresh token was issued to another client"),
-                false,
-            ));
+            return Err(Refusal::RefreshOfAnotherClient);
         }
         if now.saturating_sub(state.last_used) >= REFRESH_IDLE_S
             || now.saturating_sub(self.created_at) >= GRANT_ABSOLUTE_S
         {
-            return Err((invalid_grant("refresh token expired"), false));
+            return Err(Refusal::RefreshExpired);
         }
         let scopes = match requested_scopes {
             None => self.scopes.clone(),
             Some(req) => {
                 if req.iter().any(|s| !self.scopes.contains(s)) {
-                    return Err((
-                        ApiError::new(ErrorCode::InvalidScope, "a requested scope was not granted"),
-                        false,
-                    ));
+                    return Err(Refusal::ScopeNotGranted);
                 }
                 req
             }
@@ -326,6 +362,18 @@ mod tests {
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     const REDIRECT: &str = "https://app.acme.example/cb";
+
+    /// A refusal as the client sees it, and whether it changed (revoked) the grant.
+    trait Refused {
+        fn refused(self) -> (ApiError, bool);
+    }
+
+    impl Refused for Step {
+        fn refused(self) -> (ApiError, bool) {
+            let refusal = self.unwrap_err();
+            (refusal.error(), refusal.revokes_grant())
+        }
+    }
 
     fn cid(s: &str) -> ClientId {
         ClientId::parse(s).unwrap()
@@ -387,13 +435,13 @@ mod tests {
                 None,
                 111,
             )
-            .unwrap_err();
+            .refused();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
         assert!(changed && g.revoked);
         // The refresh token issued from the code is dead too.
         let (err, _) = g
             .refresh("r1", &cid("client-0001"), None, "r2".into(), 112, false)
-            .unwrap_err();
+            .refused();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
     }
 
@@ -464,7 +512,7 @@ mod tests {
                     None,
                     now,
                 )
-                .unwrap_err();
+                .refused();
             assert_eq!(err.code, want, "{now} {client} {redirect:?} {verifier:?}");
             assert!(!changed, "a failed check does not burn the code");
             assert!(!g.code.as_ref().unwrap().used);
@@ -480,7 +528,7 @@ mod tests {
                 None,
                 110,
             )
-            .unwrap_err();
+            .refused();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
     }
 
@@ -505,12 +553,12 @@ mod tests {
             .is_ok());
         let (err, changed) = g
             .refresh("r1", &cid("client-0001"), None, "r4".into(), 140, false)
-            .unwrap_err();
+            .refused();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
         assert!(changed && g.revoked, "reuse revokes");
         let (err, _) = g
             .refresh("r3", &cid("client-0001"), None, "r5".into(), 150, false)
-            .unwrap_err();
+            .refused();
         assert_eq!(
             err.code,
             ErrorCode::InvalidGrant,
@@ -533,7 +581,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             g.refresh("r1", &cid("client-0002"), None, "x".into(), 120, false)
-                .unwrap_err()
+                .refused()
                 .0
                 .code,
             ErrorCode::InvalidGrant
@@ -547,7 +595,7 @@ mod tests {
                 120,
                 false,
             )
-            .unwrap_err()
+            .refused()
             .0
             .code,
             ErrorCode::InvalidScope
@@ -572,7 +620,7 @@ mod tests {
                 120 + REFRESH_IDLE_S,
                 false,
             )
-            .unwrap_err()
+            .refused()
             .0
             .code,
             ErrorCode::InvalidGrant,
@@ -662,7 +710,7 @@ mod tests {
         let (mut g, code) = grant(100);
         let h = code_hash(&code);
         redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
-        let (err, changed) = redeem_as(&mut g, &h, "attempt-2", Some("r2")).unwrap_err();
+        let (err, changed) = redeem_as(&mut g, &h, "attempt-2", Some("r2")).refused();
         assert_eq!(err.description, CODE_REPLAYED);
         assert!(changed && g.revoked);
     }
@@ -672,7 +720,7 @@ mod tests {
         let (mut g, code) = grant(100);
         let h = code_hash(&code);
         redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
-        let (err, _) = redeem_as(&mut g, &h, "attempt-1", Some("r2")).unwrap_err();
+        let (err, _) = redeem_as(&mut g, &h, "attempt-1", Some("r2")).refused();
         assert_eq!(err.description, CODE_REPLAYED);
         assert!(g.revoked);
     }
@@ -682,7 +730,7 @@ mod tests {
         let (mut g, code) = grant(100);
         let h = code_hash(&code);
         redeem_as(&mut g, &h, "", None).unwrap();
-        let (err, _) = redeem_as(&mut g, &h, "", None).unwrap_err();
+        let (err, _) = redeem_as(&mut g, &h, "", None).refused();
         assert_eq!(err.description, CODE_REPLAYED);
     }
 
@@ -693,7 +741,7 @@ mod tests {
         redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap();
         g.refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
             .unwrap();
-        let (err, _) = redeem_as(&mut g, &h, "attempt-1", Some("r1")).unwrap_err();
+        let (err, _) = redeem_as(&mut g, &h, "attempt-1", Some("r1")).refused();
         assert_eq!(err.description, CODE_REPLAYED);
     }
 
@@ -716,7 +764,7 @@ mod tests {
             .unwrap();
         let (err, changed) = g
             .refresh("r1", &cid("client-0001"), None, "r2".into(), 140, false)
-            .unwrap_err();
+            .refused();
         assert_eq!(err.description, REFRESH_REUSED);
         assert!(changed && g.revoked);
     }
@@ -730,7 +778,7 @@ mod tests {
             .unwrap();
         let (err, _) = g
             .refresh("r1", &cid("client-0001"), None, "r9".into(), 121, false)
-            .unwrap_err();
+            .refused();
         assert_eq!(err.description, REFRESH_REUSED);
         assert!(g.revoked);
     }
@@ -745,7 +793,7 @@ mod tests {
         g.revoked = true;
         let (err, _) = g
             .refresh("r1", &cid("client-0001"), None, "r2".into(), 120, false)
-            .unwrap_err();
+            .refused();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
     }
 
@@ -776,7 +824,7 @@ mod tests {
         // Unknown to the record, found among the spilled ones by the object: a reuse.
         let (err, changed) = g
             .refresh("h0", &cid("client-0001"), None, "x".into(), 130, true)
-            .unwrap_err();
+            .refused();
         assert_eq!(err.description, REFRESH_REUSED);
         assert!(changed && g.revoked);
     }
@@ -800,5 +848,49 @@ mod tests {
         assert!(!json.contains("spilled"));
         let back: Grant = serde_json::from_str(&json).unwrap();
         assert_eq!(back.refresh.unwrap().spilled, None);
+    }
+
+    #[test]
+    fn refusal_replays_revoke_and_are_logged_as_replays_by_their_type() {
+        let all = [
+            Refusal::NotACode,
+            Refusal::UnknownCode,
+            Refusal::CodeReplayed,
+            Refusal::GrantRevoked,
+            Refusal::CodeExpired,
+            Refusal::CodeOfAnotherClient,
+            Refusal::RedirectUriMismatch,
+            Refusal::CodeVerifierMissing,
+            Refusal::CodeVerifierMismatch,
+            Refusal::UnknownRefreshToken,
+            Refusal::RefreshReused,
+            Refusal::RefreshOfAnotherClient,
+            Refusal::RefreshExpired,
+            Refusal::ScopeNotGranted,
+        ];
+        for r in all {
+            let replay = matches!(r, Refusal::CodeReplayed | Refusal::RefreshReused);
+            assert_eq!(r.revokes_grant(), replay, "{r:?}");
+            assert_eq!(r.replay_outcome().is_some(), replay, "{r:?}");
+            let back: Refusal = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+            assert_eq!(back, r, "a refusal crosses the object boundary as itself");
+        }
+        assert_eq!(Refusal::CodeReplayed.replay_outcome(), Some("code_replay"));
+        assert_eq!(
+            Refusal::RefreshReused.replay_outcome(),
+            Some("refresh_reuse")
+        );
+        // The wire error is what it always was.
+        assert_eq!(Refusal::CodeReplayed.error().description, CODE_REPLAYED);
+        assert_eq!(Refusal::RefreshReused.error().description, REFRESH_REUSED);
+        assert_eq!(
+            Refusal::CodeVerifierMissing.error().code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            Refusal::ScopeNotGranted.error().code,
+            ErrorCode::InvalidScope
+        );
+        assert_eq!(Refusal::GrantRevoked.error().code, ErrorCode::InvalidGrant);
     }
 }

@@ -29,6 +29,7 @@ pub mod password;
 pub mod pkce;
 pub mod ratelimit;
 pub mod text;
+pub mod token_request;
 pub mod tokens;
 pub mod usage;
 pub mod user;

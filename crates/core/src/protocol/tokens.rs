@@ -97,6 +97,34 @@ pub fn at_hash(access_token: &str, alg: SigningAlg) -> String {
     }
 }
 
+/// A successful token response (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3). The fields are
+/// in alphabetical order, the order these answers have always had on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+    pub token_type: &'static str,
+}
+
+impl TokenResponse {
+    /// A bearer access token for `scopes`, without refresh or ID token.
+    pub fn bearer(access_token: String, scopes: &[String]) -> TokenResponse {
+        TokenResponse {
+            access_token,
+            expires_in: ACCESS_TOKEN_TTL_S,
+            id_token: None,
+            refresh_token: None,
+            scope: scopes.join(" "),
+            token_type: "Bearer",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +203,34 @@ mod tests {
         assert_eq!(
             at_hash("x", SigningAlg::EdDSA),
             "pKvURIxJVi2CgRXROh_M6pJ_UrTVRZKX-LQ-QtqJI4s"
+        );
+    }
+
+    #[test]
+    fn token_response_is_written_as_the_token_endpoint_always_wrote_it() {
+        let scopes = vec!["openid".to_owned(), "profile".to_owned()];
+        let plain = TokenResponse::bearer("at".into(), &scopes);
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"access_token":"at","expires_in":300,"scope":"openid profile","token_type":"Bearer"}"#
+        );
+        let full = TokenResponse {
+            id_token: Some("it".into()),
+            refresh_token: Some("rt".into()),
+            ..plain
+        };
+        // The same text as the `json!` object it replaces (keys sorted).
+        let before = serde_json::json!({
+            "access_token": "at",
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_TTL_S,
+            "scope": "openid profile",
+            "refresh_token": "rt",
+            "id_token": "it",
+        });
+        assert_eq!(
+            serde_json::to_string(&full).unwrap(),
+            serde_json::to_string(&before).unwrap()
         );
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::client::ClientId;
 use crate::protocol::error::ApiError;
-use crate::protocol::grant::{Grant, Issue};
+use crate::protocol::grant::{Grant, Issue, Refusal};
 
 pub fn object_name(grant_id: &str) -> String {
     format!("grant:{grant_id}")
@@ -54,9 +54,19 @@ pub enum GrantCommand {
 #[serde(rename_all = "snake_case")]
 pub enum GrantReply {
     Created,
-    Issued { issue: Issue },
+    Issued {
+        issue: Issue,
+    },
+    /// A redemption or refresh refused by the grant's rules (stored first if it revoked the grant).
+    Refused {
+        refusal: Refusal,
+    },
     Revoked,
-    Active { grant: Grant },
+    Active {
+        grant: Grant,
+    },
     Inactive,
-    Failed { error: ApiError },
+    Failed {
+        error: ApiError,
+    },
 }

@@ -1,0 +1,60 @@
+//! The refresh token grant (RFC 6749 §6, RFC 9700 §4.14.2): the grant's user is checked to be
+//! the same person still, then the grant object rotates the token (and detects reuse).
+
+use super::{issued, mint, new_refresh, Ctx};
+use crate::edge::calls::grants;
+use crate::edge::flows::user_grant;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::token_request::TokenError;
+use crate::protocol::tokens::{released_claims, TokenResponse, ACCESS_TOKEN_TTL_S};
+use crate::store::grants::{GrantCommand, GrantReply};
+
+pub(super) async fn refresh(
+    cx: &Ctx<'_>,
+    grant_id: String,
+    refresh_hash: String,
+    scope: Option<Vec<String>>,
+) -> Result<TokenResponse, TokenError> {
+    let (env, client, now) = (cx.env, cx.client, cx.now);
+    // The grant's user is checked before the token rotates, so a storage failure here leaves the
+    // client's refresh token usable.
+    let status = GrantCommand::Status {
+        now,
+        refresh_hash: Some(refresh_hash.clone()),
+    };
+    let user = match grants::call(env, &grant_id, &status).await? {
+        GrantReply::Active { grant } if grant.client_id == client.client_id => {
+            let until = now + ACCESS_TOKEN_TTL_S;
+            match user_grant::grant_user(env, &grant, cx.now_ms, Some((until, now))).await? {
+                Some(user) => Some(user),
+                None => {
+                    let revoke = GrantCommand::Revoke {
+                        client_id: client.client_id.clone(),
+                    };
+                    grants::call(env, &grant_id, &revoke).await?;
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidGrant,
+                        "the user's account or password has changed",
+                    )
+                    .into());
+                }
+            }
+        }
+        // Inactive, foreign or superseded: the Refresh command decides (and detects reuse).
+        _ => None,
+    };
+    let (token, new_hash) = new_refresh(&grant_id)?;
+    let cmd = GrantCommand::Refresh {
+        refresh_hash,
+        client_id: client.client_id.clone(),
+        scopes: scope,
+        new_refresh_hash: new_hash,
+        now,
+    };
+    let mut issue = issued(grants::call(env, &grant_id, &cmd).await?)?;
+    // ID-token claims from the current profile, for the scopes of this issue only.
+    if let Some(user) = &user {
+        issue.grant.id_claims = released_claims(&issue.scopes, user);
+    }
+    Ok(mint(cx, issue, Some(token)).await?)
+}
