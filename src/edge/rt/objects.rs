@@ -271,7 +271,6 @@ reply_with_failed!(
     crate::store::users::UserReply,
     crate::store::grants::GrantReply,
     crate::store::links::LinkReply,
-    crate::store::usage::UsageReply,
 );
 
 /// Text as an SQLite value.
