@@ -267,7 +267,6 @@ macro_rules! reply_with_failed {
 }
 
 reply_with_failed!(
-    crate::store::registry::RegistryReply,
     crate::store::users::UserReply,
     crate::store::grants::GrantReply,
     crate::store::links::LinkReply,
