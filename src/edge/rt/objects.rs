@@ -269,7 +269,6 @@ macro_rules! reply_with_failed {
 reply_with_failed!(
     crate::store::users::UserReply,
     crate::store::grants::GrantReply,
-    crate::store::links::LinkReply,
 );
 
 /// Text as an SQLite value.
