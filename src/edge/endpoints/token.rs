@@ -19,7 +19,7 @@ use crate::protocol::partner::PartnerId;
 use crate::protocol::tokens::{
     at_hash, released_claims, AccessClaims, IdClaims, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
-use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::grants::{Redeem, Refresh, Revoke, Status};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::{json, Value};
 use worker::{Env, Request};
@@ -170,14 +170,6 @@ fn access_only(access_token: String, scopes: &[String]) -> Value {
     })
 }
 
-fn grant_reply(reply: GrantReply) -> Result<Issue, ApiError> {
-    match reply {
-        GrantReply::Issued { issue } => Ok(issue),
-        GrantReply::Failed { error } => Err(error),
-        _ => Err(ApiError::unavailable("unexpected grant reply")),
-    }
-}
-
 fn scopes_param(params: &Params) -> Option<Vec<String>> {
     params.get("scope").map(|s| {
         s.split(' ')
@@ -243,7 +235,7 @@ async fn run(
                 None
             };
             let attempt = new_token_id()?;
-            let cmd = GrantCommand::Redeem {
+            let cmd = Redeem {
                 code_hash,
                 attempt,
                 client_id: client.client_id.clone(),
@@ -252,7 +244,7 @@ async fn run(
                 new_refresh_hash: refresh.as_ref().map(|(_, h)| h.clone()),
                 now,
             };
-            let issue = grant_reply(grants::call(env, &gid, &cmd).await?)?;
+            let issue = grants::call(env, &gid, cmd).await?;
             mint(
                 &keys,
                 &issuer,
@@ -273,20 +265,20 @@ async fn run(
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "unknown refresh token"))?;
             // The grant's user is checked before the token rotates, so a storage failure here
             // leaves the client's refresh token usable.
-            let status = GrantCommand::Status {
+            let status = Status {
                 now,
                 refresh_hash: Some(refresh_hash.clone()),
             };
-            let user = match grants::call(env, &gid, &status).await? {
-                GrantReply::Active { grant } if grant.client_id == client.client_id => {
+            let user = match grants::call(env, &gid, status).await? {
+                Some(grant) if grant.client_id == client.client_id => {
                     let until = now + ACCESS_TOKEN_TTL_S;
                     match user_grant::grant_user(env, &grant, now_ms, Some((until, now))).await? {
                         Some(user) => Some(user),
                         None => {
-                            let revoke = GrantCommand::Revoke {
+                            let revoke = Revoke {
                                 client_id: client.client_id.clone(),
                             };
-                            grants::call(env, &gid, &revoke).await?;
+                            grants::call(env, &gid, revoke).await?;
                             return Err(ApiError::new(
                                 ErrorCode::InvalidGrant,
                                 "the user's account or password has changed",
@@ -298,14 +290,14 @@ async fn run(
                 _ => None,
             };
             let (token, new_hash) = new_refresh(&gid)?;
-            let cmd = GrantCommand::Refresh {
+            let cmd = Refresh {
                 refresh_hash,
                 client_id: client.client_id.clone(),
                 scopes: scopes_param(&params),
                 new_refresh_hash: new_hash,
                 now,
             };
-            let mut issue = grant_reply(grants::call(env, &gid, &cmd).await?)?;
+            let mut issue = grants::call(env, &gid, cmd).await?;
             // ID-token claims from the current profile, for the scopes of this issue only.
             if let Some(user) = &user {
                 issue.grant.id_claims = released_claims(&issue.scopes, user);

@@ -12,7 +12,7 @@ use worker::{Delay, Env, Method, Request, RequestInit};
 /// Longest Durable Object name sent to the runtime (bytes).
 pub const MAX_OBJECT_NAME_BYTES: usize = 512;
 
-/// Sends one command, once. For commands that are not safe to run twice.
+/// Sends one command of the user store (not yet typed), once.
 pub async fn call<C: Serialize, R: DeserializeOwned>(
     env: &Env,
     binding: &str,
@@ -22,22 +22,11 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
     send(env, binding, object, cmd, 1).await
 }
 
-/// Sends a command that is safe to run twice, and sends it again when the exchange fails: the
-/// object may have run it and only the reply have been lost, and running it again answers the
-/// same (a redemption or refresh names its attempt, so its retry is not taken for a replay).
-/// A call that timed out is not sent again: it has used the time a caller may wait.
-pub async fn call_idempotent<C: Serialize, R: DeserializeOwned>(
-    env: &Env,
-    binding: &str,
-    object: &str,
-    cmd: &C,
-) -> Result<R, ApiError> {
-    send(env, binding, object, cmd, IDEMPOTENT_ATTEMPTS).await
-}
-
-/// Sends one typed command: once, or, when the command is safe to run twice
-/// ([`Command::IDEMPOTENT`]), again when the exchange fails (as [`call_idempotent`]). The
-/// answer is the command's own reply or the object's refusal.
+/// Sends one typed command: once, or, when it is safe to run twice ([`Command::IDEMPOTENT`]),
+/// again when the exchange fails: the object may have run it and only the reply have been lost,
+/// and running it again answers the same (a redemption or refresh names its attempt, so its
+/// retry is not taken for a replay). A call that timed out is not sent again: it has used the
+/// time a caller may wait. The answer is the command's own reply or the object's refusal.
 pub async fn call_command<C: Command>(
     env: &Env,
     binding: &str,
@@ -266,10 +255,7 @@ macro_rules! reply_with_failed {
     )*};
 }
 
-reply_with_failed!(
-    crate::store::users::UserReply,
-    crate::store::grants::GrantReply,
-);
+reply_with_failed!(crate::store::users::UserReply,);
 
 /// Text as an SQLite value.
 pub fn sql_text(s: &str) -> worker::SqlStorageValue {
