@@ -12,7 +12,7 @@ use worker::{Delay, Env, Method, Request, RequestInit};
 /// Longest Durable Object name sent to the runtime (bytes).
 pub const MAX_OBJECT_NAME_BYTES: usize = 512;
 
-/// Sends one command of the user store (not yet typed), once.
+/// Sends one command, once. For commands that are not safe to run twice.
 pub async fn call<C: Serialize, R: DeserializeOwned>(
     env: &Env,
     binding: &str,
@@ -22,24 +22,35 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
     send(env, binding, object, cmd, 1).await
 }
 
-/// Sends one typed command: once, or, when it is safe to run twice ([`Command::IDEMPOTENT`]),
-/// again when the exchange fails: the object may have run it and only the reply have been lost,
-/// and running it again answers the same (a redemption or refresh names its attempt, so its
-/// retry is not taken for a replay). A call that timed out is not sent again: it has used the
-/// time a caller may wait. The answer is the command's own reply or the object's refusal.
+/// Sends a command that is safe to run twice, and sends it again when the exchange fails: the
+/// object may have run it and only the reply have been lost, and running it again answers the
+/// same (a redemption or refresh names its attempt, so its retry is not taken for a replay).
+/// A call that timed out is not sent again: it has used the time a caller may wait.
+pub async fn call_idempotent<C: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    cmd: &C,
+) -> Result<R, ApiError> {
+    send(env, binding, object, cmd, IDEMPOTENT_ATTEMPTS).await
+}
+
+/// Sends one typed command as its kind's wire enum: with [`call_idempotent`] when it is safe
+/// to run twice ([`Command::IDEMPOTENT`]), else with [`call`]. The answer is the command's own
+/// reply or the object's refusal.
 pub async fn call_command<C: Command>(
     env: &Env,
     binding: &str,
     object: &str,
     cmd: C,
 ) -> Result<C::Reply, ApiError> {
-    let attempts = if C::IDEMPOTENT {
-        IDEMPOTENT_ATTEMPTS
-    } else {
-        1
-    };
     let wire: C::Kind = cmd.into();
-    send::<_, Result<C::Reply, ApiError>>(env, binding, object, &wire, attempts).await?
+    let answer: Result<C::Reply, ApiError> = if C::IDEMPOTENT {
+        call_idempotent(env, binding, object, &wire).await?
+    } else {
+        call(env, binding, object, &wire).await?
+    };
+    answer
 }
 
 /// Attempts of an idempotent call: the first and two retries.
