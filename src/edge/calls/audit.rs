@@ -8,7 +8,8 @@ use crate::protocol::audit::{AuditEvent, PAGE_LIMIT};
 use crate::protocol::cache::TtlCache;
 use crate::protocol::error::ApiError;
 use crate::protocol::form::Params;
-use crate::store::audit::{AuditCommand, AuditReply, AUDIT_OBJECT};
+use crate::store::audit::{AuditCommand, Query, Record, AUDIT_OBJECT};
+use crate::store::Command;
 use std::cell::RefCell;
 use worker::{console_error, Env};
 
@@ -45,15 +46,17 @@ pub fn admit(event: &AuditEvent, now_ms: u64) -> bool {
     })
 }
 
+/// Sends `cmd` to the audit log (one object).
+pub async fn call<C: Command<Kind = AuditCommand>>(
+    env: &Env,
+    cmd: C,
+) -> std::result::Result<C::Reply, ApiError> {
+    objects::call_command(env, config::AUDIT_DO, AUDIT_OBJECT, cmd).await
+}
+
 pub async fn record(env: Env, event: AuditEvent) {
-    let cmd = AuditCommand::Record { event };
-    match objects::call::<_, AuditReply>(&env, config::AUDIT_DO, AUDIT_OBJECT, &cmd).await {
-        Ok(AuditReply::Recorded) => {}
-        Ok(AuditReply::Failed { error }) => {
-            console_error!("audit: {}", error.cause.unwrap_or(error.description))
-        }
-        Ok(_) => console_error!("audit: unexpected reply"),
-        Err(e) => console_error!("audit: {}", e.cause.unwrap_or(e.description)),
+    if let Err(e) = call(&env, Record { event }).await {
+        console_error!("audit: {}", e.cause.unwrap_or(e.description));
     }
 }
 
@@ -68,23 +71,18 @@ pub async fn query(env: &Env, query: &str) -> Outcome {
                 .unwrap_or(PAGE_LIMIT)
                 .clamp(1, PAGE_LIMIT)
         });
-        let cmd = AuditCommand::Query {
+        let cmd = Query {
             since: num("since")?,
             partner: params.get("partner").map(str::to_owned),
             kind: params.get("type").map(str::to_owned),
             cursor: num("cursor")?,
             limit,
         };
-        match objects::call::<_, AuditReply>(env, config::AUDIT_DO, AUDIT_OBJECT, &cmd).await? {
-            AuditReply::Events { events } => {
-                let next = (events.len() == limit)
-                    .then(|| events.last().map(|e| e.seq))
-                    .flatten();
-                Ok(serde_json::json!({ "events": events, "next_cursor": next }))
-            }
-            AuditReply::Failed { error } => Err(error),
-            AuditReply::Recorded => Err(ApiError::unavailable("unexpected audit reply")),
-        }
+        let events = call(env, cmd).await?;
+        let next = (events.len() == limit)
+            .then(|| events.last().map(|e| e.seq))
+            .flatten();
+        Ok::<_, ApiError>(serde_json::json!({ "events": events, "next_cursor": next }))
     }
     .await;
     match result {

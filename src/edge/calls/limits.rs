@@ -5,7 +5,8 @@
 use crate::edge::rt::{config, objects};
 use crate::protocol::error::ApiError;
 use crate::protocol::ratelimit::{limited, Leases, Local, Window};
-use crate::store::limits::{object_name, LimitCommand, LimitReply};
+use crate::store::limits::{object_name, GiveBack, LimitCommand, Take};
+use crate::store::Command;
 use std::cell::RefCell;
 use worker::Env;
 
@@ -16,12 +17,13 @@ thread_local! {
     static LEASES: RefCell<Leases> = RefCell::new(Leases::new(LEASE_CAPACITY));
 }
 
-async fn call(
+/// Sends `cmd` to the limiter of `key` (`limit:{key}`).
+pub async fn call<C: Command<Kind = LimitCommand>>(
     env: &Env,
     key: &str,
-    cmd: &LimitCommand,
-) -> std::result::Result<LimitReply, ApiError> {
-    objects::call(env, config::LIMITS_DO, &object_name(key), cmd).await
+    cmd: C,
+) -> std::result::Result<C::Reply, ApiError> {
+    objects::call_command(env, config::LIMITS_DO, &object_name(key), cmd).await
 }
 
 /// Takes `want` requests of `window` from the object for `key`: how many it granted.
@@ -31,11 +33,7 @@ pub async fn take(
     window: Window,
     want: u32,
 ) -> std::result::Result<u32, ApiError> {
-    match call(env, key, &LimitCommand::Take { window, want }).await? {
-        LimitReply::Granted { n } => Ok(n),
-        LimitReply::Failed { error } => Err(error),
-        LimitReply::Done => Err(ApiError::unavailable("unexpected limiter reply")),
-    }
+    Ok(call(env, key, Take { window, want }).await?.n)
 }
 
 /// Gives back requests taken and not spent.
@@ -45,10 +43,7 @@ pub async fn give_back(
     window: Window,
     n: u32,
 ) -> std::result::Result<(), ApiError> {
-    match call(env, key, &LimitCommand::GiveBack { window, n }).await? {
-        LimitReply::Failed { error } => Err(error),
-        _ => Ok(()),
-    }
+    call(env, key, GiveBack { window, n }).await
 }
 
 /// Admits one request under `key`'s limit in `window`, or answers 429 naming `what`.

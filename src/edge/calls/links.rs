@@ -3,29 +3,20 @@
 use crate::edge::rt::{config, objects};
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
-use crate::store::links::{object_name, LinkCommand, LinkReply};
+use crate::store::links::{object_name, LinkCommand};
+use crate::store::Command;
 use worker::Env;
 
-/// Sends a command to the link store of `partner` with subject salt `salt`
-/// (`Partner::subject_salt`).
-pub async fn call(
+/// Sends `cmd` to the link store of `partner` with subject salt `salt`
+/// (`Partner::subject_salt`); a command that is safe to run twice (a `Confirm` names its
+/// attempt) is sent again when the exchange fails.
+pub async fn call<C: Command<Kind = LinkCommand>>(
     env: &Env,
     partner: &PartnerId,
     salt: Option<&str>,
-    cmd: &LinkCommand,
-) -> std::result::Result<LinkReply, ApiError> {
-    objects::call(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
-}
-
-/// [`call`] for a command that is safe to run twice (a `Confirm` names its attempt): sent again
-/// when the exchange fails.
-pub async fn call_idempotent(
-    env: &Env,
-    partner: &PartnerId,
-    salt: Option<&str>,
-    cmd: &LinkCommand,
-) -> std::result::Result<LinkReply, ApiError> {
-    objects::call_idempotent(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
+    cmd: C,
+) -> std::result::Result<C::Reply, ApiError> {
+    objects::call_command(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
 }
 
 /// The subject salt of `partner` as its record says now, which names its link store. A partner

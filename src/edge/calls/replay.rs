@@ -6,8 +6,18 @@ use crate::protocol::error::ApiError;
 use crate::protocol::grant::hash_secret;
 use crate::protocol::link::CLOCK_SKEW_S;
 use crate::protocol::partner::PartnerId;
-use crate::store::replay::{object_name, ReplayCommand, ReplayReply};
+use crate::store::replay::{object_name, Check, CheckOutcome, Claim, ClaimOutcome, ReplayCommand};
+use crate::store::Command;
 use worker::Env;
+
+/// Sends `cmd` to the replay store of `signer` (`replay:{signer}`).
+pub async fn call<C: Command<Kind = ReplayCommand>>(
+    env: &Env,
+    signer: &str,
+    cmd: C,
+) -> std::result::Result<C::Reply, ApiError> {
+    objects::call_command(env, config::REPLAY_DO, &object_name(signer), cmd).await
+}
 
 /// Claims `key` (already hashed or otherwise safe to store) for `signer` until `expires_at`.
 pub async fn claim(
@@ -17,12 +27,12 @@ pub async fn claim(
     expires_at: u64,
     now: u64,
 ) -> std::result::Result<bool, ApiError> {
-    let cmd = ReplayCommand::Claim {
+    let cmd = Claim {
         key: key.to_owned(),
         expires_at,
         now,
     };
-    ask(env, signer, &cmd).await
+    Ok(call(env, signer, cmd).await? == ClaimOutcome::Claimed)
 }
 
 /// The signer under which a partner's JWTs are claimed (all three kinds share it: a `jti` is
@@ -51,11 +61,11 @@ pub async fn unused(
     key: &str,
     now: u64,
 ) -> std::result::Result<bool, ApiError> {
-    let cmd = ReplayCommand::Check {
+    let cmd = Check {
         key: key.to_owned(),
         now,
     };
-    ask(env, signer, &cmd).await
+    Ok(call(env, signer, cmd).await? == CheckOutcome::Unused)
 }
 
 /// Whether a partner JWT's `jti` is still unused, without using it.
@@ -66,12 +76,4 @@ pub async fn partner_jti_unused(
     now: u64,
 ) -> std::result::Result<bool, ApiError> {
     unused(env, &partner_scope(partner), &hash_secret(jti), now).await
-}
-
-async fn ask(env: &Env, signer: &str, cmd: &ReplayCommand) -> std::result::Result<bool, ApiError> {
-    match objects::call(env, config::REPLAY_DO, &object_name(signer), cmd).await? {
-        ReplayReply::Fresh => Ok(true),
-        ReplayReply::Seen => Ok(false),
-        ReplayReply::Failed { error } => Err(error),
-    }
 }

@@ -8,12 +8,21 @@ use crate::edge::rt::{config, objects, respond};
 use crate::protocol::error::ApiError;
 use crate::protocol::form::Params;
 use crate::protocol::usage::{Buffer, UsageRow, QUERY_LIMIT};
-use crate::store::usage::{UsageCommand, UsageReply, USAGE_OBJECT};
+use crate::store::usage::{Add, Query, UsageCommand, USAGE_OBJECT};
+use crate::store::Command;
 use std::cell::RefCell;
 use worker::{console_error, Context, Env};
 
 thread_local! {
     static BUFFER: RefCell<Buffer> = RefCell::new(Buffer::default());
+}
+
+/// Sends `cmd` to the usage log (one object).
+pub async fn call<C: Command<Kind = UsageCommand>>(
+    env: &Env,
+    cmd: C,
+) -> std::result::Result<C::Reply, ApiError> {
+    objects::call_command(env, config::USAGE_DO, USAGE_OBJECT, cmd).await
 }
 
 /// One partner-facing request, as the usage counters see it.
@@ -42,16 +51,12 @@ pub fn record(env: &Env, ctx: &Context, now_ms: u64, r: Counted<'_>) {
     if let Some(rows) = rows {
         let env = env.clone();
         ctx.wait_until(async move {
-            let cmd = UsageCommand::Add {
+            let cmd = Add {
                 rows,
                 now: now_ms / 1000,
             };
-            match objects::call::<_, UsageReply>(&env, config::USAGE_DO, USAGE_OBJECT, &cmd).await {
-                Ok(UsageReply::Added) => {}
-                Ok(UsageReply::Failed { error }) | Err(error) => {
-                    console_error!("usage: {}", error.cause.unwrap_or(error.description))
-                }
-                Ok(_) => console_error!("usage: unexpected reply"),
+            if let Err(error) = call(&env, cmd).await {
+                console_error!("usage: {}", error.cause.unwrap_or(error.description));
             }
         });
     }
@@ -66,26 +71,21 @@ pub async fn query(env: &Env, query: &str, now: u64) -> Outcome {
             |name: &str| params.number(name, "must be a whole number of seconds since the epoch");
         let until = num("until")?.unwrap_or(now);
         let since = num("since")?.unwrap_or(until.saturating_sub(86_400));
-        let cmd = UsageCommand::Query {
+        let cmd = Query {
             partner: params.get("partner").map(str::to_owned),
             client: params.get("client").map(str::to_owned),
             since,
             until,
             limit: QUERY_LIMIT,
         };
-        match objects::call::<_, UsageReply>(env, config::USAGE_DO, USAGE_OBJECT, &cmd).await? {
-            UsageReply::Rows { rows } => {
-                let views: Vec<_> = rows.iter().map(UsageRow::view).collect();
-                Ok(serde_json::json!({
-                    "since": since,
-                    "until": until,
-                    "truncated": rows.len() == QUERY_LIMIT,
-                    "usage": views,
-                }))
-            }
-            UsageReply::Failed { error } => Err(error),
-            UsageReply::Added => Err(ApiError::unavailable("unexpected usage reply")),
-        }
+        let rows = call(env, cmd).await?;
+        let views: Vec<_> = rows.iter().map(UsageRow::view).collect();
+        Ok::<_, ApiError>(serde_json::json!({
+            "since": since,
+            "until": until,
+            "truncated": rows.len() == QUERY_LIMIT,
+            "usage": views,
+        }))
     }
     .await;
     match result {

@@ -6,13 +6,15 @@ use crate::edge::flows::{revoke, unlink};
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, random, respond};
 use crate::protocol::admin_auth::check_admin;
-use crate::protocol::client::{parse_client_spec, ClientId};
+use crate::protocol::client::{parse_client_spec, ClientId, ClientRecord};
 use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::{check_issuer_is_not_ours, parse_partner_spec, PartnerId};
 use crate::protocol::user::{parse_user_spec, Username};
 use crate::routes::{Method, Route};
-use crate::store::registry::{RegistryCommand, RegistryReply};
+use crate::store::registry::{
+    CreateClient, Delete, DeleteClient, Get, GetClient, List, ListClients, Put, RemovalDone, Saved,
+};
 use crate::store::users::{UserCommand, UserReply};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request, Result};
@@ -87,104 +89,31 @@ async fn registry_route(
     method: Method,
     now: u64,
 ) -> Result<Outcome, ApiError> {
-    // A client secret is generated here and shown once in the reply; only its hash is stored.
-    let mut new_secret: Option<String> = None;
-    let cmd = match (route, method) {
-        (Route::AdminPartners, Method::Get) => RegistryCommand::List,
-        (Route::AdminPartner { id }, Method::Get) => RegistryCommand::Get {
-            id: PartnerId::parse(id)?,
-        },
-        (Route::AdminPartner { id }, Method::Delete) => RegistryCommand::Delete {
-            id: PartnerId::parse(id)?,
-        },
-        (Route::AdminPartner { id }, Method::Put) => {
-            let id = PartnerId::parse(id)?;
-            let spec = parse_partner_spec(&read_body(req).await?)?;
-            check_issuer_is_not_ours(&spec, &config::issuer(env)?)?;
-            RegistryCommand::Put { id, spec, now }
-        }
-        (Route::AdminPartnerClients { id }, Method::Get) => RegistryCommand::ListClients {
-            partner_id: PartnerId::parse(id)?,
-        },
-        (Route::AdminPartnerClients { id }, Method::Post) => {
-            let partner_id = PartnerId::parse(id)?;
-            let spec = parse_client_spec(&read_body(req).await?)?;
-            let client_id =
-                ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
-                    .ok_or_else(|| ApiError::unavailable("client id generation"))?;
-            let secret_hash = if spec.token_endpoint_auth_method.uses_secret() {
-                let secret = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
-                let hash = secret_hash(&secret);
-                new_secret = Some(secret);
-                Some(hash)
-            } else {
-                None
-            };
-            RegistryCommand::CreateClient {
-                partner_id,
-                client_id,
-                spec,
-                secret_hash,
-                now,
-            }
-        }
-        (Route::AdminClient { id }, Method::Get) => RegistryCommand::GetClient {
-            client_id: client_id_param(id)?,
-        },
-        (Route::AdminClient { id }, Method::Delete) => RegistryCommand::DeleteClient {
-            client_id: client_id_param(id)?,
-        },
-        _ => return Err(ApiError::method_not_allowed(route.methods())),
+    let partner_outcome = |partner: crate::protocol::partner::Partner| {
+        let id = partner.id.clone();
+        Outcome::new(respond::json(200, &partner, &[]), "ok").partner(id)
     };
-    let reply = registry::call(env, &cmd).await?;
-    // A partner this request changed: this isolate forgets its cached record at once (others
-    // within the cache lifetime), so its new keys work from the next request on.
-    if let (
-        RegistryCommand::Put { id, .. } | RegistryCommand::Delete { id },
-        RegistryReply::Saved { .. } | RegistryReply::PartnerRemoved { .. },
-    ) = (&cmd, &reply)
-    {
-        crate::edge::rt::kvcache::forget(&crate::protocol::partner::keys::partner(id));
-    }
-    Ok(match reply {
-        RegistryReply::Saved { partner, created } => {
-            let id = partner.id.clone();
-            let (status, outcome) = if created {
-                (201, "created")
-            } else {
-                (200, "replaced")
-            };
-            Outcome::new(respond::json(status, &partner, &[]), outcome).partner(id)
+    Ok(match (route, method) {
+        (Route::AdminPartners, Method::Get) => {
+            let partners = registry::call(env, List {}).await?;
+            Outcome::new(
+                respond::json(200, &serde_json::json!({ "partners": partners }), &[]),
+                "ok",
+            )
         }
-        RegistryReply::Partner { partner } => {
-            let id = partner.id.clone();
-            Outcome::new(respond::json(200, &partner, &[]), "ok").partner(id)
-        }
-        RegistryReply::Partners { partners } => Outcome::new(
-            respond::json(200, &serde_json::json!({ "partners": partners }), &[]),
-            "ok",
+        (Route::AdminPartner { id }, Method::Get) => partner_outcome(
+            registry::call(
+                env,
+                Get {
+                    id: PartnerId::parse(id)?,
+                },
+            )
+            .await?,
         ),
-        RegistryReply::Client { client } => {
-            let partner = client.partner_id.clone();
-            let mut body = serde_json::to_value(&client)
-                .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
-            let created = matches!(cmd, RegistryCommand::CreateClient { .. });
-            if let (Some(secret), Some(obj)) = (new_secret, body.as_object_mut()) {
-                obj.insert("client_secret".into(), secret.into());
-            }
-            let (status, outcome) = if created {
-                (201, "created")
-            } else {
-                (200, "ok")
-            };
-            Outcome::new(respond::json(status, &body, &[]), outcome).partner(partner)
-        }
-        RegistryReply::Clients { clients } => Outcome::new(
-            respond::json(200, &serde_json::json!({ "clients": clients }), &[]),
-            "ok",
-        ),
-        RegistryReply::Deleted => Outcome::new(respond::empty(204, &[]), "deleted"),
-        RegistryReply::PartnerRemoved { partner } => {
+        (Route::AdminPartner { id }, Method::Delete) => {
+            let id = PartnerId::parse(id)?;
+            let partner = registry::call(env, Delete { id }).await?;
+            forget_partner(&partner.id);
             // Gone from the registry and the edge; now what it held ends. A failure, or more
             // than one request does, is a 503: the same DELETE again goes on from there.
             let salt = partner.subject_salt.as_deref();
@@ -194,16 +123,97 @@ async fn registry_route(
                     "the partner is removed; ending its account links is not finished: repeat the request",
                 ));
             }
-            let done = RegistryCommand::RemovalDone {
-                id: partner.id.clone(),
-            };
-            if let RegistryReply::Failed { error } = registry::call(env, &done).await? {
-                return Err(error);
-            }
+            registry::call(
+                env,
+                RemovalDone {
+                    id: partner.id.clone(),
+                },
+            )
+            .await?;
             Outcome::new(respond::empty(204, &[]), "deleted").partner(partner.id)
         }
-        RegistryReply::Failed { error } => Outcome::error(error),
+        (Route::AdminPartner { id }, Method::Put) => {
+            let id = PartnerId::parse(id)?;
+            let spec = parse_partner_spec(&read_body(req).await?)?;
+            check_issuer_is_not_ours(&spec, &config::issuer(env)?)?;
+            let Saved { partner, created } = registry::call(env, Put { id, spec, now }).await?;
+            forget_partner(&partner.id);
+            let id = partner.id.clone();
+            let (status, outcome) = if created {
+                (201, "created")
+            } else {
+                (200, "replaced")
+            };
+            Outcome::new(respond::json(status, &partner, &[]), outcome).partner(id)
+        }
+        (Route::AdminPartnerClients { id }, Method::Get) => {
+            let partner_id = PartnerId::parse(id)?;
+            let clients = registry::call(env, ListClients { partner_id }).await?;
+            Outcome::new(
+                respond::json(200, &serde_json::json!({ "clients": clients }), &[]),
+                "ok",
+            )
+        }
+        (Route::AdminPartnerClients { id }, Method::Post) => {
+            let partner_id = PartnerId::parse(id)?;
+            let spec = parse_client_spec(&read_body(req).await?)?;
+            let client_id =
+                ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
+                    .ok_or_else(|| ApiError::unavailable("client id generation"))?;
+            // A client secret is generated here and shown once in the reply; only its hash is
+            // stored.
+            let mut new_secret: Option<String> = None;
+            let secret_hash = if spec.token_endpoint_auth_method.uses_secret() {
+                let secret = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
+                let hash = secret_hash(&secret);
+                new_secret = Some(secret);
+                Some(hash)
+            } else {
+                None
+            };
+            let cmd = CreateClient {
+                partner_id,
+                client_id,
+                spec,
+                secret_hash,
+                now,
+            };
+            let client = registry::call(env, cmd).await?;
+            client_outcome(client, new_secret, (201, "created"))?
+        }
+        (Route::AdminClient { id }, Method::Get) => {
+            let client_id = client_id_param(id)?;
+            let client = registry::call(env, GetClient { client_id }).await?;
+            client_outcome(client, None, (200, "ok"))?
+        }
+        (Route::AdminClient { id }, Method::Delete) => {
+            let client_id = client_id_param(id)?;
+            registry::call(env, DeleteClient { client_id }).await?;
+            Outcome::new(respond::empty(204, &[]), "deleted")
+        }
+        _ => return Err(ApiError::method_not_allowed(route.methods())),
     })
+}
+
+/// A partner this request changed: this isolate forgets its cached record at once (others
+/// within the cache lifetime), so its new keys work from the next request on.
+fn forget_partner(id: &PartnerId) {
+    crate::edge::rt::kvcache::forget(&crate::protocol::partner::keys::partner(id));
+}
+
+/// A client record for the admin API, with its new secret (shown once) when it has one.
+fn client_outcome(
+    client: ClientRecord,
+    new_secret: Option<String>,
+    (status, outcome): (u16, &'static str),
+) -> Result<Outcome, ApiError> {
+    let partner = client.partner_id.clone();
+    let mut body = serde_json::to_value(&client)
+        .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
+    if let (Some(secret), Some(obj)) = (new_secret, body.as_object_mut()) {
+        obj.insert("client_secret".into(), secret.into());
+    }
+    Ok(Outcome::new(respond::json(status, &body, &[]), outcome).partner(partner))
 }
 
 async fn user(

@@ -26,7 +26,9 @@ use crate::protocol::link::{
 };
 use crate::protocol::partner::{Partner, PartnerId};
 use crate::routes::{self, Method};
-use crate::store::links::{LinkCommand, LinkReply};
+use crate::store::links::{
+    Confirm, Confirmed, LinkRefusal, LinkedAccount, Lookup, Propose, Proposed,
+};
 use crate::store::users::{Agreed, UserCommand, UserReply};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request};
@@ -188,7 +190,7 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
         // Nothing that signs anyone in is stored until the partner confirms, for the browser
         // session that started the request (its `state`), that this is its user's account.
         let code = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
-        let cmd = LinkCommand::Propose {
+        let cmd = Propose {
             code_hash: hash_secret(&code),
             pending: PendingLink {
                 partner_sub: request.partner_sub.clone(),
@@ -203,10 +205,9 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             },
             now,
         };
-        match links::call(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
-            LinkReply::Proposed => {}
-            LinkReply::Failed { error } => return Err(error),
-            other => return Err(link_refusal(other)),
+        match links::call(env, &partner.id, partner.subject_salt.as_deref(), cmd).await? {
+            Proposed::Kept => {}
+            Proposed::Refused(refusal) => return Err(link_refusal(refusal)),
         }
         let location = back_to_partner(&request, &[("link_code", &code)]);
         Ok(browser::redirect(303, &location, &[], "link_consented").partner(partner.id.clone()))
@@ -216,16 +217,14 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
 }
 
 /// Why a link could not be made, in the user's (and the partner's) words.
-fn link_refusal(reply: LinkReply) -> ApiError {
-    match reply {
-        LinkReply::PartnerAccountTaken => refused(
+fn link_refusal(refusal: LinkRefusal) -> ApiError {
+    match refusal {
+        LinkRefusal::PartnerAccountTaken => refused(
             "This account at the partner is already linked to another school account. Unlink it there first.",
         ),
-        LinkReply::UserAlreadyLinked => refused(
+        LinkRefusal::UserAlreadyLinked => refused(
             "Your school account is already linked to another account at this partner. Remove that link on your account page first, then try again.",
         ),
-        LinkReply::Failed { error } => error,
-        _ => ApiError::unavailable("unexpected link reply"),
     }
 }
 
@@ -280,21 +279,21 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 "The link confirmation was already used.",
             ));
         }
-        let cmd = LinkCommand::Confirm {
+        let cmd = Confirm {
             code_hash: hash_secret(&code),
             partner_sub: confirmation.partner_sub.clone(),
             request_jti_hash: hash_secret(&confirmation.link_request),
             attempt: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
             now,
         };
-        let (created, pending) = match links::call_idempotent(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
-            LinkReply::Linked { created, pending } => (created, pending),
-            LinkReply::CodeInvalid => {
+        let (created, pending) = match links::call(env, &partner.id, partner.subject_salt.as_deref(), cmd).await? {
+            Confirmed::Linked { created, pending } => (created, pending),
+            Confirmed::CodeInvalid => {
                 return Err(invalid_grant(
                     "the link code is invalid, expired, already used, or not for this link request and account",
                 ))
             }
-            LinkReply::CodeReplayed { username } => {
+            Confirmed::CodeReplayed { username } => {
                 // As for a reused authorization code: the link it made is undone, with what
                 // came through it.
                 unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &username, now).await?;
@@ -303,9 +302,8 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 );
                 return Ok(Outcome::new(respond::error(&refusal), "link_code_replay"));
             }
-            LinkReply::Failed { error } => return Err(error),
-            other => {
-                let e = link_refusal(other);
+            Confirmed::Refused(refusal) => {
+                let e = link_refusal(refusal);
                 return Err(invalid_grant(&e.description));
             }
         };
@@ -342,16 +340,14 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
         }
         // A replay racing this confirmation undoes the link; if its unlinking ran before our
         // record, the record would outlive the link. Looking again settles it either way.
-        let lookup = LinkCommand::Lookup {
+        let lookup = Lookup {
             partner_sub: pending.partner_sub.clone(),
         };
-        let still = match links::call(env, &partner.id, partner.subject_salt.as_deref(), &lookup).await? {
-            LinkReply::Found { username, user_sub } => {
+        let still = match links::call(env, &partner.id, partner.subject_salt.as_deref(), lookup).await? {
+            Some(LinkedAccount { username, user_sub }) => {
                 username == pending.username && user_sub == pending.user_sub
             }
-            LinkReply::NotFound => false,
-            LinkReply::Failed { error } => return Err(error),
-            _ => return Err(ApiError::unavailable("unexpected link reply")),
+            None => false,
         };
         if !still {
             unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, now).await?;

@@ -12,7 +12,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{is_grant_id, split_handle};
 use crate::protocol::tokens::AccessClaims;
 use crate::routes;
-use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::grants::{Revoke, Status};
 use serde_json::{json, Value};
 use worker::{Env, Request};
 
@@ -54,14 +54,11 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
             // Only the grant's current refresh token revokes it: a guessed handle with the right
             // grant id but the wrong secret changes nothing (RFC 7009 §2.1).
             Some(Ours::Refresh { grant_id, hash }) => {
-                let cmd = GrantCommand::Status {
+                let cmd = Status {
                     now,
                     refresh_hash: Some(hash),
                 };
-                match grants::call(env, &grant_id, &cmd).await? {
-                    GrantReply::Active { .. } => Some(grant_id),
-                    _ => None,
-                }
+                grants::call(env, &grant_id, cmd).await?.map(|_| grant_id)
             }
             Some(Ours::Access(c))
                 if is_grant_id(&c.gid) && c.client_id == client.client_id.as_str() =>
@@ -77,12 +74,10 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
             _ => None,
         };
         if let Some(gid) = grant_id {
-            let cmd = GrantCommand::Revoke {
+            let cmd = Revoke {
                 client_id: client.client_id.clone(),
             };
-            if let GrantReply::Failed { error } = grants::call(env, &gid, &cmd).await? {
-                return Err(error);
-            }
+            grants::call(env, &gid, cmd).await?;
             seen_here(&gid);
         }
         Ok(client)
@@ -122,13 +117,13 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 let grant_ok = if standing.is_err() {
                     false
                 } else if is_grant_id(&c.gid) {
-                    let cmd = GrantCommand::Status {
+                    let cmd = Status {
                         now,
                         refresh_hash: None,
                     };
-                    match grants::call(env, &c.gid, &cmd).await? {
+                    match grants::call(env, &c.gid, cmd).await? {
                         // Still the same person, under the same password.
-                        GrantReply::Active { grant } if grant.partner_id == client.partner_id => {
+                        Some(grant) if grant.partner_id == client.partner_id => {
                             user_grant::grant_user(env, &grant, now_ms, None)
                                 .await?
                                 .is_some()
@@ -155,12 +150,12 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 }
             }
             Some(Ours::Refresh { grant_id, hash }) => {
-                let cmd = GrantCommand::Status {
+                let cmd = Status {
                     now,
                     refresh_hash: Some(hash),
                 };
-                match grants::call(env, &grant_id, &cmd).await? {
-                    GrantReply::Active { grant }
+                match grants::call(env, &grant_id, cmd).await? {
+                    Some(grant)
                         if grant.client_id == client.client_id
                             && user_grant::grant_user(env, &grant, now_ms, None)
                                 .await?

@@ -8,7 +8,7 @@ use crate::edge::rt::respond::Outcome;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::is_grant_id;
 use crate::protocol::tokens::released_claims;
-use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::grants::Status;
 use serde_json::Value;
 use worker::{Env, Request};
 
@@ -38,16 +38,15 @@ async fn run(req: &Request, env: &Env, now_ms: u64) -> Result<Value, ApiError> {
     let grant = match grants::call(
         env,
         &claims.gid,
-        &GrantCommand::Status {
+        Status {
             now,
             refresh_hash: None,
         },
     )
     .await?
     {
-        GrantReply::Active { grant } => grant,
-        GrantReply::Failed { error } => return Err(error),
-        _ => return Err(revoked()),
+        Some(grant) => grant,
+        None => return Err(revoked()),
     };
     // A deleted user, or a new account reusing the username, ends the grant's tokens.
     let user = user_grant::grant_user(env, &grant, now * 1000, None)

@@ -10,7 +10,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::link::PartnerJwt;
 use crate::protocol::partner::Partner;
 use crate::protocol::user::{LinkState, UserView, Username};
-use crate::store::links::{LinkCommand, LinkReply};
+use crate::store::links::{LinkedAccount, Lookup};
 use crate::store::users::{UserCommand, UserReply};
 use worker::Env;
 
@@ -33,11 +33,11 @@ pub async fn find_linked(
     partner_sub: &str,
     client_id: Option<ClientId>,
 ) -> Result<Option<Linked>, ApiError> {
-    let cmd = LinkCommand::Lookup {
+    let cmd = Lookup {
         partner_sub: partner_sub.to_owned(),
     };
-    match links::call(env, &partner.id, partner.subject_salt.as_deref(), &cmd).await? {
-        LinkReply::Found { username, user_sub } => {
+    match links::call(env, &partner.id, partner.subject_salt.as_deref(), cmd).await? {
+        Some(LinkedAccount { username, user_sub }) => {
             // The link is to a person, not a username: a new account reusing it is not linked.
             let cmd = UserCommand::Subject {
                 partner_id: partner.id.clone(),
@@ -72,9 +72,7 @@ pub async fn find_linked(
                 _ => Ok(None),
             }
         }
-        LinkReply::NotFound => Ok(None),
-        LinkReply::Failed { error } => Err(error),
-        _ => Err(ApiError::unavailable("unexpected link reply")),
+        None => Ok(None),
     }
 }
 

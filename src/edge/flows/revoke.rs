@@ -7,7 +7,7 @@ use crate::edge::rt::kvcache;
 use crate::protocol::api::revoked_key;
 use crate::protocol::error::ApiError;
 use crate::protocol::user::Username;
-use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::grants::RevokeAll;
 use crate::store::users::{UserCommand, UserReply};
 use futures_util::future::join_all;
 use worker::Env;
@@ -25,16 +25,9 @@ pub async fn revoke_all(env: &Env, grant_ids: &[String]) -> std::result::Result<
 }
 
 async fn revoke_batch(env: &Env, batch: &[String]) -> std::result::Result<(), ApiError> {
-    let replies = join_all(
-        batch
-            .iter()
-            .map(|gid| grants::call(env, gid, &GrantCommand::RevokeAll)),
-    )
-    .await;
+    let replies = join_all(batch.iter().map(|gid| grants::call(env, gid, RevokeAll {}))).await;
     for (gid, reply) in batch.iter().zip(replies) {
-        if let GrantReply::Failed { error } = reply? {
-            return Err(error);
-        }
+        reply?;
         seen_here(gid);
     }
     Ok(())

@@ -7,7 +7,7 @@ use crate::edge::flows::revoke;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
-use crate::store::links::{LinkCommand, LinkReply};
+use crate::store::links::{ForgetGrants, Retire, Retired, Unlink};
 use worker::Env;
 
 /// Ends a link: the partner's record first (automatic login stops at once), then every grant
@@ -23,17 +23,12 @@ pub async fn unlink(
     // Only the first call removes the link; the sessions it started end right after.
     let mut first = true;
     loop {
-        let cmd = LinkCommand::Unlink {
+        let cmd = Unlink {
             username: username.clone(),
             now,
             remove: first,
         };
-        let grant_ids = match links::call(env, partner, salt, &cmd).await? {
-            LinkReply::Unlinked { grant_ids } => grant_ids,
-            LinkReply::NotFound => Vec::new(),
-            LinkReply::Failed { error } => return Err(error),
-            _ => return Err(ApiError::unavailable("unexpected link reply")),
-        };
+        let grant_ids = links::call(env, partner, salt, cmd).await?;
         if first {
             let end = crate::store::users::UserCommand::EndLinkSessions {
                 partner_id: partner.clone(),
@@ -52,13 +47,11 @@ pub async fn unlink(
             break;
         }
         revoke::revoke_all(env, &grant_ids).await?;
-        let forget = LinkCommand::ForgetGrants {
+        let forget = ForgetGrants {
             username: username.clone(),
             grant_ids,
         };
-        if let LinkReply::Failed { error } = links::call(env, partner, salt, &forget).await? {
-            return Err(error);
-        }
+        links::call(env, partner, salt, forget).await?;
     }
     let forget = crate::store::users::UserCommand::ForgetLink {
         partner_id: partner.clone(),
@@ -88,11 +81,7 @@ pub async fn end_partner(
     now: u64,
 ) -> std::result::Result<bool, ApiError> {
     for round in 0..=RETIRE_ROUNDS {
-        let usernames = match links::call(env, partner, salt, &LinkCommand::Retire).await? {
-            LinkReply::Retired { usernames } => usernames,
-            LinkReply::Failed { error } => return Err(error),
-            _ => return Err(ApiError::unavailable("unexpected link reply")),
-        };
+        let usernames = links::call(env, partner, salt, Retire {}).await?;
         if usernames.is_empty() {
             return Ok(true);
         }
@@ -101,10 +90,7 @@ pub async fn end_partner(
         }
         for username in usernames {
             unlink(env, partner, salt, &username, now).await?;
-            let done = LinkCommand::Retired { username };
-            if let LinkReply::Failed { error } = links::call(env, partner, salt, &done).await? {
-                return Err(error);
-            }
+            links::call(env, partner, salt, Retired { username }).await?;
         }
     }
     Ok(false)

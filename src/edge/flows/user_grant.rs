@@ -8,7 +8,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{Grant, GRANT_ABSOLUTE_S};
 use crate::protocol::partner::{Partner, PartnerId};
 use crate::protocol::user::{UserView, Username};
-use crate::store::links::{LinkCommand, LinkReply};
+use crate::store::links::{AddGrant, GrantListed};
 use crate::store::users::{RenewGrant, UserCommand, UserReply};
 use worker::Env;
 
@@ -107,22 +107,20 @@ async fn add_grant(
     now: u64,
     gone: ApiError,
 ) -> std::result::Result<(), ApiError> {
-    let cmd = LinkCommand::AddGrant {
+    let cmd = AddGrant {
         username: username.clone(),
         grant_id: grant_id.to_owned(),
         expires_at,
         now,
     };
     let salt = partner.subject_salt.as_deref();
-    match links::call(env, &partner.id, salt, &cmd).await? {
-        LinkReply::Done => Ok(()),
-        LinkReply::NotFound => {
+    match links::call(env, &partner.id, salt, cmd).await? {
+        GrantListed::Listed => Ok(()),
+        GrantListed::NotLinked => {
             // Best effort: the grant's code or token has not been handed out.
             let _ = revoke::revoke_all(env, &[grant_id.to_owned()]).await;
             Err(gone)
         }
-        LinkReply::Failed { error } => Err(error),
-        _ => Err(ApiError::unavailable("unexpected link reply")),
     }
 }
 

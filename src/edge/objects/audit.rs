@@ -3,7 +3,7 @@
 use crate::edge::rt::objects;
 use crate::protocol::audit::{AuditEvent, RETENTION_S};
 use crate::protocol::error::ApiError;
-use crate::store::audit::{AuditCommand, AuditReply, SCHEMA};
+use crate::store::audit::{AuditCommand, AuditHandler, Query, Record, SCHEMA};
 use serde::Deserialize;
 use std::cell::Cell;
 use worker::{
@@ -36,10 +36,7 @@ impl DurableObject for AuditLog {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "audit log", |cmd: AuditCommand| async move {
-            self.execute(cmd)
-        })
-        .await
+        objects::serve_commands(req, "audit log", |cmd: AuditCommand| self.handle(cmd)).await
     }
 }
 
@@ -47,65 +44,71 @@ impl AuditLog {
     fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
         objects::sql(&self.state, &self.schema_ready, SCHEMA)
     }
+}
 
-    fn execute(&self, cmd: AuditCommand) -> std::result::Result<AuditReply, ApiError> {
+impl AuditHandler for AuditLog {
+    async fn record(&self, Record { event }: Record) -> std::result::Result<(), ApiError> {
         let sql = self.sql()?;
-        match cmd {
-            AuditCommand::Record { event } => {
-                sql.exec(
-                    "DELETE FROM events WHERE ts < ?",
-                    vec![objects::sql_int(event.ts.saturating_sub(RETENTION_S))],
-                )
-                .map_err(err)?;
-                let body = serde_json::to_string(&event)
-                    .map_err(|e| ApiError::unavailable(e.to_string()))?;
-                sql.exec(
-                    "INSERT INTO events (ts, kind, partner, body) VALUES (?, ?, ?, ?)",
-                    vec![
-                        objects::sql_int(event.ts),
-                        SqlStorageValue::String(event.kind.clone()),
-                        event
-                            .partner
-                            .clone()
-                            .map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                        SqlStorageValue::String(body),
-                    ],
-                )
-                .map_err(err)?;
-                Ok(AuditReply::Recorded)
-            }
-            AuditCommand::Query {
-                since,
-                partner,
-                kind,
-                cursor,
-                limit,
-            } => {
-                let rows: Vec<Row> = sql
-                    .exec(
-                        "SELECT seq, body FROM events WHERE seq > ? AND ts >= ? \
-                         AND (? IS NULL OR partner = ?) AND (? IS NULL OR kind = ?) ORDER BY seq LIMIT ?",
-                        vec![
-                            objects::sql_int(cursor.unwrap_or(0)),
-                            objects::sql_int(since.unwrap_or(0)),
-                            partner.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                            partner.map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                            kind.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                            kind.map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                            objects::sql_int(limit as u64),
-                        ],
-                    )
-                    .and_then(|c| c.to_array())
-                    .map_err(err)?;
-                let mut events = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let mut e: AuditEvent = serde_json::from_str(&r.body)
-                        .map_err(|e| ApiError::unavailable(format!("corrupt event: {e}")))?;
-                    e.seq = r.seq as u64;
-                    events.push(e);
-                }
-                Ok(AuditReply::Events { events })
-            }
+        sql.exec(
+            "DELETE FROM events WHERE ts < ?",
+            vec![objects::sql_int(event.ts.saturating_sub(RETENTION_S))],
+        )
+        .map_err(err)?;
+        let body =
+            serde_json::to_string(&event).map_err(|e| ApiError::unavailable(e.to_string()))?;
+        sql.exec(
+            "INSERT INTO events (ts, kind, partner, body) VALUES (?, ?, ?, ?)",
+            vec![
+                objects::sql_int(event.ts),
+                SqlStorageValue::String(event.kind.clone()),
+                event
+                    .partner
+                    .clone()
+                    .map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                SqlStorageValue::String(body),
+            ],
+        )
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        Query {
+            since,
+            partner,
+            kind,
+            cursor,
+            limit,
+        }: Query,
+    ) -> std::result::Result<Vec<AuditEvent>, ApiError> {
+        let sql = self.sql()?;
+        let rows: Vec<Row> = sql
+            .exec(
+                "SELECT seq, body FROM events WHERE seq > ? AND ts >= ? \
+                 AND (? IS NULL OR partner = ?) AND (? IS NULL OR kind = ?) ORDER BY seq LIMIT ?",
+                vec![
+                    objects::sql_int(cursor.unwrap_or(0)),
+                    objects::sql_int(since.unwrap_or(0)),
+                    partner
+                        .clone()
+                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    partner.map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    kind.clone()
+                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    kind.map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    objects::sql_int(limit as u64),
+                ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut e: AuditEvent = serde_json::from_str(&r.body)
+                .map_err(|e| ApiError::unavailable(format!("corrupt event: {e}")))?;
+            e.seq = r.seq as u64;
+            events.push(e);
         }
+        Ok(events)
     }
 }

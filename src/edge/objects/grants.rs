@@ -5,7 +5,9 @@
 use crate::edge::rt::{objects, revoked};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{Grant, Step, GRANT_ABSOLUTE_S};
-use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::grants::{
+    Create, GrantCommand, GrantHandler, Redeem, Refresh, Revoke, RevokeAll, Status,
+};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 const GRANT: &str = "grant";
@@ -36,7 +38,7 @@ impl DurableObject for GrantStore {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "grant store", |cmd: GrantCommand| self.execute(cmd)).await
+        objects::serve_commands(req, "grant store", |cmd: GrantCommand| self.handle(cmd)).await
     }
 
     /// The grant's end: the record, and every superseded hash kept apart, go.
@@ -50,11 +52,11 @@ impl DurableObject for GrantStore {
 impl GrantStore {
     /// Stores the outcome of a transition before answering: an issue, or a refusal that still
     /// changed the grant (a replay that revoked it).
-    async fn settle(&self, grant: &Grant, step: Step) -> std::result::Result<GrantReply, ApiError> {
+    async fn settle(&self, grant: &Grant, step: Step) -> std::result::Result<Step, ApiError> {
         match step {
             Ok(issue) => {
                 self.store(grant).await?;
-                Ok(GrantReply::Issued { issue })
+                Ok(Ok(issue))
             }
             Err(refusal) => {
                 if refusal.revokes_grant() {
@@ -63,14 +65,14 @@ impl GrantStore {
                         revoked::publish(&self.env, &grant.grant_id).await?;
                     }
                 }
-                Ok(GrantReply::Refused { refusal })
+                Ok(Err(refusal))
             }
         }
     }
 
     /// Revokes the grant and tells the gateway. Revoking again publishes again, so a retry
     /// after a failed publication completes it.
-    async fn revoke(&self, mut grant: Grant) -> std::result::Result<(), ApiError> {
+    async fn end(&self, mut grant: Grant) -> std::result::Result<(), ApiError> {
         grant.revoked = true;
         self.store(&grant).await?;
         revoked::publish(&self.env, &grant.grant_id).await
@@ -99,97 +101,111 @@ impl GrantStore {
             .map_err(storage_err)
     }
 
-    async fn execute(&self, cmd: GrantCommand) -> std::result::Result<GrantReply, ApiError> {
-        let existing: Option<Grant> = self.state.storage().get(GRANT).await.map_err(storage_err)?;
-        let unknown = || ApiError::new(ErrorCode::InvalidGrant, "unknown or expired grant");
-        match cmd {
-            GrantCommand::Create { grant } => {
-                match existing {
-                    // The same creation sent again after its reply was lost.
-                    Some(g) if g == *grant => {}
-                    Some(_) => return Err(ApiError::unavailable("grant id collision")),
-                    None => self.store(grant.as_ref()).await?,
-                }
-                Ok(GrantReply::Created)
-            }
-            GrantCommand::Redeem {
-                code_hash,
-                attempt,
-                client_id,
-                redirect_uri,
-                code_verifier,
-                new_refresh_hash,
-                now,
-            } => {
-                let mut grant = existing.ok_or_else(unknown)?;
-                let step = grant.redeem(
-                    &code_hash,
-                    &attempt,
-                    &client_id,
-                    redirect_uri.as_deref(),
-                    code_verifier.as_deref(),
-                    new_refresh_hash,
-                    now,
-                );
-                self.settle(&grant, step).await
-            }
-            GrantCommand::Refresh {
-                refresh_hash,
-                client_id,
-                scopes,
-                new_refresh_hash,
-                now,
-            } => {
-                let mut grant = existing.ok_or_else(unknown)?;
-                let spilled_before = !grant.knows_refresh(&refresh_hash)
-                    && self
-                        .state
-                        .storage()
-                        .get::<u8>(&spilled_key(&refresh_hash))
-                        .await
-                        .map_err(storage_err)?
-                        .is_some();
-                let step = grant.refresh(
-                    &refresh_hash,
-                    &client_id,
-                    scopes,
-                    new_refresh_hash,
-                    now,
-                    spilled_before,
-                );
-                // Kept apart before the record is stored: at worst it is in both places.
-                if let Some(old) = grant.refresh.as_mut().and_then(|r| r.spilled.take()) {
-                    self.state
-                        .storage()
-                        .put(&spilled_key(&old), 1u8)
-                        .await
-                        .map_err(storage_err)?;
-                }
-                self.settle(&grant, step).await
-            }
-            GrantCommand::Revoke { client_id } => {
-                if let Some(grant) = existing.filter(|g| g.client_id == client_id) {
-                    self.revoke(grant).await?;
-                }
-                Ok(GrantReply::Revoked)
-            }
-            GrantCommand::RevokeAll => {
-                if let Some(grant) = existing {
-                    self.revoke(grant).await?;
-                }
-                Ok(GrantReply::Revoked)
-            }
-            GrantCommand::Status { now, refresh_hash } => Ok(match existing {
-                Some(grant)
-                    if grant.active(now)
-                        && refresh_hash
-                            .as_deref()
-                            .is_none_or(|h| grant.is_current_refresh(h)) =>
-                {
-                    GrantReply::Active { grant }
-                }
-                _ => GrantReply::Inactive,
-            }),
+    async fn load(&self) -> std::result::Result<Option<Grant>, ApiError> {
+        self.state.storage().get(GRANT).await.map_err(storage_err)
+    }
+}
+
+fn unknown() -> ApiError {
+    ApiError::new(ErrorCode::InvalidGrant, "unknown or expired grant")
+}
+
+impl GrantHandler for GrantStore {
+    async fn create(&self, Create { grant }: Create) -> std::result::Result<(), ApiError> {
+        match self.load().await? {
+            // The same creation sent again after its reply was lost.
+            Some(g) if g == *grant => Ok(()),
+            Some(_) => Err(ApiError::unavailable("grant id collision")),
+            None => self.store(grant.as_ref()).await,
         }
+    }
+
+    async fn redeem(
+        &self,
+        Redeem {
+            code_hash,
+            attempt,
+            client_id,
+            redirect_uri,
+            code_verifier,
+            new_refresh_hash,
+            now,
+        }: Redeem,
+    ) -> std::result::Result<Step, ApiError> {
+        let mut grant = self.load().await?.ok_or_else(unknown)?;
+        let step = grant.redeem(
+            &code_hash,
+            &attempt,
+            &client_id,
+            redirect_uri.as_deref(),
+            code_verifier.as_deref(),
+            new_refresh_hash,
+            now,
+        );
+        self.settle(&grant, step).await
+    }
+
+    async fn refresh(
+        &self,
+        Refresh {
+            refresh_hash,
+            client_id,
+            scopes,
+            new_refresh_hash,
+            now,
+        }: Refresh,
+    ) -> std::result::Result<Step, ApiError> {
+        let mut grant = self.load().await?.ok_or_else(unknown)?;
+        let spilled_before = !grant.knows_refresh(&refresh_hash)
+            && self
+                .state
+                .storage()
+                .get::<u8>(&spilled_key(&refresh_hash))
+                .await
+                .map_err(storage_err)?
+                .is_some();
+        let step = grant.refresh(
+            &refresh_hash,
+            &client_id,
+            scopes,
+            new_refresh_hash,
+            now,
+            spilled_before,
+        );
+        // Kept apart before the record is stored: at worst it is in both places.
+        if let Some(old) = grant.refresh.as_mut().and_then(|r| r.spilled.take()) {
+            self.state
+                .storage()
+                .put(&spilled_key(&old), 1u8)
+                .await
+                .map_err(storage_err)?;
+        }
+        self.settle(&grant, step).await
+    }
+
+    async fn revoke(&self, Revoke { client_id }: Revoke) -> std::result::Result<(), ApiError> {
+        match self.load().await?.filter(|g| g.client_id == client_id) {
+            Some(grant) => self.end(grant).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn revoke_all(&self, _: RevokeAll) -> std::result::Result<(), ApiError> {
+        match self.load().await? {
+            Some(grant) => self.end(grant).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn status(
+        &self,
+        Status { now, refresh_hash }: Status,
+    ) -> std::result::Result<Option<Grant>, ApiError> {
+        Ok(self.load().await?.filter(|grant| {
+            grant.active(now)
+                && refresh_hash
+                    .as_deref()
+                    .is_none_or(|h| grant.is_current_refresh(h))
+        }))
     }
 }

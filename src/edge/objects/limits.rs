@@ -3,7 +3,7 @@
 use crate::edge::rt::objects;
 use crate::protocol::error::ApiError;
 use crate::protocol::ratelimit::Counter;
-use crate::store::limits::{LimitCommand, LimitReply};
+use crate::store::limits::{GiveBack, Granted, LimitCommand, LimitHandler, Take};
 use std::cell::RefCell;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
@@ -26,12 +26,32 @@ impl DurableObject for RateLimiter {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "rate limiter", |cmd: LimitCommand| self.execute(cmd)).await
+        objects::serve_commands(req, "rate limiter", |cmd: LimitCommand| self.handle(cmd)).await
+    }
+}
+
+impl LimitHandler for RateLimiter {
+    async fn take(&self, Take { window, want }: Take) -> std::result::Result<Granted, ApiError> {
+        self.update(|counter| Granted {
+            n: counter.take(window, want),
+        })
+        .await
+    }
+
+    async fn give_back(
+        &self,
+        GiveBack { window, n }: GiveBack,
+    ) -> std::result::Result<(), ApiError> {
+        self.update(|counter| counter.give_back(window, n)).await
     }
 }
 
 impl RateLimiter {
-    async fn execute(&self, cmd: LimitCommand) -> std::result::Result<LimitReply, ApiError> {
+    /// Applies `change` to the counter, stored before the answer goes out.
+    async fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Counter) -> T,
+    ) -> std::result::Result<T, ApiError> {
         let storage_err = |e: worker::Error| ApiError::unavailable(format!("limiter storage: {e}"));
         let loaded = *self.counter.borrow();
         let mut counter = match loaded {
@@ -44,15 +64,7 @@ impl RateLimiter {
                 .map_err(storage_err)?
                 .unwrap_or_default(),
         };
-        let reply = match cmd {
-            LimitCommand::Take { window, want } => LimitReply::Granted {
-                n: counter.take(window, want),
-            },
-            LimitCommand::GiveBack { window, n } => {
-                counter.give_back(window, n);
-                LimitReply::Done
-            }
-        };
+        let reply = change(&mut counter);
         // Stored before answering: a grant is never handed out twice.
         self.state
             .storage()

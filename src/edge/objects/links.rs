@@ -7,7 +7,9 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::link::{redeem, PendingLink, Redemption, MAX_PENDING_LINKS_PER_USER};
 use crate::protocol::user::Username;
 use crate::store::links::{
-    LinkCommand, LinkReply, MAX_LINK_GRANTS, RETIRE_BATCH, SCHEMA, UNLINK_BATCH,
+    AddGrant, Confirm, Confirmed, ForgetGrants, GrantListed, LinkCommand, LinkHandler, LinkRefusal,
+    LinkedAccount, Lookup, Propose, Proposed, Retire, Retired, Unlink, MAX_LINK_GRANTS,
+    RETIRE_BATCH, SCHEMA, UNLINK_BATCH,
 };
 use serde::Deserialize;
 use std::cell::Cell;
@@ -27,7 +29,7 @@ struct GrantRow {
 /// Whether a pending link can be made now.
 enum Linkable {
     /// The partner account or the user is linked otherwise.
-    Refused(LinkReply),
+    Refused(LinkRefusal),
     /// It exists already, the same way.
     Already,
     Free,
@@ -64,10 +66,7 @@ impl DurableObject for LinkStore {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "link store", |cmd: LinkCommand| async move {
-            self.execute(cmd)
-        })
-        .await
+        objects::serve_commands(req, "link store", |cmd: LinkCommand| self.handle(cmd)).await
     }
 }
 
@@ -98,9 +97,9 @@ impl LinkStore {
         )?;
         Ok(match (by_sub.first(), by_user.first()) {
             (Some(s), _) if s.username == username => Linkable::Already,
-            (Some(_), _) => Linkable::Refused(LinkReply::PartnerAccountTaken),
+            (Some(_), _) => Linkable::Refused(LinkRefusal::PartnerAccountTaken),
             (None, Some(u)) if u.partner_sub != pending.partner_sub => {
-                Linkable::Refused(LinkReply::UserAlreadyLinked)
+                Linkable::Refused(LinkRefusal::UserAlreadyLinked)
             }
             _ => Linkable::Free,
         })
@@ -129,307 +128,337 @@ impl LinkStore {
             .map_err(err)?;
         Ok(rows.first().is_some_and(|r| r.n > 0))
     }
+}
 
-    fn execute(&self, cmd: LinkCommand) -> std::result::Result<LinkReply, ApiError> {
+impl LinkHandler for LinkStore {
+    async fn retire(&self, _: Retire) -> std::result::Result<Vec<Username>, ApiError> {
+        let sql = self.sql()?;
+        sql.exec("INSERT OR IGNORE INTO retired (one) VALUES (1)", None)
+            .map_err(err)?;
+        // Retired, nobody links any more: everyone still linked or with listed grants
+        // is to be unlinked, and stays listed until done (`Retired`).
+        sql.exec(
+            "INSERT OR IGNORE INTO retiring (username) SELECT username FROM links \
+             UNION SELECT username FROM link_grants_by_user",
+            None,
+        )
+        .map_err(err)?;
+        let users: Vec<UserRow> = sql
+            .exec(
+                "SELECT username FROM retiring ORDER BY username LIMIT ?",
+                vec![objects::sql_int(u64::from(RETIRE_BATCH))],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        Ok(users
+            .iter()
+            .filter_map(|u| Username::parse(&u.username).ok())
+            .collect())
+    }
+
+    async fn finish_retiring(
+        &self,
+        Retired { username }: Retired,
+    ) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        sql.exec(
+            "DELETE FROM retiring WHERE username = ?",
+            vec![text(username.as_str())],
+        )
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn propose(
+        &self,
+        Propose {
+            code_hash,
+            pending,
+            now,
+        }: Propose,
+    ) -> std::result::Result<Proposed, ApiError> {
         let sql = self.sql()?;
         // A removed partner's store links nobody, finds nobody and lists no new grant.
-        if matches!(
-            cmd,
-            LinkCommand::Propose { .. }
-                | LinkCommand::Confirm { .. }
-                | LinkCommand::Lookup { .. }
-                | LinkCommand::AddGrant { .. }
-        ) && self.retired(&sql)?
-        {
-            return Ok(match cmd {
-                LinkCommand::Propose { .. } => LinkReply::Failed {
-                    error: ApiError::new(ErrorCode::AccessDenied, "This partner was removed."),
-                },
-                LinkCommand::Confirm { .. } => LinkReply::CodeInvalid,
-                _ => LinkReply::NotFound,
-            });
+        if self.retired(&sql)? {
+            return Err(ApiError::new(
+                ErrorCode::AccessDenied,
+                "This partner was removed.",
+            ));
         }
-        match cmd {
-            LinkCommand::Retire => {
-                sql.exec("INSERT OR IGNORE INTO retired (one) VALUES (1)", None)
-                    .map_err(err)?;
-                // Retired, nobody links any more: everyone still linked or with listed grants
-                // is to be unlinked, and stays listed until done (`Retired`).
-                sql.exec(
-                    "INSERT OR IGNORE INTO retiring (username) SELECT username FROM links \
-                     UNION SELECT username FROM link_grants_by_user",
-                    None,
-                )
-                .map_err(err)?;
-                let users: Vec<UserRow> = sql
-                    .exec(
-                        "SELECT username FROM retiring ORDER BY username LIMIT ?",
-                        vec![objects::sql_int(u64::from(RETIRE_BATCH))],
-                    )
-                    .and_then(|c| c.to_array())
-                    .map_err(err)?;
-                Ok(LinkReply::Retired {
-                    usernames: users
-                        .iter()
-                        .filter_map(|u| Username::parse(&u.username).ok())
-                        .collect(),
-                })
+        if let Linkable::Refused(refusal) = self.linkable(&sql, &pending)? {
+            return Ok(Proposed::Refused(refusal));
+        }
+        // Unconfirmed links expire; a user keeps only the newest few per partner.
+        sql.exec(
+            "DELETE FROM pending_links WHERE expires_at <= ?",
+            vec![objects::sql_int(now)],
+        )
+        .map_err(err)?;
+        sql.exec(
+            "DELETE FROM pending_links WHERE code_hash IN (SELECT code_hash FROM \
+             pending_links WHERE username = ? ORDER BY expires_at DESC LIMIT -1 OFFSET ?)",
+            vec![
+                text(pending.username.as_str()),
+                objects::sql_int(MAX_PENDING_LINKS_PER_USER - 1),
+            ],
+        )
+        .map_err(err)?;
+        let record = serde_json::to_string(&pending)
+            .map_err(|e| ApiError::unavailable(format!("pending link: {e}")))?;
+        sql.exec(
+            "INSERT INTO pending_links (code_hash, username, expires_at, record) VALUES (?, ?, ?, ?)",
+            vec![
+                text(&code_hash),
+                text(pending.username.as_str()),
+                objects::sql_int(pending.expires_at),
+                text(&record),
+            ],
+        )
+        .map_err(err)?;
+        Ok(Proposed::Kept)
+    }
+
+    async fn confirm(
+        &self,
+        Confirm {
+            code_hash,
+            partner_sub,
+            request_jti_hash,
+            attempt,
+            now,
+        }: Confirm,
+    ) -> std::result::Result<Confirmed, ApiError> {
+        let sql = self.sql()?;
+        // A removed partner's store links nobody, finds nobody and lists no new grant.
+        if self.retired(&sql)? {
+            return Ok(Confirmed::CodeInvalid);
+        }
+        let rows: Vec<PendingRow> = sql
+            .exec(
+                "SELECT record FROM pending_links WHERE code_hash = ?",
+                vec![text(&code_hash)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        let Some(mut pending) = rows
+            .first()
+            .and_then(|r| serde_json::from_str::<PendingLink>(&r.record).ok())
+        else {
+            return Ok(Confirmed::CodeInvalid);
+        };
+        let burn = |sql: &SqlStorage| {
+            sql.exec(
+                "DELETE FROM pending_links WHERE code_hash = ?",
+                vec![text(&code_hash)],
+            )
+            .map(|_| ())
+            .map_err(err)
+        };
+        match redeem(&pending, &partner_sub, &request_jti_hash, &attempt, now) {
+            Redemption::Refuse => {
+                burn(&sql)?;
+                Ok(Confirmed::CodeInvalid)
             }
-            LinkCommand::Retired { username } => {
+            Redemption::Replay if pending.created => {
+                // Only the link this code made: one made since by other means stays.
                 sql.exec(
-                    "DELETE FROM retiring WHERE username = ?",
-                    vec![text(username.as_str())],
-                )
-                .map_err(err)?;
-                Ok(LinkReply::Done)
-            }
-            LinkCommand::Propose {
-                code_hash,
-                pending,
-                now,
-            } => {
-                if let Linkable::Refused(refusal) = self.linkable(&sql, &pending)? {
-                    return Ok(refusal);
-                }
-                // Unconfirmed links expire; a user keeps only the newest few per partner.
-                sql.exec(
-                    "DELETE FROM pending_links WHERE expires_at <= ?",
-                    vec![objects::sql_int(now)],
-                )
-                .map_err(err)?;
-                sql.exec(
-                    "DELETE FROM pending_links WHERE code_hash IN (SELECT code_hash FROM \
-                     pending_links WHERE username = ? ORDER BY expires_at DESC LIMIT -1 OFFSET ?)",
+                    "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
                     vec![
+                        text(&pending.partner_sub),
                         text(pending.username.as_str()),
-                        objects::sql_int(MAX_PENDING_LINKS_PER_USER - 1),
+                        text(&pending.user_sub),
                     ],
                 )
                 .map_err(err)?;
+                burn(&sql)?;
+                Ok(Confirmed::CodeReplayed {
+                    username: pending.username,
+                })
+            }
+            // The code confirmed a link that was there before it: a replay undoes
+            // nothing it did not make.
+            Redemption::Replay => {
+                burn(&sql)?;
+                Ok(Confirmed::CodeInvalid)
+            }
+            Redemption::Again => Ok(Confirmed::Linked {
+                created: pending.created,
+                pending,
+            }),
+            Redemption::Confirm => {
+                let created = match self.linkable(&sql, &pending)? {
+                    Linkable::Refused(refusal) => {
+                        burn(&sql)?;
+                        return Ok(Confirmed::Refused(refusal));
+                    }
+                    Linkable::Already => false,
+                    Linkable::Free => true,
+                };
+                if created {
+                    sql.exec(
+                        "INSERT INTO links (partner_sub, username, user_sub, created_at) VALUES (?, ?, ?, ?)",
+                        vec![
+                            text(&pending.partner_sub),
+                            text(pending.username.as_str()),
+                            text(&pending.user_sub),
+                            objects::sql_int(now),
+                        ],
+                    )
+                    .map_err(err)?;
+                }
+                // Kept, redeemed, until it expires: a second redemption is a replay.
+                pending.confirmed_by = Some(attempt);
+                pending.created = created;
                 let record = serde_json::to_string(&pending)
                     .map_err(|e| ApiError::unavailable(format!("pending link: {e}")))?;
                 sql.exec(
-                    "INSERT INTO pending_links (code_hash, username, expires_at, record) VALUES (?, ?, ?, ?)",
-                    vec![
-                        text(&code_hash),
-                        text(pending.username.as_str()),
-                        objects::sql_int(pending.expires_at),
-                        text(&record),
-                    ],
+                    "UPDATE pending_links SET record = ? WHERE code_hash = ?",
+                    vec![text(&record), text(&code_hash)],
                 )
                 .map_err(err)?;
-                Ok(LinkReply::Proposed)
-            }
-            LinkCommand::Confirm {
-                code_hash,
-                partner_sub,
-                request_jti_hash,
-                attempt,
-                now,
-            } => {
-                let rows: Vec<PendingRow> = sql
-                    .exec(
-                        "SELECT record FROM pending_links WHERE code_hash = ?",
-                        vec![text(&code_hash)],
-                    )
-                    .and_then(|c| c.to_array())
-                    .map_err(err)?;
-                let Some(mut pending) = rows
-                    .first()
-                    .and_then(|r| serde_json::from_str::<PendingLink>(&r.record).ok())
-                else {
-                    return Ok(LinkReply::CodeInvalid);
-                };
-                let burn = |sql: &SqlStorage| {
-                    sql.exec(
-                        "DELETE FROM pending_links WHERE code_hash = ?",
-                        vec![text(&code_hash)],
-                    )
-                    .map(|_| ())
-                    .map_err(err)
-                };
-                match redeem(&pending, &partner_sub, &request_jti_hash, &attempt, now) {
-                    Redemption::Refuse => {
-                        burn(&sql)?;
-                        Ok(LinkReply::CodeInvalid)
-                    }
-                    Redemption::Replay if pending.created => {
-                        // Only the link this code made: one made since by other means stays.
-                        sql.exec(
-                            "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
-                            vec![
-                                text(&pending.partner_sub),
-                                text(pending.username.as_str()),
-                                text(&pending.user_sub),
-                            ],
-                        )
-                        .map_err(err)?;
-                        burn(&sql)?;
-                        Ok(LinkReply::CodeReplayed {
-                            username: pending.username,
-                        })
-                    }
-                    // The code confirmed a link that was there before it: a replay undoes
-                    // nothing it did not make.
-                    Redemption::Replay => {
-                        burn(&sql)?;
-                        Ok(LinkReply::CodeInvalid)
-                    }
-                    Redemption::Again => Ok(LinkReply::Linked {
-                        created: pending.created,
-                        pending,
-                    }),
-                    Redemption::Confirm => {
-                        let created = match self.linkable(&sql, &pending)? {
-                            Linkable::Refused(refusal) => {
-                                burn(&sql)?;
-                                return Ok(refusal);
-                            }
-                            Linkable::Already => false,
-                            Linkable::Free => true,
-                        };
-                        if created {
-                            sql.exec(
-                                "INSERT INTO links (partner_sub, username, user_sub, created_at) VALUES (?, ?, ?, ?)",
-                                vec![
-                                    text(&pending.partner_sub),
-                                    text(pending.username.as_str()),
-                                    text(&pending.user_sub),
-                                    objects::sql_int(now),
-                                ],
-                            )
-                            .map_err(err)?;
-                        }
-                        // Kept, redeemed, until it expires: a second redemption is a replay.
-                        pending.confirmed_by = Some(attempt);
-                        pending.created = created;
-                        let record = serde_json::to_string(&pending)
-                            .map_err(|e| ApiError::unavailable(format!("pending link: {e}")))?;
-                        sql.exec(
-                            "UPDATE pending_links SET record = ? WHERE code_hash = ?",
-                            vec![text(&record), text(&code_hash)],
-                        )
-                        .map_err(err)?;
-                        Ok(LinkReply::Linked { created, pending })
-                    }
-                }
-            }
-            LinkCommand::Lookup { partner_sub } => {
-                let rows = self.rows(
-                    &sql,
-                    "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
-                    &partner_sub,
-                )?;
-                let found = rows.first().and_then(|r| {
-                    Username::parse(&r.username)
-                        .ok()
-                        .map(|u| (u, r.user_sub.clone()))
-                });
-                Ok(match found {
-                    Some((username, user_sub)) => LinkReply::Found { username, user_sub },
-                    None => LinkReply::NotFound,
-                })
-            }
-            LinkCommand::Unlink {
-                username,
-                now,
-                remove,
-            } => {
-                // The link goes at once (rows of the earlier table move over first); its grants
-                // stay listed until revoked and forgotten, so a retry finds the rest.
-                if remove {
-                    sql.exec(
-                        "INSERT INTO link_grants_by_user (username, grant_id, expires_at) \
-                         SELECT l.username, g.grant_id, ? FROM link_grants g \
-                         JOIN links l ON l.partner_sub = g.partner_sub WHERE l.username = ? \
-                         ON CONFLICT DO NOTHING",
-                        vec![
-                            objects::sql_int(now + crate::protocol::grant::GRANT_ABSOLUTE_S),
-                            text(username.as_str()),
-                        ],
-                    )
-                    .map_err(err)?;
-                    sql.exec(
-                        "DELETE FROM link_grants WHERE partner_sub IN \
-                         (SELECT partner_sub FROM links WHERE username = ?)",
-                        vec![text(username.as_str())],
-                    )
-                    .map_err(err)?;
-                    sql.exec(
-                        "DELETE FROM links WHERE username = ?",
-                        vec![text(username.as_str())],
-                    )
-                    .map_err(err)?;
-                }
-                prune_expired(&sql, &username, now)?;
-                let grants: Vec<GrantRow> = sql
-                    .exec(
-                        "SELECT grant_id FROM link_grants_by_user WHERE username = ? LIMIT ?",
-                        vec![
-                            text(username.as_str()),
-                            objects::sql_int(u64::from(UNLINK_BATCH)),
-                        ],
-                    )
-                    .and_then(|c| c.to_array())
-                    .map_err(err)?;
-                Ok(LinkReply::Unlinked {
-                    grant_ids: grants.into_iter().map(|g| g.grant_id).collect(),
-                })
-            }
-            LinkCommand::AddGrant {
-                username,
-                grant_id,
-                expires_at,
-                now,
-            } => {
-                // Only while the link exists: a grant issued as it is being removed is refused.
-                let linked = self.rows(
-                    &sql,
-                    "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
-                    username.as_str(),
-                )?;
-                if linked.is_empty() {
-                    return Ok(LinkReply::NotFound);
-                }
-                prune_expired(&sql, &username, now)?;
-                let listed: Vec<CountRow> = sql
-                    .exec(
-                        "SELECT COUNT(*) AS n FROM link_grants_by_user WHERE username = ?",
-                        vec![text(username.as_str())],
-                    )
-                    .and_then(|c| c.to_array())
-                    .map_err(err)?;
-                if listed.first().map_or(0, |r| r.n) >= u64::from(MAX_LINK_GRANTS) {
-                    return Err(ApiError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        "too many authorizations through this link; try again later",
-                    ));
-                }
-                sql.exec(
-                    "INSERT INTO link_grants_by_user (username, grant_id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    vec![
-                        text(username.as_str()),
-                        text(&grant_id),
-                        objects::sql_int(expires_at),
-                    ],
-                )
-                .map_err(err)?;
-                Ok(LinkReply::Done)
-            }
-            LinkCommand::ForgetGrants {
-                username,
-                grant_ids,
-            } => {
-                for gid in grant_ids {
-                    sql.exec(
-                        "DELETE FROM link_grants_by_user WHERE username = ? AND grant_id = ?",
-                        vec![text(username.as_str()), text(&gid)],
-                    )
-                    .map_err(err)?;
-                }
-                Ok(LinkReply::Done)
+                Ok(Confirmed::Linked { created, pending })
             }
         }
+    }
+
+    async fn lookup(
+        &self,
+        Lookup { partner_sub }: Lookup,
+    ) -> std::result::Result<Option<LinkedAccount>, ApiError> {
+        let sql = self.sql()?;
+        // A removed partner's store links nobody, finds nobody and lists no new grant.
+        if self.retired(&sql)? {
+            return Ok(None);
+        }
+        let rows = self.rows(
+            &sql,
+            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
+            &partner_sub,
+        )?;
+        Ok(rows.first().and_then(|r| {
+            Username::parse(&r.username)
+                .ok()
+                .map(|username| LinkedAccount {
+                    username,
+                    user_sub: r.user_sub.clone(),
+                })
+        }))
+    }
+
+    async fn unlink(
+        &self,
+        Unlink {
+            username,
+            now,
+            remove,
+        }: Unlink,
+    ) -> std::result::Result<Vec<String>, ApiError> {
+        let sql = self.sql()?;
+        // The link goes at once (rows of the earlier table move over first); its grants
+        // stay listed until revoked and forgotten, so a retry finds the rest.
+        if remove {
+            sql.exec(
+                "INSERT INTO link_grants_by_user (username, grant_id, expires_at) \
+                 SELECT l.username, g.grant_id, ? FROM link_grants g \
+                 JOIN links l ON l.partner_sub = g.partner_sub WHERE l.username = ? \
+                 ON CONFLICT DO NOTHING",
+                vec![
+                    objects::sql_int(now + crate::protocol::grant::GRANT_ABSOLUTE_S),
+                    text(username.as_str()),
+                ],
+            )
+            .map_err(err)?;
+            sql.exec(
+                "DELETE FROM link_grants WHERE partner_sub IN \
+                 (SELECT partner_sub FROM links WHERE username = ?)",
+                vec![text(username.as_str())],
+            )
+            .map_err(err)?;
+            sql.exec(
+                "DELETE FROM links WHERE username = ?",
+                vec![text(username.as_str())],
+            )
+            .map_err(err)?;
+        }
+        prune_expired(&sql, &username, now)?;
+        let grants: Vec<GrantRow> = sql
+            .exec(
+                "SELECT grant_id FROM link_grants_by_user WHERE username = ? LIMIT ?",
+                vec![
+                    text(username.as_str()),
+                    objects::sql_int(u64::from(UNLINK_BATCH)),
+                ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        Ok(grants.into_iter().map(|g| g.grant_id).collect())
+    }
+
+    async fn add_grant(
+        &self,
+        AddGrant {
+            username,
+            grant_id,
+            expires_at,
+            now,
+        }: AddGrant,
+    ) -> std::result::Result<GrantListed, ApiError> {
+        let sql = self.sql()?;
+        // A removed partner's store links nobody, finds nobody and lists no new grant.
+        if self.retired(&sql)? {
+            return Ok(GrantListed::NotLinked);
+        }
+        // Only while the link exists: a grant issued as it is being removed is refused.
+        let linked = self.rows(
+            &sql,
+            "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
+            username.as_str(),
+        )?;
+        if linked.is_empty() {
+            return Ok(GrantListed::NotLinked);
+        }
+        prune_expired(&sql, &username, now)?;
+        let listed: Vec<CountRow> = sql
+            .exec(
+                "SELECT COUNT(*) AS n FROM link_grants_by_user WHERE username = ?",
+                vec![text(username.as_str())],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        if listed.first().map_or(0, |r| r.n) >= u64::from(MAX_LINK_GRANTS) {
+            return Err(ApiError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many authorizations through this link; try again later",
+            ));
+        }
+        sql.exec(
+            "INSERT INTO link_grants_by_user (username, grant_id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            vec![
+                text(username.as_str()),
+                text(&grant_id),
+                objects::sql_int(expires_at),
+            ],
+        )
+        .map_err(err)?;
+        Ok(GrantListed::Listed)
+    }
+
+    async fn forget_grants(
+        &self,
+        ForgetGrants {
+            username,
+            grant_ids,
+        }: ForgetGrants,
+    ) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        for gid in grant_ids {
+            sql.exec(
+                "DELETE FROM link_grants_by_user WHERE username = ? AND grant_id = ?",
+                vec![text(username.as_str()), text(&gid)],
+            )
+            .map_err(err)?;
+        }
+        Ok(())
     }
 }
 

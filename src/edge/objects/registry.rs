@@ -14,7 +14,10 @@ use crate::protocol::origin::Origin;
 use crate::protocol::partner::{
     plan_delete, plan_put, resolved_issuer, EdgeWrite, Partner, PartnerId,
 };
-use crate::store::registry::{RegistryCommand, RegistryReply, SCHEMA};
+use crate::store::registry::{
+    CreateClient, Delete, DeleteClient, Get, GetClient, List, ListClients, Put, RegistryCommand,
+    RegistryHandler, RemovalDone, Saved, SCHEMA,
+};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use futures_util::lock::Mutex;
 use serde::Deserialize;
@@ -73,9 +76,9 @@ impl DurableObject for Registry {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "registry", |cmd: RegistryCommand| async move {
+        objects::serve_commands(req, "registry", |cmd: RegistryCommand| async move {
             let _serial = self.lock.lock().await;
-            self.execute(cmd).await
+            self.handle(cmd).await
         })
         .await
     }
@@ -95,238 +98,271 @@ impl Registry {
     fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
         objects::sql(&self.state, &self.schema_ready, SCHEMA)
     }
+}
 
-    async fn execute(&self, cmd: RegistryCommand) -> std::result::Result<RegistryReply, ApiError> {
+impl RegistryHandler for Registry {
+    async fn get(&self, Get { id }: Get) -> std::result::Result<Partner, ApiError> {
         let sql = self.sql()?;
-        match cmd {
-            RegistryCommand::Get { id } => match read_partner(&sql, &id)? {
-                Some(partner) => Ok(RegistryReply::Partner { partner }),
-                None => Err(ApiError::not_found("partner")),
-            },
-            RegistryCommand::List => {
-                let rows: Vec<RecordRow> = sql
-                    .exec("SELECT record FROM partners ORDER BY id", None)
-                    .and_then(|c| c.to_array())
-                    .map_err(storage_err)?;
-                let partners = rows
-                    .iter()
-                    .map(|r| decode_record(&r.record))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(RegistryReply::Partners { partners })
-            }
-            RegistryCommand::Put { id, spec, now } => {
-                let new_salt = Base64UrlUnpadded::encode_string(&random::bytes::<16>()?);
-                // From here to `publish` nothing awaits: SQLite commits these writes together.
-                let existing = read_partner(&sql, &id)?;
-                if existing.is_none() && read_removal(&sql, &id)?.is_some() {
-                    return Err(ApiError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        "a partner with this id was removed and its links are still being ended: \
-                         repeat its DELETE until it answers 204, then create it again",
-                    ));
-                }
-                let mut owners = Vec::new();
-                for origin in &spec.origins {
-                    if let Some(owner) = read_owner(&sql, origin)? {
-                        owners.push((origin.clone(), owner));
-                    }
-                }
-                let issuer_owner = read_issuer_owner(&sql, &resolved_issuer(&spec))?;
-                let plan = plan_put(
-                    id,
-                    spec,
-                    existing,
-                    &owners,
-                    issuer_owner.as_ref(),
-                    now,
-                    &new_salt,
-                )?;
-                let record = serde_json::to_string(&plan.record)
-                    .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
-                exec(
-                    &sql,
-                    "INSERT INTO partners (id, record) VALUES (?, ?) \
-                     ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                    vec![
-                        text(plan.record.id.as_str()),
-                        SqlStorageValue::String(record),
-                    ],
-                )?;
-                for origin in &plan.released {
-                    exec(
-                        &sql,
-                        "DELETE FROM partner_origins WHERE origin = ?",
-                        vec![text(origin.as_str())],
-                    )?;
-                }
-                for origin in &plan.claimed {
-                    exec(
-                        &sql,
-                        "INSERT INTO partner_origins (origin, partner_id) VALUES (?, ?)",
-                        vec![text(origin.as_str()), text(plan.record.id.as_str())],
-                    )?;
-                }
-                exec(
-                    &sql,
-                    "DELETE FROM partner_issuers WHERE partner_id = ?",
-                    vec![text(plan.record.id.as_str())],
-                )?;
-                exec(
-                    &sql,
-                    "INSERT INTO partner_issuers (issuer, partner_id) VALUES (?, ?)",
-                    vec![text(&plan.record.issuer), text(plan.record.id.as_str())],
-                )?;
-                enqueue(&sql, &plan.edge_writes)?;
-                self.publish().await?;
-                Ok(RegistryReply::Saved {
-                    partner: plan.record,
-                    created: plan.created,
-                })
-            }
-            RegistryCommand::Delete { id } => {
-                let Some(existing) = read_partner(&sql, &id)? else {
-                    // Removed before, but what it held is not all ended yet: the caller goes on.
-                    return match read_removal(&sql, &id)? {
-                        Some(partner) => Ok(RegistryReply::PartnerRemoved { partner }),
-                        None => Err(ApiError::not_found("partner")),
-                    };
-                };
-                let clients = read_clients(&sql, &id)?;
-                exec(
-                    &sql,
-                    "DELETE FROM partner_origins WHERE partner_id = ?",
-                    vec![text(id.as_str())],
-                )?;
-                exec(
-                    &sql,
-                    "DELETE FROM clients WHERE partner_id = ?",
-                    vec![text(id.as_str())],
-                )?;
-                exec(
-                    &sql,
-                    "DELETE FROM partner_issuers WHERE partner_id = ?",
-                    vec![text(id.as_str())],
-                )?;
-                exec(
-                    &sql,
-                    "DELETE FROM partners WHERE id = ?",
-                    vec![text(id.as_str())],
-                )?;
-                let record = serde_json::to_string(&existing)
-                    .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
-                exec(
-                    &sql,
-                    "INSERT INTO partner_removals (id, record) VALUES (?, ?) \
-                     ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                    vec![text(id.as_str()), SqlStorageValue::String(record)],
-                )?;
-                // Clients first: nothing of the partner stays usable while the rest is removed.
-                let mut writes: Vec<EdgeWrite> = clients
-                    .iter()
-                    .map(|c| EdgeWrite {
-                        key: c.client_id.kv_key(),
-                        value: None,
-                    })
-                    .collect();
-                writes.extend(plan_delete(&existing));
-                enqueue(&sql, &writes)?;
-                self.publish().await?;
-                Ok(RegistryReply::PartnerRemoved { partner: existing })
-            }
-            RegistryCommand::RemovalDone { id } => {
-                exec(
-                    &sql,
-                    "DELETE FROM partner_removals WHERE id = ?",
-                    vec![text(id.as_str())],
-                )?;
-                Ok(RegistryReply::Deleted)
-            }
-            RegistryCommand::CreateClient {
-                partner_id,
-                client_id,
-                spec,
-                secret_hash,
-                now,
-            } => {
-                let Some(partner) = read_partner(&sql, &partner_id)? else {
-                    return Err(ApiError::not_found("partner"));
-                };
-                check_redirects_on_partner(&spec, &partner)?;
-                if read_client(&sql, &client_id)?.is_some() {
-                    return Err(ApiError::unavailable("client id collision"));
-                }
-                let record = ClientRecord {
-                    client_id,
-                    partner_id,
-                    name: spec.name,
-                    redirect_uris: spec.redirect_uris,
-                    grant_types: spec.grant_types,
-                    scopes: spec.scopes,
-                    token_endpoint_auth_method: spec.token_endpoint_auth_method,
-                    jwks: spec.jwks,
-                    id_token_signed_response_alg: spec.id_token_signed_response_alg,
-                    secret_hash,
-                    created_at: now,
-                };
-                let json = serde_json::to_string(&record)
-                    .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
-                exec(
-                    &sql,
-                    "INSERT INTO clients (id, partner_id, record) VALUES (?, ?, ?)",
-                    vec![
-                        text(record.client_id.as_str()),
-                        text(record.partner_id.as_str()),
-                        SqlStorageValue::String(json.clone()),
-                    ],
-                )?;
-                enqueue(
-                    &sql,
-                    &[EdgeWrite {
-                        key: record.client_id.kv_key(),
-                        value: Some(json),
-                    }],
-                )?;
-                self.publish().await?;
-                Ok(RegistryReply::Client {
-                    client: record.view(),
-                })
-            }
-            RegistryCommand::GetClient { client_id } => match read_client(&sql, &client_id)? {
-                Some(c) => Ok(RegistryReply::Client { client: c.view() }),
-                None => Err(ApiError::not_found("client")),
-            },
-            RegistryCommand::ListClients { partner_id } => {
-                if read_partner(&sql, &partner_id)?.is_none() {
-                    return Err(ApiError::not_found("partner"));
-                }
-                let clients = read_clients(&sql, &partner_id)?
-                    .iter()
-                    .map(ClientRecord::view)
-                    .collect();
-                Ok(RegistryReply::Clients { clients })
-            }
-            RegistryCommand::DeleteClient { client_id } => {
-                if read_client(&sql, &client_id)?.is_none() {
-                    return Err(ApiError::not_found("client"));
-                }
-                exec(
-                    &sql,
-                    "DELETE FROM clients WHERE id = ?",
-                    vec![text(client_id.as_str())],
-                )?;
-                enqueue(
-                    &sql,
-                    &[EdgeWrite {
-                        key: client_id.kv_key(),
-                        value: None,
-                    }],
-                )?;
-                self.publish().await?;
-                Ok(RegistryReply::Deleted)
-            }
+        match read_partner(&sql, &id)? {
+            Some(partner) => Ok(partner),
+            None => Err(ApiError::not_found("partner")),
         }
     }
 
+    async fn list(&self, _: List) -> std::result::Result<Vec<Partner>, ApiError> {
+        let sql = self.sql()?;
+        let rows: Vec<RecordRow> = sql
+            .exec("SELECT record FROM partners ORDER BY id", None)
+            .and_then(|c| c.to_array())
+            .map_err(storage_err)?;
+        let partners = rows
+            .iter()
+            .map(|r| decode_record(&r.record))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(partners)
+    }
+
+    async fn put(&self, Put { id, spec, now }: Put) -> std::result::Result<Saved, ApiError> {
+        let sql = self.sql()?;
+        let new_salt = Base64UrlUnpadded::encode_string(&random::bytes::<16>()?);
+        // From here to `publish` nothing awaits: SQLite commits these writes together.
+        let existing = read_partner(&sql, &id)?;
+        if existing.is_none() && read_removal(&sql, &id)?.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "a partner with this id was removed and its links are still being ended: \
+                 repeat its DELETE until it answers 204, then create it again",
+            ));
+        }
+        let mut owners = Vec::new();
+        for origin in &spec.origins {
+            if let Some(owner) = read_owner(&sql, origin)? {
+                owners.push((origin.clone(), owner));
+            }
+        }
+        let issuer_owner = read_issuer_owner(&sql, &resolved_issuer(&spec))?;
+        let plan = plan_put(
+            id,
+            spec,
+            existing,
+            &owners,
+            issuer_owner.as_ref(),
+            now,
+            &new_salt,
+        )?;
+        let record = serde_json::to_string(&plan.record)
+            .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
+        exec(
+            &sql,
+            "INSERT INTO partners (id, record) VALUES (?, ?) \
+             ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            vec![
+                text(plan.record.id.as_str()),
+                SqlStorageValue::String(record),
+            ],
+        )?;
+        for origin in &plan.released {
+            exec(
+                &sql,
+                "DELETE FROM partner_origins WHERE origin = ?",
+                vec![text(origin.as_str())],
+            )?;
+        }
+        for origin in &plan.claimed {
+            exec(
+                &sql,
+                "INSERT INTO partner_origins (origin, partner_id) VALUES (?, ?)",
+                vec![text(origin.as_str()), text(plan.record.id.as_str())],
+            )?;
+        }
+        exec(
+            &sql,
+            "DELETE FROM partner_issuers WHERE partner_id = ?",
+            vec![text(plan.record.id.as_str())],
+        )?;
+        exec(
+            &sql,
+            "INSERT INTO partner_issuers (issuer, partner_id) VALUES (?, ?)",
+            vec![text(&plan.record.issuer), text(plan.record.id.as_str())],
+        )?;
+        enqueue(&sql, &plan.edge_writes)?;
+        self.publish().await?;
+        Ok(Saved {
+            partner: plan.record,
+            created: plan.created,
+        })
+    }
+
+    async fn delete(&self, Delete { id }: Delete) -> std::result::Result<Partner, ApiError> {
+        let sql = self.sql()?;
+        let Some(existing) = read_partner(&sql, &id)? else {
+            // Removed before, but what it held is not all ended yet: the caller goes on.
+            return match read_removal(&sql, &id)? {
+                Some(partner) => Ok(partner),
+                None => Err(ApiError::not_found("partner")),
+            };
+        };
+        let clients = read_clients(&sql, &id)?;
+        exec(
+            &sql,
+            "DELETE FROM partner_origins WHERE partner_id = ?",
+            vec![text(id.as_str())],
+        )?;
+        exec(
+            &sql,
+            "DELETE FROM clients WHERE partner_id = ?",
+            vec![text(id.as_str())],
+        )?;
+        exec(
+            &sql,
+            "DELETE FROM partner_issuers WHERE partner_id = ?",
+            vec![text(id.as_str())],
+        )?;
+        exec(
+            &sql,
+            "DELETE FROM partners WHERE id = ?",
+            vec![text(id.as_str())],
+        )?;
+        let record = serde_json::to_string(&existing)
+            .map_err(|e| ApiError::unavailable(format!("encode record: {e}")))?;
+        exec(
+            &sql,
+            "INSERT INTO partner_removals (id, record) VALUES (?, ?) \
+             ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            vec![text(id.as_str()), SqlStorageValue::String(record)],
+        )?;
+        // Clients first: nothing of the partner stays usable while the rest is removed.
+        let mut writes: Vec<EdgeWrite> = clients
+            .iter()
+            .map(|c| EdgeWrite {
+                key: c.client_id.kv_key(),
+                value: None,
+            })
+            .collect();
+        writes.extend(plan_delete(&existing));
+        enqueue(&sql, &writes)?;
+        self.publish().await?;
+        Ok(existing)
+    }
+
+    async fn removal_done(
+        &self,
+        RemovalDone { id }: RemovalDone,
+    ) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        exec(
+            &sql,
+            "DELETE FROM partner_removals WHERE id = ?",
+            vec![text(id.as_str())],
+        )?;
+        Ok(())
+    }
+
+    async fn create_client(
+        &self,
+        CreateClient {
+            partner_id,
+            client_id,
+            spec,
+            secret_hash,
+            now,
+        }: CreateClient,
+    ) -> std::result::Result<ClientRecord, ApiError> {
+        let sql = self.sql()?;
+        let Some(partner) = read_partner(&sql, &partner_id)? else {
+            return Err(ApiError::not_found("partner"));
+        };
+        check_redirects_on_partner(&spec, &partner)?;
+        if read_client(&sql, &client_id)?.is_some() {
+            return Err(ApiError::unavailable("client id collision"));
+        }
+        let record = ClientRecord {
+            client_id,
+            partner_id,
+            name: spec.name,
+            redirect_uris: spec.redirect_uris,
+            grant_types: spec.grant_types,
+            scopes: spec.scopes,
+            token_endpoint_auth_method: spec.token_endpoint_auth_method,
+            jwks: spec.jwks,
+            id_token_signed_response_alg: spec.id_token_signed_response_alg,
+            secret_hash,
+            created_at: now,
+        };
+        let json = serde_json::to_string(&record)
+            .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
+        exec(
+            &sql,
+            "INSERT INTO clients (id, partner_id, record) VALUES (?, ?, ?)",
+            vec![
+                text(record.client_id.as_str()),
+                text(record.partner_id.as_str()),
+                SqlStorageValue::String(json.clone()),
+            ],
+        )?;
+        enqueue(
+            &sql,
+            &[EdgeWrite {
+                key: record.client_id.kv_key(),
+                value: Some(json),
+            }],
+        )?;
+        self.publish().await?;
+        Ok(record.view())
+    }
+
+    async fn get_client(
+        &self,
+        GetClient { client_id }: GetClient,
+    ) -> std::result::Result<ClientRecord, ApiError> {
+        let sql = self.sql()?;
+        match read_client(&sql, &client_id)? {
+            Some(c) => Ok(c.view()),
+            None => Err(ApiError::not_found("client")),
+        }
+    }
+
+    async fn list_clients(
+        &self,
+        ListClients { partner_id }: ListClients,
+    ) -> std::result::Result<Vec<ClientRecord>, ApiError> {
+        let sql = self.sql()?;
+        if read_partner(&sql, &partner_id)?.is_none() {
+            return Err(ApiError::not_found("partner"));
+        }
+        let clients = read_clients(&sql, &partner_id)?
+            .iter()
+            .map(ClientRecord::view)
+            .collect();
+        Ok(clients)
+    }
+
+    async fn delete_client(
+        &self,
+        DeleteClient { client_id }: DeleteClient,
+    ) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        if read_client(&sql, &client_id)?.is_none() {
+            return Err(ApiError::not_found("client"));
+        }
+        exec(
+            &sql,
+            "DELETE FROM clients WHERE id = ?",
+            vec![text(client_id.as_str())],
+        )?;
+        enqueue(
+            &sql,
+            &[EdgeWrite {
+                key: client_id.kv_key(),
+                value: None,
+            }],
+        )?;
+        self.publish().await?;
+        Ok(())
+    }
+}
+
+impl Registry {
     /// Drains the outbox to KV in order. On failure the rest stays queued and an alarm retries.
     async fn publish(&self) -> std::result::Result<(), ApiError> {
         let result = self.try_publish().await;

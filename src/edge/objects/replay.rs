@@ -3,7 +3,9 @@
 
 use crate::edge::rt::objects;
 use crate::protocol::error::ApiError;
-use crate::store::replay::{ReplayCommand, ReplayReply, SCHEMA};
+use crate::store::replay::{
+    Check, CheckOutcome, Claim, ClaimOutcome, ReplayCommand, ReplayHandler, SCHEMA,
+};
 use std::cell::Cell;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
@@ -24,47 +26,39 @@ impl DurableObject for ReplayStore {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "replay store", |cmd: ReplayCommand| async move {
-            match cmd {
-                ReplayCommand::Claim {
-                    key,
-                    expires_at,
-                    now,
-                } => self.claim(&key, expires_at, now),
-                ReplayCommand::Check { key, now } => self.check(&key, now),
-            }
-        })
-        .await
+        objects::serve_commands(req, "replay store", |cmd: ReplayCommand| self.handle(cmd)).await
     }
 }
 
-impl ReplayStore {
-    fn check(&self, key: &str, now: u64) -> std::result::Result<ReplayReply, ApiError> {
+impl ReplayHandler for ReplayStore {
+    async fn check(
+        &self,
+        Check { key, now }: Check,
+    ) -> std::result::Result<CheckOutcome, ApiError> {
         let err = |e: worker::Error| ApiError::unavailable(format!("replay storage: {e}"));
         let sql = objects::sql(&self.state, &self.schema_ready, SCHEMA)?;
         let found: Vec<serde_json::Value> = sql
             .exec(
                 "SELECT key FROM seen WHERE key = ? AND expires_at >= ?",
-                vec![
-                    SqlStorageValue::String(key.to_owned()),
-                    objects::sql_int(now),
-                ],
+                vec![SqlStorageValue::String(key), objects::sql_int(now)],
             )
             .and_then(|c| c.to_array())
             .map_err(err)?;
         Ok(if found.is_empty() {
-            ReplayReply::Fresh
+            CheckOutcome::Unused
         } else {
-            ReplayReply::Seen
+            CheckOutcome::Used
         })
     }
 
-    fn claim(
+    async fn claim(
         &self,
-        key: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> std::result::Result<ReplayReply, ApiError> {
+        Claim {
+            key,
+            expires_at,
+            now,
+        }: Claim,
+    ) -> std::result::Result<ClaimOutcome, ApiError> {
         let err = |e: worker::Error| ApiError::unavailable(format!("replay storage: {e}"));
         let sql = objects::sql(&self.state, &self.schema_ready, SCHEMA)?;
         // Forget what can no longer be replayed; the rest decides.
@@ -77,14 +71,14 @@ impl ReplayStore {
         let inserted: Vec<serde_json::Value> = sql
             .exec(
                 "INSERT INTO seen (key, expires_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING RETURNING key",
-                vec![SqlStorageValue::String(key.to_owned()), objects::sql_int(expires_at)],
+                vec![SqlStorageValue::String(key), objects::sql_int(expires_at)],
             )
             .and_then(|c| c.to_array())
             .map_err(err)?;
         Ok(if inserted.is_empty() {
-            ReplayReply::Seen
+            ClaimOutcome::Replayed
         } else {
-            ReplayReply::Fresh
+            ClaimOutcome::Claimed
         })
     }
 }

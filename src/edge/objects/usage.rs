@@ -4,7 +4,7 @@
 use crate::edge::rt::objects;
 use crate::protocol::error::ApiError;
 use crate::protocol::usage::{Counts, UsageRow, RETENTION_S};
-use crate::store::usage::{UsageCommand, UsageReply, SCHEMA};
+use crate::store::usage::{Add, Query, UsageCommand, UsageHandler, SCHEMA};
 use serde::Deserialize;
 use std::cell::Cell;
 use worker::{
@@ -47,10 +47,7 @@ impl DurableObject for UsageLog {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "usage log", |cmd: UsageCommand| async move {
-            self.execute(cmd)
-        })
-        .await
+        objects::serve_commands(req, "usage log", |cmd: UsageCommand| self.handle(cmd)).await
     }
 }
 
@@ -58,85 +55,88 @@ impl UsageLog {
     fn sql(&self) -> std::result::Result<SqlStorage, ApiError> {
         objects::sql(&self.state, &self.schema_ready, SCHEMA)
     }
+}
 
-    fn execute(&self, cmd: UsageCommand) -> std::result::Result<UsageReply, ApiError> {
+impl UsageHandler for UsageLog {
+    async fn add(&self, Add { rows, now }: Add) -> std::result::Result<(), ApiError> {
         let sql = self.sql()?;
-        match cmd {
-            UsageCommand::Add { rows, now } => {
-                sql.exec(
-                    "DELETE FROM usage WHERE hour < ?",
-                    vec![objects::sql_int(now.saturating_sub(RETENTION_S))],
+        sql.exec(
+            "DELETE FROM usage WHERE hour < ?",
+            vec![objects::sql_int(now.saturating_sub(RETENTION_S))],
+        )
+        .map_err(err)?;
+        // One synchronous stretch: the reads and writes of a merge are one transaction.
+        for row in rows {
+            let existing: Vec<Row> = sql
+                .exec(
+                    "SELECT hour, partner, client, counts FROM usage WHERE hour = ? AND partner = ? AND client = ?",
+                    vec![
+                        objects::sql_int(row.hour),
+                        SqlStorageValue::String(row.partner_id.clone()),
+                        SqlStorageValue::String(row.client_id.clone()),
+                    ],
                 )
+                .and_then(|c| c.to_array())
                 .map_err(err)?;
-                // One synchronous stretch: the reads and writes of a merge are one transaction.
-                for row in rows {
-                    let existing: Vec<Row> = sql
-                        .exec(
-                            "SELECT hour, partner, client, counts FROM usage WHERE hour = ? AND partner = ? AND client = ?",
-                            vec![
-                                objects::sql_int(row.hour),
-                                SqlStorageValue::String(row.partner_id.clone()),
-                                SqlStorageValue::String(row.client_id.clone()),
-                            ],
-                        )
-                        .and_then(|c| c.to_array())
-                        .map_err(err)?;
-                    let mut counts = row.counts;
-                    if let Some(old) = existing.first() {
-                        let old: Counts = serde_json::from_str(&old.counts).map_err(corrupt)?;
-                        counts.merge(&old);
-                    }
-                    let body = serde_json::to_string(&counts).map_err(corrupt)?;
-                    sql.exec(
-                        "INSERT OR REPLACE INTO usage (hour, partner, client, counts) VALUES (?, ?, ?, ?)",
-                        vec![
-                            objects::sql_int(row.hour),
-                            SqlStorageValue::String(row.partner_id),
-                            SqlStorageValue::String(row.client_id),
-                            SqlStorageValue::String(body),
-                        ],
-                    )
-                    .map_err(err)?;
-                }
-                Ok(UsageReply::Added)
+            let mut counts = row.counts;
+            if let Some(old) = existing.first() {
+                let old: Counts = serde_json::from_str(&old.counts).map_err(corrupt)?;
+                counts.merge(&old);
             }
-            UsageCommand::Query {
-                partner,
-                client,
-                since,
-                until,
-                limit,
-            } => {
-                let found: Vec<Row> = sql
-                    .exec(
-                        "SELECT hour, partner, client, counts FROM usage WHERE hour >= ? AND hour <= ? \
-                         AND (? IS NULL OR partner = ?) AND (? IS NULL OR client = ?) \
-                         ORDER BY hour, partner, client LIMIT ?",
-                        vec![
-                            objects::sql_int(since - since % 3_600),
-                            objects::sql_int(until),
-                            text(partner.clone()),
-                            text(partner),
-                            text(client.clone()),
-                            text(client),
-                            objects::sql_int(limit as u64),
-                        ],
-                    )
-                    .and_then(|c| c.to_array())
-                    .map_err(err)?;
-                let rows = found
-                    .into_iter()
-                    .map(|r| {
-                        Ok(UsageRow {
-                            hour: r.hour as u64,
-                            partner_id: r.partner,
-                            client_id: r.client,
-                            counts: serde_json::from_str(&r.counts).map_err(corrupt)?,
-                        })
-                    })
-                    .collect::<std::result::Result<Vec<_>, ApiError>>()?;
-                Ok(UsageReply::Rows { rows })
-            }
+            let body = serde_json::to_string(&counts).map_err(corrupt)?;
+            sql.exec(
+                "INSERT OR REPLACE INTO usage (hour, partner, client, counts) VALUES (?, ?, ?, ?)",
+                vec![
+                    objects::sql_int(row.hour),
+                    SqlStorageValue::String(row.partner_id),
+                    SqlStorageValue::String(row.client_id),
+                    SqlStorageValue::String(body),
+                ],
+            )
+            .map_err(err)?;
         }
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        Query {
+            partner,
+            client,
+            since,
+            until,
+            limit,
+        }: Query,
+    ) -> std::result::Result<Vec<UsageRow>, ApiError> {
+        let sql = self.sql()?;
+        let found: Vec<Row> = sql
+            .exec(
+                "SELECT hour, partner, client, counts FROM usage WHERE hour >= ? AND hour <= ? \
+                 AND (? IS NULL OR partner = ?) AND (? IS NULL OR client = ?) \
+                 ORDER BY hour, partner, client LIMIT ?",
+                vec![
+                    objects::sql_int(since - since % 3_600),
+                    objects::sql_int(until),
+                    text(partner.clone()),
+                    text(partner),
+                    text(client.clone()),
+                    text(client),
+                    objects::sql_int(limit as u64),
+                ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        let rows = found
+            .into_iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    hour: r.hour as u64,
+                    partner_id: r.partner,
+                    client_id: r.client,
+                    counts: serde_json::from_str(&r.counts).map_err(corrupt)?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, ApiError>>()?;
+        Ok(rows)
     }
 }

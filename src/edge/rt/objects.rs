@@ -2,6 +2,7 @@
 
 use crate::edge::rt::config::Fault;
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::store::{Command, Encoded};
 use futures_util::future::{select, Either};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -32,6 +33,24 @@ pub async fn call_idempotent<C: Serialize, R: DeserializeOwned>(
     cmd: &C,
 ) -> Result<R, ApiError> {
     send(env, binding, object, cmd, IDEMPOTENT_ATTEMPTS).await
+}
+
+/// Sends one typed command as its kind's wire enum: with [`call_idempotent`] when it is safe
+/// to run twice ([`Command::IDEMPOTENT`]), else with [`call`]. The answer is the command's own
+/// reply or the object's refusal.
+pub async fn call_command<C: Command>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    cmd: C,
+) -> Result<C::Reply, ApiError> {
+    let wire: C::Kind = cmd.into();
+    let answer: Result<C::Reply, ApiError> = if C::IDEMPOTENT {
+        call_idempotent(env, binding, object, &wire).await?
+    } else {
+        call(env, binding, object, &wire).await?
+    };
+    answer
 }
 
 /// Attempts of an idempotent call: the first and two retries.
@@ -166,14 +185,44 @@ fn command_tag(json: &str) -> &str {
     rest.split('"').next().unwrap_or("")
 }
 
-/// A Durable Object's reply type: how a failure is carried in it.
+/// The one shape of every object's `fetch`: decode the command (its kind's wire enum), run it
+/// (`handle` of the kind's handler trait, which encodes its answer), log an internal cause,
+/// answer. A command that does not decode is a server error (callers are ours).
+pub async fn serve_commands<K, F, Fut>(
+    mut req: worker::Request,
+    object: &str,
+    handle: F,
+) -> worker::Result<worker::Response>
+where
+    K: DeserializeOwned,
+    F: FnOnce(K) -> Fut,
+    Fut: std::future::Future<Output = Encoded>,
+{
+    let encoded = match req.json::<K>().await {
+        Ok(cmd) => handle(cmd).await,
+        Err(e) => crate::store::encode::<()>(Err(ApiError::new(
+            ErrorCode::ServerError,
+            format!("malformed {object} command"),
+        )
+        .with_cause(e.to_string()))),
+    };
+    if let Some(cause) = &encoded.cause {
+        worker::console_error!("{object}: {cause}");
+    }
+    let mut resp = worker::Response::ok(encoded.body)?;
+    resp.headers_mut().set("content-type", "application/json")?;
+    Ok(resp)
+}
+
+/// The user store's reply type (not yet one reply type per command): how a failure is carried
+/// in it. Goes when the user store's commands are typed like the other kinds'.
 pub trait Reply: Serialize {
     fn failed(error: ApiError) -> Self;
     fn failure(&self) -> Option<&ApiError>;
 }
 
-/// The one shape of every object's `fetch`: decode the command, run it, log an internal cause,
-/// encode the reply. A command that does not decode is a server error (callers are ours).
+/// The user store's `fetch`, until its commands are typed ([`serve_commands`] for the others):
+/// decode the command, run it, log an internal cause, encode the reply.
 pub async fn serve<C, R, F, Fut>(
     mut req: worker::Request,
     object: &str,
@@ -217,16 +266,7 @@ macro_rules! reply_with_failed {
     )*};
 }
 
-reply_with_failed!(
-    crate::store::registry::RegistryReply,
-    crate::store::users::UserReply,
-    crate::store::grants::GrantReply,
-    crate::store::replay::ReplayReply,
-    crate::store::links::LinkReply,
-    crate::store::limits::LimitReply,
-    crate::store::audit::AuditReply,
-    crate::store::usage::UsageReply,
-);
+reply_with_failed!(crate::store::users::UserReply,);
 
 /// Text as an SQLite value.
 pub fn sql_text(s: &str) -> worker::SqlStorageValue {

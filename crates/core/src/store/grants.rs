@@ -5,68 +5,107 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::client::ClientId;
-use crate::protocol::error::ApiError;
-use crate::protocol::grant::{Grant, Issue, Refusal};
+use crate::protocol::grant::{Grant, Step};
 
 pub fn object_name(grant_id: &str) -> String {
     format!("grant:{grant_id}")
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantCommand {
-    Create {
-        grant: Box<Grant>,
-    },
-    Redeem {
-        code_hash: String,
-        /// A random id of this redemption attempt: sent again after a lost reply, it is not a
-        /// replay.
-        #[serde(default)]
-        attempt: String,
-        client_id: ClientId,
-        redirect_uri: Option<String>,
-        code_verifier: Option<String>,
-        new_refresh_hash: Option<String>,
-        now: u64,
-    },
-    Refresh {
-        refresh_hash: String,
-        client_id: ClientId,
-        scopes: Option<Vec<String>>,
-        new_refresh_hash: String,
-        now: u64,
-    },
-    /// Revokes the grant if it belongs to `client_id` (RFC 7009: only the client's own tokens).
-    Revoke {
-        client_id: ClientId,
-    },
-    /// Revokes the grant whoever its client (unlinking, user removal).
-    RevokeAll,
-    /// The grant if it is active; with `refresh_hash`, only if that is its current refresh token.
-    Status {
-        now: u64,
-        refresh_hash: Option<String>,
-    },
+// A redemption or refresh answers the grant transition's own result: the issue, or the typed
+// refusal (stored first when it revoked the grant).
+// Every grant command is safe to send twice: a creation sent again finds its own grant, a
+// redemption names its attempt, a refresh sent again after a lost reply is answered from the
+// rotation it made, and revoking or asking again changes nothing.
+crate::commands! {
+    pub enum GrantCommand, trait GrantHandler {
+        Create(Create) -> (), retried, create;
+        Redeem(Redeem) -> Step, retried, redeem;
+        Refresh(Refresh) -> Step, retried, refresh;
+        Revoke(Revoke) -> (), retried, revoke;
+        RevokeAll(RevokeAll) -> (), retried, revoke_all;
+        Status(Status) -> Option<Grant>, retried, status;
+    }
 }
 
+/// Stores a new grant in its own object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantReply {
-    Created,
-    Issued {
-        issue: Issue,
-    },
-    /// A redemption or refresh refused by the grant's rules (stored first if it revoked the grant).
-    Refused {
-        refusal: Refusal,
-    },
-    Revoked,
-    Active {
-        grant: Grant,
-    },
-    Inactive,
-    Failed {
-        error: ApiError,
-    },
+pub struct Create {
+    pub grant: Box<Grant>,
+}
+
+/// Redeems the grant's authorization code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redeem {
+    pub code_hash: String,
+    /// A random id of this redemption attempt: sent again after a lost reply, it is not a
+    /// replay.
+    #[serde(default)]
+    pub attempt: String,
+    pub client_id: ClientId,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub new_refresh_hash: Option<String>,
+    pub now: u64,
+}
+
+/// Rotates the grant's refresh token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refresh {
+    pub refresh_hash: String,
+    pub client_id: ClientId,
+    pub scopes: Option<Vec<String>>,
+    pub new_refresh_hash: String,
+    pub now: u64,
+}
+
+/// Revokes the grant if it belongs to `client_id` (RFC 7009: only the client's own tokens).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoke {
+    pub client_id: ClientId,
+}
+
+/// Revokes the grant whoever its client (unlinking, user removal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeAll {}
+
+/// The grant if it is active (`None`: unknown, expired or revoked); with `refresh_hash`, only
+/// if that is its current refresh token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub now: u64,
+    pub refresh_hash: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Command;
+
+    #[test]
+    fn commands_keep_their_wire_tags_and_all_are_retried() {
+        let json = serde_json::to_string(&GrantCommand::from(RevokeAll {})).unwrap();
+        assert_eq!(json, r#"{"revoke_all":{}}"#);
+        let status = GrantCommand::from(Status {
+            now: 1,
+            refresh_hash: None,
+        });
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(json, r#"{"status":{"now":1,"refresh_hash":null}}"#);
+        assert_eq!(serde_json::from_str::<GrantCommand>(&json).unwrap(), status);
+        let old: GrantCommand = serde_json::from_str(
+            r#"{"redeem":{"code_hash":"h","client_id":"client-01","redirect_uri":null,"code_verifier":null,"new_refresh_hash":null,"now":2}}"#,
+        )
+        .unwrap();
+        assert!(matches!(old, GrantCommand::Redeem(r) if r.attempt.is_empty()));
+        const {
+            assert!(
+                Create::IDEMPOTENT
+                    && Redeem::IDEMPOTENT
+                    && Refresh::IDEMPOTENT
+                    && Revoke::IDEMPOTENT
+                    && RevokeAll::IDEMPOTENT
+                    && Status::IDEMPOTENT
+            )
+        };
+    }
 }

@@ -10,23 +10,45 @@ pub fn object_name(key: &str) -> String {
     format!("limit:{key}")
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitCommand {
-    /// Up to `want` requests of `window`.
-    Take { window: Window, want: u32 },
-    /// Requests taken in `window` and not spent.
-    GiveBack { window: Window, n: u32 },
+crate::commands! {
+    pub enum LimitCommand, trait LimitHandler {
+        Take(Take) -> Granted, once, take;
+        GiveBack(GiveBack) -> (), once, give_back;
+    }
 }
 
+/// Up to `want` requests of `window`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitReply {
-    Granted {
-        n: u32,
-    },
-    Done,
-    Failed {
-        error: crate::protocol::error::ApiError,
-    },
+pub struct Take {
+    pub window: Window,
+    pub want: u32,
+}
+
+/// How many requests of the window the object granted (up to the `want` of a [`Take`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Granted {
+    pub n: u32,
+}
+
+/// Requests taken in `window` and not spent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GiveBack {
+    pub window: Window,
+    pub n: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_keep_their_wire_tags() {
+        let window = Window::at(0, 60_000, 10);
+        let take = LimitCommand::from(Take { window, want: 3 });
+        let json = serde_json::to_string(&take).unwrap();
+        assert!(json.starts_with(r#"{"take":{"window":"#), "{json}");
+        assert_eq!(serde_json::from_str::<LimitCommand>(&json).unwrap(), take);
+        let back = serde_json::to_string(&LimitCommand::from(GiveBack { window, n: 1 })).unwrap();
+        assert!(back.starts_with(r#"{"give_back":{"#), "{back}");
+    }
 }

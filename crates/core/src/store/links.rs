@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::error::ApiError;
 use crate::protocol::link::PendingLink;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
@@ -20,99 +19,133 @@ pub fn object_name(partner: &PartnerId, salt: Option<&str>) -> String {
     }
 }
 
+crate::commands! {
+    pub enum LinkCommand, trait LinkHandler {
+        Propose(Propose) -> Proposed, once, propose;
+        Confirm(Confirm) -> Confirmed, retried, confirm;
+        Lookup(Lookup) -> Option<LinkedAccount>, once, lookup;
+        Unlink(Unlink) -> Vec<String>, once, unlink;
+        AddGrant(AddGrant) -> GrantListed, once, add_grant;
+        ForgetGrants(ForgetGrants) -> (), once, forget_grants;
+        Retire(Retire) -> Vec<Username>, once, retire;
+        Retired(Retired) -> (), once, finish_retiring;
+    }
+}
+
+/// Keeps a link the user agreed to until `pending.expires_at`, under `code_hash`, if it could
+/// be made now. Nothing is linked yet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkCommand {
-    /// Keeps a link the user agreed to until `pending.expires_at`, under `code_hash`, if it
-    /// could be made now. Nothing is linked yet.
-    Propose {
-        code_hash: String,
-        pending: PendingLink,
-        now: u64,
-    },
-    /// The partner confirms the link of `code_hash` for `partner_sub` and the request whose
-    /// `jti` hashes to `request_jti_hash`. `attempt` names this redemption, so our own retry
-    /// after a lost reply is answered again rather than taken for a replay.
-    Confirm {
-        code_hash: String,
-        partner_sub: String,
-        request_jti_hash: String,
-        attempt: String,
-        now: u64,
-    },
-    /// The platform user linked to a partner account.
-    Lookup { partner_sub: String },
-    /// With `remove`, removes the link (if still there); answers up to `UNLINK_BATCH` of the
-    /// grants issued through it that may still be live. Later batches of the same unlinking
-    /// leave `remove` off, so a link made again meanwhile stays.
-    Unlink {
-        username: Username,
-        now: u64,
-        #[serde(default = "yes")]
-        remove: bool,
-    },
-    /// Remembers a grant issued through the link (until `expires_at`), so unlinking can end it.
-    AddGrant {
-        username: Username,
-        grant_id: String,
-        expires_at: u64,
-        now: u64,
-    },
-    /// Forgets grants of `username` that unlinking has revoked.
-    ForgetGrants {
-        username: Username,
-        grant_ids: Vec<String>,
-    },
-    /// The partner was removed: from now on the store makes no link, finds none and lists no
-    /// grant (for good); answers up to `RETIRE_BATCH` users whose links are still to be ended
-    /// (each by unlinking, then `Retired`), so a removal is finished batch by batch. A user
-    /// stays on that list until `Retired`, even once the link itself is gone here: their own
-    /// object may not have ended its sessions and forgotten the link yet.
-    Retire,
-    /// Unlinking `username` for the partner's removal is finished.
-    Retired { username: Username },
+pub struct Propose {
+    pub code_hash: String,
+    pub pending: PendingLink,
+    pub now: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LinkReply {
+pub enum Proposed {
     /// Kept until the partner confirms it.
-    Proposed,
-    /// Linked now, or already linked the same way (idempotent). `pending` is what the user
-    /// agreed to.
-    Linked {
-        created: bool,
-        pending: PendingLink,
-    },
-    /// The link code is unknown, expired, or not for this request or account.
-    CodeInvalid,
-    /// The link code was redeemed before: the link made then has been removed here; the rest
-    /// of unlinking (`username`'s grants and sessions) is the caller's.
-    CodeReplayed {
-        username: Username,
-    },
+    Kept,
+    Refused(LinkRefusal),
+}
+
+/// Why a link cannot be made: the one-to-one rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkRefusal {
     /// The partner account is linked to another platform user.
     PartnerAccountTaken,
     /// This platform user is linked to another account at the partner.
     UserAlreadyLinked,
-    Found {
-        username: Username,
-        user_sub: String,
-    },
-    NotFound,
-    /// The link is gone (or was already); these grants issued through it are still to be revoked
-    /// and then forgotten (`ForgetGrants`), so a retry after a failure finds them again.
-    Unlinked {
-        grant_ids: Vec<String>,
-    },
-    Done,
-    /// The store is retired; these users' links are still to be ended (none: all are).
-    Retired {
-        usernames: Vec<Username>,
-    },
-    Failed {
-        error: ApiError,
-    },
+}
+
+/// The partner confirms the link of `code_hash` for `partner_sub` and the request whose `jti`
+/// hashes to `request_jti_hash`. `attempt` names this redemption, so our own retry after a lost
+/// reply is answered again rather than taken for a replay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirm {
+    pub code_hash: String,
+    pub partner_sub: String,
+    pub request_jti_hash: String,
+    pub attempt: String,
+    pub now: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confirmed {
+    /// Linked now, or already linked the same way (idempotent). `pending` is what the user
+    /// agreed to.
+    Linked { created: bool, pending: PendingLink },
+    /// The link code is unknown, expired, or not for this request or account.
+    CodeInvalid,
+    /// The link code was redeemed before: the link made then has been removed here; the rest
+    /// of unlinking (`username`'s grants and sessions) is the caller's.
+    CodeReplayed { username: Username },
+    /// The link cannot be made now (the code is used up).
+    Refused(LinkRefusal),
+}
+
+/// The platform user linked to a partner account (`None`: nobody).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    pub partner_sub: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedAccount {
+    pub username: Username,
+    pub user_sub: String,
+}
+
+/// With `remove`, removes the link (if still there); answers up to `UNLINK_BATCH` of the grants
+/// issued through it that may still be live: they are still to be revoked and then forgotten
+/// (`ForgetGrants`), so a retry after a failure finds them again. Later batches of the same
+/// unlinking leave `remove` off, so a link made again meanwhile stays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlink {
+    pub username: Username,
+    pub now: u64,
+    #[serde(default = "yes")]
+    pub remove: bool,
+}
+
+/// Remembers a grant issued through the link (until `expires_at`), so unlinking can end it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddGrant {
+    pub username: Username,
+    pub grant_id: String,
+    pub expires_at: u64,
+    pub now: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantListed {
+    Listed,
+    /// The user is not linked (any more): the grant is not to be handed out.
+    NotLinked,
+}
+
+/// Forgets grants of `username` that unlinking has revoked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetGrants {
+    pub username: Username,
+    pub grant_ids: Vec<String>,
+}
+
+/// The partner was removed: from now on the store makes no link, finds none and lists no grant
+/// (for good); answers up to `RETIRE_BATCH` users whose links are still to be ended (each by
+/// unlinking, then `Retired`; none: all are), so a removal is finished batch by batch. A user
+/// stays on that list until `Retired`, even once the link itself is gone here: their own object
+/// may not have ended its sessions and forgotten the link yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retire {}
+
+/// Unlinking `username` for the partner's removal is finished.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub username: Username,
 }
 
 /// Grants answered by one `Unlink`: revoked and forgotten before the next is asked for.
@@ -140,3 +173,27 @@ CREATE INDEX IF NOT EXISTS pending_links_by_user ON pending_links (username, exp
 CREATE TABLE IF NOT EXISTS retired (one INTEGER PRIMARY KEY CHECK (one = 1));
 CREATE TABLE IF NOT EXISTS retiring (username TEXT PRIMARY KEY);
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Command;
+
+    #[test]
+    fn commands_keep_their_wire_tags_and_an_old_unlink_removes() {
+        let json = serde_json::to_string(&LinkCommand::from(Lookup {
+            partner_sub: "p".into(),
+        }))
+        .unwrap();
+        assert_eq!(json, r#"{"lookup":{"partner_sub":"p"}}"#);
+        let old: LinkCommand =
+            serde_json::from_str(r#"{"unlink":{"username":"ann","now":3}}"#).unwrap();
+        match old {
+            LinkCommand::Unlink(u) => assert!(u.remove),
+            other => panic!("decoded as {other:?}"),
+        }
+        let retire = serde_json::to_string(&LinkCommand::from(Retire {})).unwrap();
+        assert_eq!(retire, r#"{"retire":{}}"#);
+        const { assert!(Confirm::IDEMPOTENT && !Propose::IDEMPOTENT) };
+    }
+}

@@ -3,83 +3,89 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::client::{ClientId, ClientRecord, ClientSpec};
-use crate::protocol::error::ApiError;
 use crate::protocol::partner::{Partner, PartnerId, PartnerSpec};
 
 /// The single registry object's name: admin writes are rare, so one object serializes them all.
 pub const REGISTRY_OBJECT: &str = "registry";
 
+crate::commands! {
+    pub enum RegistryCommand, trait RegistryHandler {
+        Put(Put) -> Saved, once, put;
+        Get(Get) -> Partner, once, get;
+        List(List) -> Vec<Partner>, once, list;
+        Delete(Delete) -> Partner, once, delete;
+        RemovalDone(RemovalDone) -> (), once, removal_done;
+        CreateClient(CreateClient) -> ClientRecord, once, create_client;
+        GetClient(GetClient) -> ClientRecord, once, get_client;
+        ListClients(ListClients) -> Vec<ClientRecord>, once, list_clients;
+        DeleteClient(DeleteClient) -> (), once, delete_client;
+    }
+}
+
+/// Creates or replaces a partner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistryCommand {
-    Put {
-        id: PartnerId,
-        spec: PartnerSpec,
-        /// Seconds since the Unix epoch, read by the caller.
-        now: u64,
-    },
-    Get {
-        id: PartnerId,
-    },
-    List,
-    /// Deleting a partner deletes its clients too, and remembers the record until its links
-    /// are ended (`RemovalDone`); asked again meanwhile, it answers the same record, so the
-    /// caller goes on ending them. A partner with a removal pending cannot be created again.
-    Delete {
-        id: PartnerId,
-    },
-    /// The removed partner's links are all ended: the registry forgets the removal.
-    RemovalDone {
-        id: PartnerId,
-    },
-    /// Registers a client; the caller generated its id and the hash of its secret.
-    CreateClient {
-        partner_id: PartnerId,
-        client_id: ClientId,
-        spec: ClientSpec,
-        secret_hash: Option<String>,
-        now: u64,
-    },
-    GetClient {
-        client_id: ClientId,
-    },
-    ListClients {
-        partner_id: PartnerId,
-    },
-    DeleteClient {
-        client_id: ClientId,
-    },
+pub struct Put {
+    pub id: PartnerId,
+    pub spec: PartnerSpec,
+    /// Seconds since the Unix epoch, read by the caller.
+    pub now: u64,
+}
+
+/// The partner as stored, and whether this `Put` created it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub partner: Partner,
+    pub created: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistryReply {
-    Saved {
-        partner: Partner,
-        created: bool,
-    },
-    Partner {
-        partner: Partner,
-    },
-    Partners {
-        partners: Vec<Partner>,
-    },
-    Deleted,
-    /// The partner is removed from the registry and the edge; what it held (its links, and what
-    /// came through them) is still to be ended.
-    PartnerRemoved {
-        partner: Partner,
-    },
-    /// Client records here never carry the secret's hash.
-    Client {
-        client: ClientRecord,
-    },
-    Clients {
-        clients: Vec<ClientRecord>,
-    },
-    Failed {
-        error: ApiError,
-    },
+pub struct Get {
+    pub id: PartnerId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct List {}
+
+/// Deleting a partner deletes its clients too, and remembers the record until its links are
+/// ended (`RemovalDone`); asked again meanwhile, it answers the same record, so the caller goes
+/// on ending them. A partner with a removal pending cannot be created again. Answers the
+/// removed partner: gone from the registry and the edge; what it held (its links, and what came
+/// through them) is still to be ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delete {
+    pub id: PartnerId,
+}
+
+/// The removed partner's links are all ended: the registry forgets the removal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalDone {
+    pub id: PartnerId,
+}
+
+/// Registers a client; the caller generated its id and the hash of its secret. Client records
+/// answered by the registry never carry the secret's hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateClient {
+    pub partner_id: PartnerId,
+    pub client_id: ClientId,
+    pub spec: ClientSpec,
+    pub secret_hash: Option<String>,
+    pub now: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetClient {
+    pub client_id: ClientId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListClients {
+    pub partner_id: PartnerId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteClient {
+    pub client_id: ClientId,
 }
 
 /// The SQLite schema, applied idempotently when the object starts.
@@ -96,27 +102,26 @@ CREATE TABLE IF NOT EXISTS partner_removals (id TEXT PRIMARY KEY, record TEXT NO
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::error::ErrorCode;
+    use crate::protocol::error::{ApiError, ErrorCode};
     use crate::protocol::partner::parse_partner_spec;
+    use crate::store::encode;
 
     #[test]
     fn commands_and_replies_round_trip_as_json() {
-        let cmd = RegistryCommand::Put {
+        let cmd = RegistryCommand::from(Put {
             id: PartnerId::parse("acme").unwrap(),
             spec: parse_partner_spec(br#"{"name":"A","origins":["https://a.example"]}"#).unwrap(),
             now: 5,
-        };
+        });
         let json = serde_json::to_string(&cmd).unwrap();
+        assert!(json.starts_with(r#"{"put":{"id":"acme","#), "{json}");
         assert_eq!(serde_json::from_str::<RegistryCommand>(&json).unwrap(), cmd);
+        let list = serde_json::to_string(&RegistryCommand::from(List {})).unwrap();
+        assert_eq!(list, r#"{"list":{}}"#);
 
-        let reply = RegistryReply::Failed {
-            error: ApiError::not_found("partner").with_cause("dropped"),
-        };
-        let json = serde_json::to_string(&reply).unwrap();
-        assert!(!json.contains("dropped"));
-        match serde_json::from_str::<RegistryReply>(&json).unwrap() {
-            RegistryReply::Failed { error } => assert_eq!(error.code, ErrorCode::NotFound),
-            other => panic!("unexpected {other:?}"),
-        }
+        let reply = encode::<Saved>(Err(ApiError::not_found("partner").with_cause("dropped")));
+        assert!(!reply.body.contains("dropped"));
+        let back: Result<Saved, ApiError> = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(back.unwrap_err().code, ErrorCode::NotFound);
     }
 }

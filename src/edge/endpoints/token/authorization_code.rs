@@ -6,7 +6,7 @@ use crate::edge::calls::grants;
 use crate::protocol::client::GrantType;
 use crate::protocol::token_request::TokenError;
 use crate::protocol::tokens::TokenResponse;
-use crate::store::grants::GrantCommand;
+use crate::store::grants::Redeem;
 
 pub(super) async fn redeem(
     cx: &Ctx<'_>,
@@ -23,7 +23,7 @@ pub(super) async fn redeem(
     };
     // Names this attempt, so the same one sent again after a lost reply is not a replay.
     let attempt = new_token_id()?;
-    let cmd = GrantCommand::Redeem {
+    let cmd = Redeem {
         code_hash,
         attempt,
         client_id: client.client_id.clone(),
@@ -32,6 +32,6 @@ pub(super) async fn redeem(
         new_refresh_hash: refresh.as_ref().map(|(_, h)| h.clone()),
         now: cx.now,
     };
-    let issue = issued(grants::call(cx.env, &grant_id, &cmd).await?)?;
+    let issue = issued(grants::call(cx.env, &grant_id, cmd).await?)?;
     Ok(mint(cx, issue, refresh.map(|(t, _)| t)).await?)
 }

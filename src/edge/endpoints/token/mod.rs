@@ -16,14 +16,13 @@ use crate::edge::rt::{config, keys, random, respond};
 use crate::protocol::client::ClientRecord;
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::ApiError;
-use crate::protocol::grant::{self, Issue};
+use crate::protocol::grant::{self, Issue, Step};
 use crate::protocol::keys::{KeySet, Times};
 use crate::protocol::partner::PartnerId;
 use crate::protocol::token_request::{TokenError, TokenRequest};
 use crate::protocol::tokens::{
     at_hash, AccessClaims, IdClaims, TokenResponse, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
-use crate::store::grants::GrantReply;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request};
 
@@ -130,13 +129,8 @@ async fn mint(
 }
 
 /// The issue of a redemption or refresh, or its typed refusal.
-fn issued(reply: GrantReply) -> Result<Issue, TokenError> {
-    match reply {
-        GrantReply::Issued { issue } => Ok(issue),
-        GrantReply::Refused { refusal } => Err(refusal.into()),
-        GrantReply::Failed { error } => Err(error.into()),
-        _ => Err(ApiError::unavailable("unexpected grant reply").into()),
-    }
+fn issued(step: Step) -> Result<Issue, TokenError> {
+    step.map_err(TokenError::from)
 }
 
 /// Runs a token request; `caller` learns the authenticated client (for the log and usage) even

@@ -7,7 +7,7 @@ use crate::edge::flows::user_grant;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::token_request::TokenError;
 use crate::protocol::tokens::{released_claims, TokenResponse, ACCESS_TOKEN_TTL_S};
-use crate::store::grants::{GrantCommand, GrantReply};
+use crate::store::grants::{Refresh, Revoke, Status};
 
 pub(super) async fn refresh(
     cx: &Ctx<'_>,
@@ -18,20 +18,20 @@ pub(super) async fn refresh(
     let (env, client, now) = (cx.env, cx.client, cx.now);
     // The grant's user is checked before the token rotates, so a storage failure here leaves the
     // client's refresh token usable.
-    let status = GrantCommand::Status {
+    let status = Status {
         now,
         refresh_hash: Some(refresh_hash.clone()),
     };
-    let user = match grants::call(env, &grant_id, &status).await? {
-        GrantReply::Active { grant } if grant.client_id == client.client_id => {
+    let user = match grants::call(env, &grant_id, status).await? {
+        Some(grant) if grant.client_id == client.client_id => {
             let until = now + ACCESS_TOKEN_TTL_S;
             match user_grant::grant_user(env, &grant, cx.now_ms, Some((until, now))).await? {
                 Some(user) => Some(user),
                 None => {
-                    let revoke = GrantCommand::Revoke {
+                    let revoke = Revoke {
                         client_id: client.client_id.clone(),
                     };
-                    grants::call(env, &grant_id, &revoke).await?;
+                    grants::call(env, &grant_id, revoke).await?;
                     return Err(ApiError::new(
                         ErrorCode::InvalidGrant,
                         "the user's account or password has changed",
@@ -44,14 +44,14 @@ pub(super) async fn refresh(
         _ => None,
     };
     let (token, new_hash) = new_refresh(&grant_id)?;
-    let cmd = GrantCommand::Refresh {
+    let cmd = Refresh {
         refresh_hash,
         client_id: client.client_id.clone(),
         scopes: scope,
         new_refresh_hash: new_hash,
         now,
     };
-    let mut issue = issued(grants::call(env, &grant_id, &cmd).await?)?;
+    let mut issue = issued(grants::call(env, &grant_id, cmd).await?)?;
     // ID-token claims from the current profile, for the scopes of this issue only.
     if let Some(user) = &user {
         issue.grant.id_claims = released_claims(&issue.scopes, user);
