@@ -15,7 +15,7 @@ use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId};
 use crate::protocol::user::LinkEntry;
 use crate::routes::{self, Method};
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::{ConfirmLink, LinkConfirmed, Links, UserLinks};
 use worker::{Env, Request};
 
 async fn render(
@@ -76,18 +76,19 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
         let Some((username, session_hash)) = cookies.session(&req) else {
             return Ok(to_login());
         };
-        let cmd = UserCommand::Links {
+        let cmd = Links {
             session_hash: Some(session_hash.clone()),
             now,
         };
-        let (user, mut entries, via_link) = match users::call(env, &username, &cmd).await? {
-            UserReply::Links {
+        let (user, mut entries, via_link) = match users::call(env, &username, cmd).await {
+            Ok(Some(UserLinks {
                 user,
                 links,
                 via_link,
-            } => (user, links, via_link),
-            UserReply::Failed { error } if error.code != ErrorCode::NotFound => return Err(error),
-            _ => return Ok(to_login()),
+            })) => (user, links, via_link),
+            Err(error) if error.code != ErrorCode::NotFound => return Err(error),
+            // No session, or the user is gone.
+            Ok(None) | Err(_) => return Ok(to_login()),
         };
         if method == Method::Get {
             return render(env, &req, &cookies, &user.name, &entries, None, now_ms).await;
@@ -114,16 +115,14 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
                 )
             })?;
         let notice = if params.get("action") == Some("confirm") {
-            let cmd = UserCommand::ConfirmLink {
+            let cmd = ConfirmLink {
                 session_hash,
                 partner_id: partner.clone(),
                 now,
             };
-            match users::call(env, &username, &cmd).await? {
-                UserReply::Done => {}
-                UserReply::NoSession => return Ok(to_login()),
-                UserReply::Failed { error } => return Err(error),
-                _ => return Err(ApiError::unavailable("unexpected user reply")),
+            match users::call(env, &username, cmd).await? {
+                LinkConfirmed::Confirmed => {}
+                LinkConfirmed::NoSession => return Ok(to_login()),
             }
             for e in entries.iter_mut().filter(|e| e.partner_id == partner) {
                 e.paused = false;

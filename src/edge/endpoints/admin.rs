@@ -15,7 +15,7 @@ use crate::routes::{Method, Route};
 use crate::store::registry::{
     CreateClient, Delete, DeleteClient, Get, GetClient, List, ListClients, Put, RemovalDone, Saved,
 };
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users as user_store;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request, Result};
 
@@ -224,86 +224,78 @@ async fn user(
     now: u64,
 ) -> Result<Outcome, ApiError> {
     let username = Username::parse(username)?;
-    let cmd = match method {
-        Method::Get => UserCommand::Get,
-        Method::Delete => UserCommand::Delete,
+    // A new password or a removed user: the grants end now. The change itself is made either
+    // way; a failure revoking is a 503, and the same request again revokes what is left.
+    match method {
+        Method::Get => {
+            let user = users::call(env, &username, user_store::Get {}).await?;
+            Ok(Outcome::new(respond::json(200, &user, &[]), "ok"))
+        }
+        Method::Delete => {
+            let user_store::Deleted { revoke } =
+                users::call(env, &username, user_store::Delete {}).await?;
+            revoke::revoke_for_user(env, &username, &revoke).await?;
+            Ok(Outcome::new(respond::empty(204, &[]), "deleted"))
+        }
         Method::Put => {
             // Whether the password is required is decided by the user's object, which knows
             // whether the user exists.
             let spec = parse_user_spec(&read_body(req).await?, false)?;
-            UserCommand::Put {
+            let cmd = user_store::Put {
                 username: username.clone(),
                 spec,
                 now,
-            }
+            };
+            let user_store::Saved {
+                user,
+                created,
+                revoke,
+            } = users::call(env, &username, cmd).await?;
+            revoke::revoke_for_user(env, &username, &revoke).await?;
+            let (status, outcome) = if created {
+                (201, "created")
+            } else {
+                (200, "replaced")
+            };
+            Ok(Outcome::new(respond::json(status, &user, &[]), outcome))
         }
-        _ => {
-            return Err(ApiError::method_not_allowed(
-                Route::AdminUser { username: "" }.methods(),
-            ))
-        }
-    };
-    let reply = users::call(env, &username, &cmd).await?;
-    // A new password or a removed user: the grants end now. The change itself is made either
-    // way; a failure here is a 503, and the same request again revokes what is left.
-    if let UserReply::Saved { revoke, .. } | UserReply::Deleted { revoke } = &reply {
-        revoke::revoke_for_user(env, &username, revoke).await?;
+        _ => Err(ApiError::method_not_allowed(
+            Route::AdminUser { username: "" }.methods(),
+        )),
     }
-    Ok(admin_outcome(reply))
 }
 
 async fn user_links(env: &Env, username: &str) -> Result<Outcome, ApiError> {
     let username = Username::parse(username)?;
-    let cmd = UserCommand::Links {
+    let cmd = user_store::Links {
         session_hash: None,
         now: 0,
     };
-    match users::call(env, &username, &cmd).await? {
-        crate::store::users::UserReply::Links { links, .. } => Ok(Outcome::new(
-            respond::json(200, &serde_json::json!({ "links": links }), &[]),
-            "ok",
-        )),
-        crate::store::users::UserReply::Failed { error } => Err(error),
-        _ => Err(ApiError::unavailable("unexpected user reply")),
-    }
+    // Without a session asked about, the links are always answered.
+    let links = users::call(env, &username, cmd)
+        .await?
+        .map(|l| l.links)
+        .unwrap_or_default();
+    Ok(Outcome::new(
+        respond::json(200, &serde_json::json!({ "links": links }), &[]),
+        "ok",
+    ))
 }
 
 async fn unlink(env: &Env, username: &str, partner: &str, now: u64) -> Result<Outcome, ApiError> {
     let username = Username::parse(username)?;
     let partner = PartnerId::parse(partner)?;
-    let cmd = UserCommand::Links {
+    let cmd = user_store::Links {
         session_hash: None,
         now: 0,
     };
-    let linked = match users::call(env, &username, &cmd).await? {
-        crate::store::users::UserReply::Links { links, .. } => {
-            links.iter().any(|l| l.partner_id == partner)
-        }
-        crate::store::users::UserReply::Failed { error } => return Err(error),
-        _ => false,
-    };
+    let linked = users::call(env, &username, cmd)
+        .await?
+        .is_some_and(|l| l.links.iter().any(|l| l.partner_id == partner));
     if !linked {
         return Err(ApiError::not_found("link"));
     }
     let salt = crate::edge::calls::links::salt_of(env, &partner, now * 1000).await?;
     unlink::unlink(env, &partner, salt.as_deref(), &username, now).await?;
     Ok(Outcome::new(respond::empty(204, &[]), "unlinked").partner(partner))
-}
-
-/// Maps a user object's reply for the admin API.
-pub fn admin_outcome(reply: UserReply) -> Outcome {
-    match reply {
-        UserReply::Saved { user, created, .. } => {
-            let (status, outcome) = if created {
-                (201, "created")
-            } else {
-                (200, "replaced")
-            };
-            Outcome::new(respond::json(status, &user, &[]), outcome)
-        }
-        UserReply::User { user } => Outcome::new(respond::json(200, &user, &[]), "ok"),
-        UserReply::Deleted { .. } => Outcome::new(respond::empty(204, &[]), "deleted"),
-        UserReply::Failed { error } => Outcome::error(error),
-        _ => Outcome::error(ApiError::new(ErrorCode::ServerError, "unexpected reply")),
-    }
 }

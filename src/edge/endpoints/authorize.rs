@@ -20,7 +20,7 @@ use crate::protocol::ratelimit::{limited, login_slots, Window};
 use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
 use crate::protocol::user::{UserView, Username};
 use crate::routes::{self, Method};
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::{Consent, Consented, Login, LoginOutcome, Session, SessionState};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use futures_util::future::join_all;
 use worker::{Env, Request};
@@ -119,7 +119,7 @@ async fn session(
     let Some((username, session_hash)) = cookies.session(req) else {
         return Ok(None);
     };
-    let cmd = UserCommand::Session {
+    let cmd = Session {
         session_hash: session_hash.clone(),
         partner_id: v.client.partner_id.clone(),
         partner_salt: v.partner.subject_salt.clone(),
@@ -127,17 +127,17 @@ async fn session(
         scopes: v.request.scopes.clone(),
         now,
     };
-    match users::call(env, &username, &cmd).await? {
+    match users::call(env, &username, cmd).await? {
         // A session from automatic login counts only for its partner's clients and consent the
         // user gave before; otherwise, sign in with the password.
-        UserReply::SessionState {
+        Some(SessionState {
             user,
             sub,
             auth_time,
             consented,
             via_link,
             password_epoch,
-        } if session_serves(
+        }) if session_serves(
             via_link.as_ref(),
             SessionUse::Authorize {
                 partner: &v.client.partner_id,
@@ -156,8 +156,7 @@ async fn session(
                 password_epoch,
             }))
         }
-        UserReply::Failed { error } => Err(error),
-        _ => Ok(None),
+        Some(_) | None => Ok(None),
     }
 }
 
@@ -300,16 +299,15 @@ async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> 
             };
             return match params.get("decision") {
                 Some("allow") => {
-                    let cmd = UserCommand::Consent {
+                    let cmd = Consent {
                         session_hash: s.session_hash.clone(),
                         client_id: v.client.client_id.clone(),
                         scopes: v.request.scopes.clone(),
                         now,
                     };
-                    match users::call(env, &s.username, &cmd).await? {
-                        UserReply::Done => issue_code(env, &issuer, &v, &s, now).await,
-                        UserReply::Failed { error } => Err(error),
-                        _ => Ok(to_login(&v)),
+                    match users::call(env, &s.username, cmd).await? {
+                        Consented::Recorded => issue_code(env, &issuer, &v, &s, now).await,
+                        Consented::NoSession => Ok(to_login(&v)),
                     }
                 }
                 Some("deny") => Ok(error_redirect(
@@ -452,15 +450,15 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
             Ok(v) => v,
             Err(e) => return browser::error_page(&e),
         };
-        let cmd = UserCommand::Login {
+        let cmd = Login {
             password: password.to_owned(),
             session_hash,
             now: now_ms / 1000,
             device_hash: device.clone(),
             new_device_hash: Some(device_hash),
         };
-        match users::call(env, username, &cmd).await {
-            Ok(UserReply::User { .. }) => {
+        match users::call(env, username, cmd).await {
+            Ok(LoginOutcome::LoggedIn { .. }) => {
                 // Only failed attempts count: a success gives its slots back.
                 if let Err(e) = attempts.give_back(env).await {
                     worker::console_error!("login limiter: {}", e.cause.unwrap_or(e.description));
@@ -472,13 +470,15 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
                     "login_ok",
                 );
             }
-            Ok(UserReply::UntrustedDevice) if device.is_some() => {
+            Ok(LoginOutcome::UntrustedDevice) if device.is_some() => {
                 // Not a device of this user's: the attempt counts as any other browser's.
                 let _ = attempts.give_back(env).await;
                 device = None;
             }
-            Ok(UserReply::Failed { error }) | Err(error) => return browser::error_page(&error),
-            Ok(_) => return failed(&csrf),
+            Err(error) => return browser::error_page(&error),
+            Ok(LoginOutcome::BadCredentials | LoginOutcome::UntrustedDevice) => {
+                return failed(&csrf)
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::protocol::link::PartnerJwt;
 use crate::protocol::partner::Partner;
 use crate::protocol::user::LinkVia;
 use crate::routes::{self, Method};
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::{AutoLogin, AutoLoginOutcome};
 use worker::{Env, Request};
 
 /// The authorization request carried along, if any, as a path on our authorize endpoint.
@@ -159,7 +159,7 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         match users::call(
             env,
             &username,
-            &UserCommand::AutoLogin {
+            AutoLogin {
                 session_hash,
                 via: LinkVia {
                     partner_id: partner.id.clone(),
@@ -172,10 +172,8 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         )
         .await?
         {
-            UserReply::User { .. } => {}
-            UserReply::NotLinked => return Ok(not_linked(&partner)),
-            UserReply::Failed { error } => return Err(error),
-            _ => return Err(ApiError::unavailable("unexpected user reply")),
+            AutoLoginOutcome::LoggedIn { .. } => {}
+            AutoLoginOutcome::NotLinked => return Ok(not_linked(&partner)),
         }
         Ok(
             browser::redirect(303, &issuer.url(&next), &[cookie], "auto_login")

@@ -29,7 +29,7 @@ use crate::routes::{self, Method};
 use crate::store::links::{
     Confirm, Confirmed, LinkRefusal, LinkedAccount, Lookup, Propose, Proposed,
 };
-use crate::store::users::{Agreed, UserCommand, UserReply};
+use crate::store::users::{Agreed, LinkRecorded, RecordLink, SessionState, Whoami};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request};
 
@@ -68,21 +68,21 @@ async fn recent_session(
     let Some((username, session_hash)) = cookies.session(req) else {
         return Ok(None);
     };
-    let cmd = UserCommand::Whoami {
+    let cmd = Whoami {
         session_hash,
         partner_id: partner.id.clone(),
         partner_salt: partner.subject_salt.clone(),
         now,
     };
-    match users::call(env, &username, &cmd).await? {
-        UserReply::SessionState {
+    match users::call(env, &username, cmd).await? {
+        Some(SessionState {
             user,
             sub,
             auth_time,
             via_link,
             password_epoch,
             ..
-        } if recently_logged_in(auth_time, now)
+        }) if recently_logged_in(auth_time, now)
             && session_serves(via_link.as_ref(), SessionUse::Links) =>
         {
             Ok(Some(Session {
@@ -92,8 +92,7 @@ async fn recent_session(
                 password_epoch,
             }))
         }
-        UserReply::Failed { error } => Err(error),
-        _ => Ok(None),
+        Some(_) | None => Ok(None),
     }
 }
 
@@ -307,7 +306,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 return Err(invalid_grant(&e.description));
             }
         };
-        let record = UserCommand::RecordLink {
+        let record = RecordLink {
             partner_id: partner.id.clone(),
             agreed: Some(Agreed {
                 user_sub: pending.user_sub.clone(),
@@ -317,13 +316,12 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             account_label: Some(pending.account_label.clone()).filter(|l| !l.is_empty()),
             now,
         };
-        let recorded = match users::call(env, &pending.username, &record).await {
-            Ok(UserReply::Done) => Ok(()),
-            Ok(UserReply::ConsentVoid) => Err(invalid_grant(
+        let recorded = match users::call(env, &pending.username, record).await {
+            Ok(LinkRecorded::Recorded) => Ok(()),
+            Ok(LinkRecorded::ConsentVoid) => Err(invalid_grant(
                 "the user's password changed (or the account is no longer theirs) after they agreed to the link; start again",
             )),
-            Ok(UserReply::Failed { error }) | Err(error) => Err(error),
-            Ok(_) => Err(ApiError::unavailable("unexpected user reply")),
+            Err(error) => Err(error),
         };
         if let Err(error) = recorded {
             // Never half stored: a link the person cannot see on their account page must not

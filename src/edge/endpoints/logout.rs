@@ -15,7 +15,7 @@ use crate::protocol::form::Params;
 use crate::protocol::keys::{rsa_check, verify_signature};
 use crate::protocol::partner::{keys as kv_keys, Partner};
 use crate::routes::{self, Method};
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::{Logout, Session, SessionState};
 use serde_json::Value;
 use worker::{Env, Request};
 
@@ -66,7 +66,7 @@ async fn hint_matches_session(
     else {
         return false;
     };
-    let cmd = UserCommand::Session {
+    let cmd = Session {
         session_hash,
         partner_id: client.partner_id,
         partner_salt: partner.subject_salt,
@@ -74,12 +74,12 @@ async fn hint_matches_session(
         scopes: Vec::new(),
         now: now_ms / 1000,
     };
-    match users::call(env, &username, &cmd).await {
-        Ok(UserReply::SessionState {
+    match users::call(env, &username, cmd).await {
+        Ok(Some(SessionState {
             sub: session_sub, ..
-        }) => session_sub == sub,
-        Ok(UserReply::NoSession) => true,
-        _ => false,
+        })) => session_sub == sub,
+        Ok(None) => true,
+        Err(_) => false,
     }
 }
 
@@ -159,7 +159,7 @@ pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) ->
         ));
     }
     if let Some((username, session_hash)) = cookies.session(&req) {
-        if let Err(e) = users::call(env, &username, &UserCommand::Logout { session_hash }).await {
+        if let Err(e) = users::call(env, &username, Logout { session_hash }).await {
             return browser::error_page(&e);
         }
     }

@@ -11,7 +11,7 @@ use crate::protocol::link::PartnerJwt;
 use crate::protocol::partner::Partner;
 use crate::protocol::user::{LinkState, UserView, Username};
 use crate::store::links::{LinkedAccount, Lookup};
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::{Subject, SubjectState};
 use worker::Env;
 
 /// The platform user a partner account is linked to, as the user's object answered.
@@ -39,37 +39,38 @@ pub async fn find_linked(
     match links::call(env, &partner.id, partner.subject_salt.as_deref(), cmd).await? {
         Some(LinkedAccount { username, user_sub }) => {
             // The link is to a person, not a username: a new account reusing it is not linked.
-            let cmd = UserCommand::Subject {
+            let cmd = Subject {
                 partner_id: partner.id.clone(),
                 partner_salt: partner.subject_salt.clone(),
                 client_id,
                 renew_grant: None,
                 link: true,
             };
-            match users::call(env, &username, &cmd).await? {
-                UserReply::Subject {
+            match users::call(env, &username, cmd).await {
+                Ok(SubjectState {
                     sub,
                     link: Some(LinkState::Paused),
                     ..
-                } if sub == user_sub => Err(refused(
+                }) if sub == user_sub => Err(refused(
                     "This link is paused because the user set a new password. They confirm it \
                      again on their account page.",
                 )),
-                UserReply::Subject {
+                Ok(SubjectState {
                     user,
                     sub,
                     consented,
                     password_epoch,
                     link: Some(LinkState::Active),
-                } if sub == user_sub => Ok(Some(Linked {
+                }) if sub == user_sub => Ok(Some(Linked {
                     username,
                     user,
                     sub,
                     consented,
                     password_epoch,
                 })),
-                UserReply::Failed { error } if error.code != ErrorCode::NotFound => Err(error),
-                _ => Ok(None),
+                Err(error) if error.code != ErrorCode::NotFound => Err(error),
+                // Another person, no link, or the user is gone.
+                Ok(_) | Err(_) => Ok(None),
             }
         }
         None => Ok(None),

@@ -8,7 +8,7 @@ use crate::protocol::api::revoked_key;
 use crate::protocol::error::ApiError;
 use crate::protocol::user::Username;
 use crate::store::grants::RevokeAll;
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::ForgetGrants;
 use futures_util::future::join_all;
 use worker::Env;
 
@@ -42,14 +42,10 @@ pub async fn revoke_for_user(
 ) -> std::result::Result<(), ApiError> {
     for batch in grant_ids.chunks(REVOKE_BATCH) {
         revoke_batch(env, batch).await?;
-        let forget = UserCommand::ForgetGrants {
+        let forget = ForgetGrants {
             grant_ids: batch.to_vec(),
         };
-        if let UserReply::Failed { error } =
-            crate::edge::calls::users::call(env, username, &forget).await?
-        {
-            return Err(error);
-        }
+        crate::edge::calls::users::call(env, username, forget).await?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::edge::calls::links;
 use crate::edge::flows::revoke;
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::user::Username;
 use crate::store::links::{ForgetGrants, Retire, Retired, Unlink};
@@ -30,17 +30,10 @@ pub async fn unlink(
         };
         let grant_ids = links::call(env, partner, salt, cmd).await?;
         if first {
-            let end = crate::store::users::UserCommand::EndLinkSessions {
+            let end = crate::store::users::EndLinkSessions {
                 partner_id: partner.clone(),
             };
-            match crate::edge::calls::users::call(env, username, &end).await? {
-                crate::store::users::UserReply::Failed { error }
-                    if error.code != ErrorCode::NotFound =>
-                {
-                    return Err(error)
-                }
-                _ => {}
-            }
+            crate::edge::calls::users::call(env, username, end).await?;
             first = false;
         }
         if grant_ids.is_empty() {
@@ -53,15 +46,11 @@ pub async fn unlink(
         };
         links::call(env, partner, salt, forget).await?;
     }
-    let forget = crate::store::users::UserCommand::ForgetLink {
+    let forget = crate::store::users::ForgetLink {
         partner_id: partner.clone(),
     };
-    match crate::edge::calls::users::call(env, username, &forget).await? {
-        crate::store::users::UserReply::Failed { error } if error.code != ErrorCode::NotFound => {
-            Err(error)
-        }
-        _ => Ok(true),
-    }
+    crate::edge::calls::users::call(env, username, forget).await?;
+    Ok(true)
 }
 
 /// Rounds of `Retire` one removal request works through: at most this many times

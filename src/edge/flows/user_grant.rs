@@ -9,7 +9,7 @@ use crate::protocol::grant::{Grant, GRANT_ABSOLUTE_S};
 use crate::protocol::partner::{Partner, PartnerId};
 use crate::protocol::user::{UserView, Username};
 use crate::store::links::{AddGrant, GrantListed};
-use crate::store::users::{RenewGrant, UserCommand, UserReply};
+use crate::store::users::{GrantAdded, RenewGrant, Subject, SubjectState};
 use worker::Env;
 
 /// The account link a user grant is issued through: unlinking ends the grant.
@@ -65,7 +65,7 @@ async fn record_with_user(
         return Ok(());
     };
     let in_session = session_hash.is_some();
-    let cmd = UserCommand::AddGrant {
+    let cmd = crate::store::users::AddGrant {
         grant_id: grant.grant_id.clone(),
         client_id: grant.client_id.clone(),
         expires_at: grant.created_at + lives_s.min(GRANT_ABSOLUTE_S),
@@ -73,22 +73,21 @@ async fn record_with_user(
         password_epoch: grant.password_epoch,
         now: grant.created_at,
     };
-    let refused = match crate::edge::calls::users::call(env, username, &cmd).await {
-        Ok(UserReply::Done) => return Ok(()),
-        Ok(UserReply::NoSession) if in_session => ApiError::new(
+    let refused = match crate::edge::calls::users::call(env, username, cmd).await {
+        Ok(GrantAdded::Listed) => return Ok(()),
+        // Issued from a session: whichever ended it, the user signs in again.
+        Ok(GrantAdded::SessionEnded | GrantAdded::PasswordChanged) if in_session => ApiError::new(
             ErrorCode::LoginRequired,
             "the session or password changed while the grant was issued; sign in again",
         ),
-        Ok(UserReply::NoSession) => ApiError::new(
+        Ok(GrantAdded::PasswordChanged | GrantAdded::SessionEnded) => ApiError::new(
             ErrorCode::InvalidGrant,
             "the user's password changed while the grant was issued; ask again",
         ),
-        Ok(UserReply::Failed { error }) if error.code == ErrorCode::NotFound => {
+        Err(error) if error.code == ErrorCode::NotFound => {
             ApiError::new(ErrorCode::InvalidGrant, "the user no longer exists")
         }
-        Ok(UserReply::Failed { error }) => error,
-        Ok(_) => ApiError::unavailable("unexpected user reply"),
-        Err(e) => e,
+        Err(error) => error,
     };
     // Best effort: the grant's code or token has not been handed out, so it is unusable anyway.
     let _ = revoke::revoke_all(env, std::slice::from_ref(&grant.grant_id)).await;
@@ -149,7 +148,7 @@ pub async fn grant_user(
     else {
         return Ok(None);
     };
-    let cmd = UserCommand::Subject {
+    let cmd = Subject {
         partner_id: grant.partner_id.clone(),
         partner_salt: partner.subject_salt,
         client_id: None,
@@ -163,16 +162,15 @@ pub async fn grant_user(
             password_epoch: grant.password_epoch,
         }),
     };
-    match users::call(env, username, &cmd).await? {
-        UserReply::Subject {
+    match users::call(env, username, cmd).await {
+        Ok(SubjectState {
             user,
             sub,
             password_epoch,
             ..
-        } if sub == grant.sub && grant.password_epoch == password_epoch => Ok(Some(user)),
-        UserReply::Subject { .. } => Ok(None),
-        UserReply::Failed { error } if error.code == ErrorCode::NotFound => Ok(None),
-        UserReply::Failed { error } => Err(error),
-        _ => Err(ApiError::unavailable("unexpected user reply")),
+        }) if sub == grant.sub && grant.password_epoch == password_epoch => Ok(Some(user)),
+        Ok(SubjectState { .. }) => Ok(None),
+        Err(error) if error.code == ErrorCode::NotFound => Ok(None),
+        Err(error) => Err(error),
     }
 }

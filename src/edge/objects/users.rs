@@ -15,7 +15,12 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::PartnerId;
 use crate::protocol::password::{self, OWASP_ARGON2ID};
 use crate::protocol::user::{link_state, LinkEntry, SessionRecord, UserRecord, UserView};
-use crate::store::users::{UserCommand, UserReply};
+use crate::store::users::{
+    AddGrant, AutoLogin, AutoLoginOutcome, ConfirmLink, Consent, Consented, Delete, Deleted,
+    EndLinkSessions, ForgetGrants, ForgetLink, Get, GrantAdded, LinkConfirmed, LinkRecorded, Links,
+    Login, LoginOutcome, Logout, RecordLink, Saved, Session, SessionState, Subject, SubjectState,
+    UserCommand, UserHandler, UserLinks, Whoami,
+};
 
 #[durable_object(fetch)]
 pub struct UserStore {
@@ -26,42 +31,25 @@ fn storage_err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("user storage: {e}"))
 }
 
-/// Why a command stopped early: a rule refused it, or storage failed.
-enum Stop {
-    Refused(Refusal),
-    Failed(ApiError),
-}
-
-impl From<Refusal> for Stop {
-    fn from(r: Refusal) -> Stop {
-        Stop::Refused(r)
-    }
-}
-
-impl From<ApiError> for Stop {
-    fn from(e: ApiError) -> Stop {
-        Stop::Failed(e)
-    }
-}
-
-/// The answer to a refused command: the one place where the account's refusals meet the wire.
-fn refused(r: Refusal) -> std::result::Result<UserReply, ApiError> {
+/// The refusals that are errors on the wire, in one place. The others (no session, bad
+/// credentials, an untrusted device, not linked, consent void) are a command's own outcome and
+/// are matched where a rule gives them; one that reached here would be a rule refusing a
+/// command in a way that command does not answer, a server error.
+fn refused(r: Refusal) -> ApiError {
     match r {
-        Refusal::NoUser => Err(ApiError::not_found("user")),
-        Refusal::PasswordRequired => Err(ApiError::invalid_field(
-            "password",
-            "is required for a new user",
-        )),
-        Refusal::NoSession => Ok(UserReply::NoSession),
-        Refusal::BadCredentials => Ok(UserReply::BadCredentials),
-        Refusal::UntrustedDevice => Ok(UserReply::UntrustedDevice),
-        Refusal::NotLinked => Ok(UserReply::NotLinked),
-        Refusal::ConsentVoid => Ok(UserReply::ConsentVoid),
-        Refusal::NoLink => Err(ApiError::not_found("link")),
-        Refusal::TooManyGrants => Err(ApiError::new(
+        Refusal::NoUser => ApiError::not_found("user"),
+        Refusal::PasswordRequired => ApiError::invalid_field("password", "is required for a new user"),
+        Refusal::NoLink => ApiError::not_found("link"),
+        Refusal::TooManyGrants => ApiError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many authorizations of this app for this user in the last minutes; try again later",
-        )),
+        ),
+        Refusal::NoSession
+        | Refusal::BadCredentials
+        | Refusal::UntrustedDevice
+        | Refusal::NotLinked
+        | Refusal::ConsentVoid => ApiError::new(ErrorCode::ServerError, "the account refused a command")
+            .with_cause(format!("user store: refusal {r:?} is no answer of this command")),
     }
 }
 
@@ -72,8 +60,8 @@ fn session_state(
     partner_id: &PartnerId,
     partner_salt: Option<&str>,
     consented: bool,
-) -> UserReply {
-    UserReply::SessionState {
+) -> SessionState {
+    SessionState {
         sub: account::subject(record, partner_id, partner_salt),
         user: UserView::from(record),
         auth_time: session.auth_time,
@@ -96,14 +84,14 @@ impl DurableObject for UserStore {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        objects::serve(req, "user store", |cmd: UserCommand| self.execute(cmd)).await
+        objects::serve_commands(req, "user store", |cmd: UserCommand| self.handle(cmd)).await
     }
 }
 
 /// The object loads what a command needs, asks `protocol::account` what it changes, stores
 /// that, and answers.
 impl UserStore {
-    async fn get<T: DeserializeOwned>(
+    async fn read<T: DeserializeOwned>(
         &self,
         key: &str,
     ) -> std::result::Result<Option<T>, ApiError> {
@@ -114,7 +102,7 @@ impl UserStore {
             .map_err(storage_err)
     }
 
-    async fn put<T: serde::Serialize>(
+    async fn write<T: serde::Serialize>(
         &self,
         key: &str,
         value: &T,
@@ -176,28 +164,28 @@ impl UserStore {
         for p in changes.put {
             let key = p.key();
             match p {
-                Put::Profile(record) => self.put(&key, &record).await?,
-                Put::Links(links) => self.put(&key, &links).await?,
-                Put::Session { session, .. } => self.put(&key, &session).await?,
-                Put::Device { expires_at, .. } => self.put(&key, &expires_at).await?,
-                Put::Consent { scopes, .. } => self.put(&key, &scopes).await?,
-                Put::Grant { expires_at, .. } => self.put(&key, &expires_at).await?,
+                Put::Profile(record) => self.write(&key, &record).await?,
+                Put::Links(links) => self.write(&key, &links).await?,
+                Put::Session { session, .. } => self.write(&key, &session).await?,
+                Put::Device { expires_at, .. } => self.write(&key, &expires_at).await?,
+                Put::Consent { scopes, .. } => self.write(&key, &scopes).await?,
+                Put::Grant { expires_at, .. } => self.write(&key, &expires_at).await?,
             }
         }
         Ok(())
     }
 
-    async fn links(&self) -> std::result::Result<Vec<LinkEntry>, ApiError> {
-        Ok(self.get(LINKS).await?.unwrap_or_default())
+    async fn stored_links(&self) -> std::result::Result<Vec<LinkEntry>, ApiError> {
+        Ok(self.read(LINKS).await?.unwrap_or_default())
     }
 
     /// A live session, or None (an expired one is removed).
-    async fn session(
+    async fn live(
         &self,
         hash: &str,
         now: u64,
     ) -> std::result::Result<Option<SessionRecord>, ApiError> {
-        let stored = self.get::<SessionRecord>(&session_key(hash)).await?;
+        let stored = self.read::<SessionRecord>(&session_key(hash)).await?;
         let (live, changes) = account::live_session(hash, stored, now);
         self.apply(changes).await?;
         Ok(live)
@@ -210,325 +198,334 @@ impl UserStore {
         grant_id: &str,
         expires_at: u64,
         now: u64,
-    ) -> std::result::Result<(), Stop> {
+    ) -> std::result::Result<(), ApiError> {
         let listed = self.entries(&client_grants(client_id)).await?;
         let (changes, outcome) = account::list_grant(&listed, client_id, grant_id, expires_at, now);
         self.apply(changes).await?;
-        Ok(outcome?)
+        outcome.map_err(refused)
     }
 
-    async fn execute(&self, cmd: UserCommand) -> std::result::Result<UserReply, ApiError> {
-        match self.run(cmd).await {
-            Ok(reply) => Ok(reply),
-            Err(Stop::Refused(r)) => refused(r),
-            Err(Stop::Failed(e)) => Err(e),
+    async fn profile(&self) -> std::result::Result<Option<UserRecord>, ApiError> {
+        self.read(PROFILE).await
+    }
+}
+
+/// Each command: load what it needs, ask `protocol::account` what changes, store that, answer.
+impl UserHandler for UserStore {
+    async fn get(&self, _cmd: Get) -> std::result::Result<UserView, ApiError> {
+        let existing = self.profile().await?;
+        Ok(UserView::from(
+            existing.as_ref().ok_or_else(|| refused(Refusal::NoUser))?,
+        ))
+    }
+
+    async fn delete(&self, _cmd: Delete) -> std::result::Result<Deleted, ApiError> {
+        let existing = self.profile().await?;
+        // The command carries no time (as before grant lists existed): the object reads it.
+        let now = crate::edge::rt::clock::now_ms() / 1000;
+        let everything = self.entries("").await?;
+        let (revoke, changes) =
+            account::delete_user(existing.is_some(), &everything, now).map_err(refused)?;
+        self.apply(changes).await?;
+        Ok(Deleted { revoke })
+    }
+
+    async fn put(&self, cmd: crate::store::users::Put) -> std::result::Result<Saved, ApiError> {
+        let existing = self.profile().await?;
+        let crate::store::users::Put {
+            username,
+            mut spec,
+            now,
+        } = cmd;
+        let new_password = spec.password.take();
+        let everything: Vec<Listed>;
+        let password = match account::password_plan(existing.as_ref(), new_password.as_deref())
+            .map_err(refused)?
+        {
+            PasswordPlan::Keep(old) => Password::Keep(old),
+            PasswordPlan::First(pw) => Password::First {
+                hash: hash_new(pw)?,
+                subject_seed: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
+            },
+            PasswordPlan::Replace(old, pw) => {
+                let hash = hash_new(pw)?;
+                everything = self.entries("").await?;
+                Password::Replace {
+                    old,
+                    hash,
+                    everything: &everything,
+                    links: self.stored_links().await?,
+                }
+            }
+        };
+        let saved = account::put_user(username, spec, password, now);
+        self.apply(saved.changes).await?;
+        Ok(Saved {
+            user: saved.user,
+            created: saved.created,
+            revoke: saved.revoke,
+        })
+    }
+
+    async fn login(&self, cmd: Login) -> std::result::Result<LoginOutcome, ApiError> {
+        let existing = self.profile().await?;
+        let Login {
+            password,
+            session_hash,
+            now,
+            device_hash,
+            new_device_hash,
+        } = cmd;
+        let device = match &device_hash {
+            Some(hash) => Some(self.read::<u64>(&device_key(hash)).await?),
+            None => None,
+        };
+        let verify = |hash: Option<&str>| match hash {
+            Some(hash) => password::verify_password(&password, hash),
+            None => password::verify_against_nothing(&password, OWASP_ARGON2ID),
+        };
+        let record = match account::check_login(existing.as_ref(), device, verify, now) {
+            Ok(record) => record,
+            Err(Refusal::BadCredentials) => return Ok(LoginOutcome::BadCredentials),
+            Err(Refusal::UntrustedDevice) => return Ok(LoginOutcome::UntrustedDevice),
+            Err(r) => return Err(refused(r)),
+        };
+        let sessions = self.entries(SESSION_PREFIX).await?;
+        let mut changes = account::start_session(
+            &sessions,
+            &session_hash,
+            account::new_session(now, None),
+            now,
+        );
+        if let Some(new) = new_device_hash {
+            let devices = self.entries(DEVICE_PREFIX).await?;
+            changes = changes.and(account::trust_device(
+                &devices,
+                device_hash.as_deref(),
+                &new,
+                now,
+            ));
         }
+        self.apply(changes).await?;
+        Ok(LoginOutcome::LoggedIn {
+            user: UserView::from(record),
+        })
     }
 
-    async fn run(&self, cmd: UserCommand) -> std::result::Result<UserReply, Stop> {
-        let existing: Option<UserRecord> = self.get(PROFILE).await?;
-        match cmd {
-            UserCommand::Get => Ok(UserReply::User {
-                user: UserView::from(existing.as_ref().ok_or(Refusal::NoUser)?),
-            }),
-            UserCommand::Delete => {
-                // A unit command, as before grant lists existed: the object reads the time.
-                let now = crate::edge::rt::clock::now_ms() / 1000;
-                let everything = self.entries("").await?;
-                let (revoke, changes) = account::delete_user(existing.is_some(), &everything, now)?;
-                self.apply(changes).await?;
-                Ok(UserReply::Deleted { revoke })
-            }
-            UserCommand::Put {
-                username,
-                mut spec,
-                now,
-            } => {
-                let new_password = spec.password.take();
-                let everything: Vec<Listed>;
-                let password =
-                    match account::password_plan(existing.as_ref(), new_password.as_deref())? {
-                        PasswordPlan::Keep(old) => Password::Keep(old),
-                        PasswordPlan::First(pw) => Password::First {
-                            hash: hash_new(pw)?,
-                            subject_seed: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
-                        },
-                        PasswordPlan::Replace(old, pw) => {
-                            let hash = hash_new(pw)?;
-                            everything = self.entries("").await?;
-                            Password::Replace {
-                                old,
-                                hash,
-                                everything: &everything,
-                                links: self.links().await?,
-                            }
-                        }
-                    };
-                let saved = account::put_user(username, spec, password, now);
-                self.apply(saved.changes).await?;
-                Ok(UserReply::Saved {
-                    user: saved.user,
-                    created: saved.created,
-                    revoke: saved.revoke,
-                })
-            }
-            UserCommand::Login {
-                password,
-                session_hash,
-                now,
-                device_hash,
-                new_device_hash,
-            } => {
-                let device = match &device_hash {
-                    Some(hash) => Some(self.get::<u64>(&device_key(hash)).await?),
-                    None => None,
-                };
-                let verify = |hash: Option<&str>| match hash {
-                    Some(hash) => password::verify_password(&password, hash),
-                    None => password::verify_against_nothing(&password, OWASP_ARGON2ID),
-                };
-                let record = account::check_login(existing.as_ref(), device, verify, now)?;
-                let sessions = self.entries(SESSION_PREFIX).await?;
-                let mut changes = account::start_session(
-                    &sessions,
-                    &session_hash,
-                    account::new_session(now, None),
-                    now,
-                );
-                if let Some(new) = new_device_hash {
-                    let devices = self.entries(DEVICE_PREFIX).await?;
-                    changes = changes.and(account::trust_device(
-                        &devices,
-                        device_hash.as_deref(),
-                        &new,
-                        now,
-                    ));
-                }
-                self.apply(changes).await?;
-                Ok(UserReply::User {
-                    user: UserView::from(record),
-                })
-            }
-            UserCommand::Session {
-                session_hash,
-                partner_id,
-                partner_salt,
-                client_id,
-                scopes,
-                now,
-            } => {
-                let session = self.session(&session_hash, now).await?;
-                let (Some(record), Some(session)) = (existing, session) else {
-                    return Err(Refusal::NoSession.into());
-                };
-                let consented: Vec<String> = self
-                    .get(&consent_key(client_id.as_str()))
-                    .await?
-                    .unwrap_or_default();
-                Ok(session_state(
-                    &record,
-                    session,
-                    &partner_id,
-                    partner_salt.as_deref(),
-                    account::consent_covers(&consented, &scopes),
-                ))
-            }
-            UserCommand::AutoLogin {
-                session_hash,
-                via,
-                partner_salt,
-                user_sub,
-                now,
-            } => {
-                let record = existing.ok_or(Refusal::NoUser)?;
-                // Checked again here, in the call that starts the session: the lookup before it
-                // may have raced a new password (which pauses links) or an unlinking.
-                let links = self.links().await?;
-                if !account::may_auto_login(
-                    &record,
-                    &links,
-                    &via,
-                    partner_salt.as_deref(),
-                    &user_sub,
-                ) {
-                    return Err(Refusal::NotLinked.into());
-                }
-                let sessions = self.entries(SESSION_PREFIX).await?;
-                let session = account::new_session(now, Some(via));
-                self.apply(account::start_session(
-                    &sessions,
-                    &session_hash,
-                    session,
-                    now,
-                ))
+    async fn session(&self, cmd: Session) -> std::result::Result<Option<SessionState>, ApiError> {
+        let existing = self.profile().await?;
+        let session = self.live(&cmd.session_hash, cmd.now).await?;
+        let (Some(record), Some(session)) = (existing, session) else {
+            return Ok(None);
+        };
+        let consented: Vec<String> = self
+            .read(&consent_key(cmd.client_id.as_str()))
+            .await?
+            .unwrap_or_default();
+        Ok(Some(session_state(
+            &record,
+            session,
+            &cmd.partner_id,
+            cmd.partner_salt.as_deref(),
+            account::consent_covers(&consented, &cmd.scopes),
+        )))
+    }
+
+    async fn auto_login(&self, cmd: AutoLogin) -> std::result::Result<AutoLoginOutcome, ApiError> {
+        let record = self
+            .profile()
+            .await?
+            .ok_or_else(|| refused(Refusal::NoUser))?;
+        // Checked again here, in the call that starts the session: the lookup before it may
+        // have raced a new password (which pauses links) or an unlinking.
+        let links = self.stored_links().await?;
+        if !account::may_auto_login(
+            &record,
+            &links,
+            &cmd.via,
+            cmd.partner_salt.as_deref(),
+            &cmd.user_sub,
+        ) {
+            return Ok(AutoLoginOutcome::NotLinked);
+        }
+        let sessions = self.entries(SESSION_PREFIX).await?;
+        let session = account::new_session(cmd.now, Some(cmd.via));
+        self.apply(account::start_session(
+            &sessions,
+            &cmd.session_hash,
+            session,
+            cmd.now,
+        ))
+        .await?;
+        Ok(AutoLoginOutcome::LoggedIn {
+            user: UserView::from(&record),
+        })
+    }
+
+    async fn whoami(&self, cmd: Whoami) -> std::result::Result<Option<SessionState>, ApiError> {
+        let existing = self.profile().await?;
+        let session = self.live(&cmd.session_hash, cmd.now).await?;
+        let (Some(record), Some(session)) = (existing, session) else {
+            return Ok(None);
+        };
+        Ok(Some(session_state(
+            &record,
+            session,
+            &cmd.partner_id,
+            cmd.partner_salt.as_deref(),
+            false,
+        )))
+    }
+
+    async fn consent(&self, cmd: Consent) -> std::result::Result<Consented, ApiError> {
+        let existing = self.profile().await?;
+        if existing.is_none() || self.live(&cmd.session_hash, cmd.now).await?.is_none() {
+            return Ok(Consented::NoSession);
+        }
+        let consented: Vec<String> = self
+            .read(&consent_key(cmd.client_id.as_str()))
+            .await?
+            .unwrap_or_default();
+        self.apply(account::add_consent(&cmd.client_id, consented, cmd.scopes))
+            .await?;
+        Ok(Consented::Recorded)
+    }
+
+    async fn subject(&self, cmd: Subject) -> std::result::Result<SubjectState, ApiError> {
+        let record = self
+            .profile()
+            .await?
+            .ok_or_else(|| refused(Refusal::NoUser))?;
+        let sub = account::subject(&record, &cmd.partner_id, cmd.partner_salt.as_deref());
+        if let Some(r) = cmd
+            .renew_grant
+            .filter(|r| account::still_theirs(&record, &sub, &r.sub, r.password_epoch))
+        {
+            self.list_grant(r.client_id.as_str(), &r.grant_id, r.until, r.now)
                 .await?;
-                Ok(UserReply::User {
-                    user: UserView::from(&record),
-                })
-            }
-            UserCommand::Whoami {
-                session_hash,
-                partner_id,
-                partner_salt,
-                now,
-            } => {
-                let session = self.session(&session_hash, now).await?;
-                let (Some(record), Some(session)) = (existing, session) else {
-                    return Err(Refusal::NoSession.into());
-                };
-                Ok(session_state(
-                    &record,
-                    session,
-                    &partner_id,
-                    partner_salt.as_deref(),
-                    false,
-                ))
-            }
-            UserCommand::Consent {
-                session_hash,
-                client_id,
-                scopes,
-                now,
-            } => {
-                if existing.is_none() || self.session(&session_hash, now).await?.is_none() {
-                    return Err(Refusal::NoSession.into());
-                }
-                let consented: Vec<String> = self
-                    .get(&consent_key(client_id.as_str()))
-                    .await?
-                    .unwrap_or_default();
-                self.apply(account::add_consent(&client_id, consented, scopes))
-                    .await?;
-                Ok(UserReply::Done)
-            }
-            UserCommand::Subject {
-                partner_id,
-                partner_salt,
-                client_id,
-                renew_grant,
-                link,
-            } => {
-                let record = existing.ok_or(Refusal::NoUser)?;
-                let sub = account::subject(&record, &partner_id, partner_salt.as_deref());
-                if let Some(r) = renew_grant
-                    .filter(|r| account::still_theirs(&record, &sub, &r.sub, r.password_epoch))
-                {
-                    self.list_grant(r.client_id.as_str(), &r.grant_id, r.until, r.now)
-                        .await?;
-                }
-                let consented = match client_id {
-                    Some(c) => self
-                        .get(&consent_key(c.as_str()))
-                        .await?
-                        .unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                let link = if link {
-                    Some(link_state(&self.links().await?, &partner_id))
-                } else {
-                    None
-                };
-                Ok(UserReply::Subject {
-                    sub,
-                    user: UserView::from(&record),
-                    consented,
-                    password_epoch: record.password_epoch,
-                    link,
-                })
-            }
-            UserCommand::RecordLink {
-                partner_id,
-                agreed,
-                account_label,
-                now,
-            } => {
-                let record = existing.ok_or(Refusal::NoUser)?;
-                if let Some(a) = agreed {
-                    if !account::agreement_stands(
-                        &record,
-                        &partner_id,
-                        &a.user_sub,
-                        a.partner_salt.as_deref(),
-                        a.password_epoch,
-                    ) {
-                        return Err(Refusal::ConsentVoid.into());
-                    }
-                }
-                let links = self.links().await?;
-                self.apply(account::record_link(links, &partner_id, account_label, now))
-                    .await?;
-                Ok(UserReply::Done)
-            }
-            UserCommand::ConfirmLink {
-                session_hash,
-                partner_id,
-                now,
-            } => {
-                let session = self.session(&session_hash, now).await?;
-                if !account::may_confirm_link(existing.as_ref(), session.as_ref(), now) {
-                    return Err(Refusal::NoSession.into());
-                }
-                let links = self.links().await?;
-                self.apply(account::confirm_link(links, &partner_id, now)?)
-                    .await?;
-                Ok(UserReply::Done)
-            }
-            UserCommand::EndLinkSessions { partner_id } => {
-                let sessions = self.entries(SESSION_PREFIX).await?;
-                self.apply(account::end_link_sessions(&sessions, &partner_id))
-                    .await?;
-                Ok(UserReply::Done)
-            }
-            UserCommand::ForgetLink { partner_id } => {
-                let sessions = self.entries(SESSION_PREFIX).await?;
-                let links = self.links().await?;
-                self.apply(account::forget_link(&sessions, links, &partner_id))
-                    .await?;
-                Ok(UserReply::Done)
-            }
-            UserCommand::Links { session_hash, now } => {
-                let record = existing.ok_or(Refusal::NoUser)?;
-                let mut via_link = None;
-                if let Some(hash) = session_hash {
-                    match self.session(&hash, now).await? {
-                        Some(session) => via_link = session.via_link,
-                        None => return Err(Refusal::NoSession.into()),
-                    }
-                }
-                Ok(UserReply::Links {
-                    user: UserView::from(&record),
-                    links: self.links().await?,
-                    via_link,
-                })
-            }
-            UserCommand::AddGrant {
-                grant_id,
-                client_id,
-                expires_at,
-                session_hash,
-                password_epoch,
-                now,
-            } => {
-                account::check_add_grant(existing.as_ref(), password_epoch)?;
-                if let Some(hash) = session_hash {
-                    if self.session(&hash, now).await?.is_none() {
-                        return Err(Refusal::NoSession.into());
-                    }
-                }
-                self.list_grant(client_id.as_str(), &grant_id, expires_at, now)
-                    .await?;
-                Ok(UserReply::Done)
-            }
-            UserCommand::ForgetGrants { grant_ids } => {
-                let listed = self.entries(GRANT_PREFIX).await?;
-                self.apply(account::forget_grants(&listed, &grant_ids))
-                    .await?;
-                Ok(UserReply::Done)
-            }
-            UserCommand::Logout { session_hash } => {
-                self.apply(account::logout(&session_hash)).await?;
-                Ok(UserReply::Done)
+        }
+        let consented = match cmd.client_id {
+            Some(c) => self
+                .read(&consent_key(c.as_str()))
+                .await?
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let link = if cmd.link {
+            Some(link_state(&self.stored_links().await?, &cmd.partner_id))
+        } else {
+            None
+        };
+        Ok(SubjectState {
+            sub,
+            user: UserView::from(&record),
+            consented,
+            password_epoch: record.password_epoch,
+            link,
+        })
+    }
+
+    async fn record_link(&self, cmd: RecordLink) -> std::result::Result<LinkRecorded, ApiError> {
+        let record = self
+            .profile()
+            .await?
+            .ok_or_else(|| refused(Refusal::NoUser))?;
+        if let Some(a) = cmd.agreed {
+            if !account::agreement_stands(
+                &record,
+                &cmd.partner_id,
+                &a.user_sub,
+                a.partner_salt.as_deref(),
+                a.password_epoch,
+            ) {
+                return Ok(LinkRecorded::ConsentVoid);
             }
         }
+        let links = self.stored_links().await?;
+        self.apply(account::record_link(
+            links,
+            &cmd.partner_id,
+            cmd.account_label,
+            cmd.now,
+        ))
+        .await?;
+        Ok(LinkRecorded::Recorded)
+    }
+
+    async fn confirm_link(&self, cmd: ConfirmLink) -> std::result::Result<LinkConfirmed, ApiError> {
+        let existing = self.profile().await?;
+        let session = self.live(&cmd.session_hash, cmd.now).await?;
+        if !account::may_confirm_link(existing.as_ref(), session.as_ref(), cmd.now) {
+            return Ok(LinkConfirmed::NoSession);
+        }
+        let links = self.stored_links().await?;
+        let changes = account::confirm_link(links, &cmd.partner_id, cmd.now).map_err(refused)?;
+        self.apply(changes).await?;
+        Ok(LinkConfirmed::Confirmed)
+    }
+
+    async fn end_link_sessions(&self, cmd: EndLinkSessions) -> std::result::Result<(), ApiError> {
+        let sessions = self.entries(SESSION_PREFIX).await?;
+        self.apply(account::end_link_sessions(&sessions, &cmd.partner_id))
+            .await
+    }
+
+    async fn forget_link(&self, cmd: ForgetLink) -> std::result::Result<(), ApiError> {
+        let sessions = self.entries(SESSION_PREFIX).await?;
+        let links = self.stored_links().await?;
+        self.apply(account::forget_link(&sessions, links, &cmd.partner_id))
+            .await
+    }
+
+    async fn links(&self, cmd: Links) -> std::result::Result<Option<UserLinks>, ApiError> {
+        let record = self
+            .profile()
+            .await?
+            .ok_or_else(|| refused(Refusal::NoUser))?;
+        let mut via_link = None;
+        if let Some(hash) = cmd.session_hash {
+            match self.live(&hash, cmd.now).await? {
+                Some(session) => via_link = session.via_link,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(UserLinks {
+            user: UserView::from(&record),
+            links: self.stored_links().await?,
+            via_link,
+        }))
+    }
+
+    async fn add_grant(&self, cmd: AddGrant) -> std::result::Result<GrantAdded, ApiError> {
+        let existing = self.profile().await?;
+        match account::check_add_grant(existing.as_ref(), cmd.password_epoch) {
+            Ok(()) => {}
+            // `check_add_grant` answers no session for a grant of another password epoch.
+            Err(Refusal::NoSession) => return Ok(GrantAdded::PasswordChanged),
+            Err(r) => return Err(refused(r)),
+        }
+        if let Some(hash) = cmd.session_hash {
+            if self.live(&hash, cmd.now).await?.is_none() {
+                return Ok(GrantAdded::SessionEnded);
+            }
+        }
+        self.list_grant(
+            cmd.client_id.as_str(),
+            &cmd.grant_id,
+            cmd.expires_at,
+            cmd.now,
+        )
+        .await?;
+        Ok(GrantAdded::Listed)
+    }
+
+    async fn forget_grants(&self, cmd: ForgetGrants) -> std::result::Result<(), ApiError> {
+        let listed = self.entries(GRANT_PREFIX).await?;
+        self.apply(account::forget_grants(&listed, &cmd.grant_ids))
+            .await
+    }
+
+    async fn logout(&self, cmd: Logout) -> std::result::Result<(), ApiError> {
+        self.apply(account::logout(&cmd.session_hash)).await
     }
 }

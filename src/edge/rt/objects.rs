@@ -214,60 +214,6 @@ where
     Ok(resp)
 }
 
-/// The user store's reply type (not yet one reply type per command): how a failure is carried
-/// in it. Goes when the user store's commands are typed like the other kinds'.
-pub trait Reply: Serialize {
-    fn failed(error: ApiError) -> Self;
-    fn failure(&self) -> Option<&ApiError>;
-}
-
-/// The user store's `fetch`, until its commands are typed ([`serve_commands`] for the others):
-/// decode the command, run it, log an internal cause, encode the reply.
-pub async fn serve<C, R, F, Fut>(
-    mut req: worker::Request,
-    object: &str,
-    run: F,
-) -> worker::Result<worker::Response>
-where
-    C: DeserializeOwned,
-    R: Reply,
-    F: FnOnce(C) -> Fut,
-    Fut: std::future::Future<Output = Result<R, ApiError>>,
-{
-    let reply = match req.json::<C>().await {
-        Ok(cmd) => run(cmd).await.unwrap_or_else(R::failed),
-        Err(e) => R::failed(
-            ApiError::new(
-                crate::protocol::error::ErrorCode::ServerError,
-                format!("malformed {object} command"),
-            )
-            .with_cause(e.to_string()),
-        ),
-    };
-    if let Some(cause) = reply.failure().and_then(|e| e.cause.as_deref()) {
-        worker::console_error!("{object}: {cause}");
-    }
-    worker::Response::from_json(&reply)
-}
-
-macro_rules! reply_with_failed {
-    ($($ty:ty),* $(,)?) => {$(
-        impl Reply for $ty {
-            fn failed(error: ApiError) -> Self {
-                Self::Failed { error }
-            }
-            fn failure(&self) -> Option<&ApiError> {
-                match self {
-                    Self::Failed { error } => Some(error),
-                    _ => None,
-                }
-            }
-        }
-    )*};
-}
-
-reply_with_failed!(crate::store::users::UserReply,);
-
 /// Text as an SQLite value.
 pub fn sql_text(s: &str) -> worker::SqlStorageValue {
     worker::SqlStorageValue::String(s.to_owned())
