@@ -5,39 +5,40 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::{Command, Encoded};
 use futures_util::future::{select, Either};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::time::Duration;
 use worker::{Delay, Env, Method, Request, RequestInit};
 
 /// Longest Durable Object name sent to the runtime (bytes).
 pub const MAX_OBJECT_NAME_BYTES: usize = 512;
 
-/// Sends one command, once. For commands that are not safe to run twice.
-pub async fn call<C: Serialize, R: DeserializeOwned>(
+/// Sends one encoded command, once: for commands that are not safe to run twice. Answers the
+/// object's reply as text.
+pub async fn call(
     env: &Env,
     binding: &str,
     object: &str,
-    cmd: &C,
-) -> Result<R, ApiError> {
-    send(env, binding, object, cmd, 1).await
+    body: String,
+) -> Result<String, ApiError> {
+    send(env, binding, object, body, 1).await
 }
 
-/// Sends a command that is safe to run twice, and sends it again when the exchange fails: the
-/// object may have run it and only the reply have been lost, and running it again answers the
-/// same (a redemption or refresh names its attempt, so its retry is not taken for a replay).
-/// A call that timed out is not sent again: it has used the time a caller may wait.
-pub async fn call_idempotent<C: Serialize, R: DeserializeOwned>(
+/// Sends an encoded command that is safe to run twice, and sends it again when the exchange
+/// fails: the object may have run it and only the reply have been lost, and running it again
+/// answers the same (a redemption or refresh names its attempt, so its retry is not taken for a
+/// replay). A call that timed out is not sent again: it has used the time a caller may wait.
+pub async fn call_idempotent(
     env: &Env,
     binding: &str,
     object: &str,
-    cmd: &C,
-) -> Result<R, ApiError> {
-    send(env, binding, object, cmd, IDEMPOTENT_ATTEMPTS).await
+    body: String,
+) -> Result<String, ApiError> {
+    send(env, binding, object, body, IDEMPOTENT_ATTEMPTS).await
 }
 
 /// Sends one typed command as its kind's wire enum: with [`call_idempotent`] when it is safe
 /// to run twice ([`Command::IDEMPOTENT`]), else with [`call`]. The answer is the command's own
-/// reply or the object's refusal.
+/// reply or the object's refusal. Only the encoding and decoding are generic: the exchange is
+/// one function for every command, which keeps the bundle small.
 pub async fn call_command<C: Command>(
     env: &Env,
     binding: &str,
@@ -45,12 +46,15 @@ pub async fn call_command<C: Command>(
     cmd: C,
 ) -> Result<C::Reply, ApiError> {
     let wire: C::Kind = cmd.into();
-    let answer: Result<C::Reply, ApiError> = if C::IDEMPOTENT {
-        call_idempotent(env, binding, object, &wire).await?
+    let body =
+        serde_json::to_string(&wire).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
+    let reply = if C::IDEMPOTENT {
+        call_idempotent(env, binding, object, body).await?
     } else {
-        call(env, binding, object, &wire).await?
+        call(env, binding, object, body).await?
     };
-    answer
+    serde_json::from_str::<Result<C::Reply, ApiError>>(&reply)
+        .map_err(|e| ApiError::unavailable(format!("{binding} reply: {e}")))?
 }
 
 /// Attempts of an idempotent call: the first and two retries.
@@ -63,13 +67,13 @@ enum Failure {
     TimedOut(ApiError),
 }
 
-async fn send<C: Serialize, R: DeserializeOwned>(
+async fn send(
     env: &Env,
     binding: &str,
     object: &str,
-    cmd: &C,
+    body: String,
     attempts: u32,
-) -> Result<R, ApiError> {
+) -> Result<String, ApiError> {
     // Names come from checked values of bounded length; one that is not is refused as input,
     // never sent to the runtime (which would fail it as a 5xx).
     if object.len() > MAX_OBJECT_NAME_BYTES {
@@ -83,8 +87,6 @@ async fn send<C: Serialize, R: DeserializeOwned>(
         .durable_object(binding)
         .and_then(|ns| ns.get_by_name(object))
         .map_err(|e| ApiError::unavailable(format!("{binding} binding: {e}")))?;
-    let body =
-        serde_json::to_string(cmd).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
     let mut attempt = 1;
     loop {
         match exchange(env, binding, &stub, &body).await {
@@ -100,12 +102,12 @@ async fn send<C: Serialize, R: DeserializeOwned>(
     }
 }
 
-async fn exchange<R: DeserializeOwned>(
+async fn exchange(
     env: &Env,
     binding: &str,
     stub: &worker::Stub,
     body: &str,
-) -> Result<R, Failure> {
+) -> Result<String, Failure> {
     let failed = |what: &str, e: worker::Error| {
         Failure::Exchange(ApiError::unavailable(format!("{binding} {what}: {e}")))
     };
@@ -131,7 +133,7 @@ async fn exchange<R: DeserializeOwned>(
             .fetch_with_request(req)
             .await
             .map_err(|e| failed("fetch", e))?;
-        let reply = resp.json::<R>().await.map_err(|e| failed("reply", e))?;
+        let reply = resp.text().await.map_err(|e| failed("reply", e))?;
         if fault == Some(Fault::Lost) {
             return Err(Failure::Exchange(ApiError::unavailable(format!(
                 "{binding}: injected lost reply"
