@@ -1,5 +1,5 @@
-//! Grants: what one authorization (a consented code flow, or a client-credentials issue) may
-//! still produce. One grant lives in one Durable Object, so its code is redeemed at most once and
+//! Grants: what one user authorization (a consented code flow, or a partner's jwt-bearer grant
+//! through a link) may still produce; client-credentials tokens have no grant. One grant lives in one Durable Object, so its code is redeemed at most once and
 //! its refresh tokens rotate without races. This module holds the state transitions; the object
 //! only loads and stores.
 //!
@@ -93,7 +93,8 @@ pub struct Grant {
     pub grant_id: String,
     pub client_id: ClientId,
     pub partner_id: PartnerId,
-    /// None for client-credentials grants.
+    /// The grant's user (every grant issued today has one; `None` is kept so a record without
+    /// it still reads).
     pub username: Option<Username>,
     /// The subject tokens name: the user's pairwise id for this partner, or the client id.
     pub sub: String,

@@ -1,5 +1,5 @@
-//! The replay store's command protocol: single-use identifiers (`jti`s of client assertions and,
-//! later, of partners' link requests and login assertions). One object per signer (named
+//! The replay store's command protocol: single-use identifiers (`jti`s of client assertions, and
+//! of partners' link requests, link confirmations, login and jwt-bearer assertions). One object per signer (named
 //! `replay:{signer}`), SQLite-backed; an identifier is remembered until its token expires.
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! The user Durable Object's command protocol. One object per user (named `user:{username}`):
-//! a user's record, and later their consents and grants, change atomically in one place, and no
-//! object is hot.
+//! a user's record, sessions, devices, consents, grants and links change atomically in one
+//! place, and no object is hot.
 
 use serde::{Deserialize, Serialize};
 
