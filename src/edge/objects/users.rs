@@ -45,6 +45,7 @@ fn refused(r: Refusal) -> ApiError {
             "too many authorizations of this app for this user in the last minutes; try again later",
         ),
         Refusal::NoSession
+        | Refusal::PasswordChanged
         | Refusal::BadCredentials
         | Refusal::UntrustedDevice
         | Refusal::NotLinked
@@ -500,8 +501,7 @@ impl UserHandler for UserStore {
         let existing = self.profile().await?;
         match account::check_add_grant(existing.as_ref(), cmd.password_epoch) {
             Ok(()) => {}
-            // `check_add_grant` answers no session for a grant of another password epoch.
-            Err(Refusal::NoSession) => return Ok(GrantAdded::PasswordChanged),
+            Err(Refusal::PasswordChanged) => return Ok(GrantAdded::PasswordChanged),
             Err(r) => return Err(refused(r)),
         }
         if let Some(hash) = cmd.session_hash {

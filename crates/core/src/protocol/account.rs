@@ -138,9 +138,10 @@ pub enum Refusal {
     NoUser,
     /// A new user is made only with a password.
     PasswordRequired,
-    /// No live session: never was, expired, logged out, the user is gone, or (for a grant) the
-    /// password changed since it began.
+    /// No live session: never was, expired, logged out, or the user is gone.
     NoSession,
+    /// The password changed since the grant being recorded was issued (another password epoch).
+    PasswordChanged,
     /// The password did not match, or there is no such user: callers cannot tell which.
     BadCredentials,
     /// The browser is not one of this user's trusted devices.
@@ -471,7 +472,7 @@ pub fn still_theirs(record: &UserRecord, sub: &str, grant_sub: &str, password_ep
 pub fn check_add_grant(profile: Option<&UserRecord>, password_epoch: u32) -> Result<(), Refusal> {
     match profile {
         None => Err(Refusal::NoUser),
-        Some(r) if r.password_epoch != password_epoch => Err(Refusal::NoSession),
+        Some(r) if r.password_epoch != password_epoch => Err(Refusal::PasswordChanged),
         Some(_) => Ok(()),
     }
 }
@@ -1043,7 +1044,7 @@ mod tests {
     fn a_grant_issued_under_an_old_password_epoch_is_refused() {
         assert_eq!(
             check_add_grant(Some(&record(2)), 1),
-            Err(Refusal::NoSession)
+            Err(Refusal::PasswordChanged)
         );
         assert_eq!(check_add_grant(Some(&record(2)), 2), Ok(()));
         assert_eq!(check_add_grant(None, 0), Err(Refusal::NoUser));

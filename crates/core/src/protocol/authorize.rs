@@ -324,7 +324,8 @@ pub fn safe_return_path(raw: &str, allowed_prefixes: &[&str]) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::client::{AuthMethod, SigningAlg};
+    use crate::protocol::client::AuthMethod;
+    use crate::protocol::jwk::SigningAlg;
     use crate::protocol::partner::PartnerId;
 
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";

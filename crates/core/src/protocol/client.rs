@@ -9,7 +9,7 @@ use url::Url;
 
 use super::error::ApiError;
 use super::jwk::check_public_jwks;
-pub use super::jwk::SigningAlg;
+use super::jwk::SigningAlg;
 use super::origin::Origin;
 use super::partner::{Partner, PartnerId, PartnerStatus};
 

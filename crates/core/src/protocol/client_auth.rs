@@ -167,7 +167,8 @@ pub fn authenticate(presented: &Presented, client: &ClientRecord) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::client::{GrantType, SigningAlg};
+    use crate::protocol::client::GrantType;
+    use crate::protocol::jwk::SigningAlg;
     use crate::protocol::partner::PartnerId;
 
     fn form(s: &str) -> Params {

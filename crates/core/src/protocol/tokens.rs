@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha512};
 
-use super::client::SigningAlg;
+use super::jwk::SigningAlg;
 use super::partner::PartnerId;
 use super::user::UserView;
 
