@@ -28,7 +28,7 @@ pub use edge::objects::{
 
 #[cfg(target_arch = "wasm32")]
 mod entry {
-    use worker::{event, Context, Env, Request, Response, Result};
+    use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
 
     #[event(start)]
     fn start() {
@@ -38,5 +38,11 @@ mod entry {
     #[event(fetch)]
     async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         Ok(crate::edge::handle(req, env, ctx).await)
+    }
+
+    #[event(queue)]
+    async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+        crate::edge::consume(batch, env).await;
+        Ok(())
     }
 }

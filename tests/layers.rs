@@ -1,8 +1,8 @@
 //! The import direction of the source tree, checked by reading it (the edge compiles only for
 //! wasm32, so this reads files rather than types).
 //!
-//! - `src/edge` is in layers: the router (`edge/mod.rs`) → `endpoints` → `flows` → `calls` →
-//!   `rt`, and `objects` → `rt`. A module imports only from layers below its own; flows may use
+//! - `src/edge` is in layers: the router (`edge/mod.rs`) → `endpoints` and `consumers` → `flows`
+//!   → `calls` → `rt`, and `objects` → `rt`. A module imports only from layers below its own; flows may use
 //!   other flows and runtime helpers other runtime helpers, never in a circle. Endpoints do not
 //!   import each other, calls do not import calls, and nothing imports an object class.
 //! - No module of `src/edge` or of the pure crate (`crates/core/src`) is part of an import circle.
@@ -230,8 +230,10 @@ fn layer(module: &str) -> &str {
 fn allowed(from: &str, to: &str) -> bool {
     matches!(
         (from, to),
-        ("router", "endpoints" | "flows" | "calls" | "rt")
-            | ("endpoints", "flows" | "calls" | "rt")
+        (
+            "router",
+            "endpoints" | "consumers" | "flows" | "calls" | "rt"
+        ) | ("endpoints" | "consumers", "flows" | "calls" | "rt")
             | ("flows", "flows" | "calls" | "rt")
             | ("calls", "rt")
             | ("objects", "rt")
@@ -245,7 +247,15 @@ fn edge_imports_run_one_way_through_the_layers() {
     let layers: BTreeSet<&str> = g.keys().map(|m| layer(m)).collect();
     assert_eq!(
         layers,
-        BTreeSet::from(["router", "endpoints", "flows", "calls", "objects", "rt"]),
+        BTreeSet::from([
+            "router",
+            "endpoints",
+            "consumers",
+            "flows",
+            "calls",
+            "objects",
+            "rt"
+        ]),
         "src/edge is in these layer folders and no others"
     );
     let mut wrong = Vec::new();

@@ -1,8 +1,10 @@
 //! The only code that touches `worker`: HTTP in and out, KV, Durable Objects, vars and secrets.
 //! In layers, each a folder; imports run one way (tests/layers.rs fails the build otherwise):
-//! this router → `endpoints` → `flows` → `calls` → `rt`, and `objects` → `rt`.
+//! this router → `endpoints` (requests) and `consumers` (queue batches) → `flows` → `calls` →
+//! `rt`, and `objects` → `rt`.
 
 pub mod calls;
+pub mod consumers;
 pub mod endpoints;
 pub mod flows;
 pub mod objects;
@@ -37,6 +39,14 @@ fn request_id(req: &Request) -> String {
         return "unknown".to_owned();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A batch from one of the Worker's queues, handed to that queue's consumer. A batch from a
+/// queue nobody consumes here is retried (so it reaches a dead-letter queue, never the floor).
+pub async fn consume(batch: worker::MessageBatch<String>, _env: Env) {
+    let queue = batch.queue();
+    worker::console_error!("queue {queue}: no consumer here; retrying the batch");
+    batch.retry_all();
 }
 
 const HSTS: &str = "strict-transport-security";

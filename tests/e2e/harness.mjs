@@ -65,6 +65,10 @@ export async function startWorker({
     bindings,
     kvNamespaces: workerOptions.kvNamespaces,
     durableObjects: workerOptions.durableObjects,
+    queueProducers: workerOptions.queueProducers,
+    queueConsumers: workerOptions.queueConsumers,
+    d1Databases: workerOptions.d1Databases,
+    r2Buckets: workerOptions.r2Buckets,
   };
   const workers = [main];
   if (failingKv) {
