@@ -8,6 +8,8 @@ cd "$EDGEWARD_ROOT"
 
 bash scripts/setup.sh --browser
 
+SCALE_KNOWN_OVER="AuditLog,LinkStore,ReplayStore,RateLimiter,round trips autologin,round trips api,KV key revoked"
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -15,6 +17,7 @@ log "clippy (native)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "clippy (wasm32)"
 cargo clippy --lib --locked --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --lib --locked --target wasm32-unknown-unknown --features io-counts -- -D warnings
 
 log "unit tests"
 cargo test --workspace --locked
@@ -23,6 +26,9 @@ log "documents name only what exists"
 node --test tests/docs/
 
 bash scripts/build.sh
+# The same Worker with storage-call counters (build-counts/), for the scale model below and the
+# end-to-end test that the counters answer nowhere else.
+bash scripts/build.sh --io-counts
 
 log "wrangler deploy --dry-run (bindings, migrations, bundle size)"
 dry="$(mktemp -d)"
@@ -36,3 +42,8 @@ cargo build --locked --example oidc_client
 
 log "end-to-end tests"
 node --test --test-concurrency=1 --test-timeout=180000 tests/e2e/
+
+log "scale model, short run (scripts/scale.sh; docs/scale.md)"
+# What issue 13 has not moved yet is named here and reported as KNOWN OVER; anything else over
+# fails the run. The list only shrinks.
+EDGEWARD_SKIP_BUILD=1 bash scripts/scale.sh --ops 6 --mixed 4 --allow-over "$SCALE_KNOWN_OVER"

@@ -42,7 +42,7 @@ mod entry {
 
     #[event(queue)]
     async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
-        crate::edge::consume(batch, env).await;
+        crate::edge::rt::counts::background(crate::edge::consume(batch, env)).await;
         Ok(())
     }
 }

@@ -19,8 +19,8 @@ use self::endpoints::{
 };
 use self::flows::gate;
 use self::rt::clock::now_ms;
-use self::rt::config;
 use self::rt::respond::{self, Outcome};
+use self::rt::{config, counts};
 use crate::protocol::audit::{classify, AuditEvent};
 
 use crate::protocol::error::ApiError;
@@ -59,6 +59,11 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let path = req.path();
     let route = routes::route(&path);
     let template = route.map_or("(unmatched)", |r| r.template());
+    #[cfg(feature = "io-counts")]
+    if path == counts::PATH && config::issuer_is_loopback(&env) {
+        let reset = req.url().is_ok_and(|u| u.query() == Some("reset=1"));
+        return respond::text(200, &counts::imp::snapshot(reset));
+    }
 
     let mut out = dispatch(req, &env, route, method, started).await;
 
@@ -113,7 +118,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
             request_id: id.clone(),
         };
         if edge_audit::admit(&event, started) {
-            ctx.wait_until(edge_audit::record(env.clone(), event));
+            ctx.wait_until(counts::background(edge_audit::record(env.clone(), event)));
         }
     }
     out.response

@@ -11,7 +11,8 @@ import { unstable_getMiniflareWorkerOptions, unstable_readConfig } from 'wrangle
 import { initialKeySet } from '../../scripts/lib/jwk.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BUILD = path.join(ROOT, 'build', 'index.js');
+/** The built Worker: build/ (scripts/build.sh), or build-counts/ (scripts/build.sh --io-counts). */
+const buildOf = (dir) => path.join(ROOT, dir, 'index.js');
 
 // A KV binding whose every call fails: storage faults must close the gate, never open it.
 const FAILING_KV = `
@@ -32,6 +33,7 @@ export default function () {
  *  - failingKv: replace the PARTNERS namespace with one that always fails ('hang': never answers)
  *  - keepLogs: collect the Worker's output lines (default true; benchmarks turn it off)
  *  - signingKeys: the SIGNING_KEYS secret (a JWK Set object; null: unset); fresh keys by default
+ *  - build: the build directory ('build'; 'build-counts' for the storage-call counters)
  */
 export async function startWorker({
   adminToken,
@@ -39,7 +41,9 @@ export async function startWorker({
   failingKv = false,
   keepLogs = true,
   signingKeys = initialKeySet(),
+  build = 'build',
 } = {}) {
+  const BUILD = buildOf(build);
   if (!existsSync(BUILD)) {
     throw new Error(`the built Worker is missing (${BUILD}): run scripts/build.sh (scripts/test.sh does it first)`);
   }

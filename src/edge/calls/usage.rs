@@ -4,7 +4,7 @@
 //! buffer over loses at most `USAGE_FLUSH_SECONDS` of its counts.
 
 use crate::edge::rt::respond::Outcome;
-use crate::edge::rt::{config, objects, respond};
+use crate::edge::rt::{config, counts, objects, respond};
 use crate::protocol::error::ApiError;
 use crate::protocol::form::Params;
 use crate::protocol::usage::{Buffer, UsageRow, QUERY_LIMIT};
@@ -50,7 +50,7 @@ pub fn record(env: &Env, ctx: &Context, now_ms: u64, r: Counted<'_>) {
     });
     if let Some(rows) = rows {
         let env = env.clone();
-        ctx.wait_until(async move {
+        ctx.wait_until(counts::background(async move {
             let cmd = Add {
                 rows,
                 now: now_ms / 1000,
@@ -58,7 +58,7 @@ pub fn record(env: &Env, ctx: &Context, now_ms: u64, r: Counted<'_>) {
             if let Err(error) = call(&env, cmd).await {
                 console_error!("usage: {}", error.cause.unwrap_or(error.description));
             }
-        });
+        }));
     }
 }
 

@@ -7,7 +7,7 @@
 //! command, so the edge converges and nothing is lost.
 
 use crate::edge::rt::objects::sql_text as text;
-use crate::edge::rt::{config, objects, random};
+use crate::edge::rt::{config, counts, objects, random};
 use crate::protocol::client::{check_redirects_on_partner, ClientId, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::origin::Origin;
@@ -397,6 +397,8 @@ impl Registry {
             // Not bounded by a time-out: a write given up on could still land after a newer
             // one for the same key (a suspension overwritten by an older "active"). The outbox
             // writes in order, each awaited to the end; the caller's object call is bounded.
+            let op = if row.value.is_some() { "put" } else { "delete" };
+            let _in_flight = counts::kv(op, &row.key);
             match &row.value {
                 Some(v) => kv
                     .put(&row.key, v.as_str())

@@ -184,6 +184,13 @@ pub fn usage_flush_ms(env: &Env) -> u64 {
     })
 }
 
+/// Whether the issuer is a loopback http URL: a local run, never a deployment. Test switches
+/// (fault injection, the storage-call counters) act only then.
+pub fn issuer_is_loopback(env: &Env) -> bool {
+    var(env, "ISSUER")
+        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"))
+}
+
 /// What an injected fault does to a Durable Object call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -226,9 +233,7 @@ fn fire_counted(spec: &str, limit: u32) -> bool {
 /// loopback http URL, so it can never act in a deployment.
 pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
     let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;
-    let local = var(env, "ISSUER")
-        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
-    if !local {
+    if !issuer_is_loopback(env) {
         return None;
     }
     list.split(',').find_map(|f| {

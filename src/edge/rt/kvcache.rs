@@ -30,7 +30,7 @@ pub async fn get_text(env: &Env, key: &str, now_ms: u64) -> Result<Option<Rc<str
     let kv = env
         .kv(config::PARTNERS_KV)
         .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?;
-    let value: Option<Rc<str>> = crate::edge::rt::objects::kv_op("get", kv.get(key).text())
+    let value: Option<Rc<str>> = crate::edge::rt::objects::kv_op("get", key, kv.get(key).text())
         .await?
         .map(Rc::from);
     let ttl = config::gate_cache_ttl_ms(env);

@@ -6,6 +6,7 @@ pub mod body;
 pub mod browser;
 pub mod clock;
 pub mod config;
+pub mod counts;
 pub mod keys;
 pub mod kvcache;
 pub mod objects;

@@ -1,6 +1,7 @@
 //! Calling Durable Objects: one JSON command in, one JSON reply out. Transport failures are 503s.
 
 use crate::edge::rt::config::Fault;
+use crate::edge::rt::counts;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::{Command, Encoded};
 use futures_util::future::{select, Either};
@@ -83,6 +84,7 @@ async fn send(
         )
         .with_cause(format!("{binding}: object name of {} bytes", object.len())));
     }
+    let _in_flight = counts::call(&format!("do:{binding}"), object, command_tag(&body));
     let stub = env
         .durable_object(binding)
         .and_then(|ns| ns.get_by_name(object))
@@ -166,8 +168,10 @@ pub const KV_TIMEOUT: Duration = Duration::from_secs(5);
 /// revocation marker, never a registry record.
 pub async fn kv_op<T, E: std::fmt::Display>(
     what: &str,
+    key: &str,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, ApiError> {
+    let _in_flight = counts::kv(what, key);
     match within(KV_TIMEOUT, fut).await {
         Some(Ok(value)) => Ok(value),
         Some(Err(e)) => Err(ApiError::unavailable(format!("kv {what}: {e}"))),

@@ -21,5 +21,5 @@ pub async fn publish(env: &Env, id: &str) -> Result<(), ApiError> {
         .put(&key, "1")
         .map_err(|e| ApiError::unavailable(format!("kv put: {e}")))?
         .expiration_ttl(REVOCATION_PUBLISHED_S);
-    crate::edge::rt::objects::kv_op("put", put.execute()).await
+    crate::edge::rt::objects::kv_op("put", &key, put.execute()).await
 }
