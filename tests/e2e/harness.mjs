@@ -26,11 +26,31 @@ export default function () {
   return { get: hang, put: hang, delete: hang, list: hang, getWithMetadata: hang };
 }`;
 
+// A KV binding that forwards to a real namespace and logs every put (its key only), so a test
+// can count the writes per key: KV takes one write a second per key.
+const KV_PUT_LOG = 'edgeward-test-kv-put ';
+const COUNTING_KV = `
+export default function (env) {
+  const kv = env.INNER;
+  return {
+    get: (...a) => kv.get(...a),
+    getWithMetadata: (...a) => kv.getWithMetadata(...a),
+    list: (...a) => kv.list(...a),
+    delete: (...a) => kv.delete(...a),
+    put: (key, ...rest) => {
+      console.log(${JSON.stringify(KV_PUT_LOG)} + JSON.stringify(String(key)));
+      return kv.put(key, ...rest);
+    },
+  };
+}`;
+
 /**
  * Starts the Worker. Options:
  *  - adminToken: the ADMIN_TOKEN secret (null: unset); a fresh random one by default
  *  - vars: extra or overriding vars
  *  - failingKv: replace the PARTNERS namespace with one that always fails ('hang': never answers)
+ *  - countKv: count the writes to the PARTNERS namespace, per key: `worker.kvPuts()` answers
+ *    { key: number of puts } (the counts come from the Worker's output, so logs are kept)
  *  - keepLogs: collect the Worker's output lines (default true; benchmarks turn it off)
  *  - signingKeys: the SIGNING_KEYS secret (a JWK Set object; null: unset); fresh keys by default
  *  - build: the build directory ('build'; 'build-counts' for the storage-call counters)
@@ -39,6 +59,7 @@ export async function startWorker({
   adminToken,
   vars = {},
   failingKv = false,
+  countKv = false,
   keepLogs = true,
   signingKeys = initialKeySet(),
   build = 'build',
@@ -79,6 +100,11 @@ export async function startWorker({
     delete main.kvNamespaces.PARTNERS;
     main.wrappedBindings = { PARTNERS: { scriptName: 'failing-kv' } };
     workers.push({ name: 'failing-kv', modules: true, script: failingKv === 'hang' ? HANGING_KV : FAILING_KV });
+  } else if (countKv) {
+    const inner = main.kvNamespaces.PARTNERS;
+    delete main.kvNamespaces.PARTNERS;
+    main.wrappedBindings = { PARTNERS: { scriptName: 'counting-kv' } };
+    workers.push({ name: 'counting-kv', modules: true, script: COUNTING_KV, kvNamespaces: { INNER: inner } });
   }
   const mf = new Miniflare({
     workers,
@@ -91,7 +117,7 @@ export async function startWorker({
           buf += chunk;
           let i;
           while ((i = buf.indexOf('\n')) >= 0) {
-            if (keepLogs) logs.push(buf.slice(0, i));
+            if (keepLogs || countKv) logs.push(buf.slice(0, i));
             buf = buf.slice(i + 1);
           }
         });
@@ -117,6 +143,19 @@ export async function startWorker({
         },
         body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
       }),
+    /** With countKv: the number of writes to each PARTNERS key so far. */
+    kvPuts: () => {
+      const counts = {};
+      for (const l of logs) {
+        const at = l.indexOf(KV_PUT_LOG);
+        if (at < 0) continue;
+        const key = JSON.parse(l.slice(at + KV_PUT_LOG.length).trim());
+        counts[key] = (counts[key] ?? 0) + 1;
+      }
+      return counts;
+    },
+    /** The Durable Object namespace of a binding, for tests that talk to an object directly. */
+    objects: (binding) => mf.getDurableObjectNamespace(binding),
     stop: () => mf.dispose(),
   };
   return worker;

@@ -1,15 +1,15 @@
 //! Token revocation (RFC 7009) and introspection (RFC 7662), both for authenticated clients only.
 
-use crate::edge::calls::grants;
+use crate::edge::calls::{grants, replay};
 use crate::edge::flows::revoke::seen_here;
 use crate::edge::flows::{bearer, client_auth, user_grant};
 use crate::edge::rt::body::read_form;
 use crate::edge::rt::respond;
 use crate::edge::rt::respond::Outcome;
-use crate::edge::rt::revoked::publish;
+use crate::edge::rt::revoked::{publish, REVOCATION_PUBLISHED_S};
 use crate::protocol::client::{AuthMethod, ClientRecord};
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::grant::{is_grant_id, split_handle};
+use crate::protocol::grant::{hash_secret, is_grant_id, split_handle};
 use crate::protocol::tokens::AccessClaims;
 use crate::routes;
 use crate::store::grants::{Revoke, Status};
@@ -67,8 +67,7 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
             }
             // A client-credentials token has no grant: the token itself is revoked.
             Some(Ours::Access(c)) if c.client_id == client.client_id.as_str() => {
-                publish(env, &c.jti).await?;
-                seen_here(&c.jti);
+                revoke_token(env, &c.jti, now_ms).await?;
                 None
             }
             _ => None,
@@ -91,6 +90,24 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
         .partner(client.partner_id),
         Err(e) => Outcome::error(e),
     }
+}
+
+/// The signer under which revoked client-credentials tokens are recorded in the replay shards.
+const REVOKED_TOKENS: &str = "revoked-token";
+
+/// Revokes a client-credentials token (no grant object to record it): its marker is written
+/// once. The replay shard of the `jti` records that the marker is published, after the write;
+/// a revocation again finds it there and leaves KV alone, and one after a failed write writes
+/// again. The record lives as long as the marker.
+async fn revoke_token(env: &Env, jti: &str, now_ms: u64) -> Result<(), ApiError> {
+    let now = now_ms / 1000;
+    let key = hash_secret(jti);
+    if replay::unused(env, REVOKED_TOKENS, &key, now).await? {
+        publish(env, jti, now_ms).await?;
+        replay::claim(env, REVOKED_TOKENS, &key, now + REVOCATION_PUBLISHED_S, now).await?;
+    }
+    seen_here(jti);
+    Ok(())
 }
 
 fn inactive() -> Value {

@@ -86,7 +86,7 @@ async fn admit_token(env: &Env, token: &str, now_ms: u64) -> Result<Admitted, Ap
 
 async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, ApiError> {
     let key = Base64UrlUnpadded::encode_string(&Sha256::digest(token.as_bytes()));
-    if let Some(hit) = ADMITTED.with(|c| c.borrow().get(&key, now_ms).cloned()) {
+    if let Some(hit) = ADMITTED.with(|c| c.borrow_mut().get(&key, now_ms).cloned()) {
         return hit;
     }
     let result = admit_token(env, token, now_ms).await.map(Rc::new);

@@ -12,6 +12,11 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 
 const GRANT: &str = "grant";
 
+/// Present once the grant's revocation marker (`revoked:{grant_id}`) has been written to KV:
+/// every later revoking command (a replay, a revocation again) then leaves KV alone. Written only
+/// after the KV write succeeded, so a failed publication is tried again by the next one.
+const PUBLISHED: &str = "revocation_published";
+
 /// A superseded refresh-token hash that no longer fits in the grant record.
 fn spilled_key(hash: &str) -> String {
     format!("superseded:{hash}")
@@ -62,7 +67,7 @@ impl GrantStore {
                 if refusal.revokes_grant() {
                     self.store(grant).await?;
                     if grant.revoked {
-                        revoked::publish(&self.env, &grant.grant_id).await?;
+                        self.publish_revocation(grant).await?;
                     }
                 }
                 Ok(Err(refusal))
@@ -70,12 +75,32 @@ impl GrantStore {
         }
     }
 
-    /// Revokes the grant and tells the gateway. Revoking again publishes again, so a retry
-    /// after a failed publication completes it.
+    /// Revokes the grant and tells the gateway. Revoking again publishes again until a
+    /// publication has succeeded, so a retry after a failed one completes it.
     async fn end(&self, mut grant: Grant) -> std::result::Result<(), ApiError> {
-        grant.revoked = true;
-        self.store(&grant).await?;
-        revoked::publish(&self.env, &grant.grant_id).await
+        if !grant.revoked {
+            grant.revoked = true;
+            self.store(&grant).await?;
+        }
+        self.publish_revocation(&grant).await
+    }
+
+    /// Writes the revocation marker once: not again once recorded as published. Commands that
+    /// arrive while the write is under way wait for it (`revoked::publish` shares it in the
+    /// isolate) and share its outcome, so of many parallel replays the key is written once, and
+    /// if that write fails every one of them is a 503.
+    async fn publish_revocation(&self, grant: &Grant) -> std::result::Result<(), ApiError> {
+        let storage = self.state.storage();
+        if storage
+            .get::<u8>(PUBLISHED)
+            .await
+            .map_err(storage_err)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        revoked::publish(&self.env, &grant.grant_id, crate::edge::rt::clock::now_ms()).await?;
+        storage.put(PUBLISHED, 1u8).await.map_err(storage_err)
     }
 
     /// Stores the grant, and (again) the alarm that empties the object at the grant's end: a

@@ -41,6 +41,13 @@ pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
         * 1000
 }
 
+/// The `REPLAY_LEGACY_UNTIL` var (seconds since the epoch): until then a claim also asks the
+/// per-signer replay object of the layout before issue 13. Empty or unset: no old objects. A value
+/// that does not parse is a 503 (fail closed), never "no old objects".
+pub fn replay_legacy_until(env: &Env) -> Result<Option<u64>, ApiError> {
+    crate::store::replay::parse_legacy_until(&var(env, "REPLAY_LEGACY_UNTIL").unwrap_or_default())
+}
+
 pub fn admin_token(env: &Env) -> Option<String> {
     env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string())
 }
@@ -229,7 +236,8 @@ fn fire_counted(spec: &str, limit: u32) -> bool {
 /// that fail (`BINDING:command`), hang (`BINDING:command:hang`), or run but lose their reply
 /// (`BINDING:command:lost` every time, `BINDING:command:lost_once` the first time in an
 /// isolate), or fail only the first N times in an isolate (`BINDING:command:failN`); `*` stands
-/// for every command; comma-separated. Honoured only while the issuer is a
+/// for every command; comma-separated. `PARTNERS:put_revoked` (with the same suffixes, `hang` and
+/// `lost` aside) fails the KV write of a revocation marker before it reaches KV. Honoured only while the issuer is a
 /// loopback http URL, so it can never act in a deployment.
 pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
     let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;

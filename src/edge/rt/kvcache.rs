@@ -24,7 +24,7 @@ pub async fn get_text(env: &Env, key: &str, now_ms: u64) -> Result<Option<Rc<str
     if key.len() > MAX_KEY_BYTES {
         return Ok(None);
     }
-    if let Some(hit) = CACHE.with(|c| c.borrow().get(key, now_ms).cloned()) {
+    if let Some(hit) = CACHE.with(|c| c.borrow_mut().get(key, now_ms).cloned()) {
         return Ok(hit);
     }
     let kv = env
