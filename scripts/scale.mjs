@@ -91,8 +91,11 @@ const SCHEMES = [
   { service: 'do:USAGE', kind: 'UsageLog', re: /^usage$/, naming: 'one object (usage)', hot: () => 1, bytes: (r, f) => f.partners * 3 * 24 * 90 * 300, retention: '90 d' },
   { service: 'do:REGISTRY', kind: 'Registry', re: /^registry$/, naming: 'one object (registry)', hot: () => 1, bytes: (r, f) => f.partners * 20_000, retention: 'kept' },
   { service: 'do:LINKS', kind: 'LinkStore', re: /^links:[^:]+(:[^:]+)?$/, naming: 'per partner (links:{partner}:{salt})', hot: (f) => f.largestShare, bytes: (r, f) => f.largestLinked * 400, retention: 'kept' },
-  { service: 'do:REPLAY', kind: 'ReplayStore', re: /^replay:partner:/, naming: 'per partner (replay:partner:{id})', hot: (f) => f.largestShare, bytes: (r) => r * 150 * 360, retention: 'token lifetime' },
-  { service: 'do:REPLAY', kind: 'ReplayStore', re: /^replay:client:/, naming: 'per client (replay:client:{id})', hot: (f) => f.largestShare, bytes: (r) => r * 150 * 360, retention: 'token lifetime' },
+  // Sharded by SHA-256 of signer and identifier (store::replay::REPLAY_SHARDS); 1.2 allows for
+  // uneven hashing.
+  { service: 'do:REPLAY', kind: 'ReplayStore', re: /^replay:v2:\d+$/, naming: 'hash shards (replay:v2:{n}, 1024)', hot: () => 1.2 / 1024, bytes: (r) => r * 150 * 420, retention: 'identifier lifetime' },
+  { service: 'do:REPLAY', kind: 'ReplayStore (old layout)', re: /^replay:partner:/, naming: 'per partner (replay:partner:{id})', hot: (f) => f.largestShare, bytes: (r) => r * 150 * 360, retention: 'token lifetime' },
+  { service: 'do:REPLAY', kind: 'ReplayStore (old layout)', re: /^replay:client:/, naming: 'per client (replay:client:{id})', hot: (f) => f.largestShare, bytes: (r) => r * 150 * 360, retention: 'token lifetime' },
   // Isolates take leases, so one isolate's calls (this run has one) say little about thousands:
   // the model is the key's rate over the largest lease (protocol::ratelimit::MAX_LEASE = 64).
   {

@@ -8,7 +8,7 @@ cd "$EDGEWARD_ROOT"
 
 bash scripts/setup.sh --browser
 
-SCALE_KNOWN_OVER="AuditLog,LinkStore,ReplayStore,RateLimiter,round trips autologin,round trips api,KV key revoked"
+SCALE_KNOWN_OVER="AuditLog,LinkStore,RateLimiter,round trips autologin,round trips api"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
