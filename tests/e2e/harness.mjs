@@ -113,6 +113,9 @@ export async function startWorker({
         },
         body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
       }),
+    /** A binding of the Worker as the test's own client: an R2 bucket or a queue producer. */
+    r2Bucket: (binding) => mf.getR2Bucket(binding),
+    queueProducer: (binding) => mf.getQueueProducer(binding),
     stop: () => mf.dispose(),
   };
   return worker;
