@@ -129,9 +129,33 @@ pub const ARCHIVE_PREFIX: &str = "events/";
 /// Partner part of a key for events without a partner (partner ids never contain `_`).
 pub const NO_PARTNER: &str = "_";
 
-/// `events/{hour:010}/{partner}/{first_ts:010}-{first_id}.ndjson`: hour is `ts / 3600`.
-pub fn archive_key(hour: u64, partner: &str, first_ts: u64, first_id: &str) -> String {
-    format!("{ARCHIVE_PREFIX}{hour:010}/{partner}/{first_ts:010}-{first_id}.ndjson")
+/// `events/{hour:010}/{partner}/{first_ts:010}-{first_id}-{digest}.ndjson`: hour is
+/// `ts / 3600`; `digest` (16 hex digits, [`content_digest`]) names the group's exact set of
+/// events. With it, two different groups that start with the same event (one event in two
+/// messages: a buffer's reply lost and the event also sent directly) get two keys, so neither
+/// overwrites the other's other events; the same group always gets the same key.
+pub fn archive_key(
+    hour: u64,
+    partner: &str,
+    first_ts: u64,
+    first_id: &str,
+    digest: &str,
+) -> String {
+    format!("{ARCHIVE_PREFIX}{hour:010}/{partner}/{first_ts:010}-{first_id}-{digest}.ndjson")
+}
+
+/// The first 64 bits of SHA-256 over a group's ids (in the group's order), in hex.
+pub fn content_digest(ids: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Where a listing from hour `hour` starts (every key of that hour sorts after it).
@@ -179,7 +203,21 @@ pub fn parse_archive_key(key: &str) -> Option<ArchiveKey<'_>> {
     if parts.next().is_some() {
         return None;
     }
-    let (ts, id) = file.split_once('-')?;
+    // `{ts}-{id}-{digest}`, or `{ts}-{id}` (hand-made objects, and the documented short form).
+    let (ts, id_and_digest) = file.split_once('-')?;
+    let id = match id_and_digest.split_once('-') {
+        Some((id, digest)) => {
+            let hex16 = digest.len() == 16
+                && digest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex16 {
+                return None;
+            }
+            id
+        }
+        None => id_and_digest,
+    };
     let parsed = ArchiveKey {
         hour: ten_digits(hour)?,
         partner,
@@ -231,7 +269,8 @@ pub fn group(events: Vec<AuditEvent>) -> Vec<ArchiveObject> {
         list.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
         list.dedup_by(|a, b| a.id == b.id);
         let Some(first) = list.first() else { continue };
-        let key = archive_key(hour, &partner, first.ts, &first.id);
+        let ids: Vec<&str> = list.iter().map(|e| e.id.as_str()).collect();
+        let key = archive_key(hour, &partner, first.ts, &first.id, &content_digest(&ids));
         let mut body = String::new();
         for e in &list {
             if let Ok(line) = serde_json::to_string(e) {
@@ -483,9 +522,18 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "events/0000000000/acme/0000003599-aa.ndjson",
-                "events/0000000002/_/0000007250-dd.ndjson",
-                "events/0000000002/acme/0000007200-bb.ndjson",
+                format!(
+                    "events/0000000000/acme/0000003599-aa-{}.ndjson",
+                    content_digest(&["aa"])
+                ),
+                format!(
+                    "events/0000000002/_/0000007250-dd-{}.ndjson",
+                    content_digest(&["dd"])
+                ),
+                format!(
+                    "events/0000000002/acme/0000007200-bb-{}.ndjson",
+                    content_digest(&["bb", "cc"])
+                ),
             ]
         );
         let acme = &objects[2];
@@ -510,6 +558,19 @@ mod tests {
             let k = parse_archive_key(&o.key).unwrap();
             assert_eq!(k.hour, o.key[7..17].parse::<u64>().unwrap());
         }
+    }
+
+    #[test]
+    fn two_messages_sharing_an_event_never_overwrite_each_other() {
+        // The same event in a buffer's message (with others) and alone (sent directly after a
+        // lost reply): different keys, so the larger object keeps its other events.
+        let a = event(7_200, "aa", Some("acme"), "login");
+        let b = event(7_201, "bb", Some("acme"), "login");
+        let both = group(vec![a.clone(), b]);
+        let alone = group(vec![a]);
+        assert_ne!(both[0].key, alone[0].key);
+        assert_eq!(content_digest(&["aa", "bb"]).len(), 16);
+        assert_ne!(content_digest(&["aa", "bb"]), content_digest(&["aab", "b"]));
     }
 
     #[test]
@@ -541,6 +602,9 @@ mod tests {
             "events/0000000002/ACME/0000007200-bb.ndjson",
             "events/0000000003/acme/0000007200-bb.ndjson",
             "events/0000000002/acme/0000007200-.ndjson",
+            "events/0000000002/acme/0000007200-bb-0123.ndjson",
+            "events/0000000002/acme/0000007200-bb-0123456789ABCDEF.ndjson",
+            "events/0000000002/acme/0000007200-bb-0123456789abcdef-x.ndjson",
             "migration/progress",
         ] {
             assert!(parse_archive_key(bad).is_none(), "{bad}");
