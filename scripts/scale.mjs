@@ -87,7 +87,10 @@ function opRates(f) {
 // object's storage within its retention, for a write rate r per object.
 const DAY = 86_400;
 const SCHEMES = [
-  { service: 'do:AUDIT', kind: 'AuditLog', re: /^audit$/, naming: 'one object (audit)', hot: () => 1, bytes: (r) => r * 350 * 90 * DAY, retention: '90 d' },
+  // Events are appended to one of 512 buffer shards at random (store::audit::AUDIT_SHARDS); each
+  // holds about a second of events before its alarm sends them to the queue.
+  { service: 'do:AUDIT_BUFFER', kind: 'AuditBuffer', re: /^audit:\d+$/, naming: 'random shards (audit:{n}, 512)', hot: () => 1.2 / 512, bytes: (r) => r * 400 * 2, retention: 'until sent (~1 s)' },
+  { service: 'do:AUDIT', kind: 'AuditLog (old layout)', re: /^audit$/, naming: 'one object (audit)', hot: () => 1, bytes: (r) => r * 350 * 90 * DAY, retention: '90 d' },
   { service: 'do:USAGE', kind: 'UsageLog', re: /^usage$/, naming: 'one object (usage)', hot: () => 1, bytes: (r, f) => f.partners * 3 * 24 * 90 * 300, retention: '90 d' },
   { service: 'do:REGISTRY', kind: 'Registry', re: /^registry$/, naming: 'one object (registry)', hot: () => 1, bytes: (r, f) => f.partners * 20_000, retention: 'kept' },
   { service: 'do:LINKS', kind: 'LinkStore', re: /^links:[^:]+(:[^:]+)?$/, naming: 'per partner (links:{partner}:{salt})', hot: (f) => f.largestShare, bytes: (r, f) => f.largestLinked * 400, retention: 'kept' },

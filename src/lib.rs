@@ -22,8 +22,8 @@ mod edge;
 
 #[cfg(target_arch = "wasm32")]
 pub use edge::objects::{
-    audit::AuditLog, grants::GrantStore, limits::RateLimiter, links::LinkStore, registry::Registry,
-    replay::ReplayStore, usage::UsageLog, users::UserStore,
+    audit::AuditLog, audit_buffer::AuditBuffer, grants::GrantStore, limits::RateLimiter,
+    links::LinkStore, registry::Registry, replay::ReplayStore, usage::UsageLog, users::UserStore,
 };
 
 #[cfg(target_arch = "wasm32")]

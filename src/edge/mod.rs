@@ -43,10 +43,15 @@ fn request_id(req: &Request) -> String {
 
 /// A batch from one of the Worker's queues, handed to that queue's consumer. A batch from a
 /// queue nobody consumes here is retried (so it reaches a dead-letter queue, never the floor).
-pub async fn consume(batch: worker::MessageBatch<String>, _env: Env) {
+pub async fn consume(batch: worker::MessageBatch<String>, env: Env) {
     let queue = batch.queue();
-    worker::console_error!("queue {queue}: no consumer here; retrying the batch");
-    batch.retry_all();
+    match queue.as_str() {
+        "edgeward-audit" | "edgeward-audit-dlq" => consumers::audit::consume(batch, env).await,
+        _ => {
+            worker::console_error!("queue {queue}: no consumer here; retrying the batch");
+            batch.retry_all();
+        }
+    }
 }
 
 const HSTS: &str = "strict-transport-security";
@@ -107,6 +112,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     }
     if let Some(kind) = classify(route, method, status, out.outcome) {
         let event = AuditEvent {
+            id: edge_audit::new_id(&id, started),
             seq: 0,
             ts: started / 1000,
             kind: kind.to_owned(),
@@ -179,6 +185,7 @@ async fn dispatch(
         | Route::AdminUserLinks { .. }
         | Route::AdminUserLink { .. }
         | Route::AdminAudit
+        | Route::AdminAuditMigrate
         | Route::AdminUsage => admin::handle(req, env, route, method, now).await,
     }
 }

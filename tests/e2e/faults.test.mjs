@@ -147,7 +147,7 @@ test('fault_rate_limiter_down_fails_closed_at_the_gateway', async () => {
 });
 
 test('fault_audit_and_usage_down_never_fail_a_request', async () => {
-  await withWorker('AUDIT:*,USAGE:*', async (w) => {
+  await withWorker('AUDIT:*,AUDIT_BUFFER:*,AUDIT_QUEUE:*,AUDIT_ARCHIVE:*,USAGE:*', async (w) => {
     await addPartner(w, 'acme', [ORIGIN]);
     const denied = await w.fetch('/api/v1/x', { headers: { origin: 'https://evil.example' } });
     assert.equal(denied.status, 403, 'the audited refusal is still answered');
@@ -160,6 +160,28 @@ test('fault_audit_and_usage_down_never_fail_a_request', async () => {
     });
     assert.equal(token.status, 200, 'a counted request still succeeds');
   }, { USAGE_FLUSH_SECONDS: '0' });
+});
+
+test('fault_audit_buffer_down_sends_events_to_the_queue_directly', async () => {
+  // Every append to a buffer shard fails: each event goes to the audit queue as a message of its
+  // own, and still reaches the archive exactly once.
+  await withWorker('AUDIT_BUFFER:*', async (w) => {
+    await addPartner(w, 'acme', [ORIGIN]);
+    const denied = await w.fetch('/api/v1/x', { headers: { origin: 'https://evil.example' } });
+    assert.equal(denied.status, 403);
+    const want = [denied.headers.get('x-request-id')];
+    const end = Date.now() + 30_000;
+    let events = [];
+    while (Date.now() < end) {
+      events = (await (await w.admin('/audit?limit=100')).json()).events;
+      if (events.some((e) => e.type === 'origin_denied') && events.some((e) => e.type === 'admin_change')) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(events.some((e) => e.type === 'origin_denied' && want.includes(e.request_id)), 'the refusal arrived');
+    assert.equal(events.filter((e) => e.type === 'admin_change').length, 1, 'the partner creation, once');
+    assert.equal(new Set(events.map((e) => e.id)).size, events.length, 'no event twice');
+    assert.ok(w.logs.some((l) => l.includes('sending the event directly')));
+  });
 });
 
 test('fault_injection_is_ignored_outside_loopback', async () => {

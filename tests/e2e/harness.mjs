@@ -156,6 +156,9 @@ export async function startWorker({
     },
     /** The Durable Object namespace of a binding, for tests that talk to an object directly. */
     objects: (binding) => mf.getDurableObjectNamespace(binding),
+    /** A binding of the Worker as the test's own client: an R2 bucket or a queue producer. */
+    r2Bucket: (binding) => mf.getR2Bucket(binding),
+    queueProducer: (binding) => mf.getQueueProducer(binding),
     stop: () => mf.dispose(),
   };
   return worker;

@@ -349,6 +349,7 @@ function exampleCalls() {
     'GET /admin/users/{username}/links': '/admin/users/ada/links',
     'DELETE /admin/users/{username}/links/{partner_id}': '/admin/users/ada/links/acme',
     'GET /admin/audit': '/admin/audit',
+    'POST /admin/audit/migrate': '/admin/audit/migrate',
     'GET /admin/usage': '/admin/usage',
   };
   for (const [op, p] of Object.entries(adminCalls)) {
@@ -506,10 +507,13 @@ function exampleCalls() {
   }
 
   // Last, so that the calls above left events to read.
-  add('GET /admin/audit', 200, '/admin/audit');
-  add('GET /admin/audit', 200, '/admin/audit?type=admin_change&limit=2', { why: 'a full page has a cursor' });
-  add('GET /admin/audit', 200, `/admin/audit?partner=acme&since=${Math.floor(Date.now() / 1000) - 3600}&cursor=1`);
+  add('GET /admin/audit', 200, '/admin/audit', { until: (r) => rows(r, 'events') > 0, why: 'events reach the archive 1-3 s after their request' });
+  add('GET /admin/audit', 200, '/admin/audit?type=admin_change&limit=2', { until: (r) => rows(r, 'events') === 2, why: 'a full page has a cursor' });
+  add('GET /admin/audit', 200, `/admin/audit?partner=acme&since=${Math.floor(Date.now() / 1000) - 3600}`);
   add('GET /admin/audit', 400, '/admin/audit?since=yesterday');
+  add('GET /admin/audit', 400, '/admin/audit?cursor=1', { why: 'a cursor of the old numeric form, or altered' });
+  add('POST /admin/audit/migrate', 200, '/admin/audit/migrate', { why: 'nothing in the old log: done' });
+  add('POST /admin/audit/migrate', 400, '/admin/audit/migrate?from=start');
   add('GET /admin/audit', 400, '/admin/audit?type=a&type=b', { why: 'a repeated parameter' });
   add('GET /admin/audit', 200, '/admin/audit?type=rate_limited&partner=tiny', { until: (r) => rows(r, 'events') > 0, why: 'the 429s above' });
 
@@ -538,11 +542,12 @@ function rows(res, key) {
 async function run(call) {
   if (!call.until) return runOnce(call);
   let res;
-  for (let i = 0; i < 50; i++) {
+  const end = Date.now() + 20_000; // audit events reach the archive 1-3 s after their request
+  do {
     res = await runOnce(call);
     if (call.until(res)) break;
     await sleep(100);
-  }
+  } while (Date.now() < end);
   return res;
 }
 

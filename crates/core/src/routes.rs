@@ -47,6 +47,7 @@ pub const ADMIN_PARTNERS: &str = "/admin/partners";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_USERS: &str = "/admin/users";
 pub const ADMIN_AUDIT: &str = "/admin/audit";
+pub const ADMIN_AUDIT_MIGRATE: &str = "/admin/audit/migrate";
 pub const ADMIN_USAGE: &str = "/admin/usage";
 
 pub const AUTHORIZE: &str = "/oauth2/authorize";
@@ -144,6 +145,8 @@ pub enum Route<'a> {
         partner: &'a str,
     },
     AdminAudit,
+    /// Moves the old single audit object's events into the archive, a block per call.
+    AdminAuditMigrate,
     AdminUsage,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
@@ -185,6 +188,7 @@ impl Route<'_> {
             Route::AdminUserLinks { .. } => "/admin/users/{username}/links",
             Route::AdminUserLink { .. } => "/admin/users/{username}/links/{partner_id}",
             Route::AdminAudit => ADMIN_AUDIT,
+            Route::AdminAuditMigrate => ADMIN_AUDIT_MIGRATE,
             Route::AdminUsage => ADMIN_USAGE,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
@@ -220,6 +224,7 @@ impl Route<'_> {
             Route::AdminUserLinks { .. } => &[Method::Get],
             Route::AdminUserLink { .. } => &[Method::Delete],
             Route::AdminAudit | Route::AdminUsage => &[Method::Get],
+            Route::AdminAuditMigrate => &[Method::Post],
         }
     }
 
@@ -299,6 +304,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == ADMIN_AUDIT {
         return Some(Route::AdminAudit);
+    }
+    if path == ADMIN_AUDIT_MIGRATE {
+        return Some(Route::AdminAuditMigrate);
     }
     if path == ADMIN_USAGE {
         return Some(Route::AdminUsage);

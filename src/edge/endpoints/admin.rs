@@ -35,16 +35,18 @@ pub async fn handle(
     }
     let now = now_ms / 1000;
     let result = match route {
-        Route::AdminAudit | Route::AdminUsage => {
+        Route::AdminAudit | Route::AdminAuditMigrate | Route::AdminUsage => {
             let query = req
                 .url()
                 .ok()
                 .and_then(|u| u.query().map(str::to_owned))
                 .unwrap_or_default();
-            return if route == Route::AdminUsage {
-                crate::edge::calls::usage::query(env, &query, now).await
-            } else {
-                crate::edge::calls::audit::query(env, &query).await
+            return match route {
+                Route::AdminUsage => crate::edge::calls::usage::query(env, &query, now).await,
+                Route::AdminAuditMigrate => {
+                    crate::edge::calls::audit::migrate(env, &query, now).await
+                }
+                _ => crate::edge::calls::audit::query(env, &query, now).await,
             };
         }
         Route::AdminUser { username } => user(req, env, username, method, now).await,

@@ -1,9 +1,11 @@
-//! The `AuditLog` Durable Object: security events in SQLite, kept for `RETENTION_S` (90 days).
+//! The `AuditLog` Durable Object: the old single home of security events (SQLite, kept for
+//! `RETENTION_S`). Events now go to the archive (`AuditBuffer` → queue → R2); this object stays
+//! so that its events can be moved there (`AuditCommand::Export`, `POST /admin/audit/migrate`).
 
 use crate::edge::rt::objects;
 use crate::protocol::audit::{AuditEvent, RETENTION_S};
 use crate::protocol::error::ApiError;
-use crate::store::audit::{AuditCommand, AuditHandler, Query, Record, SCHEMA};
+use crate::store::audit::{AuditCommand, AuditHandler, Export, Query, Record, SCHEMA};
 use serde::Deserialize;
 use std::cell::Cell;
 use worker::{
@@ -99,6 +101,28 @@ impl AuditHandler for AuditLog {
                     kind.map_or(SqlStorageValue::Null, SqlStorageValue::String),
                     objects::sql_int(limit as u64),
                 ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut e: AuditEvent = serde_json::from_str(&r.body)
+                .map_err(|e| ApiError::unavailable(format!("corrupt event: {e}")))?;
+            e.seq = r.seq as u64;
+            events.push(e);
+        }
+        Ok(events)
+    }
+
+    async fn export(
+        &self,
+        Export { after_seq, limit }: Export,
+    ) -> std::result::Result<Vec<AuditEvent>, ApiError> {
+        let sql = self.sql()?;
+        let rows: Vec<Row> = sql
+            .exec(
+                "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![objects::sql_int(after_seq), objects::sql_int(limit as u64)],
             )
             .and_then(|c| c.to_array())
             .map_err(err)?;

@@ -2,6 +2,7 @@
 //! object never calls another object.
 
 pub mod audit;
+pub mod audit_buffer;
 pub mod grants;
 pub mod limits;
 pub mod links;

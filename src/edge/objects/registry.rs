@@ -87,7 +87,7 @@ impl DurableObject for Registry {
         let _serial = self.lock.lock().await;
         if let Err(e) = self.sql() {
             console_error!("registry alarm: {}", e.description);
-        } else if let Err(e) = self.publish().await {
+        } else if let Err(e) = counts::background(self.publish()).await {
             console_error!("registry alarm: {}", e.cause.unwrap_or(e.description));
         }
         Response::ok("")

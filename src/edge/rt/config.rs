@@ -28,6 +28,12 @@ pub const LINKS_DO: &str = "LINKS";
 
 pub const AUDIT_DO: &str = "AUDIT";
 
+pub const AUDIT_BUFFER_DO: &str = "AUDIT_BUFFER";
+
+pub const AUDIT_QUEUE: &str = "AUDIT_QUEUE";
+
+pub const AUDIT_ARCHIVE_R2: &str = "AUDIT_ARCHIVE";
+
 pub const LIMITS_DO: &str = "LIMITS";
 
 pub const USAGE_DO: &str = "USAGE";
@@ -262,6 +268,15 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
             None => Some(Fault::Fail),
         }
     })
+}
+
+/// Local tests only: `EDGEWARD_AUDIT_LEGACY=1` writes events to the old single `AuditLog`
+/// object as before the archive (to seed a log for the migration to move). Honoured only while
+/// the issuer is a loopback http URL, like fault injection.
+pub fn legacy_audit_writes(env: &Env) -> bool {
+    let local = var(env, "ISSUER")
+        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
+    local && var(env, "EDGEWARD_AUDIT_LEGACY").as_deref() == Some("1")
 }
 
 /// The audience of our access tokens: the platform API behind the gateway.

@@ -1,4 +1,4 @@
-//! Runtime helpers over `worker`: object calls and the serve path, queue sends, KV and its isolate cache,
+//! Runtime helpers over `worker`: object calls and the serve path, queue sends, R2, KV and its isolate cache,
 //! config, the clock, randomness, bodies, responses, cookies and pages, our signing keys, and
 //! the revocation markers in KV.
 
@@ -11,6 +11,7 @@ pub mod keys;
 pub mod kvcache;
 pub mod objects;
 pub mod queue;
+pub mod r2;
 pub mod random;
 pub mod respond;
 pub mod revoked;

@@ -2,11 +2,6 @@
 //! the wait, inject faults in local tests, and count sends). A message is JSON text; its
 //! consumer decodes it. A send that fails or does not finish in time is a 503.
 
-#![expect(
-    dead_code,
-    reason = "the audit and usage pipelines send through here (remove when used)"
-)]
-
 use crate::edge::rt::config::{self, Fault};
 use crate::edge::rt::objects::within;
 use crate::protocol::error::ApiError;

@@ -12,7 +12,12 @@ pub const PAGE_LIMIT: usize = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
+    /// 128 bits of randomness in hex, given at creation: what the pipeline deduplicates on.
+    /// Events of the old `AuditLog` have none until moved (then `legacy` and their `seq`).
     #[serde(default)]
+    pub id: String,
+    /// The old `AuditLog`'s sequence number, kept on events moved from it; 0 (not shown) on others.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: u64,
     pub ts: u64,
     #[serde(rename = "type")]
@@ -25,6 +30,10 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub request_id: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The event type for a request's outcome, if it is a security event.
