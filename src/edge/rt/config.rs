@@ -226,9 +226,7 @@ fn fire_counted(spec: &str, limit: u32) -> bool {
 /// loopback http URL, so it can never act in a deployment.
 pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
     let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;
-    let local = var(env, "ISSUER")
-        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
-    if !local {
+    if !local_issuer(env) {
         return None;
     }
     list.split(',').find_map(|f| {
@@ -249,6 +247,32 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
             None => Some(Fault::Fail),
         }
     })
+}
+
+/// Whether the issuer is a loopback http URL: a local run, never a deployment. Test-only
+/// switches (fault injection, the placement log, the local stand-in for jurisdictions) act only
+/// then.
+pub fn local_issuer(env: &Env) -> bool {
+    var(env, "ISSUER")
+        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"))
+}
+
+/// The var `EDGEWARD_LOG_PLACEMENT` (`1`): log the placement of every object call, on a
+/// loopback issuer only.
+pub fn log_placement(env: &Env) -> bool {
+    var(env, "EDGEWARD_LOG_PLACEMENT").is_some_and(|v| v == "1") && local_issuer(env)
+}
+
+/// The var `DEFAULT_USER_REGION`: the region of a new user whose `PUT /admin/users/{username}`
+/// names none. Empty or unset (the default): a new user must name one. A value that is not a
+/// region is a 503 (a misconfiguration, never silently no region).
+pub fn default_user_region(env: &Env) -> Result<Option<crate::protocol::region::Region>, ApiError> {
+    match var(env, "DEFAULT_USER_REGION").filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => crate::protocol::region::Region::parse(v.trim())
+            .map(Some)
+            .map_err(|_| ApiError::unavailable("DEFAULT_USER_REGION is not a region")),
+    }
 }
 
 /// The audience of our access tokens: the platform API behind the gateway.

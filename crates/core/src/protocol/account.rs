@@ -618,6 +618,8 @@ pub fn put_user(username: Username, spec: UserSpec, password: Password<'_>, now:
         created_at: old.map_or(now, |r| r.created_at),
         updated_at: now,
         password_epoch,
+        // Fixed at creation: the object a replace reaches is already the user's.
+        region: old.map_or(spec.region, |r| r.region),
     };
     let (revoke, mut changes) = match password {
         Password::Replace {
@@ -669,6 +671,7 @@ mod tests {
             created_at: 10,
             updated_at: 20,
             password_epoch: epoch,
+            region: None,
         }
     }
 
@@ -717,6 +720,7 @@ mod tests {
             name: "Lena B".into(),
             email: None,
             roles: vec![],
+            region: None,
         }
     }
 
