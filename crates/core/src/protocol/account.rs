@@ -1007,6 +1007,50 @@ mod tests {
     }
 
     #[test]
+    fn a_user_keeps_the_region_of_their_creation_whatever_a_replace_asks() {
+        use crate::protocol::region::Region;
+        let first = put_user(
+            Username::parse("max").unwrap(),
+            UserSpec {
+                region: Some(Region::Apac),
+                ..spec()
+            },
+            Password::First {
+                hash: "$argon2id$first".into(),
+                subject_seed: "fresh".into(),
+            },
+            NOW,
+        );
+        assert_eq!(first.user.region, Some(Region::Apac));
+        let mut old = record(0);
+        old.region = Some(Region::Apac);
+        for asked in [None, Some(Region::Eu)] {
+            let again = put_user(
+                old.username.clone(),
+                UserSpec {
+                    region: asked,
+                    ..spec()
+                },
+                Password::Keep(&old),
+                NOW,
+            );
+            assert_eq!(again.user.region, Some(Region::Apac), "{asked:?}");
+        }
+        // A legacy user stays legacy: their object is in the global namespace.
+        let legacy = record(0);
+        let again = put_user(
+            legacy.username.clone(),
+            UserSpec {
+                region: Some(Region::Eu),
+                ..spec()
+            },
+            Password::Keep(&legacy),
+            NOW,
+        );
+        assert_eq!(again.user.region, None);
+    }
+
+    #[test]
     fn a_new_user_starts_at_password_epoch_zero_with_its_own_subject_seed() {
         let saved = put_user(
             Username::parse("max").unwrap(),
