@@ -51,8 +51,16 @@ export async function startWorker({
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   // Tests create users without naming a region unless they test regions: they are made in the
-  // EU, so every test goes through a jurisdiction's namespace (the local stand-in for it).
-  const bindings = { ...unstable_readConfig({ config: configPath }).vars, ISSUER: url, DEFAULT_USER_REGION: 'eu', ...vars };
+  // EU, so every test goes through a jurisdiction's namespace (its local stand-in, which only a
+  // loopback issuer gets: local workerd has no jurisdictions). A Worker given an https issuer
+  // puts them in the UK instead, which needs no jurisdiction.
+  const loopback = vars.ISSUER === undefined || /^http:\/\/(127\.0\.0\.1|localhost):/.test(vars.ISSUER);
+  const bindings = {
+    ...unstable_readConfig({ config: configPath }).vars,
+    ISSUER: url,
+    DEFAULT_USER_REGION: loopback ? 'eu' : 'uk',
+    ...vars,
+  };
   if (token !== null) bindings.ADMIN_TOKEN = token;
   if (signingKeys !== null) bindings.SIGNING_KEYS = JSON.stringify(signingKeys);
   const logs = [];

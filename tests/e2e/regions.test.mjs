@@ -162,6 +162,24 @@ test('regions_eu_users_objects_are_created_in_the_eu_jurisdiction_not_the_global
   assert.equal(found.Ok?.region, 'us', JSON.stringify(found));
 });
 
+test('regions_an_eu_user_is_never_stored_globally_when_the_jurisdiction_cannot_be_had', async () => {
+  // An https issuer: no local stand-in for the jurisdiction, and local workerd has none.
+  const https = await startWorker({ vars: { ISSUER: 'https://id.school.example' } });
+  try {
+    let res = await https.admin('/users/eva', { method: 'PUT', body: { password: PASSWORD, name: 'Eva', region: 'eu' } });
+    assert.equal(res.status, 503);
+    assert.equal((await res.json()).error, 'temporarily_unavailable');
+    assert.equal(https.logs.some((l) => l.includes('jurisdiction eu')), true, 'the cause is logged');
+    // Nothing of hers is in the global namespace; a UK user (no jurisdiction) is fine.
+    const global = await https.objectCommand('USERS', 'user:eva', { get: {} });
+    assert.equal(global.Err?.error, 'not_found', JSON.stringify(global));
+    res = await https.admin('/users/ulla', { method: 'PUT', body: { password: PASSWORD, name: 'Ulla', region: 'uk' } });
+    assert.equal(res.status, 201);
+  } finally {
+    await https.stop();
+  }
+});
+
 test('regions_a_user_in_each_region_signs_in_refreshes_and_logs_out', async () => {
   for (const region of ['eu', 'uk', 'us', 'apac']) {
     const username = `pupil-${region}`;
