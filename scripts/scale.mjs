@@ -17,6 +17,7 @@ import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PASSWORD = 'scale password 1234';
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const REGIONS = ['eu', 'us', 'uk', 'apac'];
 const UNLIMITED = { api_per_minute: 10_000_000, api_per_client_per_minute: 10_000_000, token_per_minute: 10_000_000, token_per_client_per_minute: 10_000_000 };
 
 // ---------------------------------------------------------------------------------------------
@@ -136,7 +137,10 @@ globalThis.fetch = async (input, init = {}) => {
   const c = await counts(false);
   const u = new URL(url);
   const route = u.pathname.startsWith('/api/') ? '/api/…' : u.pathname;
-  tracing.push({ what: `${(init.method ?? 'GET').toUpperCase()} ${route}`, roundTrips: c.round_trips });
+  // Object kinds this request reached in the global namespace without a location hint: wherever
+  // the object was first created, so possibly across the world from the user.
+  const global = Object.entries(c.placements ?? {}).filter(([, by]) => by.global).map(([service]) => service.replace('do:', ''));
+  tracing.push({ what: `${(init.method ?? 'GET').toUpperCase()} ${route}`, roundTrips: c.round_trips, global });
   return res;
 };
 
@@ -161,14 +165,15 @@ async function setUp(w, { users: nUsers, partners: nPartners, linkUsers }) {
   const users = [];
   for (let i = 0; i < nUsers; i++) {
     const username = `pupil${i}`;
-    const res = await w.admin(`/users/${username}`, { method: 'PUT', body: { password: PASSWORD, name: `Pupil ${i}` } });
+    const region = REGIONS[i % REGIONS.length];
+    const res = await w.admin(`/users/${username}`, { method: 'PUT', body: { password: PASSWORD, name: `Pupil ${i}`, region } });
     if (res.status >= 300) throw new Error(`user ${username}: ${res.status} ${await res.text()}`);
     users.push({ username, jar: new CookieJar(w.url), linked: new Set() });
   }
   const linkers = [];
   for (let i = 0; i < linkUsers; i++) {
     const username = `linker${i}`;
-    await w.admin(`/users/${username}`, { method: 'PUT', body: { password: PASSWORD, name: `Linker ${i}` } });
+    await w.admin(`/users/${username}`, { method: 'PUT', body: { password: PASSWORD, name: `Linker ${i}`, region: REGIONS[i % REGIONS.length] } });
     linkers.push(username);
   }
   // Every user consents once to every app (later code flows are the returning user's), holds a
@@ -368,6 +373,7 @@ export async function scale({ ops = 6, mixed = 5, users = 12, partners = 4, allo
     // operation, and the round trips of each request.
     const perOp = {};
     const trips = {};
+    const placements = {};
     const writesPerSecond = {};
     for (const name of Object.keys(run)) {
       tracing = [];
@@ -380,8 +386,16 @@ export async function scale({ ops = 6, mixed = 5, users = 12, partners = 4, allo
       addCalls(calls, c);
       perOp[name] = Object.fromEntries(Object.entries(calls).map(([service, targets]) => [service, Object.fromEntries(Object.entries(targets).map(([t, n]) => [t, n / ops]))]));
       const steps = {};
-      for (const { what, roundTrips } of traced) (steps[what] ??= []).push(roundTrips);
-      trips[name] = Object.fromEntries(Object.entries(steps).map(([what, xs]) => [what, { mean: xs.reduce((a, b) => a + b, 0) / xs.length, max: Math.max(...xs) }]));
+      const globals = {};
+      for (const { what, roundTrips, global } of traced) {
+        (steps[what] ??= []).push(roundTrips);
+        for (const g of global) (globals[what] ??= new Set()).add(g);
+      }
+      trips[name] = Object.fromEntries(Object.entries(steps).map(([what, xs]) => [what, { mean: xs.reduce((a, b) => a + b, 0) / xs.length, max: Math.max(...xs), global: [...(globals[what] ?? [])].sort() }]));
+      for (const [service, by] of Object.entries(c.placements ?? {})) {
+        placements[service] ??= {};
+        for (const [label, n] of Object.entries(by)) placements[service][label] = (placements[service][label] ?? 0) + n;
+      }
       for (const [key, kw] of Object.entries(c.kv_writes)) writesPerSecond[key] = Math.max(writesPerSecond[key] ?? 0, kw.max_per_s);
     }
 
@@ -418,7 +432,7 @@ export async function scale({ ops = 6, mixed = 5, users = 12, partners = 4, allo
     const mix = await counts(true);
     for (const [key, kw] of Object.entries(mix.kv_writes)) writesPerSecond[key] = Math.max(writesPerSecond[key] ?? 0, kw.max_per_s);
 
-    return report({ f, perOp, trips, writesPerSecond, mixedOps, allowOver, failures, log });
+    return report({ f, perOp, trips, placements, writesPerSecond, mixedOps, allowOver, failures, log });
   } finally {
     tracing = null;
     await w.stop();
@@ -438,7 +452,7 @@ function table(rows, log) {
   }
 }
 
-function report({ f, perOp, trips, writesPerSecond, mixedOps, allowOver, failures, log }) {
+function report({ f, perOp, trips, placements, writesPerSecond, mixedOps, allowOver, failures, log }) {
   const rates = Object.fromEntries(Object.entries(opRates(f)).map(([k, v]) => [k, v * f.headroom]));
   log(`\nflows at ${f.headroom}x the peak (operations/s): ${Object.entries(rates).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);
 
@@ -514,7 +528,7 @@ function report({ f, perOp, trips, writesPerSecond, mixedOps, allowOver, failure
 
   // Sequential round trips per flow, against the budget of its defining request.
   const BUDGET = { api: ['GET /api/', 0], autologin: ['POST /login/auto', 2], password: ['POST /login', 3] };
-  const tripsOut = [['flow', 'request', 'round trips (mean)', 'max', 'budget', 'verdict']];
+  const tripsOut = [['flow', 'request', 'round trips (mean)', 'max', 'budget', 'verdict', 'objects without a region reached']];
   for (const [flow, steps] of Object.entries(trips)) {
     for (const [what, t] of Object.entries(steps)) {
       const b = BUDGET[flow];
@@ -522,11 +536,21 @@ function report({ f, perOp, trips, writesPerSecond, mixedOps, allowOver, failure
       // The gateway's budget is an average (an isolate's first sight of a token costs reads).
       const ok = !judged || (flow === 'api' ? t.mean <= b[1] + 0.05 : t.max <= b[1]);
       const verdict = judged ? judge(ok, `round trips ${flow}: ${what} ${fmt(t.mean)} (budget ${b[1]})`) : '';
-      tripsOut.push([flow, what, fmt(t.mean), t.max, judged ? b[1] : '', verdict]);
+      tripsOut.push([flow, what, fmt(t.mean), t.max, judged ? b[1] : '', verdict, t.global.join(' ')]);
     }
   }
   log('');
   table(tripsOut, log);
+
+  // Where the objects holding people's data were reached: every user in this run has a region,
+  // so none of their objects may be reached in the global namespace.
+  log('');
+  const placeOut = [['object kind', 'calls by placement']];
+  for (const [service, by] of Object.entries(placements).sort()) {
+    placeOut.push([service.replace('do:', ''), Object.entries(by).map(([l, n]) => `${l} ${n}`).join(', ')]);
+    if ((service === 'do:USERS' || service === 'do:GRANTS') && by.global) judge(false, `placement ${service.replace('do:', '')}: ${by.global} calls in the global namespace for users with a region`);
+  }
+  table(placeOut, log);
 
   const hotKeys = Object.entries(writesPerSecond).filter(([, n]) => n > 1);
   log('');

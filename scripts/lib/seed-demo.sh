@@ -36,5 +36,11 @@ if [ "$client_ok" = false ]; then
   echo "demo client $client_id registered (in $demo_env)"
 fi
 
-printf 'demo password 1234' | "$partner" user add pupil --if-missing --name "Demo Pupil" \
+# Demo users in each region (their data is stored there; docs/storage.md, "Where data lives").
+printf 'demo password 1234' | "$partner" user add pupil --if-missing --region eu --name "Demo Pupil" \
   --email pupil@demo-school.example --role pupil --password-stdin >/dev/null
+for region in uk us apac; do
+  printf 'demo password 1234' | "$partner" user add "pupil-$region" --if-missing --region "$region" \
+    --name "Demo Pupil ($region)" --email "pupil-$region@demo-school.example" --role pupil \
+    --password-stdin >/dev/null
+done

@@ -75,7 +75,17 @@ export async function startWorker({
   // The issuer must be the URL the Worker is reached at, so the port is chosen first.
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const bindings = { ...unstable_readConfig({ config: configPath }).vars, ISSUER: url, ...vars };
+  // Tests create users without naming a region unless they test regions: they are made in the
+  // EU, so every test goes through a jurisdiction's namespace (its local stand-in, which only a
+  // loopback issuer gets: local workerd has no jurisdictions). A Worker given an https issuer
+  // puts them in the UK instead, which needs no jurisdiction.
+  const loopback = vars.ISSUER === undefined || /^http:\/\/(127\.0\.0\.1|localhost):/.test(vars.ISSUER);
+  const bindings = {
+    ...unstable_readConfig({ config: configPath }).vars,
+    ISSUER: url,
+    DEFAULT_USER_REGION: loopback ? 'eu' : 'uk',
+    ...vars,
+  };
   if (token !== null) bindings.ADMIN_TOKEN = token;
   if (signingKeys !== null) bindings.SIGNING_KEYS = JSON.stringify(signingKeys);
   const logs = [];
@@ -159,6 +169,20 @@ export async function startWorker({
     /** A binding of the Worker as the test's own client: an R2 bucket or a queue producer. */
     r2Bucket: (binding) => mf.getR2Bucket(binding),
     queueProducer: (binding) => mf.getQueueProducer(binding),
+    /**
+     * Sends one command straight to a Durable Object of `binding` named `name` in the global
+     * namespace, as the Worker does (`{"<command>": {...}}`), and answers its parsed reply
+     * (`{Ok: ...}` or `{Err: ...}`). For tests that set up data of an earlier release (a user
+     * from before regions) or look at where data is stored.
+     */
+    objectCommand: async (binding, name, command) => {
+      const ns = await mf.getDurableObjectNamespace(binding);
+      const res = await ns.get(ns.idFromName(name)).fetch('https://object.internal/command', {
+        method: 'POST',
+        body: JSON.stringify(command),
+      });
+      return JSON.parse(await res.text());
+    },
     stop: () => mf.dispose(),
   };
   return worker;

@@ -66,7 +66,9 @@ test('code_flow_issues_verifiable_tokens', async () => {
   assert.equal(callback.origin + callback.pathname, 'https://app.acme.example/callback');
   assert.equal(callback.searchParams.get('state'), 'st-1');
   assert.equal(callback.searchParams.get('iss'), w.url, 'RFC 9207 iss');
-  assert.match(code, /^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/);
+  // `{grant_id}.{secret}`: alice lives in the EU (the harness's DEFAULT_USER_REGION), so her
+  // grant id names the region its object is in.
+  assert.match(code, /^eu_[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/);
 
   const res = await token({ grant_type: 'authorization_code', code, redirect_uri: client.redirect_uris[0], code_verifier: verifier });
   assert.equal(res.status, 200);
@@ -75,7 +77,7 @@ test('code_flow_issues_verifiable_tokens', async () => {
   assert.equal(body.token_type, 'Bearer');
   assert.equal(body.expires_in, 300);
   assert.equal(body.scope, 'openid profile email');
-  assert.match(body.refresh_token, /^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/);
+  assert.match(body.refresh_token, /^eu_[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/);
 
   const at = verifyJwt(body.access_token, jwks);
   assert.equal(decodeJwt(body.access_token).header.typ, 'at+jwt');

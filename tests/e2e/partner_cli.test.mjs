@@ -315,6 +315,23 @@ test('partner_cli_user_add_never_replaces_an_existing_user_and_user_update_keeps
   assert.deepEqual([replaced.name, replaced.email, replaced.roles], ['Dora C', undefined, []]);
 });
 
+test('partner_cli_user_add_puts_the_user_in_the_region_given_and_refuses_another', async () => {
+  let r = await cli(['user', 'add', 'greta', '--name', 'Greta', '--region', 'apac', '--password-stdin'], {}, 'a long enough password\n');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ {4}region: apac$/m);
+  assert.equal((await record('/users/greta')).region, 'apac');
+  // Without --region, the Worker's DEFAULT_USER_REGION (the harness: eu).
+  r = await cli(['user', 'add', 'hugo', '--name', 'Hugo', '--password', 'a long enough password']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ {4}region: eu$/m);
+  r = await cli(['user', 'add', 'ines', '--name', 'Ines', '--region', 'mars', '--password', 'a long enough password']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /400.*region: must be one of eu, uk, us, apac/);
+  r = await cli(['user', 'show', 'ines']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /404/);
+});
+
 test('partner_cli_every_command_answers_help_without_a_token_or_server', async () => {
   const env = { ADMIN_TOKEN: '', EDGEWARD_URL: 'http://127.0.0.1:9' };
   const commands = [

@@ -73,14 +73,14 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
                 "login",
             )
         };
-        let Some((username, session_hash)) = cookies.session(&req) else {
+        let Some((username, home, session_hash)) = cookies.session(&req) else {
             return Ok(to_login());
         };
         let cmd = Links {
             session_hash: Some(session_hash.clone()),
             now,
         };
-        let (user, mut entries, via_link) = match users::call(env, &username, cmd).await {
+        let (user, mut entries, via_link) = match users::call(env, &username, home, cmd).await {
             Ok(Some(UserLinks {
                 user,
                 links,
@@ -120,7 +120,7 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
                 partner_id: partner.clone(),
                 now,
             };
-            match users::call(env, &username, cmd).await? {
+            match users::call(env, &username, home, cmd).await? {
                 LinkConfirmed::Confirmed => {}
                 LinkConfirmed::NoSession => return Ok(to_login()),
             }
@@ -134,6 +134,7 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
                 &partner,
                 links::salt_of(env, &partner, now_ms).await?.as_deref(),
                 &username,
+                home,
                 now,
             )
             .await?;

@@ -10,7 +10,8 @@ use crate::protocol::client::{parse_client_spec, ClientId, ClientRecord};
 use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::{check_issuer_is_not_ours, parse_partner_spec, PartnerId};
-use crate::protocol::user::{parse_user_spec, Username};
+use crate::protocol::region::Home;
+use crate::protocol::user::{parse_user_spec, UserSpec, Username};
 use crate::routes::{Method, Route};
 use crate::store::registry::{
     CreateClient, Delete, DeleteClient, Get, GetClient, List, ListClients, Put, RemovalDone, Saved,
@@ -50,7 +51,7 @@ pub async fn handle(
             };
         }
         Route::AdminUser { username } => user(req, env, username, method, now).await,
-        Route::AdminUserLinks { username } => user_links(env, username).await,
+        Route::AdminUserLinks { username } => user_links(env, username, now).await,
         Route::AdminUserLink { username, partner } => unlink(env, username, partner, now).await,
         _ => registry_route(req, env, route, method, now).await,
     };
@@ -226,23 +227,44 @@ async fn user(
     now: u64,
 ) -> Result<Outcome, ApiError> {
     let username = Username::parse(username)?;
+    // Where the user lives: the directory, from KV itself (this isolate's cached answer may
+    // predate a creation elsewhere). No entry: a legacy user, or nobody.
+    let home = users::home_fresh(env, &username, now * 1000).await?;
     // A new password or a removed user: the grants end now. The change itself is made either
     // way; a failure revoking is a 503, and the same request again revokes what is left.
     match method {
         Method::Get => {
-            let user = users::call(env, &username, user_store::Get {}).await?;
+            let user = users::call(env, &username, home, user_store::Get {}).await?;
             Ok(Outcome::new(respond::json(200, &user, &[]), "ok"))
         }
         Method::Delete => {
-            let user_store::Deleted { revoke } =
-                users::call(env, &username, user_store::Delete {}).await?;
-            revoke::revoke_for_user(env, &username, &revoke).await?;
+            let deleted = users::call(env, &username, home, user_store::Delete {}).await;
+            if let Ok(user_store::Deleted { revoke }) = &deleted {
+                revoke::revoke_for_user(env, &username, home, revoke).await?;
+            }
+            // The directory entry goes last (also when an earlier attempt removed the user
+            // and failed after), so the username may be created again in another region.
+            if home.is_some()
+                && matches!(
+                    &deleted,
+                    Ok(_)
+                        | Err(ApiError {
+                            code: ErrorCode::NotFound,
+                            ..
+                        })
+                )
+            {
+                users::forget_home(env, &username).await?;
+            }
+            deleted?;
             Ok(Outcome::new(respond::empty(204, &[]), "deleted"))
         }
         Method::Put => {
             // Whether the password is required is decided by the user's object, which knows
-            // whether the user exists.
-            let spec = parse_user_spec(&read_body(req).await?, false)?;
+            // whether the user exists; a new user's region, here, before the object is made.
+            let mut spec = parse_user_spec(&read_body(req).await?, false)?;
+            let home = placement_for_put(env, &username, home, &spec).await?;
+            spec.region = home;
             let cmd = user_store::Put {
                 username: username.clone(),
                 spec,
@@ -252,8 +274,8 @@ async fn user(
                 user,
                 created,
                 revoke,
-            } = users::call(env, &username, cmd).await?;
-            revoke::revoke_for_user(env, &username, &revoke).await?;
+            } = users::call(env, &username, home, cmd).await?;
+            revoke::revoke_for_user(env, &username, home, &revoke).await?;
             let (status, outcome) = if created {
                 (201, "created")
             } else {
@@ -267,14 +289,63 @@ async fn user(
     }
 }
 
-async fn user_links(env: &Env, username: &str) -> Result<Outcome, ApiError> {
+/// Where `PUT /admin/users/{username}` saves the user. An existing user stays where they live:
+/// a body that names another region is refused (a PUT does not move a user; docs/storage.md
+/// says how). A new user is created in the region the body names, or in `DEFAULT_USER_REGION`;
+/// with neither, the request is refused. The directory entry is written before the object is
+/// made, so no user object is ever without it (a creation that fails after it is finished by
+/// the same request again).
+async fn placement_for_put(
+    env: &Env,
+    username: &Username,
+    home: Home,
+    spec: &UserSpec,
+) -> Result<Home, ApiError> {
+    let moving = |lives: &str| {
+        ApiError::invalid_field(
+            "region",
+            format!("the user lives in {lives}; a PUT does not move a user"),
+        )
+    };
+    if let Some(lives) = home {
+        return match spec.region {
+            Some(asked) if asked != lives => Err(moving(lives.as_str())),
+            _ => Ok(home),
+        };
+    }
+    // No entry: a user from before regions (in the global namespace), or a new one.
+    match users::call(env, username, None, user_store::Get {}).await {
+        Ok(_) if spec.region.is_some() => Err(moving("no region (created before regions)")),
+        Ok(_) => Ok(None),
+        Err(e) if e.code == ErrorCode::NotFound => {
+            if spec.password.is_none() {
+                return Err(ApiError::invalid_field(
+                    "password",
+                    "is required for a new user",
+                ));
+            }
+            let region = match spec.region {
+                Some(r) => r,
+                None => config::default_user_region(env)?.ok_or_else(|| {
+                    ApiError::invalid_field("region", "is required for a new user")
+                })?,
+            };
+            users::record_home(env, username, region).await?;
+            Ok(Some(region))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn user_links(env: &Env, username: &str, now: u64) -> Result<Outcome, ApiError> {
     let username = Username::parse(username)?;
+    let home = users::home_fresh(env, &username, now * 1000).await?;
     let cmd = user_store::Links {
         session_hash: None,
         now: 0,
     };
     // Without a session asked about, the links are always answered.
-    let links = users::call(env, &username, cmd)
+    let links = users::call(env, &username, home, cmd)
         .await?
         .map(|l| l.links)
         .unwrap_or_default();
@@ -287,17 +358,18 @@ async fn user_links(env: &Env, username: &str) -> Result<Outcome, ApiError> {
 async fn unlink(env: &Env, username: &str, partner: &str, now: u64) -> Result<Outcome, ApiError> {
     let username = Username::parse(username)?;
     let partner = PartnerId::parse(partner)?;
+    let home = users::home_fresh(env, &username, now * 1000).await?;
     let cmd = user_store::Links {
         session_hash: None,
         now: 0,
     };
-    let linked = users::call(env, &username, cmd)
+    let linked = users::call(env, &username, home, cmd)
         .await?
         .is_some_and(|l| l.links.iter().any(|l| l.partner_id == partner));
     if !linked {
         return Err(ApiError::not_found("link"));
     }
     let salt = crate::edge::calls::links::salt_of(env, &partner, now * 1000).await?;
-    unlink::unlink(env, &partner, salt.as_deref(), &username, now).await?;
+    unlink::unlink(env, &partner, salt.as_deref(), &username, home, now).await?;
     Ok(Outcome::new(respond::empty(204, &[]), "unlinked").partner(partner))
 }

@@ -17,6 +17,7 @@ use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys, Partner, PartnerStatus};
 use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
 use crate::protocol::ratelimit::{limited, login_slots, Window};
+use crate::protocol::region::Home;
 use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
 use crate::protocol::user::{UserView, Username};
 use crate::routes::{self, Method};
@@ -100,6 +101,8 @@ fn error_redirect(v: &Verified, issuer: &Issuer, code: ErrorCode, why: &str) -> 
 
 struct SessionView {
     username: Username,
+    /// Where the user lives, from the session cookie.
+    home: Home,
     session_hash: String,
     user: UserView,
     sub: String,
@@ -116,7 +119,7 @@ async fn session(
     v: &Verified,
     now: u64,
 ) -> Result<Option<SessionView>, ApiError> {
-    let Some((username, session_hash)) = cookies.session(req) else {
+    let Some((username, home, session_hash)) = cookies.session(req) else {
         return Ok(None);
     };
     let cmd = Session {
@@ -127,7 +130,7 @@ async fn session(
         scopes: v.request.scopes.clone(),
         now,
     };
-    match users::call(env, &username, cmd).await? {
+    match users::call(env, &username, home, cmd).await? {
         // A session from automatic login counts only for its partner's clients and consent the
         // user gave before; otherwise, sign in with the password.
         Some(SessionState {
@@ -147,6 +150,7 @@ async fn session(
         {
             Ok(Some(SessionView {
                 username,
+                home,
                 session_hash,
                 user,
                 sub,
@@ -178,7 +182,9 @@ async fn issue_code(
     s: &SessionView,
     now: u64,
 ) -> Result<Outcome, ApiError> {
-    let grant_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
+    // The grant lives with its user: its id names the user's region.
+    let random_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
+    let grant_id = grant::grant_id_in(s.home, &random_id);
     let (code, code_hash) = grant::handle(&grant_id, &random::bytes::<{ grant::SECRET_LEN }>()?);
     let g = Grant {
         grant_id,
@@ -305,7 +311,7 @@ async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> 
                         scopes: v.request.scopes.clone(),
                         now,
                     };
-                    match users::call(env, &s.username, cmd).await? {
+                    match users::call(env, &s.username, s.home, cmd).await? {
                         Consented::Recorded => issue_code(env, &issuer, &v, &s, now).await,
                         Consented::NoSession => Ok(to_login(&v)),
                     }
@@ -412,39 +418,61 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
     // A browser where this user signed in before brings its device cookie: it is limited on its
     // own, so failures elsewhere (someone guessing, or locking the user out) do not stop it.
     let mut device = user.as_ref().and_then(|u| cookies.device(&req, u));
+    // Where the typed username lives, from the directory (KV, read at this edge through the
+    // isolate cache), looked up while the limits are taken: no round trip of its own. An
+    // unknown username finds no entry and is asked of the global namespace, as before regions,
+    // which answers it with the same work as a wrong password.
+    let (first, home) = futures_util::future::join(
+        LoginAttempt::take(env, &req, user.clone(), device.as_deref(), now_ms),
+        async {
+            match &user {
+                Some(u) => users::home_of(env, u, now_ms).await,
+                None => Ok(None),
+            }
+        },
+    )
+    .await;
+    let mut first = Some(first);
     loop {
-        let attempts =
-            match LoginAttempt::take(env, &req, user.clone(), device.as_deref(), now_ms).await {
-                Ok(a) => a,
-                Err(e) if e.code == ErrorCode::RateLimited => {
-                    let wait = match e.detail {
-                        Detail::RateLimit { reset_s, .. } => reset_s,
-                        _ => 60,
-                    };
-                    let message =
-                        format!("Too many sign-in attempts. Wait {wait} seconds, then try again.");
-                    let mut out = browser::page(
-                        429,
-                        pages::login(routes::LOGIN, &csrf, &return_to, typed, Some(&message)),
-                        &[],
-                        "rate_limited",
-                    );
-                    let _ = out
-                        .response
-                        .headers_mut()
-                        .set("retry-after", &wait.to_string());
-                    out.reason = Some(e.description);
-                    return out;
-                }
-                Err(e) => return browser::error_page(&e),
-            };
+        let taken = match first.take() {
+            Some(taken) => taken,
+            None => LoginAttempt::take(env, &req, user.clone(), device.as_deref(), now_ms).await,
+        };
+        let attempts = match taken {
+            Ok(a) => a,
+            Err(e) if e.code == ErrorCode::RateLimited => {
+                let wait = match e.detail {
+                    Detail::RateLimit { reset_s, .. } => reset_s,
+                    _ => 60,
+                };
+                let message =
+                    format!("Too many sign-in attempts. Wait {wait} seconds, then try again.");
+                let mut out = browser::page(
+                    429,
+                    pages::login(routes::LOGIN, &csrf, &return_to, typed, Some(&message)),
+                    &[],
+                    "rate_limited",
+                );
+                let _ = out
+                    .response
+                    .headers_mut()
+                    .set("retry-after", &wait.to_string());
+                out.reason = Some(e.description);
+                return out;
+            }
+            Err(e) => return browser::error_page(&e),
+        };
         let Some(username) = &user else {
             // Same work and the same answer as for a wrong password.
             verify_against_nothing(password, OWASP_ARGON2ID);
             return failed(&csrf);
         };
+        let home = match &home {
+            Ok(home) => *home,
+            Err(e) => return browser::error_page(e),
+        };
         let secrets = cookies
-            .new_session(username)
+            .new_session(username, home)
             .and_then(|s| Ok((s, cookies.new_device(username)?)));
         let ((session_cookie, session_hash), (device_cookie, device_hash)) = match secrets {
             Ok(v) => v,
@@ -457,7 +485,7 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
             device_hash: device.clone(),
             new_device_hash: Some(device_hash),
         };
-        match users::call(env, username, cmd).await {
+        match users::call(env, username, home, cmd).await {
             Ok(LoginOutcome::LoggedIn { .. }) => {
                 // Only failed attempts count: a success gives its slots back.
                 if let Err(e) = attempts.give_back(env).await {

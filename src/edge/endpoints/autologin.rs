@@ -120,10 +120,11 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         .await?;
         let Some(Linked {
             username,
+            home,
             user,
             sub: user_sub,
             ..
-        }) = find_linked(env, &partner, &checked.sub, None).await?
+        }) = find_linked(env, &partner, &checked.sub, None, now_ms).await?
         else {
             return Ok(not_linked(&partner));
         };
@@ -155,10 +156,11 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
             );
         }
         claim_once(env, &partner, &checked, now).await?;
-        let (cookie, session_hash) = cookies.new_session(&username)?;
+        let (cookie, session_hash) = cookies.new_session(&username, home)?;
         match users::call(
             env,
             &username,
+            home,
             AutoLogin {
                 session_hash,
                 via: LinkVia {

@@ -65,7 +65,7 @@ async fn recent_session(
     partner: &Partner,
     now: u64,
 ) -> Result<Option<Session>, ApiError> {
-    let Some((username, session_hash)) = cookies.session(req) else {
+    let Some((username, home, session_hash)) = cookies.session(req) else {
         return Ok(None);
     };
     let cmd = Whoami {
@@ -74,7 +74,7 @@ async fn recent_session(
         partner_salt: partner.subject_salt.clone(),
         now,
     };
-    match users::call(env, &username, cmd).await? {
+    match users::call(env, &username, home, cmd).await? {
         Some(SessionState {
             user,
             sub,
@@ -295,7 +295,8 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             Confirmed::CodeReplayed { username } => {
                 // As for a reused authorization code: the link it made is undone, with what
                 // came through it.
-                unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &username, now).await?;
+                let home = users::home_of(env, &username, now * 1000).await?;
+                unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &username, home, now).await?;
                 let refusal = invalid_grant(
                     "the link code was already used; the link it made is removed",
                 );
@@ -316,7 +317,9 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             account_label: Some(pending.account_label.clone()).filter(|l| !l.is_empty()),
             now,
         };
-        let recorded = match users::call(env, &pending.username, record).await {
+        // The link store does not record where the user lives (yet): the directory says.
+        let home = users::home_of(env, &pending.username, now * 1000).await?;
+        let recorded = match users::call(env, &pending.username, home, record).await {
             Ok(LinkRecorded::Recorded) => Ok(()),
             Ok(LinkRecorded::ConsentVoid) => Err(invalid_grant(
                 "the user's password changed (or the account is no longer theirs) after they agreed to the link; start again",
@@ -327,7 +330,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             // Never half stored: a link the person cannot see on their account page must not
             // log them in either. Undo what this confirmation created, then fail.
             if created {
-                if let Err(e) = unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, now).await {
+                if let Err(e) = unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, home, now).await {
                     worker::console_error!(
                         "link confirm: undo after a failed record: {}",
                         e.cause.unwrap_or(e.description)
@@ -348,7 +351,7 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             None => false,
         };
         if !still {
-            unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, now).await?;
+            unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, home, now).await?;
             return Ok(Outcome::new(
                 respond::error(&invalid_grant(
                     "the link code was used more than once; the link it made is removed",

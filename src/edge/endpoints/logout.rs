@@ -53,7 +53,7 @@ async fn hint_matches_session(
     sub: &str,
     now_ms: u64,
 ) -> bool {
-    let Some((username, session_hash)) = cookies.session(req) else {
+    let Some((username, home, session_hash)) = cookies.session(req) else {
         return true;
     };
     let Ok(Some(client)) =
@@ -74,7 +74,7 @@ async fn hint_matches_session(
         scopes: Vec::new(),
         now: now_ms / 1000,
     };
-    match users::call(env, &username, cmd).await {
+    match users::call(env, &username, home, cmd).await {
         Ok(Some(SessionState {
             sub: session_sub, ..
         })) => session_sub == sub,
@@ -158,8 +158,8 @@ pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) ->
             "This form has expired or was not sent from this browser.",
         ));
     }
-    if let Some((username, session_hash)) = cookies.session(&req) {
-        if let Err(e) = users::call(env, &username, Logout { session_hash }).await {
+    if let Some((username, home, session_hash)) = cookies.session(&req) {
+        if let Err(e) = users::call(env, &username, home, Logout { session_hash }).await {
             return browser::error_page(&e);
         }
     }

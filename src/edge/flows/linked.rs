@@ -9,6 +9,7 @@ use crate::protocol::client::ClientId;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::link::PartnerJwt;
 use crate::protocol::partner::Partner;
+use crate::protocol::region::Home;
 use crate::protocol::user::{LinkState, UserView, Username};
 use crate::store::links::{LinkedAccount, Lookup};
 use crate::store::users::{Subject, SubjectState};
@@ -17,6 +18,8 @@ use worker::Env;
 /// The platform user a partner account is linked to, as the user's object answered.
 pub struct Linked {
     pub username: Username,
+    /// Where the user lives (from the directory: a link store does not record it yet).
+    pub home: Home,
     pub user: UserView,
     /// The user's pairwise subject for the partner.
     pub sub: String,
@@ -32,6 +35,7 @@ pub async fn find_linked(
     partner: &Partner,
     partner_sub: &str,
     client_id: Option<ClientId>,
+    now_ms: u64,
 ) -> Result<Option<Linked>, ApiError> {
     let cmd = Lookup {
         partner_sub: partner_sub.to_owned(),
@@ -46,7 +50,8 @@ pub async fn find_linked(
                 renew_grant: None,
                 link: true,
             };
-            match users::call(env, &username, cmd).await {
+            let home = users::home_of(env, &username, now_ms).await?;
+            match users::call(env, &username, home, cmd).await {
                 Ok(SubjectState {
                     sub,
                     link: Some(LinkState::Paused),
@@ -63,6 +68,7 @@ pub async fn find_linked(
                     link: Some(LinkState::Active),
                 }) if sub == user_sub => Ok(Some(Linked {
                     username,
+                    home,
                     user,
                     sub,
                     consented,
@@ -90,6 +96,6 @@ pub async fn linked_user(
 ) -> Result<(Partner, Option<Linked>, String), ApiError> {
     let (partner, checked) = verify_assertion(env, assertion, kind, audiences, now_ms).await?;
     claim_once(env, &partner, &checked, now_ms / 1000).await?;
-    let linked = find_linked(env, &partner, &checked.sub, client_id).await?;
+    let linked = find_linked(env, &partner, &checked.sub, client_id, now_ms).await?;
     Ok((partner, linked, checked.sub))
 }

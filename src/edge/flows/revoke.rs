@@ -6,6 +6,7 @@ use crate::edge::flows::admission;
 use crate::edge::rt::kvcache;
 use crate::protocol::api::revoked_key;
 use crate::protocol::error::ApiError;
+use crate::protocol::region::Home;
 use crate::protocol::user::Username;
 use crate::store::grants::RevokeAll;
 use crate::store::users::ForgetGrants;
@@ -38,6 +39,7 @@ async fn revoke_batch(env: &Env, batch: &[String]) -> std::result::Result<(), Ap
 pub async fn revoke_for_user(
     env: &Env,
     username: &Username,
+    home: Home,
     grant_ids: &[String],
 ) -> std::result::Result<(), ApiError> {
     for batch in grant_ids.chunks(REVOKE_BATCH) {
@@ -45,7 +47,7 @@ pub async fn revoke_for_user(
         let forget = ForgetGrants {
             grant_ids: batch.to_vec(),
         };
-        crate::edge::calls::users::call(env, username, forget).await?;
+        crate::edge::calls::users::call(env, username, home, forget).await?;
     }
     Ok(())
 }

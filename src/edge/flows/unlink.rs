@@ -6,6 +6,7 @@ use crate::edge::calls::links;
 use crate::edge::flows::revoke;
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
+use crate::protocol::region::Home;
 use crate::protocol::user::Username;
 use crate::store::links::{ForgetGrants, Retire, Retired, Unlink};
 use worker::Env;
@@ -17,6 +18,7 @@ pub async fn unlink(
     partner: &PartnerId,
     salt: Option<&str>,
     username: &Username,
+    home: Home,
     now: u64,
 ) -> std::result::Result<bool, ApiError> {
     // Batch by batch: each revoked, then forgotten, so a failure leaves the rest for a retry.
@@ -33,7 +35,7 @@ pub async fn unlink(
             let end = crate::store::users::EndLinkSessions {
                 partner_id: partner.clone(),
             };
-            crate::edge::calls::users::call(env, username, end).await?;
+            crate::edge::calls::users::call(env, username, home, end).await?;
             first = false;
         }
         if grant_ids.is_empty() {
@@ -49,7 +51,7 @@ pub async fn unlink(
     let forget = crate::store::users::ForgetLink {
         partner_id: partner.clone(),
     };
-    crate::edge::calls::users::call(env, username, forget).await?;
+    crate::edge::calls::users::call(env, username, home, forget).await?;
     Ok(true)
 }
 
@@ -78,7 +80,9 @@ pub async fn end_partner(
             break;
         }
         for username in usernames {
-            unlink(env, partner, salt, &username, now).await?;
+            // A link store does not know where its users live (yet): the directory does.
+            let home = crate::edge::calls::users::home_of(env, &username, now * 1000).await?;
+            unlink(env, partner, salt, &username, home, now).await?;
             links::call(env, partner, salt, Retired { username }).await?;
         }
     }

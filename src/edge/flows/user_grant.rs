@@ -5,6 +5,7 @@
 use crate::edge::calls::{grants, links, users};
 use crate::edge::flows::revoke;
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::grant::home_of_grant;
 use crate::protocol::grant::{Grant, GRANT_ABSOLUTE_S};
 use crate::protocol::partner::{Partner, PartnerId};
 use crate::protocol::user::{UserView, Username};
@@ -73,7 +74,8 @@ async fn record_with_user(
         password_epoch: grant.password_epoch,
         now: grant.created_at,
     };
-    let refused = match crate::edge::calls::users::call(env, username, cmd).await {
+    let home = home_of_grant(&grant.grant_id);
+    let refused = match crate::edge::calls::users::call(env, username, home, cmd).await {
         Ok(GrantAdded::Listed) => return Ok(()),
         // Issued from a session: whichever ended it, the user signs in again.
         Ok(GrantAdded::SessionEnded | GrantAdded::PasswordChanged) if in_session => ApiError::new(
@@ -162,7 +164,9 @@ pub async fn grant_user(
             password_epoch: grant.password_epoch,
         }),
     };
-    match users::call(env, username, cmd).await {
+    // The grant lives with its user: its id names the user's region.
+    let home = home_of_grant(&grant.grant_id);
+    match users::call(env, username, home, cmd).await {
         Ok(SubjectState {
             user,
             sub,

@@ -9,6 +9,7 @@ use crate::pages;
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::ApiError;
 use crate::protocol::grant::hash_secret;
+use crate::protocol::region::{Home, Region};
 use crate::protocol::user::{Username, DEVICE_TTL_S, SESSION_TTL_S};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use subtle::ConstantTimeEq;
@@ -50,18 +51,35 @@ impl Cookies {
         })
     }
 
-    /// The session cookie `{username}.{secret}`: which user object to ask, and the hash of the
-    /// secret the session is stored under.
-    pub fn session(&self, req: &Request) -> Option<(Username, String)> {
+    /// The session cookie `{username}.{secret}.{region}` (`{username}.{secret}` for a legacy
+    /// user, and every cookie from before regions): which user object to ask, where, and the
+    /// hash of the secret the session is stored under. The region comes with the cookie so no
+    /// request of the session looks it up; a cookie that names another region than the user's
+    /// reaches an object that holds no such session, and is no session.
+    pub fn session(&self, req: &Request) -> Option<(Username, Home, String)> {
         let raw = self.read(req, "session")?;
-        let (user, secret) = raw.rsplit_once('.')?;
+        let (rest, last) = raw.rsplit_once('.')?;
+        let (user, home, secret) = if last.len() == 43 {
+            (rest, None, last)
+        } else {
+            let region = Region::parse(last).ok()?;
+            let (user, secret) = rest.rsplit_once('.')?;
+            (user, Some(region), secret)
+        };
         let user = Username::parse(user).ok()?;
-        (secret.len() == 43).then(|| (user, hash_secret(secret)))
+        (secret.len() == 43).then(|| (user, home, hash_secret(secret)))
     }
 
-    /// A new session secret: the cookie to set, and the hash to store.
-    pub fn new_session(&self, user: &Username) -> Result<(String, String), ApiError> {
-        self.new_user_secret("session", user, SESSION_TTL_S)
+    /// A new session secret for `user`, who lives in `home`: the cookie to set, and the hash to
+    /// store.
+    pub fn new_session(&self, user: &Username, home: Home) -> Result<(String, String), ApiError> {
+        let secret = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
+        let hash = hash_secret(&secret);
+        let value = match home {
+            Some(region) => format!("{user}.{secret}.{region}"),
+            None => format!("{user}.{secret}"),
+        };
+        Ok((self.set("session", &value, SESSION_TTL_S), hash))
     }
 
     /// The device cookie `{username}.{secret}` of a browser where `user` signed in before: the

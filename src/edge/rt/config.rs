@@ -197,8 +197,9 @@ pub fn usage_flush_ms(env: &Env) -> u64 {
     })
 }
 
-/// Whether the issuer is a loopback http URL: a local run, never a deployment. Test switches
-/// (fault injection, the storage-call counters) act only then.
+/// Whether the issuer is a loopback http URL: a local run, never a deployment. Test-only
+/// switches (fault injection, the storage-call counters, the placement log, the local stand-in
+/// for jurisdictions, seeding the old audit log) act only then.
 pub fn issuer_is_loopback(env: &Env) -> bool {
     var(env, "ISSUER")
         .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"))
@@ -274,9 +275,25 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
 /// object as before the archive (to seed a log for the migration to move). Honoured only while
 /// the issuer is a loopback http URL, like fault injection.
 pub fn legacy_audit_writes(env: &Env) -> bool {
-    let local = var(env, "ISSUER")
-        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
-    local && var(env, "EDGEWARD_AUDIT_LEGACY").as_deref() == Some("1")
+    issuer_is_loopback(env) && var(env, "EDGEWARD_AUDIT_LEGACY").as_deref() == Some("1")
+}
+
+/// The var `EDGEWARD_LOG_PLACEMENT` (`1`): log the placement of every object call, on a
+/// loopback issuer only.
+pub fn log_placement(env: &Env) -> bool {
+    var(env, "EDGEWARD_LOG_PLACEMENT").is_some_and(|v| v == "1") && issuer_is_loopback(env)
+}
+
+/// The var `DEFAULT_USER_REGION`: the region of a new user whose `PUT /admin/users/{username}`
+/// names none. Empty or unset (the default): a new user must name one. A value that is not a
+/// region is a 503 (a misconfiguration, never silently no region).
+pub fn default_user_region(env: &Env) -> Result<Option<crate::protocol::region::Region>, ApiError> {
+    match var(env, "DEFAULT_USER_REGION").filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => crate::protocol::region::Region::parse(v.trim())
+            .map(Some)
+            .map_err(|_| ApiError::unavailable("DEFAULT_USER_REGION is not a region")),
+    }
 }
 
 /// The audience of our access tokens: the platform API behind the gateway.

@@ -49,6 +49,22 @@ pub fn call(service: &str, target: &str, op: &str) -> InFlight {
     }
 }
 
+/// Where a call to `service` went (a placement's label: jurisdiction and location hint).
+#[inline]
+pub fn placed(service: &str, label: &str) {
+    #[cfg(feature = "io-counts")]
+    imp::COUNTS.with(|c| {
+        *c.borrow_mut()
+            .placements
+            .entry(service.to_owned())
+            .or_default()
+            .entry(label.to_owned())
+            .or_default() += 1;
+    });
+    #[cfg(not(feature = "io-counts"))]
+    let _ = (service, label);
+}
+
 /// A KV operation (`get`, `put`, `delete`, `list`) on `key`.
 #[inline]
 pub fn kv(op: &str, key: &str) -> InFlight {
@@ -103,6 +119,8 @@ pub mod imp {
     pub struct Counts {
         /// service -> target -> op -> calls
         pub calls: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+        /// service -> placement label -> calls
+        pub placements: BTreeMap<String, BTreeMap<String, u64>>,
         pub kv_reads: BTreeMap<String, u64>,
         pub kv_writes: BTreeMap<String, KeyWrites>,
         /// Sequential storage round trips on critical paths since the last reset.

@@ -3,6 +3,7 @@
 use crate::edge::rt::config::Fault;
 use crate::edge::rt::counts;
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::region::Home;
 use crate::store::{Command, Encoded};
 use futures_util::future::{select, Either};
 use serde::de::DeserializeOwned;
@@ -12,32 +13,55 @@ use worker::{Delay, Env, Method, Request, RequestInit};
 /// Longest Durable Object name sent to the runtime (bytes).
 pub const MAX_OBJECT_NAME_BYTES: usize = 512;
 
-/// Sends one encoded command, once: for commands that are not safe to run twice. Answers the
-/// object's reply as text.
-pub async fn call(
-    env: &Env,
-    binding: &str,
-    object: &str,
-    body: String,
-) -> Result<String, ApiError> {
-    send(env, binding, object, body, 1).await
+/// Where an object is reached: through its binding's namespace or the namespace of a
+/// jurisdiction, and with the location hint it is created with (honoured only at creation). The
+/// one place an object call's placement is chosen, so it can be counted here: every call passes
+/// through [`send`] with its placement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub jurisdiction: Option<&'static str>,
+    pub hint: Option<&'static str>,
 }
 
-/// Sends an encoded command that is safe to run twice, and sends it again when the exchange
-/// fails: the object may have run it and only the reply have been lost, and running it again
-/// answers the same (a redemption or refresh names its attempt, so its retry is not taken for a
-/// replay). A call that timed out is not sent again: it has used the time a caller may wait.
-pub async fn call_idempotent(
-    env: &Env,
-    binding: &str,
-    object: &str,
-    body: String,
-) -> Result<String, ApiError> {
-    send(env, binding, object, body, IDEMPOTENT_ATTEMPTS).await
+impl Placement {
+    /// The binding's own namespace, no hint: every object kind that holds nobody's data, and
+    /// legacy users (created before regions).
+    pub const GLOBAL: Placement = Placement {
+        jurisdiction: None,
+        hint: None,
+    };
+
+    /// How the counters of `scripts/scale.sh` name it: the jurisdiction and hint, or `global`.
+    pub fn label(&self) -> &'static str {
+        match (self.jurisdiction, self.hint) {
+            (Some("eu"), _) => "eu jurisdiction",
+            (_, Some("weur")) => "hint weur",
+            (_, Some("enam")) => "hint enam",
+            (_, Some("apac")) => "hint apac",
+            (_, Some(_)) => "another hint",
+            (None, None) => "global",
+            (Some(_), None) => "another jurisdiction",
+        }
+    }
+
+    /// The placement of a user's objects (their user object, their grants).
+    pub fn of(home: Home) -> Placement {
+        match home {
+            None => Placement::GLOBAL,
+            Some(region) => Placement {
+                jurisdiction: region.jurisdiction(),
+                hint: Some(region.location_hint()),
+            },
+        }
+    }
 }
 
-/// Sends one typed command as its kind's wire enum: with [`call_idempotent`] when it is safe
-/// to run twice ([`Command::IDEMPOTENT`]), else with [`call`]. The answer is the command's own
+/// Sends one typed command as its kind's wire enum. A command that is safe to run twice
+/// ([`Command::IDEMPOTENT`]) is sent again when the exchange fails (`call_idempotent`, as the
+/// documents call it): the object may have run it and only the reply have been lost, and
+/// running it again answers the same (a redemption or refresh names its attempt, so its retry
+/// is not taken for a replay). A call that timed out is not sent again: it has used the time a
+/// caller may wait. Any other command is sent once. The answer is the command's own
 /// reply or the object's refusal. Only the encoding and decoding are generic: the exchange is
 /// one function for every command, which keeps the bundle small.
 pub async fn call_command<C: Command>(
@@ -46,14 +70,27 @@ pub async fn call_command<C: Command>(
     object: &str,
     cmd: C,
 ) -> Result<C::Reply, ApiError> {
+    call_command_in(env, binding, object, Placement::GLOBAL, cmd).await
+}
+
+/// [`call_command`] to the object named `object` in `placement`. The same name in another
+/// placement is another object: the placement must be known before the first call.
+pub async fn call_command_in<C: Command>(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    placement: Placement,
+    cmd: C,
+) -> Result<C::Reply, ApiError> {
     let wire: C::Kind = cmd.into();
     let body =
         serde_json::to_string(&wire).map_err(|e| ApiError::unavailable(format!("encode: {e}")))?;
-    let reply = if C::IDEMPOTENT {
-        call_idempotent(env, binding, object, body).await?
+    let attempts = if C::IDEMPOTENT {
+        IDEMPOTENT_ATTEMPTS
     } else {
-        call(env, binding, object, body).await?
+        1
     };
+    let reply = send(env, binding, object, placement, body, attempts).await?;
     serde_json::from_str::<Result<C::Reply, ApiError>>(&reply)
         .map_err(|e| ApiError::unavailable(format!("{binding} reply: {e}")))?
 }
@@ -72,6 +109,7 @@ async fn send(
     env: &Env,
     binding: &str,
     object: &str,
+    placement: Placement,
     body: String,
     attempts: u32,
 ) -> Result<String, ApiError> {
@@ -85,10 +123,8 @@ async fn send(
         .with_cause(format!("{binding}: object name of {} bytes", object.len())));
     }
     let _in_flight = counts::call(&format!("do:{binding}"), object, command_tag(&body));
-    let stub = env
-        .durable_object(binding)
-        .and_then(|ns| ns.get_by_name(object))
-        .map_err(|e| ApiError::unavailable(format!("{binding} binding: {e}")))?;
+    counts::placed(&format!("do:{binding}"), placement.label());
+    let stub = stub(env, binding, object, placement)?;
     let mut attempt = 1;
     loop {
         match exchange(env, binding, &stub, &body).await {
@@ -102,6 +138,68 @@ async fn send(
             Err(Failure::Exchange(e) | Failure::TimedOut(e)) => return Err(e),
         }
     }
+}
+
+/// The stub of `object` in `placement`. A jurisdiction's namespace is asked of the binding's
+/// (`DurableObjectNamespace.jurisdiction`, which workers-rs does not wrap). Local workerd does
+/// not implement jurisdictions (it throws "Jurisdiction restrictions are not implemented in
+/// workerd"): on a loopback issuer only, the jurisdiction's namespace is then stood in for by a
+/// name prefix (`jurisdiction/{j}/{name}`) in the global namespace, which keeps what matters
+/// for the code: the same name in the jurisdiction is another object. Anywhere else a
+/// jurisdiction that cannot be had is a 503, never the global namespace.
+fn stub(
+    env: &Env,
+    binding: &str,
+    object: &str,
+    placement: Placement,
+) -> Result<worker::Stub, ApiError> {
+    let unavailable = |e: worker::Error| ApiError::unavailable(format!("{binding} binding: {e}"));
+    let ns = env.durable_object(binding).map_err(unavailable)?;
+    let (ns, name, emulated) = match placement.jurisdiction {
+        None => (ns, object.to_owned(), false),
+        Some(j) => match jurisdiction(&ns, j) {
+            Ok(sub) => (sub, object.to_owned(), false),
+            Err(_) if crate::edge::rt::config::issuer_is_loopback(env) => {
+                (ns, format!("jurisdiction/{j}/{object}"), true)
+            }
+            Err(e) => {
+                return Err(ApiError::unavailable(format!(
+                    "{binding}: jurisdiction {j}: {e:?}"
+                )))
+            }
+        },
+    };
+    if crate::edge::rt::config::log_placement(env) {
+        // Local only: which namespace and hint each call went to (no object name: it may hold
+        // a username).
+        worker::console_log!(
+            "{}",
+            serde_json::json!({ "placement": {
+                "binding": binding,
+                "jurisdiction": placement.jurisdiction,
+                "hint": placement.hint,
+                "emulated": emulated,
+            }})
+        );
+    }
+    match placement.hint {
+        None => ns.get_by_name(&name),
+        Some(hint) => ns.get_by_name_with_location_hint(&name, hint),
+    }
+    .map_err(unavailable)
+}
+
+/// The namespace of jurisdiction `j` within `ns`.
+fn jurisdiction(
+    ns: &worker::ObjectNamespace,
+    j: &str,
+) -> Result<worker::ObjectNamespace, wasm_bindgen::JsValue> {
+    use wasm_bindgen::{JsCast, JsValue};
+    let method: js_sys::Function =
+        js_sys::Reflect::get(ns.as_ref(), &JsValue::from_str("jurisdiction"))?.dyn_into()?;
+    method
+        .call1(ns.as_ref(), &JsValue::from_str(j))?
+        .dyn_into::<worker::ObjectNamespace>()
 }
 
 async fn exchange(

@@ -618,6 +618,8 @@ pub fn put_user(username: Username, spec: UserSpec, password: Password<'_>, now:
         created_at: old.map_or(now, |r| r.created_at),
         updated_at: now,
         password_epoch,
+        // Fixed at creation: the object a replace reaches is already the user's.
+        region: old.map_or(spec.region, |r| r.region),
     };
     let (revoke, mut changes) = match password {
         Password::Replace {
@@ -669,6 +671,7 @@ mod tests {
             created_at: 10,
             updated_at: 20,
             password_epoch: epoch,
+            region: None,
         }
     }
 
@@ -717,6 +720,7 @@ mod tests {
             name: "Lena B".into(),
             email: None,
             roles: vec![],
+            region: None,
         }
     }
 
@@ -1000,6 +1004,50 @@ mod tests {
         assert_eq!(new.created_at, old.created_at);
         assert!(!saved.created);
         assert_eq!(saved.user, UserView::from(new));
+    }
+
+    #[test]
+    fn a_user_keeps_the_region_of_their_creation_whatever_a_replace_asks() {
+        use crate::protocol::region::Region;
+        let first = put_user(
+            Username::parse("max").unwrap(),
+            UserSpec {
+                region: Some(Region::Apac),
+                ..spec()
+            },
+            Password::First {
+                hash: "$argon2id$first".into(),
+                subject_seed: "fresh".into(),
+            },
+            NOW,
+        );
+        assert_eq!(first.user.region, Some(Region::Apac));
+        let mut old = record(0);
+        old.region = Some(Region::Apac);
+        for asked in [None, Some(Region::Eu)] {
+            let again = put_user(
+                old.username.clone(),
+                UserSpec {
+                    region: asked,
+                    ..spec()
+                },
+                Password::Keep(&old),
+                NOW,
+            );
+            assert_eq!(again.user.region, Some(Region::Apac), "{asked:?}");
+        }
+        // A legacy user stays legacy: their object is in the global namespace.
+        let legacy = record(0);
+        let again = put_user(
+            legacy.username.clone(),
+            UserSpec {
+                region: Some(Region::Eu),
+                ..spec()
+            },
+            Password::Keep(&legacy),
+            NOW,
+        );
+        assert_eq!(again.user.region, None);
     }
 
     #[test]

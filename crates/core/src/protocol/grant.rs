@@ -15,6 +15,7 @@ use super::client::{ClientId, RedirectUri};
 use super::error::{ApiError, ErrorCode};
 use super::partner::PartnerId;
 use super::pkce;
+use super::region::{Home, Region};
 use super::user::Username;
 
 /// RFC 9700 §2.1.1 / OAuth 2.1: short-lived codes.
@@ -31,11 +32,48 @@ pub const KEEP_OLD_REFRESH: usize = 64;
 pub const ID_LEN: usize = 16;
 pub const SECRET_LEN: usize = 32;
 
-/// A grant id: 16 random bytes, base64url.
+/// Characters of a bare grant id (16 random bytes, base64url).
+pub const BARE_ID_CHARS: usize = 22;
+
+/// A grant id: 16 random bytes, base64url, bare (a legacy user's grant, and every grant from
+/// before regions) or prefixed with the user's region (`{region}_{bare}`,
+/// [`grant_id_in`]).
 pub fn is_grant_id(s: &str) -> bool {
-    s.len() == 22
+    is_bare_grant_id(s) || is_regional_grant_id(s)
+}
+
+/// 16 random bytes, base64url.
+pub fn is_bare_grant_id(s: &str) -> bool {
+    s.len() == BARE_ID_CHARS
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A new grant id in `home`: `{region}_{random}` for a region user, the bare random id (22
+/// characters) for a legacy user. The region in the id names the namespace the grant's object
+/// is reached through, so the token endpoint reaches it from the code or refresh token alone.
+pub fn grant_id_in(home: Home, random_id: &str) -> String {
+    match home {
+        Some(r) => format!("{}_{random_id}", r.as_str()),
+        None => random_id.to_owned(),
+    }
+}
+
+/// The home a grant id names: the region of `{region}_{random}`, `None` for an id of 22
+/// characters (legacy, and every grant from before regions). Only for ids `is_grant_id` took.
+pub fn home_of_grant(grant_id: &str) -> Home {
+    if grant_id.len() == BARE_ID_CHARS {
+        return None;
+    }
+    grant_id
+        .split_once('_')
+        .and_then(|(region, _)| Region::from_tag(region))
+}
+
+/// Whether `s` is a region-prefixed grant id: a known region, `_`, and a bare id.
+pub fn is_regional_grant_id(s: &str) -> bool {
+    s.split_once('_')
+        .is_some_and(|(region, rest)| Region::from_tag(region).is_some() && is_bare_grant_id(rest))
 }
 
 /// Splits `{grant_id}.{secret}` and hashes the secret. `None` for anything else.
@@ -359,6 +397,23 @@ impl Grant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grant_ids_carry_their_region_and_old_ids_stay_legacy() {
+        let bare = "AAAAAAAAAAAAAAAAAAAAAA";
+        for r in crate::protocol::region::REGIONS {
+            let id = grant_id_in(Some(r), bare);
+            assert!(is_grant_id(&id), "{id}");
+            assert_eq!(home_of_grant(&id), Some(r));
+        }
+        assert_eq!(grant_id_in(None, bare), bare);
+        assert_eq!(home_of_grant(bare), None);
+        // A bare id of 22 characters may itself look like a prefix: it is still legacy.
+        assert_eq!(home_of_grant("eu_AAAAAAAAAAAAAAAAAAA"), None);
+        assert!(!is_grant_id("mars_AAAAAAAAAAAAAAAAAAAAAA"));
+        assert!(!is_grant_id("eu_AAAA"));
+        assert!(!is_grant_id("eu_AAAAAAAAAAAAAAAAAAAAAA.x"));
+    }
 
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";

@@ -28,6 +28,7 @@ pub mod partner;
 pub mod password;
 pub mod pkce;
 pub mod ratelimit;
+pub mod region;
 pub mod text;
 pub mod token_request;
 pub mod tokens;

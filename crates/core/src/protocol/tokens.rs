@@ -138,6 +138,7 @@ mod tests {
             roles: vec!["pupil".into()],
             created_at: 0,
             updated_at: 0,
+            region: None,
         }
     }
 

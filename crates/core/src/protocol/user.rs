@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::region::Region;
 
 pub const MAX_USERNAME_LEN: usize = 64;
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -74,6 +75,10 @@ pub struct UserSpec {
     pub name: String,
     pub email: Option<String>,
     pub roles: Vec<String>,
+    /// The region a new user is created in (the edge fills in its default when the body names
+    /// none). Fixed at creation: a replace keeps the user's region.
+    #[serde(default)]
+    pub region: Option<Region>,
 }
 
 /// The stored user, hash included. Lives only inside the user's Durable Object.
@@ -93,6 +98,11 @@ pub struct UserRecord {
     /// reached it (grants from before such revocations existed, races with it).
     #[serde(default)]
     pub password_epoch: u32,
+    /// The user's region, fixed at creation; `None` for a user created before regions (legacy
+    /// placement). The object only records it: which object is reached is decided by the edge
+    /// (the directory, the session cookie, the grant id), before the first call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
 }
 
 /// A user as the admin API and the token claims see it: no hash.
@@ -105,6 +115,9 @@ pub struct UserView {
     pub roles: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// `null` for a user created before regions.
+    #[serde(default)]
+    pub region: Option<Region>,
 }
 
 impl From<&UserRecord> for UserView {
@@ -116,6 +129,7 @@ impl From<&UserRecord> for UserView {
             roles: r.roles.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            region: r.region,
         }
     }
 }
@@ -172,7 +186,7 @@ fn role_ok(r: &str) -> bool {
 /// Parses the body of `PUT /admin/users/{username}`. `creating`: the password is required.
 pub fn parse_user_spec(body: &[u8], creating: bool) -> Result<UserSpec, ApiError> {
     let obj = super::json::parse_object(body)?;
-    const FIELDS: &[&str] = &["password", "name", "email", "roles"];
+    const FIELDS: &[&str] = &["password", "name", "email", "roles", "region"];
     if obj.keys().any(|k| !FIELDS.contains(&k.as_str())) {
         return Err(super::json::unknown_member(None, FIELDS));
     }
@@ -242,17 +256,45 @@ pub fn parse_user_spec(body: &[u8], creating: bool) -> Result<UserSpec, ApiError
             ))
         }
     };
+    let region = match obj.get("region") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(Region::parse(r)?),
+        Some(_) => return Err(Region::invalid()),
+    };
     Ok(UserSpec {
         password,
         name,
         email,
         roles,
+        region,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_spec_takes_a_region_strictly() {
+        let spec = |body: &str| parse_user_spec(body.as_bytes(), true);
+        let ok = spec(r#"{"password":"long enough pw","name":"A","region":"apac"}"#).unwrap();
+        assert_eq!(ok.region, Some(Region::Apac));
+        let none = spec(r#"{"password":"long enough pw","name":"A","region":null}"#).unwrap();
+        assert_eq!(none.region, None);
+        for bad in [r#""mars""#, r#""EU""#, "5", "[]", r#""""#] {
+            let body = format!(r#"{{"password":"long enough pw","name":"A","region":{bad}}}"#);
+            let e = spec(&body).unwrap_err();
+            assert_eq!(
+                e.code,
+                crate::protocol::error::ErrorCode::InvalidRequest,
+                "{bad}"
+            );
+            assert_eq!(
+                e.description, "region: must be one of eu, uk, us, apac",
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_new_password_pauses_every_link_until_it_is_recorded_again() {
@@ -396,6 +438,7 @@ mod tests {
             created_at: 1,
             updated_at: 2,
             password_epoch: 1,
+            region: None,
         };
         let json = serde_json::to_string(&UserView::from(&rec)).unwrap();
         assert!(!json.contains("argon2"));

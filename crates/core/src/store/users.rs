@@ -1,4 +1,5 @@
-//! The user Durable Object's command protocol. One object per user (named `user:{username}`):
+//! The user Durable Object's command protocol. One object per user (named `user:{username}`,
+//! in the namespace of the user's region: `protocol::region`):
 //! a user's record, sessions, devices, consents, grants and links change atomically in one
 //! place, and no object is hot.
 

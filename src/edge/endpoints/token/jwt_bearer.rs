@@ -46,6 +46,7 @@ pub(super) async fn issue(
     }
     let linked::Linked {
         username,
+        home,
         user,
         sub,
         consented,
@@ -56,7 +57,9 @@ pub(super) async fn issue(
     // user consented to it for this client.
     let scopes = linked_scopes(requested, scope.is_some(), &consented)?;
     // A grant of its own, so userinfo, introspection and revocation work as for any token.
-    let grant_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
+    // The grant lives with its user: its id names the user's region.
+    let random_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
+    let grant_id = crate::protocol::grant::grant_id_in(home, &random_id);
     let g = Grant {
         grant_id: grant_id.clone(),
         client_id: client.client_id.clone(),
