@@ -43,10 +43,15 @@ fn request_id(req: &Request) -> String {
 
 /// A batch from one of the Worker's queues, handed to that queue's consumer. A batch from a
 /// queue nobody consumes here is retried (so it reaches a dead-letter queue, never the floor).
-pub async fn consume(batch: worker::MessageBatch<String>, _env: Env) {
+pub async fn consume(batch: worker::MessageBatch<String>, env: Env) {
     let queue = batch.queue();
-    worker::console_error!("queue {queue}: no consumer here; retrying the batch");
-    batch.retry_all();
+    match queue.as_str() {
+        "edgeward-usage" | "edgeward-usage-dlq" => consumers::usage::consume(batch, env).await,
+        _ => {
+            worker::console_error!("queue {queue}: no consumer here; retrying the batch");
+            batch.retry_all();
+        }
+    }
 }
 
 const HSTS: &str = "strict-transport-security";
@@ -174,6 +179,7 @@ async fn dispatch(
         | Route::AdminUserLinks { .. }
         | Route::AdminUserLink { .. }
         | Route::AdminAudit
-        | Route::AdminUsage => admin::handle(req, env, route, method, now).await,
+        | Route::AdminUsage
+        | Route::AdminUsageMigrate => admin::handle(req, env, route, method, now).await,
     }
 }

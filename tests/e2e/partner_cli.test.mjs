@@ -318,7 +318,7 @@ test('partner_cli_user_add_never_replaces_an_existing_user_and_user_update_keeps
 test('partner_cli_every_command_answers_help_without_a_token_or_server', async () => {
   const env = { ADMIN_TOKEN: '', EDGEWARD_URL: 'http://127.0.0.1:9' };
   const commands = [
-    ['add'], ['update'], ['list'], ['show'], ['suspend'], ['activate'], ['remove'], ['limits'], ['usage'],
+    ['add'], ['update'], ['list'], ['show'], ['suspend'], ['activate'], ['remove'], ['limits'], ['usage'], ['usage-migrate'],
     ['testkey'], ['link-request'], ['login-assertion'],
     ['client'], ['client', 'add'], ['client', 'list'], ['client', 'show'], ['client', 'remove'],
     ['user'], ['user', 'add'], ['user', 'update'], ['user', 'show'], ['user', 'remove'],

@@ -48,6 +48,8 @@ pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_USERS: &str = "/admin/users";
 pub const ADMIN_AUDIT: &str = "/admin/audit";
 pub const ADMIN_USAGE: &str = "/admin/usage";
+/// Moves one page of the old usage object's rows into D1.
+pub const ADMIN_USAGE_MIGRATE: &str = "/admin/usage/migrate";
 
 pub const AUTHORIZE: &str = "/oauth2/authorize";
 pub const TOKEN: &str = "/oauth2/token";
@@ -145,6 +147,7 @@ pub enum Route<'a> {
     },
     AdminAudit,
     AdminUsage,
+    AdminUsageMigrate,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -186,6 +189,7 @@ impl Route<'_> {
             Route::AdminUserLink { .. } => "/admin/users/{username}/links/{partner_id}",
             Route::AdminAudit => ADMIN_AUDIT,
             Route::AdminUsage => ADMIN_USAGE,
+            Route::AdminUsageMigrate => ADMIN_USAGE_MIGRATE,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -220,6 +224,7 @@ impl Route<'_> {
             Route::AdminUserLinks { .. } => &[Method::Get],
             Route::AdminUserLink { .. } => &[Method::Delete],
             Route::AdminAudit | Route::AdminUsage => &[Method::Get],
+            Route::AdminUsageMigrate => &[Method::Post],
         }
     }
 
@@ -302,6 +307,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == ADMIN_USAGE {
         return Some(Route::AdminUsage);
+    }
+    if path == ADMIN_USAGE_MIGRATE {
+        return Some(Route::AdminUsageMigrate);
     }
     if let Some(rest) = under(path, ADMIN_PARTNERS) {
         return match rest.split_once('/') {

@@ -226,9 +226,7 @@ fn fire_counted(spec: &str, limit: u32) -> bool {
 /// loopback http URL, so it can never act in a deployment.
 pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> {
     let list = var(env, "EDGEWARD_INJECT_FAULTS").filter(|l| !l.is_empty())?;
-    let local = var(env, "ISSUER")
-        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"));
-    if !local {
+    if !issuer_is_loopback(env) {
         return None;
     }
     list.split(',').find_map(|f| {
@@ -250,6 +248,21 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
         }
     })
 }
+
+/// Whether the issuer is a loopback http URL: local tests and development, never a deployment.
+fn issuer_is_loopback(env: &Env) -> bool {
+    var(env, "ISSUER")
+        .is_some_and(|i| i.starts_with("http://127.0.0.1:") || i.starts_with("http://localhost:"))
+}
+
+/// For the test of the usage migration only: `EDGEWARD_USAGE_TO_LEGACY_OBJECT=1` makes isolates
+/// hand their counts to the old `UsageLog` object as before D1, to seed it. Honoured only while
+/// the issuer is a loopback http URL, so it can never act in a deployment.
+pub fn usage_to_legacy_object(env: &Env) -> bool {
+    var(env, "EDGEWARD_USAGE_TO_LEGACY_OBJECT").is_some_and(|v| v == "1") && issuer_is_loopback(env)
+}
+
+pub const USAGE_QUEUE: &str = "USAGE_QUEUE";
 
 /// The audience of our access tokens: the platform API behind the gateway.
 pub fn api_audience(issuer: &Issuer) -> String {

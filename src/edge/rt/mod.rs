@@ -1,4 +1,4 @@
-//! Runtime helpers over `worker`: object calls and the serve path, queue sends, KV and its isolate cache,
+//! Runtime helpers over `worker`: object calls and the serve path, queue sends, D1, KV and its isolate cache,
 //! config, the clock, randomness, bodies, responses, cookies and pages, our signing keys, and
 //! the revocation markers in KV.
 
@@ -6,6 +6,7 @@ pub mod body;
 pub mod browser;
 pub mod clock;
 pub mod config;
+pub mod d1;
 pub mod keys;
 pub mod kvcache;
 pub mod objects;
