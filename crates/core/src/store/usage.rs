@@ -605,12 +605,18 @@ mod tests {
     #[test]
     fn messages_group_up_to_the_row_bound() {
         assert_eq!(groups(&[]), Vec::<std::ops::Range<usize>>::new());
-        assert_eq!(groups(&[10, 20, 30]), [0..3]);
+        assert_eq!(
+            groups(&[10, 20, 30]),
+            vec![std::ops::Range { start: 0, end: 3 }]
+        );
         assert_eq!(
             groups(&[MAX_GROUP_ROWS, 1, MAX_GROUP_ROWS - 1, 5]),
             [0..1, 1..3, 3..4]
         );
-        assert_eq!(groups(&[MAX_GROUP_ROWS + 5]), [0..1]);
+        assert_eq!(
+            groups(&[MAX_GROUP_ROWS + 5]),
+            vec![std::ops::Range { start: 0, end: 1 }]
+        );
     }
 
     #[test]
