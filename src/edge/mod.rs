@@ -47,6 +47,7 @@ pub async fn consume(batch: worker::MessageBatch<String>, env: Env) {
     let queue = batch.queue();
     match queue.as_str() {
         "edgeward-audit" | "edgeward-audit-dlq" => consumers::audit::consume(batch, env).await,
+        "edgeward-usage" | "edgeward-usage-dlq" => consumers::usage::consume(batch, env).await,
         _ => {
             worker::console_error!("queue {queue}: no consumer here; retrying the batch");
             batch.retry_all();
@@ -186,6 +187,7 @@ async fn dispatch(
         | Route::AdminUserLink { .. }
         | Route::AdminAudit
         | Route::AdminAuditMigrate
-        | Route::AdminUsage => admin::handle(req, env, route, method, now).await,
+        | Route::AdminUsage
+        | Route::AdminUsageMigrate => admin::handle(req, env, route, method, now).await,
     }
 }

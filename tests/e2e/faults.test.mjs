@@ -147,7 +147,7 @@ test('fault_rate_limiter_down_fails_closed_at_the_gateway', async () => {
 });
 
 test('fault_audit_and_usage_down_never_fail_a_request', async () => {
-  await withWorker('AUDIT:*,AUDIT_BUFFER:*,AUDIT_QUEUE:*,AUDIT_ARCHIVE:*,USAGE:*', async (w) => {
+  await withWorker('AUDIT:*,AUDIT_BUFFER:*,AUDIT_QUEUE:*,AUDIT_ARCHIVE:*,USAGE:*,USAGE_QUEUE:send,DB:*', async (w) => {
     await addPartner(w, 'acme', [ORIGIN]);
     const denied = await w.fetch('/api/v1/x', { headers: { origin: 'https://evil.example' } });
     assert.equal(denied.status, 403, 'the audited refusal is still answered');

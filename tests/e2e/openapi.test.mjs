@@ -351,6 +351,7 @@ function exampleCalls() {
     'GET /admin/audit': '/admin/audit',
     'POST /admin/audit/migrate': '/admin/audit/migrate',
     'GET /admin/usage': '/admin/usage',
+    'POST /admin/usage/migrate': '/admin/usage/migrate',
   };
   for (const [op, p] of Object.entries(adminCalls)) {
     add(op, 401, p, { auth: null, why: 'no admin token' });
@@ -526,6 +527,15 @@ function exampleCalls() {
   add('GET /admin/usage', 400, '/admin/usage?since=yesterday');
   add('GET /admin/usage', 400, '/admin/usage?until=1.5');
   add('GET /admin/usage', 400, '/admin/usage?partner=a&partner=b', { why: 'a repeated parameter' });
+
+  add('POST /admin/usage/migrate', 200, '/admin/usage/migrate', { json: {}, why: 'nothing in the old object: done' });
+  add('POST /admin/usage/migrate', 200, '/admin/usage/migrate', {
+    json: { after: { hour: 3600, partner_id: 'acme', client_id: '-' }, limit: 500 }, why: 'from a cursor',
+  });
+  add('POST /admin/usage/migrate', 400, '/admin/usage/migrate', { json: { limit: 0 } });
+  add('POST /admin/usage/migrate', 400, '/admin/usage/migrate', { json: { after: 'x' }, why: 'a cursor that is not a row key' });
+  add('POST /admin/usage/migrate', 413, '/admin/usage/migrate', { json: tooBig });
+  add('POST /admin/usage/migrate', 415, '/admin/usage/migrate', asText);
   return calls;
 }
 
@@ -542,7 +552,8 @@ function rows(res, key) {
 async function run(call) {
   if (!call.until) return runOnce(call);
   let res;
-  const end = Date.now() + 20_000; // audit events reach the archive 1-3 s after their request
+  // A deadline, not a count: usage rows arrive through the queue (1-second batches).
+  const end = Date.now() + 30_000;
   do {
     res = await runOnce(call);
     if (call.until(res)) break;

@@ -1,5 +1,6 @@
 // Usage counters per partner, client and hour, through GET /admin/usage and `scripts/partner
-// usage`. Isolates hand their counts over after every request here (USAGE_FLUSH_SECONDS=0).
+// usage`. Isolates send their counts to the usage queue after every request here
+// (USAGE_FLUSH_SECONDS=0); its consumer adds them up in D1.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -40,10 +41,12 @@ const token = (c) => serviceToken(w, c);
 
 const api = (tok, p = '/api/v1/x') => w.fetch(p, { headers: { authorization: `Bearer ${tok}` } });
 
-/** Polls the usage rows until `done(rows)` holds (the handover runs after the response). */
+/** Polls the usage rows until `done(rows)` holds, within 30 s (the counts go through the usage
+ * queue, in 1-second batches, into D1 after the response). */
 async function usageUntil(query, done) {
   let body;
-  for (let i = 0; i < 50; i++) {
+  const end = Date.now() + 30_000;
+  while (Date.now() < end) {
     const res = await w.admin(`/usage?${query}`);
     assert.equal(res.status, 200);
     body = await res.json();

@@ -49,6 +49,8 @@ pub const ADMIN_USERS: &str = "/admin/users";
 pub const ADMIN_AUDIT: &str = "/admin/audit";
 pub const ADMIN_AUDIT_MIGRATE: &str = "/admin/audit/migrate";
 pub const ADMIN_USAGE: &str = "/admin/usage";
+/// Moves one page of the old usage object's rows into D1.
+pub const ADMIN_USAGE_MIGRATE: &str = "/admin/usage/migrate";
 
 pub const AUTHORIZE: &str = "/oauth2/authorize";
 pub const TOKEN: &str = "/oauth2/token";
@@ -148,6 +150,7 @@ pub enum Route<'a> {
     /// Moves the old single audit object's events into the archive, a block per call.
     AdminAuditMigrate,
     AdminUsage,
+    AdminUsageMigrate,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -190,6 +193,7 @@ impl Route<'_> {
             Route::AdminAudit => ADMIN_AUDIT,
             Route::AdminAuditMigrate => ADMIN_AUDIT_MIGRATE,
             Route::AdminUsage => ADMIN_USAGE,
+            Route::AdminUsageMigrate => ADMIN_USAGE_MIGRATE,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -225,6 +229,7 @@ impl Route<'_> {
             Route::AdminUserLink { .. } => &[Method::Delete],
             Route::AdminAudit | Route::AdminUsage => &[Method::Get],
             Route::AdminAuditMigrate => &[Method::Post],
+            Route::AdminUsageMigrate => &[Method::Post],
         }
     }
 
@@ -310,6 +315,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == ADMIN_USAGE {
         return Some(Route::AdminUsage);
+    }
+    if path == ADMIN_USAGE_MIGRATE {
+        return Some(Route::AdminUsageMigrate);
     }
     if let Some(rest) = under(path, ADMIN_PARTNERS) {
         return match rest.split_once('/') {

@@ -3,3 +3,4 @@
 //! stored: messages carry an id, delivery is at least once) and retries the rest.
 
 pub mod audit;
+pub mod usage;

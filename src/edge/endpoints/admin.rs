@@ -1,7 +1,7 @@
 //! The admin API: operators manage partners, their OAuth clients, and platform users.
 //! Every call is authorized first; nothing else is looked at before that.
 
-use crate::edge::calls::{registry, users};
+use crate::edge::calls::{registry, usage, users};
 use crate::edge::flows::{revoke, unlink};
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, random, respond};
@@ -16,6 +16,7 @@ use crate::routes::{Method, Route};
 use crate::store::registry::{
     CreateClient, Delete, DeleteClient, Get, GetClient, List, ListClients, Put, RemovalDone, Saved,
 };
+use crate::store::usage::parse_migrate_request;
 use crate::store::users as user_store;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request, Result};
@@ -43,19 +44,35 @@ pub async fn handle(
                 .and_then(|u| u.query().map(str::to_owned))
                 .unwrap_or_default();
             return match route {
-                Route::AdminUsage => crate::edge::calls::usage::query(env, &query, now).await,
+                Route::AdminUsage => usage::query(env, &query, now).await,
                 Route::AdminAuditMigrate => {
                     crate::edge::calls::audit::migrate(env, &query, now).await
                 }
                 _ => crate::edge::calls::audit::query(env, &query, now).await,
             };
         }
+        Route::AdminUsageMigrate => migrate_usage(req, env, now_ms).await,
         Route::AdminUser { username } => user(req, env, username, method, now).await,
         Route::AdminUserLinks { username } => user_links(env, username, now).await,
         Route::AdminUserLink { username, partner } => unlink(env, username, partner, now).await,
         _ => registry_route(req, env, route, method, now).await,
     };
     result.unwrap_or_else(Outcome::error)
+}
+
+/// `POST /admin/usage/migrate`: moves one page of the old usage object's rows into D1; the
+/// answer says how many moved, how many an earlier run had moved, and where the next page
+/// starts (`done`: none left). Running it again from any point adds nothing twice.
+async fn migrate_usage(req: Request, env: &Env, now_ms: u64) -> Result<Outcome, ApiError> {
+    let (after, limit) = parse_migrate_request(&read_body(req).await?)?;
+    let page = usage::migrate_page(env, after, limit, now_ms).await?;
+    let body = serde_json::json!({
+        "moved": page.moved,
+        "already_moved": page.already,
+        "next": page.next,
+        "done": page.done,
+    });
+    Ok(Outcome::new(respond::json(200, &body, &[]), "ok"))
 }
 
 async fn read_body(mut req: Request) -> Result<Vec<u8>, ApiError> {

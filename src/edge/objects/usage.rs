@@ -1,10 +1,11 @@
-//! The `UsageLog` Durable Object: usage counts per partner, client and hour in SQLite, added
-//! from the isolates' batches and kept for `RETENTION_S`.
+//! The `UsageLog` Durable Object: the old home of the usage counts (per partner, client and hour
+//! in SQLite), before D1. Kept so deployments can move its rows into D1 (`Export`, read by
+//! `POST /admin/usage/migrate`); `Add` and `Query` remain for that move's tests.
 
 use crate::edge::rt::objects;
 use crate::protocol::error::ApiError;
 use crate::protocol::usage::{Counts, UsageRow, RETENTION_S};
-use crate::store::usage::{Add, Query, UsageCommand, UsageHandler, SCHEMA};
+use crate::store::usage::{Add, Export, Query, UsageCommand, UsageHandler, SCHEMA};
 use serde::Deserialize;
 use std::cell::Cell;
 use worker::{
@@ -126,17 +127,44 @@ impl UsageHandler for UsageLog {
             )
             .and_then(|c| c.to_array())
             .map_err(err)?;
-        let rows = found
-            .into_iter()
-            .map(|r| {
-                Ok(UsageRow {
-                    hour: r.hour as u64,
-                    partner_id: r.partner,
-                    client_id: r.client,
-                    counts: serde_json::from_str(&r.counts).map_err(corrupt)?,
-                })
-            })
-            .collect::<std::result::Result<Vec<_>, ApiError>>()?;
-        Ok(rows)
+        found.into_iter().map(into_row).collect()
     }
+
+    async fn export(
+        &self,
+        Export { after, limit }: Export,
+    ) -> std::result::Result<Vec<UsageRow>, ApiError> {
+        let sql = self.sql()?;
+        let (hour, partner, client) = match after {
+            Some(k) => (Some(k.hour), Some(k.partner_id), Some(k.client_id)),
+            None => (None, None, None),
+        };
+        let found: Vec<Row> = sql
+            .exec(
+                "SELECT hour, partner, client, counts FROM usage WHERE ? IS NULL \
+                 OR hour > ? OR (hour = ? AND (partner > ? OR (partner = ? AND client > ?))) \
+                 ORDER BY hour, partner, client LIMIT ?",
+                vec![
+                    hour.map_or(SqlStorageValue::Null, objects::sql_int),
+                    hour.map_or(SqlStorageValue::Null, objects::sql_int),
+                    hour.map_or(SqlStorageValue::Null, objects::sql_int),
+                    text(partner.clone()),
+                    text(partner),
+                    text(client),
+                    objects::sql_int(limit as u64),
+                ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        found.into_iter().map(into_row).collect()
+    }
+}
+
+fn into_row(r: Row) -> std::result::Result<UsageRow, ApiError> {
+    Ok(UsageRow {
+        hour: r.hour as u64,
+        partner_id: r.partner,
+        client_id: r.client,
+        counts: serde_json::from_str(&r.counts).map_err(corrupt)?,
+    })
 }

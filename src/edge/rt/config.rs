@@ -296,6 +296,15 @@ pub fn default_user_region(env: &Env) -> Result<Option<crate::protocol::region::
     }
 }
 
+/// For the test of the usage migration only: `EDGEWARD_USAGE_TO_LEGACY_OBJECT=1` makes isolates
+/// hand their counts to the old `UsageLog` object as before D1, to seed it. Honoured only while
+/// the issuer is a loopback http URL, so it can never act in a deployment.
+pub fn usage_to_legacy_object(env: &Env) -> bool {
+    var(env, "EDGEWARD_USAGE_TO_LEGACY_OBJECT").is_some_and(|v| v == "1") && issuer_is_loopback(env)
+}
+
+pub const USAGE_QUEUE: &str = "USAGE_QUEUE";
+
 /// The audience of our access tokens: the platform API behind the gateway.
 pub fn api_audience(issuer: &Issuer) -> String {
     issuer.url("/api")

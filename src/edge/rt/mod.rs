@@ -1,4 +1,4 @@
-//! Runtime helpers over `worker`: object calls and the serve path, queue sends, R2, KV and its isolate cache,
+//! Runtime helpers over `worker`: object calls and the serve path, queue sends, R2, D1, KV and its isolate cache,
 //! config, the clock, randomness, bodies, responses, cookies and pages, our signing keys, and
 //! the revocation markers in KV.
 
@@ -7,6 +7,7 @@ pub mod browser;
 pub mod clock;
 pub mod config;
 pub mod counts;
+pub mod d1;
 pub mod keys;
 pub mod kvcache;
 pub mod objects;

@@ -12,9 +12,11 @@ use worker::Env;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends `body` (JSON text) to the queue bound as `binding`. Fault injection:
-/// `EDGEWARD_INJECT_FAULTS=BINDING:send` (see `config::injected_fault`).
+/// `EDGEWARD_INJECT_FAULTS=BINDING:send[:failN|lost|lost_once]` (see `config::injected_fault`;
+/// `lost`: the message is sent, the answer is lost).
 pub async fn send(env: &Env, binding: &str, body: String) -> Result<(), ApiError> {
-    if config::injected_fault(env, binding, "send") == Some(Fault::Fail) {
+    let fault = config::injected_fault(env, binding, "send");
+    if fault == Some(Fault::Fail) {
         return Err(ApiError::unavailable(format!("{binding}: injected fault")));
     }
     let _in_flight = crate::edge::rt::counts::call(&format!("queue:{binding}"), binding, "send");
@@ -22,6 +24,9 @@ pub async fn send(env: &Env, binding: &str, body: String) -> Result<(), ApiError
         .queue(binding)
         .map_err(|e| ApiError::unavailable(format!("queue binding {binding}: {e}")))?;
     match within(SEND_TIMEOUT, queue.send(body)).await {
+        Some(Ok(())) if fault == Some(Fault::Lost) => Err(ApiError::unavailable(format!(
+            "{binding}: injected lost reply"
+        ))),
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(ApiError::unavailable(format!("{binding} send: {e}"))),
         None => Err(ApiError::unavailable(format!(

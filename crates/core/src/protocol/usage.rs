@@ -1,9 +1,10 @@
 //! Usage counters per partner and client per hour: requests, refusals at the edge, 4xx, 5xx and
-//! a latency histogram (for the p50). Isolates add up their requests in a small buffer and hand
-//! it to the usage object every few seconds; histograms merge exactly, so the p50 of an hour is
-//! the p50 of all its requests, to the resolution of the buckets. Time is passed in.
+//! a latency histogram (for the p50). Isolates add up their requests in a small buffer and send
+//! it to the usage queue every few seconds ([`Outbox`]); histograms merge exactly, so the p50 of
+//! an hour is the p50 of all its requests, to the resolution of the buckets. Time and
+//! randomness are passed in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,13 +15,21 @@ pub const LATENCY_BOUNDS_MS: [u64; 23] = [
     1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1_000, 1_500, 2_000,
     3_000, 5_000, 10_000,
 ];
-const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 /// How long usage rows are kept.
 pub const RETENTION_S: u64 = 90 * 86_400;
 /// Most rows one query returns.
 pub const QUERY_LIMIT: usize = 1_000;
-/// Most rows an isolate buffers before it hands them over, whatever the interval.
+/// Most rows an isolate buffers before it hands them over, whatever the interval; also the most
+/// rows one queue message carries (a row is at most ~400 bytes of JSON: a message stays well
+/// under the queue's 128 KB).
 pub const BUFFER_ROWS: usize = 256;
+/// Most rows the buffer holds while sends fail: a request of a new (hour, partner, client) past
+/// this is not counted (and the loss is logged), so memory stays bounded.
+pub const MAX_BUFFER_ROWS: usize = 4 * BUFFER_ROWS;
+/// Most messages an isolate keeps for a second try after their send failed.
+pub const MAX_PENDING: usize = 4;
+/// Number of latency buckets (the bounds and one above them).
+pub const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 
 /// The counts of one partner, client and hour.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +134,8 @@ impl UsageRow {
 pub struct Buffer {
     rows: BTreeMap<(u64, String, String), Counts>,
     oldest_ms: Option<u64>,
+    /// Requests not counted because the buffer was full (see [`MAX_BUFFER_ROWS`]).
+    uncounted: u64,
 }
 
 impl Buffer {
@@ -142,6 +153,10 @@ impl Buffer {
             partner.to_owned(),
             client.to_owned(),
         );
+        if self.rows.len() >= MAX_BUFFER_ROWS && !self.rows.contains_key(&key) {
+            self.uncounted += 1;
+            return;
+        }
         self.rows
             .entry(key)
             .or_default()
@@ -159,8 +174,20 @@ impl Buffer {
 
     /// Empties the buffer into rows.
     pub fn take(&mut self) -> Vec<UsageRow> {
-        self.oldest_ms = None;
-        std::mem::take(&mut self.rows)
+        self.take_up_to(usize::MAX)
+    }
+
+    /// Takes at most `limit` rows, the oldest hours first; what is left stays due.
+    pub fn take_up_to(&mut self, limit: usize) -> Vec<UsageRow> {
+        let rest = match self.rows.keys().nth(limit).cloned() {
+            Some(key) => self.rows.split_off(&key),
+            None => BTreeMap::new(),
+        };
+        let taken = std::mem::replace(&mut self.rows, rest);
+        if self.rows.is_empty() {
+            self.oldest_ms = None;
+        }
+        taken
             .into_iter()
             .map(|((hour, partner_id, client_id), counts)| UsageRow {
                 hour,
@@ -169,6 +196,102 @@ impl Buffer {
                 counts,
             })
             .collect()
+    }
+
+    /// How many requests went uncounted since the last call (the buffer was full), and resets it.
+    pub fn take_uncounted(&mut self) -> u64 {
+        std::mem::take(&mut self.uncounted)
+    }
+}
+
+/// One queue message of usage counts: a batch id (the consumer applies each id once, so a
+/// message delivered twice, or sent again after a send whose answer was lost, counts once) and
+/// its rows. On the wire: `{"batch":"<32 hex digits>","rows":[UsageRow, ...]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageBatch {
+    pub batch: String,
+    pub rows: Vec<UsageRow>,
+}
+
+impl UsageBatch {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The message, if it is one: a batch id of 1-200 characters and at most `MAX_BUFFER_ROWS`
+    /// rows.
+    pub fn decode(text: &str) -> Option<UsageBatch> {
+        let batch: UsageBatch = serde_json::from_str(text).ok()?;
+        let ok = (1..=200).contains(&batch.batch.len()) && batch.rows.len() <= MAX_BUFFER_ROWS;
+        ok.then_some(batch)
+    }
+}
+
+/// A batch id: 128 random bits as 32 lowercase hex digits.
+pub fn batch_id(random: [u8; 16]) -> String {
+    random.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An isolate's usage on its way to the queue: the buffer, and the messages whose send failed,
+/// kept with their batch id and sent again as they were (so a send that did arrive although it
+/// reported a failure is deduplicated by the consumer, never counted twice).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub buffer: Buffer,
+    pending: VecDeque<UsageBatch>,
+    /// When a failed message may be sent again (not before the next interval).
+    retry_at_ms: u64,
+    /// Requests of messages given up because `MAX_PENDING` messages were already waiting.
+    given_up: u64,
+}
+
+impl Outbox {
+    /// The messages to send now, in order: those kept from failed sends (once their wait is
+    /// over), then the buffer if it is due (one message of at most `BUFFER_ROWS` rows, named by
+    /// `new_id`). Normally one message per interval.
+    pub fn due(
+        &mut self,
+        now_ms: u64,
+        interval_ms: u64,
+        new_id: impl FnOnce() -> String,
+    ) -> Vec<UsageBatch> {
+        if !self.pending.is_empty() && now_ms < self.retry_at_ms {
+            return Vec::new(); // the queue failed a moment ago: the buffer waits too (bounded)
+        }
+        let mut out: Vec<UsageBatch> = self.pending.drain(..).collect();
+        if self.buffer.due(now_ms, interval_ms) {
+            let rows = self.buffer.take_up_to(BUFFER_ROWS);
+            if !rows.is_empty() {
+                out.push(UsageBatch {
+                    batch: new_id(),
+                    rows,
+                });
+            }
+        }
+        out
+    }
+
+    /// Messages whose send failed (the first failed one and all after it): kept for the next
+    /// interval, at most `MAX_PENDING`; beyond that the newest are given up (and counted).
+    pub fn failed(&mut self, now_ms: u64, interval_ms: u64, unsent: Vec<UsageBatch>) {
+        self.retry_at_ms = now_ms.saturating_add(interval_ms.max(1_000));
+        for message in unsent {
+            if self.pending.len() < MAX_PENDING {
+                self.pending.push_back(message);
+            } else {
+                self.given_up += message.rows.iter().map(|r| r.counts.requests).sum::<u64>();
+            }
+        }
+    }
+
+    /// Requests lost since the last call (buffer full, or too many failed messages), and resets.
+    pub fn take_lost(&mut self) -> u64 {
+        self.buffer.take_uncounted() + std::mem::take(&mut self.given_up)
+    }
+
+    /// Messages waiting for a second try.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 }
 
@@ -234,5 +357,114 @@ mod tests {
             rows[0].view()["hour_utc"],
             format!("{}T{:02}:00Z", ymd(t / 1000), (t / 1000 % 86_400) / 3_600)
         );
+    }
+
+    fn row(hour: u64, client: &str, requests: u64) -> UsageRow {
+        UsageRow {
+            hour,
+            partner_id: "acme".into(),
+            client_id: client.into(),
+            counts: Counts {
+                requests,
+                ..Counts::default()
+            },
+        }
+    }
+
+    #[test]
+    fn usage_message_round_trips_and_refuses_what_is_not_one() {
+        let m = UsageBatch {
+            batch: batch_id([0xab; 16]),
+            rows: vec![row(3_600, "c1", 2)],
+        };
+        assert_eq!(m.batch, "ab".repeat(16));
+        let text = m.encode();
+        assert!(text.starts_with(r#"{"batch":"abababab"#), "{text}");
+        assert_eq!(UsageBatch::decode(&text), Some(m));
+        assert_eq!(UsageBatch::decode("{}"), None);
+        assert_eq!(UsageBatch::decode(r#"{"batch":"","rows":[]}"#), None);
+        assert_eq!(UsageBatch::decode("not json"), None);
+        let many = UsageBatch {
+            batch: "x".into(),
+            rows: (0..=MAX_BUFFER_ROWS as u64)
+                .map(|i| row(i * 3_600, "c", 1))
+                .collect(),
+        };
+        assert_eq!(UsageBatch::decode(&many.encode()), None, "too many rows");
+    }
+
+    #[test]
+    fn a_full_message_stays_under_the_queue_limit() {
+        let mut b = Buffer::default();
+        let partner = "p".repeat(crate::protocol::partner::MAX_PARTNER_ID_LEN);
+        for i in 0..BUFFER_ROWS {
+            let client = format!("{i:0>64}");
+            b.record(1_795_381_189_000, &partner, &client, 200, false, 60_000);
+            b.record(1_795_381_189_000, &partner, &client, 200, false, 1);
+        }
+        let m = UsageBatch {
+            batch: batch_id([0xff; 16]),
+            rows: b.take_up_to(BUFFER_ROWS),
+        };
+        assert_eq!(m.rows.len(), BUFFER_ROWS);
+        assert!(m.encode().len() < 128_000, "{} bytes", m.encode().len());
+    }
+
+    #[test]
+    fn a_failed_send_is_sent_again_with_its_batch_id_and_nothing_is_lost() {
+        let t = 1_795_381_189_000;
+        let mut o = Outbox::default();
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("id{n}")
+        };
+        o.buffer.record(t, "acme", "c1", 200, false, 5);
+        let first = o.due(t, 0, &mut id);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].batch, "id1");
+        o.failed(t, 0, first);
+        assert_eq!(o.pending(), 1);
+        o.buffer.record(t + 10, "acme", "c1", 200, false, 5);
+        assert!(o.due(t + 10, 0, &mut id).is_empty(), "not before the wait");
+        let again = o.due(t + 1_000, 0, &mut id);
+        assert_eq!(
+            again.iter().map(|m| m.batch.as_str()).collect::<Vec<_>>(),
+            ["id1", "id2"],
+            "the kept message as it was, then the buffer"
+        );
+        assert_eq!(again[0].rows[0].counts.requests, 1);
+        assert_eq!(again[1].rows[0].counts.requests, 1);
+        assert_eq!(o.take_lost(), 0);
+    }
+
+    #[test]
+    fn failed_messages_and_the_buffer_are_bounded_and_the_loss_is_counted() {
+        let t = 1_795_381_189_000;
+        let mut o = Outbox::default();
+        let failed: Vec<_> = (0..MAX_PENDING + 2)
+            .map(|i| UsageBatch {
+                batch: format!("m{i}"),
+                rows: vec![row(0, "c", 3)],
+            })
+            .collect();
+        o.failed(t, 10_000, failed);
+        assert_eq!(o.pending(), MAX_PENDING);
+        assert_eq!(o.take_lost(), 6, "two messages of 3 requests given up");
+        for i in 0..MAX_BUFFER_ROWS + 5 {
+            o.buffer.record(t, "acme", &format!("c{i}"), 200, false, 1);
+        }
+        o.buffer.record(t, "acme", "c0", 200, false, 1);
+        assert_eq!(o.take_lost(), 5, "new keys past the bound are not counted");
+        assert_eq!(o.take_lost(), 0);
+        let sent = o.due(t + 10_000, 10_000, || "new".into());
+        assert_eq!(sent.len(), MAX_PENDING + 1);
+        assert_eq!(
+            sent[MAX_PENDING].rows.len(),
+            BUFFER_ROWS,
+            "one message at most"
+        );
+        assert!(o.buffer.due(t + 10_000, 10_000), "the rest stays due");
+        assert_eq!(o.buffer.take().len(), MAX_BUFFER_ROWS - BUFFER_ROWS);
     }
 }
