@@ -387,7 +387,7 @@ function exampleCalls() {
     json: { name: 'Delta', origins: ['https://app.delta.example'], rate_limits: { per_day: 5 } }, why: 'an unknown limit',
   });
   add('PUT /admin/partners/{partner_id}', 400, '/admin/partners/delta', {
-    json: { name: 'Delta', origins: ['https://app.delta.example'], rate_limits: { api_per_minute: 10000001 } }, why: 'a limit out of range',
+    json: { name: 'Delta', origins: ['https://app.delta.example'], rate_limits: { api_per_minute: 100000001 } }, why: 'a limit out of range',
   });
   add('PUT /admin/partners/{partner_id}', 400, '/admin/partners/Bad_Id', { json: { name: 'B', origins: ['https://b.example'] } });
   add('PUT /admin/partners/{partner_id}', 409, '/admin/partners/thief', { json: { name: 'Thief', origins: [ACME] } });

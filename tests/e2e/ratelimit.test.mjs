@@ -1,8 +1,11 @@
 // Rate limits: per client and per partner on the gateway and the token endpoint (set per partner
 // through the admin API), and per username and per IP on password sign-in. Each limit must bite
 // exactly at its number, answer 429 with Retry-After and RateLimit-* headers, and recover.
+// Each key's windows start at an offset of its own (protocol::ratelimit::window_offset_ms):
+// the tests compute it from the key, as the Worker does.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { startWorker, addPartner, startOrigin, sleep } from './harness.mjs';
 import { CookieJar, clientCredentials, formFields, serviceToken } from './oauth.mjs';
 
@@ -87,29 +90,55 @@ test('admin_sets_and_shows_partner_rate_limits', async () => {
 
 test('ratelimit_api_client_limit_triggers_exactly_at_the_limit_and_recovers', async () => {
   await partnerWithLimits('exact', { api_per_client_per_minute: 40, api_per_minute: 1000 });
-  const tok = await token(await client('exact'));
+  const c = await client('exact');
+  const tok = await token(c);
+  await withRoomInWindow(`api:client:${c.client_id}`, 60_000, 15_000);
   const before = origin.received.length;
   const statuses = [];
   for (let i = 0; i < 45; i++) statuses.push((await api(tok)).status);
   assert.deepEqual(statuses, [...Array(40).fill(200), ...Array(5).fill(429)]);
   assert.equal(origin.received.length - before, 40, 'nothing over the limit reached the origin');
   const retry = await assertLimited(await api(tok), 40, 'over the limit');
+  const untilEnd = (windowEnd(`api:client:${c.client_id}`, 60_000) - Date.now()) / 1000;
+  assert.ok(Math.abs(retry - untilEnd) <= 1.5, `Retry-After ${retry} is the key's own window end (${untilEnd} s)`);
   await sleep(retry * 1000 + 200);
   assert.equal((await api(tok)).status, 200, 'a new window admits again');
 });
 
 test('ratelimit_parallel_requests_admit_exactly_the_limit', async () => {
   await partnerWithLimits('racing', { api_per_client_per_minute: 7 });
-  const tok = await token(await client('racing'));
+  const c = await client('racing');
+  const tok = await token(c);
+  await withRoomInWindow(`api:client:${c.client_id}`, 60_000, 5_000);
   const statuses = (await Promise.all(Array.from({ length: 20 }, () => api(tok)))).map((r) => r.status);
   assert.equal(statuses.filter((s) => s === 200).length, 7, `statuses: ${statuses}`);
   assert.equal(statuses.filter((s) => s === 429).length, 13, `statuses: ${statuses}`);
+});
+
+test('ratelimit_many_parallel_requests_for_one_key_never_admit_more_than_the_limit', async () => {
+  // Issue 13: leases sized by demand and by what remains never add up past the limit, however
+  // many requests race for it.
+  await partnerWithLimits('crowd', { api_per_client_per_minute: 50, api_per_minute: 100_000 });
+  const c = await client('crowd');
+  const tok = await token(c);
+  await withRoomInWindow(`api:client:${c.client_id}`, 60_000, 20_000);
+  const before = origin.received.length;
+  const statuses = [];
+  for (let wave = 0; wave < 3; wave++) {
+    const res = await Promise.all(Array.from({ length: 100 }, () => api(tok)));
+    statuses.push(...res.map((r) => r.status));
+  }
+  const ok = statuses.filter((s) => s === 200).length;
+  assert.equal(ok, 50, `admitted ${ok} of 300 under a limit of 50`);
+  assert.equal(statuses.filter((s) => s === 429).length, 250);
+  assert.equal(origin.received.length - before, 50, 'nothing over the limit reached the origin');
 });
 
 test('ratelimit_partner_limit_covers_all_its_clients', async () => {
   await partnerWithLimits('shared', { api_per_minute: 6, api_per_client_per_minute: 100 });
   const a = await token(await client('shared'));
   const b = await token(await client('shared'));
+  await withRoomInWindow('api:partner:shared', 60_000, 5_000);
   for (let i = 0; i < 4; i++) assert.equal((await api(a)).status, 200);
   for (let i = 0; i < 2; i++) assert.equal((await api(b)).status, 200);
   const res = await api(b);
@@ -123,6 +152,7 @@ test('ratelimit_partner_limit_covers_all_its_clients', async () => {
 test('ratelimit_token_endpoint_per_client', async () => {
   await partnerWithLimits('tokens', { token_per_client_per_minute: 3 });
   const c = await client('tokens');
+  await withRoomInWindow(`token:client:${c.client_id}`, 60_000, 5_000);
   for (let i = 0; i < 3; i++) assert.equal((await tokenRequest(c)).status, 200);
   await assertLimited(await tokenRequest(c), 3, 'fourth token request');
 });
@@ -150,7 +180,7 @@ async function signIn(username, password, ip) {
 // password from another network waited too; now it is per network.
 test('login_username_limit_slows_guessing_then_recovers', async () => {
   await w.admin('/users/gina', { method: 'PUT', body: { password: PASSWORD, name: 'Gina' } });
-  await atWindowStart();
+  await atWindowStart('login:net-user:10.0.0.1:gina');
   for (let i = 0; i < 3; i++) assert.equal((await signIn('gina', `guess-${i}-wrong`, '10.0.0.1')).status, 401);
   const locked = await signIn('gina', PASSWORD, '10.0.0.1');
   assert.equal(locked.status, 429, 'even the right password waits on that network');
@@ -166,7 +196,7 @@ test('login_username_limit_slows_guessing_then_recovers', async () => {
 
 test('login_failures_from_one_network_never_lock_the_user_out_of_a_new_browser_on_another', async () => {
   await w.admin('/users/pupil', { method: 'PUT', body: { password: PASSWORD, name: 'Pupil' } });
-  await atWindowStart();
+  await atWindowStart('login:net-user:203.0.113.9:pupil');
   // The attacker fails for pupil from address A until refused...
   for (let i = 0; i < 3; i++) assert.equal((await signIn('pupil', `wrong-${i}-password`, '203.0.113.9')).status, 401);
   const refused = await signIn('pupil', 'wrong-3-password', '203.0.113.9');
@@ -194,15 +224,34 @@ test('login_successes_do_not_count_against_the_limit', async () => {
 });
 
 test('login_ip_limit_covers_many_usernames', async () => {
-  await atWindowStart(); // this IP's six failures fall in one window
+  await atWindowStart('login:ip:192.0.2.7'); // this IP's six failures fall in one window
   for (let i = 0; i < 5; i++) assert.equal((await signIn(`nobody${i}`, 'wrong-password-1', '192.0.2.7')).status, 401);
   assert.equal((await signIn('nobody9', 'wrong-password-1', '192.0.2.7')).status, 429, 'sixth failure from this IP');
   assert.equal((await signIn('nobody9', 'wrong-password-1', '192.0.2.8')).status, 401, 'another IP is not limited');
 });
 
-/** Waits until a sign-in window (4 s, aligned) has just begun, so a test's steps share one. */
-async function atWindowStart() {
-  await sleep(4000 - (Date.now() % 4000) + 50);
+/** Where in a period of `len` ms the windows of limiter key `key` start: the first 8 bytes of
+ * its SHA-256, big-endian, modulo `len` (protocol::ratelimit::window_offset_ms). */
+function windowOffset(key, len) {
+  return Number(createHash('sha256').update(key).digest().readBigUInt64BE(0) % BigInt(len));
+}
+
+/** When the current window of `key` ends (ms since the epoch). */
+function windowEnd(key, len) {
+  const now = Date.now();
+  const into = (((now - windowOffset(key, len)) % len) + len) % len;
+  return now - into + len;
+}
+
+/** Waits until a window of `key` (4 s sign-in windows by default) has just begun, so a test's
+ * steps share one. */
+async function atWindowStart(key, len = 4000) {
+  await sleep(windowEnd(key, len) - Date.now() + 50);
+}
+
+/** Waits for the next window of `key` if less than `need` ms are left of the current one. */
+async function withRoomInWindow(key, len, need) {
+  if (windowEnd(key, len) - Date.now() < need) await atWindowStart(key, len);
 }
 
 test('login_lockout_spares_a_browser_where_the_user_signed_in_before', async () => {
@@ -215,7 +264,7 @@ test('login_lockout_spares_a_browser_where_the_user_signed_in_before', async () 
   assert.equal((await attempt(home, PASSWORD, '10.2.0.1')).status, 303);
   assert.match(home.cookies.get('edgeward_device') ?? '', /^iris\./, 'the browser is remembered for iris');
 
-  await atWindowStart();
+  await atWindowStart('login:user:iris');
   // Someone keeps failing for iris from many networks until the username's ceiling over all
   // networks is reached...
   for (let i = 0; i < 6; i++) assert.equal((await signIn('iris', `wrong-${i}-password`, `10.2.1.${i}`)).status, 401);
@@ -228,7 +277,9 @@ test('login_lockout_spares_a_browser_where_the_user_signed_in_before', async () 
   const before = home.cookies.get('edgeward_device');
   assert.equal((await attempt(home, PASSWORD, '10.2.0.1')).status, 303, 'her own browser is not locked out');
   assert.notEqual(home.cookies.get('edgeward_device'), before, 'the device secret is replaced at each sign-in');
-  // That browser has a limit of its own.
+  // That browser has a limit of its own (counted under the hash of its device secret).
+  const secret = home.cookies.get('edgeward_device').split('.').pop();
+  await atWindowStart(`login:device:${createHash('sha256').update(secret).digest('base64url')}`);
   for (let i = 0; i < 3; i++) assert.equal((await attempt(home, `wrong-${i}-password`, '10.2.0.1')).status, 401);
   const limited = await attempt(home, PASSWORD, '10.2.0.1');
   assert.equal(limited.status, 429);
@@ -236,7 +287,7 @@ test('login_lockout_spares_a_browser_where_the_user_signed_in_before', async () 
 });
 
 test('login_ip_limit_counts_an_ipv6_64_as_one_network', async () => {
-  await atWindowStart();
+  await atWindowStart('login:ip:2001:db8:aa:1::/64');
   // Five failures, each from another address of one /64 (and other usernames, so only the
   // network counts): the sixth address of that /64 is limited.
   for (let i = 0; i < 5; i++) {
@@ -250,7 +301,7 @@ test('login_ip_limit_counts_an_ipv6_64_as_one_network', async () => {
 });
 
 test('login_ip_limit_counts_ipv4_mapped_ipv6_as_the_ipv4_address', async () => {
-  await atWindowStart();
+  await atWindowStart('login:ip:198.51.100.9');
   for (let i = 0; i < 5; i++) {
     assert.equal((await signIn(`v4user${i}`, 'wrong-password-1', i % 2 ? '::ffff:198.51.100.9' : '198.51.100.9')).status, 401, `failure ${i}`);
   }

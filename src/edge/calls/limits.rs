@@ -1,12 +1,12 @@
-//! Rate limits: the isolate's leases first, the key's `RateLimiter` object when a lease runs out
-//! (see `protocol::ratelimit`). A limiter that cannot be reached is a 503: the limit fails closed
-//! like every other check.
+//! Rate limits: the isolate's leases first, the key's `RateLimiter` object (or one shard of it)
+//! when a lease runs out (see `protocol::ratelimit`). A limiter that cannot be reached is a 503:
+//! the limit fails closed like every other check.
 
-use crate::edge::rt::{config, objects};
+use crate::edge::rt::{config, objects, random};
 use crate::protocol::error::ApiError;
-use crate::protocol::ratelimit::{limited, Leases, Local, Window};
-use crate::store::limits::{object_name, GiveBack, LimitCommand, Take};
-use crate::store::Command;
+use crate::protocol::ratelimit::{limited, Ask, Leases, Local, Slot, Window};
+use crate::store::limits::{object_name, Take};
+use futures_util::future::join;
 use std::cell::RefCell;
 use worker::Env;
 
@@ -14,57 +14,103 @@ use worker::Env;
 const LEASE_CAPACITY: usize = 4096;
 
 thread_local! {
-    static LEASES: RefCell<Leases> = RefCell::new(Leases::new(LEASE_CAPACITY));
+    /// Made at the isolate's first limited request (randomness is only there to read).
+    static LEASES: RefCell<Option<Leases>> = const { RefCell::new(None) };
 }
 
-/// Sends `cmd` to the limiter of `key` (`limit:{key}`).
-pub async fn call<C: Command<Kind = LimitCommand>>(
+/// Runs `f` on this isolate's leases, making them (with the isolate's random seed) first.
+fn with_leases<T>(f: impl FnOnce(&mut Leases) -> T) -> Result<T, ApiError> {
+    LEASES.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let leases = match &mut *slot {
+            Some(l) => l,
+            None => slot.insert(Leases::new(
+                LEASE_CAPACITY,
+                u64::from_le_bytes(random::bytes::<8>()?),
+            )),
+        };
+        Ok(f(leases))
+    })
+}
+
+/// Asks the limiter named by `ask` (`limit:{key}` or `limit:{key}:{s}`) for its requests.
+async fn take(env: &Env, ask: &Ask) -> Result<u32, ApiError> {
+    let cmd = Take {
+        window: ask.window,
+        want: ask.want,
+    };
+    Ok(
+        objects::call_command(env, config::LIMITS_DO, &object_name(&ask.key), cmd)
+            .await?
+            .n,
+    )
+}
+
+/// The outcome of one request under a limit.
+pub enum Admission {
+    /// Admitted; the slot can be given back ([`give_back`]) if the request is not to count.
+    Admitted(Slot),
+    /// Refused in this window of the key.
+    Refused(Window),
+}
+
+/// One request under `key`'s `limit` per `len_ms` window: from the lease, or from the object,
+/// with the next window's early lease taken alongside when the plan says so.
+pub async fn acquire(
     env: &Env,
     key: &str,
-    cmd: C,
-) -> std::result::Result<C::Reply, ApiError> {
-    objects::call_command(env, config::LIMITS_DO, &object_name(key), cmd).await
+    limit: u32,
+    len_ms: u64,
+    now_ms: u64,
+) -> Result<Admission, ApiError> {
+    let plan = with_leases(|l| l.plan(key, limit, len_ms, now_ms))?;
+    let current = async {
+        match &plan.local {
+            Local::Admit => Ok(true),
+            Local::Refuse => Ok(false),
+            Local::Ask(ask) => {
+                let n = take(env, ask).await?;
+                with_leases(|l| l.granted(key, ask, n, now_ms))
+            }
+        }
+    };
+    let early = async {
+        if let Some(ask) = &plan.prefetch {
+            // A failed early lease is not this request's failure: the isolate asks again
+            // after the edge, as one that never took it early.
+            if let Ok(n) = take(env, ask).await {
+                let _ = with_leases(|l| l.prefetched(key, ask, n));
+            }
+        }
+    };
+    let (admitted, ()) = join(current, early).await;
+    Ok(if admitted? {
+        Admission::Admitted(Slot {
+            key: key.to_owned(),
+            window: plan.window,
+        })
+    } else {
+        Admission::Refused(plan.window)
+    })
 }
 
-/// Takes `want` requests of `window` from the object for `key`: how many it granted.
-pub async fn take(
-    env: &Env,
-    key: &str,
-    window: Window,
-    want: u32,
-) -> std::result::Result<u32, ApiError> {
-    Ok(call(env, key, Take { window, want }).await?.n)
+/// A request admitted and not to count (a sign-in that succeeded): back into this isolate's
+/// lease, never to the object, so a success costs no call.
+pub fn give_back(slot: &Slot) {
+    let _ = with_leases(|l| l.give_back(&slot.key, slot.window));
 }
 
-/// Gives back requests taken and not spent.
-pub async fn give_back(
-    env: &Env,
-    key: &str,
-    window: Window,
-    n: u32,
-) -> std::result::Result<(), ApiError> {
-    call(env, key, GiveBack { window, n }).await
-}
-
-/// Admits one request under `key`'s limit in `window`, or answers 429 naming `what`.
+/// Admits one request under `key`'s `limit` per `len_ms`, or answers 429 naming `what`.
 pub async fn admit(
     env: &Env,
     key: &str,
     what: &str,
-    window: Window,
+    limit: u32,
+    len_ms: u64,
     now_ms: u64,
-) -> std::result::Result<(), ApiError> {
-    let admitted = match LEASES.with(|l| l.borrow_mut().try_local(key, window)) {
-        Local::Admit => true,
-        Local::Refuse => false,
-        Local::Ask(want) => {
-            let granted = take(env, key, window, want).await?;
-            LEASES.with(|l| l.borrow_mut().granted(key, window, granted))
-        }
-    };
-    if admitted {
-        Ok(())
-    } else {
-        Err(limited(what, window, now_ms))
+) -> Result<(), ApiError> {
+    match acquire(env, key, limit, len_ms, now_ms).await? {
+        Admission::Admitted(_) => Ok(()),
+        Admission::Refused(window) => Err(limited(what, window, now_ms)),
     }
 }

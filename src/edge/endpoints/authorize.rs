@@ -16,7 +16,7 @@ use crate::protocol::grant::{self, CodeState, Grant, CODE_TTL_S};
 use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys, Partner, PartnerStatus};
 use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
-use crate::protocol::ratelimit::{limited, login_slots, Window};
+use crate::protocol::ratelimit::{limited, login_slots, Slot};
 use crate::protocol::region::Home;
 use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
 use crate::protocol::user::{UserView, Username};
@@ -488,9 +488,7 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
         match users::call(env, username, home, cmd).await {
             Ok(LoginOutcome::LoggedIn { .. }) => {
                 // Only failed attempts count: a success gives its slots back.
-                if let Err(e) = attempts.give_back(env).await {
-                    worker::console_error!("login limiter: {}", e.cause.unwrap_or(e.description));
-                }
+                attempts.give_back();
                 return browser::redirect(
                     303,
                     &issuer.url(&return_to),
@@ -500,7 +498,7 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
             }
             Ok(LoginOutcome::UntrustedDevice) if device.is_some() => {
                 // Not a device of this user's: the attempt counts as any other browser's.
-                let _ = attempts.give_back(env).await;
+                attempts.give_back();
                 device = None;
             }
             Err(error) => return browser::error_page(&error),
@@ -512,10 +510,11 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
 }
 
 /// The slots a password attempt took from the sign-in limits (failed attempts per
-/// `LOGIN_WINDOW_SECONDS`, counters chosen by `protocol::ratelimit::login_slots`): taken before the password is checked, so concurrent guesses cannot
-/// overrun the limit, and given back when the attempt succeeds.
+/// `LOGIN_WINDOW_SECONDS`, counters chosen by `protocol::ratelimit::login_slots`): taken before
+/// the password is checked, so concurrent guesses cannot overrun the limit, and given back when
+/// the attempt succeeds (into this isolate's lease: a success costs no limiter call).
 struct LoginAttempt {
-    slots: Vec<(String, Window)>,
+    slots: Vec<Slot>,
 }
 
 impl LoginAttempt {
@@ -540,16 +539,17 @@ impl LoginAttempt {
         let granted = join_all(
             wanted
                 .iter()
-                .map(|s| limits::take(env, &s.key, Window::at(now_ms, window_ms, s.limit), 1)),
+                .map(|s| limits::acquire(env, &s.key, s.limit, window_ms, now_ms)),
         )
         .await;
         let mut attempt = LoginAttempt { slots: Vec::new() };
         let mut refused = None;
         for (slot, g) in wanted.into_iter().zip(granted) {
-            let window = Window::at(now_ms, window_ms, slot.limit);
             match g {
-                Ok(1..) => attempt.slots.push((slot.key, window)),
-                Ok(0) => refused = Some(limited(slot.why, window, now_ms)),
+                Ok(limits::Admission::Admitted(taken)) => attempt.slots.push(taken),
+                Ok(limits::Admission::Refused(window)) => {
+                    refused = Some(limited(slot.why, window, now_ms));
+                }
                 Err(e) => refused = Some(e),
             }
         }
@@ -557,20 +557,16 @@ impl LoginAttempt {
             None => Ok(attempt),
             Some(e) => {
                 // The attempt is not made: what it took goes back.
-                let _ = attempt.give_back(env).await;
+                attempt.give_back();
                 Err(e)
             }
         }
     }
 
-    async fn give_back(&self, env: &Env) -> Result<(), ApiError> {
-        let results = join_all(
-            self.slots
-                .iter()
-                .map(|(key, window)| limits::give_back(env, key, *window, 1)),
-        )
-        .await;
-        results.into_iter().collect()
+    fn give_back(&self) {
+        for slot in &self.slots {
+            limits::give_back(slot);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::edge::calls::limits::admit;
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
-use crate::protocol::ratelimit::{RateLimits, Window, MINUTE_MS};
+use crate::protocol::ratelimit::{RateLimits, MINUTE_MS};
 use worker::Env;
 
 /// Which limits a call counts against.
@@ -39,7 +39,8 @@ pub async fn admit_client(
         env,
         &format!("{name}:client:{client_id}"),
         "this client's limit",
-        Window::at(now_ms, MINUTE_MS, per_client),
+        per_client,
+        MINUTE_MS,
         now_ms,
     )
     .await?;
@@ -47,7 +48,8 @@ pub async fn admit_client(
         env,
         &format!("{name}:partner:{partner}"),
         "this partner's limit",
-        Window::at(now_ms, MINUTE_MS, per_partner),
+        per_partner,
+        MINUTE_MS,
         now_ms,
     )
     .await

@@ -1,25 +1,42 @@
-//! Rate limits: fixed windows counted in one Durable Object per key (exact: never more than the
-//! limit is admitted per window, wherever requests come from), handed to isolates in small
-//! leases so that the hot path asks the object once per lease, not once per request.
+//! Rate limits: fixed windows counted by Durable Objects (exact: never more than the limit is
+//! admitted per window, wherever requests come from), handed to isolates in leases so that the
+//! hot path asks an object about once per lease period, not once per request. Time and the
+//! isolate's random seed are passed in.
 //!
-//! A lease is a number of requests an isolate may admit on its own in the current window. The
-//! object never grants more than the limit in a window, so leases cannot add up past it; an
-//! isolate that holds unused leased requests when another isolate runs dry only makes the limit
-//! bite early, never late. Time is passed in.
-
+//! The rules, each unit-tested below (docs/storage.md, `RateLimiter`, gives the numbers):
+//! - **Staggered windows.** A key's windows start at an offset of its own ([`window_offset_ms`],
+//!   from a hash of the key), so keys do not all roll over in the same second; and an isolate
+//!   that sees a key often takes its lease of the next window at a moment of its own in the
+//!   last seconds before the edge ([`Leases::early_at_ms`]), so one key's isolates do not all
+//!   ask at its edge either.
+//! - **Leases sized by demand and by what remains.** An isolate asks for about what it saw in
+//!   the last lease period ([`want`]: 1 when it sees the key rarely, so a small partner's
+//!   requests are counted one by one, exactly), and the object grants at most a sixteenth of
+//!   what remains ([`Counter::take`]). A lease is never given back to the object: what an
+//!   isolate holds unspent when the window ends counts as spent (the strict side). So the
+//!   admitted count never exceeds the limit, and falls short of it (for demand above it) by at
+//!   most what isolates hold unspent: each isolate's lease minus the request that took it,
+//!   at most about twice what that isolate saw in the lease period before, and with `K`
+//!   isolates holding leases at most `limit * (1 - (15/16)^K)` in all.
+//! - **Hot keys sharded.** A key whose limit allows more than [`SHARD_RATE_PER_S`] a second is
+//!   counted in [`shard_count`] sub-limiters `{key}:{s}` whose limits add up to the limit; an
+//!   isolate asks its home shard (from its seed) and, after a refusal, another shard of its own
+//!   choosing, at most one shard a lease period.
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, Detail, ErrorCode};
 
 /// The window of the API and token-endpoint limits.
 pub const MINUTE_MS: u64 = 60_000;
 /// Most requests an isolate leases at once.
-pub const MAX_LEASE: u32 = 64;
-/// Largest limit an operator may set (per minute).
-pub const MAX_LIMIT: u32 = 10_000_000;
+pub const MAX_LEASE: u32 = 4_096;
+/// Largest limit an operator may set (per minute): room for the largest partner at 10x the
+/// peak (25% of 1,500,000 gateway calls a second is 22,500,000 a minute).
+pub const MAX_LIMIT: u32 = 100_000_000;
 
 /// Limits per minute a partner gets when its record names none.
 pub const DEFAULT_LIMITS: RateLimits = RateLimits {
@@ -107,134 +124,516 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn at(now_ms: u64, len_ms: u64, limit: u32) -> Window {
+    /// The window of `len_ms` containing `now_ms` whose starts fall at `offset_ms` past a
+    /// multiple of `len_ms` (taken modulo `len_ms`).
+    pub fn at_offset(now_ms: u64, len_ms: u64, offset_ms: u64, limit: u32) -> Window {
         let len_ms = len_ms.max(1);
+        let into = (now_ms % len_ms + len_ms - offset_ms % len_ms) % len_ms;
         Window {
-            start_ms: now_ms - now_ms % len_ms,
+            start_ms: now_ms.saturating_sub(into),
             len_ms,
             limit,
         }
     }
 
+    /// The window of `key`: its edges are staggered by [`window_offset_ms`], so the keys of a
+    /// busy service do not all start a new window in the same second.
+    pub fn of_key(key: &str, now_ms: u64, len_ms: u64, limit: u32) -> Window {
+        Window::at_offset(now_ms, len_ms, window_offset_ms(key, len_ms), limit)
+    }
+
+    pub fn end_ms(&self) -> u64 {
+        self.start_ms.saturating_add(self.len_ms)
+    }
+
+    /// The window after this one.
+    pub fn next(&self) -> Window {
+        Window {
+            start_ms: self.end_ms(),
+            ..*self
+        }
+    }
+
     /// Whole seconds until the window ends (at least 1): `Retry-After` and `RateLimit-Reset`.
     pub fn reset_s(&self, now_ms: u64) -> u64 {
-        let end = self.start_ms.saturating_add(self.len_ms);
-        end.saturating_sub(now_ms).div_ceil(1000).max(1)
+        self.end_ms().saturating_sub(now_ms).div_ceil(1000).max(1)
     }
 }
 
-/// How many requests an isolate asks for at once: a sixteenth of the limit, 1 to [`MAX_LEASE`].
-pub fn lease_size(limit: u32) -> u32 {
-    (limit / 16).clamp(1, MAX_LEASE)
+/// A stable 64-bit hash of a limited key: the first 8 bytes (big-endian) of its SHA-256.
+pub fn key_hash(key: &str) -> u64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    for (to, from) in first.iter_mut().zip(digest.iter()) {
+        *to = *from;
+    }
+    u64::from_be_bytes(first)
 }
 
-/// The object's count for one key: how many requests it granted in the current window.
+/// Where in a `len_ms` period the windows of `key` start: its hash modulo `len_ms`. Tests that
+/// need a fresh window compute the same (`tests/e2e/ratelimit.test.mjs`, `windowOffset`).
+pub fn window_offset_ms(key: &str, len_ms: u64) -> u64 {
+    key_hash(key) % len_ms.max(1)
+}
+
+/// How long an isolate's lease is meant to last: it asks for about what it saw in this long.
+pub const LEASE_PERIOD_MS: u64 = 1_000;
+/// An isolate that saw at least two requests of a key in a lease period takes its lease of the
+/// next window early, at a moment of its own in the last this-many ms of the window (at most a
+/// quarter of the window): its refill is not at the edge.
+pub const PREFETCH_SPAN_MS: u64 = 10_000;
+/// The object grants at most this fraction of what remains in the window (and at least 1).
+pub const GRANT_DIVISOR: u32 = 16;
+/// A key whose limit admits more than this many requests a second is split into shards: even
+/// if every request were its own take (isolates that each see the key less than once a lease
+/// period), a shard is asked for at most this many grants a second, under half an object's
+/// ceiling.
+pub const SHARD_RATE_PER_S: u64 = 400;
+/// Most shards a key is split into (the largest limit, 100,000,000 a minute, is 4,167 shards'
+/// worth: its shards admit up to 407 a second each).
+pub const MAX_SHARDS: u32 = 4_096;
+
+/// How many sub-limiters a limit is counted in: one per [`SHARD_RATE_PER_S`] requests a second
+/// the limit allows (rounded up), from 1 to [`MAX_SHARDS`]. A limit of 24,000 a minute or less
+/// (the defaults are 6,000 and 3,000) is one object; 22,500,000 a minute (the largest partner at
+/// 10x the peak) is 938.
+pub fn shard_count(limit: u32, len_ms: u64) -> u32 {
+    let per_s_times_len = u64::from(limit).saturating_mul(1000);
+    let shards = per_s_times_len.div_ceil(SHARD_RATE_PER_S.saturating_mul(len_ms.max(1)));
+    u32::try_from(shards)
+        .unwrap_or(MAX_SHARDS)
+        .clamp(1, MAX_SHARDS)
+}
+
+/// The limit of shard `s` of `shards`: the limit split as evenly as whole numbers allow, so the
+/// shards' limits add up to the limit exactly.
+pub fn shard_limit(limit: u32, s: u32, shards: u32) -> u32 {
+    let shards = shards.max(1);
+    limit / shards + u32::from(s < limit % shards)
+}
+
+/// The limiter key of shard `s`: the key itself when it is not split (`shards` 1), else
+/// `{key}:{s}` (object `limit:{key}:{s}`).
+pub fn shard_key(key: &str, s: u32, shards: u32) -> String {
+    if shards <= 1 {
+        key.to_owned()
+    } else {
+        format!("{key}:{s}")
+    }
+}
+
+/// A step from 1 to `shards - 1` sharing no factor with `shards`, chosen by `random`: walking by
+/// it from any shard visits all of them.
+fn walk_stride(random: u64, shards: u32) -> u32 {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    if shards <= 2 {
+        return 1;
+    }
+    let mut stride = u32::try_from(random % u64::from(shards - 1)).unwrap_or(0) + 1;
+    while gcd(stride, shards) != 1 {
+        stride -= 1;
+    }
+    stride
+}
+
+/// Mixes an isolate's random seed with a key's hash: a stable value per (isolate, key).
+fn mix(seed: u64, hash: u64) -> u64 {
+    // splitmix64's finaliser: every bit of the input reaches every bit of the output.
+    let mut z = seed ^ hash;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The object's count for one key: how many requests it granted in a window and in the one
+/// after it (leases of the next window are taken before its edge). One row that cannot grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counter {
     pub start_ms: u64,
     pub used: u32,
+    /// The window length `next_used` belongs to; 0 in counters stored before there was one.
+    #[serde(default)]
+    pub len_ms: u64,
+    /// Granted in the window starting at `start_ms + len_ms`.
+    #[serde(default)]
+    pub next_used: u32,
 }
 
 impl Counter {
-    /// Grants up to `want` requests of `window`: fewer when the limit is near, none when it is
-    /// reached. A later window resets the count; an earlier one (a slow isolate's clock) is
-    /// counted against the current window, never against a fresh one.
-    pub fn take(&mut self, window: Window, want: u32) -> u32 {
-        if window.start_ms > self.start_ms {
+    /// Which count a request of `window` goes to, moving the counter on to later windows. A
+    /// window before the counter's (a slow isolate's clock) is counted against the counter's
+    /// first window, never against a fresh one.
+    fn slot(&mut self, window: Window) -> &mut u32 {
+        let len = window.len_ms;
+        let w = window.start_ms;
+        let a = self.start_ms;
+        if self.len_ms == len && w == a.saturating_add(len) {
+            return &mut self.next_used;
+        }
+        if self.len_ms == len && w == a.saturating_add(2 * len) {
             *self = Counter {
-                start_ms: window.start_ms,
+                start_ms: a.saturating_add(len),
+                used: self.next_used,
+                len_ms: len,
+                next_used: 0,
+            };
+            return &mut self.next_used;
+        }
+        if w > a {
+            *self = Counter {
+                start_ms: w,
                 used: 0,
+                len_ms: len,
+                next_used: 0,
             };
         }
-        let granted = want.min(window.limit.saturating_sub(self.used));
-        self.used += granted;
+        &mut self.used
+    }
+
+    /// Grants up to `want` requests of `window`, and never more than a [`GRANT_DIVISOR`]th of
+    /// what remains in it (at least 1 while anything remains): none when the limit is reached.
+    pub fn take(&mut self, window: Window, want: u32) -> u32 {
+        let used = self.slot(window);
+        let remaining = window.limit.saturating_sub(*used);
+        let granted = want.min(remaining).min((remaining / GRANT_DIVISOR).max(1));
+        *used += granted;
         granted
     }
 
-    /// Gives back requests taken in `window` and not used (a login that succeeded).
+    /// Gives back requests taken in `window` and not used (sent by Workers of earlier releases).
     pub fn give_back(&mut self, window: Window, n: u32) {
-        if window.start_ms == self.start_ms {
+        if self.len_ms == window.len_ms
+            && window.start_ms == self.start_ms.saturating_add(self.len_ms)
+        {
+            self.next_used = self.next_used.saturating_sub(n);
+        } else if window.start_ms == self.start_ms {
             self.used = self.used.saturating_sub(n);
+        }
+    }
+
+    /// When everything this counter counts has ended: after that the object can forget it.
+    pub fn ends_ms(&self) -> u64 {
+        let len = self.len_ms.max(1);
+        if self.next_used > 0 {
+            self.start_ms.saturating_add(2 * len)
+        } else {
+            self.start_ms.saturating_add(len)
         }
     }
 }
 
-/// What an isolate knows of a key in the current window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Lease {
-    start_ms: u64,
-    left: u32,
-    /// The object granted nothing: refuse until the window ends without asking again.
-    exhausted: bool,
+/// What an isolate asks an object for: `want` requests of `window` (a shard's limit) from the
+/// limiter of `key` (a shard key, see [`shard_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub key: String,
+    pub window: Window,
+    pub want: u32,
+}
+
+/// A request admitted under a key: what a sign-in gives back when it succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub key: String,
+    pub window: Window,
 }
 
 /// The isolate's decision before asking the object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Local {
     Admit,
     Refuse,
-    /// Ask the object for this many.
-    Ask(u32),
+    /// Ask the object; the request is admitted if it grants at least one.
+    Ask(Ask),
+}
+
+/// What [`Leases::plan`] decided for one request: the key's window (for the 429), the decision,
+/// and perhaps an early lease of the next window to take alongside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub window: Window,
+    pub local: Local,
+    pub prefetch: Option<Ask>,
+}
+
+/// An isolate's lease of a key's next window, taken before its edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Early {
+    start_ms: u64,
+    shard: u32,
+    left: u32,
+    exhausted: bool,
+}
+
+/// What an isolate knows of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lease {
+    /// The key's [`key_hash`], computed once.
+    hash: u64,
+    start_ms: u64,
+    /// Requests of the current window this isolate may still admit on its own.
+    left: u32,
+    /// The current shard granted nothing: refuse without asking (see [`Leases::plan`]).
+    exhausted: bool,
+    /// The shard asked now, how many others were tried this window, and when the last refusal
+    /// came.
+    shard: u32,
+    shards: u32,
+    tried: u32,
+    refused_ms: u64,
+    /// When this isolate last asked, and how many requests it saw since (the demand).
+    asked_ms: Option<u64>,
+    seen: u32,
+    early: Option<Early>,
+}
+
+/// How many to ask for: about the requests seen in the last lease period (`seen` since the last
+/// ask, `elapsed_ms` ago), at most twice `seen` (a lease grows by doubling), 1 to [`MAX_LEASE`].
+/// An isolate that never asked before asks for 1, so rare requests are counted one by one.
+pub fn want(seen: u32, elapsed_ms: Option<u64>) -> u32 {
+    want_within(seen, elapsed_ms, LEASE_PERIOD_MS)
+}
+
+/// [`want`] for the next `period_ms` only: near a window's end an isolate asks for what it
+/// can use before the end, so little is left unspent when the window closes.
+pub fn want_within(seen: u32, elapsed_ms: Option<u64>, period_ms: u64) -> u32 {
+    let Some(elapsed) = elapsed_ms else {
+        return 1;
+    };
+    let per_period = u64::from(seen)
+        .saturating_mul(period_ms)
+        .div_ceil(elapsed.max(1));
+    let cap = seen.saturating_mul(2).clamp(1, MAX_LEASE);
+    u32::try_from(per_period).unwrap_or(u32::MAX).clamp(1, cap)
 }
 
 /// The leases an isolate holds, bounded: when full, leases of past windows go first, then all.
 pub struct Leases {
     leases: HashMap<String, Lease>,
     capacity: usize,
+    /// The isolate's random value: its home shard of each key and its moment to take the next
+    /// window's lease.
+    seed: u64,
 }
 
 impl Leases {
-    pub fn new(capacity: usize) -> Leases {
+    pub fn new(capacity: usize, seed: u64) -> Leases {
         Leases {
             leases: HashMap::new(),
             capacity,
+            seed,
         }
     }
 
-    /// Admits one request from the lease of `key`, if it has one left in `window`.
-    pub fn try_local(&mut self, key: &str, window: Window) -> Local {
-        match self.leases.get_mut(key) {
-            Some(l) if l.start_ms == window.start_ms => {
-                if l.left > 0 {
-                    l.left -= 1;
-                    Local::Admit
-                } else if l.exhausted {
-                    Local::Refuse
-                } else {
-                    Local::Ask(lease_size(window.limit))
-                }
+    /// The shard of a split key this isolate asks first.
+    pub fn home_shard(&self, key: &str, shards: u32) -> u32 {
+        self.home_of(key_hash(key), shards)
+    }
+
+    fn home_of(&self, hash: u64, shards: u32) -> u32 {
+        u32::try_from(mix(self.seed, hash) % u64::from(shards.max(1))).unwrap_or(0)
+    }
+
+    /// When, in `window`, this isolate takes its lease of the next window of `key`: a moment
+    /// of its own in the last [`PREFETCH_SPAN_MS`] (at most a quarter of the window).
+    pub fn early_at_ms(&self, key: &str, window: Window) -> u64 {
+        self.early_at(key_hash(key), window)
+    }
+
+    fn early_at(&self, hash: u64, window: Window) -> u64 {
+        let span = PREFETCH_SPAN_MS.min(window.len_ms / 4).max(1);
+        let at = mix(self.seed.rotate_left(32), hash) % span;
+        window.end_ms().saturating_sub(span).saturating_add(at)
+    }
+
+    /// The size of an early lease: the demand scaled by a fraction of the isolate's own (0 to 1],
+    /// so that isolates starting the window on early leases run out, and ask, at moments spread
+    /// over a lease period rather than together.
+    fn early_want(phase: u64, demand: u32) -> u32 {
+        let scaled = u64::from(demand).saturating_mul(phase).div_ceil(1000);
+        u32::try_from(scaled)
+            .unwrap_or(demand)
+            .clamp(1, demand.max(1))
+    }
+
+    /// Decides one request of `key` under `limit` per `len_ms` at `now_ms`: admitted from the
+    /// lease, refused (the shard, or every shard tried, granted nothing this window), or an ask.
+    ///
+    /// A split key (see [`shard_count`]) is asked at the isolate's home shard; when a shard
+    /// refuses, the isolate waits a lease period, refusing, then asks another of its own
+    /// choosing, until it has tried as many as there are in this window: asks stay at most one
+    /// per lease period per isolate, and a shard with room left is found by the isolates of a
+    /// busier one.
+    pub fn plan(&mut self, key: &str, limit: u32, len_ms: u64, now_ms: u64) -> Plan {
+        let hash = self
+            .leases
+            .get(key)
+            .map_or_else(|| key_hash(key), |l| l.hash);
+        let window = Window::at_offset(now_ms, len_ms, hash % len_ms.max(1), limit);
+        let shards = shard_count(limit, len_ms);
+        let home = self.home_of(hash, shards);
+        let early_at = self.early_at(hash, window);
+        let phase = mix(self.seed.rotate_left(16), hash) % 1000 + 1;
+        let fresh = Lease {
+            hash,
+            start_ms: window.start_ms,
+            left: 0,
+            exhausted: false,
+            shard: home,
+            shards,
+            tried: 0,
+            refused_ms: 0,
+            asked_ms: None,
+            seen: 0,
+            early: None,
+        };
+        self.make_room(key, window);
+        let l = self.leases.entry(key.to_owned()).or_insert(fresh);
+        if l.start_ms != window.start_ms || l.shards != shards {
+            let (left, exhausted, shard) = match l.early {
+                Some(e) if e.start_ms == window.start_ms => (e.left, e.exhausted, e.shard),
+                _ => (0, false, home),
+            };
+            *l = Lease {
+                left,
+                exhausted,
+                shard,
+                asked_ms: l.asked_ms,
+                seen: l.seen,
+                ..fresh
+            };
+        }
+        l.seen = l.seen.saturating_add(1);
+        let elapsed = l.asked_ms.map(|t| now_ms.saturating_sub(t));
+        let demand = want(l.seen, elapsed);
+        let until_end = LEASE_PERIOD_MS.min(window.end_ms().saturating_sub(now_ms));
+        let now_want = want_within(l.seen, elapsed, until_end);
+        let ask = |l: &mut Lease, shard: u32| {
+            l.asked_ms = Some(now_ms);
+            l.seen = 0;
+            Local::Ask(Ask {
+                key: shard_key(key, shard, shards),
+                window: Window {
+                    limit: shard_limit(limit, shard, shards),
+                    ..window
+                },
+                want: now_want,
+            })
+        };
+        let local = if l.left > 0 {
+            l.left -= 1;
+            Local::Admit
+        } else if !l.exhausted {
+            ask(l, l.shard)
+        } else if l.tried + 1 < shards && now_ms >= l.refused_ms.saturating_add(LEASE_PERIOD_MS) {
+            l.tried += 1;
+            // A stride of the isolate's own, prime to the number of shards: its walk visits
+            // every shard once, and the excess of a busy shard spreads over all the others
+            // instead of piling onto its neighbour.
+            let stride = walk_stride(mix(self.seed.rotate_left(48), hash), shards);
+            l.shard = (l.shard + stride) % shards;
+            l.exhausted = false;
+            ask(l, l.shard)
+        } else {
+            Local::Refuse
+        };
+        // Only an isolate that sees the key more often than once a lease period takes the next
+        // window's lease early: one that sees it rarely asks after the edge at a moment its own
+        // traffic spreads, and taking early would hold a request it may never use.
+        let next = window.next();
+        let mut prefetch = None;
+        if demand >= 2 && now_ms >= early_at && l.early.is_none_or(|e| e.start_ms != next.start_ms)
+        {
+            l.early = Some(Early {
+                start_ms: next.start_ms,
+                shard: home,
+                left: 0,
+                exhausted: false,
+            });
+            prefetch = Some(Ask {
+                key: shard_key(key, home, shards),
+                window: Window {
+                    limit: shard_limit(limit, home, shards),
+                    ..next
+                },
+                want: Leases::early_want(phase, demand),
+            });
+        }
+        Plan {
+            window,
+            local,
+            prefetch,
+        }
+    }
+
+    /// Records what the object granted for `ask` (of [`Plan::local`]); the caller's own
+    /// request takes one of them. Returns whether that request is admitted.
+    pub fn granted(&mut self, key: &str, ask: &Ask, granted: u32, now_ms: u64) -> bool {
+        let Some(l) = self.leases.get_mut(key) else {
+            return granted > 0;
+        };
+        if l.start_ms != ask.window.start_ms {
+            // The window moved on while the object answered: the grant of an ended window is
+            // spent on this request only (it was admitted in that window).
+            return granted > 0;
+        }
+        if granted == 0 {
+            // A late refusal from a shard the isolate has moved on from does not stop it.
+            if shard_key(key, l.shard, l.shards) == ask.key {
+                l.exhausted = true;
+                l.refused_ms = now_ms;
             }
-            _ => Local::Ask(lease_size(window.limit)),
+            return false;
+        }
+        l.left = l.left.saturating_add(granted - 1);
+        true
+    }
+
+    /// Records what the object granted for a [`Plan::prefetch`].
+    pub fn prefetched(&mut self, key: &str, ask: &Ask, granted: u32) {
+        if let Some(e) = self
+            .leases
+            .get_mut(key)
+            .and_then(|l| l.early.as_mut())
+            .filter(|e| e.start_ms == ask.window.start_ms)
+        {
+            e.left = e.left.saturating_add(granted);
+            e.exhausted = granted == 0;
         }
     }
 
-    /// Records what the object granted; the caller's own request takes one of them.
-    /// Returns whether that request is admitted.
-    pub fn granted(&mut self, key: &str, window: Window, granted: u32) -> bool {
+    /// A request admitted under `key` in `window` that is not to count (a sign-in that
+    /// succeeded): back into the lease, if the lease is still of that window.
+    pub fn give_back(&mut self, key: &str, window: Window) {
+        if let Some(l) = self
+            .leases
+            .get_mut(key)
+            .filter(|l| l.start_ms == window.start_ms)
+        {
+            l.left = l.left.saturating_add(1);
+            // A request that does not count is not demand: the next lease is not sized for it.
+            l.seen = l.seen.saturating_sub(1);
+        }
+    }
+
+    fn make_room(&mut self, key: &str, window: Window) {
         if self.leases.len() >= self.capacity && !self.leases.contains_key(key) {
             self.leases.retain(|_, l| l.start_ms >= window.start_ms);
             if self.leases.len() >= self.capacity {
                 self.leases.clear();
             }
         }
-        let l = self.leases.entry(key.to_owned()).or_insert(Lease {
-            start_ms: window.start_ms,
-            left: 0,
-            exhausted: false,
-        });
-        if l.start_ms != window.start_ms {
-            *l = Lease {
-                start_ms: window.start_ms,
-                left: 0,
-                exhausted: false,
-            };
-        }
-        if granted == 0 {
-            l.exhausted = true;
-            return false;
-        }
-        l.left = l.left.saturating_add(granted - 1);
-        true
+    }
+
+    /// Unspent requests of the current window this isolate holds for `key`.
+    pub fn held(&self, key: &str) -> u32 {
+        self.leases.get(key).map_or(0, |l| l.left)
     }
 }
 
@@ -318,99 +717,555 @@ pub fn login_slots(
 mod tests {
     use super::*;
 
-    const T0: u64 = 1_700_000_080_000; // 40 s into a minute window
+    const T0: u64 = 1_700_000_080_000; // 40 s into a minute window aligned to the epoch
 
     #[test]
     fn windows_are_fixed_and_reset_counts_whole_seconds() {
-        let w = Window::at(T0, MINUTE_MS, 10);
+        let w = Window::at_offset(T0, MINUTE_MS, 0, 10);
         assert_eq!(w.start_ms, 1_700_000_040_000);
         assert_eq!(w.reset_s(T0), 20);
         assert_eq!(w.reset_s(T0 + 19_001), 1);
         assert_eq!(w.reset_s(T0 + 25_000), 1, "never 0");
+        let shifted = Window::at_offset(T0, MINUTE_MS, 50_000, 10);
+        assert_eq!(shifted.start_ms, 1_700_000_030_000);
+        assert_eq!(shifted.reset_s(T0), 10);
+        assert_eq!(
+            Window::at_offset(T0, MINUTE_MS, 41_000, 10).start_ms,
+            1_700_000_081_000 - MINUTE_MS,
+            "an offset just ahead of now starts the window a minute before it"
+        );
+        assert_eq!(
+            Window::at_offset(T0, MINUTE_MS, 40_000, 10).start_ms,
+            T0,
+            "at the offset itself a window starts"
+        );
+        assert_eq!(shifted.next().start_ms, shifted.end_ms());
     }
 
     #[test]
-    fn counter_never_grants_past_the_limit_and_resets_with_the_window() {
-        let w = Window::at(T0, MINUTE_MS, 10);
+    fn a_keys_window_offset_is_its_hash_as_the_tests_compute_it() {
+        // tests/e2e/ratelimit.test.mjs computes the same: SHA-256, first 8 bytes big-endian.
+        assert_eq!(key_hash("login:ip:192.0.2.7"), 0xc830_0c39_0769_3b24_u64);
+        let w = Window::of_key("login:ip:192.0.2.7", T0, 4_000, 5);
+        assert_eq!(
+            w.start_ms % 4_000,
+            window_offset_ms("login:ip:192.0.2.7", 4_000)
+        );
+        assert!(w.start_ms <= T0 && T0 < w.end_ms());
+    }
+
+    #[test]
+    fn window_edges_of_many_keys_are_spread_over_the_window() {
+        let mut per_second = [0u32; 60];
+        for i in 0..6_000 {
+            let off = window_offset_ms(&format!("api:client:c{i}"), MINUTE_MS);
+            per_second[(off / 1000) as usize] += 1;
+        }
+        // 100 a second on average; aligned windows would put all 6,000 in one second.
+        let most = per_second.iter().max().copied().unwrap();
+        assert!(most <= 150, "{per_second:?}");
+    }
+
+    #[test]
+    fn counter_never_grants_past_the_limit_nor_more_than_a_sixteenth_of_what_remains() {
+        let w = Window::at_offset(T0, MINUTE_MS, 0, 100);
         let mut c = Counter::default();
-        assert_eq!(c.take(w, 4), 4);
-        assert_eq!(c.take(w, 4), 4);
-        assert_eq!(c.take(w, 4), 2, "only what is left");
+        assert_eq!(c.take(w, 50), 6, "100 / 16");
+        assert_eq!(c.take(w, 1), 1);
+        let mut granted = 7;
+        while granted < 100 {
+            let g = c.take(w, 1_000);
+            assert!(g >= 1 && g <= ((100 - granted) / 16).max(1), "{g}");
+            granted += g;
+        }
         assert_eq!(c.take(w, 4), 0);
-        let older = Window::at(T0 - MINUTE_MS, MINUTE_MS, 10);
+        let older = Window::at_offset(T0 - MINUTE_MS, MINUTE_MS, 0, 100);
         assert_eq!(
             c.take(older, 4),
             0,
             "a late isolate does not reopen the window"
         );
-        let next = Window::at(T0 + MINUTE_MS, MINUTE_MS, 10);
-        assert_eq!(c.take(next, 4), 4);
+        let far = Window::at_offset(T0 + 5 * MINUTE_MS, MINUTE_MS, 0, 100);
+        assert_eq!(c.take(far, 4), 4);
+    }
+
+    #[test]
+    fn counter_counts_the_next_window_apart_and_moves_on_to_it() {
+        let w = Window::at_offset(T0, MINUTE_MS, 0, 10);
+        let mut c = Counter::default();
+        assert_eq!(c.take(w, 1), 1);
+        assert_eq!(c.take(w.next(), 1), 1, "an early lease of the next window");
+        assert_eq!(
+            c.ends_ms(),
+            w.next().end_ms(),
+            "kept until the next window ends"
+        );
+        for _ in 0..9 {
+            assert_eq!(c.take(w, 1), 1);
+        }
+        assert_eq!(c.take(w, 1), 0, "the current window is full");
+        // The window after next: the counter moves on, keeping what the next window was given.
+        assert_eq!(c.take(w.next().next(), 1), 1);
+        assert_eq!((c.start_ms, c.used, c.next_used), (w.next().start_ms, 1, 1));
+        for _ in 0..9 {
+            assert_eq!(c.take(w.next(), 1), 1);
+        }
+        assert_eq!(
+            c.take(w.next(), 1),
+            0,
+            "early grants counted in that window"
+        );
+    }
+
+    #[test]
+    fn counter_stored_before_staggered_windows_errs_strict_for_one_window() {
+        // A counter of an earlier release: an aligned start, no length, no next window.
+        let old: Counter = serde_json::from_str(r#"{"start_ms":1700000040000,"used":10}"#).unwrap();
+        assert_eq!(old.len_ms, 0);
+        // A staggered window that started before it is counted against it...
+        let mut c = old;
+        let before = Window::at_offset(T0, MINUTE_MS, 50_000, 10);
+        assert!(before.start_ms < old.start_ms);
+        assert_eq!(c.take(before, 1), 0);
+        // ...and the window after starts afresh.
+        assert_eq!(c.take(before.next(), 1), 1);
+        assert_eq!(c.len_ms, MINUTE_MS);
     }
 
     #[test]
     fn give_back_only_returns_to_the_same_window() {
-        let w = Window::at(T0, 300_000, 3);
+        let w = Window::at_offset(T0, 300_000, 0, 3);
         let mut c = Counter::default();
-        assert_eq!(c.take(w, 3), 3);
+        assert_eq!(c.take(w, 3), 1);
+        assert_eq!(c.take(w, 3), 1);
+        assert_eq!(c.take(w, 3), 1);
         c.give_back(w, 1);
         assert_eq!(c.take(w, 3), 1);
-        let next = Window::at(T0 + 300_000, 300_000, 3);
-        c.give_back(next, 5);
+        let later = Window::at_offset(T0 + 900_000, 300_000, 0, 3);
+        c.give_back(later, 5);
         assert_eq!(c.used, 3);
     }
 
     #[test]
-    fn leases_admit_exactly_the_limit_from_one_isolate() {
-        let w = Window::at(T0, MINUTE_MS, 50);
-        let mut object = Counter::default();
-        let mut leases = Leases::new(16);
-        let mut admitted = 0;
-        let mut asks = 0;
-        for _ in 0..80 {
-            let ok = match leases.try_local("k", w) {
-                Local::Admit => true,
-                Local::Refuse => false,
-                Local::Ask(n) => {
-                    asks += 1;
-                    leases.granted("k", w, object.take(w, n))
-                }
-            };
-            admitted += u32::from(ok);
-        }
-        assert_eq!(admitted, 50);
-        assert_eq!(object.used, 50);
-        // 50/16 = 3 per lease: 17 leases, then one refusal from the object, then local refusals.
-        assert_eq!(asks, 18);
+    fn demand_sizes_the_lease() {
+        assert_eq!(want(1, None), 1, "first ask");
+        assert_eq!(want(1, Some(5_000)), 1, "rare requests: one by one");
+        assert_eq!(want(3, Some(100)), 6, "at most twice what was seen");
+        assert_eq!(want(40, Some(1_000)), 40, "a lease period's worth");
+        assert_eq!(want(400, Some(4_000)), 100);
+        assert_eq!(want(u32::MAX, Some(1)), MAX_LEASE);
+        assert_eq!(
+            want_within(40, Some(1_000), 100),
+            4,
+            "only what fits before the end"
+        );
     }
 
     #[test]
-    fn leases_of_many_isolates_never_add_up_past_the_limit() {
-        let w = Window::at(T0, MINUTE_MS, 100);
-        let mut object = Counter::default();
-        let mut isolates: Vec<Leases> = (0..7).map(|_| Leases::new(16)).collect();
-        let mut admitted = 0;
-        for i in 0..1000 {
-            let l = &mut isolates[i % 7];
-            let ok = match l.try_local("k", w) {
+    fn hot_keys_are_split_and_the_shards_add_up_to_the_limit() {
+        assert_eq!(shard_count(6_000, MINUTE_MS), 1);
+        assert_eq!(shard_count(24_000, MINUTE_MS), 1);
+        assert_eq!(shard_count(24_001, MINUTE_MS), 2);
+        assert_eq!(shard_count(22_500_000, MINUTE_MS), 938);
+        assert_eq!(shard_count(MAX_LIMIT, MINUTE_MS), MAX_SHARDS);
+        assert_eq!(shard_count(100, 300_000), 1, "sign-in windows");
+        for (limit, shards) in [(22_500_000, 938), (24_001, 2), (7, 3), (MAX_LIMIT, 4_096)] {
+            let sum: u64 = (0..shards)
+                .map(|s| u64::from(shard_limit(limit, s, shards)))
+                .sum();
+            assert_eq!(sum, u64::from(limit), "{limit} in {shards}");
+        }
+        assert_eq!(shard_key("api:client:c", 0, 1), "api:client:c");
+        assert_eq!(shard_key("api:client:c", 7, 75), "api:client:c:7");
+        // Isolates spread over the shards.
+        let mut per_shard = [0u32; 75];
+        for seed in 0..7_500u64 {
+            let l = Leases::new(4, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            per_shard[l.home_shard("api:client:big", 75) as usize] += 1;
+        }
+        assert!(
+            per_shard.iter().all(|&n| (60..=140).contains(&n)),
+            "{per_shard:?}"
+        );
+    }
+
+    /// Isolates and limiter objects, run in one thread: every ask answered at once.
+    struct Sim {
+        isolates: Vec<Leases>,
+        objects: HashMap<String, Counter>,
+        /// Calls per object per second (ms / 1000).
+        calls: HashMap<(String, u64), u32>,
+        /// Admitted per window start.
+        admitted: HashMap<u64, u32>,
+    }
+
+    impl Sim {
+        fn new(n: usize) -> Sim {
+            Sim {
+                isolates: (0..n as u64)
+                    .map(|i| Leases::new(64, (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                    .collect(),
+                objects: HashMap::new(),
+                calls: HashMap::new(),
+                admitted: HashMap::new(),
+            }
+        }
+
+        fn take(&mut self, ask: &Ask, now: u64) -> u32 {
+            *self.calls.entry((ask.key.clone(), now / 1000)).or_default() += 1;
+            self.objects
+                .entry(ask.key.clone())
+                .or_default()
+                .take(ask.window, ask.want)
+        }
+
+        fn request(&mut self, i: usize, key: &str, limit: u32, len: u64, now: u64) -> bool {
+            let plan = self.isolates[i].plan(key, limit, len, now);
+            if let Some(early) = &plan.prefetch {
+                let g = self.take(early, now);
+                self.isolates[i].prefetched(key, early, g);
+            }
+            let ok = match &plan.local {
                 Local::Admit => true,
                 Local::Refuse => false,
-                Local::Ask(n) => l.granted("k", w, object.take(w, n)),
+                Local::Ask(ask) => {
+                    let g = self.take(ask, now);
+                    self.isolates[i].granted(key, ask, g, now)
+                }
             };
-            admitted += u32::from(ok);
+            if ok {
+                *self.admitted.entry(plan.window.start_ms).or_default() += 1;
+            }
+            ok
         }
-        assert!(admitted <= 100, "{admitted}");
-        assert!(admitted >= 100 - 7 * lease_size(100), "{admitted}");
+
+        fn most_calls_a_second(&self) -> u32 {
+            self.calls.values().max().copied().unwrap_or(0)
+        }
+
+        fn held(&self, key: &str) -> u32 {
+            self.isolates.iter().map(|l| l.held(key)).sum()
+        }
+    }
+
+    /// A small deterministic generator for interleavings.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn many_isolates_never_admit_more_than_the_limit_in_any_window() {
+        for (limit, len, isolates) in [
+            (100, MINUTE_MS, 300),
+            (1_000, MINUTE_MS, 50),
+            (40_000, 10_000, 60), // split into 10 shards
+        ] {
+            let key = format!("api:client:race{limit}");
+            let mut sim = Sim::new(isolates);
+            let mut rng = Lcg(limit as u64);
+            let mut now = T0;
+            let step_us = len * 1000 / (u64::from(limit) * 3); // demand: 3x the limit
+            let mut us = 0;
+            while now < T0 + 3 * len {
+                let i = rng.next(isolates as u64) as usize;
+                sim.request(i, &key, limit, len, now);
+                us += step_us.max(1);
+                now = T0 + us / 1000;
+            }
+            for (start, n) in &sim.admitted {
+                assert!(*n <= limit, "{key}: {n} admitted in the window at {start}");
+            }
+            let full: Vec<u32> = sim
+                .admitted
+                .iter()
+                .filter(|(s, _)| **s > T0 && **s + len < now)
+                .map(|(_, n)| *n)
+                .collect();
+            assert!(!full.is_empty());
+            for n in full {
+                // Strict by less than a sixteenth of the limit for each of... far less here.
+                assert!(n * 10 >= limit * 9, "{key}: only {n} of {limit} admitted");
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_partner_is_counted_exactly_across_many_isolates() {
+        // 100 a minute; 1,000 isolates each see one request a minute: every request is asked
+        // for one by one, so exactly the limit is admitted, whatever the spread.
+        let mut sim = Sim::new(1_000);
+        let key = "api:client:small";
+        let w = Window::of_key(key, T0, MINUTE_MS, 100);
+        let mut admitted = 0;
+        for k in 0..1_000u64 {
+            let now = w.start_ms + k * 59;
+            admitted += u32::from(sim.request(k as usize, key, 100, MINUTE_MS, now));
+        }
+        assert_eq!(admitted, 100);
+        assert_eq!(sim.held(key), 0, "nothing held unspent");
+    }
+
+    #[test]
+    fn idle_isolates_hold_at_most_the_documented_bound() {
+        // 40 isolates each see a burst of 3 requests, then go quiet; one isolate then keeps
+        // asking. What the quiet ones hold is all that is lost, each at most twice its burst,
+        // and all of it under limit * (1 - (15/16)^K).
+        let (limit, k) = (1_000u32, 40usize);
+        let key = "api:client:bursty";
+        let w = Window::of_key(key, T0, MINUTE_MS, limit);
+        let mut sim = Sim::new(k + 1);
+        let mut admitted = 0;
+        for i in 0..k {
+            for r in 0..3 {
+                let now = w.start_ms + (i as u64) * 100 + r * 10;
+                admitted += u32::from(sim.request(i, key, limit, MINUTE_MS, now));
+            }
+        }
+        let mut now = w.start_ms + 10_000;
+        while now < w.end_ms() {
+            admitted += u32::from(sim.request(k, key, limit, MINUTE_MS, now));
+            now += 5;
+        }
+        let idle: Vec<u32> = (0..k).map(|i| sim.isolates[i].held(key)).collect();
+        assert!(idle.iter().all(|&h| h <= 2 * 3), "{idle:?}");
+        let lost: u32 = idle.iter().sum();
+        assert_eq!(
+            admitted + sim.held(key),
+            limit,
+            "every grant admitted or held"
+        );
+        let bound = f64::from(limit) * (1.0 - (15.0f64 / 16.0).powi(k as i32));
+        assert!(f64::from(lost) <= bound, "{lost} > {bound}");
+        assert!(admitted >= limit - 2 * 3 * k as u32, "{admitted}");
+    }
+
+    #[test]
+    fn one_keys_isolates_do_not_all_ask_at_its_window_edge() {
+        // 1,000 isolates each see the key about 5 times a second. Around the edge the object is
+        // asked no more often than in the middle of the window.
+        let key = "api:client:steady";
+        let limit = 1_000_000;
+        let w = Window::of_key(key, T0, MINUTE_MS, limit);
+        let mut sim = Sim::new(1_000);
+        let mut rng = Lcg(7);
+        let start = w.start_ms + 20_000;
+        let end = w.end_ms() + 20_000;
+        let mut us = 0u64;
+        loop {
+            let now = start + us / 1000;
+            if now >= end {
+                break;
+            }
+            sim.request(rng.next(1_000) as usize, key, limit, MINUTE_MS, now);
+            us += 200; // 5,000 a second
+        }
+        // Over all of the key's shards (1,000,000 a minute is 42).
+        let per_s = |s: u64| -> u32 {
+            sim.calls
+                .iter()
+                .filter(|((_, t), _)| *t == s)
+                .map(|(_, n)| *n)
+                .sum()
+        };
+        let mid: Vec<u32> = (25..35)
+            .map(|d| per_s((w.start_ms + d * 1000) / 1000))
+            .collect();
+        let steady = mid.iter().sum::<u32>() / 10;
+        let edge_s = w.end_ms() / 1000;
+        let around: Vec<u32> = (edge_s - 12..edge_s + 5).map(per_s).collect();
+        let most = around.iter().max().copied().unwrap();
+        assert!(
+            most * 2 <= steady * 3,
+            "around the edge {around:?}, steady {steady}"
+        );
+        assert!(sim.admitted.values().all(|&n| n <= limit));
+    }
+
+    #[test]
+    fn a_refused_shard_sends_the_isolate_on_to_the_others() {
+        // One isolate, a limit split in 4 (16,000 per 10 s), asked 3,000 times a second: it
+        // reaches every shard within the window and is admitted the whole limit, never more.
+        let (limit, len) = (16_000u32, 10_000u64);
+        assert_eq!(shard_count(limit, len), 4);
+        let key = "api:client:one-isolate";
+        let w = Window::of_key(key, T0, len, limit);
+        let mut sim = Sim::new(1);
+        let mut admitted = 0;
+        for ms in 0..len {
+            for _ in 0..3 {
+                admitted += u32::from(sim.request(0, key, limit, len, w.start_ms + ms));
+            }
+        }
+        assert!(admitted <= limit);
+        assert!(admitted >= limit - 16, "{admitted}");
+        assert_eq!(sim.objects.keys().filter(|k| k.starts_with(key)).count(), 4);
+        assert!(
+            sim.most_calls_a_second() < 500,
+            "{}",
+            sim.most_calls_a_second()
+        );
+    }
+
+    #[test]
+    fn a_walk_over_the_shards_visits_each_once() {
+        for shards in [1u32, 2, 3, 4, 12, 75, 938, 4_096] {
+            for random in [0u64, 1, 7, 12_345, u64::MAX] {
+                let stride = walk_stride(random, shards);
+                let mut seen = std::collections::HashSet::new();
+                let mut s = random as u32 % shards;
+                for _ in 0..shards {
+                    seen.insert(s);
+                    s = (s + stride) % shards;
+                }
+                assert_eq!(seen.len(), shards as usize, "{shards} by {stride}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_shard_is_asked_at_most_its_rate_even_when_every_request_is_a_take() {
+        // The worst case of the shard rule: 2,000 isolates each see the key once every 5 s, so
+        // each request is its own take; the shard's limit (24,000 a minute, 400 a second) is
+        // the most it is asked for a second, plus the refusals once it is spent.
+        let key = "api:client:thin:0";
+        let limit = 24_000;
+        assert_eq!(shard_count(limit, MINUTE_MS), 1);
+        let mut sim = Sim::new(2_000);
+        let mut rng = Lcg(5);
+        let mut us = 0u64;
+        while us < 70_000_000 {
+            sim.request(
+                rng.next(2_000) as usize,
+                key,
+                limit,
+                MINUTE_MS,
+                T0 + us / 1000,
+            );
+            us += 2_500; // 400 a second
+        }
+        let most = sim.most_calls_a_second();
+        assert!(most <= 500, "{most} calls in one second");
+        assert!(sim.admitted.values().all(|&n| n <= limit));
+    }
+
+    #[test]
+    fn the_largest_partners_shard_is_asked_a_few_times_a_second_at_10x() {
+        // docs/storage.md: the largest partner's client key at 10x the peak, 22,500,000 a minute,
+        // is 938 shards of 24,000 a minute (400 a second), each the home of about 11 of 10,000
+        // isolates at 37.5 calls a second, through a window edge.
+        let key = "api:client:largest:0";
+        let limit = 24_000;
+        let mut sim = Sim::new(11);
+        let mut rng = Lcg(11);
+        let mut us = 0u64;
+        while us < 70_000_000 {
+            sim.request(rng.next(11) as usize, key, limit, MINUTE_MS, T0 + us / 1000);
+            us += 2_424; // 412.5 a second
+        }
+        // After the first second, in which every isolate's lease grows from 1 by doubling.
+        let first_s = T0 / 1000;
+        let most = sim
+            .calls
+            .iter()
+            .filter(|((_, s), _)| *s > first_s)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap();
+        assert!(most <= 40, "{most} calls in one second");
+        assert!(sim.admitted.values().all(|&n| n <= limit));
+    }
+
+    #[test]
+    fn uneven_shards_err_strict_by_little_when_isolates_move_on() {
+        // 20 shards (80,000 per 10 s), 200 isolates of uneven traffic (1 to 79 a second) and
+        // demand 10% above the limit: refused isolates move to other shards, and the window
+        // admits nearly the whole limit (96.8% here; lease periods are a tenth of this short
+        // window, a sixtieth of a minute's).
+        let (limit, len) = (80_000u32, 10_000u64);
+        assert_eq!(shard_count(limit, len), 20);
+        let key = "api:client:uneven";
+        let w = Window::of_key(key, T0, len, limit);
+        let mut sim = Sim::new(200);
+        let weights: Vec<u64> = (0..200u64).map(|i| 1 + (i * 37) % 79).collect();
+        let total: u64 = weights.iter().sum();
+        let mut rng = Lcg(3);
+        let mut us = 0u64;
+        while us < len * 1000 {
+            let mut pick = rng.next(total);
+            let mut i = 0;
+            while pick >= weights[i] {
+                pick -= weights[i];
+                i += 1;
+            }
+            sim.request(i, key, limit, len, w.start_ms + us / 1000);
+            us += 114; // 8,800 a second
+        }
+        let admitted = sim.admitted.get(&w.start_ms).copied().unwrap_or(0);
+        assert!(admitted <= limit);
+        assert!(admitted * 100 >= limit * 93, "{admitted} of {limit}");
+    }
+
+    #[test]
+    fn a_sign_in_that_succeeds_goes_back_into_the_lease() {
+        let mut l = Leases::new(4, 1);
+        let key = "login:ip:192.0.2.1";
+        let plan = l.plan(key, 3, 300_000, T0);
+        let Local::Ask(ask) = plan.local else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(ask.want, 1);
+        assert!(l.granted(key, &ask, 1, T0));
+        l.give_back(key, plan.window);
+        assert_eq!(l.plan(key, 3, 300_000, T0 + 1).local, Local::Admit);
+        // A give-back of another window is dropped.
+        l.give_back(key, plan.window.next());
+        assert_eq!(l.held(key), 0);
     }
 
     #[test]
     fn a_new_window_asks_again() {
-        let w = Window::at(T0, MINUTE_MS, 1);
-        let mut leases = Leases::new(4);
-        assert_eq!(leases.try_local("k", w), Local::Ask(1));
-        assert!(!leases.granted("k", w, 0));
-        assert_eq!(leases.try_local("k", w), Local::Refuse);
-        let next = Window::at(T0 + MINUTE_MS, MINUTE_MS, 1);
-        assert_eq!(leases.try_local("k", next), Local::Ask(1));
+        let mut leases = Leases::new(4, 1);
+        let p = leases.plan("k", 1, MINUTE_MS, T0);
+        let Local::Ask(ask) = &p.local else {
+            panic!("{p:?}")
+        };
+        assert!(!leases.granted("k", ask, 0, T0));
+        assert_eq!(leases.plan("k", 1, MINUTE_MS, T0 + 1).local, Local::Refuse);
+        let next = p.window.end_ms();
+        assert!(matches!(
+            leases.plan("k", 1, MINUTE_MS, next).local,
+            Local::Ask(_)
+        ));
+    }
+
+    #[test]
+    fn leases_are_bounded_in_number() {
+        let mut leases = Leases::new(8, 1);
+        for i in 0..100 {
+            let _ = leases.plan(&format!("k{i}"), 10, MINUTE_MS, T0);
+        }
+        assert!(leases.leases.len() <= 8);
+    }
+
+    #[test]
+    fn limited_carries_the_headers_numbers() {
+        let w = Window::at_offset(T0, MINUTE_MS, 0, 10);
+        let e = limited("client", w, T0);
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert_eq!(
+            e.detail,
+            Detail::RateLimit {
+                limit: 10,
+                reset_s: 20
+            }
+        );
     }
 
     #[test]
@@ -446,20 +1301,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn limited_carries_the_headers_numbers() {
-        let w = Window::at(T0, MINUTE_MS, 10);
-        let e = limited("client", w, T0);
-        assert_eq!(e.code, ErrorCode::RateLimited);
-        assert_eq!(
-            e.detail,
-            Detail::RateLimit {
-                limit: 10,
-                reset_s: 20
-            }
-        );
     }
 
     const LOGIN: LoginLimits = LoginLimits {

@@ -1,6 +1,7 @@
 //! The rate limiter's command protocol. One object per limited key (named `limit:{key}`, keys
-//! such as `api:client:{client_id}`): it counts what it granted in the current window, so
-//! isolates everywhere together never admit more than the limit.
+//! such as `api:client:{client_id}`), or per shard of a key whose limit is split
+//! (`limit:{key}:{s}`, see `protocol::ratelimit::shard_count`): it counts what it granted in the
+//! current window and the next, so isolates everywhere together never admit more than the limit.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +31,8 @@ pub struct Granted {
     pub n: u32,
 }
 
-/// Requests taken in `window` and not spent.
+/// Requests taken in `window` and not spent. Workers of this release give back to their own
+/// lease, never to the object; the command stays for Workers of earlier releases.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GiveBack {
     pub window: Window,
@@ -43,7 +45,7 @@ mod tests {
 
     #[test]
     fn commands_keep_their_wire_tags() {
-        let window = Window::at(0, 60_000, 10);
+        let window = Window::at_offset(0, 60_000, 0, 10);
         let take = LimitCommand::from(Take { window, want: 3 });
         let json = serde_json::to_string(&take).unwrap();
         assert!(json.starts_with(r#"{"take":{"window":"#), "{json}");
