@@ -49,13 +49,17 @@ pub fn call(service: &str, target: &str, op: &str) -> InFlight {
     }
 }
 
-/// Where a call to `service` went (a placement's label: jurisdiction and location hint).
+/// Where a call to `service` on a critical path went (a placement's label: jurisdiction and
+/// location hint); calls off the critical path are not recorded here.
 #[inline]
 pub fn placed(service: &str, label: &str) {
     #[cfg(feature = "io-counts")]
     imp::COUNTS.with(|c| {
-        *c.borrow_mut()
-            .placements
+        let mut c = c.borrow_mut();
+        if c.background > 0 {
+            return;
+        }
+        *c.placements
             .entry(service.to_owned())
             .or_default()
             .entry(label.to_owned())
