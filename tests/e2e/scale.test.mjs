@@ -23,7 +23,7 @@ test('the counting build answers its counters only on a loopback issuer', async 
     assert.equal(res.status, 200);
     const counts = await res.json();
     assert.equal(typeof counts.round_trips, 'number');
-    assert.deepEqual(Object.keys(counts).sort(), ['calls', 'kv_reads', 'kv_writes', 'round_trips']);
+    assert.deepEqual(Object.keys(counts).sort(), ['calls', 'kv_reads', 'kv_writes', 'placements', 'round_trips']);
   } finally {
     await local.stop();
   }

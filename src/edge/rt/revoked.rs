@@ -3,7 +3,7 @@
 //!
 //! KV takes one write a second per key, so a marker is written once per revocation: the grant
 //! object publishes only until it has recorded the marker as published, and in each isolate
-//! concurrent publications of one id share one write and a published id is remembered
+//! concurrent publications of one id wait for the one being written and a published id is remembered
 //! ([`PUBLISHED_HERE`]), so a storm of replays in one isolate writes the key once.
 
 use crate::edge::rt::config::{self, Fault};
@@ -11,10 +11,10 @@ use crate::protocol::api::revoked_key;
 use crate::protocol::cache::TtlCache;
 use crate::protocol::error::ApiError;
 use crate::protocol::tokens::ACCESS_TOKEN_TTL_S;
-use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::RefCell;
-use std::collections::HashMap;
-use worker::Env;
+use std::collections::HashSet;
+use std::time::Duration;
+use worker::{Delay, Env};
 
 /// How long a revocation stays published: past the last access token it could concern.
 pub const REVOCATION_PUBLISHED_S: u64 = ACCESS_TOKEN_TTL_S + 60;
@@ -26,47 +26,58 @@ const PUBLISHED_HERE_MS: u64 = ACCESS_TOKEN_TTL_S * 1000;
 /// Ids an isolate remembers having published: bounded, evicting the least recently used.
 const PUBLISHED_HERE: usize = 1024;
 
-type Publication = Shared<LocalBoxFuture<'static, Result<(), ApiError>>>;
+/// How often a caller that found another request writing the same marker looks again.
+const WAIT_STEP_MS: u64 = 10;
+
+/// How long it waits for that other request before writing itself.
+const WAIT_AT_MOST_MS: u64 = 5_000;
 
 thread_local! {
     static PUBLISHED: RefCell<TtlCache<()>> = RefCell::new(TtlCache::new(PUBLISHED_HERE));
-    /// Publications under way in this isolate, by id: a second caller awaits the first's write.
-    static IN_FLIGHT: RefCell<HashMap<String, Publication>> = RefCell::new(HashMap::new());
+    /// Ids whose marker a request of this isolate is writing now. Other requests wait by looking
+    /// again on their own timer, never by awaiting the writer's future: the runtime does not let
+    /// one request wait on another's I/O.
+    static IN_FLIGHT: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+/// Marks an id as being written until dropped (also when the writing request is cancelled).
+struct Writing(String);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        IN_FLIGHT.with(|m| m.borrow_mut().remove(&self.0));
+    }
 }
 
 /// Tells the gateway that a grant (or a client-credentials token, by `jti`) is revoked: a KV
 /// entry the gateway reads through its isolate cache, kept while the grant's access tokens can
-/// still be valid. A failure is a 503 to every caller that waited on that write; the caller
-/// retries, and revoking again publishes again (a failed write is never remembered).
+/// still be valid. A caller that finds the marker being written by another request of the
+/// isolate waits for that write: if it succeeds, nothing more is written; if it fails, the
+/// caller writes itself. A failure is a 503; the caller retries, and revoking again publishes
+/// again (a failed write is never remembered).
 pub async fn publish(env: &Env, id: &str, now_ms: u64) -> Result<(), ApiError> {
-    if PUBLISHED.with(|c| c.borrow_mut().get(id, now_ms).is_some()) {
-        return Ok(());
+    let mut waited = 0;
+    loop {
+        if PUBLISHED.with(|c| c.borrow_mut().get(id, now_ms).is_some()) {
+            return Ok(());
+        }
+        let busy = IN_FLIGHT.with(|m| m.borrow().contains(id));
+        if !busy || waited >= WAIT_AT_MOST_MS {
+            break;
+        }
+        Delay::from(Duration::from_millis(WAIT_STEP_MS)).await;
+        waited += WAIT_STEP_MS;
     }
-    let pending = IN_FLIGHT.with(|m| m.borrow().get(id).cloned());
-    let publication = match pending {
-        Some(p) => p,
-        None => {
-            let p = write(env.clone(), revoked_key(id)).boxed_local().shared();
-            IN_FLIGHT.with(|m| m.borrow_mut().insert(id.to_owned(), p.clone()));
-            p
-        }
-    };
-    let result = publication.clone().await;
-    // The first waiter to resume settles it; a newer publication of the id is left alone.
-    let mine = IN_FLIGHT.with(|m| {
-        let mut m = m.borrow_mut();
-        let is_mine = m.get(id).is_some_and(|p| p.ptr_eq(&publication));
-        if is_mine {
-            m.remove(id);
-        }
-        is_mine
-    });
-    if mine && result.is_ok() {
+    IN_FLIGHT.with(|m| m.borrow_mut().insert(id.to_owned()));
+    let writing = Writing(id.to_owned());
+    let result = write(env.clone(), revoked_key(id)).await;
+    if result.is_ok() {
         PUBLISHED.with(|c| {
             c.borrow_mut()
                 .insert(id.to_owned(), (), now_ms, PUBLISHED_HERE_MS)
         });
     }
+    drop(writing);
     result
 }
 
