@@ -25,6 +25,18 @@ struct Row {
     body: String,
 }
 
+/// Stored rows as events, each with its `seq`. A row that does not parse is a 503.
+fn decode(rows: Vec<Row>) -> std::result::Result<Vec<AuditEvent>, ApiError> {
+    rows.into_iter()
+        .map(|r| {
+            let mut e: AuditEvent = serde_json::from_str(&r.body)
+                .map_err(|e| ApiError::unavailable(format!("corrupt event: {e}")))?;
+            e.seq = r.seq as u64;
+            Ok(e)
+        })
+        .collect()
+}
+
 fn err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("audit storage: {e}"))
 }
@@ -63,10 +75,7 @@ impl AuditHandler for AuditLog {
             vec![
                 objects::sql_int(event.ts),
                 SqlStorageValue::String(event.kind.clone()),
-                event
-                    .partner
-                    .clone()
-                    .map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                objects::sql_opt_text(event.partner.clone()),
                 SqlStorageValue::String(body),
             ],
         )
@@ -92,26 +101,16 @@ impl AuditHandler for AuditLog {
                 vec![
                     objects::sql_int(cursor.unwrap_or(0)),
                     objects::sql_int(since.unwrap_or(0)),
-                    partner
-                        .clone()
-                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                    partner.map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                    kind.clone()
-                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                    kind.map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    objects::sql_opt_text(partner.clone()),
+                    objects::sql_opt_text(partner),
+                    objects::sql_opt_text(kind.clone()),
+                    objects::sql_opt_text(kind),
                     objects::sql_int(limit as u64),
                 ],
             )
             .and_then(|c| c.to_array())
             .map_err(err)?;
-        let mut events = Vec::with_capacity(rows.len());
-        for r in rows {
-            let mut e: AuditEvent = serde_json::from_str(&r.body)
-                .map_err(|e| ApiError::unavailable(format!("corrupt event: {e}")))?;
-            e.seq = r.seq as u64;
-            events.push(e);
-        }
-        Ok(events)
+        decode(rows)
     }
 
     async fn export(
@@ -126,13 +125,6 @@ impl AuditHandler for AuditLog {
             )
             .and_then(|c| c.to_array())
             .map_err(err)?;
-        let mut events = Vec::with_capacity(rows.len());
-        for r in rows {
-            let mut e: AuditEvent = serde_json::from_str(&r.body)
-                .map_err(|e| ApiError::unavailable(format!("corrupt event: {e}")))?;
-            e.seq = r.seq as u64;
-            events.push(e);
-        }
-        Ok(events)
+        decode(rows)
     }
 }

@@ -27,10 +27,6 @@ struct Row {
     counts: String,
 }
 
-fn text(v: Option<String>) -> SqlStorageValue {
-    v.map_or(SqlStorageValue::Null, SqlStorageValue::String)
-}
-
 fn err(e: worker::Error) -> ApiError {
     ApiError::unavailable(format!("usage storage: {e}"))
 }
@@ -118,10 +114,10 @@ impl UsageHandler for UsageLog {
                 vec![
                     objects::sql_int(since - since % 3_600),
                     objects::sql_int(until),
-                    text(partner.clone()),
-                    text(partner),
-                    text(client.clone()),
-                    text(client),
+                    objects::sql_opt_text(partner.clone()),
+                    objects::sql_opt_text(partner),
+                    objects::sql_opt_text(client.clone()),
+                    objects::sql_opt_text(client),
                     objects::sql_int(limit as u64),
                 ],
             )
@@ -148,9 +144,9 @@ impl UsageHandler for UsageLog {
                     hour.map_or(SqlStorageValue::Null, objects::sql_int),
                     hour.map_or(SqlStorageValue::Null, objects::sql_int),
                     hour.map_or(SqlStorageValue::Null, objects::sql_int),
-                    text(partner.clone()),
-                    text(partner),
-                    text(client),
+                    objects::sql_opt_text(partner.clone()),
+                    objects::sql_opt_text(partner),
+                    objects::sql_opt_text(client),
                     objects::sql_int(limit as u64),
                 ],
             )

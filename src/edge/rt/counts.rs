@@ -34,25 +34,26 @@ impl Drop for InFlight {
     }
 }
 
-/// A call to `service` (`do:BINDING`, `queue:BINDING`, `d1:BINDING`, `r2:BINDING`) addressed to
-/// `target` (an object name, a queue, a table or key prefix) with operation `op`.
+/// A call to the service `kind:binding` (`do`, `queue`, `d1`, `r2`) addressed to `target` (an
+/// object name, a queue, a database or bucket) with operation `op`. The parts are passed apart
+/// so that a build without the counters builds no string for them.
 #[inline]
-pub fn call(service: &str, target: &str, op: &str) -> InFlight {
+pub fn call(kind: &str, binding: &str, target: &str, op: &str) -> InFlight {
     #[cfg(feature = "io-counts")]
     {
-        imp::call(service, target, op)
+        imp::call(&format!("{kind}:{binding}"), target, op)
     }
     #[cfg(not(feature = "io-counts"))]
     {
-        let _ = (service, target, op);
+        let _ = (kind, binding, target, op);
         InFlight {}
     }
 }
 
-/// Where a call to `service` on a critical path went (a placement's label: jurisdiction and
-/// location hint); calls off the critical path are not recorded here.
+/// Where a call to the service `kind:binding` on a critical path went (a placement's label:
+/// jurisdiction and location hint); calls off the critical path are not recorded here.
 #[inline]
-pub fn placed(service: &str, label: &str) {
+pub fn placed(kind: &str, binding: &str, label: &str) {
     #[cfg(feature = "io-counts")]
     imp::COUNTS.with(|c| {
         let mut c = c.borrow_mut();
@@ -60,13 +61,13 @@ pub fn placed(service: &str, label: &str) {
             return;
         }
         *c.placements
-            .entry(service.to_owned())
+            .entry(format!("{kind}:{binding}"))
             .or_default()
             .entry(label.to_owned())
             .or_default() += 1;
     });
     #[cfg(not(feature = "io-counts"))]
-    let _ = (service, label);
+    let _ = (kind, binding, label);
 }
 
 /// A KV operation (`get`, `put`, `delete`, `list`) on `key`.

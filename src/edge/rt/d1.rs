@@ -51,7 +51,7 @@ async fn hang(what: &str) -> ApiError {
 /// `EDGEWARD_INJECT_FAULTS=DB:batch[:failN|hang|lost|lost_once]` (`lost`: it runs, the answer
 /// is lost).
 pub async fn batch(env: &Env, statements: &[Statement]) -> Result<(), ApiError> {
-    let _in_flight = counts::call("d1:DB", DB, "batch");
+    let _in_flight = counts::call("d1", DB, DB, "batch");
     let fault = config::injected_fault(env, DB, "batch");
     match fault {
         Some(Fault::Fail) => return Err(failed("batch", "injected fault")),
@@ -74,7 +74,7 @@ pub async fn batch(env: &Env, statements: &[Statement]) -> Result<(), ApiError> 
 /// The rows of one read, each a JSON object of its columns. Fault injection:
 /// `EDGEWARD_INJECT_FAULTS=DB:query[:failN|hang]`.
 pub async fn query(env: &Env, statement: &Statement) -> Result<Vec<serde_json::Value>, ApiError> {
-    let _in_flight = counts::call("d1:DB", DB, "query");
+    let _in_flight = counts::call("d1", DB, DB, "query");
     match config::injected_fault(env, DB, "query") {
         Some(Fault::Hang) => return Err(hang("query").await),
         Some(_) => return Err(failed("query", "injected fault")),
@@ -92,7 +92,7 @@ pub async fn query(env: &Env, statement: &Statement) -> Result<Vec<serde_json::V
 /// Runs schema statements (`CREATE ... IF NOT EXISTS`, one per line) with D1 `exec`. Fault
 /// injection: `EDGEWARD_INJECT_FAULTS=DB:exec[:failN]`.
 pub async fn exec(env: &Env, statements: &[String]) -> Result<(), ApiError> {
-    let _in_flight = counts::call("d1:DB", DB, "exec");
+    let _in_flight = counts::call("d1", DB, DB, "exec");
     if config::injected_fault(env, DB, "exec").is_some() {
         return Err(failed("exec", "injected fault"));
     }

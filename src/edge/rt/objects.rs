@@ -122,8 +122,8 @@ async fn send(
         )
         .with_cause(format!("{binding}: object name of {} bytes", object.len())));
     }
-    let _in_flight = counts::call(&format!("do:{binding}"), object, command_tag(&body));
-    counts::placed(&format!("do:{binding}"), placement.label());
+    let _in_flight = counts::call("do", binding, object, command_tag(&body));
+    counts::placed("do", binding, placement.label());
     let stub = stub(env, binding, object, placement)?;
     let mut attempt = 1;
     loop {
@@ -321,6 +321,14 @@ where
 /// Text as an SQLite value.
 pub fn sql_text(s: &str) -> worker::SqlStorageValue {
     worker::SqlStorageValue::String(s.to_owned())
+}
+
+/// Optional text as an SQLite value: `NULL` when absent.
+pub fn sql_opt_text(s: Option<String>) -> worker::SqlStorageValue {
+    s.map_or(
+        worker::SqlStorageValue::Null,
+        worker::SqlStorageValue::String,
+    )
 }
 
 /// A count or time as an SQLite integer (saturating: SQLite integers are signed).

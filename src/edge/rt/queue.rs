@@ -19,7 +19,7 @@ pub async fn send(env: &Env, binding: &str, body: String) -> Result<(), ApiError
     if fault == Some(Fault::Fail) {
         return Err(ApiError::unavailable(format!("{binding}: injected fault")));
     }
-    let _in_flight = crate::edge::rt::counts::call(&format!("queue:{binding}"), binding, "send");
+    let _in_flight = crate::edge::rt::counts::call("queue", binding, binding, "send");
     let queue = env
         .queue(binding)
         .map_err(|e| ApiError::unavailable(format!("queue binding {binding}: {e}")))?;

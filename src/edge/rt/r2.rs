@@ -39,7 +39,7 @@ async fn bounded<T>(
 
 /// Writes `body` under `key` (replacing what was there).
 pub async fn put(env: &Env, binding: &str, key: &str, body: String) -> Result<(), ApiError> {
-    let _in_flight = counts::call(&format!("r2:{binding}"), binding, "put");
+    let _in_flight = counts::call("r2", binding, binding, "put");
     let bucket = bucket(env, binding, "put")?;
     bounded(binding, "put", bucket.put(key, body).execute()).await?;
     Ok(())
@@ -54,7 +54,7 @@ pub async fn list(
     start_after: &str,
     limit: u32,
 ) -> Result<(Vec<String>, bool), ApiError> {
-    let _in_flight = counts::call(&format!("r2:{binding}"), binding, "list");
+    let _in_flight = counts::call("r2", binding, binding, "list");
     let bucket = bucket(env, binding, "list")?;
     let objects = bounded(
         binding,
@@ -73,7 +73,7 @@ pub async fn list(
 
 /// The text stored under `key`, if any.
 pub async fn get(env: &Env, binding: &str, key: &str) -> Result<Option<String>, ApiError> {
-    let _in_flight = counts::call(&format!("r2:{binding}"), binding, "get");
+    let _in_flight = counts::call("r2", binding, binding, "get");
     let bucket = bucket(env, binding, "get")?;
     let Some(object) = bounded(binding, "get", bucket.get(key).execute()).await? else {
         return Ok(None);
