@@ -188,6 +188,7 @@ async fn dispatch(
         | Route::AdminAudit
         | Route::AdminAuditMigrate
         | Route::AdminUsage
-        | Route::AdminUsageMigrate => admin::handle(req, env, route, method, now).await,
+        | Route::AdminUsageMigrate
+        | Route::AdminLinksMigrate => admin::handle(req, env, route, method, now).await,
     }
 }

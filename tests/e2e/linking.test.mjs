@@ -99,7 +99,7 @@ test('link_flow_login_consent_and_link_token', async () => {
   assert.equal(back.searchParams.get('state'), 'link-state');
   assert.equal(back.searchParams.get('link_token'), null, 'no link token in the browser');
   const code = back.searchParams.get('link_code');
-  assert.match(code, /^[A-Za-z0-9_-]{43}$/, 'a one-time link code');
+  assert.match(code, /^eu\.\d{1,2}\.[A-Za-z0-9_-]{43}$/, 'a one-time link code, naming the shard of its pending link');
   // Not linked until the partner's server confirms.
   const auto = await postAutoLogin(new CookieJar(w.url), { assertion: loginAssertion('acme-lena'), return_to: '/account' });
   assert.equal(auto.status, 403, 'an unconfirmed link signs nobody in');

@@ -352,6 +352,7 @@ function exampleCalls() {
     'POST /admin/audit/migrate': '/admin/audit/migrate',
     'GET /admin/usage': '/admin/usage',
     'POST /admin/usage/migrate': '/admin/usage/migrate',
+    'POST /admin/links/migrate': '/admin/links/migrate',
   };
   for (const [op, p] of Object.entries(adminCalls)) {
     add(op, 401, p, { auth: null, why: 'no admin token' });
@@ -536,6 +537,13 @@ function exampleCalls() {
   add('POST /admin/usage/migrate', 400, '/admin/usage/migrate', { json: { after: 'x' }, why: 'a cursor that is not a row key' });
   add('POST /admin/usage/migrate', 413, '/admin/usage/migrate', { json: tooBig });
   add('POST /admin/usage/migrate', 415, '/admin/usage/migrate', asText);
+
+  add('POST /admin/links/migrate', 200, '/admin/links/migrate', { json: { partner: 'acme' }, why: 'nothing in the old store: done' });
+  add('POST /admin/links/migrate', 400, '/admin/links/migrate', { json: { partner: 'acme', after: 1 }, why: 'an unknown member' });
+  add('POST /admin/links/migrate', 400, '/admin/links/migrate', { json: { partner: 'Acme!' }, why: 'not a partner id' });
+  add('POST /admin/links/migrate', 404, '/admin/links/migrate', { json: { partner: 'nobody' } });
+  add('POST /admin/links/migrate', 413, '/admin/links/migrate', { json: tooBig });
+  add('POST /admin/links/migrate', 415, '/admin/links/migrate', asText);
   return calls;
 }
 

@@ -335,7 +335,7 @@ test('partner_cli_user_add_puts_the_user_in_the_region_given_and_refuses_another
 test('partner_cli_every_command_answers_help_without_a_token_or_server', async () => {
   const env = { ADMIN_TOKEN: '', EDGEWARD_URL: 'http://127.0.0.1:9' };
   const commands = [
-    ['add'], ['update'], ['list'], ['show'], ['suspend'], ['activate'], ['remove'], ['limits'], ['usage'], ['usage-migrate'],
+    ['add'], ['update'], ['list'], ['show'], ['suspend'], ['activate'], ['remove'], ['limits'], ['usage'], ['usage-migrate'], ['links-migrate'],
     ['testkey'], ['link-request'], ['login-assertion'],
     ['client'], ['client', 'add'], ['client', 'list'], ['client', 'show'], ['client', 'remove'],
     ['user'], ['user', 'add'], ['user', 'update'], ['user', 'show'], ['user', 'remove'],

@@ -51,6 +51,8 @@ pub const ADMIN_AUDIT_MIGRATE: &str = "/admin/audit/migrate";
 pub const ADMIN_USAGE: &str = "/admin/usage";
 /// Moves one page of the old usage object's rows into D1.
 pub const ADMIN_USAGE_MIGRATE: &str = "/admin/usage/migrate";
+/// Moves a batch of a partner's links from its store of the earlier layout into the shards.
+pub const ADMIN_LINKS_MIGRATE: &str = "/admin/links/migrate";
 
 pub const AUTHORIZE: &str = "/oauth2/authorize";
 pub const TOKEN: &str = "/oauth2/token";
@@ -151,6 +153,7 @@ pub enum Route<'a> {
     AdminAuditMigrate,
     AdminUsage,
     AdminUsageMigrate,
+    AdminLinksMigrate,
     Jwks,
     /// Both discovery documents (OIDC and RFC 8414) share one handler.
     Discovery,
@@ -194,6 +197,7 @@ impl Route<'_> {
             Route::AdminAuditMigrate => ADMIN_AUDIT_MIGRATE,
             Route::AdminUsage => ADMIN_USAGE,
             Route::AdminUsageMigrate => ADMIN_USAGE_MIGRATE,
+            Route::AdminLinksMigrate => ADMIN_LINKS_MIGRATE,
             Route::Jwks => JWKS,
             Route::Discovery => "/.well-known/(openid-configuration|oauth-authorization-server)",
             Route::AdminPartners => ADMIN_PARTNERS,
@@ -230,6 +234,7 @@ impl Route<'_> {
             Route::AdminAudit | Route::AdminUsage => &[Method::Get],
             Route::AdminAuditMigrate => &[Method::Post],
             Route::AdminUsageMigrate => &[Method::Post],
+            Route::AdminLinksMigrate => &[Method::Post],
         }
     }
 
@@ -318,6 +323,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
     if path == ADMIN_USAGE_MIGRATE {
         return Some(Route::AdminUsageMigrate);
+    }
+    if path == ADMIN_LINKS_MIGRATE {
+        return Some(Route::AdminLinksMigrate);
     }
     if let Some(rest) = under(path, ADMIN_PARTNERS) {
         return match rest.split_once('/') {

@@ -1,22 +1,38 @@
-//! Calls to the `LinkStore` objects (one per partner and subject salt: `links:{id}[:{salt}]`).
+//! Calls to the `LinkStore` shards (`links:v2:{id}:{salt}:{region}:{n}`: a partner's links in
+//! hash shards of each region, placed in that region), and to the one store per partner of the
+//! layout before issue 13 (`links:{id}[:{salt}]`), asked only while `LINKS_LEGACY` is set.
 
-use crate::edge::rt::{config, objects};
+use crate::edge::rt::objects::{self, Placement};
+use crate::edge::rt::{config, kvcache};
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
-use crate::store::links::{object_name, LinkCommand};
+use crate::store::links::{legacy_name, LinkCommand, Place};
 use crate::store::Command;
 use worker::Env;
 
-/// Sends `cmd` to the link store of `partner` with subject salt `salt`
-/// (`Partner::subject_salt`); a command that is safe to run twice (a `Confirm` names its
-/// attempt) is sent again when the exchange fails.
+/// Sends `cmd` to the shard of `partner` (with subject salt `salt`, `Partner::subject_salt`)
+/// at `place`, created in the place's region; a command that is safe to run twice (a
+/// `Confirm` names its attempt) is sent again when the exchange fails.
 pub async fn call<C: Command<Kind = LinkCommand>>(
+    env: &Env,
+    partner: &PartnerId,
+    salt: Option<&str>,
+    place: Place,
+    cmd: C,
+) -> std::result::Result<C::Reply, ApiError> {
+    let name = place.name(partner, salt);
+    let placement = Placement::of(place.home);
+    objects::call_command_in(env, config::LINKS_DO, &name, placement, cmd).await
+}
+
+/// Sends `cmd` to the partner's store of the layout before issue 13.
+pub async fn call_legacy<C: Command<Kind = LinkCommand>>(
     env: &Env,
     partner: &PartnerId,
     salt: Option<&str>,
     cmd: C,
 ) -> std::result::Result<C::Reply, ApiError> {
-    objects::call_command(env, config::LINKS_DO, &object_name(partner, salt), cmd).await
+    objects::call_command(env, config::LINKS_DO, &legacy_name(partner, salt), cmd).await
 }
 
 /// The subject salt of `partner` as its record says now, which names its link store. A partner
@@ -29,6 +45,27 @@ pub async fn salt_of(
 ) -> std::result::Result<Option<String>, ApiError> {
     let key = crate::protocol::partner::keys::partner(partner);
     let record: Option<crate::protocol::partner::Partner> =
-        crate::edge::rt::kvcache::get_json(env, &key, now_ms).await?;
+        kvcache::get_json(env, &key, now_ms).await?;
     Ok(record.and_then(|p| p.subject_salt))
+}
+
+/// A store a link may be in: a shard, or the partner's store of the earlier layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Shard(Place),
+    Legacy,
+}
+
+/// Sends `cmd` to `store` (see [`call`] and [`call_legacy`]).
+pub async fn send<C: Command<Kind = LinkCommand>>(
+    env: &Env,
+    partner: &PartnerId,
+    salt: Option<&str>,
+    store: Store,
+    cmd: C,
+) -> std::result::Result<C::Reply, ApiError> {
+    match store {
+        Store::Shard(place) => call(env, partner, salt, place, cmd).await,
+        Store::Legacy => call_legacy(env, partner, salt, cmd).await,
+    }
 }

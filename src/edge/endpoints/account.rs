@@ -15,6 +15,7 @@ use crate::protocol::link::{session_serves, SessionUse};
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerId};
 use crate::protocol::user::LinkEntry;
 use crate::routes::{self, Method};
+use crate::store::links::Place;
 use crate::store::users::{ConfirmLink, LinkConfirmed, Links, UserLinks};
 use worker::{Env, Request};
 
@@ -129,12 +130,19 @@ pub async fn account(mut req: Request, env: &Env, method: Method, now_ms: u64) -
             }
             "The app may sign you in again."
         } else {
+            // The link's shard: the partner account it is to, in the user's region.
+            let place = entries
+                .iter()
+                .find(|e| e.partner_id == partner)
+                .and_then(|e| e.partner_sub.as_deref())
+                .map(|sub| Place::of(home, sub));
             unlink::unlink(
                 env,
                 &partner,
                 links::salt_of(env, &partner, now_ms).await?.as_deref(),
                 &username,
                 home,
+                place,
                 now,
             )
             .await?;

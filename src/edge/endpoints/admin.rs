@@ -52,12 +52,27 @@ pub async fn handle(
             };
         }
         Route::AdminUsageMigrate => migrate_usage(req, env, now_ms).await,
+        Route::AdminLinksMigrate => migrate_links(req, env, now_ms).await,
         Route::AdminUser { username } => user(req, env, username, method, now).await,
         Route::AdminUserLinks { username } => user_links(env, username, now).await,
         Route::AdminUserLink { username, partner } => unlink(env, username, partner, now).await,
         _ => registry_route(req, env, route, method, now).await,
     };
     result.unwrap_or_else(Outcome::error)
+}
+
+/// `POST /admin/links/migrate` `{"partner": id}`: moves a batch of the partner's links from its
+/// store of the earlier layout into their shards (`flows::link_migration`); `done`: none left.
+/// Running it again adds nothing twice.
+async fn migrate_links(req: Request, env: &Env, now_ms: u64) -> Result<Outcome, ApiError> {
+    let partner = crate::store::links::parse_migrate_request(&read_body(req).await?)?;
+    let batch = crate::edge::flows::link_migration::move_batch(env, &partner, now_ms).await?;
+    let body = serde_json::json!({
+        "moved": batch.moved,
+        "skipped": batch.skipped,
+        "done": batch.done,
+    });
+    Ok(Outcome::new(respond::json(200, &body, &[]), "ok").partner(partner))
 }
 
 /// `POST /admin/usage/migrate`: moves one page of the old usage object's rows into D1; the
@@ -380,13 +395,22 @@ async fn unlink(env: &Env, username: &str, partner: &str, now: u64) -> Result<Ou
         session_hash: None,
         now: 0,
     };
-    let linked = users::call(env, &username, home, cmd)
+    let links = users::call(env, &username, home, cmd)
         .await?
-        .is_some_and(|l| l.links.iter().any(|l| l.partner_id == partner));
-    if !linked {
+        .map(|l| l.links);
+    let Some(link) = links
+        .unwrap_or_default()
+        .into_iter()
+        .find(|l| l.partner_id == partner)
+    else {
         return Err(ApiError::not_found("link"));
-    }
+    };
+    // The link's shard: the partner account it is to, in the user's region.
+    let place = link
+        .partner_sub
+        .as_deref()
+        .map(|sub| crate::store::links::Place::of(home, sub));
     let salt = crate::edge::calls::links::salt_of(env, &partner, now * 1000).await?;
-    unlink::unlink(env, &partner, salt.as_deref(), &username, home, now).await?;
+    unlink::unlink(env, &partner, salt.as_deref(), &username, home, place, now).await?;
     Ok(Outcome::new(respond::empty(204, &[]), "unlinked").partner(partner))
 }

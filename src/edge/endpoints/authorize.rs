@@ -216,6 +216,7 @@ async fn issue_code(
     let via = s.via_link.as_ref().map(|via| user_grant::ViaLink {
         partner: &v.partner,
         linked_with: &via.partner_id,
+        partner_sub: &via.partner_sub,
         until: now + grant::GRANT_ABSOLUTE_S,
         gone: ApiError::new(
             ErrorCode::AccessDenied,

@@ -5,7 +5,7 @@
 //! page. No link: no session, and a page saying how to link.
 
 use crate::edge::calls::{replay, users};
-use crate::edge::flows::linked::{find_linked, Linked};
+use crate::edge::flows::linked::{find_link, find_linked, paused, FoundLink, Linked};
 use crate::edge::flows::partner_jwt::{
     refused, {claim_once, verify_assertion},
 };
@@ -118,22 +118,18 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
             now_ms,
         )
         .await?;
-        let Some(Linked {
-            username,
-            home,
-            user,
-            sub: user_sub,
-            ..
-        }) = find_linked(env, &partner, &checked.sub, None, now_ms).await?
-        else {
-            return Ok(not_linked(&partner));
-        };
-        let next = continue_to(env, &params, &partner, now_ms).await?;
         let arrival = Arrival {
             posted,
             origin: origin.as_deref(),
         };
+        let guess = config::visitor_region(&req, env);
         if !confirmed && start(arrival, &partner.origins) == Start::AskFirst {
+            let Some(Linked { user, .. }) =
+                find_linked(env, &partner, &checked.sub, None, guess, now_ms).await?
+            else {
+                return Ok(not_linked(&partner));
+            };
+            continue_to(env, &params, &partner, now_ms).await?;
             if !replay::partner_jti_unused(env, &partner.id, &checked.jti, now).await? {
                 return Err(refused("The login assertion was already used."));
             }
@@ -155,7 +151,24 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
                 browser::page(200, html, &set, "auto_login_confirm").partner(partner.id.clone())
             );
         }
-        claim_once(env, &partner, &checked, now).await?;
+        // A session starts now: the link's shard (nearest first), the assertion's `jti` and
+        // where the flow goes next, together; then the user's object checks the link again and
+        // starts the session in one call. Two round trips when the pupil is in their region.
+        let (found, claimed, next) = futures_util::join!(
+            find_link(env, &partner, &checked.sub, guess, now_ms),
+            claim_once(env, &partner, &checked, now),
+            continue_to(env, &params, &partner, now_ms)
+        );
+        let Some(FoundLink {
+            username,
+            user_sub,
+            home,
+        }) = found?
+        else {
+            return Ok(not_linked(&partner));
+        };
+        let next = next?;
+        claimed?;
         let (cookie, session_hash) = cookies.new_session(&username, home)?;
         match users::call(
             env,
@@ -172,10 +185,14 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
                 now,
             },
         )
-        .await?
+        .await
         {
-            AutoLoginOutcome::LoggedIn { .. } => {}
-            AutoLoginOutcome::NotLinked => return Ok(not_linked(&partner)),
+            Ok(AutoLoginOutcome::LoggedIn { .. }) => {}
+            Ok(AutoLoginOutcome::Paused) => return Err(paused()),
+            Ok(AutoLoginOutcome::NotLinked) => return Ok(not_linked(&partner)),
+            // The user is gone: the link with them is too.
+            Err(e) if e.code == ErrorCode::NotFound => return Ok(not_linked(&partner)),
+            Err(e) => return Err(e),
         }
         Ok(
             browser::redirect(303, &issuer.url(&next), &[cookie], "auto_login")

@@ -7,6 +7,7 @@
 //! failure at `/link` shows an error page: the browser is never sent to a `return_to` that was
 //! not verified.
 
+use crate::edge::calls::links::Store;
 use crate::edge::calls::{links, replay, users};
 use crate::edge::flows::partner_jwt::{partner_jwt, refused};
 use crate::edge::flows::unlink;
@@ -27,9 +28,10 @@ use crate::protocol::link::{
 use crate::protocol::partner::{Partner, PartnerId};
 use crate::routes::{self, Method};
 use crate::store::links::{
-    Confirm, Confirmed, LinkRefusal, LinkedAccount, Lookup, Propose, Proposed,
+    places_of, Confirm, Confirmed, LinkRefusal, LinkedAccount, Lookup, Place, Propose, Proposed,
+    Unlink,
 };
-use crate::store::users::{Agreed, LinkRecorded, RecordLink, SessionState, Whoami};
+use crate::store::users::{Agreed, LinkRecorded, Links, RecordLink, SessionState, Whoami};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use worker::{Env, Request};
 
@@ -52,6 +54,7 @@ async fn verify(
 
 struct Session {
     username: crate::protocol::user::Username,
+    home: crate::protocol::region::Home,
     name: String,
     sub: String,
     password_epoch: u32,
@@ -87,6 +90,7 @@ async fn recent_session(
         {
             Ok(Some(Session {
                 username,
+                home,
                 name: user.name,
                 sub,
                 password_epoch,
@@ -188,7 +192,45 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
         }
         // Nothing that signs anyone in is stored until the partner confirms, for the browser
         // session that started the request (its `state`), that this is its user's account.
-        let code = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
+        // The code names the shard its pending link waits in: the partner account's, in the
+        // user's region.
+        let place = Place::of(session.home, &request.partner_sub);
+        // Both linking rules, asked before anything is kept (the shard asks again of its own,
+        // and the confirmation settles a race): the user's own record says whether they are
+        // linked to another account of the partner, the account's shards in the other regions
+        // whether it is linked to someone there.
+        let asked = Links {
+            session_hash: None,
+            now: 0,
+        };
+        let (own, elsewhere) = futures_util::join!(
+            users::call(env, &session.username, session.home, asked),
+            linked_elsewhere(env, &partner, Store::Shard(place), &request.partner_sub)
+        );
+        let other_account = own?.is_some_and(|l| {
+            l.links.iter().any(|e| {
+                e.partner_id == partner.id
+                    && e.partner_sub
+                        .as_deref()
+                        .is_some_and(|s| s != request.partner_sub)
+            })
+        });
+        if other_account {
+            return Err(link_refusal(LinkRefusal::UserAlreadyLinked));
+        }
+        if elsewhere?.is_some_and(|a| a.username != session.username) {
+            return Err(link_refusal(LinkRefusal::PartnerAccountTaken));
+        }
+        let seeding = config::legacy_link_writes(env);
+        let code = format!(
+            "{}{}",
+            if seeding {
+                String::new()
+            } else {
+                place.code_prefix()
+            },
+            Base64UrlUnpadded::encode_string(&random::bytes::<32>()?)
+        );
         let cmd = Propose {
             code_hash: hash_secret(&code),
             pending: PendingLink {
@@ -204,7 +246,20 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
             },
             now,
         };
-        match links::call(env, &partner.id, partner.subject_salt.as_deref(), cmd).await? {
+        let store = if seeding {
+            Store::Legacy
+        } else {
+            Store::Shard(place)
+        };
+        match links::send(
+            env,
+            &partner.id,
+            partner.subject_salt.as_deref(),
+            store,
+            cmd,
+        )
+        .await?
+        {
             Proposed::Kept => {}
             Proposed::Refused(refusal) => return Err(link_refusal(refusal)),
         }
@@ -225,6 +280,41 @@ fn link_refusal(refusal: LinkRefusal) -> ApiError {
             "Your school account is already linked to another account at this partner. Remove that link on your account page first, then try again.",
         ),
     }
+}
+
+const CODE_INVALID: &str =
+    "the link code is invalid, expired, already used, or not for this link request and account";
+
+/// The link of `partner_sub` in any store of the partner but `here`: its shards in the other
+/// regions, and the store of the earlier layout while `LINKS_LEGACY` is set.
+async fn linked_elsewhere(
+    env: &Env,
+    partner: &Partner,
+    here: Store,
+    partner_sub: &str,
+) -> Result<Option<LinkedAccount>, ApiError> {
+    let mut stores: Vec<Store> = places_of(partner_sub)
+        .into_iter()
+        .map(Store::Shard)
+        .filter(|s| *s != here)
+        .collect();
+    if here != Store::Legacy && config::links_legacy(env)? {
+        stores.push(Store::Legacy);
+    }
+    let salt = partner.subject_salt.as_deref();
+    let answers = futures_util::future::join_all(stores.into_iter().map(|store| {
+        let lookup = Lookup {
+            partner_sub: partner_sub.to_owned(),
+        };
+        links::send(env, &partner.id, salt, store, lookup)
+    }))
+    .await;
+    for answer in answers {
+        if let Some(found) = answer? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 fn invalid_grant(why: &str) -> ApiError {
@@ -278,6 +368,14 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 "The link confirmation was already used.",
             ));
         }
+        // The code names its shard; a code of the earlier layout (no place) waits in the
+        // partner's old store, asked only while `LINKS_LEGACY` is set.
+        let store = match Place::of_code(&code) {
+            Some(place) => Store::Shard(place),
+            None if config::links_legacy(env)? || config::legacy_link_writes(env) => Store::Legacy,
+            None => return Err(invalid_grant(CODE_INVALID)),
+        };
+        let salt = partner.subject_salt.as_deref();
         let cmd = Confirm {
             code_hash: hash_secret(&code),
             partner_sub: confirmation.partner_sub.clone(),
@@ -285,18 +383,29 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
             attempt: Base64UrlUnpadded::encode_string(&random::bytes::<16>()?),
             now,
         };
-        let (created, pending) = match links::call(env, &partner.id, partner.subject_salt.as_deref(), cmd).await? {
-            Confirmed::Linked { created, pending } => (created, pending),
-            Confirmed::CodeInvalid => {
-                return Err(invalid_grant(
-                    "the link code is invalid, expired, already used, or not for this link request and account",
-                ))
+        let confirmed = links::send(env, &partner.id, salt, store, cmd).await?;
+        // Where the user lives: the shard's region (the old store does not record it).
+        let home_of = |username: &crate::protocol::user::Username| {
+            let username = username.clone();
+            async move {
+                match store {
+                    Store::Shard(place) => Ok(place.home),
+                    Store::Legacy => users::home_of(env, &username, now * 1000).await,
+                }
             }
+        };
+        let place = match store {
+            Store::Shard(place) => Some(place),
+            Store::Legacy => None,
+        };
+        let (created, pending) = match confirmed {
+            Confirmed::Linked { created, pending } => (created, pending),
+            Confirmed::CodeInvalid => return Err(invalid_grant(CODE_INVALID)),
             Confirmed::CodeReplayed { username } => {
                 // As for a reused authorization code: the link it made is undone, with what
                 // came through it.
-                let home = users::home_of(env, &username, now * 1000).await?;
-                unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &username, home, now).await?;
+                let home = home_of(&username).await?;
+                unlink::unlink(env, &partner.id, salt, &username, home, place, now).await?;
                 let refusal = invalid_grant(
                     "the link code was already used; the link it made is removed",
                 );
@@ -307,6 +416,39 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 return Err(invalid_grant(&e.description));
             }
         };
+        let home = home_of(&pending.username).await?;
+        // Never half stored: a link the person cannot see on their account page must not log
+        // them in either. Undo what this confirmation created, then fail.
+        // Nothing of this link is recorded with the user yet (and no session or grant came
+        // through it): undoing it removes only the row this confirmation made in its shard. The
+        // user's record of another link with the partner stays.
+        let undo = |error: ApiError| async {
+            if created {
+                let cmd = Unlink {
+                    username: pending.username.clone(),
+                    now,
+                    remove: true,
+                };
+                if let Err(e) = links::send(env, &partner.id, salt, store, cmd).await {
+                    worker::console_error!(
+                        "link confirm: undo: {}",
+                        e.cause.unwrap_or(e.description)
+                    );
+                }
+            }
+            Err(error)
+        };
+        // One partner account, one platform user, across regions: a link just made here is
+        // checked against the account's shards in the other regions, each made before it is
+        // checked, so of two links racing in two regions at least one sees the other.
+        if created {
+            if let Some(other) = linked_elsewhere(env, &partner, store, &pending.partner_sub).await? {
+                if other.username != pending.username || other.user_sub != pending.user_sub {
+                    let e = link_refusal(LinkRefusal::PartnerAccountTaken);
+                    return undo(invalid_grant(&e.description)).await;
+                }
+            }
+        }
         let record = RecordLink {
             partner_id: partner.id.clone(),
             agreed: Some(Agreed {
@@ -315,43 +457,35 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 password_epoch: pending.password_epoch,
             }),
             account_label: Some(pending.account_label.clone()).filter(|l| !l.is_empty()),
+            // (The earlier layout's record named no account: seeded so, for the move's tests.)
+            partner_sub: Some(pending.partner_sub.clone())
+                .filter(|_| !config::legacy_link_writes(env)),
             now,
         };
-        // The link store does not record where the user lives (yet): the directory says.
-        let home = users::home_of(env, &pending.username, now * 1000).await?;
-        let recorded = match users::call(env, &pending.username, home, record).await {
-            Ok(LinkRecorded::Recorded) => Ok(()),
-            Ok(LinkRecorded::ConsentVoid) => Err(invalid_grant(
+        match users::call(env, &pending.username, home, record).await {
+            Ok(LinkRecorded::Recorded) => {}
+            Ok(LinkRecorded::ConsentVoid) => return undo(invalid_grant(
                 "the user's password changed (or the account is no longer theirs) after they agreed to the link; start again",
-            )),
-            Err(error) => Err(error),
-        };
-        if let Err(error) = recorded {
-            // Never half stored: a link the person cannot see on their account page must not
-            // log them in either. Undo what this confirmation created, then fail.
-            if created {
-                if let Err(e) = unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, home, now).await {
-                    worker::console_error!(
-                        "link confirm: undo after a failed record: {}",
-                        e.cause.unwrap_or(e.description)
-                    );
-                }
+            )).await,
+            Ok(LinkRecorded::OtherAccount) => {
+                let e = link_refusal(LinkRefusal::UserAlreadyLinked);
+                return undo(invalid_grant(&e.description)).await;
             }
-            return Err(error);
+            Err(error) => return undo(error).await,
         }
         // A replay racing this confirmation undoes the link; if its unlinking ran before our
         // record, the record would outlive the link. Looking again settles it either way.
         let lookup = Lookup {
             partner_sub: pending.partner_sub.clone(),
         };
-        let still = match links::call(env, &partner.id, partner.subject_salt.as_deref(), lookup).await? {
+        let still = match links::send(env, &partner.id, salt, store, lookup).await? {
             Some(LinkedAccount { username, user_sub }) => {
                 username == pending.username && user_sub == pending.user_sub
             }
             None => false,
         };
         if !still {
-            unlink::unlink(env, &partner.id, partner.subject_salt.as_deref(), &pending.username, home, now).await?;
+            unlink::unlink(env, &partner.id, salt, &pending.username, home, place, now).await?;
             return Ok(Outcome::new(
                 respond::error(&invalid_grant(
                     "the link code was used more than once; the link it made is removed",

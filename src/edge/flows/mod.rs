@@ -7,6 +7,7 @@ pub mod bearer;
 pub mod client_auth;
 pub mod gate;
 pub mod limits;
+pub mod link_migration;
 pub mod linked;
 pub mod partner_jwt;
 pub mod partner_keys;

@@ -9,7 +9,7 @@ use crate::protocol::grant::home_of_grant;
 use crate::protocol::grant::{Grant, GRANT_ABSOLUTE_S};
 use crate::protocol::partner::{Partner, PartnerId};
 use crate::protocol::user::{UserView, Username};
-use crate::store::links::{AddGrant, GrantListed};
+use crate::store::links::{AddGrant, GrantListed, Place};
 use crate::store::users::{GrantAdded, RenewGrant, Subject, SubjectState};
 use worker::Env;
 
@@ -20,6 +20,8 @@ pub struct ViaLink<'a> {
     /// The partner the link was made with; when it is not `partner` (removed and created again
     /// meanwhile), the grant is refused with `gone`.
     pub linked_with: &'a PartnerId,
+    /// The partner account linked: with the grant's region, it names the link's shard.
+    pub partner_sub: &'a str,
     /// Until when the link keeps the grant listed: as long as a token of it may live.
     pub until: u64,
     /// The error when the link is gone.
@@ -47,7 +49,18 @@ pub async fn issue(
             return Err(via.gone);
         }
         let (id, now) = (&grant.grant_id, grant.created_at);
-        add_grant(env, via.partner, username, id, via.until, now, via.gone).await?;
+        let place = Place::of(home_of_grant(id), via.partner_sub);
+        add_grant(
+            env,
+            via.partner,
+            place,
+            username,
+            id,
+            via.until,
+            now,
+            via.gone,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -96,12 +109,18 @@ async fn record_with_user(
     Err(refused)
 }
 
-/// Lists a grant issued through `username`'s link with `partner` until `expires_at`, so
-/// unlinking ends it. If the link is gone (removed meanwhile), the grant is revoked again and
-/// `gone` is the error: nothing is issued from it.
+/// Lists a grant issued through `username`'s link with `partner` (in its shard at `place`, or,
+/// while `LINKS_LEGACY` is set and the shard has no such link, in the partner's store of the
+/// earlier layout) until `expires_at`, so unlinking ends it. If the link is gone (removed
+/// meanwhile), the grant is revoked again and `gone` is the error: nothing is issued from it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the grant's parts, named"
+)]
 async fn add_grant(
     env: &Env,
     partner: &Partner,
+    place: Place,
     username: &Username,
     grant_id: &str,
     expires_at: u64,
@@ -115,7 +134,11 @@ async fn add_grant(
         now,
     };
     let salt = partner.subject_salt.as_deref();
-    match links::call(env, &partner.id, salt, cmd).await? {
+    let mut listed = links::call(env, &partner.id, salt, place, cmd.clone()).await?;
+    if listed == GrantListed::NotLinked && crate::edge::rt::config::links_legacy(env)? {
+        listed = links::call_legacy(env, &partner.id, salt, cmd).await?;
+    }
+    match listed {
         GrantListed::Listed => Ok(()),
         GrantListed::NotLinked => {
             // Best effort: the grant's code or token has not been handed out.

@@ -7,9 +7,9 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::link::{redeem, PendingLink, Redemption, MAX_PENDING_LINKS_PER_USER};
 use crate::protocol::user::Username;
 use crate::store::links::{
-    AddGrant, Confirm, Confirmed, ForgetGrants, GrantListed, LinkCommand, LinkHandler, LinkRefusal,
-    LinkedAccount, Lookup, Propose, Proposed, Retire, Retired, Unlink, MAX_LINK_GRANTS,
-    RETIRE_BATCH, SCHEMA, UNLINK_BATCH,
+    AddGrant, Confirm, Confirmed, Export, ForgetGrants, GrantListed, Import, Imported, LinkCommand,
+    LinkHandler, LinkRefusal, LinkedAccount, Lookup, Moved, MovedLink, Propose, Proposed, Retire,
+    Retired, Unlink, MAX_LINK_GRANTS, MOVE_BATCH, RETIRE_BATCH, SCHEMA, UNLINK_BATCH,
 };
 use serde::Deserialize;
 use std::cell::Cell;
@@ -48,6 +48,20 @@ struct CountRow {
 #[derive(Deserialize)]
 struct UserRow {
     username: String,
+}
+
+#[derive(Deserialize)]
+struct ExportRow {
+    partner_sub: String,
+    username: String,
+    user_sub: String,
+    created_at: u64,
+}
+
+#[derive(Deserialize)]
+struct ListedRow {
+    grant_id: String,
+    expires_at: u64,
 }
 
 #[derive(Deserialize)]
@@ -457,6 +471,123 @@ impl LinkHandler for LinkStore {
                 vec![text(username.as_str()), text(&gid)],
             )
             .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn export(
+        &self,
+        Export { limit, now }: Export,
+    ) -> std::result::Result<Vec<MovedLink>, ApiError> {
+        let sql = self.sql()?;
+        let rows: Vec<ExportRow> = sql
+            .exec(
+                "SELECT partner_sub, username, user_sub, created_at FROM links \
+                 ORDER BY partner_sub LIMIT ?",
+                vec![objects::sql_int(u64::from(limit.min(MOVE_BATCH)))],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        let mut moved = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Ok(username) = Username::parse(&row.username) else {
+                continue;
+            };
+            // Grants of the earlier table carry no expiry: as long as any grant may live.
+            let listed: Vec<ListedRow> = sql
+                .exec(
+                    "SELECT grant_id, expires_at FROM link_grants_by_user WHERE username = ? \
+                     AND expires_at > ? UNION SELECT grant_id, ? AS expires_at FROM link_grants \
+                     WHERE partner_sub = ?",
+                    vec![
+                        text(username.as_str()),
+                        objects::sql_int(now),
+                        objects::sql_int(now + crate::protocol::grant::GRANT_ABSOLUTE_S),
+                        text(&row.partner_sub),
+                    ],
+                )
+                .and_then(|c| c.to_array())
+                .map_err(err)?;
+            moved.push(MovedLink {
+                partner_sub: row.partner_sub,
+                username,
+                user_sub: row.user_sub,
+                created_at: row.created_at,
+                grants: listed
+                    .into_iter()
+                    .map(|g| (g.grant_id, g.expires_at))
+                    .collect(),
+            });
+        }
+        Ok(moved)
+    }
+
+    async fn import(&self, Import { links }: Import) -> std::result::Result<Imported, ApiError> {
+        let sql = self.sql()?;
+        let mut done = Imported::default();
+        for link in links {
+            let by_sub = self.rows(
+                &sql,
+                "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
+                &link.partner_sub,
+            )?;
+            let by_user = self.rows(
+                &sql,
+                "SELECT partner_sub, username, user_sub FROM links WHERE username = ?",
+                link.username.as_str(),
+            )?;
+            let same =
+                |r: &Row| r.partner_sub == link.partner_sub && r.username == link.username.as_str();
+            let fits = by_sub.iter().chain(by_user.iter()).all(same);
+            if !fits {
+                // Linked otherwise since the upgrade: that link stands.
+                done.skipped += 1;
+                continue;
+            }
+            sql.exec(
+                "INSERT OR IGNORE INTO links (partner_sub, username, user_sub, created_at) \
+                 VALUES (?, ?, ?, ?)",
+                vec![
+                    text(&link.partner_sub),
+                    text(link.username.as_str()),
+                    text(&link.user_sub),
+                    objects::sql_int(link.created_at),
+                ],
+            )
+            .map_err(err)?;
+            for (grant_id, expires_at) in &link.grants {
+                sql.exec(
+                    "INSERT INTO link_grants_by_user (username, grant_id, expires_at) \
+                     VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    vec![
+                        text(link.username.as_str()),
+                        text(grant_id),
+                        objects::sql_int(*expires_at),
+                    ],
+                )
+                .map_err(err)?;
+            }
+            done.imported += 1;
+        }
+        Ok(done)
+    }
+
+    async fn moved(&self, Moved { partner_subs }: Moved) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        for sub in partner_subs {
+            sql.exec(
+                "DELETE FROM link_grants_by_user WHERE username IN \
+                 (SELECT username FROM links WHERE partner_sub = ?)",
+                vec![text(&sub)],
+            )
+            .map_err(err)?;
+            sql.exec(
+                "DELETE FROM link_grants WHERE partner_sub = ?",
+                vec![text(&sub)],
+            )
+            .map_err(err)?;
+            sql.exec("DELETE FROM links WHERE partner_sub = ?", vec![text(&sub)])
+                .map_err(err)?;
         }
         Ok(())
     }

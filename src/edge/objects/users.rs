@@ -18,8 +18,8 @@ use crate::protocol::user::{link_state, LinkEntry, SessionRecord, UserRecord, Us
 use crate::store::users::{
     AddGrant, AutoLogin, AutoLoginOutcome, ConfirmLink, Consent, Consented, Delete, Deleted,
     EndLinkSessions, ForgetGrants, ForgetLink, Get, GrantAdded, LinkConfirmed, LinkRecorded, Links,
-    Login, LoginOutcome, Logout, RecordLink, Saved, Session, SessionState, Subject, SubjectState,
-    UserCommand, UserHandler, UserLinks, Whoami,
+    Login, LoginOutcome, Logout, NoteLinkAccount, RecordLink, Saved, Session, SessionState,
+    Subject, SubjectState, UserCommand, UserHandler, UserLinks, Whoami,
 };
 
 #[durable_object(fetch)]
@@ -347,7 +347,15 @@ impl UserHandler for UserStore {
             cmd.partner_salt.as_deref(),
             &cmd.user_sub,
         ) {
-            return Ok(AutoLoginOutcome::NotLinked);
+            return Ok(
+                if link_state(&links, &cmd.via.partner_id)
+                    == crate::protocol::user::LinkState::Paused
+                {
+                    AutoLoginOutcome::Paused
+                } else {
+                    AutoLoginOutcome::NotLinked
+                },
+            );
         }
         let sessions = self.entries(SESSION_PREFIX).await?;
         let session = account::new_session(cmd.now, Some(cmd.via));
@@ -443,14 +451,26 @@ impl UserHandler for UserStore {
             }
         }
         let links = self.stored_links().await?;
-        self.apply(account::record_link(
+        let Some(changes) = account::record_link(
             links,
             &cmd.partner_id,
+            cmd.partner_sub.as_deref(),
             cmd.account_label,
             cmd.now,
-        ))
-        .await?;
+        ) else {
+            return Ok(LinkRecorded::OtherAccount);
+        };
+        self.apply(changes).await?;
         Ok(LinkRecorded::Recorded)
+    }
+
+    async fn note_link_account(&self, cmd: NoteLinkAccount) -> std::result::Result<(), ApiError> {
+        let links = self.stored_links().await?;
+        if let Some(changes) = account::note_link_account(links, &cmd.partner_id, &cmd.partner_sub)
+        {
+            self.apply(changes).await?;
+        }
+        Ok(())
     }
 
     async fn confirm_link(&self, cmd: ConfirmLink) -> std::result::Result<LinkConfirmed, ApiError> {

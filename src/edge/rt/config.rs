@@ -54,6 +54,38 @@ pub fn replay_legacy_until(env: &Env) -> Result<Option<u64>, ApiError> {
     crate::store::replay::parse_legacy_until(&var(env, "REPLAY_LEGACY_UNTIL").unwrap_or_default())
 }
 
+/// The `LINKS_LEGACY` var: `1` while an upgraded deployment still has links in the one store
+/// per partner of the layout before issue 13 (until `/admin/links/migrate` has moved them all):
+/// a link not found in its shards is then looked for there too, and unlinking and a partner's
+/// removal reach it. Empty or unset: no old stores. Anything else is a 503 (fail closed).
+pub fn links_legacy(env: &Env) -> Result<bool, ApiError> {
+    match var(env, "LINKS_LEGACY").as_deref().map(str::trim) {
+        None | Some("") | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(_) => Err(ApiError::unavailable("LINKS_LEGACY must be 1, 0 or empty")),
+    }
+}
+
+/// Where the request most likely comes from (`protocol::region::of_visitor`, from
+/// `request.cf`). Locally (a loopback issuer only) the `x-edgeward-visitor-region` header
+/// stands in for the geolocation workerd does not have, so tests and `scripts/scale.sh` can
+/// send a pupil's request from their region.
+pub fn visitor_region(req: &worker::Request, env: &Env) -> crate::protocol::region::Home {
+    if issuer_is_loopback(env) {
+        if let Some(r) = req
+            .headers()
+            .get("x-edgeward-visitor-region")
+            .ok()
+            .flatten()
+            .and_then(|v| crate::protocol::region::Region::from_tag(&v))
+        {
+            return Some(r);
+        }
+    }
+    let cf = req.cf()?;
+    crate::protocol::region::of_visitor(cf.country().as_deref(), cf.continent().as_deref())
+}
+
 pub fn admin_token(env: &Env) -> Option<String> {
     env.secret("ADMIN_TOKEN").ok().map(|s| s.to_string())
 }
@@ -276,6 +308,13 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
 /// the issuer is a loopback http URL, like fault injection.
 pub fn legacy_audit_writes(env: &Env) -> bool {
     issuer_is_loopback(env) && var(env, "EDGEWARD_AUDIT_LEGACY").as_deref() == Some("1")
+}
+
+/// Local tests only: `EDGEWARD_LINKS_LEGACY_WRITES=1` makes new links in the partner's one store of
+/// the layout before issue 13, as that layout did (no place in the link code, no partner
+/// account in the user's record), to seed links for the move to move. Loopback issuer only.
+pub fn legacy_link_writes(env: &Env) -> bool {
+    issuer_is_loopback(env) && var(env, "EDGEWARD_LINKS_LEGACY_WRITES").as_deref() == Some("1")
 }
 
 /// The var `EDGEWARD_LOG_PLACEMENT` (`1`): log the placement of every object call, on a

@@ -363,7 +363,13 @@ pub fn may_auto_login(
     partner_salt: Option<&str>,
     user_sub: &str,
 ) -> bool {
+    let same_account = links
+        .iter()
+        .find(|l| l.partner_id == via.partner_id)
+        .and_then(|l| l.partner_sub.as_deref())
+        .is_none_or(|sub| sub == via.partner_sub);
     link_state(links, &via.partner_id) == LinkState::Active
+        && same_account
         && subject(record, &via.partner_id, partner_salt) == user_sub
 }
 
@@ -380,14 +386,27 @@ pub fn agreement_stands(
 }
 
 /// Records the link with `partner` (a paused one is active again); see [`user::record_link`].
+/// `None`: the user is linked to another account of the partner (nothing changes).
 pub fn record_link(
     mut links: Vec<LinkEntry>,
     partner: &PartnerId,
+    partner_sub: Option<&str>,
     account_label: Option<String>,
     now: u64,
-) -> Changes {
-    user::record_link(&mut links, partner, account_label, now);
-    Changes::put(Put::Links(links))
+) -> Option<Changes> {
+    user::record_link(&mut links, partner, partner_sub, account_label, now)
+        .then(|| Changes::put(Put::Links(links)))
+}
+
+/// Notes the partner account of a link moved from the earlier layout; see
+/// [`user::note_link_account`]. `None`: nothing to note.
+pub fn note_link_account(
+    mut links: Vec<LinkEntry>,
+    partner: &PartnerId,
+    partner_sub: &str,
+) -> Option<Changes> {
+    user::note_link_account(&mut links, partner, partner_sub)
+        .then(|| Changes::put(Put::Links(links)))
 }
 
 /// A paused link is confirmed only with the password, signed in within the last minutes (as
@@ -412,7 +431,7 @@ pub fn confirm_link(
     if link_state(&links, partner) == LinkState::Absent {
         return Err(Refusal::NoLink);
     }
-    Ok(record_link(links, partner, None, now))
+    record_link(links, partner, None, None, now).ok_or(Refusal::NoLink)
 }
 
 /// Forgets the link with `partner`; the sessions that came through it end with it (again, if
@@ -711,6 +730,7 @@ mod tests {
             linked_at: 5,
             paused,
             account_label: None,
+            partner_sub: None,
         }
     }
 
@@ -1229,6 +1249,21 @@ mod tests {
             &sub
         ));
         assert!(!may_auto_login(&rec, &[], &via("acme"), Some("salt"), &sub));
+        // A link that names its partner account signs in that account only.
+        let mut named = link("acme", false);
+        named.partner_sub = Some(via("acme").partner_sub);
+        assert!(may_auto_login(
+            &rec,
+            &[named.clone()],
+            &via("acme"),
+            Some("salt"),
+            &sub
+        ));
+        named.partner_sub = Some("another-account".into());
+        assert!(
+            !may_auto_login(&rec, &[named], &via("acme"), Some("salt"), &sub),
+            "another account of the partner"
+        );
     }
 
     #[test]
@@ -1276,13 +1311,15 @@ mod tests {
         let c = record_link(
             vec![link("acme", true)],
             &acme,
+            None,
             Some("lena@acme".into()),
             NOW,
-        );
+        )
+        .unwrap();
         let mut want = link("acme", false);
         want.account_label = Some("lena@acme".into());
         assert_eq!(c.put, vec![Put::Links(vec![want])]);
-        let c = record_link(vec![], &acme, None, NOW);
+        let c = record_link(vec![], &acme, None, None, NOW).unwrap();
         let Some(Put::Links(links)) = c.put.first() else {
             panic!("{:?}", c.put)
         };

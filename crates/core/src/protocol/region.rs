@@ -84,6 +84,24 @@ impl std::fmt::Display for Region {
     }
 }
 
+/// The region a request most likely comes from, from Cloudflare's geolocation of the client
+/// (`request.cf`: ISO country, continent code): a guess, used only to ask the nearest shard
+/// first when nothing says where the user lives (a partner's automatic-login assertion names
+/// a partner account, not a user). A wrong guess costs a second round trip, never a wrong
+/// answer. The UK by country; Europe and Africa to the EU; the Americas to the US; Asia and
+/// Oceania to APAC; anything else, no guess.
+pub fn of_visitor(country: Option<&str>, continent: Option<&str>) -> Option<Region> {
+    if matches!(country, Some("GB") | Some("GG") | Some("JE") | Some("IM")) {
+        return Some(Region::Uk);
+    }
+    match continent? {
+        "EU" | "AF" => Some(Region::Eu),
+        "NA" | "SA" => Some(Region::Us),
+        "AS" | "OC" => Some(Region::Apac),
+        _ => None,
+    }
+}
+
 /// KV key of the user-region directory: `user-region:{SHA-256(username), base64url}`. The
 /// username is hashed so the directory lists no names.
 pub fn directory_key(username: &str) -> String {
@@ -104,6 +122,19 @@ pub fn parse_directory_value(value: &str) -> Option<Region> {
 mod tests {
     use super::*;
     use crate::protocol::error::ErrorCode;
+
+    #[test]
+    fn a_visitor_is_guessed_into_the_region_nearest_them() {
+        assert_eq!(of_visitor(Some("GB"), Some("EU")), Some(Region::Uk));
+        assert_eq!(of_visitor(Some("FR"), Some("EU")), Some(Region::Eu));
+        assert_eq!(of_visitor(Some("NG"), Some("AF")), Some(Region::Eu));
+        assert_eq!(of_visitor(Some("US"), Some("NA")), Some(Region::Us));
+        assert_eq!(of_visitor(Some("BR"), Some("SA")), Some(Region::Us));
+        assert_eq!(of_visitor(Some("AU"), Some("OC")), Some(Region::Apac));
+        assert_eq!(of_visitor(Some("JP"), Some("AS")), Some(Region::Apac));
+        assert_eq!(of_visitor(Some("AQ"), Some("AN")), None);
+        assert_eq!(of_visitor(None, None), None);
+    }
 
     #[test]
     fn regions_parse_strictly() {

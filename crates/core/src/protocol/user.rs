@@ -303,13 +303,19 @@ mod tests {
         let beta = PartnerId::parse("beta").unwrap();
         let mut links = Vec::new();
         assert_eq!(link_state(&links, &acme), LinkState::Absent);
-        record_link(&mut links, &acme, Some("lena@acme".into()), 100);
-        record_link(&mut links, &beta, None, 200);
+        assert!(record_link(
+            &mut links,
+            &acme,
+            None,
+            Some("lena@acme".into()),
+            100
+        ));
+        assert!(record_link(&mut links, &beta, None, None, 200));
         assert_eq!(link_state(&links, &acme), LinkState::Active);
         pause_links(&mut links);
         assert_eq!(link_state(&links, &acme), LinkState::Paused);
         assert_eq!(link_state(&links, &beta), LinkState::Paused);
-        record_link(&mut links, &acme, None, 300);
+        assert!(record_link(&mut links, &acme, None, None, 300));
         assert_eq!(link_state(&links, &acme), LinkState::Active);
         assert_eq!(
             link_state(&links, &beta),
@@ -323,6 +329,41 @@ mod tests {
             "and its label"
         );
         assert_eq!(links.len(), 2);
+    }
+
+    #[test]
+    fn a_user_links_one_account_per_partner_and_a_moved_link_learns_its_account() {
+        use crate::protocol::partner::PartnerId;
+        let acme = PartnerId::parse("acme").unwrap();
+        let mut links = Vec::new();
+        assert!(record_link(&mut links, &acme, Some("x-1"), None, 100));
+        assert!(
+            record_link(&mut links, &acme, Some("x-1"), None, 150),
+            "the same account again"
+        );
+        assert!(
+            !record_link(&mut links, &acme, Some("x-2"), None, 200),
+            "another account of the partner"
+        );
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].partner_sub.as_deref(), Some("x-1"));
+        // A link recorded before accounts were: the move notes it once, and nothing else changes.
+        let mut old = vec![LinkEntry {
+            partner_id: acme.clone(),
+            linked_at: 5,
+            paused: true,
+            account_label: None,
+            partner_sub: None,
+        }];
+        assert!(note_link_account(&mut old, &acme, "x-9"));
+        assert!(!note_link_account(&mut old, &acme, "x-10"), "noted once");
+        assert_eq!(old[0].partner_sub.as_deref(), Some("x-9"));
+        assert!(old[0].paused, "a paused link stays paused");
+        assert!(!note_link_account(
+            &mut old,
+            &PartnerId::parse("beta").unwrap(),
+            "x"
+        ));
     }
 
     #[test]
@@ -492,6 +533,11 @@ pub struct LinkEntry {
     /// The partner's name for the account linked (its words), shown on the account page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_label: Option<String>,
+    /// The partner account linked (`partner_sub`): it names the link's shard, and no other
+    /// account of the partner signs this user in. `None` only for a link recorded before
+    /// issue 13 that the move of links (`/admin/links/migrate`) has not reached yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_sub: Option<String>,
 }
 
 /// Whether a user's link with a partner may act for them, as the user's object records it.
@@ -514,18 +560,29 @@ pub fn link_state(links: &[LinkEntry], partner: &crate::protocol::partner::Partn
 }
 
 /// Records a link the user just made (or made again) with their current password: a paused one
-/// is active again, a new one is added. The date of a link made before is kept.
+/// is active again, a new one is added. The date of a link made before is kept. With
+/// `partner_sub`, the link is to that partner account: if the user is linked to another account
+/// of the partner, nothing changes and the answer is `false` (one linked account per partner).
 pub fn record_link(
     links: &mut Vec<LinkEntry>,
     partner: &crate::protocol::partner::PartnerId,
+    partner_sub: Option<&str>,
     account_label: Option<String>,
     now: u64,
-) {
+) -> bool {
     match links.iter_mut().find(|l| l.partner_id == *partner) {
         Some(l) => {
+            if let (Some(have), Some(new)) = (l.partner_sub.as_deref(), partner_sub) {
+                if have != new {
+                    return false;
+                }
+            }
             l.paused = false;
             if account_label.is_some() {
                 l.account_label = account_label;
+            }
+            if l.partner_sub.is_none() {
+                l.partner_sub = partner_sub.map(str::to_owned);
             }
         }
         None => links.push(LinkEntry {
@@ -533,7 +590,25 @@ pub fn record_link(
             linked_at: now,
             paused: false,
             account_label,
+            partner_sub: partner_sub.map(str::to_owned),
         }),
+    }
+    true
+}
+
+/// Notes which partner account a link recorded before issue 13 is to (the move of links): only
+/// on a link that does not say yet; nothing else changes (a paused link stays paused).
+pub fn note_link_account(
+    links: &mut [LinkEntry],
+    partner: &crate::protocol::partner::PartnerId,
+    partner_sub: &str,
+) -> bool {
+    match links.iter_mut().find(|l| l.partner_id == *partner) {
+        Some(l) if l.partner_sub.is_none() => {
+            l.partner_sub = Some(partner_sub.to_owned());
+            true
+        }
+        _ => false,
     }
 }
 

@@ -25,6 +25,7 @@ crate::commands! {
         RecordLink(RecordLink) -> LinkRecorded, once, record_link;
         ConfirmLink(ConfirmLink) -> LinkConfirmed, once, confirm_link;
         ForgetLink(ForgetLink) -> (), once, forget_link;
+        NoteLinkAccount(NoteLinkAccount) -> (), once, note_link_account;
         Links(Links) -> Option<UserLinks>, once, links;
         Whoami(Whoami) -> Option<SessionState>, once, whoami;
         Consent(Consent) -> Consented, once, consent;
@@ -151,8 +152,10 @@ pub struct AutoLogin {
 pub enum AutoLoginOutcome {
     /// The session is started.
     LoggedIn { user: UserView },
-    /// The link is not (or no longer) active for this person: paused or gone.
+    /// The link is not (or no longer) active for this person, or gone.
     NotLinked,
+    /// The link waits for the user to confirm it after a new password.
+    Paused,
 }
 
 /// Remembers a link for the account page (a paused one is active again), with the
@@ -165,6 +168,10 @@ pub struct RecordLink {
     pub agreed: Option<Agreed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_label: Option<String>,
+    /// The partner account linked: with it, a user linked to another account of the partner
+    /// is `OtherAccount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_sub: Option<String>,
     pub now: u64,
 }
 
@@ -172,6 +179,8 @@ pub struct RecordLink {
 #[serde(rename_all = "snake_case")]
 pub enum LinkRecorded {
     Recorded,
+    /// The user is linked to another account of the partner: nothing was recorded.
+    OtherAccount,
     /// What is being recorded was agreed to under another password, or by another person that
     /// had this username: it no longer stands.
     ConsentVoid,
@@ -192,6 +201,14 @@ pub enum LinkConfirmed {
     Confirmed,
     /// No such session, or one that may not confirm a link (the user signs in again).
     NoSession,
+}
+
+/// Notes the partner account of a link moved from the layout before issue 13
+/// (`/admin/links/migrate`), on a link that does not name one yet; nothing else changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteLinkAccount {
+    pub partner_id: PartnerId,
+    pub partner_sub: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

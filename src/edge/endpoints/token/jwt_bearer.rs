@@ -23,12 +23,13 @@ pub(super) async fn issue(
         cx.issuer.url(crate::routes::TOKEN),
     ];
     let invalid = |why: &str| ApiError::new(ErrorCode::InvalidGrant, why);
-    let (partner, linked, _partner_sub) = linked::linked_user(
+    let (partner, linked, partner_sub) = linked::linked_user(
         env,
         assertion,
         PartnerJwt::GrantAssertion,
         &audiences,
         Some(client.client_id.clone()),
+        cx.visitor,
         cx.now_ms,
     )
     .await
@@ -81,6 +82,7 @@ pub(super) async fn issue(
     let via = user_grant::ViaLink {
         partner: &partner,
         linked_with: &partner.id,
+        partner_sub: &partner_sub,
         until: now + ACCESS_TOKEN_TTL_S,
         gone: invalid("the partner account is not linked"),
     };

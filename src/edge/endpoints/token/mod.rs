@@ -36,6 +36,8 @@ struct Ctx<'a> {
     now_ms: u64,
     /// `now_ms` in seconds, as tokens and grants count time.
     now: u64,
+    /// Where the request most likely comes from (a partner's server, for jwt-bearer).
+    visitor: crate::protocol::region::Home,
 }
 
 fn new_token_id() -> Result<String, ApiError> {
@@ -177,6 +179,7 @@ async fn run(
         client: &client,
         now_ms,
         now,
+        visitor: crate::edge::rt::config::visitor_region(&req, env),
     };
     match request {
         TokenRequest::AuthorizationCode {

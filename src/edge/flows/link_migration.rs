@@ -1,0 +1,117 @@
+//! The move of a partner's links from its one store of the layout before issue 13
+//! (`links:{id}[:{salt}]`) into the shards of its users' regions. Batch by batch: each link is
+//! imported into its shard, the user's object notes which partner account it is to (so
+//! unlinking finds the shard), and only then is it forgotten in the old store. A batch that
+//! fails half way is simply moved again: importing is idempotent, and a partner account linked
+//! anew since the upgrade keeps that link (the old one is skipped, and forgotten).
+
+use crate::edge::calls::{links, users};
+use crate::edge::flows::revoke;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::partner::{Partner, PartnerId};
+use crate::protocol::region::Home;
+use crate::protocol::user::Username;
+use crate::store::links::{Export, Import, Moved, Place, MOVE_BATCH};
+use crate::store::users::{EndLinkSessions, ForgetLink, Links, NoteLinkAccount};
+use worker::Env;
+
+pub struct MovedBatch {
+    pub moved: u32,
+    pub skipped: u32,
+    /// Nothing is left in the old store.
+    pub done: bool,
+}
+
+/// Moves up to [`MOVE_BATCH`] links of `partner`.
+pub async fn move_batch(
+    env: &Env,
+    partner: &PartnerId,
+    now_ms: u64,
+) -> Result<MovedBatch, ApiError> {
+    let key = crate::protocol::partner::keys::partner(partner);
+    crate::edge::rt::kvcache::forget(&key);
+    let record: Partner = crate::edge::rt::kvcache::get_json(env, &key, now_ms)
+        .await?
+        .ok_or_else(|| ApiError::not_found("partner"))?;
+    let salt = record.subject_salt.as_deref();
+    let cmd = Export {
+        limit: MOVE_BATCH,
+        now: now_ms / 1000,
+    };
+    let batch = links::call_legacy(env, partner, salt, cmd).await?;
+    let mut done = MovedBatch {
+        moved: 0,
+        skipped: 0,
+        done: batch.len() < MOVE_BATCH as usize,
+    };
+    let mut forget = Vec::with_capacity(batch.len());
+    for link in batch {
+        let home = users::home_fresh(env, &link.username, now_ms).await?;
+        let place = Place::of(home, &link.partner_sub);
+        let partner_sub = link.partner_sub.clone();
+        let username = link.username.clone();
+        let grants: Vec<String> = link.grants.iter().map(|(id, _)| id.clone()).collect();
+        let import = Import { links: vec![link] };
+        let imported = links::call(env, partner, salt, place, import).await?;
+        if imported.imported > 0 {
+            let note = NoteLinkAccount {
+                partner_id: partner.clone(),
+                partner_sub: partner_sub.clone(),
+            };
+            match users::call(env, &username, home, note).await {
+                // A user removed meanwhile: their link goes with the old store's.
+                Err(e) if e.code == ErrorCode::NotFound => {}
+                other => other?,
+            }
+            done.moved += 1;
+        } else {
+            // Linked otherwise since the upgrade: the old link ends here, with what came
+            // through it (its grants, and its sessions and record, unless the user's record is
+            // of the new link).
+            revoke::revoke_all(env, &grants).await?;
+            end_old_link(env, partner, &username, home).await?;
+            done.skipped += 1;
+        }
+        forget.push(partner_sub);
+    }
+    if !forget.is_empty() {
+        let moved = Moved {
+            partner_subs: forget,
+        };
+        links::call_legacy(env, partner, salt, moved).await?;
+    }
+    Ok(done)
+}
+
+/// Ends a moved link that a newer one replaced, on the user's side: only if the user's record of
+/// their link with `partner` is the old one (it names no partner account).
+async fn end_old_link(
+    env: &Env,
+    partner: &PartnerId,
+    username: &Username,
+    home: Home,
+) -> Result<(), ApiError> {
+    let cmd = Links {
+        session_hash: None,
+        now: 0,
+    };
+    let links = match users::call(env, username, home, cmd).await {
+        Ok(links) => links.map(|l| l.links).unwrap_or_default(),
+        Err(e) if e.code == ErrorCode::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let old = links
+        .iter()
+        .any(|l| l.partner_id == *partner && l.partner_sub.is_none());
+    if old {
+        let end = EndLinkSessions {
+            partner_id: partner.clone(),
+        };
+        users::call(env, username, home, end).await?;
+        let forget = ForgetLink {
+            partner_id: partner.clone(),
+        };
+        users::call(env, username, home, forget).await?;
+    }
+    Ok(())
+}
