@@ -8,7 +8,7 @@ cd "$EDGEWARD_ROOT"
 
 bash scripts/setup.sh --browser
 
-SCALE_KNOWN_OVER="RateLimiter a key far over,round trips api"
+SCALE_KNOWN_OVER="round trips api"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -20,7 +20,7 @@ use self::endpoints::{
 use self::flows::gate;
 use self::rt::clock::now_ms;
 use self::rt::respond::{self, Outcome};
-use self::rt::{config, counts};
+use self::rt::{config, counts, later};
 use crate::protocol::audit::{classify, AuditEvent};
 
 use crate::protocol::error::ApiError;
@@ -72,6 +72,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     }
 
     let mut out = dispatch(req, &env, route, method, started).await;
+    later::hand_over(&ctx);
 
     let status = out.response.status_code();
     let headers = out.response.headers_mut();

@@ -2,9 +2,9 @@
 //! when a lease runs out (see `protocol::ratelimit`). A limiter that cannot be reached is a 503:
 //! the limit fails closed like every other check.
 
-use crate::edge::rt::{config, objects, random};
+use crate::edge::rt::{config, later, objects, random};
 use crate::protocol::error::ApiError;
-use crate::protocol::ratelimit::{limited, Ask, Leases, Local, Slot, Window};
+use crate::protocol::ratelimit::{Ask, Leases, Local, Slot, Window};
 use crate::store::limits::{object_name, Take};
 use futures_util::future::join;
 use std::cell::RefCell;
@@ -83,6 +83,9 @@ pub async fn acquire(
             }
         }
     };
+    if let Some(ask) = plan.refill {
+        refill_later(env, key, ask);
+    }
     let (admitted, ()) = join(current, early).await;
     Ok(if admitted? {
         Admission::Admitted(Slot {
@@ -94,23 +97,23 @@ pub async fn acquire(
     })
 }
 
+/// Refills `key`'s lease off the request's path (`rt::later`, handed to `waitUntil`): the
+/// request was admitted from the lease, which runs low. A refill that cannot be queued or
+/// fails leaves the lease as it is; the next request that finds it low asks again.
+fn refill_later(env: &Env, key: &str, ask: Ask) {
+    let (env, owned_key, failed) = (env.clone(), key.to_owned(), ask.clone());
+    let queued = later::spawn(async move {
+        let granted = take(&env, &ask).await.ok();
+        let now_ms = crate::edge::rt::clock::now_ms();
+        let _ = with_leases(|l| l.refilled(&owned_key, &ask, granted, now_ms));
+    });
+    if !queued {
+        let _ = with_leases(|l| l.refilled(key, &failed, None, 0));
+    }
+}
+
 /// A request admitted and not to count (a sign-in that succeeded): back into this isolate's
 /// lease, never to the object, so a success costs no call.
 pub fn give_back(slot: &Slot) {
     let _ = with_leases(|l| l.give_back(&slot.key, slot.window));
-}
-
-/// Admits one request under `key`'s `limit` per `len_ms`, or answers 429 naming `what`.
-pub async fn admit(
-    env: &Env,
-    key: &str,
-    what: &str,
-    limit: u32,
-    len_ms: u64,
-    now_ms: u64,
-) -> Result<(), ApiError> {
-    match acquire(env, key, limit, len_ms, now_ms).await? {
-        Admission::Admitted(_) => Ok(()),
-        Admission::Refused(window) => Err(limited(what, window, now_ms)),
-    }
 }

@@ -1,9 +1,10 @@
 //! Which limits a call counts against: the client's and the partner's buckets.
 
-use crate::edge::calls::limits::admit;
+use crate::edge::calls::limits::{acquire, give_back, Admission};
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
-use crate::protocol::ratelimit::{RateLimits, MINUTE_MS};
+use crate::protocol::ratelimit::{limited, RateLimits, MINUTE_MS};
+use futures_util::future::join;
 use worker::Env;
 
 /// Which limits a call counts against.
@@ -35,22 +36,26 @@ pub async fn admit_client(
             limits.token_per_minute,
         ),
     };
-    admit(
-        env,
-        &format!("{name}:client:{client_id}"),
-        "this client's limit",
-        per_client,
-        MINUTE_MS,
-        now_ms,
+    // Both limits at once: a call waits on at most one round trip. A slot taken under one
+    // limit when the other refuses goes back into this isolate's lease (it did not count).
+    let client_key = format!("{name}:client:{client_id}");
+    let partner_key = format!("{name}:partner:{partner}");
+    let (client, partner) = join(
+        acquire(env, &client_key, per_client, MINUTE_MS, now_ms),
+        acquire(env, &partner_key, per_partner, MINUTE_MS, now_ms),
     )
-    .await?;
-    admit(
-        env,
-        &format!("{name}:partner:{partner}"),
-        "this partner's limit",
-        per_partner,
-        MINUTE_MS,
-        now_ms,
-    )
-    .await
+    .await;
+    match (client?, partner?) {
+        (Admission::Admitted(_), Admission::Admitted(_)) => Ok(()),
+        (Admission::Refused(window), other) => {
+            if let Admission::Admitted(slot) = other {
+                give_back(&slot);
+            }
+            Err(limited("this client's limit", window, now_ms))
+        }
+        (Admission::Admitted(slot), Admission::Refused(window)) => {
+            give_back(&slot);
+            Err(limited("this partner's limit", window, now_ms))
+        }
+    }
 }

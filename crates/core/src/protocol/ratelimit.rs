@@ -360,6 +360,9 @@ pub struct Plan {
     pub window: Window,
     pub local: Local,
     pub prefetch: Option<Ask>,
+    /// A lease running low, to refill off the request's path (`waitUntil`): the request itself
+    /// was admitted from the lease. Its answer goes to [`Leases::refilled`].
+    pub refill: Option<Ask>,
 }
 
 /// An isolate's lease of a key's next window, taken before its edge.
@@ -391,6 +394,21 @@ struct Lease {
     asked_ms: Option<u64>,
     seen: u32,
     early: Option<Early>,
+    /// A refill of this window's lease is on its way.
+    refilling: bool,
+    /// The lease is the early one taken for this window: it runs out at a moment of the
+    /// isolate's own (its size says when), and is then asked for as before, not refilled, so
+    /// that the first asks of a window stay spread as early leases spread them.
+    on_early: bool,
+    /// Requests of this window the object granted this isolate, and requests it refused
+    /// (locally or by the object): an isolate that refused more than it was granted saw the
+    /// key far over its limit.
+    granted_n: u32,
+    refused_n: u32,
+    /// The isolate asks nothing of this window before this moment (see [`Leases::plan`]).
+    hold_until_ms: u64,
+    /// The isolate was granted the key again and again in the window just before this one.
+    steady_before: bool,
 }
 
 /// How many to ask for: about the requests seen in the last lease period (`seen` since the last
@@ -492,6 +510,12 @@ impl Leases {
             asked_ms: None,
             seen: 0,
             early: None,
+            refilling: false,
+            on_early: false,
+            granted_n: 0,
+            refused_n: 0,
+            hold_until_ms: 0,
+            steady_before: false,
         };
         self.make_room(key, window);
         let l = self.leases.entry(key.to_owned()).or_insert(fresh);
@@ -500,12 +524,29 @@ impl Leases {
                 Some(e) if e.start_ms == window.start_ms => (e.left, e.exhausted, e.shard),
                 _ => (0, false, home),
             };
+            // A key far over its limit in the window just ended (this isolate refused more
+            // of it than it was granted): the isolate asks in this one only from a moment of
+            // its own in its first half, so the isolates that all refuse it do not all ask at
+            // the edge; the requests before that moment are refused here.
+            let far_over = l.refused_n > l.granted_n
+                && l.start_ms.saturating_add(len_ms) == window.start_ms
+                && l.shards == shards;
+            let hold = mix(self.seed.rotate_left(8), hash) % (len_ms / 2).max(1);
+            let consecutive = l.start_ms.saturating_add(len_ms) == window.start_ms;
             *l = Lease {
+                granted_n: left,
+                steady_before: consecutive && l.granted_n >= 2,
+                hold_until_ms: if far_over {
+                    window.start_ms.saturating_add(hold)
+                } else {
+                    0
+                },
                 left,
                 exhausted,
                 shard,
                 asked_ms: l.asked_ms,
                 seen: l.seen,
+                on_early: left > 0,
                 ..fresh
             };
         }
@@ -513,10 +554,20 @@ impl Leases {
         let elapsed = l.asked_ms.map(|t| now_ms.saturating_sub(t));
         let demand = want(l.seen, elapsed);
         let until_end = LEASE_PERIOD_MS.min(window.end_ms().saturating_sub(now_ms));
-        let now_want = want_within(l.seen, elapsed, until_end);
+        let mut now_want = want_within(l.seen, elapsed, until_end);
+        // A key this isolate sees less than once a lease period but again and again within the
+        // window (it was granted before in this window): one request is asked ahead, so that the
+        // next is admitted from the lease (and refilled off the path after it), if the next is
+        // due before the window ends. What this holds unspent at the end is at most one.
+        let left_in_window = window.end_ms().saturating_sub(now_ms);
+        let steady = demand >= 2 || l.granted_n >= 2;
+        if (l.granted_n >= 1 || l.steady_before) && elapsed.is_some_and(|e| e < left_in_window) {
+            now_want = now_want.max(2);
+        }
         let ask = |l: &mut Lease, shard: u32| {
             l.asked_ms = Some(now_ms);
             l.seen = 0;
+            l.on_early = false;
             Local::Ask(Ask {
                 key: shard_key(key, shard, shards),
                 window: Window {
@@ -526,9 +577,34 @@ impl Leases {
                 want: now_want,
             })
         };
+        let mut refill = None;
         let local = if l.left > 0 {
             l.left -= 1;
+            // An isolate that sees the key more than once a lease period refills its lease
+            // off the request's path before it runs out, so its requests keep being admitted
+            // from the lease and none waits on the object: when what is left would last less
+            // than a fraction of a period of its own (`phase`, up to half a period), so that
+            // isolates starting a window on early leases of their own sizes refill at moments
+            // spread over the period, not all at the edge.
+            let low =
+                u64::from(l.left).saturating_mul(2000) < u64::from(demand).saturating_mul(phase);
+            if steady && !l.on_early && !l.refilling && !l.exhausted && (l.left == 0 || low) {
+                l.refilling = true;
+                l.asked_ms = Some(now_ms);
+                l.seen = 0;
+                refill = Some(Ask {
+                    key: shard_key(key, l.shard, shards),
+                    window: Window {
+                        limit: shard_limit(limit, l.shard, shards),
+                        ..window
+                    },
+                    want: demand.max(1),
+                });
+            }
             Local::Admit
+        } else if now_ms < l.hold_until_ms {
+            l.refused_n = l.refused_n.saturating_add(1);
+            Local::Refuse
         } else if !l.exhausted {
             ask(l, l.shard)
         } else if l.tried + 1 < shards && now_ms >= l.refused_ms.saturating_add(LEASE_PERIOD_MS) {
@@ -541,6 +617,7 @@ impl Leases {
             l.exhausted = false;
             ask(l, l.shard)
         } else {
+            l.refused_n = l.refused_n.saturating_add(1);
             Local::Refuse
         };
         // Only an isolate that sees the key more often than once a lease period takes the next
@@ -548,7 +625,12 @@ impl Leases {
         // traffic spreads, and taking early would hold a request it may never use.
         let next = window.next();
         let mut prefetch = None;
-        if demand >= 2 && now_ms >= early_at && l.early.is_none_or(|e| e.start_ms != next.start_ms)
+        // Nor one that sees the key far over its limit: it would ask for nothing there is.
+        let far_over = l.exhausted && l.refused_n > l.granted_n;
+        if demand >= 2
+            && !far_over
+            && now_ms >= early_at
+            && l.early.is_none_or(|e| e.start_ms != next.start_ms)
         {
             l.early = Some(Early {
                 start_ms: next.start_ms,
@@ -569,6 +651,32 @@ impl Leases {
             window,
             local,
             prefetch,
+            refill,
+        }
+    }
+
+    /// Records what the object granted for a [`Plan::refill`] (`None`: the refill failed; the
+    /// next request that finds the lease low tries again).
+    pub fn refilled(&mut self, key: &str, ask: &Ask, granted: Option<u32>, now_ms: u64) {
+        let Some(l) = self.leases.get_mut(key) else {
+            return;
+        };
+        if l.start_ms != ask.window.start_ms {
+            // A refill of an ended window: what it granted is lost (strict side), and the new
+            // window's lease was never waiting on it.
+            return;
+        }
+        l.refilling = false;
+        match granted {
+            Some(0) if shard_key(key, l.shard, l.shards) == ask.key => {
+                l.exhausted = true;
+                l.refused_ms = now_ms;
+            }
+            Some(n) => {
+                l.granted_n = l.granted_n.saturating_add(n);
+                l.left = l.left.saturating_add(n);
+            }
+            None => {}
         }
     }
 
@@ -584,6 +692,7 @@ impl Leases {
             return granted > 0;
         }
         if granted == 0 {
+            l.refused_n = l.refused_n.saturating_add(1);
             // A late refusal from a shard the isolate has moved on from does not stop it.
             if shard_key(key, l.shard, l.shards) == ask.key {
                 l.exhausted = true;
@@ -591,6 +700,7 @@ impl Leases {
             }
             return false;
         }
+        l.granted_n = l.granted_n.saturating_add(granted);
         l.left = l.left.saturating_add(granted - 1);
         true
     }
@@ -933,10 +1043,33 @@ mod tests {
                     self.isolates[i].granted(key, ask, g, now)
                 }
             };
+            if let Some(refill) = &plan.refill {
+                let g = self.take(refill, now);
+                self.isolates[i].refilled(key, refill, Some(g), now);
+            }
             if ok {
                 *self.admitted.entry(plan.window.start_ms).or_default() += 1;
             }
             ok
+        }
+
+        /// Whether isolate `i`'s next request of `key` would wait on the object.
+        fn waits(&mut self, i: usize, key: &str, limit: u32, len: u64, now: u64) -> bool {
+            let plan = self.isolates[i].plan(key, limit, len, now);
+            let waits = matches!(plan.local, Local::Ask(_));
+            if let Local::Ask(ask) = &plan.local {
+                let g = self.take(ask, now);
+                self.isolates[i].granted(key, ask, g, now);
+            }
+            if let Some(refill) = &plan.refill {
+                let g = self.take(refill, now);
+                self.isolates[i].refilled(key, refill, Some(g), now);
+            }
+            if let Some(early) = &plan.prefetch {
+                let g = self.take(early, now);
+                self.isolates[i].prefetched(key, early, g);
+            }
+            waits
         }
 
         fn most_calls_a_second(&self) -> u32 {
@@ -994,6 +1127,97 @@ mod tests {
                 assert!(n * 10 >= limit * 9, "{key}: only {n} of {limit} admitted");
             }
         }
+    }
+
+    #[test]
+    fn a_key_an_isolate_sees_steadily_never_waits_on_the_object_after_its_first_requests() {
+        // 50 requests a second in one isolate for three windows: after the first few, every
+        // request is admitted from the lease, refilled off the request's path.
+        let key = "api:client:steady";
+        let mut sim = Sim::new(1);
+        let mut waited = Vec::new();
+        let mut now = T0;
+        while now < T0 + 3 * MINUTE_MS {
+            waited.push(sim.waits(0, key, 100_000, MINUTE_MS, now));
+            now += 20;
+        }
+        let late: usize = waited.iter().skip(20).filter(|w| **w).count();
+        assert!(
+            late * 1000 <= waited.len(),
+            "{late} of {} waited",
+            waited.len()
+        );
+        assert!(waited[0], "the first request of a key asks");
+    }
+
+    #[test]
+    fn a_key_an_isolate_sees_every_few_seconds_waits_about_once_a_window_and_holds_at_most_one() {
+        // One request every 2.5 s (a partner's traffic spread over many isolates): the first of
+        // each window asks (one ahead, as the isolate saw the key steadily before), and from then
+        // on each is admitted from the lease, refilled off the path.
+        let key = "api:client:sparse";
+        let w = Window::of_key(key, T0, MINUTE_MS, 100_000);
+        let mut sim = Sim::new(1);
+        let mut waits_per_window: HashMap<u64, u32> = HashMap::new();
+        let mut now = w.start_ms;
+        while now < w.start_ms + 3 * MINUTE_MS {
+            let start = Window::of_key(key, now, MINUTE_MS, 100_000).start_ms;
+            if sim.waits(0, key, 100_000, MINUTE_MS, now) {
+                *waits_per_window.entry(start).or_default() += 1;
+            }
+            now += 2_500;
+        }
+        let mut starts: Vec<_> = waits_per_window.keys().copied().collect();
+        starts.sort_unstable();
+        for s in &starts[1..] {
+            assert_eq!(
+                waits_per_window[s], 1,
+                "once a window after the first: {waits_per_window:?}"
+            );
+        }
+        assert!(waits_per_window[&starts[0]] <= 2, "{waits_per_window:?}");
+        assert!(sim.held(key) <= 1, "holds at most one ahead");
+    }
+
+    #[test]
+    fn a_refill_that_fails_or_comes_after_its_window_changes_nothing_but_the_flag() {
+        let key = "api:client:refill";
+        let w = Window::of_key(key, T0, MINUTE_MS, 1_000);
+        let mut l = Leases::new(8, 7);
+        let mut now = w.start_ms;
+        let mut refill = None;
+        for _ in 0..50 {
+            let plan = l.plan(key, 1_000, MINUTE_MS, now);
+            if let Local::Ask(ask) = &plan.local {
+                l.granted(key, ask, ask.want, now);
+            }
+            if plan.refill.is_some() {
+                refill = plan.refill;
+                break;
+            }
+            now += 10;
+        }
+        let refill = refill.expect("a steady key refills");
+        let held = l.held(key);
+        l.refilled(key, &refill, None, now);
+        assert_eq!(l.held(key), held, "a failed refill adds nothing");
+        // The flag is down again: the next low lease refills.
+        let mut again = false;
+        for _ in 0..10 {
+            now += 10;
+            let plan = l.plan(key, 1_000, MINUTE_MS, now);
+            if let Local::Ask(ask) = &plan.local {
+                l.granted(key, ask, ask.want, now);
+            }
+            again |= plan.refill.is_some();
+        }
+        assert!(again, "a failed refill is tried again");
+        // A refill answered after its window ended adds nothing to the next window's lease.
+        let next = w.end_ms() + 1;
+        let _ = l.plan(key, 1_000, MINUTE_MS, next);
+        let before = l.held(key);
+        l.refilled(key, &refill, Some(500), next);
+        assert_eq!(l.held(key), before);
     }
 
     #[test]
@@ -1236,13 +1460,100 @@ mod tests {
         let Local::Ask(ask) = &p.local else {
             panic!("{p:?}")
         };
-        assert!(!leases.granted("k", ask, 0, T0));
-        assert_eq!(leases.plan("k", 1, MINUTE_MS, T0 + 1).local, Local::Refuse);
-        let next = p.window.end_ms();
+        assert!(leases.granted("k", ask, 1, T0));
         assert!(matches!(
-            leases.plan("k", 1, MINUTE_MS, next).local,
+            leases.plan("k", 1, MINUTE_MS, T0 + 1).local,
             Local::Ask(_)
         ));
+        let next = p.window.end_ms();
+        assert!(
+            matches!(leases.plan("k", 1, MINUTE_MS, next).local, Local::Ask(_)),
+            "an isolate that was granted what it refused asks at once in the next window"
+        );
+    }
+
+    #[test]
+    fn an_isolate_that_saw_a_key_far_over_its_limit_asks_in_the_next_window_from_a_moment_of_its_own(
+    ) {
+        let key = "api:client:far-over";
+        let w = Window::of_key(key, T0, MINUTE_MS, 10);
+        let mut firsts = Vec::new();
+        for seed in 1..=200u64 {
+            let mut l = Leases::new(4, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            // Refused by the object, then locally: more refused than granted.
+            let p = l.plan(key, 10, MINUTE_MS, w.start_ms + 1_000);
+            let Local::Ask(ask) = &p.local else {
+                panic!("{p:?}")
+            };
+            assert!(!l.granted(key, ask, 0, w.start_ms + 1_000));
+            let again = l.plan(key, 10, MINUTE_MS, w.start_ms + 1_500);
+            assert_eq!(again.local, Local::Refuse);
+            assert_eq!(
+                again.prefetch, None,
+                "no early lease of a window there is nothing of"
+            );
+            let mut now = w.end_ms();
+            let first = loop {
+                match l.plan(key, 10, MINUTE_MS, now).local {
+                    Local::Refuse => now += 250,
+                    Local::Ask(_) => break now - w.end_ms(),
+                    Local::Admit => panic!("nothing was granted"),
+                }
+            };
+            assert!(first <= MINUTE_MS / 2, "asks in the first half: {first}");
+            firsts.push(first);
+        }
+        // The moments are spread over the half window: no second holds a large share of them.
+        let mut per_5s = [0u32; 6];
+        for f in &firsts {
+            per_5s[(*f / 5_000).min(5) as usize] += 1;
+        }
+        assert!(per_5s.iter().all(|&n| (15..=55).contains(&n)), "{per_5s:?}");
+    }
+
+    #[test]
+    fn a_key_far_over_a_small_limit_is_asked_a_few_hundred_times_a_second_by_ten_thousand_isolates()
+    {
+        // Every one of 10,000 isolates sees the key once a second, far over its limit of 600 a
+        // minute: after the first window, each isolate asks about once a window, at a moment of
+        // its own, and never more than the limit is admitted.
+        let key = "api:client:hammered";
+        let limit = 600;
+        let n = 10_000usize;
+        let mut sim = Sim::new(n);
+        let start = Window::of_key(key, T0, MINUTE_MS, limit).end_ms();
+        let mut rng = Lcg(3);
+        let mut us = 0u64;
+        loop {
+            let now = start + us / 1000;
+            if now >= start + 3 * MINUTE_MS {
+                break;
+            }
+            sim.request(rng.next(n as u64) as usize, key, limit, MINUTE_MS, now);
+            us += 100; // 10,000 a second
+        }
+        let busiest = (start / 1000 + 60..start / 1000 + 180)
+            .map(|s| {
+                sim.calls
+                    .iter()
+                    .filter(|((_, t), _)| *t == s)
+                    .map(|(_, c)| *c)
+                    .sum::<u32>()
+            })
+            .max()
+            .unwrap();
+        assert!(busiest <= 500, "{busiest} calls in one second");
+        assert!(sim.admitted.values().all(|&a| a <= limit));
+        let later: Vec<u32> = sim
+            .admitted
+            .iter()
+            .filter(|(s, _)| **s >= start + MINUTE_MS && **s + MINUTE_MS <= start + 3 * MINUTE_MS)
+            .map(|(_, a)| *a)
+            .collect();
+        assert!(
+            !later.is_empty() && later.iter().all(|&a| a * 10 >= limit * 9),
+            "{later:?}"
+        );
     }
 
     #[test]
