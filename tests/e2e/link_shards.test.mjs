@@ -144,6 +144,33 @@ test('auto_login_finds_the_link_from_the_pupils_region_and_from_anywhere_else', 
   assert.match(await unknown.text(), /not linked/);
 });
 
+test('auto_login_assertion_is_used_once_in_its_links_shard_whichever_region_the_replays_come_from', async () => {
+  await addUser(w, 'oli', 'apac');
+  const sub = `acme-oli-${randomUUID()}`;
+  assert.equal((await linkUser(w, 'oli', sub)).status, 200);
+  const assertion = loginAssertion(w, sub);
+  const regions = ['apac', 'eu', 'uk', 'us', undefined];
+  const attempts = Array.from({ length: 20 }, (_, i) => {
+    const headers = { origin: ORIGIN };
+    const region = regions[i % regions.length];
+    if (region) headers['x-edgeward-visitor-region'] = region;
+    return new CookieJar(w.url).postForm('/login/auto', { assertion, return_to: '/account' }, headers);
+  });
+  const answers = await Promise.all(attempts);
+  const won = answers.filter((r) => r.status === 303);
+  assert.equal(won.length, 1, `exactly one sign-in: ${answers.map((r) => r.status)}`);
+  for (const r of answers.filter((x) => x.status !== 303)) {
+    assert.equal(r.status, 403);
+    assert.equal(r.headers.get('set-cookie'), null, 'no session for a replay');
+    assert.equal(r.headers.get('location'), null);
+    assert.match(await r.text(), /already used/);
+  }
+  // The page that asks first refuses it too, from anywhere.
+  const asked = await new CookieJar(w.url).fetch(`/login/auto?assertion=${encodeURIComponent(assertion)}`, { headers: { 'x-edgeward-visitor-region': 'us' } });
+  assert.equal(asked.status, 403);
+  assert.match(await asked.text(), /already used/);
+});
+
 test('one_partner_account_links_one_user_across_regions_refused_at_consent', async () => {
   const sub = `acme-shared-${randomUUID()}`;
   assert.equal((await linkUser(w, 'ana', sub)).status, 200);

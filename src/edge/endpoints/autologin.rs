@@ -5,10 +5,8 @@
 //! page. No link: no session, and a page saying how to link.
 
 use crate::edge::calls::{replay, users};
-use crate::edge::flows::linked::{find_link, find_linked, paused, FoundLink, Linked};
-use crate::edge::flows::partner_jwt::{
-    refused, {claim_once, verify_assertion},
-};
+use crate::edge::flows::linked::{find_link, find_linked, paused, FoundLink, Linked, UseAssertion};
+use crate::edge::flows::partner_jwt::{refused, verify_assertion};
 use crate::edge::rt::browser::{self, Cookies};
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, kvcache};
@@ -50,6 +48,23 @@ async fn continue_to(
     let raw = params.get("return_to").unwrap_or(routes::ACCOUNT);
     safe_return_path(raw, &[routes::AUTHORIZE, routes::ACCOUNT])
         .ok_or_else(|| refused("return_to must be a page of the platform"))
+}
+
+/// Whether a login assertion was used before the upgrade that moved their `jti`s into the link
+/// shards: asked of the replay shards only until `REPLAY_LEGACY_UNTIL` (as for the layout before
+/// them), so nothing used just before the deploy is used again after it.
+async fn used_before_upgrade(
+    env: &Env,
+    partner: &Partner,
+    jti: &str,
+    now: u64,
+) -> Result<bool, ApiError> {
+    match config::replay_legacy_until(env)? {
+        Some(until) if now < until => {
+            Ok(!replay::partner_jti_unused(env, &partner.id, jti, now).await?)
+        }
+        _ => Ok(false),
+    }
 }
 
 fn not_linked(partner: &Partner) -> Outcome {
@@ -124,15 +139,31 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
         };
         let guess = config::visitor_region(&req, env);
         if !confirmed && start(arrival, &partner.origins) == Start::AskFirst {
-            let Some(Linked { user, .. }) =
-                find_linked(env, &partner, &checked.sub, None, guess, now_ms).await?
-            else {
+            // A used assertion is refused on this page too (checked where it is used: in the
+            // link's shard).
+            let check = UseAssertion {
+                checked: &checked,
+                use_it: false,
+            };
+            let (linked, before) = futures_util::join!(
+                find_linked(
+                    env,
+                    &partner,
+                    &checked.sub,
+                    None,
+                    guess,
+                    Some(check),
+                    now_ms
+                ),
+                used_before_upgrade(env, &partner, &checked.jti, now)
+            );
+            let Some(Linked { user, .. }) = linked? else {
                 return Ok(not_linked(&partner));
             };
-            continue_to(env, &params, &partner, now_ms).await?;
-            if !replay::partner_jti_unused(env, &partner.id, &checked.jti, now).await? {
+            if before? {
                 return Err(refused("The login assertion was already used."));
             }
+            continue_to(env, &params, &partner, now_ms).await?;
             let (csrf, new_cookie) = cookies.csrf(&req)?;
             let fields: Vec<(&str, String)> = params
                 .iter()
@@ -151,12 +182,17 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
                 browser::page(200, html, &set, "auto_login_confirm").partner(partner.id.clone())
             );
         }
-        // A session starts now: the link's shard (nearest first), the assertion's `jti` and
-        // where the flow goes next, together; then the user's object checks the link again and
-        // starts the session in one call. Two round trips when the pupil is in their region.
-        let (found, claimed, next) = futures_util::join!(
-            find_link(env, &partner, &checked.sub, guess, now_ms),
-            claim_once(env, &partner, &checked, now),
+        // A session starts now: the link's shard (nearest first), which also uses the
+        // assertion's `jti` (every replay of it meets that shard), and where the flow goes next,
+        // together; then the user's object checks the link again and starts the session in one
+        // call. Two round trips, both in the pupil's region when they sign in from it.
+        let using = UseAssertion {
+            checked: &checked,
+            use_it: true,
+        };
+        let (found, before, next) = futures_util::join!(
+            find_link(env, &partner, &checked.sub, guess, Some(using), now_ms),
+            used_before_upgrade(env, &partner, &checked.jti, now),
             continue_to(env, &params, &partner, now_ms)
         );
         let Some(FoundLink {
@@ -168,7 +204,9 @@ pub async fn autologin(mut req: Request, env: &Env, method: Method, now_ms: u64)
             return Ok(not_linked(&partner));
         };
         let next = next?;
-        claimed?;
+        if before? {
+            return Err(refused("The login assertion was already used."));
+        }
         let (cookie, session_hash) = cookies.new_session(&username, home)?;
         match users::call(
             env,

@@ -2,18 +2,23 @@
 //! then, for a flow that needs more than the user's own object will check again, the user's
 //! object confirms the link is still to this person.
 
+use crate::edge::calls::links::Store;
 use crate::edge::calls::{links, users};
 use crate::edge::flows::partner_jwt::{
     refused, {claim_once, verify_assertion},
 };
+use crate::edge::rt::clock;
 use crate::edge::rt::config;
+use crate::protocol::assertion::Checked;
 use crate::protocol::client::ClientId;
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::grant::hash_secret;
 use crate::protocol::link::PartnerJwt;
+use crate::protocol::link::CLOCK_SKEW_S;
 use crate::protocol::partner::Partner;
 use crate::protocol::region::Home;
 use crate::protocol::user::{LinkState, UserView, Username};
-use crate::store::links::{places_of, LinkedAccount, Lookup, Place};
+use crate::store::links::{places_of, LinkUse, LinkedAccount, Lookup, LookupUse, Place};
 use crate::store::users::{Subject, SubjectState};
 use futures_util::future::join_all;
 use worker::Env;
@@ -27,31 +32,90 @@ pub struct FoundLink {
     pub home: Home,
 }
 
+/// A login assertion to use (or only check) in the shard of the link it signs in.
+#[derive(Clone, Copy)]
+pub struct UseAssertion<'a> {
+    pub checked: &'a Checked,
+    /// `false`: only refuse it if it was used (the page that asks the person first).
+    pub use_it: bool,
+}
+
+/// What one store answered.
+enum Answer {
+    NotLinked,
+    Found(LinkedAccount),
+    Used,
+}
+
+async fn ask(
+    env: &Env,
+    partner: &Partner,
+    store: Store,
+    partner_sub: &str,
+    using: Option<UseAssertion<'_>>,
+) -> Result<Answer, ApiError> {
+    let salt = partner.subject_salt.as_deref();
+    match using {
+        None => {
+            let cmd = Lookup {
+                partner_sub: partner_sub.to_owned(),
+            };
+            Ok(
+                match links::send(env, &partner.id, salt, store, cmd).await? {
+                    Some(a) => Answer::Found(a),
+                    None => Answer::NotLinked,
+                },
+            )
+        }
+        Some(UseAssertion { checked, use_it }) => {
+            let cmd = LookupUse {
+                partner_sub: partner_sub.to_owned(),
+                key_hash: hash_secret(&checked.jti),
+                expires_at: checked.exp.saturating_add(CLOCK_SKEW_S),
+                use_it,
+                now: clock::now_ms() / 1000,
+            };
+            Ok(
+                match links::send(env, &partner.id, salt, store, cmd).await? {
+                    LinkUse::NotLinked => Answer::NotLinked,
+                    LinkUse::Found(a) => Answer::Found(a),
+                    LinkUse::Used => Answer::Used,
+                },
+            )
+        }
+    }
+}
+
 /// The link of partner account `partner_sub`, if any. Its shard in `guess` (the region the
 /// request most likely comes from: `config::visitor_region`) is asked first, so a pupil's
 /// automatic login from their own region stays there; if it has none, the other regions'
 /// shards (and, while `LINKS_LEGACY` is set, the partner's store of the earlier layout) are
-/// asked at once. No guess: all of them at once.
+/// asked at once. No guess: all of them at once. With `using`, the login assertion is used (or
+/// checked) in the shard that holds the link: a used one is refused.
 pub async fn find_link(
     env: &Env,
     partner: &Partner,
     partner_sub: &str,
     guess: Home,
+    using: Option<UseAssertion<'_>>,
     now_ms: u64,
 ) -> Result<Option<FoundLink>, ApiError> {
-    let salt = partner.subject_salt.as_deref();
-    let lookup = || Lookup {
-        partner_sub: partner_sub.to_owned(),
-    };
-    let found = |a: LinkedAccount, home: Home| FoundLink {
-        username: a.username,
-        user_sub: a.user_sub,
-        home,
+    let found = |answer: Answer, home: Home| -> Result<Option<FoundLink>, ApiError> {
+        match answer {
+            Answer::NotLinked => Ok(None),
+            Answer::Used => Err(refused("The login assertion was already used.")),
+            Answer::Found(a) => Ok(Some(FoundLink {
+                username: a.username,
+                user_sub: a.user_sub,
+                home,
+            })),
+        }
     };
     let first = guess.map(|g| Place::of(Some(g), partner_sub));
     if let Some(place) = first {
-        if let Some(a) = links::call(env, &partner.id, salt, place, lookup()).await? {
-            return Ok(Some(found(a, place.home)));
+        let answer = ask(env, partner, Store::Shard(place), partner_sub, using).await?;
+        if !matches!(answer, Answer::NotLinked) {
+            return found(answer, place.home);
         }
     }
     let rest: Vec<Place> = places_of(partner_sub)
@@ -60,28 +124,29 @@ pub async fn find_link(
         .collect();
     let asked = join_all(
         rest.iter()
-            .map(|place| links::call(env, &partner.id, salt, *place, lookup())),
+            .map(|place| ask(env, partner, Store::Shard(*place), partner_sub, using)),
     );
     let legacy = async {
         if config::links_legacy(env)? {
-            links::call_legacy(env, &partner.id, salt, lookup()).await
+            ask(env, partner, Store::Legacy, partner_sub, using).await
         } else {
-            Ok(None)
+            Ok(Answer::NotLinked)
         }
     };
     let (answers, legacy) = futures_util::join!(asked, legacy);
     for (place, answer) in rest.iter().zip(answers) {
-        if let Some(a) = answer? {
-            return Ok(Some(found(a, place.home)));
+        let answer = answer?;
+        if !matches!(answer, Answer::NotLinked) {
+            return found(answer, place.home);
         }
     }
     match legacy? {
         // The earlier layout does not record where the user lives: the directory does.
-        Some(a) => {
+        Answer::Found(a) => {
             let home = users::home_of(env, &a.username, now_ms).await?;
-            Ok(Some(found(a, home)))
+            found(Answer::Found(a), home)
         }
-        None => Ok(None),
+        other => found(other, None),
     }
 }
 
@@ -106,13 +171,14 @@ pub async fn find_linked(
     partner_sub: &str,
     client_id: Option<ClientId>,
     guess: Home,
+    using: Option<UseAssertion<'_>>,
     now_ms: u64,
 ) -> Result<Option<Linked>, ApiError> {
     let Some(FoundLink {
         username,
         user_sub,
         home,
-    }) = find_link(env, partner, partner_sub, guess, now_ms).await?
+    }) = find_link(env, partner, partner_sub, guess, using, now_ms).await?
     else {
         return Ok(None);
     };
@@ -174,7 +240,7 @@ pub async fn linked_user(
     // Together: whatever the link, a used assertion is refused, and a fresh one is used up.
     let (claimed, linked) = futures_util::join!(
         claim_once(env, &partner, &checked, now_ms / 1000),
-        find_linked(env, &partner, &checked.sub, client_id, guess, now_ms)
+        find_linked(env, &partner, &checked.sub, client_id, guess, None, now_ms)
     );
     claimed?;
     Ok((partner, linked?, checked.sub))

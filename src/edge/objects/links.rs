@@ -8,8 +8,9 @@ use crate::protocol::link::{redeem, PendingLink, Redemption, MAX_PENDING_LINKS_P
 use crate::protocol::user::Username;
 use crate::store::links::{
     AddGrant, Confirm, Confirmed, Export, ForgetGrants, GrantListed, Import, Imported, LinkCommand,
-    LinkHandler, LinkRefusal, LinkedAccount, Lookup, Moved, MovedLink, Propose, Proposed, Retire,
-    Retired, Unlink, MAX_LINK_GRANTS, MOVE_BATCH, RETIRE_BATCH, SCHEMA, UNLINK_BATCH,
+    LinkHandler, LinkRefusal, LinkUse, LinkedAccount, Lookup, LookupUse, Moved, MovedLink, Propose,
+    Proposed, Retire, Retired, Unlink, MAX_LINK_GRANTS, MOVE_BATCH, RETIRE_BATCH, SCHEMA,
+    UNLINK_BATCH, USED_PRUNE_BATCH,
 };
 use serde::Deserialize;
 use std::cell::Cell;
@@ -357,6 +358,54 @@ impl LinkHandler for LinkStore {
                     user_sub: r.user_sub.clone(),
                 })
         }))
+    }
+
+    async fn lookup_use(&self, cmd: LookupUse) -> std::result::Result<LinkUse, ApiError> {
+        let sql = self.sql()?;
+        if self.retired(&sql)? {
+            return Ok(LinkUse::NotLinked);
+        }
+        let rows = self.rows(
+            &sql,
+            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
+            &cmd.partner_sub,
+        )?;
+        let Some(account) = rows.first().and_then(|r| {
+            Username::parse(&r.username)
+                .ok()
+                .map(|username| LinkedAccount {
+                    username,
+                    user_sub: r.user_sub.clone(),
+                })
+        }) else {
+            return Ok(LinkUse::NotLinked);
+        };
+        sql.exec(
+            &format!(
+                "DELETE FROM used_assertions WHERE key IN (SELECT key FROM used_assertions \
+                 WHERE expires_at < ? ORDER BY expires_at LIMIT {USED_PRUNE_BATCH})"
+            ),
+            vec![objects::sql_int(cmd.now)],
+        )
+        .map_err(err)?;
+        let used: Vec<CountRow> = sql
+            .exec(
+                "SELECT COUNT(*) AS n FROM used_assertions WHERE key = ?",
+                vec![text(&cmd.key_hash)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        if used.first().is_some_and(|r| r.n > 0) {
+            return Ok(LinkUse::Used);
+        }
+        if cmd.use_it {
+            sql.exec(
+                "INSERT INTO used_assertions (key, expires_at) VALUES (?, ?)",
+                vec![text(&cmd.key_hash), objects::sql_int(cmd.expires_at)],
+            )
+            .map_err(err)?;
+        }
+        Ok(LinkUse::Found(account))
     }
 
     async fn unlink(

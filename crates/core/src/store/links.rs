@@ -122,6 +122,7 @@ crate::commands! {
         Propose(Propose) -> Proposed, once, propose;
         Confirm(Confirm) -> Confirmed, retried, confirm;
         Lookup(Lookup) -> Option<LinkedAccount>, once, lookup;
+        LookupUse(LookupUse) -> LinkUse, once, lookup_use;
         Unlink(Unlink) -> Vec<String>, once, unlink;
         AddGrant(AddGrant) -> GrantListed, once, add_grant;
         ForgetGrants(ForgetGrants) -> (), once, forget_grants;
@@ -191,6 +192,32 @@ pub enum Confirmed {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lookup {
     pub partner_sub: String,
+}
+
+/// The platform user linked to a partner account, and a login assertion about it used (or only
+/// checked): the assertion's `jti` is kept in the shard of the link it signs in, which every
+/// replay of it meets while the link stands, so the automatic sign-in makes no call outside the
+/// user's region. Nothing is used when the account is not linked here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupUse {
+    pub partner_sub: String,
+    /// SHA-256 of the assertion's `jti`.
+    pub key_hash: String,
+    /// Until when it is kept: the assertion's `exp` plus the clock leeway.
+    pub expires_at: u64,
+    /// `false`: only whether it was used (the page that asks the person first).
+    pub use_it: bool,
+    pub now: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkUse {
+    NotLinked,
+    /// Linked; the assertion is used now (or, with `use_it` false, unused).
+    Found(LinkedAccount),
+    /// Linked, and the assertion was used before.
+    Used,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,7 +358,12 @@ CREATE INDEX IF NOT EXISTS pending_links_by_expiry ON pending_links (expires_at)
 CREATE INDEX IF NOT EXISTS pending_links_by_user ON pending_links (username, expires_at);
 CREATE TABLE IF NOT EXISTS retired (one INTEGER PRIMARY KEY CHECK (one = 1));
 CREATE TABLE IF NOT EXISTS retiring (username TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS used_assertions (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS used_assertions_by_expiry ON used_assertions (expires_at);
 ";
+
+/// Expired used assertions one `LookupUse` forgets at most: more than it adds (one).
+pub const USED_PRUNE_BATCH: u32 = 16;
 
 #[cfg(test)]
 mod tests {
