@@ -2,7 +2,8 @@
 //! when a lease runs out (see `protocol::ratelimit`). A limiter that cannot be reached is a 503:
 //! the limit fails closed like every other check.
 
-use crate::edge::rt::{config, later, objects, random};
+use crate::edge::rt::objects::{self, Placement};
+use crate::edge::rt::{config, later, random};
 use crate::protocol::error::ApiError;
 use crate::protocol::ratelimit::{Ask, Leases, Local, Slot, Window};
 use crate::store::limits::{object_name, Take};
@@ -33,14 +34,16 @@ fn with_leases<T>(f: impl FnOnce(&mut Leases) -> T) -> Result<T, ApiError> {
     })
 }
 
-/// Asks the limiter named by `ask` (`limit:{key}` or `limit:{key}:{s}`) for its requests.
-async fn take(env: &Env, ask: &Ask) -> Result<u32, ApiError> {
+/// Asks the limiter named by `ask` (`limit:{key}` or `limit:{key}:{s}`), reached with
+/// `placement`, for its requests.
+async fn take(env: &Env, ask: &Ask, placement: Placement) -> Result<u32, ApiError> {
     let cmd = Take {
         window: ask.window,
         want: ask.want,
     };
+    let name = object_name(&ask.key);
     Ok(
-        objects::call_command(env, config::LIMITS_DO, &object_name(&ask.key), cmd)
+        objects::call_command_in(env, config::LIMITS_DO, &name, placement, cmd)
             .await?
             .n,
     )
@@ -54,13 +57,16 @@ pub enum Admission {
     Refused(Window),
 }
 
-/// One request under `key`'s `limit` per `len_ms` window: from the lease, or from the object,
-/// with the next window's early lease taken alongside when the plan says so.
+/// One request under `key`'s `limit` per `len_ms` window: from the lease, or from the object
+/// (reached with `placement`: `Placement::GLOBAL` for a key that names nobody; the user's or
+/// the request's region for the sign-in counters), with the next window's early lease taken
+/// alongside when the plan says so.
 pub async fn acquire(
     env: &Env,
     key: &str,
     limit: u32,
     len_ms: u64,
+    placement: Placement,
     now_ms: u64,
 ) -> Result<Admission, ApiError> {
     let plan = with_leases(|l| l.plan(key, limit, len_ms, now_ms))?;
@@ -69,7 +75,7 @@ pub async fn acquire(
             Local::Admit => Ok(true),
             Local::Refuse => Ok(false),
             Local::Ask(ask) => {
-                let n = take(env, ask).await?;
+                let n = take(env, ask, placement).await?;
                 with_leases(|l| l.granted(key, ask, n, now_ms))
             }
         }
@@ -78,13 +84,13 @@ pub async fn acquire(
         if let Some(ask) = &plan.prefetch {
             // A failed early lease is not this request's failure: the isolate asks again
             // after the edge, as one that never took it early.
-            if let Ok(n) = take(env, ask).await {
+            if let Ok(n) = take(env, ask, placement).await {
                 let _ = with_leases(|l| l.prefetched(key, ask, n));
             }
         }
     };
     if let Some(ask) = plan.refill {
-        refill_later(env, key, ask);
+        refill_later(env, key, ask, placement);
     }
     let (admitted, ()) = join(current, early).await;
     Ok(if admitted? {
@@ -100,10 +106,10 @@ pub async fn acquire(
 /// Refills `key`'s lease off the request's path (`rt::later`, handed to `waitUntil`): the
 /// request was admitted from the lease, which runs low. A refill that cannot be queued or
 /// fails leaves the lease as it is; the next request that finds it low asks again.
-fn refill_later(env: &Env, key: &str, ask: Ask) {
+fn refill_later(env: &Env, key: &str, ask: Ask, placement: Placement) {
     let (env, owned_key, failed) = (env.clone(), key.to_owned(), ask.clone());
     let queued = later::spawn(async move {
-        let granted = take(&env, &ask).await.ok();
+        let granted = take(&env, &ask, placement).await.ok();
         let now_ms = crate::edge::rt::clock::now_ms();
         let _ = with_leases(|l| l.refilled(&owned_key, &ask, granted, now_ms));
     });

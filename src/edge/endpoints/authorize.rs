@@ -3,6 +3,7 @@
 use crate::edge::calls::{limits, users};
 use crate::edge::flows::{gate, user_grant};
 use crate::edge::rt::browser::{self, Cookies};
+use crate::edge::rt::objects::Placement;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{body, config, kvcache, random};
 use crate::pages;
@@ -420,25 +421,25 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
     // own, so failures elsewhere (someone guessing, or locking the user out) do not stop it.
     let mut device = user.as_ref().and_then(|u| cookies.device(&req, u));
     // Where the typed username lives, from the directory (KV, read at this edge through the
-    // isolate cache), looked up while the limits are taken: no round trip of its own. An
-    // unknown username finds no entry and is asked of the global namespace, as before regions,
-    // which answers it with the same work as a wrong password.
-    let (first, home) = futures_util::future::join(
-        LoginAttempt::take(env, &req, user.clone(), device.as_deref(), now_ms),
-        async {
-            match &user {
-                Some(u) => users::home_of(env, u, now_ms).await,
-                None => Ok(None),
-            }
+    // isolate cache), first: the sign-in counters that name the user live in the user's region
+    // (those of the network in the region the request comes from). An unknown username finds no
+    // entry and is asked of the global namespace, as before regions, which answers it with the
+    // same work as a wrong password.
+    let home = match &user {
+        Some(u) => match users::home_of(env, u, now_ms).await {
+            Ok(home) => home,
+            Err(e) => return browser::error_page(&e),
         },
-    )
-    .await;
-    let mut first = Some(first);
+        None => None,
+    };
+    let visitor = config::visitor_region(&req, env);
+    let places = Places {
+        user: Placement::of(home),
+        network: Placement::of(visitor),
+    };
     loop {
-        let taken = match first.take() {
-            Some(taken) => taken,
-            None => LoginAttempt::take(env, &req, user.clone(), device.as_deref(), now_ms).await,
-        };
+        let taken =
+            LoginAttempt::take(env, &req, user.clone(), device.as_deref(), places, now_ms).await;
         let attempts = match taken {
             Ok(a) => a,
             Err(e) if e.code == ErrorCode::RateLimited => {
@@ -467,10 +468,6 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
             // Same work and the same answer as for a wrong password.
             verify_against_nothing(password, OWASP_ARGON2ID);
             return failed(&csrf);
-        };
-        let home = match &home {
-            Ok(home) => *home,
-            Err(e) => return browser::error_page(e),
         };
         let secrets = cookies
             .new_session(username, home)
@@ -518,6 +515,14 @@ struct LoginAttempt {
     slots: Vec<Slot>,
 }
 
+/// Where the sign-in counters live: those about the user in the user's region, those about the
+/// network in the region the request comes from.
+#[derive(Clone, Copy)]
+struct Places {
+    user: Placement,
+    network: Placement,
+}
+
 impl LoginAttempt {
     /// `device`: the hash of the browser's device cookie for `username`, if it has one; its
     /// attempts are counted per device instead of per username (from this network and from
@@ -527,6 +532,7 @@ impl LoginAttempt {
         req: &Request,
         username: Option<Username>,
         device: Option<&str>,
+        places: Places,
         now_ms: u64,
     ) -> Result<LoginAttempt, ApiError> {
         let ip = client_ip(req);
@@ -537,11 +543,14 @@ impl LoginAttempt {
             device,
             &config::login_limits(env),
         );
-        let granted = join_all(
-            wanted
-                .iter()
-                .map(|s| limits::acquire(env, &s.key, s.limit, window_ms, now_ms)),
-        )
+        let granted = join_all(wanted.iter().map(|s| {
+            let placement = if s.of_user {
+                places.user
+            } else {
+                places.network
+            };
+            limits::acquire(env, &s.key, s.limit, window_ms, placement, now_ms)
+        }))
         .await;
         let mut attempt = LoginAttempt { slots: Vec::new() };
         let mut refused = None;

@@ -1,10 +1,14 @@
 //! Which limits a call counts against: the client's and the partner's buckets.
 
 use crate::edge::calls::limits::{acquire, give_back, Admission};
+use crate::edge::rt::objects::Placement;
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::PartnerId;
 use crate::protocol::ratelimit::{limited, RateLimits, MINUTE_MS};
 use futures_util::future::join;
+
+/// Clients' and partners' limits name nobody: one namespace, no hint.
+const GLOBAL: Placement = Placement::GLOBAL;
 use worker::Env;
 
 /// Which limits a call counts against.
@@ -41,8 +45,8 @@ pub async fn admit_client(
     let client_key = format!("{name}:client:{client_id}");
     let partner_key = format!("{name}:partner:{partner}");
     let (client, partner) = join(
-        acquire(env, &client_key, per_client, MINUTE_MS, now_ms),
-        acquire(env, &partner_key, per_partner, MINUTE_MS, now_ms),
+        acquire(env, &client_key, per_client, MINUTE_MS, GLOBAL, now_ms),
+        acquire(env, &partner_key, per_partner, MINUTE_MS, GLOBAL, now_ms),
     )
     .await;
     match (client?, partner?) {

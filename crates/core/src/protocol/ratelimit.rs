@@ -782,6 +782,9 @@ pub struct LoginSlot {
     pub key: String,
     pub limit: u32,
     pub why: &'static str,
+    /// The counter is about the user (their username or their browser): it lives in the user's
+    /// region. A network's counter lives in the region the request comes from.
+    pub of_user: bool,
 }
 
 /// The counters a password attempt counts against. Failures are counted per network and per
@@ -799,23 +802,27 @@ pub fn login_slots(
         key: format!("login:ip:{network}"),
         limit: limits.per_network,
         why: "too many failed sign-ins from this network",
+        of_user: false,
     }];
     match (device, username) {
         (Some(d), Some(_)) => slots.push(LoginSlot {
             key: format!("login:device:{d}"),
             limit: limits.per_network_user,
             why: "too many failed sign-ins from this browser",
+            of_user: true,
         }),
         (None, Some(u)) => {
             slots.push(LoginSlot {
                 key: format!("login:net-user:{network}:{u}"),
                 limit: limits.per_network_user,
                 why: "too many failed sign-ins for this username from this network",
+                of_user: true,
             });
             slots.push(LoginSlot {
                 key: format!("login:user:{u}"),
                 limit: limits.per_user,
                 why: "too many failed sign-ins for this username",
+                of_user: true,
             });
         }
         (_, None) => {}
@@ -1638,6 +1645,11 @@ mod tests {
         assert_eq!(
             a.iter().map(|s| s.limit).collect::<Vec<_>>(),
             [100, 10, 100]
+        );
+        assert_eq!(
+            a.iter().map(|s| s.of_user).collect::<Vec<_>>(),
+            [false, true, true],
+            "the counters naming the user live in the user's region"
         );
         // Another network counts the same username on a counter of its own...
         let b = login_slots("198.51.100.1", Some("pupil"), None, &LOGIN);
