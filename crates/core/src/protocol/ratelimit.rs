@@ -242,6 +242,15 @@ fn walk_stride(random: u64, shards: u32) -> u32 {
     stride
 }
 
+/// Whether an isolate that saw `key` far over its limit holds its asks in the next window (see
+/// [`Leases::plan`]): the clients' and partners' limits, which thousands of isolates may all
+/// refuse at once. Never the sign-in counters (`login:`): few isolates see one network or
+/// username, and a school's network that was over its limit must get in as soon as its window
+/// allows.
+pub fn holds_when_far_over(key: &str) -> bool {
+    !key.starts_with("login:")
+}
+
 /// Mixes an isolate's random seed with a key's hash: a stable value per (isolate, key).
 fn mix(seed: u64, hash: u64) -> u64 {
     // splitmix64's finaliser: every bit of the input reaches every bit of the output.
@@ -530,7 +539,8 @@ impl Leases {
             // the edge; the requests before that moment are refused here.
             let far_over = l.refused_n > l.granted_n
                 && l.start_ms.saturating_add(len_ms) == window.start_ms
-                && l.shards == shards;
+                && l.shards == shards
+                && holds_when_far_over(key);
             let hold = mix(self.seed.rotate_left(8), hash) % (len_ms / 2).max(1);
             let consecutive = l.start_ms.saturating_add(len_ms) == window.start_ms;
             *l = Lease {
@@ -1516,6 +1526,29 @@ mod tests {
             per_5s[(*f / 5_000).min(5) as usize] += 1;
         }
         assert!(per_5s.iter().all(|&n| (15..=55).contains(&n)), "{per_5s:?}");
+    }
+
+    #[test]
+    fn a_sign_in_counter_that_was_far_over_is_asked_at_once_in_the_next_window() {
+        let key = "login:ip:192.0.2.7";
+        let w = Window::of_key(key, T0, 300_000, 10);
+        let mut l = Leases::new(4, 99);
+        let p = l.plan(key, 10, 300_000, w.start_ms + 1_000);
+        let Local::Ask(ask) = &p.local else {
+            panic!("{p:?}")
+        };
+        assert!(!l.granted(key, ask, 0, w.start_ms + 1_000));
+        for k in 0..20 {
+            assert_eq!(
+                l.plan(key, 10, 300_000, w.start_ms + 2_000 + k).local,
+                Local::Refuse
+            );
+        }
+        assert!(
+            matches!(l.plan(key, 10, 300_000, w.end_ms()).local, Local::Ask(_)),
+            "a school's network gets in as soon as its window allows"
+        );
+        assert!(holds_when_far_over("api:client:x") && holds_when_far_over("token:partner:y"));
     }
 
     #[test]
