@@ -441,12 +441,17 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
         // One partner account, one platform user, across regions: a link just made here is
         // checked against the account's shards in the other regions, each made before it is
         // checked, so of two links racing in two regions at least one sees the other.
+        // A check that cannot be made undoes the link too (fail closed, nothing half stored).
         if created {
-            if let Some(other) = linked_elsewhere(env, &partner, store, &pending.partner_sub).await? {
-                if other.username != pending.username || other.user_sub != pending.user_sub {
+            match linked_elsewhere(env, &partner, store, &pending.partner_sub).await {
+                Ok(Some(other))
+                    if other.username != pending.username || other.user_sub != pending.user_sub =>
+                {
                     let e = link_refusal(LinkRefusal::PartnerAccountTaken);
                     return undo(invalid_grant(&e.description)).await;
                 }
+                Ok(_) => {}
+                Err(error) => return undo(error).await,
             }
         }
         let record = RecordLink {
