@@ -246,6 +246,32 @@ test('a_user_links_one_account_per_partner_whichever_shards_the_accounts_are_in'
   assert.equal((await lookupIn(w, shardName(salt, 'eu', y), y)).Ok, null, 'the refused link is undone');
   assert.equal((await autoLogin(w, y, 'eu')).status, 403, 'the refused account signs nobody in');
   assert.equal((await autoLogin(w, x, 'eu')).status, 303, 'the first account still does');
+  // The refused code redeemed again is unknown: never a replay that would unlink hal's link.
+  const again = await confirmLink(w.url, key, b.request, b.res.headers.get('location'));
+  assert.equal(again.status, 400);
+  const againBody = await again.json();
+  assert.equal(againBody.error, 'invalid_grant');
+  assert.doesNotMatch(againBody.error_description, /removed/);
+  const links = (await (await w.admin('/users/hal/links')).json()).links;
+  assert.deepEqual(links.map((l) => l.partner_sub), [x], "hal's record keeps the first link");
+  assert.equal((await autoLogin(w, x, 'eu')).status, 303, 'and it still signs hal in');
+});
+
+test('a_link_goes_to_the_users_own_region_whatever_region_the_session_cookie_names', async () => {
+  await addUser(w, 'pia', 'uk');
+  const sub = `acme-pia-${randomUUID()}`;
+  const jar = await signedIn(w, 'pia');
+  const session = jar.cookies.get('edgeward_session');
+  assert.ok(session.endsWith('.uk'));
+  // The region in the cookie is only how the user's object is reached: a UK user's object is
+  // in the global namespace (hint weur), which a cookie naming another hint reaches too.
+  jar.cookies.set('edgeward_session', session.replace(/\.uk$/, '.us'));
+  const { res, request } = await consent(w, jar, sub);
+  assert.equal(res.status, 303, await res.clone().text());
+  assert.match(new URL(res.headers.get('location')).searchParams.get('link_code'), /^uk\./, 'the code names the user\'s region');
+  assert.equal((await confirmLink(w.url, key, request, res.headers.get('location'))).status, 200);
+  assert.equal((await lookupIn(w, shardName(salt, 'uk', sub), sub)).Ok.username, 'pia');
+  assert.equal((await lookupIn(w, shardName(salt, 'us', sub), sub)).Ok, null, 'nothing in the region the cookie named');
 });
 
 test('a_link_code_naming_another_place_is_unknown_and_a_code_of_the_old_layout_too', async () => {

@@ -29,7 +29,7 @@ use crate::protocol::partner::{Partner, PartnerId};
 use crate::routes::{self, Method};
 use crate::store::links::{
     places_of, Confirm, Confirmed, LinkRefusal, LinkedAccount, Lookup, Place, Propose, Proposed,
-    Unlink,
+    Undo,
 };
 use crate::store::users::{Agreed, LinkRecorded, Links, RecordLink, SessionState, Whoami};
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -68,7 +68,7 @@ async fn recent_session(
     partner: &Partner,
     now: u64,
 ) -> Result<Option<Session>, ApiError> {
-    let Some((username, home, session_hash)) = cookies.session(req) else {
+    let Some((username, reached_in, session_hash)) = cookies.session(req) else {
         return Ok(None);
     };
     let cmd = Whoami {
@@ -77,7 +77,7 @@ async fn recent_session(
         partner_salt: partner.subject_salt.clone(),
         now,
     };
-    match users::call(env, &username, home, cmd).await? {
+    match users::call(env, &username, reached_in, cmd).await? {
         Some(SessionState {
             user,
             sub,
@@ -90,7 +90,9 @@ async fn recent_session(
         {
             Ok(Some(Session {
                 username,
-                home,
+                // Where the user lives, as their record says (the cookie's region is only how
+                // the object was reached; a link's shard must be the user's real region).
+                home: user.region,
                 name: user.name,
                 sub,
                 password_epoch,
@@ -205,20 +207,27 @@ pub async fn link(req: Request, env: &Env, method: Method, now_ms: u64) -> Outco
         };
         let (own, elsewhere) = futures_util::join!(
             users::call(env, &session.username, session.home, asked),
-            linked_elsewhere(env, &partner, Store::Shard(place), &request.partner_sub)
+            linked_elsewhere(
+                env,
+                &partner,
+                Store::Shard(place),
+                &request.partner_sub,
+                &session.username
+            )
         );
+        // A link the user's record keeps with the partner is to another account unless it
+        // names this one (one recorded before accounts were may be to any: refused until the
+        // move of links notes which).
         let other_account = own?.is_some_and(|l| {
             l.links.iter().any(|e| {
                 e.partner_id == partner.id
-                    && e.partner_sub
-                        .as_deref()
-                        .is_some_and(|s| s != request.partner_sub)
+                    && e.partner_sub.as_deref() != Some(request.partner_sub.as_str())
             })
         });
         if other_account {
             return Err(link_refusal(LinkRefusal::UserAlreadyLinked));
         }
-        if elsewhere?.is_some_and(|a| a.username != session.username) {
+        if elsewhere? {
             return Err(link_refusal(LinkRefusal::PartnerAccountTaken));
         }
         let seeding = config::legacy_link_writes(env);
@@ -285,14 +294,17 @@ fn link_refusal(refusal: LinkRefusal) -> ApiError {
 const CODE_INVALID: &str =
     "the link code is invalid, expired, already used, or not for this link request and account";
 
-/// The link of `partner_sub` in any store of the partner but `here`: its shards in the other
-/// regions, and the store of the earlier layout while `LINKS_LEGACY` is set.
+/// Whether partner account `partner_sub` is linked in a store of the partner other than
+/// `here`: in its shard of another region (to anyone: one account has one link, in one place),
+/// or, while `LINKS_LEGACY` is set, in the store of the earlier layout to someone other than
+/// `me` (the same user's link there is the one being moved).
 async fn linked_elsewhere(
     env: &Env,
     partner: &Partner,
     here: Store,
     partner_sub: &str,
-) -> Result<Option<LinkedAccount>, ApiError> {
+    me: &crate::protocol::user::Username,
+) -> Result<bool, ApiError> {
     let mut stores: Vec<Store> = places_of(partner_sub)
         .into_iter()
         .map(Store::Shard)
@@ -302,19 +314,20 @@ async fn linked_elsewhere(
         stores.push(Store::Legacy);
     }
     let salt = partner.subject_salt.as_deref();
-    let answers = futures_util::future::join_all(stores.into_iter().map(|store| {
+    let answers = futures_util::future::join_all(stores.iter().map(|store| {
         let lookup = Lookup {
             partner_sub: partner_sub.to_owned(),
         };
-        links::send(env, &partner.id, salt, store, lookup)
+        links::send(env, &partner.id, salt, *store, lookup)
     }))
     .await;
-    for answer in answers {
+    let mut taken = false;
+    for (store, answer) in stores.iter().zip(answers) {
         if let Some(found) = answer? {
-            return Ok(Some(found));
+            taken |= *store != Store::Legacy || found.username != *me;
         }
     }
-    Ok(None)
+    Ok(taken)
 }
 
 fn invalid_grant(why: &str) -> ApiError {
@@ -424,10 +437,11 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
         // user's record of another link with the partner stays.
         let undo = |error: ApiError| async {
             if created {
-                let cmd = Unlink {
+                let cmd = Undo {
+                    code_hash: hash_secret(&code),
+                    partner_sub: pending.partner_sub.clone(),
                     username: pending.username.clone(),
-                    now,
-                    remove: true,
+                    user_sub: pending.user_sub.clone(),
                 };
                 if let Err(e) = links::send(env, &partner.id, salt, store, cmd).await {
                     worker::console_error!(
@@ -443,14 +457,12 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
         // checked, so of two links racing in two regions at least one sees the other.
         // A check that cannot be made undoes the link too (fail closed, nothing half stored).
         if created {
-            match linked_elsewhere(env, &partner, store, &pending.partner_sub).await {
-                Ok(Some(other))
-                    if other.username != pending.username || other.user_sub != pending.user_sub =>
-                {
+            match linked_elsewhere(env, &partner, store, &pending.partner_sub, &pending.username).await {
+                Ok(true) => {
                     let e = link_refusal(LinkRefusal::PartnerAccountTaken);
                     return undo(invalid_grant(&e.description)).await;
                 }
-                Ok(_) => {}
+                Ok(false) => {}
                 Err(error) => return undo(error).await,
             }
         }

@@ -42,27 +42,35 @@ pub async fn move_batch(
     let mut done = MovedBatch {
         moved: 0,
         skipped: 0,
-        done: batch.len() < MOVE_BATCH as usize,
+        done: batch.links.len() < MOVE_BATCH as usize,
     };
-    let mut forget = Vec::with_capacity(batch.len());
-    for link in batch {
+    let mut forget = Vec::with_capacity(batch.links.len());
+    for link in batch.links {
         let home = users::home_fresh(env, &link.username, now_ms).await?;
         let place = Place::of(home, &link.partner_sub);
         let partner_sub = link.partner_sub.clone();
         let username = link.username.clone();
         let grants: Vec<String> = link.grants.iter().map(|(id, _)| id.clone()).collect();
-        let import = Import { links: vec![link] };
+        // A user removed since: the link goes with the old store (a row in a shard would hold
+        // the account for nobody), and what came through it is revoked.
+        if !exists(env, &username, home).await? {
+            revoke::revoke_all(env, &grants).await?;
+            done.skipped += 1;
+            forget.push(partner_sub);
+            continue;
+        }
+        // The old store's used login assertions go along, so none is used again in the shard.
+        let import = Import {
+            links: vec![link],
+            used: batch.used.clone(),
+        };
         let imported = links::call(env, partner, salt, place, import).await?;
         if imported.imported > 0 {
             let note = NoteLinkAccount {
                 partner_id: partner.clone(),
                 partner_sub: partner_sub.clone(),
             };
-            match users::call(env, &username, home, note).await {
-                // A user removed meanwhile: their link goes with the old store's.
-                Err(e) if e.code == ErrorCode::NotFound => {}
-                other => other?,
-            }
+            users::call(env, &username, home, note).await?;
             done.moved += 1;
         } else {
             // Linked otherwise since the upgrade: the old link ends here, with what came
@@ -81,6 +89,19 @@ pub async fn move_batch(
         links::call_legacy(env, partner, salt, moved).await?;
     }
     Ok(done)
+}
+
+/// Whether `username` still exists (in `home`).
+async fn exists(env: &Env, username: &Username, home: Home) -> Result<bool, ApiError> {
+    let cmd = Links {
+        session_hash: None,
+        now: 0,
+    };
+    match users::call(env, username, home, cmd).await {
+        Ok(links) => Ok(links.is_some()),
+        Err(e) if e.code == ErrorCode::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Ends a moved link that a newer one replaced, on the user's side: only if the user's record of

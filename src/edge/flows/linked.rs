@@ -191,6 +191,12 @@ pub async fn find_linked(
         link: true,
     };
     match users::call(env, &username, home, cmd).await {
+        // The user's record names the account linked: a stray row of another account (a link
+        // being undone) reaches nobody.
+        Ok(SubjectState {
+            link_account: Some(a),
+            ..
+        }) if a != partner_sub => Ok(None),
         Ok(SubjectState {
             sub,
             link: Some(LinkState::Paused),
@@ -202,6 +208,7 @@ pub async fn find_linked(
             consented,
             password_epoch,
             link: Some(LinkState::Active),
+            ..
         }) if sub == user_sub => Ok(Some(Linked {
             username,
             home,

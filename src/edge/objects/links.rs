@@ -7,10 +7,10 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::link::{redeem, PendingLink, Redemption, MAX_PENDING_LINKS_PER_USER};
 use crate::protocol::user::Username;
 use crate::store::links::{
-    AddGrant, Confirm, Confirmed, Export, ForgetGrants, GrantListed, Import, Imported, LinkCommand,
-    LinkHandler, LinkRefusal, LinkUse, LinkedAccount, Lookup, LookupUse, Moved, MovedLink, Propose,
-    Proposed, Retire, Retired, Unlink, MAX_LINK_GRANTS, MOVE_BATCH, RETIRE_BATCH, SCHEMA,
-    UNLINK_BATCH, USED_PRUNE_BATCH,
+    AddGrant, Confirm, Confirmed, Export, Exported, ForgetGrants, GrantListed, Import, Imported,
+    LinkCommand, LinkHandler, LinkRefusal, LinkUse, LinkedAccount, Lookup, LookupUse, Moved,
+    MovedLink, Propose, Proposed, Retire, Retired, Undo, Unlink, MAX_LINK_GRANTS, MOVE_BATCH,
+    RETIRE_BATCH, SCHEMA, UNLINK_BATCH, USED_PRUNE_BATCH,
 };
 use serde::Deserialize;
 use std::cell::Cell;
@@ -57,6 +57,12 @@ struct ExportRow {
     username: String,
     user_sub: String,
     created_at: u64,
+}
+
+#[derive(Deserialize)]
+struct UsedRow {
+    key: String,
+    expires_at: u64,
 }
 
 #[derive(Deserialize)]
@@ -524,10 +530,29 @@ impl LinkHandler for LinkStore {
         Ok(())
     }
 
+    async fn undo(&self, cmd: Undo) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        sql.exec(
+            "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
+            vec![
+                text(&cmd.partner_sub),
+                text(cmd.username.as_str()),
+                text(&cmd.user_sub),
+            ],
+        )
+        .map_err(err)?;
+        sql.exec(
+            "DELETE FROM pending_links WHERE code_hash = ?",
+            vec![text(&cmd.code_hash)],
+        )
+        .map_err(err)?;
+        Ok(())
+    }
+
     async fn export(
         &self,
         Export { limit, now }: Export,
-    ) -> std::result::Result<Vec<MovedLink>, ApiError> {
+    ) -> std::result::Result<Exported, ApiError> {
         let sql = self.sql()?;
         let rows: Vec<ExportRow> = sql
             .exec(
@@ -568,11 +593,31 @@ impl LinkHandler for LinkStore {
                     .collect(),
             });
         }
-        Ok(moved)
+        let used: Vec<UsedRow> = sql
+            .exec(
+                "SELECT key, expires_at FROM used_assertions WHERE expires_at >= ? LIMIT 4096",
+                vec![objects::sql_int(now)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(err)?;
+        Ok(Exported {
+            links: moved,
+            used: used.into_iter().map(|u| (u.key, u.expires_at)).collect(),
+        })
     }
 
-    async fn import(&self, Import { links }: Import) -> std::result::Result<Imported, ApiError> {
+    async fn import(
+        &self,
+        Import { links, used }: Import,
+    ) -> std::result::Result<Imported, ApiError> {
         let sql = self.sql()?;
+        for (key, expires_at) in &used {
+            sql.exec(
+                "INSERT OR IGNORE INTO used_assertions (key, expires_at) VALUES (?, ?)",
+                vec![text(key), objects::sql_int(*expires_at)],
+            )
+            .map_err(err)?;
+        }
         let mut done = Imported::default();
         for link in links {
             let by_sub = self.rows(

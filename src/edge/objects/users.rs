@@ -420,10 +420,15 @@ impl UserHandler for UserStore {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        let link = if cmd.link {
-            Some(link_state(&self.stored_links().await?, &cmd.partner_id))
+        let (link, link_account) = if cmd.link {
+            let links = self.stored_links().await?;
+            let account = links
+                .iter()
+                .find(|l| l.partner_id == cmd.partner_id)
+                .and_then(|l| l.partner_sub.clone());
+            (Some(link_state(&links, &cmd.partner_id)), account)
         } else {
-            None
+            (None, None)
         };
         Ok(SubjectState {
             sub,
@@ -431,6 +436,7 @@ impl UserHandler for UserStore {
             consented,
             password_epoch: record.password_epoch,
             link,
+            link_account,
         })
     }
 

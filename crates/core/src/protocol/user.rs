@@ -345,6 +345,18 @@ mod tests {
             !record_link(&mut links, &acme, Some("x-2"), None, 200),
             "another account of the partner"
         );
+        let mut unknown = vec![LinkEntry {
+            partner_id: acme.clone(),
+            linked_at: 5,
+            paused: false,
+            account_label: None,
+            partner_sub: None,
+        }];
+        assert!(
+            !record_link(&mut unknown, &acme, Some("x-3"), None, 300),
+            "a link recorded before accounts were may be to another one: refused until noted"
+        );
+        assert_eq!(unknown[0].partner_sub, None);
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].partner_sub.as_deref(), Some("x-1"));
         // A link recorded before accounts were: the move notes it once, and nothing else changes.
@@ -572,10 +584,12 @@ pub fn record_link(
 ) -> bool {
     match links.iter_mut().find(|l| l.partner_id == *partner) {
         Some(l) => {
-            if let (Some(have), Some(new)) = (l.partner_sub.as_deref(), partner_sub) {
-                if have != new {
-                    return false;
-                }
+            // A link recorded before accounts were (`None`) may be to any account: only the
+            // same call without an account (the earlier layout's) records over it.
+            match (l.partner_sub.as_deref(), partner_sub) {
+                (Some(have), Some(new)) if have != new => return false,
+                (None, Some(_)) => return false,
+                _ => {}
             }
             l.paused = false;
             if account_label.is_some() {

@@ -128,9 +128,10 @@ crate::commands! {
         ForgetGrants(ForgetGrants) -> (), once, forget_grants;
         Retire(Retire) -> Vec<Username>, once, retire;
         Retired(Retired) -> (), once, finish_retiring;
-        Export(Export) -> Vec<MovedLink>, once, export;
+        Export(Export) -> Exported, once, export;
         Import(Import) -> Imported, once, import;
         Moved(Moved) -> (), once, moved;
+        Undo(Undo) -> (), once, undo;
     }
 }
 
@@ -294,6 +295,13 @@ pub struct Export {
     pub now: u64,
 }
 
+/// What an `Export` answers: the links, and the store's login assertions not yet expired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exported {
+    pub links: Vec<MovedLink>,
+    pub used: Vec<(String, u64)>,
+}
+
 /// Links one `Export` answers at most.
 pub const MOVE_BATCH: u32 = 64;
 
@@ -313,12 +321,28 @@ pub struct MovedLink {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Import {
     pub links: Vec<MovedLink>,
+    /// Login assertions used in the old store (hash of the `jti`, until when), so that none is
+    /// used again in the shard the link moves to.
+    #[serde(default)]
+    pub used: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Imported {
     pub imported: u32,
     pub skipped: u32,
+}
+
+/// Undoes a link a confirmation just made that may not stand (another region has the account,
+/// the user's record refused it, or could not be asked): removes only that row (this partner
+/// account, this user, this person) and burns the link code, so a later redemption of it is
+/// unknown, never a replay that would unlink what the user had before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub code_hash: String,
+    pub partner_sub: String,
+    pub username: Username,
+    pub user_sub: String,
 }
 
 /// Forgets moved links (and their listed grants) in a store of the earlier layout.

@@ -295,8 +295,12 @@ pub struct SubjectState {
     pub consented: Vec<String>,
     /// The user's password epoch: grants issued under an earlier one are over.
     pub password_epoch: u32,
-    /// With `link` asked: the state of the link with the partner.
+    /// With `link` asked: the state of the link with the partner...
     pub link: Option<LinkState>,
+    /// ...and the partner account it is to (`None`: not asked, no link, or a link recorded
+    /// before accounts were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_account: Option<String>,
 }
 
 /// Remembers a grant issued for the user (until `expires_at`), so that a new password or
