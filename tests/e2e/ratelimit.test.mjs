@@ -310,3 +310,22 @@ test('login_ip_limit_counts_ipv4_mapped_ipv6_as_the_ipv4_address', async () => {
   // IPv4 addresses are counted each on their own.
   assert.equal((await signIn('v4user9', 'wrong-password-1', '198.51.100.10')).status, 401, 'the next IPv4 address is not limited');
 });
+
+test('ratelimit_a_counter_is_deleted_by_its_alarm_when_its_windows_have_passed', async () => {
+  // A limiter object is taken directly for a window of one second and a limit of one. The
+  // second take of that window is refused; once the window (and the alarm) have passed, the
+  // object holds nothing, so the same window would be counted afresh: only the alarm's deletion
+  // can make that take succeed.
+  const name = `limit:test:alarm-${Date.now()}`;
+  const window = { start_ms: Date.now(), len_ms: 1000, limit: 1 };
+  const take = () => w.objectCommand('LIMITS', name, { take: { window, want: 1 } });
+  assert.deepEqual(await take(), { Ok: { n: 1 } });
+  assert.deepEqual(await take(), { Ok: { n: 0 } }, 'the window is used up');
+  const deadline = Date.now() + 15_000;
+  let again;
+  do {
+    await sleep(500);
+    again = await take();
+  } while (again.Ok?.n !== 1 && Date.now() < deadline);
+  assert.deepEqual(again, { Ok: { n: 1 } }, 'the alarm deleted the counter once its window had passed');
+});
