@@ -127,6 +127,33 @@ test('fault_lost_link_confirmation_reply_still_links_once', async () => {
   });
 });
 
+test('fault_link_whose_user_record_was_written_but_its_reply_lost_stands', async () => {
+  const key = generateJwk('EdDSA');
+  await withWorker('USERS:record_link:lost', async (w) => {
+    await w.admin('/partners/acme', { method: 'PUT', body: { name: 'Acme', origins: [ORIGIN], jwks: { keys: [publicJwk(key)] } } });
+    await w.admin('/users/eva', { method: 'PUT', body: { password: PASSWORD, name: 'Eva' } });
+    const jar = await signIn(w, 'eva');
+    const sign = (typ, payload) => signJwt(key, { alg: 'EdDSA', kid: key.kid, typ }, payload);
+    const now = Math.floor(Date.now() / 1000);
+    const request = sign(LINK_REQUEST_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-eva', jti: randomUUID(), iat: now, exp: now + 240, return_to: `${ORIGIN}/linked`, account_label: 'eva', state: 'st' });
+    // The user's object records the link and its reply is lost: the user's record says it was
+    // written, so the link stands, as the person sees it on their account page.
+    const { agreed, confirmed: res } = await linkAndConfirm(jar, key, request);
+    assert.equal(agreed.status, 303);
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.ok((await res.json()).link_token);
+    const links = (await (await w.admin('/users/eva/links')).json()).links;
+    assert.deepEqual(links.map((l) => [l.partner_id, l.partner_sub]), [['acme', 'acme-eva']]);
+    const assertion = sign(LOGIN_ASSERTION_TYP, { iss: ORIGIN, aud: w.url, sub: 'acme-eva', jti: randomUUID(), iat: now, exp: now + 60 });
+    const auto = await w.fetch('/login/auto', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+      body: new URLSearchParams({ assertion, return_to: '/account' }).toString(),
+    });
+    assert.equal(auto.status, 303, 'the link signs the user in');
+  });
+});
+
 test('fault_rate_limiter_down_fails_closed_at_the_gateway', async () => {
   const origin = await startOrigin();
   try {

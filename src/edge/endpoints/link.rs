@@ -330,6 +330,27 @@ async fn linked_elsewhere(
     Ok(taken)
 }
 
+/// Whether the user's record names the link of `pending` (after a `RecordLink` whose answer was
+/// lost): `false` also when the record cannot be read.
+async fn recorded_anyway(
+    env: &Env,
+    partner: &PartnerId,
+    pending: &PendingLink,
+    home: crate::protocol::region::Home,
+) -> bool {
+    let cmd = Links {
+        session_hash: None,
+        now: 0,
+    };
+    match users::call(env, &pending.username, home, cmd).await {
+        Ok(Some(l)) => l.links.iter().any(|e| {
+            e.partner_id == *partner
+                && e.partner_sub.as_deref() == Some(pending.partner_sub.as_str())
+        }),
+        _ => false,
+    }
+}
+
 fn invalid_grant(why: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidGrant, why)
 }
@@ -488,7 +509,13 @@ pub async fn confirm(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 let e = link_refusal(LinkRefusal::UserAlreadyLinked);
                 return undo(invalid_grant(&e.description)).await;
             }
-            Err(error) => return undo(error).await,
+            // The reply may be lost with the record written: the user's record says which. If it
+            // names this account, the link stands; if it cannot be read, undo (fail closed).
+            Err(error) => {
+                if !recorded_anyway(env, &partner.id, &pending, home).await {
+                    return undo(error).await;
+                }
+            }
         }
         // A replay racing this confirmation undoes the link; if its unlinking ran before our
         // record, the record would outlive the link. Looking again settles it either way.
