@@ -10,31 +10,6 @@ use crate::store::links::{legacy_name, LinkCommand, Place};
 use crate::store::Command;
 use worker::Env;
 
-/// Sends `cmd` to the shard of `partner` (with subject salt `salt`, `Partner::subject_salt`)
-/// at `place`, created in the place's region; a command that is safe to run twice (a
-/// `Confirm` names its attempt) is sent again when the exchange fails.
-pub async fn call<C: Command<Kind = LinkCommand>>(
-    env: &Env,
-    partner: &PartnerId,
-    salt: Option<&str>,
-    place: Place,
-    cmd: C,
-) -> std::result::Result<C::Reply, ApiError> {
-    let name = place.name(partner, salt);
-    let placement = Placement::of(place.home);
-    objects::call_command_in(env, config::LINKS_DO, &name, placement, cmd).await
-}
-
-/// Sends `cmd` to the partner's store of the layout before issue 13.
-pub async fn call_legacy<C: Command<Kind = LinkCommand>>(
-    env: &Env,
-    partner: &PartnerId,
-    salt: Option<&str>,
-    cmd: C,
-) -> std::result::Result<C::Reply, ApiError> {
-    objects::call_command(env, config::LINKS_DO, &legacy_name(partner, salt), cmd).await
-}
-
 /// The subject salt of `partner` as its record says now, which names its link store. A partner
 /// that is gone has none: its removal ends its links (`end_partner`); unlinking then still
 /// forgets the link on the user's side.
@@ -56,7 +31,10 @@ pub enum Store {
     Legacy,
 }
 
-/// Sends `cmd` to `store` (see [`call`] and [`call_legacy`]).
+/// Sends `cmd` to `store` of `partner` (with subject salt `salt`, `Partner::subject_salt`): a
+/// shard, created in its place's region, or the partner's store of the layout before issue 13.
+/// A command that is safe to run twice (a `Confirm` names its attempt) is sent again when the
+/// exchange fails.
 pub async fn send<C: Command<Kind = LinkCommand>>(
     env: &Env,
     partner: &PartnerId,
@@ -64,8 +42,9 @@ pub async fn send<C: Command<Kind = LinkCommand>>(
     store: Store,
     cmd: C,
 ) -> std::result::Result<C::Reply, ApiError> {
-    match store {
-        Store::Shard(place) => call(env, partner, salt, place, cmd).await,
-        Store::Legacy => call_legacy(env, partner, salt, cmd).await,
-    }
+    let (name, placement) = match store {
+        Store::Shard(place) => (place.name(partner, salt), Placement::of(place.home)),
+        Store::Legacy => (legacy_name(partner, salt), Placement::GLOBAL),
+    };
+    objects::call_command_in(env, config::LINKS_DO, &name, placement, cmd).await
 }

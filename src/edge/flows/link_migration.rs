@@ -10,7 +10,7 @@ use crate::edge::flows::revoke;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::{Partner, PartnerId};
 use crate::protocol::region::Home;
-use crate::protocol::user::Username;
+use crate::protocol::user::{LinkEntry, Username};
 use crate::store::links::{Export, Import, Moved, Place, MOVE_BATCH};
 use crate::store::users::{EndLinkSessions, ForgetLink, Links, NoteLinkAccount};
 use worker::Env;
@@ -38,7 +38,7 @@ pub async fn move_batch(
         limit: MOVE_BATCH,
         now: now_ms / 1000,
     };
-    let batch = links::call_legacy(env, partner, salt, cmd).await?;
+    let batch = links::send(env, partner, salt, links::Store::Legacy, cmd).await?;
     let mut done = MovedBatch {
         moved: 0,
         skipped: 0,
@@ -53,18 +53,18 @@ pub async fn move_batch(
         let grants: Vec<String> = link.grants.iter().map(|(id, _)| id.clone()).collect();
         // A user removed since: the link goes with the old store (a row in a shard would hold
         // the account for nobody), and what came through it is revoked.
-        if !exists(env, &username, home).await? {
+        let Some(record) = links_of(env, &username, home).await? else {
             revoke::revoke_all(env, &grants).await?;
             done.skipped += 1;
             forget.push(partner_sub);
             continue;
-        }
+        };
         // The old store's used login assertions go along, so none is used again in the shard.
         let import = Import {
             links: vec![link],
             used: batch.used.clone(),
         };
-        let imported = links::call(env, partner, salt, place, import).await?;
+        let imported = links::send(env, partner, salt, links::Store::Shard(place), import).await?;
         if imported.imported > 0 {
             let note = NoteLinkAccount {
                 partner_id: partner.clone(),
@@ -77,7 +77,7 @@ pub async fn move_batch(
             // through it (its grants, and its sessions and record, unless the user's record is
             // of the new link).
             revoke::revoke_all(env, &grants).await?;
-            end_old_link(env, partner, &username, home).await?;
+            end_old_link(env, partner, &username, home, &record).await?;
             done.skipped += 1;
         }
         forget.push(partner_sub);
@@ -86,20 +86,24 @@ pub async fn move_batch(
         let moved = Moved {
             partner_subs: forget,
         };
-        links::call_legacy(env, partner, salt, moved).await?;
+        links::send(env, partner, salt, links::Store::Legacy, moved).await?;
     }
     Ok(done)
 }
 
-/// Whether `username` still exists (in `home`).
-async fn exists(env: &Env, username: &Username, home: Home) -> Result<bool, ApiError> {
+/// The links `username` (in `home`) records; `None`: the user no longer exists.
+async fn links_of(
+    env: &Env,
+    username: &Username,
+    home: Home,
+) -> Result<Option<Vec<LinkEntry>>, ApiError> {
     let cmd = Links {
         session_hash: None,
         now: 0,
     };
     match users::call(env, username, home, cmd).await {
-        Ok(links) => Ok(links.is_some()),
-        Err(e) if e.code == ErrorCode::NotFound => Ok(false),
+        Ok(links) => Ok(links.map(|l| l.links)),
+        Err(e) if e.code == ErrorCode::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -111,16 +115,8 @@ async fn end_old_link(
     partner: &PartnerId,
     username: &Username,
     home: Home,
+    links: &[LinkEntry],
 ) -> Result<(), ApiError> {
-    let cmd = Links {
-        session_hash: None,
-        now: 0,
-    };
-    let links = match users::call(env, username, home, cmd).await {
-        Ok(links) => links.map(|l| l.links).unwrap_or_default(),
-        Err(e) if e.code == ErrorCode::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
     let old = links
         .iter()
         .any(|l| l.partner_id == *partner && l.partner_sub.is_none());

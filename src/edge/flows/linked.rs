@@ -7,7 +7,6 @@ use crate::edge::calls::{links, users};
 use crate::edge::flows::partner_jwt::{
     refused, {claim_once, verify_assertion},
 };
-use crate::edge::rt::clock;
 use crate::edge::rt::config;
 use crate::protocol::assertion::Checked;
 use crate::protocol::client::ClientId;
@@ -53,6 +52,7 @@ async fn ask(
     store: Store,
     partner_sub: &str,
     using: Option<UseAssertion<'_>>,
+    now: u64,
 ) -> Result<Answer, ApiError> {
     let salt = partner.subject_salt.as_deref();
     match using {
@@ -73,7 +73,7 @@ async fn ask(
                 key_hash: hash_secret(&checked.jti),
                 expires_at: checked.exp.saturating_add(CLOCK_SKEW_S),
                 use_it,
-                now: clock::now_ms() / 1000,
+                now,
             };
             Ok(
                 match links::send(env, &partner.id, salt, store, cmd).await? {
@@ -113,7 +113,15 @@ pub async fn find_link(
     };
     let first = guess.map(|g| Place::of(Some(g), partner_sub));
     if let Some(place) = first {
-        let answer = ask(env, partner, Store::Shard(place), partner_sub, using).await?;
+        let answer = ask(
+            env,
+            partner,
+            Store::Shard(place),
+            partner_sub,
+            using,
+            now_ms / 1000,
+        )
+        .await?;
         if !matches!(answer, Answer::NotLinked) {
             return found(answer, place.home);
         }
@@ -122,13 +130,27 @@ pub async fn find_link(
         .into_iter()
         .filter(|p| Some(*p) != first)
         .collect();
-    let asked = join_all(
-        rest.iter()
-            .map(|place| ask(env, partner, Store::Shard(*place), partner_sub, using)),
-    );
+    let asked = join_all(rest.iter().map(|place| {
+        ask(
+            env,
+            partner,
+            Store::Shard(*place),
+            partner_sub,
+            using,
+            now_ms / 1000,
+        )
+    }));
     let legacy = async {
         if config::links_legacy(env)? {
-            ask(env, partner, Store::Legacy, partner_sub, using).await
+            ask(
+                env,
+                partner,
+                Store::Legacy,
+                partner_sub,
+                using,
+                now_ms / 1000,
+            )
+            .await
         } else {
             Ok(Answer::NotLinked)
         }

@@ -134,9 +134,16 @@ async fn add_grant(
         now,
     };
     let salt = partner.subject_salt.as_deref();
-    let mut listed = links::call(env, &partner.id, salt, place, cmd.clone()).await?;
+    let mut listed = links::send(
+        env,
+        &partner.id,
+        salt,
+        links::Store::Shard(place),
+        cmd.clone(),
+    )
+    .await?;
     if listed == GrantListed::NotLinked && crate::edge::rt::config::links_legacy(env)? {
-        listed = links::call_legacy(env, &partner.id, salt, cmd).await?;
+        listed = links::send(env, &partner.id, salt, links::Store::Legacy, cmd).await?;
     }
     match listed {
         GrantListed::Listed => Ok(()),

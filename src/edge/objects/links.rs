@@ -141,6 +141,27 @@ impl LinkStore {
             .map_err(err)
     }
 
+    /// The platform user `partner_sub` is linked to here, if any.
+    fn linked_account(
+        &self,
+        sql: &SqlStorage,
+        partner_sub: &str,
+    ) -> std::result::Result<Option<LinkedAccount>, ApiError> {
+        let rows = self.rows(
+            sql,
+            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
+            partner_sub,
+        )?;
+        Ok(rows.first().and_then(|r| {
+            Username::parse(&r.username)
+                .ok()
+                .map(|username| LinkedAccount {
+                    username,
+                    user_sub: r.user_sub.clone(),
+                })
+        }))
+    }
+
     /// Whether the partner was removed (`Retire`).
     fn retired(&self, sql: &SqlStorage) -> std::result::Result<bool, ApiError> {
         let rows: Vec<CountRow> = sql
@@ -267,14 +288,7 @@ impl LinkHandler for LinkStore {
         else {
             return Ok(Confirmed::CodeInvalid);
         };
-        let burn = |sql: &SqlStorage| {
-            sql.exec(
-                "DELETE FROM pending_links WHERE code_hash = ?",
-                vec![text(&code_hash)],
-            )
-            .map(|_| ())
-            .map_err(err)
-        };
+        let burn = |sql: &SqlStorage| burn_code(sql, &code_hash);
         match redeem(&pending, &partner_sub, &request_jti_hash, &attempt, now) {
             Redemption::Refuse => {
                 burn(&sql)?;
@@ -282,15 +296,12 @@ impl LinkHandler for LinkStore {
             }
             Redemption::Replay if pending.created => {
                 // Only the link this code made: one made since by other means stays.
-                sql.exec(
-                    "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
-                    vec![
-                        text(&pending.partner_sub),
-                        text(pending.username.as_str()),
-                        text(&pending.user_sub),
-                    ],
-                )
-                .map_err(err)?;
+                remove_link(
+                    &sql,
+                    &pending.partner_sub,
+                    &pending.username,
+                    &pending.user_sub,
+                )?;
                 burn(&sql)?;
                 Ok(Confirmed::CodeReplayed {
                     username: pending.username,
@@ -351,19 +362,7 @@ impl LinkHandler for LinkStore {
         if self.retired(&sql)? {
             return Ok(None);
         }
-        let rows = self.rows(
-            &sql,
-            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
-            &partner_sub,
-        )?;
-        Ok(rows.first().and_then(|r| {
-            Username::parse(&r.username)
-                .ok()
-                .map(|username| LinkedAccount {
-                    username,
-                    user_sub: r.user_sub.clone(),
-                })
-        }))
+        self.linked_account(&sql, &partner_sub)
     }
 
     async fn lookup_use(&self, cmd: LookupUse) -> std::result::Result<LinkUse, ApiError> {
@@ -371,19 +370,7 @@ impl LinkHandler for LinkStore {
         if self.retired(&sql)? {
             return Ok(LinkUse::NotLinked);
         }
-        let rows = self.rows(
-            &sql,
-            "SELECT partner_sub, username, user_sub FROM links WHERE partner_sub = ?",
-            &cmd.partner_sub,
-        )?;
-        let Some(account) = rows.first().and_then(|r| {
-            Username::parse(&r.username)
-                .ok()
-                .map(|username| LinkedAccount {
-                    username,
-                    user_sub: r.user_sub.clone(),
-                })
-        }) else {
+        let Some(account) = self.linked_account(&sql, &cmd.partner_sub)? else {
             return Ok(LinkUse::NotLinked);
         };
         sql.exec(
@@ -532,21 +519,8 @@ impl LinkHandler for LinkStore {
 
     async fn undo(&self, cmd: Undo) -> std::result::Result<(), ApiError> {
         let sql = self.sql()?;
-        sql.exec(
-            "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
-            vec![
-                text(&cmd.partner_sub),
-                text(cmd.username.as_str()),
-                text(&cmd.user_sub),
-            ],
-        )
-        .map_err(err)?;
-        sql.exec(
-            "DELETE FROM pending_links WHERE code_hash = ?",
-            vec![text(&cmd.code_hash)],
-        )
-        .map_err(err)?;
-        Ok(())
+        remove_link(&sql, &cmd.partner_sub, &cmd.username, &cmd.user_sub)?;
+        burn_code(&sql, &cmd.code_hash)
     }
 
     async fn export(
@@ -685,6 +659,32 @@ impl LinkHandler for LinkStore {
         }
         Ok(())
     }
+}
+
+/// Removes exactly the link of `partner_sub` to this person (`username` with `user_sub`): a
+/// link made since by other means stays.
+fn remove_link(
+    sql: &SqlStorage,
+    partner_sub: &str,
+    username: &Username,
+    user_sub: &str,
+) -> Result<(), ApiError> {
+    sql.exec(
+        "DELETE FROM links WHERE partner_sub = ? AND username = ? AND user_sub = ?",
+        vec![text(partner_sub), text(username.as_str()), text(user_sub)],
+    )
+    .map(|_| ())
+    .map_err(err)
+}
+
+/// Forgets the pending link of a link code: redeeming the code again finds nothing.
+fn burn_code(sql: &SqlStorage, code_hash: &str) -> Result<(), ApiError> {
+    sql.exec(
+        "DELETE FROM pending_links WHERE code_hash = ?",
+        vec![text(code_hash)],
+    )
+    .map(|_| ())
+    .map_err(err)
 }
 
 /// Drops `username`'s listed grants that have expired.
