@@ -166,6 +166,11 @@ export async function startWorker({
     },
     /** The Durable Object namespace of a binding, for tests that talk to an object directly. */
     objects: (binding) => mf.getDurableObjectNamespace(binding),
+    /**
+     * A KV namespace of the Worker as the test's own client: for tests that change what another
+     * isolate or another colo would have written, without the Worker's own isolate knowing.
+     */
+    kv: (binding) => mf.getKVNamespace(binding), // a promise of the namespace
     /** A binding of the Worker as the test's own client: an R2 bucket or a queue producer. */
     r2Bucket: (binding) => mf.getR2Bucket(binding),
     queueProducer: (binding) => mf.getQueueProducer(binding),

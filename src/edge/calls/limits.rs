@@ -7,7 +7,6 @@ use crate::edge::rt::{config, later, random};
 use crate::protocol::error::ApiError;
 use crate::protocol::ratelimit::{Ask, Leases, Local, Slot, Window};
 use crate::store::limits::{object_name, Take};
-use futures_util::future::join;
 use std::cell::RefCell;
 use worker::Env;
 
@@ -35,18 +34,20 @@ fn with_leases<T>(f: impl FnOnce(&mut Leases) -> T) -> Result<T, ApiError> {
 }
 
 /// Asks the limiter named by `ask` (`limit:{key}` or `limit:{key}:{s}`), reached with
-/// `placement`, for its requests.
-async fn take(env: &Env, ask: &Ask, placement: Placement) -> Result<u32, ApiError> {
+/// `placement`, for its requests; what it grants of the next window (the ask's `ahead`) goes
+/// into `key`'s early lease here.
+async fn take(env: &Env, key: &str, ask: &Ask, placement: Placement) -> Result<u32, ApiError> {
     let cmd = Take {
         window: ask.window,
         want: ask.want,
+        ahead: ask.ahead,
     };
     let name = object_name(&ask.key);
-    Ok(
-        objects::call_command_in(env, config::LIMITS_DO, &name, placement, cmd)
-            .await?
-            .n,
-    )
+    let granted = objects::call_command_in(env, config::LIMITS_DO, &name, placement, cmd).await?;
+    if ask.ahead > 0 {
+        with_leases(|l| l.took_ahead(key, ask, granted.ahead_n))?;
+    }
+    Ok(granted.n)
 }
 
 /// The outcome of one request under a limit.
@@ -59,8 +60,8 @@ pub enum Admission {
 
 /// One request under `key`'s `limit` per `len_ms` window: from the lease, or from the object
 /// (reached with `placement`: `Placement::GLOBAL` for a key that names nobody; the user's or
-/// the request's region for the sign-in counters), with the next window's early lease taken
-/// alongside when the plan says so.
+/// the request's region for the sign-in counters). The next window's early lease and a refill
+/// of a lease running low, when the plan says so, are taken off the request's path.
 pub async fn acquire(
     env: &Env,
     key: &str,
@@ -75,25 +76,18 @@ pub async fn acquire(
             Local::Admit => Ok(true),
             Local::Refuse => Ok(false),
             Local::Ask(ask) => {
-                let n = take(env, ask, placement).await?;
+                let n = take(env, key, ask, placement).await?;
                 with_leases(|l| l.granted(key, ask, n, now_ms))
             }
         }
     };
-    let early = async {
-        if let Some(ask) = &plan.prefetch {
-            // A failed early lease is not this request's failure: the isolate asks again
-            // after the edge, as one that never took it early.
-            if let Ok(n) = take(env, ask, placement).await {
-                let _ = with_leases(|l| l.prefetched(key, ask, n));
-            }
-        }
-    };
+    if let Some(ask) = plan.prefetch {
+        prefetch_later(env, key, ask, placement);
+    }
     if let Some(ask) = plan.refill {
         refill_later(env, key, ask, placement);
     }
-    let (admitted, ()) = join(current, early).await;
-    Ok(if admitted? {
+    Ok(if current.await? {
         Admission::Admitted(Slot {
             key: key.to_owned(),
             window: plan.window,
@@ -109,13 +103,25 @@ pub async fn acquire(
 fn refill_later(env: &Env, key: &str, ask: Ask, placement: Placement) {
     let (env, owned_key, failed) = (env.clone(), key.to_owned(), ask.clone());
     let queued = later::spawn(async move {
-        let granted = take(&env, &ask, placement).await.ok();
+        let granted = take(&env, &owned_key, &ask, placement).await.ok();
         let now_ms = crate::edge::rt::clock::now_ms();
         let _ = with_leases(|l| l.refilled(&owned_key, &ask, granted, now_ms));
     });
     if !queued {
         let _ = with_leases(|l| l.refilled(key, &failed, None, 0));
     }
+}
+
+/// Takes `key`'s lease of its next window off the request's path. One that fails, cannot be
+/// queued or comes after the edge is not this request's failure: the isolate asks after the
+/// edge, as one that never took it early (what a late one granted is lost: the strict side).
+fn prefetch_later(env: &Env, key: &str, ask: Ask, placement: Placement) {
+    let (env, key) = (env.clone(), key.to_owned());
+    later::spawn(async move {
+        if let Ok(n) = take(&env, &key, &ask, placement).await {
+            let _ = with_leases(|l| l.prefetched(&key, &ask, n));
+        }
+    });
 }
 
 /// A request admitted and not to count (a sign-in that succeeded): back into this isolate's

@@ -3,17 +3,23 @@
 //!
 //! The hot path touches no storage: a token seen before in this isolate is answered from a
 //! bounded cache of admitted tokens (keyed by the token's SHA-256, kept at most
-//! [`ADMITTED_TTL_MS`] and never past the token's `exp`), and the gate reads its isolate cache.
+//! `ADMITTED_TTL_MS` and never past the token's `exp`), and the gate reads its isolate cache.
 //! A first sight costs one signature check and up to three cached KV reads (revocation, client,
-//! partner). A revocation reaches the gateway when the isolate's entries for it expire: within
-//! `GATE_CACHE_TTL_SECONDS` (at most 30 s here) plus KV's propagation, and never later than
-//! the access token's own five minutes.
+//! partner). A token used again two thirds of the way through its entry's life
+//! (`recheck_at_ms`) is checked again off the request's path (`waitUntil`): its signature
+//! against the keys of now, and its standing from KV itself rather than the isolate cache. Its
+//! entry starts again from that check, so a token in steady use is never checked on its path
+//! again, and no entry is trusted longer after the reads it rests on than before. A revocation
+//! reaches the gateway when the isolate's entries for it expire: within
+//! `GATE_CACHE_TTL_SECONDS` (at most 30 s here) of the read plus KV's propagation, and never
+//! later than the access token's own five minutes.
 
 use crate::edge::flows::limits::{self, Bucket};
 use crate::edge::flows::{bearer, gate};
-use crate::edge::rt::config;
+use crate::edge::rt::kvcache::Read;
 use crate::edge::rt::respond::Outcome;
-use crate::protocol::api::{has_scope, Needs};
+use crate::edge::rt::{clock, config, later};
+use crate::protocol::api::{has_scope, recheck_at_ms, Needs, ADMITTED_TTL_MS};
 use crate::protocol::cache::TtlCache;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::gate::{self as gate_rules, Caller as Seen};
@@ -23,13 +29,9 @@ use crate::protocol::ratelimit::RateLimits;
 use crate::protocol::tokens::AccessClaims;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use worker::{Env, Request, Response};
-
-/// Longest time an admitted token is trusted without looking at revocations and the registry
-/// again (also bounded by `GATE_CACHE_TTL_SECONDS` and the token's `exp`).
-pub const ADMITTED_TTL_MS: u64 = 30_000;
 
 const ADMITTED_CAPACITY: usize = 4096;
 
@@ -43,18 +45,29 @@ pub struct Admitted {
     pub partner: PartnerId,
     /// The identity JWT for the origin and its `exp`, signed on first forward.
     pub identity: RefCell<Option<(String, u64)>>,
+    /// When to check it again off the path (see `recheck_at_ms`), and whether that is on its way.
+    recheck_ms: Cell<u64>,
+    rechecking: Cell<bool>,
 }
 
 thread_local! {
     // Refusals are cached too (except 503s), so a flood of one forged token costs one check.
     static ADMITTED: RefCell<TtlCache<Result<Rc<Admitted>, ApiError>>> =
         RefCell::new(TtlCache::new(ADMITTED_CAPACITY));
+    /// Moves on at each [`forget_admitted`]: a check that started before it is not cached.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Forgets every admitted token of this isolate: called where a revocation happens, so the
-/// isolate that revoked never lets the revoked token through again.
+/// isolate that revoked never lets the revoked token through again (nor a check of it that was
+/// under way).
 pub fn forget_admitted() {
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     ADMITTED.with(|c| *c.borrow_mut() = TtlCache::new(ADMITTED_CAPACITY));
+}
+
+fn generation() -> u64 {
+    GENERATION.with(Cell::get)
 }
 
 /// Who is calling, after every check.
@@ -70,9 +83,14 @@ fn invalid(why: &str) -> ApiError {
 
 /// The checks of a token that do not depend on the request: ours and valid, and still standing
 /// (not revoked, its client still registered, its partner active: [`bearer::standing`]).
-async fn admit_token(env: &Env, token: &str, now_ms: u64) -> Result<Admitted, ApiError> {
+async fn admit_token(
+    env: &Env,
+    token: &str,
+    now_ms: u64,
+    read: Read,
+) -> Result<Admitted, ApiError> {
     let (claims, exp) = bearer::check_with_exp(env, token, now_ms / 1000)?;
-    let standing = bearer::standing(env, &claims, now_ms)
+    let standing = bearer::standing_read(env, &claims, now_ms, read)
         .await?
         .map_err(bearer::Unstanding::gateway_error)?;
     Ok(Admitted {
@@ -81,27 +99,80 @@ async fn admit_token(env: &Env, token: &str, now_ms: u64) -> Result<Admitted, Ap
         exp,
         partner: standing.client.partner_id,
         identity: RefCell::new(None),
+        recheck_ms: Cell::new(u64::MAX),
+        rechecking: Cell::new(false),
     })
+}
+
+/// Remembers the outcome of a check made at `now_ms` (begun in `generation`): an admission
+/// until [`ADMITTED_TTL_MS`] (and the gate's TTL, and the token's `exp`), a refusal as long,
+/// a 503 not at all.
+fn remember(
+    env: &Env,
+    key: String,
+    result: &Result<Rc<Admitted>, ApiError>,
+    now_ms: u64,
+    generation: u64,
+) {
+    let ttl = match result {
+        Ok(a) => {
+            let exp_ms = a.exp.saturating_mul(1000);
+            let life = ADMITTED_TTL_MS.min(config::gate_cache_ttl_ms(env));
+            a.recheck_ms.set(recheck_at_ms(now_ms, life));
+            life.min(exp_ms.saturating_sub(now_ms))
+        }
+        Err(e) if e.code == ErrorCode::TemporarilyUnavailable => 0,
+        Err(_) => ADMITTED_TTL_MS.min(config::gate_cache_ttl_ms(env)),
+    };
+    if generation == self::generation() {
+        ADMITTED.with(|c| c.borrow_mut().insert(key, result.clone(), now_ms, ttl));
+    }
 }
 
 async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, ApiError> {
     let key = Base64UrlUnpadded::encode_string(&Sha256::digest(token.as_bytes()));
     if let Some(hit) = ADMITTED.with(|c| c.borrow_mut().get(&key, now_ms).cloned()) {
+        if let Ok(a) = &hit {
+            if now_ms >= a.recheck_ms.get() && !a.rechecking.get() {
+                recheck_later(env, key, token, a);
+            }
+        }
         return hit;
     }
-    let result = admit_token(env, token, now_ms).await.map(Rc::new);
-    let ttl = match &result {
-        Ok(a) => {
-            let exp_ms = a.exp.saturating_mul(1000);
-            ADMITTED_TTL_MS
-                .min(config::gate_cache_ttl_ms(env))
-                .min(exp_ms.saturating_sub(now_ms))
-        }
-        Err(e) if e.code == ErrorCode::TemporarilyUnavailable => 0,
-        Err(_) => ADMITTED_TTL_MS.min(config::gate_cache_ttl_ms(env)),
-    };
-    ADMITTED.with(|c| c.borrow_mut().insert(key, result.clone(), now_ms, ttl));
+    let generation = generation();
+    let result = admit_token(env, token, now_ms, Read::Cached)
+        .await
+        .map(Rc::new);
+    remember(env, key, &result, now_ms, generation);
     result
+}
+
+/// Checks an admitted token again off the request's path: its signature against the keys of
+/// now (a removed key's tokens stop), and its standing from KV itself. The entry is replaced by
+/// what the check finds (from the moment it began), or left to run out if storage fails.
+fn recheck_later(env: &Env, key: String, token: &str, held: &Rc<Admitted>) {
+    held.rechecking.set(true);
+    let (env, this, token) = (env.clone(), Rc::clone(held), token.to_owned());
+    let queued = later::spawn(async move {
+        let generation = generation();
+        let now_ms = clock::now_ms();
+        let result = admit_token(&env, &token, now_ms, Read::Fresh).await;
+        if let Err(e) = &result {
+            if e.code == ErrorCode::TemporarilyUnavailable {
+                this.rechecking.set(false);
+                return;
+            }
+        }
+        let result = result.map(|a| {
+            // The same token, so the same identity for the origin: still good until its exp.
+            *a.identity.borrow_mut() = this.identity.borrow().clone();
+            Rc::new(a)
+        });
+        remember(&env, key, &result, now_ms, generation);
+    });
+    if !queued {
+        held.rechecking.set(false);
+    }
 }
 
 /// A refusal, with what the gate already established: a partner's page gets the refusal with

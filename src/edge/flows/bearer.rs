@@ -3,7 +3,8 @@
 //! what the token still stands for ([`standing`]), asked by every endpoint that takes one.
 
 use crate::edge::rt::config::api_audience;
-use crate::edge::rt::{config, keys, kvcache};
+use crate::edge::rt::kvcache::{self, Read};
+use crate::edge::rt::{config, keys};
 use crate::protocol::admin_auth::bearer_token;
 use crate::protocol::api::revocation_key;
 use crate::protocol::client::{ClientId, ClientRecord};
@@ -106,7 +107,18 @@ pub async fn standing(
     claims: &AccessClaims,
     now_ms: u64,
 ) -> Result<Result<Standing, Unstanding>, ApiError> {
-    if kvcache::get_text(env, &revocation_key(claims), now_ms)
+    standing_read(env, claims, now_ms, Read::Cached).await
+}
+
+/// [`standing`], reading KV as `read` says: [`Read::Fresh`] for the gateway's check of a token
+/// it holds again, off the request's path.
+pub async fn standing_read(
+    env: &Env,
+    claims: &AccessClaims,
+    now_ms: u64,
+    read: Read,
+) -> Result<Result<Standing, Unstanding>, ApiError> {
+    if kvcache::get_text_read(env, &revocation_key(claims), now_ms, read)
         .await?
         .is_some()
     {
@@ -115,12 +127,13 @@ pub async fn standing(
     let Some(client_id) = ClientId::parse(&claims.client_id) else {
         return Ok(Err(Unstanding::ClientRemoved));
     };
-    let Some(client) = kvcache::get_json::<ClientRecord>(env, &client_id.kv_key(), now_ms).await?
+    let Some(client) =
+        kvcache::get_json_read::<ClientRecord>(env, &client_id.kv_key(), now_ms, read).await?
     else {
         return Ok(Err(Unstanding::ClientRemoved));
     };
     let partner: Option<Partner> =
-        kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
+        kvcache::get_json_read(env, &kv_keys::partner(&client.partner_id), now_ms, read).await?;
     Ok(
         match partner.filter(|p| p.status == PartnerStatus::Active) {
             Some(partner) => Ok(Standing { client, partner }),

@@ -67,9 +67,17 @@ impl DurableObject for RateLimiter {
 }
 
 impl LimitHandler for RateLimiter {
-    async fn take(&self, Take { window, want }: Take) -> std::result::Result<Granted, ApiError> {
-        self.update(|counter| Granted {
-            n: counter.take(window, want),
+    async fn take(
+        &self,
+        Take {
+            window,
+            want,
+            ahead,
+        }: Take,
+    ) -> std::result::Result<Granted, ApiError> {
+        self.update(|counter| {
+            let (n, ahead_n) = counter.take_ahead(window, want, ahead);
+            Granted { n, ahead_n }
         })
         .await
     }

@@ -18,14 +18,35 @@ thread_local! {
     static CACHE: RefCell<TtlCache<Option<Rc<str>>>> = RefCell::new(TtlCache::new(CACHE_CAPACITY));
 }
 
+/// How a read treats the isolate cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// A cached value if there is one.
+    Cached,
+    /// KV itself, and the cache refreshed with what it says (a check made again off the
+    /// request's path, which must not rest on what the isolate read earlier).
+    Fresh,
+}
+
 pub async fn get_text(env: &Env, key: &str, now_ms: u64) -> Result<Option<Rc<str>>, ApiError> {
+    get_text_read(env, key, now_ms, Read::Cached).await
+}
+
+pub async fn get_text_read(
+    env: &Env,
+    key: &str,
+    now_ms: u64,
+    read: Read,
+) -> Result<Option<Rc<str>>, ApiError> {
     // Nothing is stored under a key KV cannot hold: a request value that made one (an overlong
     // `iss`, say) finds nothing, and its endpoint answers as for any unknown value.
     if key.len() > MAX_KEY_BYTES {
         return Ok(None);
     }
-    if let Some(hit) = CACHE.with(|c| c.borrow_mut().get(key, now_ms).cloned()) {
-        return Ok(hit);
+    if read == Read::Cached {
+        if let Some(hit) = CACHE.with(|c| c.borrow_mut().get(key, now_ms).cloned()) {
+            return Ok(hit);
+        }
     }
     let kv = env
         .kv(config::PARTNERS_KV)
@@ -53,7 +74,17 @@ pub async fn get_json<T: DeserializeOwned>(
     key: &str,
     now_ms: u64,
 ) -> Result<Option<T>, ApiError> {
-    match get_text(env, key, now_ms).await? {
+    get_json_read(env, key, now_ms, Read::Cached).await
+}
+
+/// [`get_json`], reading as `read` says.
+pub async fn get_json_read<T: DeserializeOwned>(
+    env: &Env,
+    key: &str,
+    now_ms: u64,
+    read: Read,
+) -> Result<Option<T>, ApiError> {
+    match get_text_read(env, key, now_ms, read).await? {
         None => Ok(None),
         Some(text) => serde_json::from_str(&text)
             .map(Some)

@@ -23,6 +23,17 @@ pub const IDENTITY_TYP: &str = "edgeward-identity+jwt";
 /// Lifetime of the identity JWT. The gateway reuses one for at most half of it.
 pub const IDENTITY_TTL_S: u64 = 60;
 
+/// Longest an isolate trusts an admitted token without looking at revocations and the registry
+/// again (the gateway's cache TTL and the token's `exp` may make it shorter).
+pub const ADMITTED_TTL_MS: u64 = 30_000;
+
+/// When a token admitted at `checked_ms` for `ttl_ms`, used again, is checked again off the
+/// request's path: two thirds of the way through its entry's life, so that a token used at
+/// least once in the last third (every 10 s at the default) never waits on storage again.
+pub fn recheck_at_ms(checked_ms: u64, ttl_ms: u64) -> u64 {
+    checked_ms.saturating_add(ttl_ms.saturating_mul(2) / 3)
+}
+
 /// Default request-body limit on `/api/*` (the var `API_MAX_BODY_BYTES` changes it).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
 /// Most routes a scope map may hold: it is read on every request.

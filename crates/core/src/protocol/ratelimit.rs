@@ -182,6 +182,11 @@ pub const LEASE_PERIOD_MS: u64 = 1_000;
 /// next window early, at a moment of its own in the last this-many ms of the window (at most a
 /// quarter of the window): its refill is not at the edge.
 pub const PREFETCH_SPAN_MS: u64 = 10_000;
+/// An isolate that saw a key at most this many times a lease period on average in the window so
+/// far sees it rarely: it keeps one spare in its lease and takes the next window's lease as one
+/// request ahead, in a call it makes anyway; one that saw it more often takes an early lease
+/// sized by its demand (see [`Leases::plan`]).
+pub const RARE_DEMAND: u32 = 3;
 /// The object grants at most this fraction of what remains in the window (and at least 1).
 pub const GRANT_DIVISOR: u32 = 16;
 /// A key whose limit admits more than this many requests a second is split into shards: even
@@ -315,6 +320,18 @@ impl Counter {
         granted
     }
 
+    /// [`Self::take`] of `want` in `window`, then of `ahead` in the window after it (the one
+    /// ahead of an isolate that sees the key rarely): what each granted.
+    pub fn take_ahead(&mut self, window: Window, want: u32, ahead: u32) -> (u32, u32) {
+        let n = self.take(window, want);
+        let a = if ahead > 0 {
+            self.take(window.next(), ahead)
+        } else {
+            0
+        };
+        (n, a)
+    }
+
     /// Gives back requests taken in `window` and not used (sent by Workers of earlier releases).
     pub fn give_back(&mut self, window: Window, n: u32) {
         if self.len_ms == window.len_ms
@@ -344,6 +361,10 @@ pub struct Ask {
     pub key: String,
     pub window: Window,
     pub want: u32,
+    /// Requests of the next window to take in the same call (the one ahead of an isolate that
+    /// sees the key rarely but steadily, see [`Leases::plan`]); their answer goes to
+    /// [`Leases::took_ahead`].
+    pub ahead: u32,
 }
 
 /// A request admitted under a key: what a sign-in gives back when it succeeds.
@@ -381,6 +402,10 @@ struct Early {
     shard: u32,
     left: u32,
     exhausted: bool,
+    /// Taken one request ahead by an isolate that sees the key rarely but steadily: used like
+    /// the one ahead within a window (refilled off the path once spent), not like an early
+    /// lease sized by demand.
+    ahead: bool,
 }
 
 /// What an isolate knows of a key.
@@ -402,6 +427,12 @@ struct Lease {
     /// When this isolate last asked, and how many requests it saw since (the demand).
     asked_ms: Option<u64>,
     seen: u32,
+    /// Requests of the current window this isolate saw, and of the window before it (0 if this
+    /// isolate did not see the key then).
+    window_seen: u32,
+    before_seen: u32,
+    /// When this isolate first saw the key in the current window.
+    first_ms: u64,
     early: Option<Early>,
     /// A refill of this window's lease is on its way.
     refilling: bool,
@@ -479,6 +510,15 @@ impl Leases {
         window.end_ms().saturating_sub(span).saturating_add(at)
     }
 
+    /// When, in `window`, an isolate that sees `key` rarely takes the next window's one ahead on
+    /// its own (when no call of its own carries it): a moment of its own in the first half of
+    /// the last [`PREFETCH_SPAN_MS`], so that a request of its own usually comes after it.
+    fn ahead_at(&self, hash: u64, window: Window) -> u64 {
+        let span = PREFETCH_SPAN_MS.min(window.len_ms / 4).max(1);
+        let at = mix(self.seed.rotate_left(32), hash) % span.div_ceil(2);
+        window.end_ms().saturating_sub(span).saturating_add(at)
+    }
+
     /// The size of an early lease: the demand scaled by a fraction of the isolate's own (0 to 1],
     /// so that isolates starting the window on early leases run out, and ask, at moments spread
     /// over a lease period rather than together.
@@ -506,6 +546,7 @@ impl Leases {
         let shards = shard_count(limit, len_ms);
         let home = self.home_of(hash, shards);
         let early_at = self.early_at(hash, window);
+        let ahead_at = self.ahead_at(hash, window);
         let phase = mix(self.seed.rotate_left(16), hash) % 1000 + 1;
         let fresh = Lease {
             hash,
@@ -518,6 +559,9 @@ impl Leases {
             refused_ms: 0,
             asked_ms: None,
             seen: 0,
+            window_seen: 0,
+            before_seen: 0,
+            first_ms: now_ms,
             early: None,
             refilling: false,
             on_early: false,
@@ -529,9 +573,9 @@ impl Leases {
         self.make_room(key, window);
         let l = self.leases.entry(key.to_owned()).or_insert(fresh);
         if l.start_ms != window.start_ms || l.shards != shards {
-            let (left, exhausted, shard) = match l.early {
-                Some(e) if e.start_ms == window.start_ms => (e.left, e.exhausted, e.shard),
-                _ => (0, false, home),
+            let (left, exhausted, shard, ahead) = match l.early {
+                Some(e) if e.start_ms == window.start_ms => (e.left, e.exhausted, e.shard, e.ahead),
+                _ => (0, false, home, false),
             };
             // A key far over its limit in the window just ended (this isolate refused more
             // of it than it was granted): the isolate asks in this one only from a moment of
@@ -546,6 +590,7 @@ impl Leases {
             *l = Lease {
                 granted_n: left,
                 steady_before: consecutive && l.granted_n >= 2,
+                before_seen: if consecutive { l.window_seen } else { 0 },
                 hold_until_ms: if far_over {
                     window.start_ms.saturating_add(hold)
                 } else {
@@ -556,11 +601,25 @@ impl Leases {
                 shard,
                 asked_ms: l.asked_ms,
                 seen: l.seen,
-                on_early: left > 0,
+                on_early: left > 0 && !ahead,
                 ..fresh
             };
         }
         l.seen = l.seen.saturating_add(1);
+        l.window_seen = l.window_seen.saturating_add(1);
+        // Rare: the requests of this window so far and of the one before came at most
+        // `RARE_DEMAND` a lease period on average (steadier than the last gap alone).
+        let since_ms = if l.before_seen > 0 {
+            now_ms
+                .saturating_sub(window.start_ms)
+                .saturating_add(len_ms)
+        } else {
+            now_ms.saturating_sub(l.first_ms)
+        }
+        .max(1);
+        let rare = u64::from(l.window_seen.saturating_add(l.before_seen))
+            .saturating_mul(LEASE_PERIOD_MS)
+            <= u64::from(RARE_DEMAND).saturating_mul(since_ms);
         let elapsed = l.asked_ms.map(|t| now_ms.saturating_sub(t));
         let demand = want(l.seen, elapsed);
         let until_end = LEASE_PERIOD_MS.min(window.end_ms().saturating_sub(now_ms));
@@ -570,7 +629,7 @@ impl Leases {
         // next is admitted from the lease (and refilled off the path after it), if the next is
         // due before the window ends. What this holds unspent at the end is at most one.
         let left_in_window = window.end_ms().saturating_sub(now_ms);
-        let steady = demand >= 2 || l.granted_n >= 2;
+        let steady = demand >= 2 || l.granted_n >= 2 || l.steady_before;
         if (l.granted_n >= 1 || l.steady_before) && elapsed.is_some_and(|e| e < left_in_window) {
             now_want = now_want.max(2);
         }
@@ -585,10 +644,11 @@ impl Leases {
                     ..window
                 },
                 want: now_want,
+                ahead: 0,
             })
         };
         let mut refill = None;
-        let local = if l.left > 0 {
+        let mut local = if l.left > 0 {
             l.left -= 1;
             // An isolate that sees the key more than once a lease period refills its lease
             // off the request's path before it runs out, so its requests keep being admitted
@@ -596,8 +656,11 @@ impl Leases {
             // than a fraction of a period of its own (`phase`, up to half a period), so that
             // isolates starting a window on early leases of their own sizes refill at moments
             // spread over the period, not all at the edge.
-            let low =
-                u64::from(l.left).saturating_mul(2000) < u64::from(demand).saturating_mul(phase);
+            // One that sees it rarely keeps one spare, so that two requests closer together than
+            // a refill takes to come back do not wait either.
+            let low = u64::from(l.left).saturating_mul(2000)
+                < u64::from(demand).saturating_mul(phase)
+                || (l.left <= 1 && rare);
             if steady && !l.on_early && !l.refilling && !l.exhausted && (l.left == 0 || low) {
                 l.refilling = true;
                 l.asked_ms = Some(now_ms);
@@ -608,7 +671,13 @@ impl Leases {
                         limit: shard_limit(limit, l.shard, shards),
                         ..window
                     },
-                    want: demand.max(1),
+                    // A rare one's refill brings its lease back to two: one and its spare.
+                    want: if rare {
+                        demand.max(2 - l.left.min(1))
+                    } else {
+                        demand.max(1)
+                    },
+                    ahead: 0,
                 });
             }
             Local::Admit
@@ -637,16 +706,16 @@ impl Leases {
         let mut prefetch = None;
         // Nor one that sees the key far over its limit: it would ask for nothing there is.
         let far_over = l.exhausted && l.refused_n > l.granted_n;
-        if demand >= 2
-            && !far_over
-            && now_ms >= early_at
-            && l.early.is_none_or(|e| e.start_ms != next.start_ms)
-        {
+        let early_free = !far_over && l.early.is_none_or(|e| e.start_ms != next.start_ms);
+        if !rare && demand >= 2 && now_ms >= early_at && early_free {
             l.early = Some(Early {
                 start_ms: next.start_ms,
                 shard: home,
                 left: 0,
                 exhausted: false,
+                // An isolate that sees the key rarely on average (the demand of its last gap
+                // was high by chance) refills it off the path once spent, like the one ahead.
+                ahead: rare,
             });
             prefetch = Some(Ask {
                 key: shard_key(key, home, shards),
@@ -655,7 +724,46 @@ impl Leases {
                     ..next
                 },
                 want: Leases::early_want(phase, demand),
+                ahead: 0,
             });
+        }
+        // One that sees the key rarely but again and again (granted twice in this window, or
+        // steadily in the one before) takes one request of the next window ahead in the last
+        // span, in the call it makes anyway (its refill, or its ask): its first request after
+        // the edge is then admitted from the lease like the others, at no call of its own. What
+        // it holds unspent is at most that one.
+        let rare_steady = rare && (l.granted_n >= 2 || l.steady_before) && !l.exhausted;
+        let span = PREFETCH_SPAN_MS.min(len_ms / 4).max(1);
+        let in_span = now_ms >= window.end_ms().saturating_sub(span);
+        if rare_steady && in_span && early_free {
+            let call = match (&mut refill, &mut local) {
+                (Some(ask), _) | (None, Local::Ask(ask)) => Some(ask),
+                _ => None,
+            };
+            let early = Some(Early {
+                start_ms: next.start_ms,
+                shard: l.shard,
+                left: 0,
+                exhausted: false,
+                ahead: true,
+            });
+            if let Some(ask) = call {
+                ask.ahead = 1;
+                l.early = early;
+            } else if now_ms >= ahead_at {
+                // No call to ride on (its lease has a spare): from its own moment in the span,
+                // the one ahead is taken on its own, off the path.
+                l.early = early;
+                prefetch = Some(Ask {
+                    key: shard_key(key, l.shard, shards),
+                    window: Window {
+                        limit: shard_limit(limit, l.shard, shards),
+                        ..next
+                    },
+                    want: 1,
+                    ahead: 0,
+                });
+            }
         }
         Plan {
             window,
@@ -713,6 +821,22 @@ impl Leases {
         l.granted_n = l.granted_n.saturating_add(granted);
         l.left = l.left.saturating_add(granted - 1);
         true
+    }
+
+    /// Records what the object granted of the next window for an ask's [`Ask::ahead`].
+    pub fn took_ahead(&mut self, key: &str, ask: &Ask, granted: u32) {
+        if ask.ahead == 0 {
+            return;
+        }
+        if let Some(e) = self
+            .leases
+            .get_mut(key)
+            .and_then(|l| l.early.as_mut())
+            .filter(|e| e.start_ms == ask.window.next().start_ms)
+        {
+            e.left = e.left.saturating_add(granted);
+            e.exhausted = granted == 0;
+        }
     }
 
     /// Records what the object granted for a [`Plan::prefetch`].
@@ -1024,6 +1148,8 @@ mod tests {
         calls: HashMap<(String, u64), u32>,
         /// Admitted per window start.
         admitted: HashMap<u64, u32>,
+        /// Granted by the objects per window start.
+        granted: HashMap<u64, u32>,
     }
 
     impl Sim {
@@ -1035,15 +1161,24 @@ mod tests {
                 objects: HashMap::new(),
                 calls: HashMap::new(),
                 admitted: HashMap::new(),
+                granted: HashMap::new(),
             }
         }
 
         fn take(&mut self, ask: &Ask, now: u64) -> u32 {
+            self.take_ahead(ask, now).0
+        }
+
+        fn take_ahead(&mut self, ask: &Ask, now: u64) -> (u32, u32) {
             *self.calls.entry((ask.key.clone(), now / 1000)).or_default() += 1;
-            self.objects
+            let (g, a) = self
+                .objects
                 .entry(ask.key.clone())
                 .or_default()
-                .take(ask.window, ask.want)
+                .take_ahead(ask.window, ask.want, ask.ahead);
+            *self.granted.entry(ask.window.start_ms).or_default() += g;
+            *self.granted.entry(ask.window.end_ms()).or_default() += a;
+            (g, a)
         }
 
         fn request(&mut self, i: usize, key: &str, limit: u32, len: u64, now: u64) -> bool {
@@ -1056,12 +1191,14 @@ mod tests {
                 Local::Admit => true,
                 Local::Refuse => false,
                 Local::Ask(ask) => {
-                    let g = self.take(ask, now);
+                    let (g, a) = self.take_ahead(ask, now);
+                    self.isolates[i].took_ahead(key, ask, a);
                     self.isolates[i].granted(key, ask, g, now)
                 }
             };
             if let Some(refill) = &plan.refill {
-                let g = self.take(refill, now);
+                let (g, a) = self.take_ahead(refill, now);
+                self.isolates[i].took_ahead(key, refill, a);
                 self.isolates[i].refilled(key, refill, Some(g), now);
             }
             if ok {
@@ -1075,11 +1212,13 @@ mod tests {
             let plan = self.isolates[i].plan(key, limit, len, now);
             let waits = matches!(plan.local, Local::Ask(_));
             if let Local::Ask(ask) = &plan.local {
-                let g = self.take(ask, now);
+                let (g, a) = self.take_ahead(ask, now);
+                self.isolates[i].took_ahead(key, ask, a);
                 self.isolates[i].granted(key, ask, g, now);
             }
             if let Some(refill) = &plan.refill {
-                let g = self.take(refill, now);
+                let (g, a) = self.take_ahead(refill, now);
+                self.isolates[i].took_ahead(key, refill, a);
                 self.isolates[i].refilled(key, refill, Some(g), now);
             }
             if let Some(early) = &plan.prefetch {
@@ -1168,32 +1307,128 @@ mod tests {
     }
 
     #[test]
-    fn a_key_an_isolate_sees_every_few_seconds_waits_about_once_a_window_and_holds_at_most_one() {
-        // One request every 2.5 s (a partner's traffic spread over many isolates): the first of
-        // each window asks (one ahead, as the isolate saw the key steadily before), and from then
-        // on each is admitted from the lease, refilled off the path.
+    fn a_key_an_isolate_sees_every_few_seconds_waits_only_in_its_first_window_and_holds_at_most_two(
+    ) {
+        // One request every 2.5 s (a partner's traffic spread over many isolates). The first
+        // requests ask; from then on each is admitted from the lease, refilled off the path, and
+        // across each edge by the one of the next window taken ahead in the last span, in the
+        // refill the isolate makes anyway. Each window's grants are all admitted but two at
+        // most (the lease and its spare).
         let key = "api:client:sparse";
-        let w = Window::of_key(key, T0, MINUTE_MS, 100_000);
+        let limit = 100_000;
+        let w = Window::of_key(key, T0, MINUTE_MS, limit);
         let mut sim = Sim::new(1);
         let mut waits_per_window: HashMap<u64, u32> = HashMap::new();
         let mut now = w.start_ms;
-        while now < w.start_ms + 3 * MINUTE_MS {
-            let start = Window::of_key(key, now, MINUTE_MS, 100_000).start_ms;
-            if sim.waits(0, key, 100_000, MINUTE_MS, now) {
+        let end = w.start_ms + 5 * MINUTE_MS;
+        while now < end {
+            let start = Window::of_key(key, now, MINUTE_MS, limit).start_ms;
+            let plan = sim.isolates[0].plan(key, limit, MINUTE_MS, now);
+            if let Local::Ask(ask) = &plan.local {
                 *waits_per_window.entry(start).or_default() += 1;
+                let (g, a) = sim.take_ahead(ask, now);
+                sim.isolates[0].took_ahead(key, ask, a);
+                assert!(sim.isolates[0].granted(key, ask, g, now));
             }
+            if let Some(refill) = &plan.refill {
+                let (g, a) = sim.take_ahead(refill, now);
+                sim.isolates[0].took_ahead(key, refill, a);
+                sim.isolates[0].refilled(key, refill, Some(g), now);
+            }
+            assert!(
+                plan.prefetch.is_none(),
+                "no call of its own for the next window"
+            );
+            *sim.admitted.entry(start).or_default() += 1;
             now += 2_500;
         }
-        let mut starts: Vec<_> = waits_per_window.keys().copied().collect();
-        starts.sort_unstable();
-        for s in &starts[1..] {
-            assert_eq!(
-                waits_per_window[s], 1,
-                "once a window after the first: {waits_per_window:?}"
+        assert_eq!(waits_per_window.len(), 1, "{waits_per_window:?}");
+        assert!(waits_per_window[&w.start_ms] <= 2, "{waits_per_window:?}");
+        for k in 1..4 {
+            let s = w.start_ms + k * MINUTE_MS;
+            let (granted, admitted) = (sim.granted[&s], sim.admitted[&s]);
+            assert!(
+                granted >= admitted && granted - admitted <= 2,
+                "window {k}: granted {granted}, admitted {admitted}"
             );
         }
-        assert!(waits_per_window[&starts[0]] <= 2, "{waits_per_window:?}");
-        assert!(sim.held(key) <= 1, "holds at most one ahead");
+        assert!(sim.held(key) <= 2, "holds at most one and its spare");
+    }
+
+    #[test]
+    fn a_key_seen_rarely_keeps_a_spare_so_two_requests_closer_than_a_refill_do_not_wait() {
+        // Every 3 s, and then twice 10 ms apart while the refill the first one started is still
+        // on its way (it comes back only after the second): neither waits.
+        let key = "api:client:spare";
+        let limit = 100_000;
+        let w = Window::of_key(key, T0, MINUTE_MS, limit);
+        let mut l = Leases::new(8, 11);
+        let mut objects: HashMap<String, Counter> = HashMap::new();
+        let mut take = |ask: &Ask| {
+            objects
+                .entry(ask.key.clone())
+                .or_default()
+                .take_ahead(ask.window, ask.want, ask.ahead)
+        };
+        let mut now = w.start_ms;
+        for _ in 0..8 {
+            let plan = l.plan(key, limit, MINUTE_MS, now);
+            if let Local::Ask(ask) = &plan.local {
+                let (g, _) = take(ask);
+                l.granted(key, ask, g, now);
+            }
+            if let Some(refill) = &plan.refill {
+                let (g, _) = take(refill);
+                l.refilled(key, refill, Some(g), now);
+            }
+            now += 3_000;
+        }
+        let first = l.plan(key, limit, MINUTE_MS, now);
+        assert_eq!(first.local, Local::Admit);
+        let second = l.plan(key, limit, MINUTE_MS, now + 10);
+        assert_eq!(second.local, Local::Admit, "the spare admits the second");
+        assert!(
+            first.refill.is_some() || second.refill.is_some(),
+            "the lease is refilled"
+        );
+    }
+
+    #[test]
+    fn a_key_seen_rarely_takes_the_next_windows_one_ahead_only_in_its_last_span() {
+        // The one ahead of the next window is taken no earlier than the last span and no more
+        // than once: an isolate that goes quiet after it holds one request of the next window.
+        let key = "api:client:ahead";
+        let limit = 100_000;
+        let w = Window::of_key(key, T0, MINUTE_MS, limit);
+        let mut sim = Sim::new(1);
+        let mut now = w.start_ms;
+        let mut aheads = Vec::new();
+        while now < w.end_ms() {
+            let plan = sim.isolates[0].plan(key, limit, MINUTE_MS, now);
+            for ask in plan.refill.iter().chain(match &plan.local {
+                Local::Ask(a) => Some(a),
+                _ => None,
+            }) {
+                if ask.ahead > 0 {
+                    aheads.push(now);
+                }
+                let (g, a) = sim.take_ahead(ask, now);
+                sim.isolates[0].took_ahead(key, ask, a);
+                if plan.refill.as_ref() == Some(ask) {
+                    sim.isolates[0].refilled(key, ask, Some(g), now);
+                } else {
+                    sim.isolates[0].granted(key, ask, g, now);
+                }
+            }
+            now += 3_000;
+        }
+        assert_eq!(aheads.len(), 1, "{aheads:?}");
+        assert!(aheads[0] >= w.end_ms() - PREFETCH_SPAN_MS, "{aheads:?}");
+        assert_eq!(
+            sim.granted[&w.end_ms()],
+            1,
+            "one request of the next window"
+        );
     }
 
     #[test]

@@ -18,17 +18,26 @@ crate::commands! {
     }
 }
 
-/// Up to `want` requests of `window`.
+/// Up to `want` requests of `window`, and up to `ahead` of the window after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Take {
     pub window: Window,
     pub want: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ahead: u32,
 }
 
-/// How many requests of the window the object granted (up to the `want` of a [`Take`]).
+/// How many requests of the window the object granted (up to the `want` of a [`Take`]), and
+/// of the window after it (up to its `ahead`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Granted {
     pub n: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ahead_n: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Requests taken in `window` and not spent. Workers of this release give back to their own
@@ -46,7 +55,11 @@ mod tests {
     #[test]
     fn commands_keep_their_wire_tags() {
         let window = Window::at_offset(0, 60_000, 0, 10);
-        let take = LimitCommand::from(Take { window, want: 3 });
+        let take = LimitCommand::from(Take {
+            window,
+            want: 3,
+            ahead: 0,
+        });
         let json = serde_json::to_string(&take).unwrap();
         assert!(json.starts_with(r#"{"take":{"window":"#), "{json}");
         assert_eq!(serde_json::from_str::<LimitCommand>(&json).unwrap(), take);
