@@ -97,7 +97,7 @@ test('authorize_pkce_missing_or_plain_is_redirected_invalid_request', async () =
 
 test('authorize_other_errors_are_redirected_with_state_and_iss', async () => {
   assertErrorRedirect(await authorize({ ...base(), response_type: 'token' }), 'unsupported_response_type');
-  assertErrorRedirect(await authorize({ ...base(), scope: 'openid email' }), 'invalid_scope');
+  assertErrorRedirect(await authorize({ ...base(), scope: 'email' }), 'invalid_scope');
   assertErrorRedirect(await authorize({ ...base(), request: 'eyJ' }), 'request_not_supported');
   assertErrorRedirect(await authorize({ ...base(), prompt: 'none login' }), 'invalid_request');
 });

@@ -101,9 +101,11 @@ test('browser_login_and_allow_completes_the_code_flow', async () => {
     });
     assert.equal(res.status, 200);
     const jwks = await (await fetch(`${w.url}/.well-known/jwks.json`)).json();
-    const id = verifyJwt((await res.json()).id_token, jwks);
+    const tokens = await res.json();
+    const id = verifyJwt(tokens.id_token, jwks);
     assert.equal(id.nonce, 'browser-nonce');
-    assert.equal(id.name, 'Pupil Seven');
+    const info = await (await fetch(`${w.url}/oauth2/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).json();
+    assert.equal(info.name, 'Pupil Seven');
     // The session cookie is HttpOnly and SameSite=Lax.
     const session = (await context.cookies()).find((c) => c.name.includes('session'));
     assert.ok(session.httpOnly);

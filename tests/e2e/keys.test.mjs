@@ -44,7 +44,7 @@ test('discovery_documents_name_the_issuer_and_served_endpoints', async () => {
     assert.deepEqual(doc.code_challenge_methods_supported, ['S256']);
     assert.equal(doc.authorization_response_iss_parameter_supported, true);
     assert.deepEqual(doc.response_types_supported, ['code']);
-    assert.deepEqual(doc.response_modes_supported, ['query']);
+    assert.deepEqual(doc.response_modes_supported, ['query', 'form_post']);
     assert.deepEqual(doc.subject_types_supported, ['pairwise']);
     assert.equal(doc.request_parameter_supported, false);
     assert.equal(doc.request_uri_parameter_supported, false);

@@ -15,7 +15,7 @@ before(async () => {
   await addPartner(w, 'acme', ['https://app.acme.example']);
   rsClient = await (await w.admin('/partners/acme/clients', {
     method: 'POST',
-    body: { name: 'Legacy', redirect_uris: [REDIRECT, 'https://app.acme.example/bye'], scopes: ['openid', 'profile'], id_token_signed_response_alg: 'RS256' },
+    body: { name: 'Legacy', redirect_uris: [REDIRECT], post_logout_redirect_uris: ['https://app.acme.example/bye'], scopes: ['openid', 'profile'], id_token_signed_response_alg: 'RS256' },
   })).json();
   await w.admin('/users/erin', { method: 'PUT', body: { password: PASSWORD, name: 'Erin' } });
   jwks = await (await w.fetch('/.well-known/jwks.json')).json();
@@ -58,15 +58,24 @@ test('logout_with_valid_hint_ends_the_session_and_returns_to_a_registered_uri', 
   assert.equal(new URL(again.headers.get('location')).searchParams.get('error'), 'login_required');
 });
 
-test('logout_never_redirects_to_an_unregistered_uri', async () => {
+test('logout_to_an_unregistered_uri_asks_first_and_never_redirects_there', async () => {
   const jar = new CookieJar(w.url);
   const t = await login(jar);
-  for (const uri of ['https://evil.example/', 'https://app.acme.example/bye/', 'https://app.acme.example/other']) {
-    const res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: t.id_token, post_logout_redirect_uri: uri })}`);
-    assert.equal(res.status, 200, uri);
-    assert.equal(res.headers.get('location'), null, uri);
-    assert.match(await res.text(), /You are signed out/);
+  for (const uri of ['https://evil.example/', 'https://app.acme.example/bye/', 'https://app.acme.example/bye?foo=bar', 'https://app.acme.example/cb']) {
+    const res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: t.id_token, post_logout_redirect_uri: uri, state: 's' })}`);
+    await assertAskedFirstWithoutRedirect(res, uri);
   }
+  // Not signed out silently: the session still stands (prompt=none issues a code).
+  const { challenge } = pkce();
+  const silent = await jar.fetch(`/oauth2/authorize?${new URLSearchParams({
+    response_type: 'code', client_id: rsClient.client_id, redirect_uri: REDIRECT, scope: 'openid',
+    code_challenge: challenge, code_challenge_method: 'S256', prompt: 'none', state: 's',
+  })}`);
+  assert.ok(new URL(silent.headers.get('location')).searchParams.get('code'), 'still signed in');
+  // Confirming signs out, and still goes nowhere but our page.
+  const page = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: t.id_token, post_logout_redirect_uri: 'https://evil.example/' })}`);
+  const done = await jar.postForm('/oauth2/logout', formFields(await page.text()));
+  await assertSignedOutPageWithoutRedirect(done, 'confirmed');
 });
 
 test('logout_without_a_valid_hint_asks_first', async () => {
@@ -116,7 +125,7 @@ async function partnerClientLogin(id, origins, redirectUris, jar) {
   await addPartner(w, id, origins);
   const client = await (await w.admin(`/partners/${id}/clients`, {
     method: 'POST',
-    body: { name: `App ${id}`, redirect_uris: redirectUris, scopes: ['openid'] },
+    body: { name: `App ${id}`, redirect_uris: redirectUris.slice(0, 1), post_logout_redirect_uris: redirectUris.slice(1), scopes: ['openid'] },
   })).json();
   return { client, idToken: await idTokenFor(client, jar) };
 }
@@ -139,6 +148,13 @@ async function assertSignedOutPageWithoutRedirect(res, why) {
   assert.match(await res.text(), /You are signed out/, why);
 }
 
+/** A return address we will not follow: the person is asked first, and not sent anywhere. */
+async function assertAskedFirstWithoutRedirect(res, why) {
+  assert.equal(res.status, 200, why);
+  assert.equal(res.headers.get('location'), null, why);
+  assert.match(await res.text(), /Sign out of your school account\?/, why);
+}
+
 test('logout_of_a_suspended_partners_client_shows_the_page_instead_of_redirecting', async () => {
   const bye = 'https://app.susp.example/bye';
   const active = new CookieJar(w.url);
@@ -152,7 +168,7 @@ test('logout_of_a_suspended_partners_client_shows_the_page_instead_of_redirectin
   const hint = await idTokenFor(client, jar);
   await addPartner(w, 'susp', ['https://app.susp.example'], 'suspended');
   res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: hint, post_logout_redirect_uri: bye, state: 's' })}`);
-  await assertSignedOutPageWithoutRedirect(res, 'hinted GET');
+  await assertAskedFirstWithoutRedirect(res, 'hinted GET');
   // The confirmed form (client_id, no hint) does not redirect either.
   const page = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ client_id: client.client_id, post_logout_redirect_uri: bye })}`);
   const done = await jar.postForm('/oauth2/logout', formFields(await page.text()));
@@ -174,11 +190,11 @@ test('logout_never_redirects_to_an_origin_the_partner_no_longer_holds', async ()
 
   // The partner gives the origin up (it may be someone else's next); the client still lists the URI.
   await addPartner(w, 'moved', ['https://app.moved.example']);
-  assert.ok((await (await w.admin(`/clients/${client.client_id}`)).json()).redirect_uris.includes(oldBye));
+  assert.ok((await (await w.admin(`/clients/${client.client_id}`)).json()).post_logout_redirect_uris.includes(oldBye));
   const jar = new CookieJar(w.url);
   const hint = await idTokenFor(client, jar);
   res = await jar.fetch(`/oauth2/logout?${new URLSearchParams({ id_token_hint: hint, post_logout_redirect_uri: oldBye })}`);
-  await assertSignedOutPageWithoutRedirect(res, 'origin given up');
+  await assertAskedFirstWithoutRedirect(res, 'origin given up');
   // A URI on the origin it kept still works.
   const again = new CookieJar(w.url);
   const kept = await idTokenFor(client, again);

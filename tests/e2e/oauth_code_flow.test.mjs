@@ -94,12 +94,17 @@ test('code_flow_issues_verifiable_tokens', async () => {
   assert.equal(id.azp, client.client_id);
   assert.equal(id.sub, at.sub);
   assert.equal(id.nonce, 'n-0S6_WzA2Mj');
-  assert.equal(id.name, 'Alice Example');
-  assert.equal(id.preferred_username, 'alice');
-  assert.equal(id.email, 'alice@school.example');
-  assert.equal(id.roles, undefined, 'roles were not consented');
+  // The scopes' claims are the UserInfo endpoint's in the code flow (OIDC Core §5.4): the ID
+  // token names the person by `sub` alone unless a claim was asked of it by name.
+  for (const claim of ['name', 'preferred_username', 'email', 'roles']) assert.equal(id[claim], undefined, claim);
   assert.ok(id.auth_time <= id.iat);
   assert.ok(id.at_hash);
+  const info = await (await w.fetch('/oauth2/userinfo', { headers: { authorization: `Bearer ${body.access_token}` } })).json();
+  assert.equal(info.sub, id.sub);
+  assert.equal(info.name, 'Alice Example');
+  assert.equal(info.preferred_username, 'alice');
+  assert.equal(info.email, 'alice@school.example');
+  assert.equal(info.roles, undefined, 'roles were not consented');
 });
 
 test('code_flow_releases_only_consented_claims', async () => {
@@ -252,9 +257,9 @@ test('token_client_authentication_failures_are_invalid_client_401', async () => 
     await expectError(res, 401, 'invalid_client');
     assert.equal(res.headers.get('www-authenticate'), 'Basic realm="edgeward"');
   }
-  // No credentials at all, or the secret in the body for a client_secret_basic client.
+  // No credentials at all, or a wrong secret in the body (a secret client may send it there too).
   await expectError(await token(fields, null), 401, 'invalid_client');
-  await expectError(await token({ ...fields, client_id: client.client_id, client_secret: client.client_secret }, null), 401, 'invalid_client');
+  await expectError(await token({ ...fields, client_id: client.client_id, client_secret: 'wrong' }, null), 401, 'invalid_client');
 });
 
 test('token_both_header_and_body_credentials_is_invalid_request', async () => {

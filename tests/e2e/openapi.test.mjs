@@ -412,7 +412,7 @@ function exampleCalls() {
   add('POST /admin/partners/{partner_id}/clients', 201, '/admin/partners/acme/clients', {
     json: {
       name: 'Acme keys', grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt',
-      jwks: { keys: [publicJwk(generateJwk('EdDSA'))] }, id_token_signed_response_alg: 'ES256',
+      jwks: { keys: [publicJwk(generateJwk('EdDSA'))] }, id_token_signed_response_alg: 'EdDSA',
     },
     why: 'private_key_jwt: no secret, jwks shown',
   });

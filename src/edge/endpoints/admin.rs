@@ -192,6 +192,14 @@ async fn registry_route(
         (Route::AdminPartnerClients { id }, Method::Post) => {
             let partner_id = PartnerId::parse(id)?;
             let spec = parse_client_spec(&read_body(req).await?)?;
+            // Refused now rather than a 503 at the token endpoint later.
+            let alg = spec.id_token_signed_response_alg;
+            if crate::edge::rt::keys::key_set(env)?.for_alg(alg).is_none() {
+                return Err(ApiError::invalid_field(
+                    "id_token_signed_response_alg",
+                    format!("no {} key is configured to sign ID tokens", alg.as_str()),
+                ));
+            }
             let client_id =
                 ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
                     .ok_or_else(|| ApiError::unavailable("client id generation"))?;

@@ -8,7 +8,8 @@ use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{body, config, kvcache, random};
 use crate::pages;
 use crate::protocol::address::{address_group, client_address};
-use crate::protocol::authorize::{self, AuthRequest, Next};
+use crate::protocol::authorize::{self, AuthRequest, Next, ResponseMode, ToClient};
+use crate::protocol::claims;
 use crate::protocol::client::ClientRecord;
 use crate::protocol::discovery::Issuer;
 use crate::protocol::error::{ApiError, Detail, ErrorCode};
@@ -19,7 +20,7 @@ use crate::protocol::partner::{keys, Partner, PartnerStatus};
 use crate::protocol::password::{verify_against_nothing, OWASP_ARGON2ID};
 use crate::protocol::ratelimit::{limited, login_slots, Slot};
 use crate::protocol::region::Home;
-use crate::protocol::tokens::{released_claims, ACCESS_TOKEN_TTL_S};
+use crate::protocol::tokens::ACCESS_TOKEN_TTL_S;
 use crate::protocol::user::{UserView, Username};
 use crate::routes::{self, Method};
 use crate::store::users::{Consent, Consented, Login, LoginOutcome, Session, SessionState};
@@ -78,9 +79,15 @@ async fn verify(
         .filter(|p: &Partner| p.status == PartnerStatus::Active)
         .ok_or_else(not_allowed)?;
     let request = authorize::parse(params, &client, redirect_uri.clone()).map_err(|e| {
-        let location =
-            authorize::error_redirect(&redirect_uri, &e, params.get("state"), issuer.as_str());
-        browser::redirect(302, &location, &[], e.code.as_str())
+        let mode = ResponseMode::of_params(params);
+        let to = ToClient::error(
+            &redirect_uri,
+            mode,
+            &e,
+            params.get("state"),
+            issuer.as_str(),
+        );
+        send(&to, &[], e.code.as_str())
     })?;
     Ok(Verified {
         client,
@@ -89,15 +96,29 @@ async fn verify(
     })
 }
 
+/// The authorization response, to the verified redirect URI in the request's mode: a redirect
+/// (query), or a page whose form the browser posts there (form_post).
+fn send(to: &ToClient, cookies: &[String], outcome: &'static str) -> Outcome {
+    match to.mode {
+        ResponseMode::Query => browser::redirect(302, &to.location(), cookies, outcome),
+        ResponseMode::FormPost => browser::form_post(
+            pages::form_post(to.uri.as_str(), &to.pairs),
+            cookies,
+            outcome,
+        ),
+    }
+}
+
 fn error_redirect(v: &Verified, issuer: &Issuer, code: ErrorCode, why: &str) -> Outcome {
     let err = ApiError::new(code, why);
-    let location = authorize::error_redirect(
+    let to = ToClient::error(
         &v.request.redirect_uri,
+        v.request.response_mode,
         &err,
         v.request.state.as_deref(),
         issuer.as_str(),
     );
-    browser::redirect(302, &location, &[], code.as_str()).partner(v.partner.id.clone())
+    send(&to, &[], code.as_str()).partner(v.partner.id.clone())
 }
 
 struct SessionView {
@@ -128,7 +149,7 @@ async fn session(
         partner_id: v.client.partner_id.clone(),
         partner_salt: v.partner.subject_salt.clone(),
         client_id: v.client.client_id.clone(),
-        scopes: v.request.scopes.clone(),
+        scopes: v.request.consent_scopes(),
         now,
     };
     match users::call(env, &username, home, cmd).await? {
@@ -167,10 +188,14 @@ async fn session(
 
 fn to_login(v: &Verified) -> Outcome {
     let return_to = v.request.endpoint_path(routes::AUTHORIZE, true);
+    let mut pairs = vec![("return_to", return_to.as_str())];
+    if let Some(hint) = &v.request.login_hint {
+        pairs.push(("login_hint", hint));
+    }
     let location = format!(
         "{}?{}",
         routes::LOGIN,
-        crate::protocol::form::encode(&[("return_to", &return_to)])
+        crate::protocol::form::encode(&pairs)
     );
     browser::redirect(302, &location, &[], "login").partner(v.partner.id.clone())
 }
@@ -196,7 +221,10 @@ async fn issue_code(
         scopes: v.request.scopes.clone(),
         nonce: v.request.nonce.clone(),
         auth_time: Some(s.auth_time),
-        id_claims: released_claims(&v.request.scopes, &s.user),
+        // The scopes' claims are the UserInfo endpoint's (OpenID Connect Core §5.4, the code
+        // flow); the ID token carries only what was asked of it by name.
+        id_claims: claims::released(&[], &v.request.claims.id_token, &s.user),
+        claims: v.request.claims.clone(),
         created_at: now,
         code: Some(CodeState {
             hash: code_hash,
@@ -229,13 +257,14 @@ async fn issue_code(
     // each refresh keeps it there for its new access token (`users::grant_user`).
     let lives_s = CODE_TTL_S + ACCESS_TOKEN_TTL_S;
     user_grant::issue(env, &g, lives_s, Some(s.session_hash.clone()), via).await?;
-    let mut pairs: Vec<(&str, &str)> = vec![("code", &code)];
-    if let Some(state) = &v.request.state {
-        pairs.push(("state", state));
-    }
-    pairs.push(("iss", issuer.as_str()));
-    let location = authorize::redirect_to(&v.request.redirect_uri, &pairs);
-    Ok(browser::redirect(302, &location, &[], "code_issued").partner(v.partner.id.clone()))
+    let to = ToClient::new(
+        &v.request.redirect_uri,
+        v.request.response_mode,
+        vec![("code", code)],
+        v.request.state.as_deref(),
+        issuer.as_str(),
+    );
+    Ok(send(&to, &[], "code_issued").partner(v.partner.id.clone()))
 }
 
 fn consent_page(
@@ -252,11 +281,12 @@ fn consent_page(
         .map(|o| o.to_string())
         .unwrap_or_default();
     let fields = v.request.to_params(false);
+    let consent_scopes = v.request.consent_scopes();
     let view = pages::ConsentView {
         client_name: &v.client.name,
         partner_name: &v.partner.name,
         partner_origin: &origin,
-        scopes: &v.request.scopes,
+        scopes: &consent_scopes,
         request_fields: &fields,
         user_name: &s.user.name,
     };
@@ -294,7 +324,9 @@ async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> 
     };
     let result = async {
         let s = session(env, &cookies, &req, &v, now).await?;
-        if posted {
+        // A POST is the consent form when it carries the user's decision; any other POST is an
+        // authorization request sent by form (OpenID Connect Core §3.1.2.1), like a GET.
+        if posted && params.has("decision") {
             // The consent form: only from this browser, only with a live session.
             if !cookies.csrf_ok(&req, params.get("csrf")) {
                 return Ok(browser::error_page(&ApiError::new(
@@ -310,7 +342,7 @@ async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> 
                     let cmd = Consent {
                         session_hash: s.session_hash.clone(),
                         client_id: v.client.client_id.clone(),
-                        scopes: v.request.scopes.clone(),
+                        scopes: v.request.consent_scopes(),
                         now,
                     };
                     match users::call(env, &s.username, s.home, cmd).await? {
@@ -386,9 +418,17 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
         return match cookies.csrf(&req) {
             Ok((csrf, new_cookie)) => {
                 let cookies: Vec<String> = new_cookie.into_iter().collect();
+                // The client's `login_hint`, if it is one a page may show (as `parse` keeps it).
+                let hint = params
+                    .get("login_hint")
+                    .filter(|h| {
+                        h.len() <= authorize::MAX_LOGIN_HINT_LEN
+                            && crate::protocol::text::displayable(h)
+                    })
+                    .unwrap_or("");
                 browser::page(
                     200,
-                    pages::login(routes::LOGIN, &csrf, &return_to, "", None),
+                    pages::login(routes::LOGIN, &csrf, &return_to, hint, None),
                     &cookies,
                     "login_form",
                 )

@@ -1,7 +1,9 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid `id_token_hint`
-//! the session ends at once; without one the user confirms first (a cross-site request must not
-//! sign people out). The browser goes back only to a URI registered for the hinted client, on an
-//! origin its partner still holds, while that partner is active.
+//! (and no return address, or one registered for its client) the session ends at once; without
+//! one, or with a return address that is not registered, the user confirms first (a cross-site
+//! request must not sign people out, nor an app's mistake pass for success). The browser goes
+//! back only to one of the hinted client's `post_logout_redirect_uris`, on an origin its partner
+//! still holds, while that partner is active.
 
 use crate::edge::calls::users;
 use crate::edge::rt::browser::{self, Cookies};
@@ -131,7 +133,16 @@ pub async fn logout(mut req: Request, env: &Env, method: Method, now_ms: u64) ->
         },
         None => None,
     };
-    if method == Method::Get && hinted.is_none() {
+    // A return address that is not one registered for the hinted client is not followed, and the
+    // person is asked first rather than signed out as if all were well (RP-Initiated Logout
+    // §3: the OP must not redirect to it; the app did not get what it asked for).
+    let unregistered_return = match (&hinted, params.get("post_logout_redirect_uri")) {
+        (Some(client), Some(_)) => destination(env, Some(client), &params, now_ms)
+            .await
+            .is_none(),
+        _ => false,
+    };
+    if method == Method::Get && (hinted.is_none() || unregistered_return) {
         // Not provably from a client: ask the person first.
         return match cookies.csrf(&req) {
             Ok((csrf, new_cookie)) => {

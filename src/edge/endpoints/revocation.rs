@@ -18,15 +18,21 @@ use worker::{Env, Request};
 
 /// What a presented token is, if it is one of ours.
 enum Ours {
-    Access(AccessClaims),
-    Refresh { grant_id: String, hash: String },
+    /// An access token, with its `exp` and `iat`.
+    Access(AccessClaims, u64, u64),
+    Refresh {
+        grant_id: String,
+        hash: String,
+    },
 }
 
 fn identify(env: &Env, token: &str, now: u64) -> Option<Ours> {
     if let Some((grant_id, hash)) = split_handle(token) {
         return Some(Ours::Refresh { grant_id, hash });
     }
-    bearer::check(env, token, now).ok().map(Ours::Access)
+    bearer::check_with_times(env, token, now)
+        .ok()
+        .map(|(c, exp, iat)| Ours::Access(c, exp, iat))
 }
 
 async fn form_and_client(
@@ -60,13 +66,13 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 };
                 grants::call(env, &grant_id, cmd).await?.map(|_| grant_id)
             }
-            Some(Ours::Access(c))
+            Some(Ours::Access(c, _, _))
                 if is_grant_id(&c.gid) && c.client_id == client.client_id.as_str() =>
             {
                 Some(c.gid)
             }
             // A client-credentials token has no grant: the token itself is revoked.
-            Some(Ours::Access(c)) if c.client_id == client.client_id.as_str() => {
+            Some(Ours::Access(c, _, _)) if c.client_id == client.client_id.as_str() => {
                 revoke_token(env, &c.jti, now_ms).await?;
                 None
             }
@@ -127,12 +133,13 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
         }
         let body = match identify(env, &token, now) {
             None => inactive(),
-            Some(Ours::Access(c)) => {
+            Some(Ours::Access(c, exp, iat)) => {
                 // What the gateway would refuse is not active: its standing check comes first
                 // (not revoked, the token's client registered, its partner active).
                 let standing = bearer::standing(env, &c, now_ms).await?;
-                let grant_ok = if standing.is_err() {
-                    false
+                // `Some(username)`: a live user grant (the username, if its scope shows it).
+                let live: Option<Option<String>> = if standing.is_err() {
+                    None
                 } else if is_grant_id(&c.gid) {
                     let cmd = Status {
                         now,
@@ -143,27 +150,46 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                         Some(grant) if grant.partner_id == client.partner_id => {
                             user_grant::grant_user(env, &grant, now_ms, None)
                                 .await?
-                                .is_some()
+                                .map(|user| {
+                                    let shown = c.scope.split(' ').any(|s| s == "profile");
+                                    shown.then(|| user.username.as_str().to_owned())
+                                })
                         }
-                        _ => false,
+                        _ => None,
                     }
                 } else {
                     // Client-credentials tokens: the caller's own (revocation: the standing).
-                    c.client_id == client.client_id.as_str()
+                    (c.client_id == client.client_id.as_str()).then_some(None)
                 };
-                if grant_ok {
-                    json!({
-                        "active": true,
-                        "token_type": "Bearer",
-                        "scope": c.scope,
-                        "client_id": c.client_id,
-                        "sub": c.sub,
-                        "aud": c.aud,
-                        "iss": c.iss,
-                        "jti": c.jti,
-                    })
-                } else {
-                    inactive()
+                match live {
+                    Some(username) => {
+                        // RFC 7662 §2.2: the members we know; `username` only where the token's
+                        // consented scopes release it (`profile`).
+                        let mut body = serde_json::Map::new();
+                        let base = json!({
+                            "active": true,
+                            "token_type": "Bearer",
+                            "scope": c.scope,
+                            "client_id": c.client_id,
+                            "sub": c.sub,
+                            "aud": c.aud,
+                            "iss": c.iss,
+                            "jti": c.jti,
+                            "exp": exp,
+                        });
+                        if let Value::Object(m) = base {
+                            body.extend(m);
+                        }
+                        if iat > 0 {
+                            body.insert("iat".into(), iat.into());
+                            body.insert("nbf".into(), iat.into());
+                        }
+                        if let Some(u) = username {
+                            body.insert("username".into(), u.into());
+                        }
+                        Value::Object(body)
+                    }
+                    None => inactive(),
                 }
             }
             Some(Ours::Refresh { grant_id, hash }) => {

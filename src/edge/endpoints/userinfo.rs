@@ -3,18 +3,48 @@
 
 use crate::edge::calls::grants;
 use crate::edge::flows::{bearer, user_grant};
-use crate::edge::rt::respond;
 use crate::edge::rt::respond::Outcome;
+use crate::edge::rt::{body, respond};
+use crate::protocol::claims;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::is_grant_id;
-use crate::protocol::tokens::released_claims;
 use crate::store::grants::Status;
 use serde_json::Value;
 use worker::{Env, Request};
 
-async fn run(req: &Request, env: &Env, now_ms: u64) -> Result<Value, ApiError> {
+/// The access token: from the `Authorization` header, or (a POST without one) from the form
+/// body's `access_token` (RFC 6750 §2.2; OpenID Connect Core §5.3.1 allows either). Both at once
+/// is `invalid_request` (RFC 6750 §2: one method per request).
+async fn token_of(req: &mut Request) -> Result<String, ApiError> {
+    let has_header = req.headers().get("authorization").ok().flatten().is_some();
+    let posted = req.method() == worker::Method::Post;
+    let is_form = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|c| {
+            c.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !posted || !is_form {
+        return bearer::presented(req);
+    }
+    let form = body::form(req).await?;
+    match (has_header, form.get("access_token")) {
+        (true, Some(_)) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "send the access token one way only",
+        )),
+        (true, None) => bearer::presented(req),
+        (false, Some(t)) => Ok(t.to_owned()),
+        (false, None) => bearer::presented(req),
+    }
+}
+
+async fn run(req: &mut Request, env: &Env, now_ms: u64) -> Result<Value, ApiError> {
     let now = now_ms / 1000;
-    let token = bearer::presented(req)?;
+    let token = token_of(req).await?;
     let claims = bearer::check(env, &token, now)?;
     // The gateway's question too: a token it refuses (its client removed, its partner suspended
     // or removed) releases nothing here either.
@@ -52,13 +82,13 @@ async fn run(req: &Request, env: &Env, now_ms: u64) -> Result<Value, ApiError> {
     let user = user_grant::grant_user(env, &grant, now * 1000, None)
         .await?
         .ok_or_else(revoked)?;
-    let mut out = released_claims(&scopes, &user);
+    let mut out = claims::released(&scopes, &grant.claims.userinfo, &user);
     out.insert("sub".into(), grant.sub.into());
     Ok(Value::Object(out))
 }
 
-pub async fn userinfo(req: Request, env: &Env, now_ms: u64) -> Outcome {
-    match run(&req, env, now_ms).await {
+pub async fn userinfo(mut req: Request, env: &Env, now_ms: u64) -> Outcome {
+    match run(&mut req, env, now_ms).await {
         Ok(body) => Outcome::new(respond::json(200, &body, &[]), "ok"),
         Err(e) => Outcome::error(e),
     }

@@ -39,6 +39,15 @@ pub fn check(env: &Env, token: &str, now: u64) -> Result<AccessClaims, ApiError>
 
 /// Verifies an access token we issued: its claims and its `exp`.
 pub fn check_with_exp(env: &Env, token: &str, now: u64) -> Result<(AccessClaims, u64), ApiError> {
+    check_with_times(env, token, now).map(|(c, exp, _)| (c, exp))
+}
+
+/// Verifies an access token we issued: its claims, its `exp` and its `iat` (0 if it has none).
+pub fn check_with_times(
+    env: &Env,
+    token: &str,
+    now: u64,
+) -> Result<(AccessClaims, u64, u64), ApiError> {
     let keys = keys::key_set(env)?;
     let issuer = config::issuer(env)?;
     let claims = verify::<AccessClaims>(&keys, token, "at+jwt", now, 0).map_err(|e| {
@@ -52,6 +61,10 @@ pub fn check_with_exp(env: &Env, token: &str, now: u64) -> Result<(AccessClaims,
         .expiration
         .and_then(|t| u64::try_from(t.timestamp()).ok())
         .ok_or_else(|| invalid("the access token has no expiry"))?;
+    let iat = claims
+        .issued_at
+        .and_then(|t| u64::try_from(t.timestamp()).ok())
+        .unwrap_or(0);
     let c = claims.custom;
     if c.iss != issuer.as_str() {
         return Err(invalid("the access token is from another issuer"));
@@ -59,7 +72,7 @@ pub fn check_with_exp(env: &Env, token: &str, now: u64) -> Result<(AccessClaims,
     if c.aud != api_audience(&issuer) {
         return Err(invalid("the access token is for another audience"));
     }
-    Ok((c, exp))
+    Ok((c, exp, iat))
 }
 
 /// Why a valid access token no longer stands for anything.

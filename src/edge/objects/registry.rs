@@ -286,6 +286,8 @@ impl RegistryHandler for Registry {
             token_endpoint_auth_method: spec.token_endpoint_auth_method,
             jwks: spec.jwks,
             id_token_signed_response_alg: spec.id_token_signed_response_alg,
+            require_pkce: spec.require_pkce,
+            post_logout_redirect_uris: Some(spec.post_logout_redirect_uris),
             secret_hash,
             created_at: now,
         };

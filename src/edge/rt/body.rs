@@ -1,10 +1,14 @@
-//! Reading request bodies: a declared size over the limit is refused before anything is read,
-//! and the size read is checked again (a body may not declare its length).
+//! Reading request bodies: a declared size over the limit is refused without being kept (up to
+//! 1 MiB it is read and dropped first, so the client gets the answer), and the size read is
+//! checked again (a body may not declare its length).
 
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{Params, MAX_FORM_BYTES};
 use futures_util::StreamExt;
 use worker::Request;
+
+/// Largest body that is read (and dropped) before it is refused as too large.
+const DRAIN_AT_MOST: u64 = 1 << 20;
 
 pub async fn read_limited(
     req: &mut Request,
@@ -18,6 +22,13 @@ pub async fn read_limited(
         .flatten()
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
+        // A body of a size a client may well send is read to its end first (and dropped): a
+        // client still sending when the answer comes may lose the answer to a reset connection.
+        if declared.is_some_and(|n| n <= DRAIN_AT_MOST) && req.inner().body().is_some() {
+            if let Ok(mut stream) = req.stream() {
+                while let Some(Ok(_)) = stream.next().await {}
+            }
+        }
         return Err(too_large());
     }
     if req.inner().body().is_none() {

@@ -147,6 +147,21 @@ pub fn page(status: u16, html: String, cookies: &[String], outcome: &'static str
     Outcome::new(resp, outcome)
 }
 
+/// The form-post authorization response page (its own CSP, which allows its one script).
+pub fn form_post(html: String, cookies: &[String], outcome: &'static str) -> Outcome {
+    let mut headers: Vec<(&str, String)> = pages::FORM_POST_HEADERS
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect();
+    for c in cookies {
+        headers.push(("set-cookie", c.clone()));
+    }
+    let resp = worker::Response::ok(html)
+        .map(|r| r.with_headers(respond::headers(&headers)))
+        .unwrap_or_else(|_| respond::empty(500, &[]));
+    Outcome::new(resp, outcome)
+}
+
 /// An error shown to the person, never a redirect.
 pub fn error_page(err: &ApiError) -> Outcome {
     let status = err.code.status();

@@ -1,4 +1,5 @@
-//! The HTML a person sees: login, consent and error pages. Server-rendered, no JavaScript,
+//! The HTML a person sees: login, consent and error pages. Server-rendered, no JavaScript (but
+//! for the one constant line that submits a form-post response, allowed by its hash alone),
 //! accessible (labels, visible focus, contrast above WCAG AA) and usable on a phone. Every value
 //! that reaches a page is escaped here.
 
@@ -342,6 +343,39 @@ pub fn signed_out() -> String {
     )
 }
 
+/// The one script any page runs: it submits the form-post response's form (OAuth 2.0 Form Post
+/// Response Mode §2). The page's CSP allows this text alone, by its SHA-256
+/// ([`FORM_POST_HEADERS`]); a browser without scripts shows the button instead.
+pub const FORM_POST_SCRIPT: &str = "document.forms[0].submit()";
+
+/// The headers of the form-post page: [`PAGE_HEADERS`], but with [`FORM_POST_SCRIPT`] allowed.
+pub const FORM_POST_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "text/html; charset=utf-8"),
+    ("cache-control", "no-store"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'sha256-ePniVEkSivX/c7XWBGafqh8tSpiRrKiqYeqbG7N1TOE='; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+];
+
+/// The authorization response as a form the browser posts to the client's (verified) redirect
+/// URI: submitted at once by [`FORM_POST_SCRIPT`], or by the button without scripts.
+pub fn form_post(action: &str, fields: &[(&'static str, String)]) -> String {
+    layout(
+        "Returning to the app",
+        &format!(
+            "<h1>Returning to the app</h1><form method=\"post\" action=\"{}\">{}\
+<noscript><button type=\"submit\" class=\"primary\">Continue</button></noscript></form>\
+<script>{FORM_POST_SCRIPT}</script>",
+            esc(action),
+            hidden(fields)
+        ),
+    )
+}
+
 /// An error the user sees instead of being redirected anywhere.
 pub fn error(title: &str, message: &str) -> String {
     layout(
@@ -358,6 +392,30 @@ pub fn error(title: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_post_page_csp_allows_exactly_its_script() {
+        use base64ct::{Base64, Encoding};
+        use sha2::{Digest, Sha256};
+        let hash = Base64::encode_string(&Sha256::digest(FORM_POST_SCRIPT.as_bytes()));
+        let csp = FORM_POST_HEADERS
+            .iter()
+            .find(|(k, _)| *k == "content-security-policy")
+            .unwrap()
+            .1;
+        assert!(
+            csp.contains(&format!("script-src 'sha256-{hash}'")),
+            "{csp}"
+        );
+        let page = form_post(
+            "https://app.example/cb?a=1&b=\"",
+            &[("code", "c<1>".into()), ("state", "s\"x".into())],
+        );
+        assert!(page.contains(&format!("<script>{FORM_POST_SCRIPT}</script>")));
+        assert!(page.contains("action=\"https://app.example/cb?a=1&amp;b=&quot;\""));
+        assert!(page.contains("value=\"c&lt;1&gt;\"") && page.contains("value=\"s&quot;x\""));
+        assert_eq!(page.matches("<script>").count(), 1);
+    }
 
     #[test]
     fn pages_escape_everything_they_show() {

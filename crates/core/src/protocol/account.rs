@@ -632,6 +632,7 @@ pub fn put_user(username: Username, spec: UserSpec, password: Password<'_>, now:
         subject_seed,
         name: spec.name,
         email: spec.email,
+        email_verified: spec.email_verified,
         roles: spec.roles,
         password_hash,
         created_at: old.map_or(now, |r| r.created_at),
@@ -685,6 +686,7 @@ mod tests {
             subject_seed: "seed".into(),
             name: "Lena".into(),
             email: None,
+            email_verified: false,
             roles: vec!["pupil".into()],
             password_hash: "$argon2id$old".into(),
             created_at: 10,
@@ -739,6 +741,7 @@ mod tests {
             password: None,
             name: "Lena B".into(),
             email: None,
+            email_verified: false,
             roles: vec![],
             region: None,
         }

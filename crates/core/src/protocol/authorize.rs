@@ -2,6 +2,7 @@
 //! RFC 9207), in two phases. Until the client and its redirect URI are verified, every error is
 //! shown to the user and never redirected; after that, errors go back to the client.
 
+use super::claims::ClaimsRequest;
 use super::client::{ClientId, ClientRecord, GrantType, RedirectUri};
 use super::error::{ApiError, ErrorCode};
 use super::form::{self, Params};
@@ -9,6 +10,36 @@ use super::pkce;
 
 pub const MAX_STATE_LEN: usize = 2048;
 pub const MAX_NONCE_LEN: usize = 512;
+/// `login_hint` longer than this is not shown (a username is far shorter).
+pub const MAX_LOGIN_HINT_LEN: usize = 256;
+
+/// How the authorization response travels to the client (OAuth 2.0 Multiple Response Type
+/// Encoding Practices §2.1; OAuth 2.0 Form Post Response Mode §2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// In the redirect URI's query (the default for `code`).
+    #[default]
+    Query,
+    /// As an HTML form the browser posts to the redirect URI.
+    FormPost,
+}
+
+impl ResponseMode {
+    /// The request's `response_mode`; `None` for a mode we do not answer in.
+    pub fn parse(raw: Option<&str>) -> Option<ResponseMode> {
+        match raw {
+            None | Some("query") => Some(ResponseMode::Query),
+            Some("form_post") => Some(ResponseMode::FormPost),
+            Some(_) => None,
+        }
+    }
+
+    /// The mode an error about the request is answered in: the request's, or the default when
+    /// the mode itself is what is wrong.
+    pub fn of_params(params: &Params) -> ResponseMode {
+        ResponseMode::parse(params.get("response_mode")).unwrap_or_default()
+    }
+}
 
 /// `prompt` (OIDC Core §3.1.2.1). `none` excludes the others.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,9 +57,16 @@ pub struct AuthRequest {
     pub scopes: Vec<String>,
     pub state: Option<String>,
     pub nonce: Option<String>,
-    pub code_challenge: String,
+    /// The PKCE challenge (S256); `None` only for a client registered without PKCE, whose
+    /// request then carries a `nonce`.
+    pub code_challenge: Option<String>,
     pub prompt: Prompt,
     pub max_age: Option<u64>,
+    pub response_mode: ResponseMode,
+    /// OpenID Connect Core §3.1.2.1: pre-fills the login form's username (shown escaped).
+    pub login_hint: Option<String>,
+    /// Claims asked for by name (§5.5), those the client may have.
+    pub claims: ClaimsRequest,
 }
 
 fn shown(description: &str) -> ApiError {
@@ -97,27 +135,12 @@ pub fn parse(
             ))
         }
     }
-    if params.get("response_mode").is_some_and(|m| m != "query") {
-        return Err(redirected(
+    let response_mode = ResponseMode::parse(params.get("response_mode")).ok_or_else(|| {
+        redirected(
             ErrorCode::InvalidRequest,
-            "only response_mode=query is supported",
-        ));
-    }
-    let code_challenge = params
-        .get("code_challenge")
-        .ok_or_else(|| redirected(ErrorCode::InvalidRequest, "PKCE code_challenge is required"))?;
-    if params.get("code_challenge_method") != Some("S256") {
-        return Err(redirected(
-            ErrorCode::InvalidRequest,
-            "code_challenge_method must be S256",
-        ));
-    }
-    if !pkce::challenge_ok(code_challenge) {
-        return Err(redirected(
-            ErrorCode::InvalidRequest,
-            "code_challenge must be 43 base64url characters (S256)",
-        ));
-    }
+            "response_mode must be query or form_post",
+        )
+    })?;
     let scopes = parse_scopes(params.get("scope"), client)?;
     let state = params.get("state").map(str::to_owned);
     if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
@@ -127,6 +150,9 @@ pub fn parse(
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
         return Err(redirected(ErrorCode::InvalidRequest, "nonce is too long"));
     }
+    let code_challenge = pkce_of(params, client, &scopes)?;
+    let claims = ClaimsRequest::parse(params.get("claims"), &client.scopes)
+        .map_err(|e| redirected(e.code, &e.description))?;
     let prompt = parse_prompt(params.get("prompt"))?;
     let max_age = match params.get("max_age") {
         None => None,
@@ -142,35 +168,87 @@ pub fn parse(
                 })?,
         ),
     };
+    // A hint is only a suggestion: one too long to be a username, or not text a page may
+    // show, is dropped rather than refused.
+    let login_hint = params
+        .get("login_hint")
+        .filter(|h| h.len() <= MAX_LOGIN_HINT_LEN && super::text::displayable(h))
+        .map(str::to_owned);
     Ok(AuthRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
         scopes,
         state,
         nonce,
-        code_challenge: code_challenge.to_owned(),
+        code_challenge,
         prompt,
         max_age,
+        response_mode,
+        login_hint,
+        claims,
     })
 }
 
-/// Requested scopes must all be registered for the client; order is kept, repeats dropped.
+/// The request's PKCE challenge (RFC 7636, S256 only). Required unless the client was
+/// registered without it (a confidential client, `require_pkce: false`, that checks the
+/// OpenID Connect `nonce` of its ID tokens instead, RFC 9700 §2.1.1): such a request must then
+/// be an OpenID Connect request. The nonce is the client's defence, so its absence is not ours
+/// to refuse (OpenID Connect Core §3.1.2.1 makes it optional for the code flow, and the
+/// conformance suite's `oidcc-ensure-request-without-nonce-succeeds-for-code-flow` expects a
+/// code); when it is sent, the ID token carries it.
+fn pkce_of(
+    params: &Params,
+    client: &ClientRecord,
+    scopes: &[String],
+) -> Result<Option<String>, ApiError> {
+    let Some(challenge) = params.get("code_challenge") else {
+        if client.require_pkce {
+            return Err(redirected(
+                ErrorCode::InvalidRequest,
+                "PKCE code_challenge is required",
+            ));
+        }
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(redirected(
+                ErrorCode::InvalidRequest,
+                "a request without PKCE must be an OpenID Connect request (scope openid)",
+            ));
+        }
+        return Ok(None);
+    };
+    if params.get("code_challenge_method") != Some("S256") {
+        return Err(redirected(
+            ErrorCode::InvalidRequest,
+            "code_challenge_method must be S256",
+        ));
+    }
+    if !pkce::challenge_ok(challenge) {
+        return Err(redirected(
+            ErrorCode::InvalidRequest,
+            "code_challenge must be 43 base64url characters (S256)",
+        ));
+    }
+    Ok(Some(challenge.to_owned()))
+}
+
+/// The requested scopes the client is registered for, in order, repeats dropped. A scope the
+/// client is not registered for (or that we do not know) is left out rather than refused
+/// (RFC 6749 §3.3: the server may grant less than was asked; OpenID Connect Core §3.1.2.1:
+/// unknown scope values are ignored); the token response names what was granted. Nothing left
+/// is `invalid_scope`.
 pub fn parse_scopes(raw: Option<&str>, client: &ClientRecord) -> Result<Vec<String>, ApiError> {
     let raw = raw.ok_or_else(|| redirected(ErrorCode::InvalidScope, "scope is required"))?;
     let mut scopes: Vec<String> = Vec::new();
     for s in raw.split(' ').filter(|s| !s.is_empty()) {
-        if !client.scopes.iter().any(|c| c == s) {
-            return Err(redirected(
-                ErrorCode::InvalidScope,
-                "a requested scope is not registered for this client",
-            ));
-        }
-        if !scopes.iter().any(|x| x == s) {
+        if client.scopes.iter().any(|c| c == s) && !scopes.iter().any(|x| x == s) {
             scopes.push(s.to_owned());
         }
     }
     if scopes.is_empty() {
-        return Err(redirected(ErrorCode::InvalidScope, "scope is required"));
+        return Err(redirected(
+            ErrorCode::InvalidScope,
+            "none of the requested scopes is registered for this client",
+        ));
     }
     Ok(scopes)
 }
@@ -237,6 +315,18 @@ impl AuthRequest {
         self.scopes.join(" ")
     }
 
+    /// What the person consents to: the scopes asked for, and those covering the claims asked
+    /// for by name.
+    pub fn consent_scopes(&self) -> Vec<String> {
+        let mut out = self.scopes.clone();
+        for s in self.claims.scopes() {
+            if !out.iter().any(|x| x == s) {
+                out.push(s.to_owned());
+            }
+        }
+        out
+    }
+
     /// The request as parameters: for the consent form's hidden fields and for returning to
     /// the endpoint after login. `after_login` drops `prompt=login` (the login just happened)
     /// and `max_age` (satisfied by it).
@@ -246,9 +336,20 @@ impl AuthRequest {
             ("client_id", self.client_id.as_str().to_owned()),
             ("redirect_uri", self.redirect_uri.as_str().to_owned()),
             ("scope", self.scope_string()),
-            ("code_challenge", self.code_challenge.clone()),
-            ("code_challenge_method", "S256".to_owned()),
         ];
+        if let Some(c) = &self.code_challenge {
+            out.push(("code_challenge", c.clone()));
+            out.push(("code_challenge_method", "S256".to_owned()));
+        }
+        if self.response_mode == ResponseMode::FormPost {
+            out.push(("response_mode", "form_post".to_owned()));
+        }
+        if let Some(h) = &self.login_hint {
+            out.push(("login_hint", h.clone()));
+        }
+        if let Some(c) = self.claims.to_param() {
+            out.push(("claims", c));
+        }
         if let Some(s) = &self.state {
             out.push(("state", s.clone()));
         }
@@ -289,23 +390,54 @@ pub fn redirect_to(uri: &RedirectUri, pairs: &[(&str, &str)]) -> String {
     format!("{base}{sep}{}", form::encode(pairs))
 }
 
-/// The error redirect of RFC 6749 §4.1.2.1, with `state` and RFC 9207's `iss`.
-pub fn error_redirect(
-    uri: &RedirectUri,
-    err: &ApiError,
-    state: Option<&str>,
-    issuer: &str,
-) -> String {
-    let description = err.wire_description();
-    let mut pairs = vec![
-        ("error", err.code.as_str()),
-        ("error_description", description.as_str()),
-    ];
-    if let Some(s) = state {
-        pairs.push(("state", s));
+/// An authorization response on its way to the verified redirect URI, in the request's mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToClient {
+    pub uri: RedirectUri,
+    pub mode: ResponseMode,
+    pub pairs: Vec<(&'static str, String)>,
+}
+
+impl ToClient {
+    /// The response with `state` and RFC 9207's `iss` after `pairs`.
+    pub fn new(
+        uri: &RedirectUri,
+        mode: ResponseMode,
+        mut pairs: Vec<(&'static str, String)>,
+        state: Option<&str>,
+        issuer: &str,
+    ) -> ToClient {
+        if let Some(s) = state {
+            pairs.push(("state", s.to_owned()));
+        }
+        pairs.push(("iss", issuer.to_owned()));
+        ToClient {
+            uri: uri.clone(),
+            mode,
+            pairs,
+        }
     }
-    pairs.push(("iss", issuer));
-    redirect_to(uri, &pairs)
+
+    /// The error response of RFC 6749 §4.1.2.1.
+    pub fn error(
+        uri: &RedirectUri,
+        mode: ResponseMode,
+        err: &ApiError,
+        state: Option<&str>,
+        issuer: &str,
+    ) -> ToClient {
+        let pairs = vec![
+            ("error", err.code.as_str().to_owned()),
+            ("error_description", err.wire_description()),
+        ];
+        ToClient::new(uri, mode, pairs, state, issuer)
+    }
+
+    /// Where a query-mode response sends the browser.
+    pub fn location(&self) -> String {
+        let refs: Vec<(&str, &str)> = self.pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        redirect_to(&self.uri, &refs)
+    }
 }
 
 /// Where a login form may send the browser back to: our own authorize endpoint or account
@@ -341,6 +473,8 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             jwks: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
+            require_pkce: true,
+            post_logout_redirect_uris: None,
             secret_hash: None,
             created_at: 0,
         }
@@ -394,6 +528,67 @@ mod tests {
     }
 
     #[test]
+    fn authorize_without_pkce_only_for_a_client_registered_so_and_with_openid() {
+        let no_challenge = full("")
+            .replace(&format!("code_challenge={CHALLENGE}&"), "")
+            .replace("&code_challenge_method=S256", "");
+        let without = ClientRecord {
+            require_pkce: false,
+            ..client()
+        };
+        let try_with = |c: &ClientRecord, extra: &str| {
+            let p = params(&format!("{no_challenge}{extra}"));
+            let uri = redirect_uri(&p, c).unwrap();
+            parse(&p, c, uri)
+        };
+        assert_eq!(
+            try_with(&client(), "&nonce=n").unwrap_err().description,
+            "PKCE code_challenge is required"
+        );
+        assert_eq!(try_with(&without, "&nonce=n").unwrap().code_challenge, None);
+        assert_eq!(try_with(&without, "").unwrap().code_challenge, None);
+        let p = params(&format!(
+            "{}&nonce=n",
+            no_challenge.replace("scope=openid", "scope=profile")
+        ));
+        let uri = redirect_uri(&p, &without).unwrap();
+        assert_eq!(
+            parse(&p, &without, uri).unwrap_err().code,
+            ErrorCode::InvalidRequest,
+            "and the openid scope"
+        );
+        // PKCE sent anyway is checked as always.
+        let ok = parse_full("&nonce=n").unwrap();
+        assert_eq!(ok.code_challenge.as_deref(), Some(CHALLENGE));
+    }
+
+    #[test]
+    fn authorize_response_mode_query_or_form_post_and_login_hint() {
+        assert_eq!(parse_full("").unwrap().response_mode, ResponseMode::Query);
+        assert_eq!(
+            parse_full("&response_mode=query").unwrap().response_mode,
+            ResponseMode::Query
+        );
+        let r = parse_full("&response_mode=form_post&login_hint=dora").unwrap();
+        assert_eq!(r.response_mode, ResponseMode::FormPost);
+        assert_eq!(r.login_hint.as_deref(), Some("dora"));
+        let again = r.endpoint_path("/oauth2/authorize", true);
+        assert!(again.contains("response_mode=form_post") && again.contains("login_hint=dora"));
+        let long = "x".repeat(MAX_LOGIN_HINT_LEN + 1);
+        assert_eq!(
+            parse_full(&format!("&login_hint={long}"))
+                .unwrap()
+                .login_hint,
+            None
+        );
+        assert_eq!(parse_full("&login_hint=a%00b").unwrap().login_hint, None);
+        assert_eq!(
+            ResponseMode::of_params(&params("response_mode=fragment")),
+            ResponseMode::Query
+        );
+    }
+
+    #[test]
     fn authorize_requires_pkce_s256() {
         assert!(parse_full("").is_ok());
         let no_challenge = full("").replace(&format!("code_challenge={CHALLENGE}&"), "");
@@ -430,7 +625,12 @@ mod tests {
             parse(&p, &client(), uri).unwrap_err().code,
             ErrorCode::UnsupportedResponseType
         );
-        let q = full("").replace("scope=openid", "scope=openid+email");
+        // A scope the client is not registered for is left out; none left is invalid_scope.
+        let q = full("").replace("scope=openid", "scope=openid+email+openid");
+        let p = params(&q);
+        let uri = redirect_uri(&p, &client()).unwrap();
+        assert_eq!(parse(&p, &client(), uri).unwrap().scopes, vec!["openid"]);
+        let q = full("").replace("scope=openid", "scope=email+unknown");
         let p = params(&q);
         let uri = redirect_uri(&p, &client()).unwrap();
         assert_eq!(
@@ -516,7 +716,8 @@ mod tests {
         let uri = RedirectUri::parse("https://app.acme.example/cb?v=1").unwrap();
         let err = ApiError::new(ErrorCode::AccessDenied, "the user said no");
         assert_eq!(
-            error_redirect(&uri, &err, Some("s 1"), "https://id.example"),
+            ToClient::error(&uri, ResponseMode::Query, &err, Some("s 1"), "https://id.example")
+                .location(),
             "https://app.acme.example/cb?v=1&error=access_denied&error_description=the+user+said+no&state=s+1&iss=https%3A%2F%2Fid.example"
         );
     }

@@ -183,6 +183,12 @@ pub struct ClientSpec {
     pub token_endpoint_auth_method: AuthMethod,
     pub jwks: Option<Value>,
     pub id_token_signed_response_alg: SigningAlg,
+    pub require_pkce: bool,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The stored client. `secret_hash` is the SHA-256 (hex) of the client secret, which is shown
@@ -199,6 +205,14 @@ pub struct ClientRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
     pub id_token_signed_response_alg: SigningAlg,
+    /// Authorization requests must carry PKCE (`true` unless a confidential client was
+    /// registered to send a `nonce` instead, RFC 9700 §2.1.1).
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+    /// Where logout may send the browser back (OpenID Connect RP-Initiated Logout §3.1).
+    /// `None` in records of earlier releases, whose logouts went back to a redirect URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
     pub created_at: u64,
@@ -250,6 +264,8 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         "token_endpoint_auth_method",
         "jwks",
         "id_token_signed_response_alg",
+        "require_pkce",
+        "post_logout_redirect_uris",
     ];
     let obj = super::json::parse_object(body)?;
     if obj.keys().any(|k| !FIELDS.contains(&k.as_str())) {
@@ -338,26 +354,8 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         }
     }
 
-    let redirect_uris = match string_list(&obj, "redirect_uris")? {
-        None => Vec::new(),
-        Some(list) => {
-            if list.len() > MAX_REDIRECT_URIS {
-                return Err(ApiError::invalid_field(
-                    "redirect_uris",
-                    format!("must list at most {MAX_REDIRECT_URIS}"),
-                ));
-            }
-            let mut out: Vec<RedirectUri> = Vec::new();
-            for (i, s) in list.iter().enumerate() {
-                let uri = RedirectUri::parse(s)
-                    .map_err(|e| ApiError::invalid_field(format!("redirect_uris[{i}]"), e))?;
-                if !out.contains(&uri) {
-                    out.push(uri);
-                }
-            }
-            out
-        }
-    };
+    let redirect_uris = uri_list(&obj, "redirect_uris")?;
+    let post_logout_redirect_uris = uri_list(&obj, "post_logout_redirect_uris")?;
     if code_flow && redirect_uris.is_empty() {
         return Err(ApiError::invalid_field(
             "redirect_uris",
@@ -402,8 +400,9 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         (None, _) => {}
     }
 
+    // OpenID Connect Registration §2: RS256 when the client names none.
     let id_token_signed_response_alg = match obj_field(&obj, "id_token_signed_response_alg") {
-        None => SigningAlg::EdDSA,
+        None => SigningAlg::RS256,
         Some(Value::String(s)) => SigningAlg::parse(s).ok_or_else(|| {
             ApiError::invalid_field(
                 "id_token_signed_response_alg",
@@ -418,6 +417,20 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         }
     };
 
+    let require_pkce = match obj_field(&obj, "require_pkce") {
+        None | Some(Value::Bool(true)) => true,
+        Some(Value::Bool(false)) => {
+            if token_endpoint_auth_method == AuthMethod::None {
+                return Err(ApiError::invalid_field(
+                    "require_pkce",
+                    "may be false only for a confidential client (a public client always uses PKCE)",
+                ));
+            }
+            false
+        }
+        Some(_) => return Err(ApiError::invalid_field("require_pkce", "must be a boolean")),
+    };
+
     Ok(ClientSpec {
         name,
         redirect_uris,
@@ -426,25 +439,57 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         token_endpoint_auth_method,
         jwks,
         id_token_signed_response_alg,
+        require_pkce,
+        post_logout_redirect_uris,
     })
+}
+
+/// A list of redirect URIs (`redirect_uris`, `post_logout_redirect_uris`): at most
+/// [`MAX_REDIRECT_URIS`], each checked and normalized, repeats dropped.
+fn uri_list(obj: &Map<String, Value>, field: &str) -> Result<Vec<RedirectUri>, ApiError> {
+    let Some(list) = string_list(obj, field)? else {
+        return Ok(Vec::new());
+    };
+    if list.len() > MAX_REDIRECT_URIS {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("must list at most {MAX_REDIRECT_URIS}"),
+        ));
+    }
+    let mut out: Vec<RedirectUri> = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let uri = RedirectUri::parse(s)
+            .map_err(|e| ApiError::invalid_field(format!("{field}[{i}]"), e))?;
+        if !out.contains(&uri) {
+            out.push(uri);
+        }
+    }
+    Ok(out)
 }
 
 /// Every redirect URI must be on one of the partner's allowlisted origins.
 pub fn check_redirects_on_partner(spec: &ClientSpec, partner: &Partner) -> Result<(), ApiError> {
-    for (i, uri) in spec.redirect_uris.iter().enumerate() {
-        let on_allowlist = uri.origin().is_some_and(|o| partner.origins.contains(&o));
-        if !on_allowlist {
-            return Err(ApiError::invalid_field(
-                format!("redirect_uris[{i}]"),
-                "is not on one of the partner's origins",
-            ));
+    let lists = [
+        ("redirect_uris", &spec.redirect_uris),
+        ("post_logout_redirect_uris", &spec.post_logout_redirect_uris),
+    ];
+    for (field, uris) in lists {
+        for (i, uri) in uris.iter().enumerate() {
+            let on_allowlist = uri.origin().is_some_and(|o| partner.origins.contains(&o));
+            if !on_allowlist {
+                return Err(ApiError::invalid_field(
+                    format!("{field}[{i}]"),
+                    "is not on one of the partner's origins",
+                ));
+            }
         }
     }
     Ok(())
 }
 
-/// Where logout may send the browser back to: `uri` exactly as registered for the client, while
-/// the client's partner is active and still holds the URI's origin. An origin the partner gave
+/// Where logout may send the browser back to: `uri` exactly as one of the client's
+/// `post_logout_redirect_uris` (its redirect URIs, for a record of an earlier release that has
+/// none), while the client's partner is active and still holds the URI's origin. An origin the partner gave
 /// up may belong to someone else by now; a suspended partner's apps get no redirects.
 pub fn post_logout_destination<'a>(
     client: &'a ClientRecord,
@@ -455,7 +500,9 @@ pub fn post_logout_destination<'a>(
         return None;
     }
     client
-        .redirect_uris
+        .post_logout_redirect_uris
+        .as_ref()
+        .unwrap_or(&client.redirect_uris)
         .iter()
         .find(|r| r.as_str() == uri)
         .filter(|r| r.origin().is_some_and(|o| partner.origins.contains(&o)))
@@ -480,6 +527,8 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::None,
             jwks: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
+            require_pkce: true,
+            post_logout_redirect_uris: None,
             secret_hash: None,
             created_at: 0,
         };
@@ -558,8 +607,30 @@ mod tests {
         );
         assert_eq!(s.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
         assert_eq!(s.scopes, vec!["openid".to_owned()]);
-        assert_eq!(s.id_token_signed_response_alg, SigningAlg::EdDSA);
+        assert_eq!(
+            s.id_token_signed_response_alg,
+            SigningAlg::RS256,
+            "OpenID Connect Registration §2"
+        );
+        assert!(s.require_pkce);
+        assert!(s.post_logout_redirect_uris.is_empty());
         assert!(check_redirects_on_partner(&s, &partner()).is_ok());
+        let no_pkce = parse_client_spec(
+            br#"{"name":"App","redirect_uris":["https://app.acme.example/cb"],"require_pkce":false,"post_logout_redirect_uris":["https://app.acme.example/bye"]}"#,
+        )
+        .unwrap();
+        assert!(!no_pkce.require_pkce);
+        assert!(check_redirects_on_partner(&no_pkce, &partner()).is_ok());
+        let public = parse_client_spec(
+            br#"{"name":"App","redirect_uris":["https://app.acme.example/cb"],"token_endpoint_auth_method":"none","require_pkce":false}"#,
+        )
+        .unwrap_err();
+        assert_eq!(public.field.as_deref(), Some("require_pkce"));
+        let elsewhere = parse_client_spec(
+            br#"{"name":"App","redirect_uris":["https://app.acme.example/cb"],"post_logout_redirect_uris":["https://evil.example/bye"]}"#,
+        )
+        .unwrap();
+        assert!(check_redirects_on_partner(&elsewhere, &partner()).is_err());
     }
 
     #[test]

@@ -141,13 +141,19 @@ pub fn secret_hash(secret: &str) -> String {
         .collect()
 }
 
-/// Checks secret and public-client credentials against the registration. Assertions are
-/// verified by the caller (they need the client's keys and a replay check).
+/// Checks secret and public-client credentials against the registration. A client registered
+/// with a secret may send it either way (`client_secret_basic` or `client_secret_post`, one per
+/// request): the two are the common defaults of client libraries, and they protect the secret
+/// alike. Assertions are verified by the caller (they need the client's keys and a replay
+/// check).
 pub fn authenticate(presented: &Presented, client: &ClientRecord) -> Result<(), ApiError> {
     let registered = client.token_endpoint_auth_method;
     let secret = match (presented, registered) {
-        (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic) => secret,
-        (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => secret,
+        (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, m)
+            if m.uses_secret() =>
+        {
+            secret
+        }
         (Presented::None { .. }, AuthMethod::None) => return Ok(()),
         (Presented::Assertion { .. }, AuthMethod::PrivateKeyJwt) => return Ok(()),
         _ => {
@@ -193,6 +199,8 @@ mod tests {
             token_endpoint_auth_method: method,
             jwks: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
+            require_pkce: true,
+            post_logout_redirect_uris: None,
             secret_hash: secret.map(secret_hash),
             created_at: 0,
         }
@@ -209,13 +217,31 @@ mod tests {
             ErrorCode::InvalidClient
         );
         let post = presented(None, &form("client_id=client-0001&client_secret=s3cret")).unwrap();
+        assert!(
+            authenticate(&post, &c).is_ok(),
+            "a secret client may post its secret"
+        );
+        let wrong_post =
+            presented(None, &form("client_id=client-0001&client_secret=s3creT")).unwrap();
         assert_eq!(
-            authenticate(&post, &c).unwrap_err().code,
-            ErrorCode::InvalidClient,
-            "method must match"
+            authenticate(&wrong_post, &c).unwrap_err().code,
+            ErrorCode::InvalidClient
         );
         let c = client(AuthMethod::ClientSecretPost, Some("s3cret"));
         assert!(authenticate(&post, &c).is_ok());
+        let p = presented(Some(&basic("client-0001", "s3cret")), &form("")).unwrap();
+        assert!(authenticate(&p, &c).is_ok(), "or send it in the header");
+        // A client without a secret is not authenticated by one.
+        let keyed = client(AuthMethod::PrivateKeyJwt, None);
+        assert_eq!(
+            authenticate(&post, &keyed).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
+        let public = client(AuthMethod::None, None);
+        assert_eq!(
+            authenticate(&p, &public).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
     }
 
     #[test]

@@ -41,9 +41,23 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         let Endpoint { metadata, path } = e;
         doc.insert((*metadata).into(), issuer.url(path).into());
     }
+    let claims_supported: Vec<&str> = [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "azp",
+        "at_hash",
+    ]
+    .into_iter()
+    .chain(crate::protocol::claims::USER_CLAIMS.iter().copied())
+    .collect();
     let extra = json!({
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
             "urn:ietf:params:oauth:grant-type:jwt-bearer"],
         "code_challenge_methods_supported": ["S256"],
@@ -52,8 +66,8 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": signing_algs,
         "scopes_supported": ["openid", "profile", "email", "roles"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
-            "name", "preferred_username", "email", "roles"],
+        "claims_supported": claims_supported,
+        "claims_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,

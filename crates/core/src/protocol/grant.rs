@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::claims::ClaimsRequest;
 use super::client::{ClientId, RedirectUri};
 use super::error::{ApiError, ErrorCode};
 use super::partner::PartnerId;
@@ -104,7 +105,9 @@ fn same(a: &str, b: &str) -> bool {
 pub struct CodeState {
     pub hash: String,
     pub redirect_uri: RedirectUri,
-    pub code_challenge: String,
+    /// `None` for a code of a client registered without PKCE (the request carried a nonce).
+    #[serde(default)]
+    pub code_challenge: Option<String>,
     pub expires_at: u64,
     pub used: bool,
     /// The attempt that redeemed the code: the token endpoint names each redemption with a
@@ -141,6 +144,9 @@ pub struct Grant {
     pub auth_time: Option<u64>,
     /// ID-token claims released by the consented scopes, fixed when consent was given.
     pub id_claims: serde_json::Map<String, serde_json::Value>,
+    /// Claims the app asked for by name (the `claims` parameter), released besides its scopes'.
+    #[serde(default, skip_serializing_if = "ClaimsRequest::is_empty")]
+    pub claims: ClaimsRequest,
     pub created_at: u64,
     pub code: Option<CodeState>,
     pub refresh: Option<RefreshState>,
@@ -179,6 +185,8 @@ pub enum Refusal {
     RedirectUriMismatch,
     CodeVerifierMissing,
     CodeVerifierMismatch,
+    /// A `code_verifier` for a code issued without PKCE: a downgrade (RFC 9700 §2.1.1).
+    CodeVerifierUnexpected,
     UnknownRefreshToken,
     /// A superseded refresh token presented again: it leaked, and the grant is now revoked
     /// (RFC 9700 §4.14.2).
@@ -203,6 +211,9 @@ impl Refusal {
                 return ApiError::new(ErrorCode::InvalidRequest, "code_verifier is required")
             }
             Refusal::CodeVerifierMismatch => "code_verifier does not match the code_challenge",
+            Refusal::CodeVerifierUnexpected => {
+                "code_verifier was sent, but the authorization request had no code_challenge"
+            }
             Refusal::UnknownRefreshToken => "unknown refresh token",
             Refusal::RefreshReused => REFRESH_REUSED,
             Refusal::RefreshOfAnotherClient => "refresh token was issued to another client",
@@ -283,11 +294,13 @@ impl Grant {
         if redirect_uri != Some(code.redirect_uri.as_str()) {
             return Err(Refusal::RedirectUriMismatch);
         }
-        let Some(verifier) = verifier else {
-            return Err(Refusal::CodeVerifierMissing);
-        };
-        if !pkce::verify(verifier, &code.code_challenge) {
-            return Err(Refusal::CodeVerifierMismatch);
+        match (verifier, code.code_challenge.as_deref()) {
+            (Some(v), Some(challenge)) if !pkce::verify(v, challenge) => {
+                return Err(Refusal::CodeVerifierMismatch)
+            }
+            (Some(_), Some(_)) | (None, None) => {}
+            (None, Some(_)) => return Err(Refusal::CodeVerifierMissing),
+            (Some(_), None) => return Err(Refusal::CodeVerifierUnexpected),
         }
         let refresh_stored = new_refresh_hash.is_some();
         if !retried {
@@ -447,11 +460,12 @@ mod tests {
             nonce: None,
             auth_time: Some(now),
             id_claims: Default::default(),
+            claims: ClaimsRequest::default(),
             created_at: now,
             code: Some(CodeState {
                 hash,
                 redirect_uri: RedirectUri::parse(REDIRECT).unwrap(),
-                code_challenge: CHALLENGE.into(),
+                code_challenge: Some(CHALLENGE.into()),
                 expires_at: now + CODE_TTL_S,
                 used: false,
                 redeemed_by: None,
@@ -747,6 +761,57 @@ mod tests {
             refresh.map(str::to_owned),
             110,
         )
+    }
+
+    #[test]
+    fn token_code_without_pkce_redeems_without_a_verifier_and_refuses_one() {
+        let without = |g: &mut Grant| {
+            if let Some(c) = g.code.as_mut() {
+                c.code_challenge = None;
+            }
+        };
+        let (mut g, code) = grant(100);
+        without(&mut g);
+        let h = code_hash(&code);
+        let (err, changed) = redeem_as(&mut g, &h, "attempt-1", None).refused();
+        assert_eq!(
+            err.code,
+            ErrorCode::InvalidGrant,
+            "a verifier for no challenge"
+        );
+        assert_eq!(
+            err.description,
+            "code_verifier was sent, but the authorization request had no code_challenge"
+        );
+        assert!(!changed);
+        let (mut g, code) = grant(100);
+        without(&mut g);
+        let h = code_hash(&code);
+        let ok = g.redeem(
+            &h,
+            "a",
+            &cid("client-0001"),
+            Some(REDIRECT),
+            None,
+            None,
+            110,
+        );
+        assert!(ok.is_ok());
+        // With a challenge, no verifier is still refused.
+        let (mut g, code) = grant(100);
+        let h = code_hash(&code);
+        let (err, _) = g
+            .redeem(
+                &h,
+                "a",
+                &cid("client-0001"),
+                Some(REDIRECT),
+                None,
+                None,
+                110,
+            )
+            .refused();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod authorize;
 pub mod autologin;
 pub mod backoff;
 pub mod cache;
+pub mod claims;
 pub mod client;
 pub mod client_auth;
 pub mod dates;

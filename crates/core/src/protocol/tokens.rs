@@ -36,23 +36,9 @@ pub fn pairwise_sub(subject_seed: &str, partner: &PartnerId, salt: Option<&str>)
     Base64UrlUnpadded::encode_string(&h.finalize())
 }
 
-/// Claims released by `scopes`, from the user's profile.
+/// Claims released by `scopes` alone, from the user's profile (see `protocol::claims`).
 pub fn released_claims(scopes: &[String], user: &UserView) -> Map<String, Value> {
-    let mut out = Map::new();
-    let has = |s: &str| scopes.iter().any(|x| x == s);
-    if has("profile") {
-        out.insert("name".into(), user.name.clone().into());
-        out.insert("preferred_username".into(), user.username.as_str().into());
-    }
-    if has("email") {
-        if let Some(e) = &user.email {
-            out.insert("email".into(), e.clone().into());
-        }
-    }
-    if has("roles") {
-        out.insert("roles".into(), user.roles.clone().into());
-    }
-    out
+    super::claims::released(scopes, &[], user)
 }
 
 /// RFC 9068 access-token claims (`exp` and `iat` are set by the signer).
@@ -135,6 +121,7 @@ mod tests {
             username: Username::parse("alice").unwrap(),
             name: "Alice".into(),
             email: Some("alice@school.example".into()),
+            email_verified: false,
             roles: vec!["pupil".into()],
             created_at: 0,
             updated_at: 0,
@@ -184,9 +171,12 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert!(released_claims(&s(&["openid"]), &user()).is_empty());
         let p = released_claims(&s(&["openid", "profile"]), &user());
-        assert_eq!(p.keys().collect::<Vec<_>>(), ["name", "preferred_username"]);
+        assert_eq!(
+            p.keys().collect::<Vec<_>>(),
+            ["name", "preferred_username", "updated_at"]
+        );
         let e = released_claims(&s(&["email"]), &user());
-        assert_eq!(e.keys().collect::<Vec<_>>(), ["email"]);
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["email", "email_verified"]);
         let r = released_claims(&s(&["roles"]), &user());
         assert_eq!(r["roles"], serde_json::json!(["pupil"]));
     }

@@ -74,6 +74,10 @@ pub struct UserSpec {
     pub password: Option<String>,
     pub name: String,
     pub email: Option<String>,
+    /// The platform checked that the user controls `email` (OpenID Connect Core §5.1
+    /// `email_verified`); the operator says so, and it is `false` unless it does.
+    #[serde(default)]
+    pub email_verified: bool,
     pub roles: Vec<String>,
     /// The region a new user is created in (the edge fills in its default when the body names
     /// none). Fixed at creation: a replace keeps the user's region.
@@ -89,6 +93,8 @@ pub struct UserRecord {
     pub subject_seed: String,
     pub name: String,
     pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
     pub roles: Vec<String>,
     pub password_hash: String,
     pub created_at: u64,
@@ -112,6 +118,8 @@ pub struct UserView {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
     pub roles: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
@@ -126,6 +134,7 @@ impl From<&UserRecord> for UserView {
             username: r.username.clone(),
             name: r.name.clone(),
             email: r.email.clone(),
+            email_verified: r.email_verified,
             roles: r.roles.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -186,7 +195,14 @@ fn role_ok(r: &str) -> bool {
 /// Parses the body of `PUT /admin/users/{username}`. `creating`: the password is required.
 pub fn parse_user_spec(body: &[u8], creating: bool) -> Result<UserSpec, ApiError> {
     let obj = super::json::parse_object(body)?;
-    const FIELDS: &[&str] = &["password", "name", "email", "roles", "region"];
+    const FIELDS: &[&str] = &[
+        "password",
+        "name",
+        "email",
+        "email_verified",
+        "roles",
+        "region",
+    ];
     if obj.keys().any(|k| !FIELDS.contains(&k.as_str())) {
         return Err(super::json::unknown_member(None, FIELDS));
     }
@@ -222,6 +238,19 @@ pub fn parse_user_spec(body: &[u8], creating: bool) -> Result<UserSpec, ApiError
         if !email_ok(e) {
             return Err(ApiError::invalid_field("email", "is not an email address"));
         }
+    }
+    let email_verified = match obj.get("email_verified") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "email_verified",
+                "must be a boolean",
+            ))
+        }
+    };
+    if email_verified && email.is_none() {
+        return Err(ApiError::invalid_field("email_verified", "needs an email"));
     }
     let roles = match obj.get("roles") {
         None | Some(Value::Null) => Vec::new(),
@@ -265,6 +294,7 @@ pub fn parse_user_spec(body: &[u8], creating: bool) -> Result<UserSpec, ApiError
         password,
         name,
         email,
+        email_verified,
         roles,
         region,
     })
@@ -486,6 +516,7 @@ mod tests {
             subject_seed: "seed".into(),
             name: "Alice".into(),
             email: None,
+            email_verified: false,
             roles: vec![],
             password_hash: "$argon2id$secret".into(),
             created_at: 1,

@@ -9,7 +9,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{self, Grant};
 use crate::protocol::link::{linked_scopes, PartnerJwt};
 use crate::protocol::token_request::requested_scopes;
-use crate::protocol::tokens::{released_claims, TokenResponse, ACCESS_TOKEN_TTL_S};
+use crate::protocol::tokens::{TokenResponse, ACCESS_TOKEN_TTL_S};
 use base64ct::{Base64UrlUnpadded, Encoding};
 
 pub(super) async fn issue(
@@ -48,7 +48,7 @@ pub(super) async fn issue(
     let linked::Linked {
         username,
         home,
-        user,
+        user: _,
         sub,
         consented,
         password_epoch,
@@ -70,7 +70,9 @@ pub(super) async fn issue(
         scopes: scopes.clone(),
         nonce: None,
         auth_time: None,
-        id_claims: released_claims(&scopes, &user),
+        // The scopes' claims are released at the UserInfo endpoint, not in the ID token.
+        id_claims: Default::default(),
+        claims: Default::default(),
         created_at: now,
         code: None,
         refresh: None,

@@ -4,9 +4,10 @@
 use super::{issued, mint, new_refresh, Ctx};
 use crate::edge::calls::grants;
 use crate::edge::flows::user_grant;
+use crate::protocol::claims;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::token_request::TokenError;
-use crate::protocol::tokens::{released_claims, TokenResponse, ACCESS_TOKEN_TTL_S};
+use crate::protocol::tokens::{TokenResponse, ACCESS_TOKEN_TTL_S};
 use crate::store::grants::{Refresh, Revoke, Status};
 
 pub(super) async fn refresh(
@@ -54,7 +55,7 @@ pub(super) async fn refresh(
     let mut issue = issued(grants::call(env, &grant_id, cmd).await?)?;
     // ID-token claims from the current profile, for the scopes of this issue only.
     if let Some(user) = &user {
-        issue.grant.id_claims = released_claims(&issue.scopes, user);
+        issue.grant.id_claims = claims::released(&[], &issue.grant.claims.id_token, user);
     }
     Ok(mint(cx, issue, Some(token)).await?)
 }
