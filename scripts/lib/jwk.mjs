@@ -65,7 +65,7 @@ export function signJwt(jwk, header, payload) {
   const input = Buffer.from(`${enc(header)}.${enc(payload)}`);
   const key = createPrivateKey({ key: jwk, format: 'jwk' });
   const sig =
-    header.alg === 'EdDSA'
+    header.alg === 'EdDSA' || header.alg === 'Ed25519'
       ? cryptoSign(null, input, key)
       : header.alg === 'ES256'
         ? cryptoSign('sha256', input, { key, dsaEncoding: 'ieee-p1363' })

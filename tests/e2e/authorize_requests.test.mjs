@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, addPartner } from './harness.mjs';
-import { CookieJar, basicAuth, decodeJwt, formFields, pkce } from './oauth.mjs';
+import { CookieJar, basicAuth, decodeJwt, formFields, pkce, verifyJwt } from './oauth.mjs';
 import { generateJwk } from '../../scripts/lib/jwk.mjs';
 
 let w;
@@ -228,4 +228,21 @@ test('admin_client_for_an_id_token_alg_without_a_key_is_refused_at_registration'
   } finally {
     await w2.stop();
   }
+});
+
+test('id_token_for_a_client_registered_for_ed25519_is_signed_under_that_name_rfc9864', async () => {
+  const ed = await register({ scopes: ['openid'], id_token_signed_response_alg: 'Ed25519' });
+  assert.equal(ed.id_token_signed_response_alg, 'Ed25519');
+  const jar = new CookieJar(w.url);
+  const { verifier, challenge } = pkce();
+  const back = await throughLoginAndConsent(jar, await jar.fetch(`/oauth2/authorize?${new URLSearchParams(request(ed, { code_challenge: challenge }))}`));
+  const tokens = await (await redeem(ed, codeOf(back), { code_verifier: verifier })).json();
+  const { header } = decodeJwt(tokens.id_token);
+  assert.equal(header.alg, 'Ed25519');
+  const jwks = await (await w.fetch('/.well-known/jwks.json')).json();
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
+  assert.equal(jwk.alg, 'Ed25519', 'the JWK of that kid names the same algorithm');
+  assert.equal(verifyJwt(tokens.id_token, jwks).aud, ed.client_id);
+  const meta = await (await w.fetch('/.well-known/openid-configuration')).json();
+  assert.ok(meta.id_token_signing_alg_values_supported.includes('Ed25519'));
 });

@@ -81,6 +81,18 @@ test('userinfo_claims_parameter_ignores_claims_the_client_may_not_have_or_we_do_
   assert.deepEqual(Object.keys(userinfo), ['sub'], 'roles is not a scope of this client');
 });
 
+test('id_token_acr_names_the_sessions_class_and_an_essential_one_it_is_not_fails_the_authentication', async () => {
+  const meta = await (await w.fetch('/.well-known/openid-configuration')).json();
+  const [password, partner] = meta.acr_values_supported;
+  assert.match(password, /password$/);
+  const asked = await flow('cara', { acr_values: `${partner} ${password}` });
+  assert.equal(asked.idToken.acr, password, 'a password sign-in');
+  const notAsked = await flow('cara', {});
+  assert.equal(notAsked.idToken.acr, undefined);
+  const essential = await flow('cara', { claims: JSON.stringify({ id_token: { acr: { essential: true, values: [partner] } } }) });
+  assert.equal(essential.error, 'access_denied', 'a failed authentication, no code');
+});
+
 test('authorize_claims_parameter_that_is_not_a_json_object_is_invalid_request', async () => {
   for (const claims of ['not json', '[]', '{"userinfo":{"name":true}}']) {
     const { error } = await flow('cara', { claims });

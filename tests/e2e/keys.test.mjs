@@ -22,8 +22,11 @@ test('jwks_publishes_every_key_and_no_private_part', async () => {
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('cache-control'), 'public, max-age=300');
   const { keys } = await res.json();
-  assert.deepEqual(keys.map((k) => k.kid), w.signingKeys.keys.map((k) => k.kid));
-  assert.deepEqual(keys.map((k) => k.alg), ['EdDSA', 'RS256']);
+  // The Ed25519 key also under its RFC 9864 name, with a kid of its own.
+  const [ed, rsa] = w.signingKeys.keys;
+  assert.deepEqual(keys.map((k) => k.kid), [ed.kid, rsa.kid, `${ed.kid}.Ed25519`]);
+  assert.deepEqual(keys.map((k) => k.alg), ['EdDSA', 'RS256', 'Ed25519']);
+  assert.equal(keys[2].x, ed.x);
   for (const k of keys) {
     for (const m of PRIVATE) assert.equal(k[m], undefined, `${k.kid} publishes ${m}`);
     assert.equal(k.use, 'sig');
@@ -39,7 +42,7 @@ test('discovery_documents_name_the_issuer_and_served_endpoints', async () => {
     const doc = await res.json();
     assert.equal(doc.issuer, w.url);
     assert.equal(doc.jwks_uri, `${w.url}/.well-known/jwks.json`);
-    assert.deepEqual(doc.id_token_signing_alg_values_supported, ['EdDSA', 'RS256']);
+    assert.deepEqual(doc.id_token_signing_alg_values_supported, ['EdDSA', 'RS256', 'Ed25519']);
     // What a client relies on to keep itself safe (RFC 9700 §2.1.1, RFC 9207).
     assert.deepEqual(doc.code_challenge_methods_supported, ['S256']);
     assert.equal(doc.authorization_response_iss_parameter_supported, true);

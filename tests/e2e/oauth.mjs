@@ -73,7 +73,7 @@ export function verifyJwt(token, jwks) {
   const data = Buffer.from(`${h}.${p}`);
   const sig = Buffer.from(s, 'base64url');
   const ok =
-    header.alg === 'EdDSA'
+    header.alg === 'EdDSA' || header.alg === 'Ed25519'
       ? cryptoVerify(null, data, key, sig)
       : header.alg === 'RS256'
         ? cryptoVerify('sha256', data, key, sig)

@@ -68,6 +68,8 @@ test('private_key_jwt_with_eddsa_es256_and_rs256_keys', async () => {
   }
   // aud may also be the issuer; client_id may be given alongside.
   assert.equal((await token(assertion('EdDSA', { aud: w.url }), { client_id: clients.EdDSA.client_id })).status, 200);
+  // An Ed25519 key may sign under the algorithm's RFC 9864 name too.
+  assert.equal((await token(assertion('EdDSA', {}, { alg: 'Ed25519' }))).status, 200, 'Ed25519');
 });
 
 test('private_key_jwt_assertion_replay_is_refused', async () => {

@@ -208,6 +208,28 @@ async fn issue_code(
     s: &SessionView,
     now: u64,
 ) -> Result<Outcome, ApiError> {
+    // The class of the session's authentication, named in the ID token when asked for; asked
+    // for as essential with other values, the authentication fails (OIDC Core §5.5.1.1).
+    let session_acr = if s.via_link.is_some() {
+        claims::ACR_PARTNER
+    } else {
+        claims::ACR_PASSWORD
+    };
+    let mut id_claims = claims::released(&[], &v.request.claims.id_token, &s.user);
+    match claims::acr_for(session_acr, &v.request.acr_values, &v.request.claims) {
+        claims::Acr::Omit => {}
+        claims::Acr::Claim(acr) => {
+            id_claims.insert("acr".into(), acr.into());
+        }
+        claims::Acr::Unmet => {
+            return Ok(error_redirect(
+                v,
+                issuer,
+                ErrorCode::AccessDenied,
+                "the requested authentication context class cannot be met",
+            ))
+        }
+    }
     // The grant lives with its user: its id names the user's region.
     let random_id = Base64UrlUnpadded::encode_string(&random::bytes::<{ grant::ID_LEN }>()?);
     let grant_id = grant::grant_id_in(s.home, &random_id);
@@ -222,8 +244,8 @@ async fn issue_code(
         nonce: v.request.nonce.clone(),
         auth_time: Some(s.auth_time),
         // The scopes' claims are the UserInfo endpoint's (OpenID Connect Core §5.4, the code
-        // flow); the ID token carries only what was asked of it by name.
-        id_claims: claims::released(&[], &v.request.claims.id_token, &s.user),
+        // flow); the ID token carries only what was asked of it by name, and `acr`.
+        id_claims,
         claims: v.request.claims.clone(),
         created_at: now,
         code: Some(CodeState {

@@ -73,7 +73,7 @@ pub fn parse_public_jwks(jwks: &Value) -> Result<Vec<PublicKey>, String> {
             }
         };
         if let Some(declared) = obj.get("alg").and_then(Value::as_str) {
-            if declared != alg.as_str() {
+            if !SigningAlg::parse(declared).is_some_and(|d| d.same_key_as(alg)) {
                 return Err(format!("key {i}: alg {declared} does not fit the key"));
             }
         }
@@ -141,7 +141,7 @@ pub fn check_signature(keys: &[PublicKey], token: &str) -> Result<Signature, Ass
     let untrusted = UntrustedToken::new(token).map_err(|_| AssertionError::Malformed)?;
     let alg = SigningAlg::parse(untrusted.algorithm()).ok_or(AssertionError::UnsupportedAlg)?;
     let kid = untrusted.header().key_id.as_deref();
-    let mut candidates = keys.iter().filter(|k| k.alg == alg);
+    let mut candidates = keys.iter().filter(|k| k.alg.same_key_as(alg));
     let key = match kid {
         Some(kid) => candidates.find(|k| k.kid.as_deref() == Some(kid)),
         // Without a kid, only an unambiguous key set will do.
@@ -152,6 +152,12 @@ pub fn check_signature(keys: &[PublicKey], token: &str) -> Result<Signature, Ass
     }
     .ok_or(AssertionError::UnknownKey)?;
     match &key.material {
+        Material::Ed25519(pk) if alg == SigningAlg::Ed25519 => {
+            Ed25519::with_specific_name()
+                .validator::<Value>(pk)
+                .validate(&untrusted)
+                .map_err(|_| AssertionError::BadSignature)?;
+        }
         Material::Ed25519(pk) => {
             Ed25519
                 .validator::<Value>(pk)

@@ -67,6 +67,8 @@ pub struct AuthRequest {
     pub login_hint: Option<String>,
     /// Claims asked for by name (§5.5), those the client may have.
     pub claims: ClaimsRequest,
+    /// `acr_values` (§3.1.2.1): the ID token then names the session's class (`protocol::claims`).
+    pub acr_values: Vec<String>,
 }
 
 fn shown(description: &str) -> ApiError {
@@ -186,6 +188,7 @@ pub fn parse(
         response_mode,
         login_hint,
         claims,
+        acr_values: super::claims::parse_acr_values(params.get("acr_values")),
     })
 }
 
@@ -349,6 +352,9 @@ impl AuthRequest {
         }
         if let Some(c) = self.claims.to_param() {
             out.push(("claims", c));
+        }
+        if !self.acr_values.is_empty() {
+            out.push(("acr_values", self.acr_values.join(" ")));
         }
         if let Some(s) = &self.state {
             out.push(("state", s.clone()));

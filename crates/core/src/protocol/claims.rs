@@ -30,6 +30,50 @@ pub fn scope_of(claim: &str) -> Option<&'static str> {
         .find(|s| claims_of(s).contains(&claim))
 }
 
+/// Authentication context classes (OpenID Connect Core §2 `acr`): a session the person started
+/// with their password, and one a partner started by automatic login through an account link.
+pub const ACR_PASSWORD: &str = "urn:edgeward:acr:password";
+pub const ACR_PARTNER: &str = "urn:edgeward:acr:partner";
+pub const ACR_VALUES: &[&str] = &[ACR_PASSWORD, ACR_PARTNER];
+
+/// What the ID token says of `acr` for a session of class `session_acr`, given the request's
+/// `acr_values` and the `claims` parameter's `acr` (§5.5.1.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acr {
+    /// Not asked for: no `acr` claim.
+    Omit,
+    Claim(&'static str),
+    /// Asked for as essential with values this session is not: the authentication fails.
+    Unmet,
+}
+
+pub fn acr_for(session_acr: &'static str, acr_values: &[String], claims: &ClaimsRequest) -> Acr {
+    if let Some(AcrRequest {
+        essential: true,
+        values,
+    }) = &claims.acr
+    {
+        if !values.is_empty() && !values.iter().any(|v| v == session_acr) {
+            return Acr::Unmet;
+        }
+    }
+    let asked = !acr_values.is_empty() || claims.acr.is_some();
+    if asked {
+        Acr::Claim(session_acr)
+    } else {
+        Acr::Omit
+    }
+}
+
+/// The `claims` parameter's `id_token.acr` (§5.5.1.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcrRequest {
+    #[serde(default)]
+    pub essential: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
 /// Every claim about the user we can release, for discovery's `claims_supported`.
 pub const USER_CLAIMS: &[&str] = &[
     "name",
@@ -49,6 +93,9 @@ pub struct ClaimsRequest {
     pub userinfo: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub id_token: Vec<String>,
+    /// `id_token.acr`, if it was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<AcrRequest>,
 }
 
 fn invalid(why: &str) -> ApiError {
@@ -88,6 +135,10 @@ impl ClaimsRequest {
                         "each requested claim must be null or a JSON object",
                     ));
                 }
+                if member == "id_token" && name == "acr" {
+                    out.acr = Some(acr_request(spec)?);
+                    continue;
+                }
                 let wanted = may(name) || (member == "id_token" && name == "auth_time");
                 if wanted && !list.contains(name) {
                     list.push(name.clone());
@@ -99,7 +150,7 @@ impl ClaimsRequest {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.userinfo.is_empty() && self.id_token.is_empty()
+        self.userinfo.is_empty() && self.id_token.is_empty() && self.acr.is_none()
     }
 
     /// The scopes that cover the claims asked for: the person consents to these too.
@@ -127,11 +178,67 @@ impl ClaimsRequest {
         if !self.userinfo.is_empty() {
             top.insert("userinfo".into(), as_obj(&self.userinfo));
         }
-        if !self.id_token.is_empty() {
-            top.insert("id_token".into(), as_obj(&self.id_token));
+        if !self.id_token.is_empty() || self.acr.is_some() {
+            let mut id = Map::new();
+            if let Value::Object(m) = as_obj(&self.id_token) {
+                id = m;
+            }
+            if let Some(a) = &self.acr {
+                let mut spec = Map::new();
+                if a.essential {
+                    spec.insert("essential".into(), true.into());
+                }
+                if !a.values.is_empty() {
+                    spec.insert("values".into(), a.values.clone().into());
+                }
+                id.insert("acr".into(), Value::Object(spec));
+            }
+            top.insert("id_token".into(), Value::Object(id));
         }
         Some(Value::Object(top).to_string())
     }
+}
+
+/// Longest `acr` value kept, and most values: a class name is short, and few are asked for.
+const MAX_ACR_LEN: usize = 128;
+const MAX_ACR_VALUES: usize = 8;
+
+/// One `acr` value, kept if it is a short displayable string.
+fn acr_value_ok(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_ACR_LEN && super::text::displayable(v)
+}
+
+fn acr_request(spec: &Value) -> Result<AcrRequest, ApiError> {
+    let Value::Object(m) = spec else {
+        return Ok(AcrRequest::default());
+    };
+    let essential = matches!(m.get("essential"), Some(Value::Bool(true)));
+    let mut values: Vec<String> = Vec::new();
+    match (m.get("value"), m.get("values")) {
+        (Some(Value::String(v)), None) if acr_value_ok(v) => values.push(v.clone()),
+        (None, Some(Value::Array(vs))) if vs.len() <= MAX_ACR_VALUES => {
+            for v in vs {
+                match v {
+                    Value::String(s) if acr_value_ok(s) => values.push(s.clone()),
+                    _ => return Err(invalid("acr values must be short strings")),
+                }
+            }
+        }
+        (None, None) => {}
+        _ => return Err(invalid("acr value or values must be short strings")),
+    }
+    Ok(AcrRequest { essential, values })
+}
+
+/// The request's `acr_values` (space-separated), those that are short displayable strings, at
+/// most [`MAX_ACR_VALUES`].
+pub fn parse_acr_values(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or("")
+        .split(' ')
+        .filter(|v| acr_value_ok(v))
+        .take(MAX_ACR_VALUES)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The value of one claim about `user`, if we hold it.
@@ -233,6 +340,47 @@ mod tests {
         assert_eq!(
             ClaimsRequest::parse(None, &client).unwrap(),
             ClaimsRequest::default()
+        );
+    }
+
+    #[test]
+    fn acr_is_named_when_asked_for_and_an_essential_one_unmet_fails() {
+        let client = scopes(&["openid"]);
+        let none = ClaimsRequest::default();
+        assert_eq!(acr_for(ACR_PASSWORD, &[], &none), Acr::Omit);
+        assert_eq!(
+            acr_for(ACR_PASSWORD, &parse_acr_values(Some("1 2")), &none),
+            Acr::Claim(ACR_PASSWORD),
+            "acr_values are voluntary: the session's class is named"
+        );
+        let essential = ClaimsRequest::parse(
+            Some(
+                r#"{"id_token":{"acr":{"essential":true,"values":["urn:edgeward:acr:password"]}}}"#,
+            ),
+            &client,
+        )
+        .unwrap();
+        assert_eq!(
+            acr_for(ACR_PASSWORD, &[], &essential),
+            Acr::Claim(ACR_PASSWORD)
+        );
+        assert_eq!(acr_for(ACR_PARTNER, &[], &essential), Acr::Unmet);
+        let voluntary =
+            ClaimsRequest::parse(Some(r#"{"id_token":{"acr":null}}"#), &client).unwrap();
+        assert_eq!(
+            acr_for(ACR_PARTNER, &[], &voluntary),
+            Acr::Claim(ACR_PARTNER)
+        );
+        // Round trip through login and consent.
+        let again = ClaimsRequest::parse(essential.to_param().as_deref(), &client).unwrap();
+        assert_eq!(again, essential);
+        assert!(
+            ClaimsRequest::parse(Some(r#"{"id_token":{"acr":{"values":[1]}}}"#), &client).is_err()
+        );
+        assert_eq!(
+            parse_acr_values(Some("a  b\u{1}")).len(),
+            1,
+            "empty and undisplayable values dropped"
         );
     }
 

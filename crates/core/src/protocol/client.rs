@@ -406,7 +406,7 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         Some(Value::String(s)) => SigningAlg::parse(s).ok_or_else(|| {
             ApiError::invalid_field(
                 "id_token_signed_response_alg",
-                "must be EdDSA, ES256 or RS256",
+                "must be RS256, EdDSA (or its RFC 9864 name Ed25519) or ES256",
             )
         })?,
         Some(_) => {

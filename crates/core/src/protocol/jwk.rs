@@ -10,6 +10,9 @@ use super::error::ApiError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SigningAlg {
     EdDSA,
+    /// RFC 9864's fully specified name for EdDSA with Ed25519: the same keys and signatures as
+    /// `EdDSA`, under the name a client that registered for it checks.
+    Ed25519,
     ES256,
     RS256,
 }
@@ -18,6 +21,7 @@ impl SigningAlg {
     pub fn parse(s: &str) -> Option<SigningAlg> {
         Some(match s {
             "EdDSA" => SigningAlg::EdDSA,
+            "Ed25519" => SigningAlg::Ed25519,
             "ES256" => SigningAlg::ES256,
             "RS256" => SigningAlg::RS256,
             _ => return None,
@@ -27,9 +31,20 @@ impl SigningAlg {
     pub fn as_str(self) -> &'static str {
         match self {
             SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::Ed25519 => "Ed25519",
             SigningAlg::ES256 => "ES256",
             SigningAlg::RS256 => "RS256",
         }
+    }
+
+    /// Whether a key of `self` verifies a signature made as `other` (`EdDSA` and `Ed25519` name
+    /// one algorithm).
+    pub fn same_key_as(self, other: SigningAlg) -> bool {
+        let family = |a: SigningAlg| match a {
+            SigningAlg::Ed25519 => SigningAlg::EdDSA,
+            a => a,
+        };
+        family(self) == family(other)
     }
 }
 

@@ -95,14 +95,19 @@ fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), 
             ))
         }
     };
-    if let Some(declared) = obj.get("alg").and_then(Value::as_str) {
-        if declared != alg.as_str() {
-            return Err(at(&format!(
-                "alg {declared} does not fit the key type ({})",
-                alg.as_str()
-            )));
-        }
-    }
+    // An Ed25519 key may be declared by either name (RFC 9864); it signs under both.
+    let alg = match obj.get("alg").and_then(Value::as_str) {
+        Some(declared) => match SigningAlg::parse(declared).filter(|d| d.same_key_as(alg)) {
+            Some(d) => d,
+            None => {
+                return Err(at(&format!(
+                    "alg {declared} does not fit the key type ({})",
+                    alg.as_str()
+                )))
+            }
+        },
+        None => alg,
+    };
     let mut published = serde_json::to_value(&public).map_err(|e| at(&e.to_string()))?;
     if let Some(p) = published.as_object_mut() {
         p.insert("kid".into(), kid.clone().into());
@@ -131,6 +136,44 @@ impl KeySet {
             let (key, public) = parse_key(i, obj)?;
             if keys.iter().any(|other: &SigningKey| other.kid == key.kid) {
                 return Err(format!("SIGNING_KEYS key {i}: duplicate kid {}", key.kid));
+            }
+            keys.push(key);
+            published.push(public);
+        }
+        // Each Ed25519 key also signs under its other name (`EdDSA` / `Ed25519`, RFC 9864), as
+        // its own JWK with its own `kid`, so that a client checks a token's `alg` against the
+        // JWK's. After the keys of the set, so the set's order still chooses.
+        let mut aliases = Vec::new();
+        for k in &keys {
+            if let Material::Ed25519(sk) = &k.material {
+                let other = if k.alg == SigningAlg::Ed25519 {
+                    SigningAlg::EdDSA
+                } else {
+                    SigningAlg::Ed25519
+                };
+                let kid = format!("{}.{}", k.kid, other.as_str());
+                let mut public = published
+                    .iter()
+                    .find(|p| p.get("kid").and_then(Value::as_str) == Some(k.kid.as_str()))
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(p) = public.as_object_mut() {
+                    p.insert("kid".into(), kid.clone().into());
+                    p.insert("alg".into(), other.as_str().into());
+                }
+                aliases.push((
+                    SigningKey {
+                        kid,
+                        alg: other,
+                        material: Material::Ed25519(sk.clone()),
+                    },
+                    public,
+                ));
+            }
+        }
+        for (key, public) in aliases {
+            if keys.iter().any(|other: &SigningKey| other.kid == key.kid) {
+                return Err(format!("SIGNING_KEYS: kid {} is taken", key.kid));
             }
             keys.push(key);
             published.push(public);
@@ -205,6 +248,12 @@ impl SigningKey {
             .with_key_id(self.kid.clone())
             .with_token_type(typ);
         match &self.material {
+            Material::Ed25519(sk) if self.alg == SigningAlg::Ed25519 => {
+                Ed25519::with_specific_name()
+                    .token(&header, &c, sk)
+                    .map(Signed::Token)
+                    .map_err(|e| e.to_string())
+            }
             Material::Ed25519(sk) => Ed25519
                 .token(&header, &c, sk)
                 .map(Signed::Token)
@@ -337,6 +386,10 @@ pub fn verify_signature<T: DeserializeOwned + Clone>(
         return Err(VerifyError::WrongType);
     }
     let token = match &key.material {
+        Material::Ed25519(sk) if key.alg == SigningAlg::Ed25519 => Ed25519::with_specific_name()
+            .validator::<T>(&sk.public_key())
+            .validate(&untrusted)
+            .map_err(|_| VerifyError::BadSignature)?,
         Material::Ed25519(sk) => Ed25519
             .validator::<T>(&sk.public_key())
             .validate(&untrusted)
@@ -478,9 +531,57 @@ mod tests {
         let keys = set(vec![ed(1), ed(2)]).unwrap();
         let jwks = keys.public_jwks().to_string();
         assert!(!jwks.contains("\"d\""));
-        assert_eq!(keys.public_jwks()["keys"].as_array().unwrap().len(), 2);
-        assert_eq!(keys.public_jwks()["keys"][0]["alg"], "EdDSA");
-        assert_eq!(keys.public_jwks()["keys"][0]["use"], "sig");
+        // Each Ed25519 key under both of its names, each with its own kid.
+        let published = keys.public_jwks()["keys"].as_array().unwrap();
+        assert_eq!(published.len(), 4);
+        assert_eq!(published[0]["alg"], "EdDSA");
+        assert_eq!(published[0]["use"], "sig");
+        assert_eq!(published[2]["alg"], "Ed25519");
+        assert_eq!(published[2]["x"], published[0]["x"]);
+        assert_eq!(
+            published[2]["kid"],
+            format!("{}.Ed25519", published[0]["kid"].as_str().unwrap())
+        );
+    }
+
+    #[test]
+    fn an_ed25519_key_signs_under_both_names_and_each_verifies_only_as_itself() {
+        let keys = set(vec![ed(1)]).unwrap();
+        assert_eq!(keys.algs(), vec!["EdDSA", "Ed25519"]);
+        assert_eq!(
+            keys.access_token_key().unwrap().alg,
+            SigningAlg::EdDSA,
+            "the set's order"
+        );
+        let renamed = keys.for_alg(SigningAlg::Ed25519).unwrap();
+        let Signed::Token(t) = renamed
+            .sign(
+                "at+jwt",
+                Times {
+                    iat: 1_000,
+                    exp: 1_300,
+                },
+                C { sub: "a".into() },
+            )
+            .unwrap()
+        else {
+            panic!("not RSA")
+        };
+        let header = UntrustedToken::new(&t).unwrap().header().clone();
+        assert_eq!(UntrustedToken::new(&t).unwrap().algorithm(), "Ed25519");
+        assert_eq!(header.key_id.as_deref(), Some(renamed.kid.as_str()));
+        assert!(verify::<C>(&keys, &t, "at+jwt", 1_100, 0).is_ok());
+        // The same signature under the other kid and name is refused: each kid, one name.
+        let eddsa_kid = keys.for_alg(SigningAlg::EdDSA).unwrap().kid.clone();
+        let forged = t.replacen(
+            t.split('.').next().unwrap(),
+            &b64(&serde_json::to_vec(
+                &json!({"alg": "Ed25519", "kid": eddsa_kid, "typ": "at+jwt"}),
+            )
+            .unwrap()),
+            1,
+        );
+        assert!(verify::<C>(&keys, &forged, "at+jwt", 1_100, 0).is_err());
     }
 
     #[test]

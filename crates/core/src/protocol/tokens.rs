@@ -78,7 +78,7 @@ pub struct IdClaims {
 pub fn at_hash(access_token: &str, alg: SigningAlg) -> String {
     let half = |d: &[u8]| Base64UrlUnpadded::encode_string(d.get(..d.len() / 2).unwrap_or(d));
     match alg {
-        SigningAlg::EdDSA => half(&Sha512::digest(access_token.as_bytes())),
+        SigningAlg::EdDSA | SigningAlg::Ed25519 => half(&Sha512::digest(access_token.as_bytes())),
         SigningAlg::ES256 | SigningAlg::RS256 => half(&Sha256::digest(access_token.as_bytes())),
     }
 }

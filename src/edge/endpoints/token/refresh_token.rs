@@ -55,7 +55,11 @@ pub(super) async fn refresh(
     let mut issue = issued(grants::call(env, &grant_id, cmd).await?)?;
     // ID-token claims from the current profile, for the scopes of this issue only.
     if let Some(user) = &user {
+        let acr = issue.grant.id_claims.get("acr").cloned();
         issue.grant.id_claims = claims::released(&[], &issue.grant.claims.id_token, user);
+        if let Some(acr) = acr {
+            issue.grant.id_claims.insert("acr".into(), acr);
+        }
     }
     Ok(mint(cx, issue, Some(token)).await?)
 }
