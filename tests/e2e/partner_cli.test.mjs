@@ -168,6 +168,36 @@ test('partner_cli_client_and_user_commands', async () => {
   assert.match(r.err, /404/);
 });
 
+test('partner_cli_client_without_pkce_with_logout_uris_and_a_user_whose_email_was_checked', async () => {
+  assert.equal((await cli(['add', 'cliopt', '--name', 'CLI Options', '--origin', 'https://cliopt.example'])).code, 0);
+  let r = await cli([
+    'client', 'add', 'cliopt', '--name', 'Passport app', '--redirect-uri', 'https://cliopt.example/cb',
+    '--post-logout-redirect-uri', 'https://cliopt.example/bye', '--no-pkce',
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /PKCE: not required/);
+  assert.match(r.out, /after logout: https:\/\/cliopt\.example\/bye/);
+  assert.match(r.out, /id tokens: RS256/, 'the default');
+  const clientId = r.out.match(/^([A-Za-z0-9_-]{22}) {2}Passport app/m)?.[1];
+  const stored = await (await w.admin(`/clients/${clientId}`)).json();
+  assert.equal(stored.require_pkce, false);
+  assert.deepEqual(stored.post_logout_redirect_uris, ['https://cliopt.example/bye']);
+
+  r = await cli(['user', 'add', 'vera', '--name', 'Vera', '--email', 'vera@school.example', '--email-verified', '--password-stdin'], {}, 'a long enough password\n');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /<vera@school\.example> \(checked\)/);
+  // An update that keeps the address keeps it checked; a new address is not checked.
+  r = await cli(['user', 'update', 'vera', '--name', 'Vera B']);
+  assert.equal((await (await w.admin('/users/vera')).json()).email_verified, true);
+  r = await cli(['user', 'update', 'vera', '--email', 'vera.b@school.example']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal((await (await w.admin('/users/vera')).json()).email_verified, false);
+  r = await cli(['user', 'update', 'vera', '--email-verified']);
+  assert.equal((await (await w.admin('/users/vera')).json()).email_verified, true);
+  r = await cli(['user', 'update', 'vera', '--email-verified', '--email-unverified']);
+  assert.equal(r.code, 2);
+});
+
 test('partner_cli_test_key_signs_link_requests_and_login_assertions', async () => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const os = await import('node:os');
