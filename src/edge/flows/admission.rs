@@ -10,9 +10,10 @@
 //! against the keys of now, and its standing from KV itself rather than the isolate cache. Its
 //! entry starts again from that check, so a token in steady use is never checked on its path
 //! again, and no entry is trusted longer after the reads it rests on than before. A revocation
-//! reaches the gateway when the isolate's entries for it expire: within
-//! `GATE_CACHE_TTL_SECONDS` (at most 30 s here) of the read plus KV's propagation, and never
-//! later than the access token's own five minutes.
+//! reaches the gateway when the isolate's entries for it expire: a first sight may rest on a
+//! cached read as old as `GATE_CACHE_TTL_SECONDS` (at most 30 s here) and is then held as long,
+//! so within twice that plus KV's propagation; an entry checked again, within once that of its
+//! read; and never later than the access token's own five minutes.
 
 use crate::edge::flows::limits::{self, Bucket};
 use crate::edge::flows::{bearer, gate};

@@ -7,7 +7,7 @@ use crate::protocol::cache::TtlCache;
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::keys::MAX_KEY_BYTES;
 use serde::de::DeserializeOwned;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use worker::Env;
 
@@ -16,6 +16,9 @@ const CACHE_CAPACITY: usize = 4096;
 
 thread_local! {
     static CACHE: RefCell<TtlCache<Option<Rc<str>>>> = RefCell::new(TtlCache::new(CACHE_CAPACITY));
+    /// Moves on at each [`forget`]: a read that began before it does not put its (older) answer
+    /// back into the cache after it.
+    static FORGOTTEN: Cell<u64> = const { Cell::new(0) };
 }
 
 /// How a read treats the isolate cache.
@@ -51,20 +54,24 @@ pub async fn get_text_read(
     let kv = env
         .kv(config::PARTNERS_KV)
         .map_err(|e| ApiError::unavailable(format!("kv binding: {e}")))?;
+    let before = FORGOTTEN.with(Cell::get);
     let value: Option<Rc<str>> = crate::edge::rt::objects::kv_op("get", key, kv.get(key).text())
         .await?
         .map(Rc::from);
     let ttl = config::gate_cache_ttl_ms(env);
-    CACHE.with(|c| {
-        c.borrow_mut()
-            .insert(key.to_owned(), value.clone(), now_ms, ttl)
-    });
+    if FORGOTTEN.with(Cell::get) == before {
+        CACHE.with(|c| {
+            c.borrow_mut()
+                .insert(key.to_owned(), value.clone(), now_ms, ttl)
+        });
+    }
     Ok(value)
 }
 
 /// Drops `key` from this isolate's cache, so the next read asks KV: for the isolate that just
 /// caused a change, which should not wait out its own cache.
 pub fn forget(key: &str) {
+    FORGOTTEN.with(|g| g.set(g.get().wrapping_add(1)));
     CACHE.with(|c| c.borrow_mut().remove(key));
 }
 

@@ -713,9 +713,7 @@ impl Leases {
                 shard: home,
                 left: 0,
                 exhausted: false,
-                // An isolate that sees the key rarely on average (the demand of its last gap
-                // was high by chance) refills it off the path once spent, like the one ahead.
-                ahead: rare,
+                ahead: false,
             });
             prefetch = Some(Ask {
                 key: shard_key(key, home, shards),
