@@ -131,9 +131,27 @@ impl Cookies {
 
 /// An HTML page response with the page security headers and any cookies.
 pub fn page(status: u16, html: String, cookies: &[String], outcome: &'static str) -> Outcome {
+    page_with_csp(status, html, cookies, outcome, None)
+}
+
+/// The form-post authorization response page: [`page`], with the CSP that allows its one script.
+pub fn form_post(html: String, cookies: &[String], outcome: &'static str) -> Outcome {
+    page_with_csp(200, html, cookies, outcome, Some(pages::FORM_POST_CSP))
+}
+
+fn page_with_csp(
+    status: u16,
+    html: String,
+    cookies: &[String],
+    outcome: &'static str,
+    csp: Option<&str>,
+) -> Outcome {
     let mut headers: Vec<(&str, String)> = pages::PAGE_HEADERS
         .iter()
-        .map(|(k, v)| (*k, (*v).to_owned()))
+        .map(|(k, v)| match csp {
+            Some(csp) if *k == "content-security-policy" => (*k, csp.to_owned()),
+            _ => (*k, (*v).to_owned()),
+        })
         .collect();
     for c in cookies {
         headers.push(("set-cookie", c.clone()));
@@ -143,21 +161,6 @@ pub fn page(status: u16, html: String, cookies: &[String], outcome: &'static str
             r.with_status(status)
                 .with_headers(respond::headers(&headers))
         })
-        .unwrap_or_else(|_| respond::empty(500, &[]));
-    Outcome::new(resp, outcome)
-}
-
-/// The form-post authorization response page (its own CSP, which allows its one script).
-pub fn form_post(html: String, cookies: &[String], outcome: &'static str) -> Outcome {
-    let mut headers: Vec<(&str, String)> = pages::FORM_POST_HEADERS
-        .iter()
-        .map(|(k, v)| (*k, (*v).to_owned()))
-        .collect();
-    for c in cookies {
-        headers.push(("set-cookie", c.clone()));
-    }
-    let resp = worker::Response::ok(html)
-        .map(|r| r.with_headers(respond::headers(&headers)))
         .unwrap_or_else(|_| respond::empty(500, &[]));
     Outcome::new(resp, outcome)
 }

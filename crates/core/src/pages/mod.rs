@@ -345,21 +345,12 @@ pub fn signed_out() -> String {
 
 /// The one script any page runs: it submits the form-post response's form (OAuth 2.0 Form Post
 /// Response Mode §2). The page's CSP allows this text alone, by its SHA-256
-/// ([`FORM_POST_HEADERS`]); a browser without scripts shows the button instead.
+/// ([`FORM_POST_CSP`]); a browser without scripts shows the button instead.
 pub const FORM_POST_SCRIPT: &str = "document.forms[0].submit()";
 
-/// The headers of the form-post page: [`PAGE_HEADERS`], but with [`FORM_POST_SCRIPT`] allowed.
-pub const FORM_POST_HEADERS: &[(&str, &str)] = &[
-    ("content-type", "text/html; charset=utf-8"),
-    ("cache-control", "no-store"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    ("x-content-type-options", "nosniff"),
-    (
-        "content-security-policy",
-        "default-src 'none'; script-src 'sha256-ePniVEkSivX/c7XWBGafqh8tSpiRrKiqYeqbG7N1TOE='; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-    ),
-];
+/// The form-post page's `content-security-policy`, in place of [`PAGE_HEADERS`]' own: the same,
+/// but with [`FORM_POST_SCRIPT`] allowed by its hash.
+pub const FORM_POST_CSP: &str = "default-src 'none'; script-src 'sha256-ePniVEkSivX/c7XWBGafqh8tSpiRrKiqYeqbG7N1TOE='; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The authorization response as a form the browser posts to the client's (verified) redirect
 /// URI: submitted at once by [`FORM_POST_SCRIPT`], or by the button without scripts.
@@ -398,11 +389,7 @@ mod tests {
         use base64ct::{Base64, Encoding};
         use sha2::{Digest, Sha256};
         let hash = Base64::encode_string(&Sha256::digest(FORM_POST_SCRIPT.as_bytes()));
-        let csp = FORM_POST_HEADERS
-            .iter()
-            .find(|(k, _)| *k == "content-security-policy")
-            .unwrap()
-            .1;
+        let csp = FORM_POST_CSP;
         assert!(
             csp.contains(&format!("script-src 'sha256-{hash}'")),
             "{csp}"
