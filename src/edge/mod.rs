@@ -14,8 +14,8 @@ use worker::{console_log, Context, Env, Request, Response};
 
 use self::calls::{audit as edge_audit, usage};
 use self::endpoints::{
-    account, admin, authorize, autologin, discovery, gateway, link, logout, revocation, token,
-    userinfo,
+    account, admin, authorize, autologin, discovery, gateway, link, logout, registration,
+    revocation, token, userinfo,
 };
 use self::flows::gate;
 use self::rt::clock::now_ms;
@@ -177,12 +177,21 @@ async fn dispatch(
         }
         Route::Introspect => revocation::introspect(req, env, now).await,
         Route::Logout => logout::logout(req, env, method, now).await,
+        Route::Register => registration::register(req, env, now)
+            .await
+            .unwrap_or_else(Outcome::error),
+        Route::RegisterClient { id } => registration::manage(req, env, id, method, now)
+            .await
+            .unwrap_or_else(Outcome::error),
         Route::Jwks => discovery::jwks(env),
         Route::Discovery => discovery::discovery(env),
         Route::AdminPartners
         | Route::AdminPartner { .. }
         | Route::AdminPartnerClients { .. }
         | Route::AdminClient { .. }
+        | Route::AdminClientRegistration { .. }
+        | Route::AdminPartnerRegistrationTokens { .. }
+        | Route::AdminRegistrationToken { .. }
         | Route::AdminUser { .. }
         | Route::AdminUserLinks { .. }
         | Route::AdminUserLink { .. }

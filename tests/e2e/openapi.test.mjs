@@ -306,6 +306,10 @@ before(async () => {
   ctx.otherToken = await accessToken(ctx.client, 'other');
   ctx.tiny = await registerClient('tiny', { name: 'Tiny server', grant_types: ['client_credentials'], scopes: ['api'] });
   ctx.tinyToken = await accessToken(ctx.tiny, 'api');
+  // An initial access token of Dynamic Client Registration, for the calls that revoke one.
+  const issued = await w.admin('/partners/acme/registration-tokens', { method: 'POST', body: { label: 'To revoke' } });
+  assert.equal(issued.status, 201, await issued.clone().text());
+  ctx.registrationToken = await issued.json();
   for (const u of ['ada', 'cleo']) {
     const res = await w.admin(`/users/${u}`, { method: 'PUT', body: { password: PASSWORD, name: u.toUpperCase() } });
     assert.equal(res.status, 201);
@@ -328,7 +332,7 @@ after(async () => {
 // event written, a rate limit used up), the call is repeated until `until(response)` holds.
 
 function exampleCalls() {
-  const { client, spare, apiToken, otherToken, tiny, tinyToken } = ctx;
+  const { client, spare, apiToken, otherToken, tiny, tinyToken, registrationToken } = ctx;
   const bearer = (t) => `Bearer ${t}`;
   const calls = [];
   const add = (op, status, path, opts = {}) => calls.push({ op, status, path, ...opts });
@@ -343,6 +347,10 @@ function exampleCalls() {
     'POST /admin/partners/{partner_id}/clients': '/admin/partners/acme/clients',
     'GET /admin/clients/{client_id}': `/admin/clients/${client.client_id}`,
     'DELETE /admin/clients/{client_id}': `/admin/clients/${client.client_id}`,
+    'GET /admin/partners/{partner_id}/registration-tokens': '/admin/partners/acme/registration-tokens',
+    'POST /admin/partners/{partner_id}/registration-tokens': '/admin/partners/acme/registration-tokens',
+    'DELETE /admin/registration-tokens/{token_id}': `/admin/registration-tokens/${registrationToken.id}`,
+    'DELETE /admin/clients/{client_id}/registration': `/admin/clients/${client.client_id}/registration`,
     'GET /admin/users/{username}': '/admin/users/ada',
     'PUT /admin/users/{username}': '/admin/users/ada',
     'DELETE /admin/users/{username}': '/admin/users/ada',
@@ -431,6 +439,45 @@ function exampleCalls() {
 
   add('DELETE /admin/clients/{client_id}', 204, `/admin/clients/${spare.client_id}`);
   add('DELETE /admin/clients/{client_id}', 404, `/admin/clients/${spare.client_id}`, { why: 'already removed' });
+
+  const tokens = '/admin/partners/acme/registration-tokens';
+  add('POST /admin/partners/{partner_id}/registration-tokens', 201, tokens, { json: {}, why: 'the default policy, no label, no limit' });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 201, tokens, {
+    json: {
+      label: 'Acme apps', grant_types: ['authorization_code', 'refresh_token', 'client_credentials'], scopes: ['openid', 'api'],
+      require_pkce: false, expires_in: 3600, max_registrations: 5,
+    },
+    why: 'every member',
+  });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 201, tokens, {
+    json: { label: null, grant_types: null, scopes: null, require_pkce: null, expires_in: null, max_registrations: null }, why: 'null counts as absent',
+  });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, tokens, { json: { expires_in: 10 }, why: 'shorter than a minute' });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, tokens, { json: { expires_in: 91 * 24 * 3600 }, why: 'longer than 90 days' });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, tokens, { json: { max_registrations: 0 } });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, tokens, { json: { scopes: ['bad scope'] } });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, tokens, { json: { grant_types: ['implicit'] } });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, tokens, { json: { require_pkce: 'yes' } });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, tokens, { json: { policy: {} }, why: 'an unknown member' });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 400, '/admin/partners/ACME/registration-tokens', { json: {} });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 404, '/admin/partners/nobody/registration-tokens', { json: {} });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 413, tokens, { json: tooBig });
+  add('POST /admin/partners/{partner_id}/registration-tokens', 415, tokens, asText);
+
+  add('GET /admin/partners/{partner_id}/registration-tokens', 200, tokens, { why: 'with and without label and limit' });
+  add('GET /admin/partners/{partner_id}/registration-tokens', 200, '/admin/partners/tiny/registration-tokens', { why: 'none' });
+  add('GET /admin/partners/{partner_id}/registration-tokens', 400, '/admin/partners/ACME/registration-tokens');
+  add('GET /admin/partners/{partner_id}/registration-tokens', 404, '/admin/partners/nobody/registration-tokens');
+
+  add('DELETE /admin/registration-tokens/{token_id}', 204, `/admin/registration-tokens/${registrationToken.id}`);
+  add('DELETE /admin/registration-tokens/{token_id}', 404, `/admin/registration-tokens/${registrationToken.id}`, { why: 'already revoked' });
+  add('DELETE /admin/registration-tokens/{token_id}', 404, '/admin/registration-tokens/x', { why: 'a malformed id is not found too' });
+
+  add('DELETE /admin/clients/{client_id}/registration', 204, `/admin/clients/${client.client_id}/registration`, { why: 'an admin-created client: no registration access to end' });
+  add('DELETE /admin/clients/{client_id}/registration', 204, `/admin/clients/${client.client_id}/registration`, { why: 'again' });
+  add('DELETE /admin/clients/{client_id}/registration', 404, `/admin/clients/${spare.client_id}/registration`, { why: 'a removed client' });
+  add('DELETE /admin/clients/{client_id}/registration', 404, '/admin/clients/AAAAAAAAAAAAAAAAAAAAAA/registration');
+  add('DELETE /admin/clients/{client_id}/registration', 404, '/admin/clients/x/registration', { why: 'a malformed id is not found too' });
 
   add('GET /admin/users/{username}', 200, '/admin/users/ada');
   add('GET /admin/users/{username}', 400, '/admin/users/Ada');
@@ -709,9 +756,12 @@ function routeTable() {
     return ROUTES_RS.slice(start, end);
   };
   const templates = {};
-  for (const m of body('template').matchAll(/Route::(\w+)(?:\s*\{\s*\.\.\s*\})?\s*=>\s*(?:"([^"]*)"|(\w+))/g)) {
+  // An arm rustfmt wrapped has its value in a block: `Route::X { .. } => {\n "..." \n }`.
+  for (const m of body('template').matchAll(/Route::(\w+)(?:\s*\{\s*\.\.\s*\})?\s*=>\s*\{?\s*(?:"([^"]*)"|(\w+))/g)) {
     templates[m[1]] = m[2] ?? consts[m[3]];
   }
+  const armed = [...new Set([...body('template').matchAll(/Route::(\w+)/g)].map((m) => m[1]))];
+  assert.deepEqual(armed.filter((v) => !(v in templates)), [], 'arms of fn template this parser did not read');
   const methods = {};
   for (const m of body('methods').matchAll(/((?:\|?\s*Route::\w+(?:\s*\{\s*\.\.\s*\})?\s*)+)=>\s*(?:&\[([^\]]*)\]|(\w+))/g)) {
     const list = m[2] !== undefined ? [...m[2].matchAll(/Method::(\w+)/g)].map((x) => x[1]) : methodLists[m[3]];

@@ -362,12 +362,51 @@ test('partner_cli_user_add_puts_the_user_in_the_region_given_and_refuses_another
   assert.match(r.err, /404/);
 });
 
+test('partner_cli_registration_tokens_are_made_listed_and_revoked', async () => {
+  assert.equal((await cli(['add', 'clireg', '--name', 'CLI Reg', '--origin', 'https://clireg.example'])).code, 0);
+  let r = await cli([
+    'registration-token', 'add', 'clireg', '--scope', 'openid', '--scope', 'email', '--grant', 'authorization_code',
+    '--expires-in-days', '2', '--max-registrations', '3', '--label', 'certification', '--allow-no-pkce',
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const token = r.out.match(/token \(shown once; give it to the partner\): ([A-Za-z0-9_-]{43})$/m)?.[1];
+  const id = r.out.match(/^([A-Za-z0-9_-]{16}) \(certification\) {2}partner clireg$/m)?.[1];
+  assert.ok(token && id, r.out);
+  assert.match(r.out, /grants: authorization_code; scopes: openid email/);
+  assert.match(r.out, /PKCE: confidential clients may go without/);
+  assert.match(r.out, /registered: 0 of 3; expires /);
+  const reg = await w.fetch('/oauth2/register', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ client_name: 'Self-registered', redirect_uris: ['https://clireg.example/cb'] }),
+  });
+  assert.equal(reg.status, 201);
+  const client = await reg.json();
+  assert.equal(client.require_pkce, false);
+  r = await cli(['registration-token', 'list', 'clireg']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /registered: 1 of 3/);
+  assert.ok(!r.out.includes(token), 'a listing never shows the token');
+  r = await cli(['client', 'end-registration', client.client_id]);
+  assert.equal(r.code, 0, r.err);
+  const read = await w.fetch(`/oauth2/register/${client.client_id}`, { headers: { authorization: `Bearer ${client.registration_access_token}` } });
+  assert.equal(read.status, 401);
+  r = await cli(['registration-token', 'revoke', id]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal((await cli(['registration-token', 'revoke', id])).code, 1, 'revoking twice is a failure');
+  r = await cli(['registration-token', 'list', 'clireg']);
+  assert.match(r.out, /^no registration tokens$/m);
+  assert.equal((await cli(['registration-token', 'add', 'clireg', '--expires-in-days', 'soon'])).code, 2);
+  assert.equal((await cli(['registration-token', 'add', 'clireg', '--scope', 'bad scope'])).code, 1);
+});
+
 test('partner_cli_every_command_answers_help_without_a_token_or_server', async () => {
   const env = { ADMIN_TOKEN: '', EDGEWARD_URL: 'http://127.0.0.1:9' };
   const commands = [
     ['add'], ['update'], ['list'], ['show'], ['suspend'], ['activate'], ['remove'], ['limits'], ['usage'], ['usage-migrate'], ['links-migrate'],
     ['testkey'], ['link-request'], ['login-assertion'],
-    ['client'], ['client', 'add'], ['client', 'list'], ['client', 'show'], ['client', 'remove'],
+    ['client'], ['client', 'add'], ['client', 'list'], ['client', 'show'], ['client', 'remove'], ['client', 'end-registration'],
+    ['registration-token'], ['registration-token', 'add'], ['registration-token', 'list'], ['registration-token', 'revoke'],
     ['user'], ['user', 'add'], ['user', 'update'], ['user', 'show'], ['user', 'remove'],
   ];
   for (const cmd of commands) {

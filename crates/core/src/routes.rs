@@ -46,6 +46,7 @@ pub const API_ROOT: &str = "/api";
 pub const ADMIN_PARTNERS: &str = "/admin/partners";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_USERS: &str = "/admin/users";
+pub const ADMIN_REGISTRATION_TOKENS: &str = "/admin/registration-tokens";
 pub const ADMIN_AUDIT: &str = "/admin/audit";
 pub const ADMIN_AUDIT_MIGRATE: &str = "/admin/audit/migrate";
 pub const ADMIN_USAGE: &str = "/admin/usage";
@@ -60,6 +61,14 @@ pub const USERINFO: &str = "/oauth2/userinfo";
 pub const REVOKE: &str = "/oauth2/revoke";
 pub const INTROSPECT: &str = "/oauth2/introspect";
 pub const LOGOUT: &str = "/oauth2/logout";
+/// Dynamic Client Registration (RFC 7591); each client's configuration endpoint (RFC 7592) is
+/// below it ([`registration_client_path`]).
+pub const REGISTER: &str = "/oauth2/register";
+
+/// The path of a registered client's configuration endpoint.
+pub fn registration_client_path(client_id: &str) -> String {
+    format!("{REGISTER}/{client_id}")
+}
 pub const LOGIN: &str = "/login";
 pub const LINK: &str = "/link";
 /// The partner's server confirms a link the user agreed to.
@@ -109,6 +118,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         metadata: "jwks_uri",
         path: JWKS,
     },
+    Endpoint {
+        metadata: "registration_endpoint",
+        path: REGISTER,
+    },
 ];
 
 /// Methods a partner's browser code may use on partner-facing routes (CORS).
@@ -136,6 +149,12 @@ pub enum Route<'a> {
     Revoke,
     Introspect,
     Logout,
+    /// Registers a client with an initial access token (RFC 7591).
+    Register,
+    /// A registered client's configuration endpoint (RFC 7592).
+    RegisterClient {
+        id: &'a str,
+    },
     Login,
     AutoLogin,
     Link,
@@ -165,6 +184,17 @@ pub enum Route<'a> {
         id: &'a str,
     },
     AdminClient {
+        id: &'a str,
+    },
+    /// Ends a client's registration access token (RFC 7592): the client stays.
+    AdminClientRegistration {
+        id: &'a str,
+    },
+    /// A partner's initial access tokens for Dynamic Client Registration.
+    AdminPartnerRegistrationTokens {
+        id: &'a str,
+    },
+    AdminRegistrationToken {
         id: &'a str,
     },
     AdminUser {
@@ -204,6 +234,13 @@ impl Route<'_> {
             Route::AdminPartner { .. } => "/admin/partners/{partner_id}",
             Route::AdminPartnerClients { .. } => "/admin/partners/{partner_id}/clients",
             Route::AdminClient { .. } => "/admin/clients/{client_id}",
+            Route::AdminClientRegistration { .. } => "/admin/clients/{client_id}/registration",
+            Route::AdminPartnerRegistrationTokens { .. } => {
+                "/admin/partners/{partner_id}/registration-tokens"
+            }
+            Route::AdminRegistrationToken { .. } => "/admin/registration-tokens/{token_id}",
+            Route::Register => REGISTER,
+            Route::RegisterClient { .. } => "/oauth2/register/{client_id}",
             Route::AdminUser { .. } => "/admin/users/{username}",
         }
     }
@@ -228,6 +265,11 @@ impl Route<'_> {
             Route::AdminPartner { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminPartnerClients { .. } => &[Method::Get, Method::Post],
             Route::AdminClient { .. } => &[Method::Get, Method::Delete],
+            Route::AdminClientRegistration { .. } => &[Method::Delete],
+            Route::AdminPartnerRegistrationTokens { .. } => &[Method::Get, Method::Post],
+            Route::AdminRegistrationToken { .. } => &[Method::Delete],
+            Route::Register => &[Method::Post],
+            Route::RegisterClient { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminUser { .. } => &[Method::Get, Method::Put, Method::Delete],
             Route::AdminUserLinks { .. } => &[Method::Get],
             Route::AdminUserLink { .. } => &[Method::Delete],
@@ -291,6 +333,12 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     if path == LOGOUT {
         return Some(Route::Logout);
     }
+    if path == REGISTER {
+        return Some(Route::Register);
+    }
+    if let Some(id) = under(path, REGISTER).filter(|r| !r.contains('/')) {
+        return Some(Route::RegisterClient { id });
+    }
     if path == LOGIN {
         return Some(Route::Login);
     }
@@ -331,11 +379,23 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         return match rest.split_once('/') {
             None => Some(Route::AdminPartner { id: rest }),
             Some((id, "clients")) if !id.is_empty() => Some(Route::AdminPartnerClients { id }),
+            Some((id, "registration-tokens")) if !id.is_empty() => {
+                Some(Route::AdminPartnerRegistrationTokens { id })
+            }
             Some(_) => None,
         };
     }
-    if let Some(id) = under(path, ADMIN_CLIENTS).filter(|r| !r.contains('/')) {
-        return Some(Route::AdminClient { id });
+    if let Some(rest) = under(path, ADMIN_CLIENTS) {
+        return match rest.split_once('/') {
+            None => Some(Route::AdminClient { id: rest }),
+            Some((id, "registration")) if !id.is_empty() => {
+                Some(Route::AdminClientRegistration { id })
+            }
+            Some(_) => None,
+        };
+    }
+    if let Some(id) = under(path, ADMIN_REGISTRATION_TOKENS).filter(|r| !r.contains('/')) {
+        return Some(Route::AdminRegistrationToken { id });
     }
     if let Some(rest) = under(path, ADMIN_USERS) {
         let mut parts = rest.split('/');
@@ -390,6 +450,23 @@ mod tests {
             route("/admin/users/alice"),
             Some(Route::AdminUser { username: "alice" })
         );
+        assert_eq!(route("/oauth2/register"), Some(Route::Register));
+        assert_eq!(
+            route("/oauth2/register/abc"),
+            Some(Route::RegisterClient { id: "abc" })
+        );
+        assert_eq!(
+            route("/admin/partners/acme/registration-tokens"),
+            Some(Route::AdminPartnerRegistrationTokens { id: "acme" })
+        );
+        assert_eq!(
+            route("/admin/registration-tokens/t1"),
+            Some(Route::AdminRegistrationToken { id: "t1" })
+        );
+        assert_eq!(
+            route("/admin/clients/abc/registration"),
+            Some(Route::AdminClientRegistration { id: "abc" })
+        );
     }
 
     #[test]
@@ -404,6 +481,11 @@ mod tests {
             "/admin/partners/a/clients/x",
             "/admin/clients/",
             "/admin/clients/a/b",
+            "/admin/clients//registration",
+            "/oauth2/register/",
+            "/oauth2/register/a/b",
+            "/admin/registration-tokens",
+            "/admin/registration-tokens/a/b",
             "/admin/users",
             "/admin",
             "/API/x",

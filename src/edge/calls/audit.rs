@@ -26,6 +26,7 @@ const THROTTLED: &[&str] = &[
     "scope_denied",
     "rate_limited",
     "partner_suspended",
+    "registration_auth_failed",
 ];
 
 const THROTTLE_MS: u64 = 10_000;

@@ -11,10 +11,13 @@ use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::{check_issuer_is_not_ours, parse_partner_spec, PartnerId};
 use crate::protocol::region::Home;
+use crate::protocol::registration::parse_token_spec;
 use crate::protocol::user::{parse_user_spec, UserSpec, Username};
 use crate::routes::{Method, Route};
 use crate::store::registry::{
-    CreateClient, Delete, DeleteClient, Get, GetClient, List, ListClients, Put, RemovalDone, Saved,
+    CreateClient, CreateRegistrationToken, Delete, DeleteClient, EndRegistrationAccess, Get,
+    GetClient, List, ListClients, ListRegistrationTokens, Put, RemovalDone,
+    RevokeRegistrationToken, Saved,
 };
 use crate::store::usage::parse_migrate_request;
 use crate::store::users as user_store;
@@ -91,26 +94,7 @@ async fn migrate_usage(req: Request, env: &Env, now_ms: u64) -> Result<Outcome, 
 }
 
 async fn read_body(mut req: Request) -> Result<Vec<u8>, ApiError> {
-    let ct = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let media = ct.split(';').next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "content-type must be application/json",
-        ));
-    }
-    crate::edge::rt::body::read_limited(&mut req, MAX_BODY, || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body must be at most {MAX_BODY} bytes"),
-        )
-    })
-    .await
+    crate::edge::rt::body::json(&mut req, MAX_BODY).await
 }
 
 fn client_id_param(id: &str) -> Result<ClientId, ApiError> {
@@ -231,7 +215,52 @@ async fn registry_route(
         }
         (Route::AdminClient { id }, Method::Delete) => {
             let client_id = client_id_param(id)?;
+            let key = client_id.kv_key();
             registry::call(env, DeleteClient { client_id }).await?;
+            crate::edge::rt::kvcache::forget(&key);
+            Outcome::new(respond::empty(204, &[]), "deleted")
+        }
+        (Route::AdminClientRegistration { id }, Method::Delete) => {
+            let client_id = client_id_param(id)?;
+            registry::call(env, EndRegistrationAccess { client_id }).await?;
+            Outcome::new(respond::empty(204, &[]), "deleted")
+        }
+        (Route::AdminPartnerRegistrationTokens { id }, Method::Get) => {
+            let partner_id = PartnerId::parse(id)?;
+            let tokens = registry::call(env, ListRegistrationTokens { partner_id }).await?;
+            Outcome::new(
+                respond::json(
+                    200,
+                    &serde_json::json!({ "registration_tokens": tokens }),
+                    &[],
+                ),
+                "ok",
+            )
+        }
+        (Route::AdminPartnerRegistrationTokens { id }, Method::Post) => {
+            let partner_id = PartnerId::parse(id)?;
+            let spec = parse_token_spec(&read_body(req).await?)?;
+            // The token is shown once, in this reply; the registry keeps its hash.
+            let token = Base64UrlUnpadded::encode_string(&random::bytes::<32>()?);
+            let cmd = CreateRegistrationToken {
+                partner_id,
+                id: Base64UrlUnpadded::encode_string(&random::bytes::<12>()?),
+                token_hash: secret_hash(&token),
+                spec,
+                now,
+            };
+            let record = registry::call(env, cmd).await?;
+            let partner = record.partner_id.clone();
+            let mut body = serde_json::to_value(&record)
+                .map_err(|e| ApiError::unavailable(format!("encode token: {e}")))?;
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("token".into(), token.into());
+            }
+            Outcome::new(respond::json(201, &body, &[]), "created").partner(partner)
+        }
+        (Route::AdminRegistrationToken { id }, Method::Delete) => {
+            let id = (*id).to_owned();
+            registry::call(env, RevokeRegistrationToken { id }).await?;
             Outcome::new(respond::empty(204, &[]), "deleted")
         }
         _ => return Err(ApiError::method_not_allowed(route.methods())),

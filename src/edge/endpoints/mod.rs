@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod gateway;
 pub mod link;
 pub mod logout;
+pub mod registration;
 pub mod revocation;
 pub mod token;
 pub mod userinfo;

@@ -18,6 +18,18 @@ pub enum Bucket {
     Token,
 }
 
+/// Admits one registration call under `key` (`partner:{id}` or `client:{id}`), within
+/// `config::registrations_per_minute`, so that no partner, and no one who knows a client's id,
+/// can keep the registry object busy.
+pub async fn admit_registration(env: &Env, key: &str, now_ms: u64) -> Result<(), ApiError> {
+    let key = format!("register:{key}");
+    let limit = crate::edge::rt::config::registrations_per_minute(env);
+    match acquire(env, &key, limit, MINUTE_MS, GLOBAL, now_ms).await? {
+        Admission::Admitted(_) => Ok(()),
+        Admission::Refused(window) => Err(limited("the registration limit", window, now_ms)),
+    }
+}
+
 /// Admits one call of `client_id` (of `partner`) against the client's and the partner's
 /// per-minute limits for `bucket`.
 pub async fn admit_client(

@@ -14,9 +14,12 @@ use crate::protocol::origin::Origin;
 use crate::protocol::partner::{
     plan_delete, plan_put, resolved_issuer, EdgeWrite, Partner, PartnerId,
 };
+use crate::protocol::registration::{self, edge_key, EdgeToken, Policy, RegistrationToken};
 use crate::store::registry::{
-    CreateClient, Delete, DeleteClient, Get, GetClient, List, ListClients, Put, RegistryCommand,
-    RegistryHandler, RemovalDone, Saved, SCHEMA,
+    CreateClient, CreateRegistrationToken, Delete, DeleteClient, DeleteRegistration,
+    EndRegistrationAccess, Get, GetClient, List, ListClients, ListRegistrationTokens, Put,
+    ReadRegistration, Register, Registered, RegistryCommand, RegistryHandler, RemovalDone,
+    RevokeRegistrationToken, Saved, UpdateRegistration, SCHEMA,
 };
 use base64ct::{Base64UrlUnpadded, Encoding};
 use futures_util::lock::Mutex;
@@ -47,6 +50,18 @@ struct RecordRow {
 #[derive(Deserialize)]
 struct OwnerRow {
     partner_id: String,
+}
+
+#[derive(Deserialize)]
+struct TokenRow {
+    hash: String,
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct AccessRow {
+    access_hash: String,
+    policy: String,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +230,17 @@ impl RegistryHandler for Registry {
         )?;
         exec(
             &sql,
+            "DELETE FROM client_registrations WHERE partner_id = ?",
+            vec![text(id.as_str())],
+        )?;
+        let tokens = read_tokens(&sql, &id)?;
+        exec(
+            &sql,
+            "DELETE FROM registration_tokens WHERE partner_id = ?",
+            vec![text(id.as_str())],
+        )?;
+        exec(
+            &sql,
             "DELETE FROM partner_issuers WHERE partner_id = ?",
             vec![text(id.as_str())],
         )?;
@@ -239,6 +265,10 @@ impl RegistryHandler for Registry {
                 value: None,
             })
             .collect();
+        writes.extend(tokens.iter().map(|(hash, _)| EdgeWrite {
+            key: edge_key(hash),
+            value: None,
+        }));
         writes.extend(plan_delete(&existing));
         enqueue(&sql, &writes)?;
         self.publish().await?;
@@ -276,41 +306,260 @@ impl RegistryHandler for Registry {
         if read_client(&sql, &client_id)?.is_some() {
             return Err(ApiError::unavailable("client id collision"));
         }
-        let record = ClientRecord {
-            client_id,
+        let record = ClientRecord::from_spec(client_id, partner_id, spec, secret_hash, now);
+        save_client(&sql, &record)?;
+        self.publish().await?;
+        Ok(record.view())
+    }
+
+    async fn create_registration_token(
+        &self,
+        CreateRegistrationToken {
             partner_id,
-            name: spec.name,
-            redirect_uris: spec.redirect_uris,
-            grant_types: spec.grant_types,
-            scopes: spec.scopes,
-            token_endpoint_auth_method: spec.token_endpoint_auth_method,
-            jwks: spec.jwks,
-            id_token_signed_response_alg: spec.id_token_signed_response_alg,
-            require_pkce: spec.require_pkce,
-            post_logout_redirect_uris: Some(spec.post_logout_redirect_uris),
-            secret_hash,
+            id,
+            token_hash,
+            spec,
+            now,
+        }: CreateRegistrationToken,
+    ) -> std::result::Result<RegistrationToken, ApiError> {
+        let sql = self.sql()?;
+        if read_partner(&sql, &partner_id)?.is_none() {
+            return Err(ApiError::not_found("partner"));
+        }
+        let token = RegistrationToken {
+            id,
+            partner_id,
+            label: spec.label,
+            policy: spec.policy,
+            expires_at: now.saturating_add(spec.expires_in),
+            max_registrations: spec.max_registrations,
+            registrations: 0,
             created_at: now,
         };
-        let json = serde_json::to_string(&record)
-            .map_err(|e| ApiError::unavailable(format!("encode client: {e}")))?;
+        let record = encode(&token)?;
         exec(
             &sql,
-            "INSERT INTO clients (id, partner_id, record) VALUES (?, ?, ?)",
+            "INSERT INTO registration_tokens (hash, id, partner_id, record) VALUES (?, ?, ?, ?)",
             vec![
-                text(record.client_id.as_str()),
-                text(record.partner_id.as_str()),
-                SqlStorageValue::String(json.clone()),
+                text(&token_hash),
+                text(&token.id),
+                text(token.partner_id.as_str()),
+                SqlStorageValue::String(record),
             ],
+        )?;
+        let edge = EdgeToken {
+            partner_id: token.partner_id.clone(),
+            expires_at: token.expires_at,
+        };
+        enqueue(
+            &sql,
+            &[EdgeWrite {
+                key: edge_key(&token_hash),
+                value: Some(encode(&edge)?),
+            }],
+        )?;
+        self.publish().await?;
+        Ok(token)
+    }
+
+    async fn list_registration_tokens(
+        &self,
+        ListRegistrationTokens { partner_id }: ListRegistrationTokens,
+    ) -> std::result::Result<Vec<RegistrationToken>, ApiError> {
+        let sql = self.sql()?;
+        if read_partner(&sql, &partner_id)?.is_none() {
+            return Err(ApiError::not_found("partner"));
+        }
+        Ok(read_tokens(&sql, &partner_id)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect())
+    }
+
+    async fn revoke_registration_token(
+        &self,
+        RevokeRegistrationToken { id }: RevokeRegistrationToken,
+    ) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        let rows: Vec<TokenRow> = sql
+            .exec(
+                "SELECT hash, record FROM registration_tokens WHERE id = ?",
+                vec![text(&id)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(storage_err)?;
+        let Some(row) = rows.first() else {
+            return Err(ApiError::not_found("registration token"));
+        };
+        exec(
+            &sql,
+            "DELETE FROM registration_tokens WHERE hash = ?",
+            vec![text(&row.hash)],
         )?;
         enqueue(
             &sql,
             &[EdgeWrite {
-                key: record.client_id.kv_key(),
-                value: Some(json),
+                key: edge_key(&row.hash),
+                value: None,
             }],
         )?;
         self.publish().await?;
-        Ok(record.view())
+        Ok(())
+    }
+
+    async fn register(
+        &self,
+        Register {
+            token_hash,
+            metadata,
+            signing_algs,
+            client_id,
+            secret_hash,
+            access_hash,
+            now,
+        }: Register,
+    ) -> std::result::Result<Registered, ApiError> {
+        let sql = self.sql()?;
+        // From the token's read to the count's write nothing awaits: of concurrent
+        // registrations with a token that has one left, exactly one wins.
+        let rows: Vec<TokenRow> = sql
+            .exec(
+                "SELECT hash, record FROM registration_tokens WHERE hash = ?",
+                vec![text(&token_hash)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(storage_err)?;
+        let Some(row) = rows.first() else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "the initial access token is not valid",
+            ));
+        };
+        let mut token: RegistrationToken = decode(&row.record, "registration token")?;
+        let Some(partner) = read_partner(&sql, &token.partner_id)? else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "the initial access token is not valid",
+            ));
+        };
+        let spec =
+            registration::register(&token, &partner, metadata.as_bytes(), &signing_algs, now)?;
+        if read_client(&sql, &client_id)?.is_some() {
+            return Err(ApiError::unavailable("client id collision"));
+        }
+        let secret_issued = spec.token_endpoint_auth_method.uses_secret();
+        let record = ClientRecord::from_spec(
+            client_id,
+            partner.id.clone(),
+            spec,
+            secret_issued.then_some(secret_hash),
+            now,
+        );
+        token.registrations = token.registrations.saturating_add(1);
+        exec(
+            &sql,
+            "UPDATE registration_tokens SET record = ? WHERE hash = ?",
+            vec![SqlStorageValue::String(encode(&token)?), text(&token_hash)],
+        )?;
+        exec(
+            &sql,
+            "INSERT INTO client_registrations (client_id, partner_id, access_hash, policy) \
+             VALUES (?, ?, ?, ?)",
+            vec![
+                text(record.client_id.as_str()),
+                text(partner.id.as_str()),
+                text(&access_hash),
+                SqlStorageValue::String(encode(&token.policy)?),
+            ],
+        )?;
+        save_client(&sql, &record)?;
+        self.publish().await?;
+        Ok(Registered {
+            client: record.view(),
+            secret_issued,
+        })
+    }
+
+    async fn read_registration(
+        &self,
+        ReadRegistration {
+            client_id,
+            access_hash,
+        }: ReadRegistration,
+    ) -> std::result::Result<ClientRecord, ApiError> {
+        let sql = self.sql()?;
+        let (client, _) = managed(&sql, &client_id, &access_hash)?;
+        Ok(client.view())
+    }
+
+    async fn update_registration(
+        &self,
+        UpdateRegistration {
+            client_id,
+            access_hash,
+            metadata,
+            signing_algs,
+            presented_secret_hash,
+            new_secret_hash,
+            new_access_hash,
+            now: _,
+        }: UpdateRegistration,
+    ) -> std::result::Result<Registered, ApiError> {
+        let sql = self.sql()?;
+        let (client, policy) = managed(&sql, &client_id, &access_hash)?;
+        if let Some(presented) = presented_secret_hash {
+            let stored = client.secret_hash.as_deref().unwrap_or("");
+            if !registration::hash_matches(stored, &presented) {
+                return Err(ApiError {
+                    code: ErrorCode::InvalidClientMetadata,
+                    ..ApiError::invalid_field("client_secret", "is not the client's secret")
+                });
+            }
+        }
+        let Some(partner) = read_partner(&sql, &client.partner_id)? else {
+            return Err(ApiError::not_found("partner"));
+        };
+        let spec = registration::client_for(&policy, &partner, metadata.as_bytes(), &signing_algs)?;
+        let (record, secret_issued) = registration::updated(&client, spec, &new_secret_hash);
+        exec(
+            &sql,
+            "UPDATE client_registrations SET access_hash = ? WHERE client_id = ?",
+            vec![text(&new_access_hash), text(client_id.as_str())],
+        )?;
+        save_client(&sql, &record)?;
+        self.publish().await?;
+        Ok(Registered {
+            client: record.view(),
+            secret_issued,
+        })
+    }
+
+    async fn delete_registration(
+        &self,
+        DeleteRegistration {
+            client_id,
+            access_hash,
+        }: DeleteRegistration,
+    ) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        managed(&sql, &client_id, &access_hash)?;
+        self.remove_client(&sql, &client_id).await
+    }
+
+    async fn end_registration_access(
+        &self,
+        EndRegistrationAccess { client_id }: EndRegistrationAccess,
+    ) -> std::result::Result<(), ApiError> {
+        let sql = self.sql()?;
+        if read_client(&sql, &client_id)?.is_none() {
+            return Err(ApiError::not_found("client"));
+        }
+        exec(
+            &sql,
+            "DELETE FROM client_registrations WHERE client_id = ?",
+            vec![text(client_id.as_str())],
+        )?;
+        Ok(())
     }
 
     async fn get_client(
@@ -347,24 +596,37 @@ impl RegistryHandler for Registry {
         if read_client(&sql, &client_id)?.is_none() {
             return Err(ApiError::not_found("client"));
         }
+        self.remove_client(&sql, &client_id).await
+    }
+}
+
+impl Registry {
+    /// Removes a client, its registration access and its published record.
+    async fn remove_client(
+        &self,
+        sql: &SqlStorage,
+        client_id: &ClientId,
+    ) -> std::result::Result<(), ApiError> {
         exec(
-            &sql,
+            sql,
             "DELETE FROM clients WHERE id = ?",
             vec![text(client_id.as_str())],
         )?;
+        exec(
+            sql,
+            "DELETE FROM client_registrations WHERE client_id = ?",
+            vec![text(client_id.as_str())],
+        )?;
         enqueue(
-            &sql,
+            sql,
             &[EdgeWrite {
                 key: client_id.kv_key(),
                 value: None,
             }],
         )?;
-        self.publish().await?;
-        Ok(())
+        self.publish().await
     }
-}
 
-impl Registry {
     /// Drains the outbox to KV in order. On failure the rest stays queued and an alarm retries.
     async fn publish(&self) -> std::result::Result<(), ApiError> {
         let result = self.try_publish().await;
@@ -492,6 +754,89 @@ fn read_owner(
     rows.first()
         .map(|r| PartnerId::parse(&r.partner_id))
         .transpose()
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> std::result::Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::unavailable(format!("encode: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    raw: &str,
+    what: &str,
+) -> std::result::Result<T, ApiError> {
+    serde_json::from_str(raw).map_err(|e| ApiError::unavailable(format!("corrupt {what}: {e}")))
+}
+
+/// Stores a client's record and queues its publication.
+fn save_client(sql: &SqlStorage, record: &ClientRecord) -> std::result::Result<(), ApiError> {
+    let json = encode(record)?;
+    exec(
+        sql,
+        "INSERT INTO clients (id, partner_id, record) VALUES (?, ?, ?) \
+         ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+        vec![
+            text(record.client_id.as_str()),
+            text(record.partner_id.as_str()),
+            SqlStorageValue::String(json.clone()),
+        ],
+    )?;
+    enqueue(
+        sql,
+        &[EdgeWrite {
+            key: record.client_id.kv_key(),
+            value: Some(json),
+        }],
+    )
+}
+
+/// A partner's initial access tokens, with their hashes.
+fn read_tokens(
+    sql: &SqlStorage,
+    partner: &PartnerId,
+) -> std::result::Result<Vec<(String, RegistrationToken)>, ApiError> {
+    let rows: Vec<TokenRow> = sql
+        .exec(
+            "SELECT hash, record FROM registration_tokens WHERE partner_id = ? ORDER BY id",
+            vec![text(partner.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    rows.iter()
+        .map(|r| Ok((r.hash.clone(), decode(&r.record, "registration token")?)))
+        .collect()
+}
+
+/// A registered client its registration access token (`access_hash`) may manage, and the
+/// policy it was registered under. Anything else, an unknown client included, is 401
+/// `invalid_token` (RFC 7592 §2.1), the same answer whatever the cause.
+fn managed(
+    sql: &SqlStorage,
+    client_id: &ClientId,
+    access_hash: &str,
+) -> std::result::Result<(ClientRecord, Policy), ApiError> {
+    let refused = || {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "the registration access token is not valid for this client",
+        )
+    };
+    let rows: Vec<AccessRow> = sql
+        .exec(
+            "SELECT access_hash, policy FROM client_registrations WHERE client_id = ?",
+            vec![text(client_id.as_str())],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(storage_err)?;
+    let Some(row) = rows.first() else {
+        return Err(refused());
+    };
+    if !registration::hash_matches(&row.access_hash, access_hash) {
+        return Err(refused());
+    }
+    let Some(client) = read_client(sql, client_id)? else {
+        return Err(refused());
+    };
+    Ok((client, decode(&row.policy, "registration policy")?))
 }
 
 fn decode_client(raw: &str) -> std::result::Result<ClientRecord, ApiError> {

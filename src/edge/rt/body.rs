@@ -54,6 +54,31 @@ pub async fn read_limited(
     Ok(body)
 }
 
+/// An `application/json` body of at most `max` bytes (the admin API, client registration):
+/// another media type is 415, a larger body 413.
+pub async fn json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "content-type must be application/json",
+        ));
+    }
+    read_limited(req, max, || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body must be at most {max} bytes"),
+        )
+    })
+    .await
+}
+
 /// An `application/x-www-form-urlencoded` body (OAuth requests and the pages' forms).
 pub async fn form(req: &mut Request) -> Result<Params, ApiError> {
     let ct = req

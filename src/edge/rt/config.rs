@@ -191,6 +191,12 @@ fn positive(env: &Env, name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// Calls a minute to client registration per partner, and to one client's configuration
+/// endpoint (`REGISTRATIONS_PER_MINUTE`, default 30): each reaches the one registry object.
+pub fn registrations_per_minute(env: &Env) -> u32 {
+    positive(env, "REGISTRATIONS_PER_MINUTE", 30)
+}
+
 /// The window of the login limits (`LOGIN_WINDOW_SECONDS`, default 300): a username or network
 /// that used up its failures waits at most this long.
 pub fn login_window_ms(env: &Env) -> u64 {

@@ -87,10 +87,19 @@ pub fn classify(
             "partner_suspended" => "partner_suspended",
             _ => return None,
         },
+        Route::Register | Route::RegisterClient { .. } if writes && status < 300 => {
+            "client_registration"
+        }
+        Route::Register | Route::RegisterClient { .. } if status == 401 => {
+            "registration_auth_failed"
+        }
         Route::AdminPartners
         | Route::AdminPartner { .. }
         | Route::AdminPartnerClients { .. }
         | Route::AdminClient { .. }
+        | Route::AdminClientRegistration { .. }
+        | Route::AdminPartnerRegistrationTokens { .. }
+        | Route::AdminRegistrationToken { .. }
         | Route::AdminUser { .. }
         | Route::AdminUserLink { .. }
             if writes && status < 300 =>
@@ -105,6 +114,29 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_registrations_and_their_refusals_are_security_events() {
+        assert_eq!(
+            classify(Some(Route::Register), Some(Method::Post), 201, "registered"),
+            Some("client_registration")
+        );
+        let manage = Route::RegisterClient { id: "abc" };
+        assert_eq!(
+            classify(Some(manage), Some(Method::Delete), 204, "deleted"),
+            Some("client_registration")
+        );
+        assert_eq!(classify(Some(manage), Some(Method::Get), 200, "ok"), None);
+        assert_eq!(
+            classify(Some(manage), Some(Method::Get), 401, "invalid_token"),
+            Some("registration_auth_failed")
+        );
+        let tokens = Route::AdminPartnerRegistrationTokens { id: "acme" };
+        assert_eq!(
+            classify(Some(tokens), Some(Method::Post), 201, "created"),
+            Some("admin_change")
+        );
+    }
 
     #[test]
     fn security_outcomes_are_classified_and_others_are_not() {

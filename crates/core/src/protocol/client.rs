@@ -226,6 +226,31 @@ impl ClientRecord {
             ..self.clone()
         }
     }
+
+    /// A new client of `partner_id` registered as `spec` says.
+    pub fn from_spec(
+        client_id: ClientId,
+        partner_id: PartnerId,
+        spec: ClientSpec,
+        secret_hash: Option<String>,
+        now: u64,
+    ) -> ClientRecord {
+        ClientRecord {
+            client_id,
+            partner_id,
+            name: spec.name,
+            redirect_uris: spec.redirect_uris,
+            grant_types: spec.grant_types,
+            scopes: spec.scopes,
+            token_endpoint_auth_method: spec.token_endpoint_auth_method,
+            jwks: spec.jwks,
+            id_token_signed_response_alg: spec.id_token_signed_response_alg,
+            require_pkce: spec.require_pkce,
+            post_logout_redirect_uris: Some(spec.post_logout_redirect_uris),
+            secret_hash,
+            created_at: now,
+        }
+    }
 }
 
 fn obj_field<'a>(obj: &'a Map<String, Value>, f: &str) -> Option<&'a Value> {

@@ -45,6 +45,10 @@ pub enum ErrorCode {
     RequestNotSupported,
     RequestUriNotSupported,
     InsufficientScope,
+    // Dynamic Client Registration (RFC 7591 §3.2.2).
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    UnapprovedSoftwareStatement,
 }
 
 impl ErrorCode {
@@ -60,7 +64,10 @@ impl ErrorCode {
             | ErrorCode::ConsentRequired
             | ErrorCode::InteractionRequired
             | ErrorCode::RequestNotSupported
-            | ErrorCode::RequestUriNotSupported => 400,
+            | ErrorCode::RequestUriNotSupported
+            | ErrorCode::InvalidRedirectUri
+            | ErrorCode::InvalidClientMetadata
+            | ErrorCode::UnapprovedSoftwareStatement => 400,
             ErrorCode::InvalidClient => 401,
             ErrorCode::AccessDenied | ErrorCode::InsufficientScope => 403,
             ErrorCode::MissingToken | ErrorCode::InvalidToken => 401,
@@ -111,6 +118,9 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::UnapprovedSoftwareStatement => "unapproved_software_statement",
         }
     }
 }
@@ -303,7 +313,7 @@ mod tests {
         matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')
     }
 
-    const ALL_CODES: [ErrorCode; 30] = [
+    const ALL_CODES: [ErrorCode; 33] = [
         ErrorCode::InvalidRequest,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
@@ -334,6 +344,9 @@ mod tests {
         ErrorCode::RequestNotSupported,
         ErrorCode::RequestUriNotSupported,
         ErrorCode::InsufficientScope,
+        ErrorCode::InvalidRedirectUri,
+        ErrorCode::InvalidClientMetadata,
+        ErrorCode::UnapprovedSoftwareStatement,
     ];
 
     /// Fails to compile when a code is added, so `ALL_CODES` is kept whole.
@@ -369,7 +382,10 @@ mod tests {
             | ErrorCode::InteractionRequired
             | ErrorCode::RequestNotSupported
             | ErrorCode::RequestUriNotSupported
-            | ErrorCode::InsufficientScope => {}
+            | ErrorCode::InsufficientScope
+            | ErrorCode::InvalidRedirectUri
+            | ErrorCode::InvalidClientMetadata
+            | ErrorCode::UnapprovedSoftwareStatement => {}
         }
     }
 

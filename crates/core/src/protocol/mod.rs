@@ -30,6 +30,7 @@ pub mod password;
 pub mod pkce;
 pub mod ratelimit;
 pub mod region;
+pub mod registration;
 pub mod text;
 pub mod token_request;
 pub mod tokens;

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::client::{ClientId, ClientRecord, ClientSpec};
+use crate::protocol::jwk::SigningAlg;
 use crate::protocol::partner::{Partner, PartnerId, PartnerSpec};
+use crate::protocol::registration::{RegistrationToken, TokenSpec};
 
 /// The single registry object's name: admin writes are rare, so one object serializes them all.
 pub const REGISTRY_OBJECT: &str = "registry";
@@ -19,6 +21,14 @@ crate::commands! {
         GetClient(GetClient) -> ClientRecord, once, get_client;
         ListClients(ListClients) -> Vec<ClientRecord>, once, list_clients;
         DeleteClient(DeleteClient) -> (), once, delete_client;
+        CreateRegistrationToken(CreateRegistrationToken) -> RegistrationToken, once, create_registration_token;
+        ListRegistrationTokens(ListRegistrationTokens) -> Vec<RegistrationToken>, once, list_registration_tokens;
+        RevokeRegistrationToken(RevokeRegistrationToken) -> (), once, revoke_registration_token;
+        Register(Register) -> Registered, once, register;
+        ReadRegistration(ReadRegistration) -> ClientRecord, once, read_registration;
+        UpdateRegistration(UpdateRegistration) -> Registered, once, update_registration;
+        DeleteRegistration(DeleteRegistration) -> (), once, delete_registration;
+        EndRegistrationAccess(EndRegistrationAccess) -> (), once, end_registration_access;
     }
 }
 
@@ -88,6 +98,88 @@ pub struct DeleteClient {
     pub client_id: ClientId,
 }
 
+/// Creates an initial access token for a partner; the caller generated it and sends its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRegistrationToken {
+    pub partner_id: PartnerId,
+    pub id: String,
+    pub token_hash: String,
+    pub spec: TokenSpec,
+    pub now: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRegistrationTokens {
+    pub partner_id: PartnerId,
+}
+
+/// Ends an initial access token by its public id. The clients it registered stay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRegistrationToken {
+    pub id: String,
+}
+
+/// Registers a client with an initial access token (RFC 7591): the registry finds the token by
+/// its hash, applies its policy to `metadata` and counts the registration, in one stretch.
+/// The caller generated the client's id, a secret (used only if the client's method takes
+/// one) and its registration access token, and sends their hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    pub token_hash: String,
+    pub metadata: String,
+    /// The algorithms the Worker holds ID-token keys for.
+    pub signing_algs: Vec<SigningAlg>,
+    pub client_id: ClientId,
+    pub secret_hash: String,
+    pub access_hash: String,
+    pub now: u64,
+}
+
+/// The client as registered, and whether the secret the caller offered was given to it (the
+/// caller shows it once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    pub client: ClientRecord,
+    pub secret_issued: bool,
+}
+
+/// A registered client, read with its registration access token (RFC 7592 §2.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRegistration {
+    pub client_id: ClientId,
+    pub access_hash: String,
+}
+
+/// Replaces a registered client's metadata (RFC 7592 §2.2) within the policy it was registered
+/// under; its registration access token is replaced by `new_access_hash`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRegistration {
+    pub client_id: ClientId,
+    pub access_hash: String,
+    pub metadata: String,
+    pub signing_algs: Vec<SigningAlg>,
+    /// The hash of the `client_secret` the update repeated, which must be the client's.
+    pub presented_secret_hash: Option<String>,
+    /// A secret for a client that takes one and has none yet.
+    pub new_secret_hash: String,
+    pub new_access_hash: String,
+    pub now: u64,
+}
+
+/// Removes a registered client (RFC 7592 §2.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRegistration {
+    pub client_id: ClientId,
+    pub access_hash: String,
+}
+
+/// The operator ends a client's registration access token: the client stays, and is managed
+/// through the admin API only from then on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndRegistrationAccess {
+    pub client_id: ClientId,
+}
+
 /// The SQLite schema, applied idempotently when the object starts.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS partners (id TEXT PRIMARY KEY, record TEXT NOT NULL);
@@ -97,6 +189,9 @@ CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, partner_id TEXT NOT NUL
 CREATE INDEX IF NOT EXISTS clients_by_partner ON clients (partner_id);
 CREATE TABLE IF NOT EXISTS outbox (key TEXT PRIMARY KEY, value TEXT, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS partner_removals (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS registration_tokens (hash TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, partner_id TEXT NOT NULL, record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS registration_tokens_by_partner ON registration_tokens (partner_id);
+CREATE TABLE IF NOT EXISTS client_registrations (client_id TEXT PRIMARY KEY, partner_id TEXT NOT NULL, access_hash TEXT NOT NULL, policy TEXT NOT NULL);
 ";
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub(super) async fn refresh(
         now,
     };
     let mut issue = issued(grants::call(env, &grant_id, cmd).await?)?;
+    // A client whose registration lost a scope since (RFC 7592 updates) is no longer given it.
+    issue.scopes.retain(|s| client.scopes.contains(s));
     // ID-token claims from the current profile, for the scopes of this issue only.
     if let Some(user) = &user {
         let acr = issue.grant.id_claims.get("acr").cloned();

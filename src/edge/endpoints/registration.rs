@@ -1,0 +1,194 @@
+//! Dynamic Client Registration (RFC 7591) with an initial access token, and each registered
+//! client's configuration endpoint (RFC 7592) with its registration access token. What a
+//! registration may be is decided by `protocol::registration`, in the registry object, in one
+//! stretch with the token's count; this module authenticates, limits and answers.
+
+use crate::edge::calls::registry;
+use crate::edge::flows::{bearer, limits};
+use crate::edge::rt::kvcache;
+use crate::edge::rt::respond::Outcome;
+use crate::edge::rt::{body, config, keys, random, respond};
+use crate::protocol::client::ClientId;
+use crate::protocol::client_auth::secret_hash;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::jwk::SigningAlg;
+use crate::protocol::registration::{client_information, edge_key, update_identity, EdgeToken};
+use crate::routes::Method;
+use crate::store::registry::{
+    DeleteRegistration, ReadRegistration, Register, Registered, UpdateRegistration,
+};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use worker::{Env, Request};
+
+/// Largest registration request body (a JWK set of a few RSA keys fits many times over).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// RFC 7591 §3.2.1: the response carries credentials, so nothing may keep it.
+const NO_STORE: [(&str, &str); 1] = [("pragma", "no-cache")];
+
+fn headers() -> Vec<(&'static str, String)> {
+    NO_STORE
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect()
+}
+
+fn invalid_token(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, why)
+}
+
+/// A new random credential: 32 bytes, base64url.
+fn credential() -> Result<String, ApiError> {
+    Ok(Base64UrlUnpadded::encode_string(&random::bytes::<32>()?))
+}
+
+/// The algorithms we hold ID-token keys for: a client may register only for one of them.
+fn signing_algs(env: &Env) -> Result<Vec<SigningAlg>, ApiError> {
+    let keys = keys::key_set(env)?;
+    Ok([
+        SigningAlg::RS256,
+        SigningAlg::EdDSA,
+        SigningAlg::Ed25519,
+        SigningAlg::ES256,
+    ]
+    .into_iter()
+    .filter(|a| keys.for_alg(*a).is_some())
+    .collect())
+}
+
+/// `POST /oauth2/register`: the initial access token is checked against its published record
+/// first, so a guessed one costs a KV read and never an object call.
+pub async fn register(mut req: Request, env: &Env, now_ms: u64) -> Result<Outcome, ApiError> {
+    let now = now_ms / 1000;
+    let token = bearer::presented(&req)?;
+    let token_hash = secret_hash(&token);
+    let published: Option<EdgeToken> =
+        kvcache::get_json(env, &edge_key(&token_hash), now_ms).await?;
+    let Some(published) = published.filter(|t| now < t.expires_at) else {
+        return Err(invalid_token("the initial access token is not valid"));
+    };
+    let partner = published.partner_id;
+    limits::admit_registration(env, &format!("partner:{partner}"), now_ms).await?;
+    let metadata = body::json(&mut req, MAX_BODY).await?;
+    let metadata = String::from_utf8(metadata)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8"))?;
+    let client_id = ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
+        .ok_or_else(|| ApiError::unavailable("client id generation"))?;
+    let (secret, access) = (credential()?, credential()?);
+    let Registered {
+        client,
+        secret_issued,
+    } = registry::call(
+        env,
+        Register {
+            token_hash,
+            metadata,
+            signing_algs: signing_algs(env)?,
+            client_id,
+            secret_hash: secret_hash(&secret),
+            access_hash: secret_hash(&access),
+            now,
+        },
+    )
+    .await?;
+    let issuer = config::issuer(env)?;
+    let shown = secret_issued.then_some(secret.as_str());
+    let body = client_information(&client, &issuer, shown, &access);
+    Ok(
+        Outcome::new(respond::json(201, &body, &headers()), "registered")
+            .partner(client.partner_id),
+    )
+}
+
+/// `GET`, `PUT` and `DELETE /oauth2/register/{client_id}` (RFC 7592), with the client's
+/// registration access token; an update replaces it with a new one.
+pub async fn manage(
+    mut req: Request,
+    env: &Env,
+    id: &str,
+    method: Method,
+    now_ms: u64,
+) -> Result<Outcome, ApiError> {
+    let access = bearer::presented(&req)?;
+    let refused = || invalid_token("the registration access token is not valid for this client");
+    let client_id = ClientId::parse(id).ok_or_else(refused)?;
+    limits::admit_registration(env, &format!("client:{client_id}"), now_ms).await?;
+    let access_hash = secret_hash(&access);
+    let issuer = config::issuer(env)?;
+    match method {
+        Method::Get => {
+            let client = registry::call(
+                env,
+                ReadRegistration {
+                    client_id,
+                    access_hash,
+                },
+            )
+            .await?;
+            let body = client_information(&client, &issuer, None, &access);
+            Ok(
+                Outcome::new(respond::json(200, &body, &headers()), "ok")
+                    .partner(client.partner_id),
+            )
+        }
+        Method::Put => {
+            let raw = body::json(&mut req, MAX_BODY).await?;
+            let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidClientMetadata,
+                    "the body is not a JSON object",
+                )
+            })?;
+            let presented_secret_hash =
+                update_identity(&value, client_id.as_str())?.map(secret_hash);
+            let metadata = String::from_utf8(raw).map_err(|_| {
+                ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8")
+            })?;
+            let (secret, new_access) = (credential()?, credential()?);
+            let Registered {
+                client,
+                secret_issued,
+            } = registry::call(
+                env,
+                UpdateRegistration {
+                    client_id,
+                    access_hash,
+                    metadata,
+                    signing_algs: signing_algs(env)?,
+                    presented_secret_hash,
+                    new_secret_hash: secret_hash(&secret),
+                    new_access_hash: secret_hash(&new_access),
+                    now: now_ms / 1000,
+                },
+            )
+            .await?;
+            // This isolate reads the new record from the next request on (others within the
+            // cache lifetime).
+            kvcache::forget(&client.client_id.kv_key());
+            let shown = secret_issued.then_some(secret.as_str());
+            let body = client_information(&client, &issuer, shown, &new_access);
+            Ok(
+                Outcome::new(respond::json(200, &body, &headers()), "updated")
+                    .partner(client.partner_id),
+            )
+        }
+        Method::Delete => {
+            let key = client_id.kv_key();
+            registry::call(
+                env,
+                DeleteRegistration {
+                    client_id,
+                    access_hash,
+                },
+            )
+            .await?;
+            kvcache::forget(&key);
+            Ok(Outcome::new(respond::empty(204, &[]), "deleted"))
+        }
+        _ => Err(ApiError::method_not_allowed(&[
+            Method::Get,
+            Method::Put,
+            Method::Delete,
+        ])),
+    }
+}
