@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { CookieJar, basicAuth, decodeJwt, formFields, verifyJwt } from './oauth.mjs';
+import { signJwt } from '../../scripts/lib/jwk.mjs';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -119,12 +120,24 @@ export class SuiteRp {
     return cb.params.error;
   }
 
-  /** The token request for a code (section 1.4), authenticated as `auth` says. */
-  async tokenRequest(fields, { auth = 'client_secret_basic', client = this.client } = {}) {
+  /**
+   * The token request for a code (section 1.4), authenticated as `auth` says (the client's own
+   * `auth` first: a dynamically registered private_key_jwt client carries its `privateJwk`).
+   * `assertionAud` is the audience of a private_key_jwt assertion (the token endpoint by default).
+   */
+  async tokenRequest(fields, { auth, client = this.client, assertionAud } = {}) {
+    auth ??= client.auth ?? 'client_secret_basic';
     const body = new URLSearchParams(fields);
     const headers = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
     if (auth === 'client_secret_basic') headers.authorization = basicAuth(client.client_id, client.client_secret);
-    else {
+    else if (auth === 'private_key_jwt') {
+      // CreateJWTClientAuthenticationAssertionAndAddToTokenEndpointRequest.
+      const now = Math.floor(Date.now() / 1000);
+      const header = { alg: 'RS256', typ: 'JWT', ...(client.privateJwk.kid ? { kid: client.privateJwk.kid } : {}) };
+      const claims = { iss: client.client_id, sub: client.client_id, aud: assertionAud ?? this.meta.token_endpoint, jti: randomValue(20), iat: now, nbf: now, exp: now + 60 };
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', signJwt(client.privateJwk, header, claims));
+    } else {
       body.set('client_id', client.client_id);
       body.set('client_secret', client.client_secret);
     }

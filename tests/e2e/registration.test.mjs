@@ -2,16 +2,13 @@
 // Worker: never open (an operator's initial access token per partner), within the token's
 // grant types and scopes, on the partner's origins, with registration access tokens stored
 // hashed, rotated on update and revocable. Also openid-client 5's own `Client.register`, on its
-// defaults, and the conformance suite's dynamic registration (`oidcc-server` with
-// private_key_jwt, and `oidcc-redirect-uri-regfrag`).
+// defaults. The conformance suite's Dynamic OP modules are in conformance_dynamic_op.test.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import { startWorker, addPartner } from './harness.mjs';
 import { CookieJar, basicAuth, browserFlow, decodeJwt, formFields, pkce } from './oauth.mjs';
-import { SuiteRp, randomValue } from './conformance.mjs';
-import { generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
 const require = createRequire(import.meta.url);
 const oc5 = require('openid-client-5');
@@ -157,7 +154,8 @@ test('registration_keeps_clients_within_the_grant_types_scopes_and_methods_the_o
     [{ token_endpoint_auth_method: 'client_secret_jwt' }, 'token_endpoint_auth_method'],
     [{ token_endpoint_auth_method: 'private_key_jwt' }, 'jwks'],
     [{ jwks_uri: `${SITE}/jwks.json` }, 'jwks_uri'],
-    [{ userinfo_signed_response_alg: 'RS256' }, 'userinfo_signed_response_alg'],
+    [{ userinfo_encrypted_response_alg: 'RSA-OAEP' }, 'userinfo_encrypted_response_alg'],
+    [{ userinfo_signed_response_alg: 'ES256' }, 'userinfo_signed_response_alg'],
     [{ request_uris: [`${SITE}/r`] }, 'request_uris'],
     [{ subject_type: 'public' }, 'subject_type'],
     [{ id_token_signed_response_alg: 'none' }, 'id_token_signed_response_alg'],
@@ -364,66 +362,6 @@ test('client_library_openid_client_5_registers_with_an_initial_access_token_and_
   // The library reads its registration back with the registration access token.
   const again = await issuer.Client.fromUri(app.registration_client_uri, app.registration_access_token);
   assert.equal(again.client_id, app.client_id);
-});
-
-test('conformance_dynamic_oidcc-server_registers_as_the_suite_does_and_signs_in_with_private_key_jwt', async () => {
-  // OIDCCCreateDynamicClientRegistrationRequest: an RSA key with no kid, private_key_jwt, the
-  // code response type, contacts; sent with the operator's initial access token (the suite's
-  // client.initial_access_token), to a token that lets confidential clients go without PKCE.
-  const { token } = await initialToken('acme', { require_pkce: false });
-  const key = generateJwk('RS256');
-  delete key.kid;
-  const pub = publicJwk(key);
-  delete pub.kid;
-  const res = await register(token, {
-    client_name: `OIDF Conformance Test ${randomValue()}`,
-    grant_types: ['authorization_code'],
-    jwks: { keys: [pub] },
-    token_endpoint_auth_method: 'private_key_jwt',
-    response_types: ['code'],
-    redirect_uris: [REDIRECT],
-    contacts: ['certification@oidf.org'],
-  });
-  assert.match(res.headers.get('content-type'), /^application\/json/, 'EnsureContentTypeJson');
-  assert.equal(res.status, 201, 'EnsureHttpStatusCodeIs201');
-  const client = await res.json();
-  assert.equal(client.error, undefined, 'CheckNoErrorFromDynamicRegistrationEndpoint');
-  assert.ok(client.client_id, 'ExtractDynamicRegistrationResponse');
-  assert.ok(client.registration_client_uri && client.registration_access_token, 'VerifyClientManagementCredentials');
-  assert.equal(client.client_secret, undefined, 'no secret for private_key_jwt');
-  assert.equal(client.require_pkce, false);
-  assert.ok(meta.token_endpoint_auth_methods_supported.includes('private_key_jwt'), 'EnsureServerConfigurationSupportsPrivateKeyJwt');
-
-  const rp = await new SuiteRp(w, { client: { ...client, redirect_uris: [REDIRECT] }, username: 'ada', password: PASSWORD }).configure();
-  const sent = rp.request();
-  const cb = await rp.authorize(sent);
-  const code = rp.checkCallback(cb, sent);
-  // CreateJWTClientAuthenticationAssertionAndAddToTokenEndpointRequest: iss = sub = client_id,
-  // aud = the token endpoint (then, oidcc-ensure-client-assertion-with-iss-aud-succeeds, the issuer).
-  const assertion = (aud) => {
-    const now = Math.floor(Date.now() / 1000);
-    return signJwt(key, { alg: 'RS256', typ: 'JWT' }, { iss: client.client_id, sub: client.client_id, aud, jti: randomValue(20), iat: now, nbf: now, exp: now + 60 });
-  };
-  const tokenCall = (fields, aud) => w.fetch('/oauth2/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ ...fields, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion(aud) }).toString(),
-  });
-  const tr = await tokenCall({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT }, meta.token_endpoint);
-  const tokens = await tr.json();
-  assert.equal(tr.status, 200, `CheckTokenEndpointHttpStatus200: ${JSON.stringify(tokens)}`);
-  const claims = rp.checkIdToken(tokens.id_token, { nonce: sent.nonce, accessToken: tokens.access_token, client });
-  assert.equal(decodeJwt(tokens.id_token).header.alg, 'RS256');
-  const info = await rp.userinfo(tokens.access_token);
-  assert.equal(info.sub, claims.sub, 'VerifyUserInfoAndIdTokenInTokenEndpointSameSub');
-
-  const sent2 = rp.request();
-  const code2 = rp.checkCallback(await rp.authorize(sent2, { jar: cb.jar }), sent2);
-  const tr2 = await tokenCall({ grant_type: 'authorization_code', code: code2, redirect_uri: REDIRECT }, meta.issuer);
-  assert.equal(tr2.status, 200, 'oidcc-ensure-client-assertion-with-iss-aud-succeeds');
-
-  // UnregisterDynamicallyRegisteredClient: DELETE with the registration access token, 204.
-  assert.equal((await manage(client, client.registration_access_token, { method: 'DELETE' })).status, 204);
 });
 
 test('a_client_updated_to_fewer_scopes_gets_only_those_when_it_refreshes', async () => {

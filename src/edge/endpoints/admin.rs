@@ -6,7 +6,7 @@ use crate::edge::flows::{revoke, unlink};
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, random, respond};
 use crate::protocol::admin_auth::check_admin;
-use crate::protocol::client::{parse_client_spec, ClientId, ClientRecord};
+use crate::protocol::client::{check_signing_keys, parse_client_spec, ClientId, ClientRecord};
 use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::partner::{check_issuer_is_not_ours, parse_partner_spec, PartnerId};
@@ -177,13 +177,8 @@ async fn registry_route(
             let partner_id = PartnerId::parse(id)?;
             let spec = parse_client_spec(&read_body(req).await?)?;
             // Refused now rather than a 503 at the token endpoint later.
-            let alg = spec.id_token_signed_response_alg;
-            if crate::edge::rt::keys::key_set(env)?.for_alg(alg).is_none() {
-                return Err(ApiError::invalid_field(
-                    "id_token_signed_response_alg",
-                    format!("no {} key is configured to sign ID tokens", alg.as_str()),
-                ));
-            }
+            let available = crate::edge::rt::keys::key_set(env)?.signing_algs();
+            check_signing_keys(&spec, &available)?;
             let client_id =
                 ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
                     .ok_or_else(|| ApiError::unavailable("client id generation"))?;

@@ -42,18 +42,9 @@ fn credential() -> Result<String, ApiError> {
     Ok(Base64UrlUnpadded::encode_string(&random::bytes::<32>()?))
 }
 
-/// The algorithms we hold ID-token keys for: a client may register only for one of them.
+/// The algorithms we hold keys for: a client may register only for one of them.
 fn signing_algs(env: &Env) -> Result<Vec<SigningAlg>, ApiError> {
-    let keys = keys::key_set(env)?;
-    Ok([
-        SigningAlg::RS256,
-        SigningAlg::EdDSA,
-        SigningAlg::Ed25519,
-        SigningAlg::ES256,
-    ]
-    .into_iter()
-    .filter(|a| keys.for_alg(*a).is_some())
-    .collect())
+    Ok(keys::key_set(env)?.signing_algs())
 }
 
 /// `POST /oauth2/register`: the initial access token is checked against its published record

@@ -96,6 +96,15 @@ pub fn text(status: u16, body: &str) -> Response {
     or_500(Response::ok(body).map(|r| r.with_status(status).with_headers(h)))
 }
 
+/// A body of `content_type` that no cache may keep (a signed userinfo answer).
+pub fn body(status: u16, content_type: &str, body: String) -> Response {
+    let h = headers(&[
+        ("content-type", content_type.to_owned()),
+        ("cache-control", "no-store".to_owned()),
+    ]);
+    or_500(Response::ok(body).map(|r| r.with_status(status).with_headers(h)))
+}
+
 pub fn error(err: &ApiError) -> Response {
     let wire = err.to_wire();
     let h = headers(&wire.headers);

@@ -479,6 +479,7 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             jwks: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
+            userinfo_signed_response_alg: None,
             require_pkce: true,
             post_logout_redirect_uris: None,
             secret_hash: None,

@@ -183,6 +183,8 @@ pub struct ClientSpec {
     pub token_endpoint_auth_method: AuthMethod,
     pub jwks: Option<Value>,
     pub id_token_signed_response_alg: SigningAlg,
+    /// Userinfo answers as a JWT signed with this (OpenID Connect Core §5.3.2); `None`: JSON.
+    pub userinfo_signed_response_alg: Option<SigningAlg>,
     pub require_pkce: bool,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
 }
@@ -205,6 +207,9 @@ pub struct ClientRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
     pub id_token_signed_response_alg: SigningAlg,
+    /// Userinfo answers as a JWT signed with this; `None` (and records of earlier releases): JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_signed_response_alg: Option<SigningAlg>,
     /// Authorization requests must carry PKCE (`true` unless a confidential client was
     /// registered to send a `nonce` instead, RFC 9700 §2.1.1).
     #[serde(default = "yes")]
@@ -245,6 +250,7 @@ impl ClientRecord {
             token_endpoint_auth_method: spec.token_endpoint_auth_method,
             jwks: spec.jwks,
             id_token_signed_response_alg: spec.id_token_signed_response_alg,
+            userinfo_signed_response_alg: spec.userinfo_signed_response_alg,
             require_pkce: spec.require_pkce,
             post_logout_redirect_uris: Some(spec.post_logout_redirect_uris),
             secret_hash,
@@ -289,6 +295,7 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         "token_endpoint_auth_method",
         "jwks",
         "id_token_signed_response_alg",
+        "userinfo_signed_response_alg",
         "require_pkce",
         "post_logout_redirect_uris",
     ];
@@ -442,6 +449,22 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         }
     };
 
+    let userinfo_signed_response_alg = match obj_field(&obj, "userinfo_signed_response_alg") {
+        None => None,
+        Some(Value::String(s)) => Some(SigningAlg::parse(s).ok_or_else(|| {
+            ApiError::invalid_field(
+                "userinfo_signed_response_alg",
+                "must be RS256, EdDSA (or its RFC 9864 name Ed25519) or ES256",
+            )
+        })?),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "userinfo_signed_response_alg",
+                "must be a string",
+            ))
+        }
+    };
+
     let require_pkce = match obj_field(&obj, "require_pkce") {
         None | Some(Value::Bool(true)) => true,
         Some(Value::Bool(false)) => {
@@ -464,9 +487,34 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         token_endpoint_auth_method,
         jwks,
         id_token_signed_response_alg,
+        userinfo_signed_response_alg,
         require_pkce,
         post_logout_redirect_uris,
     })
+}
+
+/// Every algorithm `spec` signs with has a key (`available`): refused when it is registered,
+/// never a 503 when a token or userinfo answer is signed.
+pub fn check_signing_keys(spec: &ClientSpec, available: &[SigningAlg]) -> Result<(), ApiError> {
+    let wanted = [
+        (
+            "id_token_signed_response_alg",
+            Some(spec.id_token_signed_response_alg),
+        ),
+        (
+            "userinfo_signed_response_alg",
+            spec.userinfo_signed_response_alg,
+        ),
+    ];
+    for (field, alg) in wanted {
+        if let Some(alg) = alg.filter(|a| !available.contains(a)) {
+            return Err(ApiError::invalid_field(
+                field,
+                format!("no {} key is configured to sign with", alg.as_str()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A list of redirect URIs (`redirect_uris`, `post_logout_redirect_uris`): at most
@@ -552,6 +600,7 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::None,
             jwks: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
+            userinfo_signed_response_alg: None,
             require_pkce: true,
             post_logout_redirect_uris: None,
             secret_hash: None,

@@ -65,6 +65,7 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256", "RS256"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": signing_algs,
+        "userinfo_signing_alg_values_supported": signing_algs,
         "scopes_supported": ["openid", "profile", "email", "roles"],
         "claims_supported": claims_supported,
         "claims_parameter_supported": true,

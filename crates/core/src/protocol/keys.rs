@@ -203,6 +203,17 @@ impl KeySet {
     }
 
     /// Algorithms this key set can sign with, for the discovery documents.
+    /// The algorithms some key signs with: what a client may register for.
+    pub fn signing_algs(&self) -> Vec<SigningAlg> {
+        let mut out: Vec<SigningAlg> = Vec::new();
+        for k in &self.keys {
+            if !out.contains(&k.alg) {
+                out.push(k.alg);
+            }
+        }
+        out
+    }
+
     pub fn algs(&self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = Vec::new();
         for k in &self.keys {

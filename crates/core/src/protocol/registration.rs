@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::client::{
-    check_redirects_on_partner, parse_client_spec, scope_token_ok, ClientRecord, ClientSpec,
-    GrantType, MAX_SCOPES,
+    check_redirects_on_partner, check_signing_keys, parse_client_spec, scope_token_ok,
+    ClientRecord, ClientSpec, GrantType, MAX_SCOPES,
 };
 use super::discovery::Issuer;
 use super::error::{ApiError, ErrorCode};
@@ -207,13 +207,7 @@ pub fn client_for(
     let spec = parse_metadata(metadata, policy)?;
     check_redirects_on_partner(&spec, partner).map_err(as_metadata_error)?;
     check_policy(&spec, policy)?;
-    let alg = spec.id_token_signed_response_alg;
-    if !signing_algs.contains(&alg) {
-        return Err(metadata_error(
-            "id_token_signed_response_alg",
-            format!("no {} key is configured to sign ID tokens", alg.as_str()),
-        ));
-    }
+    check_signing_keys(&spec, signing_algs).map_err(as_metadata_error)?;
     Ok(spec)
 }
 
@@ -267,7 +261,6 @@ const NOT_OFFERED: &[&str] = &[
     "request_object_signing_alg",
     "request_object_encryption_alg",
     "request_object_encryption_enc",
-    "userinfo_signed_response_alg",
     "userinfo_encrypted_response_alg",
     "userinfo_encrypted_response_enc",
     "id_token_encrypted_response_alg",
@@ -318,18 +311,17 @@ fn parse_metadata(body: &[u8], policy: &Policy) -> Result<ClientSpec, ApiError> 
         Some(v) => spec.insert("name".into(), v.clone()),
         None => return Err(metadata_error("client_name", "is required")),
     };
-    for (from, to) in [
-        ("redirect_uris", "redirect_uris"),
-        ("post_logout_redirect_uris", "post_logout_redirect_uris"),
-        ("token_endpoint_auth_method", "token_endpoint_auth_method"),
-        ("jwks", "jwks"),
-        (
-            "id_token_signed_response_alg",
-            "id_token_signed_response_alg",
-        ),
+    // Members RFC 7591 and the admin API name alike.
+    for field in [
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "token_endpoint_auth_method",
+        "jwks",
+        "id_token_signed_response_alg",
+        "userinfo_signed_response_alg",
     ] {
-        if let Some(v) = present(from) {
-            spec.insert(to.into(), v.clone());
+        if let Some(v) = present(field) {
+            spec.insert(field.into(), v.clone());
         }
     }
     // RFC 7591 §2: authorization_code when the client names no grant type.
@@ -487,6 +479,9 @@ pub fn client_information(
         "id_token_signed_response_alg".into(),
         client.id_token_signed_response_alg.as_str().into(),
     );
+    if let Some(alg) = client.userinfo_signed_response_alg {
+        out.insert("userinfo_signed_response_alg".into(), alg.as_str().into());
+    }
     out.insert("subject_type".into(), "pairwise".into());
     out.insert("require_pkce".into(), client.require_pkce.into());
     Value::Object(out)
@@ -688,9 +683,14 @@ mod tests {
                 "jwks_uri",
             ),
             (
-                r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"],"userinfo_signed_response_alg":"RS256"}"#,
+                r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"],"userinfo_signed_response_alg":"ES256"}"#,
                 ErrorCode::InvalidClientMetadata,
                 "userinfo_signed_response_alg",
+            ),
+            (
+                r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"],"userinfo_encrypted_response_alg":"RSA-OAEP"}"#,
+                ErrorCode::InvalidClientMetadata,
+                "userinfo_encrypted_response_alg",
             ),
             (
                 r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"],"subject_type":"public"}"#,
