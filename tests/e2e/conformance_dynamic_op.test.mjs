@@ -7,20 +7,29 @@
 // two requirements we cannot offer, are listed in docs/conformance.md.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, addPartner, sleep } from './harness.mjs';
+import { startWorker, startOrigin, addPartner, sleep } from './harness.mjs';
 import { decodeJwt, verifyJwt } from './oauth.mjs';
 import { SuiteRp, randomValue } from './conformance.mjs';
-import { generateJwk, publicJwk } from '../../scripts/lib/jwk.mjs';
+import { generateJwk, publicJwk, thumbprint } from '../../scripts/lib/jwk.mjs';
 
 const PASSWORD = 'conformance suite password';
 const BASE = 'https://suite.example/test/a/edgeward';
 const CALLBACK = `${BASE}/callback`;
 let w;
 let iat;
+/** The suite's own host, where it serves a client's keys (`{base}/client1_jwks`). */
+let host;
+let servedJwks = { keys: [] };
 
 before(async () => {
   w = await startWorker();
-  await addPartner(w, 'suite', ['https://suite.example']);
+  host = await startOrigin({
+    respond: (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(servedJwks));
+    },
+  });
+  await addPartner(w, 'suite', ['https://suite.example', host.url]);
   const res = await w.admin('/partners/suite/registration-tokens', {
     method: 'POST',
     body: { label: 'OpenID conformance suite', grant_types: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile', 'email', 'offline_access'], require_pkce: false },
@@ -29,7 +38,10 @@ before(async () => {
   iat = (await res.json()).token;
   await w.admin('/users/buffy', { method: 'PUT', body: { password: PASSWORD, name: 'Buffy Summers', email: 'buffy@suite.example', email_verified: true } });
 });
-after(() => w?.stop());
+after(async () => {
+  await host?.stop();
+  await w?.stop();
+});
 
 function callRegistration(metadata) {
   return w.fetch('/oauth2/register', {
@@ -183,6 +195,51 @@ test('dynamic_oidcc-redirect-uri-regfrag', async () => {
   assert.match(res.headers.get('content-type'), /^application\/json/, 'EnsureContentTypeJson');
   assert.equal(res.status, 400, 'EnsureHttpStatusCodeIs400');
   assert.ok(['invalid_redirect_uri', 'invalid_client_metadata'].includes((await res.json()).error), 'CheckErrorFromDynamicRegistrationEndpointIsInvalidRedirectUriOrInvalidClientMetadata');
+});
+
+/** An RS256 key whose kid is its thumbprint, as the suite's jwks_uri variants make them. */
+function keyWithKid() {
+  const key = generateJwk('RS256');
+  key.kid = thumbprint(key);
+  return key;
+}
+
+test('dynamic_oidcc-registration-jwks-uri', async () => {
+  const key = keyWithKid();
+  servedJwks = { keys: [publicJwk(key)] };
+  const client = await registerClient({ jwks: undefined, jwks_uri: `${host.url}/client1_jwks` });
+  assert.equal(client.jwks_uri, `${host.url}/client1_jwks`);
+  const rp = await rpFor({ ...client, privateJwk: key });
+  await rp.happyFlow();
+  assert.ok(host.received.some((r) => r.url === '/client1_jwks'), 'the keys were fetched from the jwks_uri');
+  await unregister(client);
+});
+
+test('dynamic_oidcc-refresh-token-rp-key-rotation', async () => {
+  const oldKey = keyWithKid();
+  servedJwks = { keys: [publicJwk(oldKey)] };
+  // A path of its own: a document is cached per URI, fetched again for an unknown kid at most
+  // every 30 s, and the module before fetched its own.
+  const client = await registerClient({ jwks: undefined, jwks_uri: `${host.url}/rotation/client1_jwks`, grant_types: ['authorization_code', 'refresh_token'] });
+  const rp = await rpFor({ ...client, privateJwk: oldKey });
+  const first = await rp.happyFlow({ scope: 'openid offline_access', prompt: 'consent' });
+  const rt = first.tokens.refresh_token;
+  assert.ok(rt, 'ExtractRefreshTokenFromTokenResponse');
+  assert.match(rt, /^[\x20-\x7E]+$/, 'EnsureRefreshTokenContainsAllowedCharactersOnly');
+  // The RP rotates its key (a new kid at the same jwks_uri) and waits WaitForJWKSRefreshDelay
+  // (the suite's server.jwks_refresh_delay; we fetch again on an unknown kid after 30 s).
+  const newKey = keyWithKid();
+  servedJwks = { keys: [publicJwk(newKey)] };
+  await sleep(31_000);
+  const res = await rp.tokenRequest({ grant_type: 'refresh_token', refresh_token: rt }, { client: { ...client, privateJwk: newKey, auth: 'private_key_jwt' } });
+  const refreshed = await res.json();
+  assert.equal(res.status, 200, `CheckTokenEndpointHttpStatus200: ${JSON.stringify(refreshed)}`);
+  assert.ok(refreshed.access_token);
+  // The old key is gone from the document: an assertion signed with it is refused.
+  const stale = await rp.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshed.refresh_token }, { client: { ...client, privateJwk: oldKey, auth: 'private_key_jwt' } });
+  assert.equal(stale.status, 401);
+  assert.equal((await stale.json()).error, 'invalid_client');
+  await unregister(client);
 });
 
 test('dynamic_oidcc-server-rotate-keys', async () => {

@@ -2,6 +2,7 @@
 //! public clients, and `private_key_jwt` assertions (RFC 7523 §2.2, §3) with single-use `jti`.
 
 use crate::edge::calls::replay;
+use crate::edge::flows::partner_keys;
 use crate::edge::rt::{config, keys, kvcache};
 use crate::protocol::assertion::{self, check_claims, Rules};
 use crate::protocol::client::ClientRecord;
@@ -52,31 +53,30 @@ pub async fn authenticate(
         .await?
         .ok_or_else(unknown)?;
     client_auth::authenticate(&presented, &client)?;
-    if let Presented::Assertion { assertion, .. } = &presented {
-        verify_assertion(env, &client, assertion, endpoint, now_ms / 1000).await?;
-    }
     let partner: Option<Partner> =
         kvcache::get_json(env, &kv_keys::partner(&client.partner_id), now_ms).await?;
-    match partner {
-        Some(p) if p.status == PartnerStatus::Active => Ok((client, p)),
-        _ => Err(invalid_client("the client's partner is suspended")),
+    let partner = match partner {
+        Some(p) if p.status == PartnerStatus::Active => p,
+        _ => return Err(invalid_client("the client's partner is suspended")),
+    };
+    if let Presented::Assertion { assertion, .. } = &presented {
+        verify_assertion(env, &client, &partner, assertion, endpoint, now_ms).await?;
     }
+    Ok((client, partner))
 }
 
 async fn verify_assertion(
     env: &Env,
     client: &ClientRecord,
+    partner: &Partner,
     token: &str,
     endpoint: &str,
-    now: u64,
+    now_ms: u64,
 ) -> Result<(), ApiError> {
+    let now = now_ms / 1000;
     let fail = |e: assertion::AssertionError| invalid_client(e.describe());
-    let jwks = client
-        .jwks
-        .as_ref()
-        .ok_or_else(|| invalid_client("the client has no registered keys"))?;
-    let keys = assertion::parse_public_jwks(jwks)
-        .map_err(|_| invalid_client("the client's registered keys are unusable"))?;
+    let kid = assertion::unverified_kid(token);
+    let keys = partner_keys::client_keys(client, partner, kid.as_deref(), now_ms).await?;
     let payload = keys::verify_external(&keys, token).await.map_err(fail)?;
     let issuer = config::issuer(env)?;
     let audiences = [

@@ -1,5 +1,5 @@
-//! Partners' public keys at the edge: an inline JWK Set, or one fetched from the partner's
-//! `jwks_uri`.
+//! Partners' and clients' public keys at the edge: an inline JWK Set, or one fetched from the
+//! partner's (or the client's) `jwks_uri`, always on one of the partner's origins.
 //!
 //! A fetch goes where the partner registered and nowhere else: redirects are not followed (a
 //! 3xx is a failure; a partner whose keys moved updates its `jwks_uri`), and the whole exchange,
@@ -16,7 +16,9 @@
 
 use crate::protocol::assertion::{parse_public_jwks, PublicKey};
 use crate::protocol::backoff::Backoff;
+use crate::protocol::client::ClientRecord;
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::origin::Origin;
 use crate::protocol::partner::Partner;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -159,7 +161,7 @@ enum Plan {
     },
 }
 
-fn plan(uri: &str, kid: Option<&str>, now_ms: u64) -> Result<Plan, ApiError> {
+fn plan(uri: &str, kid: Option<&str>, now_ms: u64) -> Plan {
     ENDPOINTS.with(|e| {
         let mut endpoints = e.borrow_mut();
         let entry = endpoints.entry(uri.to_owned()).or_default();
@@ -173,29 +175,29 @@ fn plan(uri: &str, kid: Option<&str>, now_ms: u64) -> Result<Plan, ApiError> {
                 kid.is_none_or(|k| keys.iter().any(|key| key.kid.as_deref() == Some(k)));
             let may_refetch = now_ms.saturating_sub(*fetched_at) >= REFETCH_MIN_MS;
             if knows_kid || !may_refetch {
-                return Ok(Plan::Use(keys.clone()));
+                return Plan::Use(keys.clone());
             }
         }
         if entry
             .fetching_since
             .is_some_and(|t| now_ms.saturating_sub(t) < IN_FLIGHT_MAX_MS)
         {
-            return Ok(Plan::Wait);
+            return Plan::Wait;
         }
         let fallback = fresh.map(|(jwks, _)| jwks);
         if entry.backoff.waiting(now_ms) {
             // Keys we still hold answer (an unknown kid is then simply unknown); without
             // them the request is refused without touching the endpoint.
-            return Ok(match fallback {
+            return match fallback {
                 Some(jwks) => Plan::Use(jwks),
                 None => Plan::Refuse(format!(
                     "jwks_uri failed {} time(s) in a row; not fetched during its back-off",
                     entry.backoff.failures()
                 )),
-            });
+            };
         }
         entry.fetching_since = Some(now_ms);
-        Ok(Plan::Fetch { fallback })
+        Plan::Fetch { fallback }
     })
 }
 
@@ -207,12 +209,49 @@ pub async fn keys_for(partner: &Partner, kid: Option<&str>, now_ms: u64) -> Resu
     let Some(uri) = &partner.jwks_uri else {
         return Ok(Rc::from(Vec::new()));
     };
+    fetched(uri, kid, now_ms)
+        .await
+        .map_err(|why| endpoint_failed(&why))
+}
+
+/// The keys a client of `partner` registered, for an assertion whose header names `kid`: the
+/// inline set, or its `jwks_uri`'s document while that is still on one of the partner's
+/// origins (an origin the partner gave up may belong to someone else by now). A failure is the
+/// client's (`invalid_client`), the cause in the log line.
+pub async fn client_keys(
+    client: &ClientRecord,
+    partner: &Partner,
+    kid: Option<&str>,
+    now_ms: u64,
+) -> Result<Keys, ApiError> {
+    let refused = |why: &str| ApiError::new(ErrorCode::InvalidClient, why);
+    if let Some(inline) = &client.jwks {
+        return parse_public_jwks(inline)
+            .map(Rc::from)
+            .map_err(|_| refused("the client's registered keys are unusable"));
+    }
+    let Some(uri) = &client.jwks_uri else {
+        return Err(refused("the client has no registered keys"));
+    };
+    if !Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o)) {
+        return Err(refused(
+            "the client's jwks_uri is no longer on its partner's origins",
+        ));
+    }
+    fetched(uri, kid, now_ms).await.map_err(|why| {
+        refused("the client's keys could not be fetched").with_cause(format!("client keys: {why}"))
+    })
+}
+
+/// The document at `uri` (cached, fetched again on an unknown `kid`, one fetch at a time, with
+/// a back-off after failures).
+async fn fetched(uri: &str, kid: Option<&str>, now_ms: u64) -> Result<Keys, String> {
     // The clock is read once per request; time spent waiting is counted here.
     let mut waited_ms = 0;
     let keys = loop {
-        match plan(uri, kid, now_ms + waited_ms)? {
+        match plan(uri, kid, now_ms + waited_ms) {
             Plan::Use(keys) => break keys,
-            Plan::Refuse(why) => return Err(endpoint_failed(&why)),
+            Plan::Refuse(why) => return Err(why),
             Plan::Wait => {
                 Delay::from(Duration::from_millis(WAIT_STEP_MS)).await;
                 waited_ms += WAIT_STEP_MS;
@@ -220,7 +259,7 @@ pub async fn keys_for(partner: &Partner, kid: Option<&str>, now_ms: u64) -> Resu
             Plan::Fetch { fallback } => {
                 match (fetch_and_record(uri, now_ms + waited_ms).await, fallback) {
                     (Ok(keys), _) | (Err(_), Some(keys)) => break keys,
-                    (Err(why), None) => return Err(endpoint_failed(&why)),
+                    (Err(why), None) => return Err(why),
                 }
             }
         }

@@ -132,6 +132,12 @@ pub fn unverified_claims(token: &str) -> Option<Value> {
     payload_of(token)
 }
 
+/// The `kid` a token's header names, unverified: which of a fetched key set to look for.
+pub fn unverified_kid(token: &str) -> Option<String> {
+    let untrusted = UntrustedToken::new(token).ok()?;
+    untrusted.header().key_id.clone()
+}
+
 /// Checks the signature of `token` against `keys`.
 pub fn check_signature(keys: &[PublicKey], token: &str) -> Result<Signature, AssertionError> {
     check_crit(token).map_err(|e| match e {

@@ -478,6 +478,7 @@ mod tests {
             scopes: vec!["openid".into(), "profile".into()],
             token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             jwks: None,
+            jwks_uri: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
             userinfo_signed_response_alg: None,
             require_pkce: true,

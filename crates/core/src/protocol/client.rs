@@ -182,6 +182,8 @@ pub struct ClientSpec {
     pub scopes: Vec<String>,
     pub token_endpoint_auth_method: AuthMethod,
     pub jwks: Option<Value>,
+    /// Where the client publishes its keys instead (on one of its partner's origins).
+    pub jwks_uri: Option<String>,
     pub id_token_signed_response_alg: SigningAlg,
     /// Userinfo answers as a JWT signed with this (OpenID Connect Core §5.3.2); `None`: JSON.
     pub userinfo_signed_response_alg: Option<SigningAlg>,
@@ -206,6 +208,9 @@ pub struct ClientRecord {
     pub token_endpoint_auth_method: AuthMethod,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
+    /// The client's keys are fetched from here (fetched again on an unknown `kid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
     pub id_token_signed_response_alg: SigningAlg,
     /// Userinfo answers as a JWT signed with this; `None` (and records of earlier releases): JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +254,7 @@ impl ClientRecord {
             scopes: spec.scopes,
             token_endpoint_auth_method: spec.token_endpoint_auth_method,
             jwks: spec.jwks,
+            jwks_uri: spec.jwks_uri,
             id_token_signed_response_alg: spec.id_token_signed_response_alg,
             userinfo_signed_response_alg: spec.userinfo_signed_response_alg,
             require_pkce: spec.require_pkce,
@@ -294,6 +300,7 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         "scopes",
         "token_endpoint_auth_method",
         "jwks",
+        "jwks_uri",
         "id_token_signed_response_alg",
         "userinfo_signed_response_alg",
         "require_pkce",
@@ -421,15 +428,26 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
     };
 
     let jwks = obj_field(&obj, "jwks").cloned();
-    match (&jwks, token_endpoint_auth_method) {
-        (Some(j), _) => check_public_jwks(j, "jwks")?,
-        (None, AuthMethod::PrivateKeyJwt) => {
+    let jwks_uri = match obj_field(&obj, "jwks_uri") {
+        None => None,
+        Some(Value::String(s)) => Some(key_set_uri(s)?),
+        Some(_) => return Err(ApiError::invalid_field("jwks_uri", "must be a string")),
+    };
+    match (&jwks, &jwks_uri, token_endpoint_auth_method) {
+        (Some(_), Some(_), _) => {
             return Err(ApiError::invalid_field(
-                "jwks",
-                "is required for private_key_jwt",
+                "jwks_uri",
+                "give jwks or jwks_uri, not both",
             ))
         }
-        (None, _) => {}
+        (Some(j), None, _) => check_public_jwks(j, "jwks")?,
+        (None, None, AuthMethod::PrivateKeyJwt) => {
+            return Err(ApiError::invalid_field(
+                "jwks",
+                "is required for private_key_jwt (or jwks_uri)",
+            ))
+        }
+        _ => {}
     }
 
     // OpenID Connect Registration §2: RS256 when the client names none.
@@ -486,11 +504,29 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         scopes,
         token_endpoint_auth_method,
         jwks,
+        jwks_uri,
         id_token_signed_response_alg,
         userinfo_signed_response_alg,
         require_pkce,
         post_logout_redirect_uris,
     })
+}
+
+/// A client's `jwks_uri`: absolute, https (plain http only on loopback), without fragment or
+/// credentials. Whether it is on the partner's origins is checked with the redirect URIs.
+fn key_set_uri(s: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::invalid_field("jwks_uri", why);
+    if s.len() > MAX_REDIRECT_URI_LEN {
+        return Err(bad("is too long"));
+    }
+    let url = Url::parse(s).map_err(|_| bad("is not an absolute URL"))?;
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not have a fragment or credentials"));
+    }
+    if Origin::from_referer(s).is_none() {
+        return Err(bad("must be https (http only on loopback)"));
+    }
+    Ok(url.to_string())
 }
 
 /// Every algorithm `spec` signs with has a key (`available`): refused when it is registered,
@@ -542,6 +578,14 @@ fn uri_list(obj: &Map<String, Value>, field: &str) -> Result<Vec<RedirectUri>, A
 
 /// Every redirect URI must be on one of the partner's allowlisted origins.
 pub fn check_redirects_on_partner(spec: &ClientSpec, partner: &Partner) -> Result<(), ApiError> {
+    if let Some(uri) = &spec.jwks_uri {
+        if !Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o)) {
+            return Err(ApiError::invalid_field(
+                "jwks_uri",
+                "is not on one of the partner's origins",
+            ));
+        }
+    }
     let lists = [
         ("redirect_uris", &spec.redirect_uris),
         ("post_logout_redirect_uris", &spec.post_logout_redirect_uris),
@@ -599,6 +643,7 @@ mod tests {
             scopes: vec!["openid".into()],
             token_endpoint_auth_method: AuthMethod::None,
             jwks: None,
+            jwks_uri: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
             userinfo_signed_response_alg: None,
             require_pkce: true,

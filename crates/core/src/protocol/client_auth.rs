@@ -198,6 +198,7 @@ mod tests {
             scopes: vec![],
             token_endpoint_auth_method: method,
             jwks: None,
+            jwks_uri: None,
             id_token_signed_response_alg: SigningAlg::EdDSA,
             userinfo_signed_response_alg: None,
             require_pkce: true,

@@ -255,7 +255,6 @@ fn as_metadata_error(e: ApiError) -> ApiError {
 /// Metadata we understand but do not offer: refused rather than ignored, so a client never
 /// believes it has, say, signed userinfo when it has not.
 const NOT_OFFERED: &[&str] = &[
-    "jwks_uri",
     "sector_identifier_uri",
     "request_uris",
     "request_object_signing_alg",
@@ -317,6 +316,7 @@ fn parse_metadata(body: &[u8], policy: &Policy) -> Result<ClientSpec, ApiError> 
         "post_logout_redirect_uris",
         "token_endpoint_auth_method",
         "jwks",
+        "jwks_uri",
         "id_token_signed_response_alg",
         "userinfo_signed_response_alg",
     ] {
@@ -474,6 +474,9 @@ pub fn client_information(
     out.insert("scope".into(), client.scopes.join(" ").into());
     if let Some(jwks) = &client.jwks {
         out.insert("jwks".into(), jwks.clone());
+    }
+    if let Some(uri) = &client.jwks_uri {
+        out.insert("jwks_uri".into(), uri.as_str().into());
     }
     out.insert(
         "id_token_signed_response_alg".into(),
@@ -678,7 +681,7 @@ mod tests {
                 "response_types",
             ),
             (
-                r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"],"jwks_uri":"https://app.acme.example/jwks"}"#,
+                r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"],"jwks_uri":"https://evil.example/jwks"}"#,
                 ErrorCode::InvalidClientMetadata,
                 "jwks_uri",
             ),
