@@ -17,6 +17,8 @@ const REDIRECT = 'https://app.acme.example/callback';
 /** A second origin of the partner, for its page that posts a login assertion (never listened on). */
 const PARTNER_PAGE = 'http://localhost:4999';
 const PASSWORD = 'correct horse battery staple';
+/** A 1x1 PNG, the partner's logo. */
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
 let w;
 let client;
 let browser;
@@ -56,7 +58,9 @@ async function newPage() {
   const page = await context.newPage();
   const callbacks = [];
   await page.route('https://app.acme.example/**', (route) => {
-    callbacks.push(new URL(route.request().url()));
+    const url = new URL(route.request().url());
+    callbacks.push(url);
+    if (url.pathname === '/logo.png') return route.fulfill({ status: 200, contentType: 'image/png', body: PNG });
     route.fulfill({ status: 200, contentType: 'text/html', body: '<p>partner callback</p>' });
   });
   return { page, context, callbacks };
@@ -75,6 +79,48 @@ async function signIn(page, username, password) {
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
 }
+
+test('browser_login_page_shows_the_apps_logo_from_its_partners_origin_and_its_links', async () => {
+  const app = await (await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: {
+      name: 'Acme Gallery', redirect_uris: [REDIRECT], scopes: ['openid'],
+      logo_uri: 'https://app.acme.example/logo.png', policy_uri: 'https://app.acme.example/privacy', tos_uri: 'https://terms.example/acme',
+    },
+  })).json();
+  assert.equal(app.logo_uri, 'https://app.acme.example/logo.png');
+  const { page, context, callbacks } = await newPage();
+  const violations = [];
+  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+  try {
+    const { challenge } = pkce();
+    const url = `${w.url}/oauth2/authorize?${new URLSearchParams({
+      response_type: 'code', client_id: app.client_id, redirect_uri: REDIRECT, scope: 'openid', state: 's', code_challenge: challenge, code_challenge_method: 'S256',
+    })}`;
+    const res = await page.goto(url);
+    assert.equal(await page.title(), 'Sign in');
+    assert.match(res.headers()['content-security-policy'], /img-src 'self' https:\/\/app\.acme\.example;/);
+    assert.match(await page.textContent('main'), /to continue to Acme Gallery/);
+    const logo = page.locator('main img');
+    await logo.waitFor();
+    await page.waitForFunction(() => document.querySelector('main img')?.complete);
+    assert.equal(await logo.evaluate((img) => img.naturalWidth), 1, 'the logo loaded under the page CSP');
+    assert.ok(callbacks.some((u) => u.pathname === '/logo.png'));
+    assert.equal(await page.getByRole('link', { name: 'privacy policy' }).getAttribute('href'), 'https://app.acme.example/privacy');
+    assert.equal(await page.getByRole('link', { name: 'terms of service' }).getAttribute('href'), 'https://terms.example/acme');
+    assert.equal(await page.getByRole('link', { name: 'terms of service' }).getAttribute('rel'), 'noopener noreferrer');
+    assert.deepEqual(violations, []);
+  } finally {
+    await context.close();
+  }
+  // A logo off the partner's origins is refused when the client is registered.
+  const off = await w.admin('/partners/acme/clients', {
+    method: 'POST',
+    body: { name: 'Tracker', redirect_uris: [REDIRECT], logo_uri: 'https://tracker.example/pixel.png' },
+  });
+  assert.equal(off.status, 400);
+  assert.equal((await off.json()).field, 'logo_uri');
+});
 
 test('browser_login_and_allow_completes_the_code_flow', async () => {
   const { page, context, callbacks } = await newPage();

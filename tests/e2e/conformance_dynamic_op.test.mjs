@@ -242,6 +242,28 @@ test('dynamic_oidcc-refresh-token-rp-key-rotation', async () => {
   await unregister(client);
 });
 
+/** The login page a person sees for `client`, with cookies removed first (a fresh jar). */
+async function loginPage(client) {
+  const rp = await rpFor(client);
+  const shown = await rp.authorize(rp.request(), { stopAtLogin: true });
+  assert.ok(shown.sawLogin, 'the login page (the suite asks to remove cookies first)');
+  return shown.page;
+}
+
+for (const [module, field, uri, shows] of [
+  ['oidcc-registration-logo-uri', 'logo_uri', () => `${host.url}/images/openid.png`, (page, u) => page.includes(`<img src="${u}"`)],
+  ['oidcc-registration-policy-uri', 'policy_uri', () => `${host.url}/login.html`, (page, u) => page.includes(`<a href="${u}"`) && page.includes('privacy policy')],
+  ['oidcc-registration-tos-uri', 'tos_uri', () => 'https://openid.net/', (page, u) => page.includes(`<a href="${u}"`) && page.includes('terms of service')],
+]) {
+  test(`dynamic_${module}`, async () => {
+    const client = await registerClient({ [field]: uri() });
+    assert.equal(client[field], uri());
+    const page = await loginPage(client);
+    assert.ok(shows(page, uri()), `the login page shows the ${field} (the suite's screenshot placeholder)`);
+    await unregister(client);
+  });
+}
+
 test('dynamic_oidcc-server-rotate-keys', async () => {
   // The operator rotates the OP keys (scripts/keys add, then deploy): here, a Worker of the
   // same keys and one more. The suite checks the JWKS before and after.

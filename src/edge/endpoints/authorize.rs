@@ -412,6 +412,62 @@ async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> 
     })
 }
 
+/// The app a sign-in continues to, as the login page shows it.
+struct App {
+    name: String,
+    about: crate::protocol::client::AppLinks,
+    /// The logo's origin, while it is one of the partner's (else no logo is shown).
+    logo_origin: Option<crate::protocol::origin::Origin>,
+}
+
+impl App {
+    fn view(&self) -> pages::AppView<'_> {
+        pages::AppView {
+            name: &self.name,
+            logo_uri: self
+                .logo_origin
+                .as_ref()
+                .and(self.about.logo_uri.as_deref()),
+            policy_uri: self.about.policy_uri.as_deref(),
+            tos_uri: self.about.tos_uri.as_deref(),
+        }
+    }
+}
+
+/// The client of the authorization request a sign-in returns to, when the page has something of
+/// it to show. Only decoration: a failure to read it shows the plain page.
+async fn app_for(env: &Env, return_to: &str, now_ms: u64) -> Option<App> {
+    let query = return_to
+        .strip_prefix(routes::AUTHORIZE)?
+        .strip_prefix('?')?;
+    let params = Params::parse(query.as_bytes()).ok()?;
+    let client_id = crate::protocol::client::ClientId::parse(params.get("client_id")?)?;
+    let client: ClientRecord = kvcache::get_json(env, &client_id.kv_key(), now_ms)
+        .await
+        .ok()??;
+    if client.about.is_empty() {
+        return None;
+    }
+    let partner: Option<Partner> = kvcache::get_json(
+        env,
+        &crate::protocol::partner::keys::partner(&client.partner_id),
+        now_ms,
+    )
+    .await
+    .ok()?;
+    let logo_origin = client
+        .about
+        .logo_uri
+        .as_deref()
+        .and_then(crate::protocol::origin::Origin::from_referer)
+        .filter(|o| partner.as_ref().is_some_and(|p| p.origins.contains(o)));
+    Some(App {
+        name: client.name,
+        about: client.about,
+        logo_origin,
+    })
+}
+
 fn return_path(params: &Params) -> Option<String> {
     authorize::safe_return_path(
         params.get("return_to")?,
@@ -430,6 +486,14 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
         Ok(p) => p,
         Err(e) => return browser::error_page(&e),
     };
+    let app = match return_path(&params) {
+        Some(r) => app_for(env, &r, now_ms).await,
+        None => None,
+    };
+    let csp = app
+        .as_ref()
+        .and_then(|a| a.logo_origin.as_ref())
+        .map(|o| pages::login_csp(o.as_str()));
     if method == Method::Get {
         let Some(return_to) = return_path(&params) else {
             return browser::error_page(&ApiError::new(
@@ -448,12 +512,15 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
                             && crate::protocol::text::displayable(h)
                     })
                     .unwrap_or("");
-                browser::page(
-                    200,
-                    pages::login(routes::LOGIN, &csrf, &return_to, hint, None),
-                    &cookies,
-                    "login_form",
-                )
+                let html = pages::login(
+                    routes::LOGIN,
+                    &csrf,
+                    &return_to,
+                    hint,
+                    None,
+                    app.as_ref().map(App::view).as_ref(),
+                );
+                browser::page_with_csp(200, html, &cookies, "login_form", csp.as_deref())
             }
             Err(e) => browser::error_page(&e),
         };
@@ -471,12 +538,15 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
     let password = params.get("password").unwrap_or("");
     let csrf = params.get("csrf").unwrap_or("").to_owned();
     let failed = |csrf: &str| {
-        browser::page(
-            401,
-            pages::login(routes::LOGIN, csrf, &return_to, typed, Some(LOGIN_FAILED)),
-            &[],
-            "login_failed",
-        )
+        let html = pages::login(
+            routes::LOGIN,
+            csrf,
+            &return_to,
+            typed,
+            Some(LOGIN_FAILED),
+            app.as_ref().map(App::view).as_ref(),
+        );
+        browser::page_with_csp(401, html, &[], "login_failed", csp.as_deref())
     };
     let user = Username::from_login(typed);
     // A browser where this user signed in before brings its device cookie: it is limited on its
@@ -511,12 +581,16 @@ pub async fn login(req: Request, env: &Env, method: Method, now_ms: u64) -> Outc
                 };
                 let message =
                     format!("Too many sign-in attempts. Wait {wait} seconds, then try again.");
-                let mut out = browser::page(
-                    429,
-                    pages::login(routes::LOGIN, &csrf, &return_to, typed, Some(&message)),
-                    &[],
-                    "rate_limited",
+                let html = pages::login(
+                    routes::LOGIN,
+                    &csrf,
+                    &return_to,
+                    typed,
+                    Some(&message),
+                    app.as_ref().map(App::view).as_ref(),
                 );
+                let mut out =
+                    browser::page_with_csp(429, html, &[], "rate_limited", csp.as_deref());
                 let _ = out
                     .response
                     .headers_mut()

@@ -139,7 +139,8 @@ pub fn form_post(html: String, cookies: &[String], outcome: &'static str) -> Out
     page_with_csp(200, html, cookies, outcome, Some(pages::FORM_POST_CSP))
 }
 
-fn page_with_csp(
+/// [`page`] with its own content security policy (`None`: the pages' one).
+pub fn page_with_csp(
     status: u16,
     html: String,
     cookies: &[String],

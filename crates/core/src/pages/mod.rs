@@ -68,6 +68,66 @@ fn hidden(fields: &[(&str, String)]) -> String {
         .collect()
 }
 
+/// The app a sign-in is for, as the login page shows it: its name, and the logo and links it
+/// registered (the logo only while it is on its partner's origins; [`login_csp`] allows it).
+pub struct AppView<'a> {
+    pub name: &'a str,
+    pub logo_uri: Option<&'a str>,
+    pub policy_uri: Option<&'a str>,
+    pub tos_uri: Option<&'a str>,
+}
+
+/// The page CSP, with images also from `origin` (an app's logo on its partner's origin).
+pub fn login_csp(logo_origin: &str) -> String {
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' {logo_origin}; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+fn app_html(app: Option<&AppView<'_>>) -> (String, String) {
+    let Some(app) = app else {
+        return (String::new(), String::new());
+    };
+    let logo = app
+        .logo_uri
+        .map(|u| {
+            format!(
+                "<img src=\"{}\" alt=\"\" width=\"48\" height=\"48\" style=\"vertical-align:middle;margin-right:.5rem\">",
+                esc(u)
+            )
+        })
+        .unwrap_or_default();
+    let intro = format!(
+        "<p>{logo}to continue to <strong>{}</strong></p>",
+        esc(app.name)
+    );
+    let link = |uri: Option<&str>, words: &str| {
+        uri.map(|u| {
+            format!(
+                "<a href=\"{}\" rel=\"noopener noreferrer\" target=\"_blank\">{words}</a>",
+                esc(u)
+            )
+        })
+    };
+    let links: Vec<String> = [
+        link(app.policy_uri, "privacy policy"),
+        link(app.tos_uri, "terms of service"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let footer = if links.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p class=\"muted\">{}'s {}</p>",
+            esc(app.name),
+            links.join(" and ")
+        )
+    };
+    (intro, footer)
+}
+
 /// The login form. `error` is shown above it (the same text whether or not the user exists).
 pub fn login(
     action: &str,
@@ -75,7 +135,9 @@ pub fn login(
     return_to: &str,
     username: &str,
     error: Option<&str>,
+    app: Option<&AppView<'_>>,
 ) -> String {
+    let (intro, footer) = app_html(app);
     let error_html = error
         .map(|e| {
             format!(
@@ -92,13 +154,13 @@ pub fn login(
     layout(
         "Sign in",
         &format!(
-            "<h1>Sign in to your school account</h1>{error_html}\
+            "<h1>Sign in to your school account</h1>{intro}{error_html}\
 <form method=\"post\" action=\"{}\">{}\
 <label for=\"username\">Username</label>\
 <input type=\"text\" id=\"username\" name=\"username\" value=\"{}\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus{described}>\
 <label for=\"password\">Password</label>\
 <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required{described}>\
-<button type=\"submit\" class=\"primary\">Sign in</button></form>",
+<button type=\"submit\" class=\"primary\">Sign in</button></form>{footer}",
             esc(action),
             hidden(&[("csrf", csrf.to_owned()), ("return_to", return_to.to_owned())]),
             esc(username),
@@ -407,8 +469,15 @@ mod tests {
     #[test]
     fn pages_escape_everything_they_show() {
         let evil = "<script>alert(1)</script>\"'&";
-        let page = login("/login", evil, evil, evil, Some(evil));
+        let app = AppView {
+            name: evil,
+            logo_uri: Some(evil),
+            policy_uri: Some(evil),
+            tos_uri: Some(evil),
+        };
+        let page = login("/login", evil, evil, evil, Some(evil), Some(&app));
         assert!(!page.contains("<script>alert"));
+        assert!(!page.contains("\"'&<"));
         assert!(page.contains("&lt;script&gt;"));
         let scopes = [evil.to_owned()];
         let fields = [("state", evil.to_owned())];
@@ -430,8 +499,28 @@ mod tests {
     }
 
     #[test]
+    fn login_page_names_the_app_with_its_logo_and_links() {
+        let app = AppView {
+            name: "Acme Classroom",
+            logo_uri: Some("https://app.acme.example/logo.png"),
+            policy_uri: Some("https://app.acme.example/privacy"),
+            tos_uri: None,
+        };
+        let page = login("/login", "tok", "/x", "", None, Some(&app));
+        assert!(page.contains("to continue to <strong>Acme Classroom</strong>"));
+        assert!(page.contains("<img src=\"https://app.acme.example/logo.png\""));
+        assert!(page
+            .contains("<a href=\"https://app.acme.example/privacy\" rel=\"noopener noreferrer\""));
+        assert!(!page.contains("terms of service"));
+        assert_eq!(
+            login_csp("https://app.acme.example"),
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https://app.acme.example; frame-ancestors 'none'; base-uri 'none'"
+        );
+    }
+
+    #[test]
     fn login_form_has_labelled_username_and_password_fields() {
-        let page = login("/login", "tok", "/oauth2/authorize?x=1", "", None);
+        let page = login("/login", "tok", "/oauth2/authorize?x=1", "", None, None);
         assert!(page.contains("<label for=\"username\">"));
         assert!(page.contains("name=\"username\""));
         assert!(page.contains("<label for=\"password\">"));

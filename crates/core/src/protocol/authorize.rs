@@ -483,6 +483,7 @@ mod tests {
             userinfo_signed_response_alg: None,
             require_pkce: true,
             post_logout_redirect_uris: None,
+            about: crate::protocol::client::AppLinks::default(),
             secret_hash: None,
             created_at: 0,
         }

@@ -189,6 +189,26 @@ pub struct ClientSpec {
     pub userinfo_signed_response_alg: Option<SigningAlg>,
     pub require_pkce: bool,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// What the login page shows of the app (OpenID Connect Registration §2).
+    pub about: AppLinks,
+}
+
+/// The app's logo (on its partner's origins: the person's browser loads it) and the links to
+/// its privacy policy and terms, shown on the login page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLinks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+}
+
+impl AppLinks {
+    pub fn is_empty(&self) -> bool {
+        self.logo_uri.is_none() && self.policy_uri.is_none() && self.tos_uri.is_none()
+    }
 }
 
 fn yes() -> bool {
@@ -219,6 +239,9 @@ pub struct ClientRecord {
     /// registered to send a `nonce` instead, RFC 9700 §2.1.1).
     #[serde(default = "yes")]
     pub require_pkce: bool,
+    /// The logo and links the login page shows (none in records of earlier releases).
+    #[serde(default, flatten)]
+    pub about: AppLinks,
     /// Where logout may send the browser back (OpenID Connect RP-Initiated Logout §3.1).
     /// `None` in records of earlier releases, whose logouts went back to a redirect URI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,6 +282,7 @@ impl ClientRecord {
             userinfo_signed_response_alg: spec.userinfo_signed_response_alg,
             require_pkce: spec.require_pkce,
             post_logout_redirect_uris: Some(spec.post_logout_redirect_uris),
+            about: spec.about,
             secret_hash,
             created_at: now,
         }
@@ -305,6 +329,9 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         "userinfo_signed_response_alg",
         "require_pkce",
         "post_logout_redirect_uris",
+        "logo_uri",
+        "policy_uri",
+        "tos_uri",
     ];
     let obj = super::json::parse_object(body)?;
     if obj.keys().any(|k| !FIELDS.contains(&k.as_str())) {
@@ -497,6 +524,17 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         Some(_) => return Err(ApiError::invalid_field("require_pkce", "must be a boolean")),
     };
 
+    let link = |field: &str| match obj_field(&obj, field) {
+        None => Ok(None),
+        Some(Value::String(s)) => web_uri(field, s).map(Some),
+        Some(_) => Err(ApiError::invalid_field(field, "must be a string")),
+    };
+    let about = AppLinks {
+        logo_uri: link("logo_uri")?,
+        policy_uri: link("policy_uri")?,
+        tos_uri: link("tos_uri")?,
+    };
+
     Ok(ClientSpec {
         name,
         redirect_uris,
@@ -509,13 +547,14 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         userinfo_signed_response_alg,
         require_pkce,
         post_logout_redirect_uris,
+        about,
     })
 }
 
-/// A client's `jwks_uri`: absolute, https (plain http only on loopback), without fragment or
-/// credentials. Whether it is on the partner's origins is checked with the redirect URIs.
-fn key_set_uri(s: &str) -> Result<String, ApiError> {
-    let bad = |why: &str| ApiError::invalid_field("jwks_uri", why);
+/// A URL a page may link to or load: absolute, https (plain http only on loopback), without
+/// credentials or fragment, normalized.
+fn web_uri(field: &str, s: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::invalid_field(field, why);
     if s.len() > MAX_REDIRECT_URI_LEN {
         return Err(bad("is too long"));
     }
@@ -527,6 +566,12 @@ fn key_set_uri(s: &str) -> Result<String, ApiError> {
         return Err(bad("must be https (http only on loopback)"));
     }
     Ok(url.to_string())
+}
+
+/// A client's `jwks_uri`: absolute, https (plain http only on loopback), without fragment or
+/// credentials. Whether it is on the partner's origins is checked with the redirect URIs.
+fn key_set_uri(s: &str) -> Result<String, ApiError> {
+    web_uri("jwks_uri", s)
 }
 
 /// Every algorithm `spec` signs with has a key (`available`): refused when it is registered,
@@ -578,12 +623,18 @@ fn uri_list(obj: &Map<String, Value>, field: &str) -> Result<Vec<RedirectUri>, A
 
 /// Every redirect URI must be on one of the partner's allowlisted origins.
 pub fn check_redirects_on_partner(spec: &ClientSpec, partner: &Partner) -> Result<(), ApiError> {
-    if let Some(uri) = &spec.jwks_uri {
-        if !Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o)) {
-            return Err(ApiError::invalid_field(
-                "jwks_uri",
-                "is not on one of the partner's origins",
-            ));
+    // Fetched by us, or loaded by the person's browser: only from the partner's own origins.
+    for (field, uri) in [
+        ("jwks_uri", &spec.jwks_uri),
+        ("logo_uri", &spec.about.logo_uri),
+    ] {
+        if let Some(uri) = uri {
+            if !Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o)) {
+                return Err(ApiError::invalid_field(
+                    field,
+                    "is not on one of the partner's origins",
+                ));
+            }
         }
     }
     let lists = [
@@ -648,6 +699,7 @@ mod tests {
             userinfo_signed_response_alg: None,
             require_pkce: true,
             post_logout_redirect_uris: None,
+            about: AppLinks::default(),
             secret_hash: None,
             created_at: 0,
         };

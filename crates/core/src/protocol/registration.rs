@@ -319,6 +319,9 @@ fn parse_metadata(body: &[u8], policy: &Policy) -> Result<ClientSpec, ApiError> 
         "jwks_uri",
         "id_token_signed_response_alg",
         "userinfo_signed_response_alg",
+        "logo_uri",
+        "policy_uri",
+        "tos_uri",
     ] {
         if let Some(v) = present(field) {
             spec.insert(field.into(), v.clone());
@@ -482,6 +485,15 @@ pub fn client_information(
         "id_token_signed_response_alg".into(),
         client.id_token_signed_response_alg.as_str().into(),
     );
+    for (field, uri) in [
+        ("logo_uri", &client.about.logo_uri),
+        ("policy_uri", &client.about.policy_uri),
+        ("tos_uri", &client.about.tos_uri),
+    ] {
+        if let Some(uri) = uri {
+            out.insert(field.into(), uri.as_str().into());
+        }
+    }
     if let Some(alg) = client.userinfo_signed_response_alg {
         out.insert("userinfo_signed_response_alg".into(), alg.as_str().into());
     }
