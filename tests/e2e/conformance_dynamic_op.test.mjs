@@ -20,13 +20,15 @@ let iat;
 /** The suite's own host, where it serves a client's keys (`{base}/client1_jwks`). */
 let host;
 let servedJwks = { keys: [] };
+/** Other documents the suite serves, by path. */
+const served = new Map();
 
 before(async () => {
   w = await startWorker();
   host = await startOrigin({
     respond: (req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(servedJwks));
+      res.end(JSON.stringify(served.get(req.url) ?? servedJwks));
     },
   });
   await addPartner(w, 'suite', ['https://suite.example', host.url]);
@@ -263,6 +265,33 @@ for (const [module, field, uri, shows] of [
     await unregister(client);
   });
 }
+
+test('dynamic_oidcc-registration-sector-uri', async () => {
+  served.set('/redirect_uris.json', [CALLBACK, 'https://suite.example/other']);
+  const rp = await new SuiteRp(w, { client: { client_id: 'x', redirect_uris: [CALLBACK] } }).configure();
+  assert.ok(rp.meta.subject_types_supported.includes('pairwise'), 'not skipped: pairwise is offered');
+  const client = await registerClient({ subject_type: 'pairwise', sector_identifier_uri: `${host.url}/redirect_uris.json` });
+  assert.equal(client.subject_type, 'pairwise');
+  assert.ok(host.received.some((r) => r.url === '/redirect_uris.json'), 'the sector document was fetched');
+  await unregister(client);
+});
+
+test('dynamic_oidcc-registration-sector-bad', async () => {
+  served.set('/bad_redirect_uris.json', ['https://example.com/op']);
+  const res = await callRegistration({
+    client_name: 'Sector', redirect_uris: [CALLBACK], response_types: ['code'], subject_type: 'pairwise',
+    sector_identifier_uri: `${host.url}/bad_redirect_uris.json`,
+  });
+  assert.match(res.headers.get('content-type'), /^application\/json/, 'EnsureContentTypeJson');
+  assert.equal(res.status, 400, 'EnsureHttpStatusCodeIs400');
+  const body = await res.json();
+  assert.equal(body.error, 'invalid_client_metadata', 'CheckErrorFromDynamicRegistrationEndpointIsInvalidClientMetadata');
+  assert.equal(body.client_id, undefined);
+  // Nor a sector document off the partner's origins, which we would not fetch.
+  const off = await callRegistration({ client_name: 'Sector', redirect_uris: [CALLBACK], sector_identifier_uri: 'https://elsewhere.example/uris.json' });
+  assert.equal(off.status, 400);
+  assert.equal((await off.json()).error, 'invalid_client_metadata');
+});
 
 test('dynamic_oidcc-server-rotate-keys', async () => {
   // The operator rotates the OP keys (scripts/keys add, then deploy): here, a Worker of the

@@ -424,8 +424,32 @@ function exampleCalls() {
     },
     why: 'private_key_jwt: no secret, jwks shown',
   });
+  add('POST /admin/partners/{partner_id}/clients', 201, '/admin/partners/acme/clients', {
+    json: {
+      name: 'Acme shown', redirect_uris: [`${ACME}/cb`], logo_uri: `${ACME}/logo.png`, policy_uri: 'https://openid.net',
+      tos_uri: 'https://legal.example/tos', userinfo_signed_response_alg: 'RS256',
+    },
+    why: 'logo, policy and terms links, signed userinfo: shown',
+  });
+  add('POST /admin/partners/{partner_id}/clients', 201, '/admin/partners/acme/clients', {
+    json: {
+      name: 'Acme fetched keys', grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt',
+      jwks_uri: `${ACME}/jwks.json`,
+    },
+    why: 'private_key_jwt with a jwks_uri: shown',
+  });
   add('POST /admin/partners/{partner_id}/clients', 400, '/admin/partners/acme/clients', {
     json: { name: 'Off', redirect_uris: [`${EVIL}/cb`] }, why: 'redirect URI off the partner origins',
+  });
+  add('POST /admin/partners/{partner_id}/clients', 400, '/admin/partners/acme/clients', {
+    json: { name: 'Off logo', redirect_uris: [`${ACME}/cb`], logo_uri: `${EVIL}/logo.png` }, why: 'logo_uri off the partner origins',
+  });
+  add('POST /admin/partners/{partner_id}/clients', 400, '/admin/partners/acme/clients', {
+    json: {
+      name: 'Both', grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt',
+      jwks: { keys: [publicJwk(generateJwk('EdDSA'))] }, jwks_uri: `${ACME}/jwks.json`,
+    },
+    why: 'jwks and jwks_uri together',
   });
   add('POST /admin/partners/{partner_id}/clients', 404, '/admin/partners/nobody/clients', {
     json: { name: 'X', redirect_uris: [`${ACME}/cb`] },

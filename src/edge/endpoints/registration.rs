@@ -6,13 +6,16 @@
 use crate::edge::calls::registry;
 use crate::edge::flows::{bearer, limits};
 use crate::edge::rt::kvcache;
+use crate::edge::rt::outbound;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{body, config, keys, random, respond};
-use crate::protocol::client::ClientId;
+use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::jwk::SigningAlg;
-use crate::protocol::registration::{client_information, edge_key, update_identity, EdgeToken};
+use crate::protocol::partner::{keys::partner as partner_key, Partner, PartnerId};
+use crate::protocol::registration::{
+    check_sector, client_information, edge_key, sector_uri, update_identity, Checked, EdgeToken,
+};
 use crate::routes::Method;
 use crate::store::registry::{
     DeleteRegistration, ReadRegistration, Register, Registered, UpdateRegistration,
@@ -42,9 +45,43 @@ fn credential() -> Result<String, ApiError> {
     Ok(Base64UrlUnpadded::encode_string(&random::bytes::<32>()?))
 }
 
-/// The algorithms we hold keys for: a client may register only for one of them.
-fn signing_algs(env: &Env) -> Result<Vec<SigningAlg>, ApiError> {
-    Ok(keys::key_set(env)?.signing_algs())
+/// What the registry is to rely on: the algorithms we hold keys for (a client may register only
+/// for one of them), and, when the metadata names a `sector_identifier_uri` on one of
+/// `partner`'s origins, that its document lists every redirect URI (fetched here, bounded).
+async fn checks(
+    env: &Env,
+    metadata: &[u8],
+    partner: Option<&PartnerId>,
+    now_ms: u64,
+) -> Result<Checked, ApiError> {
+    let signing_algs = keys::key_set(env)?.signing_algs();
+    let mut sector_identifier_uri = None;
+    let partner = match partner {
+        Some(id) => kvcache::get_json::<Partner>(env, &partner_key(id), now_ms).await?,
+        None => None,
+    };
+    if let Some(partner) = partner {
+        if let Some(uri) = sector_uri(metadata, &partner)? {
+            let document = outbound::fetch_json(&uri, "application/json")
+                .await
+                .map_err(|why| {
+                    ApiError {
+                        code: ErrorCode::InvalidClientMetadata,
+                        ..ApiError::invalid_field(
+                            "sector_identifier_uri",
+                            "its document could not be fetched",
+                        )
+                    }
+                    .with_cause(format!("sector_identifier_uri: {why}"))
+                })?;
+            check_sector(&document, metadata)?;
+            sector_identifier_uri = Some(uri);
+        }
+    }
+    Ok(Checked {
+        signing_algs,
+        sector_identifier_uri,
+    })
 }
 
 /// `POST /oauth2/register`: the initial access token is checked against its published record
@@ -63,6 +100,7 @@ pub async fn register(mut req: Request, env: &Env, now_ms: u64) -> Result<Outcom
     let metadata = body::json(&mut req, MAX_BODY).await?;
     let metadata = String::from_utf8(metadata)
         .map_err(|_| ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8"))?;
+    let checks = checks(env, metadata.as_bytes(), Some(&partner), now_ms).await?;
     let client_id = ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
         .ok_or_else(|| ApiError::unavailable("client id generation"))?;
     let (secret, access) = (credential()?, credential()?);
@@ -74,7 +112,7 @@ pub async fn register(mut req: Request, env: &Env, now_ms: u64) -> Result<Outcom
         Register {
             token_hash,
             metadata,
-            signing_algs: signing_algs(env)?,
+            checks,
             client_id,
             secret_hash: secret_hash(&secret),
             access_hash: secret_hash(&access),
@@ -135,6 +173,16 @@ pub async fn manage(
             let metadata = String::from_utf8(raw).map_err(|_| {
                 ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8")
             })?;
+            // The client's partner, as published, for a sector check (the registry checks the
+            // rest against its own records; a sector left unchecked it refuses).
+            let partner = if metadata.contains("sector_identifier_uri") {
+                let published: Option<ClientRecord> =
+                    kvcache::get_json(env, &client_id.kv_key(), now_ms).await?;
+                published.map(|c| c.partner_id)
+            } else {
+                None
+            };
+            let checks = checks(env, metadata.as_bytes(), partner.as_ref(), now_ms).await?;
             let (secret, new_access) = (credential()?, credential()?);
             let Registered {
                 client,
@@ -145,7 +193,7 @@ pub async fn manage(
                     client_id,
                     access_hash,
                     metadata,
-                    signing_algs: signing_algs(env)?,
+                    checks,
                     presented_secret_hash,
                     new_secret_hash: secret_hash(&secret),
                     new_access_hash: secret_hash(&new_access),

@@ -1,9 +1,8 @@
 //! Partners' and clients' public keys at the edge: an inline JWK Set, or one fetched from the
 //! partner's (or the client's) `jwks_uri`, always on one of the partner's origins.
 //!
-//! A fetch goes where the partner registered and nowhere else: redirects are not followed (a
-//! 3xx is a failure; a partner whose keys moved updates its `jwks_uri`), and the whole exchange,
-//! body included, is bounded by a time-out and a 64 KiB cap. A good document is cached for five
+//! A fetch goes where the partner registered and nowhere else, bounded (`rt::outbound`: no
+//! redirects, a time-out, a 64 KiB cap). A good document is cached for five
 //! minutes and refetched on an unknown `kid` at most once per 30 s. Concurrent requests that need
 //! the same document wait for one fetch, and a failure is remembered with a back-off
 //! (`protocol::backoff`), so forged tokens naming a partner whose endpoint fails cost that
@@ -14,25 +13,20 @@
 //! `/login/auto`, `invalid_grant` at the token endpoint), with the cause in the log line. A 503
 //! stays for our own failures (a stored key set that does not parse).
 
+use crate::edge::rt::outbound;
 use crate::protocol::assertion::{parse_public_jwks, PublicKey};
 use crate::protocol::backoff::Backoff;
 use crate::protocol::client::ClientRecord;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::origin::Origin;
 use crate::protocol::partner::Partner;
-use futures_util::future::{select, Either};
-use futures_util::StreamExt;
-use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
-use worker::{Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
+use worker::Delay;
 
-/// For the whole exchange: connection, headers and body.
-pub const FETCH_TIMEOUT_MS: u64 = 3_000;
-
-pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+use crate::edge::rt::outbound::FETCH_TIMEOUT_MS;
 
 pub const CACHE_MS: u64 = 5 * 60 * 1000;
 
@@ -78,61 +72,17 @@ fn endpoint_failed(why: &str) -> ApiError {
 }
 
 async fn read_jwks(uri: &str) -> Result<Keys, String> {
-    let headers = Headers::new();
-    headers
-        .set("accept", "application/jwk-set+json, application/json")
-        .map_err(|e| e.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    let req = Request::new_with_init(uri, &init).map_err(|e| e.to_string())?;
-    let mut resp = Fetch::Request(req)
-        .send()
+    let jwks = outbound::fetch_json(uri, "application/jwk-set+json, application/json")
         .await
-        .map_err(|e| format!("fetch: {e}"))?;
-    let status = resp.status_code();
-    if (300..400).contains(&status) {
-        return Err(format!(
-            "jwks_uri redirected ({status}); redirects are not followed"
-        ));
-    }
-    if status != 200 {
-        return Err(format!("jwks_uri answered {status}"));
-    }
-    let declared = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
-        return Err("jwks_uri document is over 64 KiB".into());
-    }
-    let mut body: Vec<u8> = Vec::new();
-    let mut stream = resp.stream().map_err(|e| e.to_string())?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err("jwks_uri document is over 64 KiB".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let jwks: Value =
-        serde_json::from_slice(&body).map_err(|e| format!("jwks_uri is not JSON: {e}"))?;
+        .map_err(|e| format!("jwks_uri: {e}"))?;
     // Only a usable document counts as a success (and resets the back-off); it is kept parsed.
     let keys = parse_public_jwks(&jwks).map_err(|e| format!("jwks_uri document: {e}"))?;
     Ok(Rc::from(keys))
 }
 
-/// Fetches `uri` within [`FETCH_TIMEOUT_MS`] and records the outcome for the isolate.
+/// Fetches `uri` (within `outbound`'s time-out) and records the outcome for the isolate.
 async fn fetch_and_record(uri: &str, now_ms: u64) -> Result<Keys, String> {
-    let read = Box::pin(read_jwks(uri));
-    let timeout = Box::pin(Delay::from(Duration::from_millis(FETCH_TIMEOUT_MS)));
-    let result = match select(read, timeout).await {
-        Either::Left((r, _)) => r,
-        Either::Right(_) => Err("jwks_uri fetch timed out".into()),
-    };
+    let result = read_jwks(uri).await;
     ENDPOINTS.with(|e| {
         let mut endpoints = e.borrow_mut();
         let entry = endpoints.entry(uri.to_owned()).or_default();

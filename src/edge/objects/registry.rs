@@ -412,7 +412,7 @@ impl RegistryHandler for Registry {
         Register {
             token_hash,
             metadata,
-            signing_algs,
+            checks,
             client_id,
             secret_hash,
             access_hash,
@@ -442,8 +442,7 @@ impl RegistryHandler for Registry {
                 "the initial access token is not valid",
             ));
         };
-        let spec =
-            registration::register(&token, &partner, metadata.as_bytes(), &signing_algs, now)?;
+        let spec = registration::register(&token, &partner, metadata.as_bytes(), &checks, now)?;
         if read_client(&sql, &client_id)?.is_some() {
             return Err(ApiError::unavailable("client id collision"));
         }
@@ -498,7 +497,7 @@ impl RegistryHandler for Registry {
             client_id,
             access_hash,
             metadata,
-            signing_algs,
+            checks,
             presented_secret_hash,
             new_secret_hash,
             new_access_hash,
@@ -519,7 +518,7 @@ impl RegistryHandler for Registry {
         let Some(partner) = read_partner(&sql, &client.partner_id)? else {
             return Err(ApiError::not_found("partner"));
         };
-        let spec = registration::client_for(&policy, &partner, metadata.as_bytes(), &signing_algs)?;
+        let spec = registration::client_for(&policy, &partner, metadata.as_bytes(), &checks)?;
         let (record, secret_issued) = registration::updated(&client, spec, &new_secret_hash);
         exec(
             &sql,

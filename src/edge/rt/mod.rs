@@ -12,6 +12,7 @@ pub mod keys;
 pub mod kvcache;
 pub mod later;
 pub mod objects;
+pub mod outbound;
 pub mod queue;
 pub mod r2;
 pub mod random;

@@ -170,7 +170,7 @@ pub fn register(
     token: &RegistrationToken,
     partner: &Partner,
     metadata: &[u8],
-    signing_algs: &[SigningAlg],
+    checks: &Checked,
     now: u64,
 ) -> Result<ClientSpec, ApiError> {
     if now >= token.expires_at {
@@ -187,7 +187,76 @@ pub fn register(
     if partner.id != token.partner_id {
         return Err(token_refused("the initial access token is not valid"));
     }
-    client_for(&token.policy, partner, metadata, signing_algs)
+    client_for(&token.policy, partner, metadata, checks)
+}
+
+/// What the edge established before a registration reaches the registry: the algorithms it
+/// holds keys for, and the `sector_identifier_uri` whose document it fetched and found to list
+/// every redirect URI ([`check_sector`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checked {
+    pub signing_algs: Vec<SigningAlg>,
+    pub sector_identifier_uri: Option<String>,
+}
+
+fn metadata_object(metadata: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    super::json::parse_object(metadata).map_err(|e| ApiError {
+        code: ErrorCode::InvalidClientMetadata,
+        ..e
+    })
+}
+
+/// The `sector_identifier_uri` a registration names (OpenID Connect Registration §5), which we
+/// are to fetch: https (http only on loopback), on one of `partner`'s origins.
+pub fn sector_uri(metadata: &[u8], partner: &Partner) -> Result<Option<String>, ApiError> {
+    let obj = metadata_object(metadata)?;
+    let Some(v) = obj.get("sector_identifier_uri").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let uri = v
+        .as_str()
+        .ok_or_else(|| metadata_error("sector_identifier_uri", "must be a string"))?;
+    let url = url::Url::parse(uri)
+        .map_err(|_| metadata_error("sector_identifier_uri", "is not an absolute URL"))?;
+    let on_partner =
+        super::origin::Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o));
+    if url.fragment().is_some() || !url.username().is_empty() || !on_partner {
+        return Err(metadata_error(
+            "sector_identifier_uri",
+            "must be an https URL on one of the partner's origins, without fragment or credentials",
+        ));
+    }
+    Ok(Some(uri.to_owned()))
+}
+
+/// The sector document (a JSON array of URIs) lists every one of the registration's
+/// `redirect_uris` (OpenID Connect Registration §5), compared as they would be registered.
+pub fn check_sector(document: &Value, metadata: &[u8]) -> Result<(), ApiError> {
+    let refused = |why: &str| metadata_error("sector_identifier_uri", why);
+    let listed: Vec<String> = document
+        .as_array()
+        .ok_or_else(|| refused("the document is not a JSON array of URIs"))?
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|u| super::client::RedirectUri::parse(u).ok())
+        .map(|u| u.as_str().to_owned())
+        .collect();
+    let obj = metadata_object(metadata)?;
+    let uris = obj
+        .get("redirect_uris")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for uri in &uris {
+        let normalized = uri
+            .as_str()
+            .and_then(|u| super::client::RedirectUri::parse(u).ok())
+            .map(|u| u.as_str().to_owned());
+        if !normalized.is_some_and(|u| listed.contains(&u)) {
+            return Err(refused("its document does not list every redirect URI"));
+        }
+    }
+    Ok(())
 }
 
 /// The client `metadata` describes (RFC 7591 §2), within `policy`, on `partner`'s origins:
@@ -196,7 +265,7 @@ pub fn client_for(
     policy: &Policy,
     partner: &Partner,
     metadata: &[u8],
-    signing_algs: &[SigningAlg],
+    checks: &Checked,
 ) -> Result<ClientSpec, ApiError> {
     if partner.status != PartnerStatus::Active {
         return Err(ApiError::new(
@@ -204,10 +273,10 @@ pub fn client_for(
             "the partner is suspended: it cannot register clients",
         ));
     }
-    let spec = parse_metadata(metadata, policy)?;
+    let spec = parse_metadata(metadata, policy, checks.sector_identifier_uri.as_deref())?;
     check_redirects_on_partner(&spec, partner).map_err(as_metadata_error)?;
     check_policy(&spec, policy)?;
-    check_signing_keys(&spec, signing_algs).map_err(as_metadata_error)?;
+    check_signing_keys(&spec, &checks.signing_algs).map_err(as_metadata_error)?;
     Ok(spec)
 }
 
@@ -255,7 +324,6 @@ fn as_metadata_error(e: ApiError) -> ApiError {
 /// Metadata we understand but do not offer: refused rather than ignored, so a client never
 /// believes it has, say, signed userinfo when it has not.
 const NOT_OFFERED: &[&str] = &[
-    "sector_identifier_uri",
     "request_uris",
     "request_object_signing_alg",
     "request_object_encryption_alg",
@@ -275,11 +343,12 @@ const NOT_OFFERED: &[&str] = &[
 
 /// RFC 7591 metadata as a [`ClientSpec`], with `policy`'s defaults. Members we do not know are
 /// ignored (RFC 7591 §2); members we know but do not offer are refused.
-fn parse_metadata(body: &[u8], policy: &Policy) -> Result<ClientSpec, ApiError> {
-    let obj = super::json::parse_object(body).map_err(|e| ApiError {
-        code: ErrorCode::InvalidClientMetadata,
-        ..e
-    })?;
+fn parse_metadata(
+    body: &[u8],
+    policy: &Policy,
+    sector_checked: Option<&str>,
+) -> Result<ClientSpec, ApiError> {
+    let obj = metadata_object(body)?;
     let present = |f: &str| obj.get(f).filter(|v| !v.is_null());
     if present("software_statement").is_some() {
         return Err(ApiError::new(
@@ -289,6 +358,18 @@ fn parse_metadata(body: &[u8], policy: &Policy) -> Result<ClientSpec, ApiError> 
     }
     if let Some(f) = NOT_OFFERED.iter().find(|f| present(f).is_some()) {
         return Err(metadata_error(f, "is not supported by this server"));
+    }
+    // Subjects are pairwise per partner whatever the sector; the document was checked to list
+    // the redirect URIs before the registration came here.
+    match present("sector_identifier_uri") {
+        None => {}
+        Some(Value::String(s)) if Some(s.as_str()) == sector_checked => {}
+        Some(_) => {
+            return Err(metadata_error(
+                "sector_identifier_uri",
+                "was not checked against its document",
+            ))
+        }
     }
     match present("subject_type") {
         None => {}
@@ -600,10 +681,15 @@ mod tests {
         }
     }
 
-    const ALGS: &[SigningAlg] = &[SigningAlg::RS256, SigningAlg::EdDSA];
+    fn checks() -> Checked {
+        Checked {
+            signing_algs: vec![SigningAlg::RS256, SigningAlg::EdDSA],
+            sector_identifier_uri: None,
+        }
+    }
 
     fn reg(t: &RegistrationToken, body: &str) -> Result<ClientSpec, ApiError> {
-        register(t, &partner(), body.as_bytes(), ALGS, 10)
+        register(t, &partner(), body.as_bytes(), &checks(), 10)
     }
 
     const OK: &str = r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"]}"#;
@@ -739,7 +825,7 @@ mod tests {
     fn a_token_registers_only_while_live_within_its_count_and_for_its_partner() {
         let mut t = token(policy());
         assert!(reg(&t, OK).is_ok());
-        let expired = register(&t, &partner(), OK.as_bytes(), ALGS, 1000).unwrap_err();
+        let expired = register(&t, &partner(), OK.as_bytes(), &checks(), 1000).unwrap_err();
         assert_eq!(expired.code, ErrorCode::InvalidToken);
         t.registrations = 2;
         assert_eq!(reg(&t, OK).unwrap_err().code, ErrorCode::InvalidToken);
@@ -748,13 +834,13 @@ mod tests {
             id: PartnerId::parse("other").unwrap(),
             ..partner()
         };
-        let e = register(&t, &other, OK.as_bytes(), ALGS, 10).unwrap_err();
+        let e = register(&t, &other, OK.as_bytes(), &checks(), 10).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidToken);
         let suspended = Partner {
             status: PartnerStatus::Suspended,
             ..partner()
         };
-        let e = register(&t, &suspended, OK.as_bytes(), ALGS, 10).unwrap_err();
+        let e = register(&t, &suspended, OK.as_bytes(), &checks(), 10).unwrap_err();
         assert_eq!(e.code, ErrorCode::PartnerSuspended);
     }
 
@@ -789,6 +875,46 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some(field), "{bad}");
         }
         assert!(parse_token_spec(br#"{"other":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_sector_uri_is_on_the_partners_origins_and_its_document_lists_every_redirect_uri() {
+        let body = r#"{"client_name":"App","redirect_uris":["https://App.acme.example/cb"],"sector_identifier_uri":"https://app.acme.example/sector.json"}"#;
+        let uri = sector_uri(body.as_bytes(), &partner()).unwrap();
+        assert_eq!(uri.as_deref(), Some("https://app.acme.example/sector.json"));
+        assert!(check_sector(
+            &json!(["https://app.acme.example/cb", "https://x.example/y"]),
+            body.as_bytes()
+        )
+        .is_ok());
+        for bad in [
+            json!(["https://example.com/op"]),
+            json!({"redirect_uris": []}),
+            json!("x"),
+        ] {
+            let e = check_sector(&bad, body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                (
+                    ErrorCode::InvalidClientMetadata,
+                    Some("sector_identifier_uri")
+                )
+            );
+        }
+        let off = r#"{"client_name":"App","redirect_uris":["https://app.acme.example/cb"],"sector_identifier_uri":"https://evil.example/sector.json"}"#;
+        assert_eq!(
+            sector_uri(off.as_bytes(), &partner()).unwrap_err().code,
+            ErrorCode::InvalidClientMetadata
+        );
+        // Registered only as checked: a sector the edge did not fetch is refused.
+        let t = token(policy());
+        let e = reg(&t, body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("sector_identifier_uri"));
+        let checked = Checked {
+            sector_identifier_uri: uri,
+            ..checks()
+        };
+        assert!(register(&t, &partner(), body.as_bytes(), &checked, 10).is_ok());
     }
 
     #[test]

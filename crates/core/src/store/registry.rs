@@ -3,9 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::client::{ClientId, ClientRecord, ClientSpec};
-use crate::protocol::jwk::SigningAlg;
 use crate::protocol::partner::{Partner, PartnerId, PartnerSpec};
-use crate::protocol::registration::{RegistrationToken, TokenSpec};
+use crate::protocol::registration::{Checked, RegistrationToken, TokenSpec};
 
 /// The single registry object's name: admin writes are rare, so one object serializes them all.
 pub const REGISTRY_OBJECT: &str = "registry";
@@ -127,8 +126,8 @@ pub struct RevokeRegistrationToken {
 pub struct Register {
     pub token_hash: String,
     pub metadata: String,
-    /// The algorithms the Worker holds ID-token keys for.
-    pub signing_algs: Vec<SigningAlg>,
+    /// What the Worker checked: the algorithms it holds keys for, the sector document.
+    pub checks: Checked,
     pub client_id: ClientId,
     pub secret_hash: String,
     pub access_hash: String,
@@ -157,7 +156,7 @@ pub struct UpdateRegistration {
     pub client_id: ClientId,
     pub access_hash: String,
     pub metadata: String,
-    pub signing_algs: Vec<SigningAlg>,
+    pub checks: Checked,
     /// The hash of the `client_secret` the update repeated, which must be the client's.
     pub presented_secret_hash: Option<String>,
     /// A secret for a client that takes one and has none yet.
