@@ -98,8 +98,23 @@ test('authorize_pkce_missing_or_plain_is_redirected_invalid_request', async () =
 test('authorize_other_errors_are_redirected_with_state_and_iss', async () => {
   assertErrorRedirect(await authorize({ ...base(), response_type: 'token' }), 'unsupported_response_type');
   assertErrorRedirect(await authorize({ ...base(), scope: 'email' }), 'invalid_scope');
-  assertErrorRedirect(await authorize({ ...base(), request: 'eyJ' }), 'request_not_supported');
   assertErrorRedirect(await authorize({ ...base(), prompt: 'none login' }), 'invalid_request');
+});
+
+test('authorize_a_broken_request_object_is_an_error_page_never_a_redirect', async () => {
+  // A request object may name the redirect URI itself: what cannot be read sends nobody anywhere.
+  for (const request of ['eyJ', 'a.b.c', `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('[1]').toString('base64url')}.`]) {
+    const res = await authorize({ ...base(), request });
+    assert.equal(res.status, 400, request);
+    assert.equal(res.headers.get('location'), null);
+    assert.match(await res.text(), /request object/);
+  }
+  const both = await authorize({ ...base(), request: 'a.b.c', request_uri: 'https://app.acme.example/ro' });
+  assert.equal(both.status, 400);
+  const unregistered = await authorize({ ...base(), request_uri: 'https://app.acme.example/ro' });
+  assert.equal(unregistered.status, 400);
+  assert.equal(unregistered.headers.get('location'), null);
+  assert.match(await unregistered.text(), /request_uri is not registered/);
 });
 
 test('authorize_prompt_none_without_session_is_login_required', async () => {

@@ -49,8 +49,10 @@ test('discovery_documents_name_the_issuer_and_served_endpoints', async () => {
     assert.deepEqual(doc.response_types_supported, ['code']);
     assert.deepEqual(doc.response_modes_supported, ['query', 'form_post']);
     assert.deepEqual(doc.subject_types_supported, ['pairwise']);
-    assert.equal(doc.request_parameter_supported, false);
-    assert.equal(doc.request_uri_parameter_supported, false);
+    assert.equal(doc.request_parameter_supported, true);
+    assert.equal(doc.request_uri_parameter_supported, true);
+    assert.equal(doc.require_request_uri_registration, true);
+    assert.deepEqual(doc.request_object_signing_alg_values_supported, ['none', 'RS256', 'ES256', 'EdDSA', 'Ed25519']);
     assert.ok(!doc.grant_types_supported.includes('implicit') && !doc.grant_types_supported.includes('password'));
     for (const [name, value] of Object.entries(doc)) {
       if (!name.endsWith('_endpoint') && name !== 'jwks_uri') continue;

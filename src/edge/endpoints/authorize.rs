@@ -340,6 +340,12 @@ async fn authorize_any(req: Request, env: &Env, method: Method, now_ms: u64) -> 
         Ok(p) => p,
         Err(e) => return browser::error_page(&e),
     };
+    // A request object (by value or by reference) becomes the request it stands for.
+    let params =
+        match crate::edge::flows::request_object::resolve(env, params, &issuer, now_ms).await {
+            Ok(p) => p,
+            Err(e) => return browser::error_page(&e),
+        };
     let v = match verify(env, &params, &issuer, now_ms).await {
         Ok(v) => v,
         Err(outcome) => return outcome,

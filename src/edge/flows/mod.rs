@@ -11,6 +11,7 @@ pub mod link_migration;
 pub mod linked;
 pub mod partner_jwt;
 pub mod partner_keys;
+pub mod request_object;
 pub mod revoke;
 pub mod unlink;
 pub mod user_grant;

@@ -15,7 +15,7 @@ pub const FETCH_TIMEOUT_MS: u64 = 3_000;
 
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
-async fn read(uri: &str, accept: &str) -> Result<Value, String> {
+async fn read(uri: &str, accept: &str) -> Result<Vec<u8>, String> {
     let headers = Headers::new();
     headers.set("accept", accept).map_err(|e| e.to_string())?;
     let mut init = RequestInit::new();
@@ -52,15 +52,29 @@ async fn read(uri: &str, accept: &str) -> Result<Value, String> {
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+    Ok(body)
 }
 
-/// The JSON document at `uri`, within the time-out; the error says why not (for the log line).
-pub async fn fetch_json(uri: &str, accept: &str) -> Result<Value, String> {
+/// The body at `uri`, within the time-out; the error says why not (for the log line).
+async fn fetch(uri: &str, accept: &str) -> Result<Vec<u8>, String> {
     let read = Box::pin(read(uri, accept));
     let timeout = Box::pin(Delay::from(Duration::from_millis(FETCH_TIMEOUT_MS)));
     match select(read, timeout).await {
         Either::Left((r, _)) => r,
         Either::Right(_) => Err("the fetch timed out".into()),
     }
+}
+
+/// The JSON document at `uri`.
+pub async fn fetch_json(uri: &str, accept: &str) -> Result<Value, String> {
+    let body = fetch(uri, accept).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// The text at `uri` (a request object), surrounding whitespace removed.
+pub async fn fetch_text(uri: &str, accept: &str) -> Result<String, String> {
+    let body = fetch(uri, accept).await?;
+    String::from_utf8(body)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| "not UTF-8".to_owned())
 }

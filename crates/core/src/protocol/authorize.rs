@@ -484,6 +484,8 @@ mod tests {
             require_pkce: true,
             post_logout_redirect_uris: None,
             about: crate::protocol::client::AppLinks::default(),
+            request_uris: vec![],
+            request_object_signing_alg: None,
             secret_hash: None,
             created_at: 0,
         }

@@ -191,6 +191,10 @@ pub struct ClientSpec {
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     /// What the login page shows of the app (OpenID Connect Registration §2).
     pub about: AppLinks,
+    /// Where the client's request objects may be fetched from (on its partner's origins).
+    pub request_uris: Vec<String>,
+    /// The one algorithm its request objects must use (`none` included); `None`: any we verify.
+    pub request_object_signing_alg: Option<String>,
 }
 
 /// The app's logo (on its partner's origins: the person's browser loads it) and the links to
@@ -239,6 +243,12 @@ pub struct ClientRecord {
     /// registered to send a `nonce` instead, RFC 9700 §2.1.1).
     #[serde(default = "yes")]
     pub require_pkce: bool,
+    /// Where its request objects may be fetched from (OpenID Connect Registration §2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_uris: Vec<String>,
+    /// The algorithm its request objects must be signed with (`none`: unsigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_object_signing_alg: Option<String>,
     /// The logo and links the login page shows (none in records of earlier releases).
     #[serde(default, flatten)]
     pub about: AppLinks,
@@ -283,6 +293,8 @@ impl ClientRecord {
             require_pkce: spec.require_pkce,
             post_logout_redirect_uris: Some(spec.post_logout_redirect_uris),
             about: spec.about,
+            request_uris: spec.request_uris,
+            request_object_signing_alg: spec.request_object_signing_alg,
             secret_hash,
             created_at: now,
         }
@@ -332,6 +344,8 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         "logo_uri",
         "policy_uri",
         "tos_uri",
+        "request_uris",
+        "request_object_signing_alg",
     ];
     let obj = super::json::parse_object(body)?;
     if obj.keys().any(|k| !FIELDS.contains(&k.as_str())) {
@@ -535,6 +549,43 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         tos_uri: link("tos_uri")?,
     };
 
+    let mut request_uris: Vec<String> = Vec::new();
+    let listed = string_list(&obj, "request_uris")?.unwrap_or_default();
+    if listed.len() > MAX_REDIRECT_URIS {
+        return Err(ApiError::invalid_field(
+            "request_uris",
+            format!("must list at most {MAX_REDIRECT_URIS}"),
+        ));
+    }
+    for (i, s) in listed.iter().enumerate() {
+        let field = format!("request_uris[{i}]");
+        let url =
+            Url::parse(s).map_err(|_| ApiError::invalid_field(&field, "is not an absolute URL"))?;
+        if s.len() > MAX_REDIRECT_URI_LEN
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || Origin::from_referer(s).is_none()
+        {
+            return Err(ApiError::invalid_field(
+                &field,
+                "must be an https URL (http only on loopback) without credentials",
+            ));
+        }
+        if !request_uris.contains(s) {
+            request_uris.push(s.clone());
+        }
+    }
+    let request_object_signing_alg = match obj_field(&obj, "request_object_signing_alg") {
+        None => None,
+        Some(Value::String(s)) if s == "none" || SigningAlg::parse(s).is_some() => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "request_object_signing_alg",
+                "must be none, RS256, EdDSA, Ed25519 or ES256",
+            ))
+        }
+    };
+
     Ok(ClientSpec {
         name,
         redirect_uris,
@@ -548,6 +599,8 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         require_pkce,
         post_logout_redirect_uris,
         about,
+        request_uris,
+        request_object_signing_alg,
     })
 }
 
@@ -624,17 +677,22 @@ fn uri_list(obj: &Map<String, Value>, field: &str) -> Result<Vec<RedirectUri>, A
 /// Every redirect URI must be on one of the partner's allowlisted origins.
 pub fn check_redirects_on_partner(spec: &ClientSpec, partner: &Partner) -> Result<(), ApiError> {
     // Fetched by us, or loaded by the person's browser: only from the partner's own origins.
-    for (field, uri) in [
-        ("jwks_uri", &spec.jwks_uri),
-        ("logo_uri", &spec.about.logo_uri),
-    ] {
-        if let Some(uri) = uri {
-            if !Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o)) {
-                return Err(ApiError::invalid_field(
-                    field,
-                    "is not on one of the partner's origins",
-                ));
-            }
+    let mut fetched: Vec<(String, &String)> = vec![];
+    if let Some(uri) = &spec.jwks_uri {
+        fetched.push(("jwks_uri".into(), uri));
+    }
+    if let Some(uri) = &spec.about.logo_uri {
+        fetched.push(("logo_uri".into(), uri));
+    }
+    for (i, uri) in spec.request_uris.iter().enumerate() {
+        fetched.push((format!("request_uris[{i}]"), uri));
+    }
+    for (field, uri) in fetched {
+        if !Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o)) {
+            return Err(ApiError::invalid_field(
+                field,
+                "is not on one of the partner's origins",
+            ));
         }
     }
     let lists = [
@@ -700,6 +758,8 @@ mod tests {
             require_pkce: true,
             post_logout_redirect_uris: None,
             about: AppLinks::default(),
+            request_uris: vec![],
+            request_object_signing_alg: None,
             secret_hash: None,
             created_at: 0,
         };

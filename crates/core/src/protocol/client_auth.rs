@@ -204,6 +204,8 @@ mod tests {
             require_pkce: true,
             post_logout_redirect_uris: None,
             about: crate::protocol::client::AppLinks::default(),
+            request_uris: vec![],
+            request_object_signing_alg: None,
             secret_hash: secret.map(secret_hash),
             created_at: 0,
         }

@@ -72,8 +72,10 @@ pub fn document(issuer: &Issuer, signing_algs: &[&str]) -> Value {
         "acr_values_supported": crate::protocol::claims::ACR_VALUES,
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": true,
-        "request_parameter_supported": false,
-        "request_uri_parameter_supported": false,
+        "request_parameter_supported": true,
+        "request_uri_parameter_supported": true,
+        "require_request_uri_registration": true,
+        "request_object_signing_alg_values_supported": ["none", "RS256", "ES256", "EdDSA", "Ed25519"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
     });

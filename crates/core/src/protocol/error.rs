@@ -49,6 +49,9 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     InvalidClientMetadata,
     UnapprovedSoftwareStatement,
+    // Request objects (OpenID Connect Core §3.1.2.6).
+    InvalidRequestObject,
+    InvalidRequestUri,
 }
 
 impl ErrorCode {
@@ -67,7 +70,9 @@ impl ErrorCode {
             | ErrorCode::RequestUriNotSupported
             | ErrorCode::InvalidRedirectUri
             | ErrorCode::InvalidClientMetadata
-            | ErrorCode::UnapprovedSoftwareStatement => 400,
+            | ErrorCode::UnapprovedSoftwareStatement
+            | ErrorCode::InvalidRequestObject
+            | ErrorCode::InvalidRequestUri => 400,
             ErrorCode::InvalidClient => 401,
             ErrorCode::AccessDenied | ErrorCode::InsufficientScope => 403,
             ErrorCode::MissingToken | ErrorCode::InvalidToken => 401,
@@ -121,6 +126,8 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::UnapprovedSoftwareStatement => "unapproved_software_statement",
+            ErrorCode::InvalidRequestObject => "invalid_request_object",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
         }
     }
 }
@@ -313,7 +320,7 @@ mod tests {
         matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')
     }
 
-    const ALL_CODES: [ErrorCode; 33] = [
+    const ALL_CODES: [ErrorCode; 35] = [
         ErrorCode::InvalidRequest,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
@@ -347,6 +354,8 @@ mod tests {
         ErrorCode::InvalidRedirectUri,
         ErrorCode::InvalidClientMetadata,
         ErrorCode::UnapprovedSoftwareStatement,
+        ErrorCode::InvalidRequestObject,
+        ErrorCode::InvalidRequestUri,
     ];
 
     /// Fails to compile when a code is added, so `ALL_CODES` is kept whole.
@@ -385,7 +394,9 @@ mod tests {
             | ErrorCode::InsufficientScope
             | ErrorCode::InvalidRedirectUri
             | ErrorCode::InvalidClientMetadata
-            | ErrorCode::UnapprovedSoftwareStatement => {}
+            | ErrorCode::UnapprovedSoftwareStatement
+            | ErrorCode::InvalidRequestObject
+            | ErrorCode::InvalidRequestUri => {}
         }
     }
 

@@ -33,6 +33,11 @@ impl Params {
         Ok(Params(out))
     }
 
+    /// Parameters assembled from elsewhere (a request object and its query), each name once.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+        Params(pairs)
+    }
+
     /// The value of `name`, if present and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

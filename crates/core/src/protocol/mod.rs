@@ -31,6 +31,7 @@ pub mod pkce;
 pub mod ratelimit;
 pub mod region;
 pub mod registration;
+pub mod request_object;
 pub mod text;
 pub mod token_request;
 pub mod tokens;

@@ -324,8 +324,6 @@ fn as_metadata_error(e: ApiError) -> ApiError {
 /// Metadata we understand but do not offer: refused rather than ignored, so a client never
 /// believes it has, say, signed userinfo when it has not.
 const NOT_OFFERED: &[&str] = &[
-    "request_uris",
-    "request_object_signing_alg",
     "request_object_encryption_alg",
     "request_object_encryption_enc",
     "userinfo_encrypted_response_alg",
@@ -403,6 +401,8 @@ fn parse_metadata(
         "logo_uri",
         "policy_uri",
         "tos_uri",
+        "request_uris",
+        "request_object_signing_alg",
     ] {
         if let Some(v) = present(field) {
             spec.insert(field.into(), v.clone());
@@ -574,6 +574,12 @@ pub fn client_information(
         if let Some(uri) = uri {
             out.insert(field.into(), uri.as_str().into());
         }
+    }
+    if !client.request_uris.is_empty() {
+        out.insert("request_uris".into(), json!(client.request_uris));
+    }
+    if let Some(alg) = &client.request_object_signing_alg {
+        out.insert("request_object_signing_alg".into(), alg.as_str().into());
     }
     if let Some(alg) = client.userinfo_signed_response_alg {
         out.insert("userinfo_signed_response_alg".into(), alg.as_str().into());
