@@ -9,11 +9,11 @@
 //! (`recheck_at_ms`) is checked again off the request's path (`waitUntil`): its signature
 //! against the keys of now, and its standing from KV itself rather than the isolate cache. Its
 //! entry starts again from that check, so a token in steady use is never checked on its path
-//! again, and no entry is trusted longer after the reads it rests on than before. A revocation
-//! reaches the gateway when the isolate's entries for it expire: a first sight may rest on a
-//! cached read as old as `GATE_CACHE_TTL_SECONDS` (at most 30 s here) and is then held as long,
-//! so within twice that plus KV's propagation; an entry checked again, within once that of its
-//! read; and never later than the access token's own five minutes.
+//! again. A first sight that rested on a cached read (as old as `GATE_CACHE_TTL_SECONDS`, at most
+//! 30 s here) is checked again so at its very next use, so no entry outlives the reads it rests
+//! on by more than one check. A revocation thus reaches the gateway within the cache's TTL plus
+//! KV's propagation (and the time to the token's next use), never later than the access token's
+//! own five minutes.
 
 use crate::edge::flows::limits::{self, Bucket};
 use crate::edge::flows::{bearer, gate};
@@ -108,18 +108,26 @@ async fn admit_token(
 /// Remembers the outcome of a check made at `now_ms` (begun in `generation`): an admission
 /// until [`ADMITTED_TTL_MS`] (and the gate's TTL, and the token's `exp`), a refusal as long,
 /// a 503 not at all.
+/// `on_cached_reads`: the check answered from reads the isolate had cached, so the entry is
+/// checked again (off the path) at its next use rather than after two thirds of its life.
 fn remember(
     env: &Env,
     key: String,
     result: &Result<Rc<Admitted>, ApiError>,
     now_ms: u64,
     generation: u64,
+    on_cached_reads: bool,
 ) {
     let ttl = match result {
         Ok(a) => {
             let exp_ms = a.exp.saturating_mul(1000);
             let life = ADMITTED_TTL_MS.min(config::gate_cache_ttl_ms(env));
-            a.recheck_ms.set(recheck_at_ms(now_ms, life));
+            let recheck = if on_cached_reads {
+                now_ms
+            } else {
+                recheck_at_ms(now_ms, life)
+            };
+            a.recheck_ms.set(recheck);
             life.min(exp_ms.saturating_sub(now_ms))
         }
         Err(e) if e.code == ErrorCode::TemporarilyUnavailable => 0,
@@ -141,10 +149,12 @@ async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, A
         return hit;
     }
     let generation = generation();
+    let hits = crate::edge::rt::kvcache::hits();
     let result = admit_token(env, token, now_ms, Read::Cached)
         .await
         .map(Rc::new);
-    remember(env, key, &result, now_ms, generation);
+    let on_cached_reads = crate::edge::rt::kvcache::hits() != hits;
+    remember(env, key, &result, now_ms, generation, on_cached_reads);
     result
 }
 
@@ -169,7 +179,7 @@ fn recheck_later(env: &Env, key: String, token: &str, held: &Rc<Admitted>) {
             *a.identity.borrow_mut() = this.identity.borrow().clone();
             Rc::new(a)
         });
-        remember(&env, key, &result, now_ms, generation);
+        remember(&env, key, &result, now_ms, generation, false);
     });
     if !queued {
         held.rechecking.set(false);

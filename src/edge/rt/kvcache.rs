@@ -19,6 +19,14 @@ thread_local! {
     /// Moves on at each [`forget`]: a read that began before it does not put its (older) answer
     /// back into the cache after it.
     static FORGOTTEN: Cell<u64> = const { Cell::new(0) };
+    /// Reads answered from the cache, counted: a caller compares it before and after a check to
+    /// know whether the check rested on an answer read earlier (then as old as the TTL).
+    static HITS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many reads this isolate has answered from its cache (see `HITS`).
+pub fn hits() -> u64 {
+    HITS.with(Cell::get)
 }
 
 /// How a read treats the isolate cache.
@@ -48,6 +56,7 @@ pub async fn get_text_read(
     }
     if read == Read::Cached {
         if let Some(hit) = CACHE.with(|c| c.borrow_mut().get(key, now_ms).cloned()) {
+            HITS.with(|h| h.set(h.get().wrapping_add(1)));
             return Ok(hit);
         }
     }
