@@ -340,6 +340,9 @@ test('dynamic_oidcc-request-uri-signed-rs256', async () => {
     signJwt(generateJwk('RS256'), { alg: 'RS256' }, { ...inner, iss: client.client_id, aud: rp.meta.issuer, exp: now + 300 }),
     `${enc({ alg: 'none' })}.${enc(inner)}.`,
     signJwt(client.privateJwk, { alg: 'RS256' }, { ...inner, iss: client.client_id, aud: 'https://elsewhere.example', exp: now + 300 }),
+    // No exp, or what a client assertion looks like (a sub): never a request object.
+    signJwt(client.privateJwk, { alg: 'RS256' }, { ...inner, iss: client.client_id, aud: rp.meta.issuer }),
+    signJwt(client.privateJwk, { alg: 'RS256' }, { ...inner, iss: client.client_id, sub: client.client_id, aud: rp.meta.issuer, exp: now + 60, jti: 'j1' }),
   ]) {
     served.set(path, bad);
     const shown = await rp.authorize(sent);

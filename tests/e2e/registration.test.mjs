@@ -91,7 +91,7 @@ test('registration_endpoint_is_advertised_and_refuses_a_request_without_an_initi
 });
 
 test('registration_creates_a_client_of_the_tokens_partner_and_shows_its_credentials_once', async () => {
-  const { token } = await initialToken('acme');
+  const { token, id: tokenId } = await initialToken('acme');
   const res = await register(token, { ...APP, post_logout_redirect_uris: [`${SITE}/bye`], contacts: ['dev@acme.example'], some_extension: true });
   assert.equal(res.status, 201);
   assert.equal(res.headers.get('cache-control'), 'no-store');
@@ -116,6 +116,7 @@ test('registration_creates_a_client_of_the_tokens_partner_and_shows_its_credenti
   const admin = await (await w.admin(`/clients/${client.client_id}`)).json();
   assert.equal(admin.partner_id, 'acme');
   assert.equal(admin.name, 'Registered App');
+  assert.equal(admin.registered_with, tokenId, 'the operator sees which token registered it');
   assert.equal(admin.secret_hash, undefined);
   assert.equal(admin.client_secret, undefined);
   // Reading it back never shows the secret again.
@@ -297,21 +298,31 @@ test('registration_access_token_reads_updates_with_rotation_and_deletes_only_its
   assert.equal((await manage(other, other.registration_access_token)).status, 200, 'its neighbour is untouched');
 });
 
-test('a_client_configuration_endpoint_hammered_with_guessed_tokens_is_rate_limited', async () => {
-  const target = { registration_client_uri: `${w.url}/oauth2/register/${'B'.repeat(22)}` };
+test('a_client_configuration_endpoint_hammered_with_guessed_tokens_is_rate_limited_per_network', async () => {
+  const { token } = await initialToken('acme');
+  const client = await (await register(token, APP)).json();
+  const from = (ip) => ({ 'cf-connecting-ip': ip });
+  const guess = (i, ip) => w.fetch(new URL(client.registration_client_uri).pathname, { headers: { authorization: `Bearer guess-${i}`, ...from(ip) } });
   const statuses = [];
   let limited;
   // Windows are a minute long: within two of them, one is used up whatever the start.
   for (let i = 0; i <= 2 * LIMIT && !limited; i++) {
-    const res = await manage(target, `guess-${i}`);
+    const res = await guess(i, '198.51.100.7');
     statuses.push(res.status);
     if (res.status === 429) limited = res;
   }
   assert.ok(statuses.slice(0, LIMIT / 2).every((s) => s === 401), 'guesses are refused as such');
   assert.ok(limited, `the limit ends the guessing: ${statuses.join(' ')}`);
-  assert.ok(statuses.filter((s) => s === 401).length <= 2 * LIMIT);
   assert.equal((await limited.json()).error, 'rate_limited');
   assert.ok(Number(limited.headers.get('retry-after')) > 0);
+  // The client itself, from its own network, is not locked out by someone guessing elsewhere.
+  const own = await w.fetch(new URL(client.registration_client_uri).pathname, { headers: { authorization: `Bearer ${client.registration_access_token}`, ...from('203.0.113.9') } });
+  assert.equal(own.status, 200);
+  // An id no client has is refused without reaching the registry (nor its limit).
+  for (let i = 0; i < LIMIT + 2; i++) {
+    const res = await w.fetch(`/oauth2/register/${'B'.repeat(21)}${i % 10}`, { headers: { authorization: 'Bearer x', ...from('198.51.100.8') } });
+    assert.equal(res.status, 401);
+  }
 });
 
 test('operator_ends_a_clients_registration_access_and_the_client_stays', async () => {

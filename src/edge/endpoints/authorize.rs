@@ -461,6 +461,13 @@ async fn app_for(env: &Env, return_to: &str, now_ms: u64) -> Option<App> {
     )
     .await
     .ok()?;
+    // A suspended partner's apps are shown nothing of (their sign-ins do not go on anyway).
+    if !partner
+        .as_ref()
+        .is_some_and(|p| p.status == PartnerStatus::Active)
+    {
+        return None;
+    }
     let logo_origin = client
         .about
         .logo_uri

@@ -9,10 +9,11 @@ use crate::edge::rt::kvcache;
 use crate::edge::rt::outbound;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{body, config, keys, random, respond};
+use crate::protocol::address::{address_group, client_address};
 use crate::protocol::client::{ClientId, ClientRecord};
 use crate::protocol::client_auth::secret_hash;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::partner::{keys::partner as partner_key, Partner, PartnerId};
+use crate::protocol::partner::{keys::partner as partner_key, Partner, PartnerId, PartnerStatus};
 use crate::protocol::registration::{
     check_sector, client_information, edge_key, sector_uri, update_identity, Checked, EdgeToken,
 };
@@ -57,7 +58,9 @@ async fn checks(
     let signing_algs = keys::key_set(env)?.signing_algs();
     let mut sector_identifier_uri = None;
     let partner = match partner {
-        Some(id) => kvcache::get_json::<Partner>(env, &partner_key(id), now_ms).await?,
+        Some(id) => kvcache::get_json::<Partner>(env, &partner_key(id), now_ms)
+            .await?
+            .filter(|p| p.status == PartnerStatus::Active),
         None => None,
     };
     if let Some(partner) = partner {
@@ -141,7 +144,23 @@ pub async fn manage(
     let access = bearer::presented(&req)?;
     let refused = || invalid_token("the registration access token is not valid for this client");
     let client_id = ClientId::parse(id).ok_or_else(refused)?;
-    limits::admit_registration(env, &format!("client:{client_id}"), now_ms).await?;
+    // An id no client has is refused from KV, so guesses cost no object call.
+    let published: Option<ClientRecord> =
+        kvcache::get_json(env, &client_id.kv_key(), now_ms).await?;
+    if published.is_none() {
+        return Err(refused());
+    }
+    // Limited per client and network: guessing from one network does not lock the client out
+    // of its own configuration endpoint elsewhere.
+    let network = client_address(
+        req.headers()
+            .get("cf-connecting-ip")
+            .ok()
+            .flatten()
+            .as_deref(),
+    )
+    .map_or_else(|| "unknown".to_owned(), address_group);
+    limits::admit_registration(env, &format!("client:{client_id}:{network}"), now_ms).await?;
     let access_hash = secret_hash(&access);
     let issuer = config::issuer(env)?;
     match method {
@@ -173,12 +192,19 @@ pub async fn manage(
             let metadata = String::from_utf8(raw).map_err(|_| {
                 ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8")
             })?;
-            // The client's partner, as published, for a sector check (the registry checks the
-            // rest against its own records; a sector left unchecked it refuses).
+            // A sector document is fetched only for a caller whose token the registry knows, and
+            // for the client's own partner (the registry checks everything again, and refuses a
+            // sector left unchecked).
             let partner = if metadata.contains("sector_identifier_uri") {
-                let published: Option<ClientRecord> =
-                    kvcache::get_json(env, &client_id.kv_key(), now_ms).await?;
-                published.map(|c| c.partner_id)
+                let current = registry::call(
+                    env,
+                    ReadRegistration {
+                        client_id: client_id.clone(),
+                        access_hash: access_hash.clone(),
+                    },
+                )
+                .await?;
+                Some(current.partner_id)
             } else {
                 None
             };

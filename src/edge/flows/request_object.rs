@@ -57,8 +57,8 @@ pub async fn resolve(
         }
         Sent::None => return Ok(params),
     };
-    let claims = match signing(&jwt, &client)? {
-        Signing::Unsigned(claims) => claims,
+    let (claims, signed) = match signing(&jwt, &client)? {
+        Signing::Unsigned(claims) => (claims, false),
         Signing::Signed { .. } => {
             let kid = crate::protocol::assertion::unverified_kid(&jwt);
             let keys = partner_keys::client_keys(&client, &partner, kid.as_deref(), now_ms)
@@ -70,8 +70,11 @@ pub async fn resolve(
                     e.describe()
                 ))
             })?;
-            signed_claims(payload, &client, issuer.as_str(), now_ms / 1000)?
+            (
+                signed_claims(payload, &client, issuer.as_str(), now_ms / 1000)?,
+                true,
+            )
         }
     };
-    merge(&params, &claims)
+    merge(&params, &claims, signed)
 }

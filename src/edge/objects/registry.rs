@@ -447,13 +447,16 @@ impl RegistryHandler for Registry {
             return Err(ApiError::unavailable("client id collision"));
         }
         let secret_issued = spec.token_endpoint_auth_method.uses_secret();
-        let record = ClientRecord::from_spec(
-            client_id,
-            partner.id.clone(),
-            spec,
-            secret_issued.then_some(secret_hash),
-            now,
-        );
+        let record = ClientRecord {
+            registered_with: Some(token.id.clone()),
+            ..ClientRecord::from_spec(
+                client_id,
+                partner.id.clone(),
+                spec,
+                secret_issued.then_some(secret_hash),
+                now,
+            )
+        };
         token.registrations = token.registrations.saturating_add(1);
         exec(
             &sql,
@@ -472,7 +475,7 @@ impl RegistryHandler for Registry {
             ],
         )?;
         save_client(&sql, &record)?;
-        self.publish().await?;
+        self.publish_committed().await;
         Ok(Registered {
             client: record.view(),
             secret_issued,
@@ -526,7 +529,7 @@ impl RegistryHandler for Registry {
             vec![text(&new_access_hash), text(client_id.as_str())],
         )?;
         save_client(&sql, &record)?;
-        self.publish().await?;
+        self.publish_committed().await;
         Ok(Registered {
             client: record.view(),
             secret_issued,
@@ -624,6 +627,18 @@ impl Registry {
             }],
         )?;
         self.publish().await
+    }
+
+    /// [`Registry::publish`] after a change whose answer carries credentials shown once (a
+    /// registration's secret and access token): committed is committed, so a publication that
+    /// fails is left to the alarm (scheduled by `publish`) and the caller still gets them.
+    async fn publish_committed(&self) {
+        if let Err(e) = self.publish().await {
+            console_error!(
+                "registry: publish after commit: {}",
+                e.cause.unwrap_or(e.description)
+            );
+        }
     }
 
     /// Drains the outbox to KV in order. On failure the rest stays queued and an alarm retries.

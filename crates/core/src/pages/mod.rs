@@ -101,11 +101,17 @@ fn app_html(app: Option<&AppView<'_>>) -> (String, String) {
         "<p>{logo}to continue to <strong>{}</strong></p>",
         esc(app.name)
     );
+    // The link says where it goes: a look-alike page on another host shows its host.
     let link = |uri: Option<&str>, words: &str| {
         uri.map(|u| {
+            let host = url::Url::parse(u)
+                .ok()
+                .and_then(|p| p.host_str().map(str::to_owned))
+                .unwrap_or_default();
             format!(
-                "<a href=\"{}\" rel=\"noopener noreferrer\" target=\"_blank\">{words}</a>",
-                esc(u)
+                "<a href=\"{}\" rel=\"noopener noreferrer\" target=\"_blank\">{words}</a> ({})",
+                esc(u),
+                esc(&host)
             )
         })
     };

@@ -258,6 +258,10 @@ pub struct ClientRecord {
     pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// The initial access token (its public id) a client that registered itself came with: an
+    /// operator who revokes a leaked token finds what it registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_with: Option<String>,
     pub created_at: u64,
 }
 
@@ -296,6 +300,7 @@ impl ClientRecord {
             request_uris: spec.request_uris,
             request_object_signing_alg: spec.request_object_signing_alg,
             secret_hash,
+            registered_with: None,
             created_at: now,
         }
     }
@@ -760,6 +765,7 @@ mod tests {
             about: AppLinks::default(),
             request_uris: vec![],
             request_object_signing_alg: None,
+            registered_with: None,
             secret_hash: None,
             created_at: 0,
         };

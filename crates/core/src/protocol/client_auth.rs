@@ -206,6 +206,7 @@ mod tests {
             about: crate::protocol::client::AppLinks::default(),
             request_uris: vec![],
             request_object_signing_alg: None,
+            registered_with: None,
             secret_hash: secret.map(secret_hash),
             created_at: 0,
         }

@@ -598,6 +598,7 @@ pub fn updated(
     spec: ClientSpec,
     new_secret_hash: &str,
 ) -> (ClientRecord, bool) {
+    let registered_with = client.registered_with.clone();
     let (secret_hash, issued) = match (
         spec.token_endpoint_auth_method.uses_secret(),
         &client.secret_hash,
@@ -606,13 +607,16 @@ pub fn updated(
         (true, Some(h)) => (Some(h.clone()), false),
         (true, None) => (Some(new_secret_hash.to_owned()), true),
     };
-    let record = ClientRecord::from_spec(
-        client.client_id.clone(),
-        client.partner_id.clone(),
-        spec,
-        secret_hash,
-        client.created_at,
-    );
+    let record = ClientRecord {
+        registered_with,
+        ..ClientRecord::from_spec(
+            client.client_id.clone(),
+            client.partner_id.clone(),
+            spec,
+            secret_hash,
+            client.created_at,
+        )
+    };
     (record, issued)
 }
 

@@ -11,12 +11,16 @@ use serde_json::{Map, Value};
 use super::client::ClientRecord;
 use super::error::{ApiError, ErrorCode};
 use super::form::Params;
+use super::jwk::SigningAlg;
 
 /// Largest request object accepted, by value or fetched.
 pub const MAX_REQUEST_OBJECT_BYTES: usize = 16 * 1024;
 
 /// The claims of a JWT that carry no authorization parameter.
 const JWT_CLAIMS: &[&str] = &["iss", "aud", "exp", "iat", "nbf", "jti"];
+
+/// The longest a signed request object may be valid for (RFC 9101 §10.2: short-lived).
+pub const MAX_LIFETIME_S: u64 = 3600;
 
 pub fn invalid_object(why: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequestObject, why)
@@ -88,8 +92,23 @@ pub fn signing(jwt: &str, client: &ClientRecord) -> Result<Signing, ApiError> {
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid_object("the request object's header has no alg"))?;
+    // RFC 9101 §10.8: a request object is never a client assertion (which names a `sub`) or
+    // any other JWT of the client's; an explicit `typ` must say so.
+    match header.get("typ").and_then(Value::as_str) {
+        None | Some("oauth-authz-req+jwt") | Some("JWT") | Some("jwt") => {}
+        Some(_) => {
+            return Err(invalid_object(
+                "the request object's typ is not oauth-authz-req+jwt",
+            ))
+        }
+    }
     if let Some(registered) = &client.request_object_signing_alg {
-        if registered != alg {
+        let same = registered == alg
+            || matches!(
+                (SigningAlg::parse(registered), SigningAlg::parse(alg)),
+                (Some(a), Some(b)) if a.same_key_as(b)
+            );
+        if !same {
             return Err(invalid_object(
                 "the request object is not signed with the client's registered algorithm",
             ));
@@ -108,7 +127,18 @@ pub fn signing(jwt: &str, client: &ClientRecord) -> Result<Signing, ApiError> {
     let claims = decode_part(payload)
         .and_then(|p| p.as_object().cloned())
         .ok_or_else(|| invalid_object("the request object's payload is not a JSON object"))?;
+    no_subject(&claims)?;
     Ok(Signing::Unsigned(claims))
+}
+
+/// A request object names no `sub`: so no client assertion (which must) is ever one.
+fn no_subject(claims: &Map<String, Value>) -> Result<(), ApiError> {
+    if claims.contains_key("sub") {
+        return Err(invalid_object(
+            "a request object does not name a subject (sub)",
+        ));
+    }
+    Ok(())
 }
 
 /// The verified claims of a signed request object: from the client (`iss`), for us (`aud`),
@@ -136,9 +166,18 @@ pub fn signed_claims(
             "the request object's aud is not this server",
         ));
     }
+    no_subject(&claims)?;
     let time = |k: &str| claims.get(k).and_then(Value::as_u64);
-    if time("exp").is_some_and(|exp| exp <= now) {
+    let Some(exp) = time("exp") else {
+        return Err(invalid_object("a signed request object must have an exp"));
+    };
+    if exp <= now {
         return Err(invalid_object("the request object has expired"));
+    }
+    if exp > now + MAX_LIFETIME_S {
+        return Err(invalid_object(
+            "the request object is valid for too long (at most an hour)",
+        ));
     }
     if time("nbf").is_some_and(|nbf| nbf > now + 60) {
         return Err(invalid_object("the request object is not valid yet"));
@@ -146,9 +185,15 @@ pub fn signed_claims(
     Ok(claims)
 }
 
-/// The authorization request the query and the request object make together: the object's
-/// parameters in place of the query's, the JWT's own claims left out.
-pub fn merge(query: &Params, object: &Map<String, Value>) -> Result<Params, ApiError> {
+/// The authorization request the query and the request object make together, the JWT's own
+/// claims left out: for an unsigned object, its parameters in place of the query's (OpenID
+/// Connect Core §6.1); for a signed one, its parameters only, with the query's `client_id` and
+/// `response_type` (RFC 9101 §5: nothing unsigned is added to a signed request).
+pub fn merge(
+    query: &Params,
+    object: &Map<String, Value>,
+    signed: bool,
+) -> Result<Params, ApiError> {
     for k in ["request", "request_uri"] {
         if object.contains_key(k) {
             return Err(invalid_object("a request object may not hold another"));
@@ -185,6 +230,9 @@ pub fn merge(query: &Params, object: &Map<String, Value>) -> Result<Params, ApiE
     }
     for (k, v) in query.iter() {
         if k == "request" || k == "request_uri" || object.contains_key(k) {
+            continue;
+        }
+        if signed && k != "client_id" && k != "response_type" {
             continue;
         }
         pairs.push((k.to_owned(), v.to_owned()));
@@ -243,6 +291,21 @@ mod tests {
                 alg: "RS256".into()
             }
         );
+        // EdDSA and its RFC 9864 name are one algorithm.
+        let ed = format!("{}.{}.sig", enc(&json!({"alg":"Ed25519"})), enc(&json!({})));
+        assert!(signing(&ed, &client(Some("EdDSA"))).is_ok());
+        let typed = format!(
+            "{}.{}.sig",
+            enc(&json!({"alg":"RS256","typ":"client-authentication+jwt"})),
+            enc(&json!({}))
+        );
+        assert!(signing(&typed, &client(None)).is_err());
+        let with_sub = format!(
+            "{}.{}.",
+            enc(&json!({"alg":"none"})),
+            enc(&json!({"sub":"x"}))
+        );
+        assert!(signing(&with_sub, &client(None)).is_err());
     }
 
     #[test]
@@ -251,10 +314,14 @@ mod tests {
         let ok = json!({"iss":"client-0001","aud":"https://id.example","exp":200});
         assert!(signed_claims(ok.clone(), &c, "https://id.example", 100).is_ok());
         for bad in [
-            json!({"iss":"other","aud":"https://id.example"}),
-            json!({"iss":"client-0001","aud":"https://elsewhere.example"}),
+            json!({"iss":"other","aud":"https://id.example","exp":200}),
+            json!({"iss":"client-0001","aud":"https://elsewhere.example","exp":200}),
             json!({"iss":"client-0001","aud":["https://id.example"],"exp":100}),
-            json!({"iss":"client-0001","aud":"https://id.example","nbf":500}),
+            json!({"iss":"client-0001","aud":"https://id.example","nbf":500,"exp":200}),
+            json!({"iss":"client-0001","aud":"https://id.example"}),
+            json!({"iss":"client-0001","aud":"https://id.example","exp":100_000}),
+            // What a client assertion is: never a request object.
+            json!({"iss":"client-0001","sub":"client-0001","aud":"https://id.example","exp":200}),
         ] {
             let e = signed_claims(bad.clone(), &c, "https://id.example", 100).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidRequestObject, "{bad}");
@@ -266,7 +333,7 @@ mod tests {
         let query = Params::parse(b"client_id=client-0001&response_type=code&scope=openid&redirect_uri=https%3A%2F%2Fbad.example&request=x").unwrap();
         let object = json!({"redirect_uri":"https://app.acme.example/cb","state":"s","max_age":10,
             "claims":{"userinfo":{"name":null}},"iss":"client-0001","aud":"x","client_id":"client-0001"});
-        let merged = merge(&query, object.as_object().unwrap()).unwrap();
+        let merged = merge(&query, object.as_object().unwrap(), false).unwrap();
         assert_eq!(
             merged.get("redirect_uri"),
             Some("https://app.acme.example/cb")
@@ -279,11 +346,19 @@ mod tests {
         assert_eq!(merged.get("request"), None);
         let other = json!({"client_id":"someone-else"});
         assert_eq!(
-            merge(&query, other.as_object().unwrap()).unwrap_err().code,
+            merge(&query, other.as_object().unwrap(), false)
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidRequestObject
         );
         let nested = json!({"request_uri":"https://x"});
-        assert!(merge(&query, nested.as_object().unwrap()).is_err());
+        assert!(merge(&query, nested.as_object().unwrap(), false).is_err());
+        // Signed: nothing of the query but client_id and response_type.
+        let signed = merge(&query, json!({"state":"s"}).as_object().unwrap(), true).unwrap();
+        assert_eq!(signed.get("scope"), None);
+        assert_eq!(signed.get("redirect_uri"), None);
+        assert_eq!(signed.get("client_id"), Some("client-0001"));
+        assert_eq!(signed.get("response_type"), Some("code"));
     }
 
     #[test]
