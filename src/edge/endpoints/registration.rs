@@ -87,6 +87,13 @@ async fn checks(
     })
 }
 
+/// The client metadata of a registration or an update: JSON, UTF-8, within [`MAX_BODY`].
+async fn metadata_body(req: &mut Request) -> Result<String, ApiError> {
+    let raw = body::json(req, MAX_BODY).await?;
+    String::from_utf8(raw)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8"))
+}
+
 /// `POST /oauth2/register`: the initial access token is checked against its published record
 /// first, so a guessed one costs a KV read and never an object call.
 pub async fn register(mut req: Request, env: &Env, now_ms: u64) -> Result<Outcome, ApiError> {
@@ -100,9 +107,7 @@ pub async fn register(mut req: Request, env: &Env, now_ms: u64) -> Result<Outcom
     };
     let partner = published.partner_id;
     limits::admit_registration(env, &format!("partner:{partner}"), now_ms).await?;
-    let metadata = body::json(&mut req, MAX_BODY).await?;
-    let metadata = String::from_utf8(metadata)
-        .map_err(|_| ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8"))?;
+    let metadata = metadata_body(&mut req).await?;
     let checks = checks(env, metadata.as_bytes(), Some(&partner), now_ms).await?;
     let client_id = ClientId::parse(&Base64UrlUnpadded::encode_string(&random::bytes::<16>()?))
         .ok_or_else(|| ApiError::unavailable("client id generation"))?;
@@ -180,8 +185,8 @@ pub async fn manage(
             )
         }
         Method::Put => {
-            let raw = body::json(&mut req, MAX_BODY).await?;
-            let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| {
+            let metadata = metadata_body(&mut req).await?;
+            let value: serde_json::Value = serde_json::from_str(&metadata).map_err(|_| {
                 ApiError::new(
                     ErrorCode::InvalidClientMetadata,
                     "the body is not a JSON object",
@@ -189,9 +194,6 @@ pub async fn manage(
             })?;
             let presented_secret_hash =
                 update_identity(&value, client_id.as_str())?.map(secret_hash);
-            let metadata = String::from_utf8(raw).map_err(|_| {
-                ApiError::new(ErrorCode::InvalidClientMetadata, "the body is not UTF-8")
-            })?;
             // A sector document is fetched only for a caller whose token the registry knows, and
             // for the client's own partner (the registry checks everything again, and refuses a
             // sector left unchecked).
@@ -223,7 +225,6 @@ pub async fn manage(
                     presented_secret_hash,
                     new_secret_hash: secret_hash(&secret),
                     new_access_hash: secret_hash(&new_access),
-                    now: now_ms / 1000,
                 },
             )
             .await?;

@@ -504,7 +504,6 @@ impl RegistryHandler for Registry {
             presented_secret_hash,
             new_secret_hash,
             new_access_hash,
-            now: _,
         }: UpdateRegistration,
     ) -> std::result::Result<Registered, ApiError> {
         let sql = self.sql()?;

@@ -54,15 +54,19 @@ pub async fn read_limited(
     Ok(body)
 }
 
-/// An `application/json` body of at most `max` bytes (the admin API, client registration):
-/// another media type is 415, a larger body 413.
-pub async fn json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
-    let ct = req
-        .headers()
+/// The request's `Content-Type`, empty when it has none.
+fn content_type(req: &Request) -> String {
+    req.headers()
         .get("content-type")
         .ok()
         .flatten()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// An `application/json` body of at most `max` bytes (the admin API, client registration):
+/// another media type is 415, a larger body 413.
+pub async fn json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    let ct = content_type(req);
     let media = ct.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(
@@ -81,12 +85,7 @@ pub async fn json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
 
 /// An `application/x-www-form-urlencoded` body (OAuth requests and the pages' forms).
 pub async fn form(req: &mut Request) -> Result<Params, ApiError> {
-    let ct = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let ct = content_type(req);
     if !ct
         .to_ascii_lowercase()
         .starts_with("application/x-www-form-urlencoded")

@@ -563,19 +563,8 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
         ));
     }
     for (i, s) in listed.iter().enumerate() {
-        let field = format!("request_uris[{i}]");
-        let url =
-            Url::parse(s).map_err(|_| ApiError::invalid_field(&field, "is not an absolute URL"))?;
-        if s.len() > MAX_REDIRECT_URI_LEN
-            || !url.username().is_empty()
-            || url.password().is_some()
-            || Origin::from_referer(s).is_none()
-        {
-            return Err(ApiError::invalid_field(
-                &field,
-                "must be an https URL (http only on loopback) without credentials",
-            ));
-        }
+        // Kept as sent: a request names it again exactly, fragment included.
+        checked_web_uri(&format!("request_uris[{i}]"), s, true)?;
         if !request_uris.contains(s) {
             request_uris.push(s.clone());
         }
@@ -612,18 +601,27 @@ pub fn parse_client_spec(body: &[u8]) -> Result<ClientSpec, ApiError> {
 /// A URL a page may link to or load: absolute, https (plain http only on loopback), without
 /// credentials or fragment, normalized.
 fn web_uri(field: &str, s: &str) -> Result<String, ApiError> {
+    checked_web_uri(field, s, false).map(|url| url.to_string())
+}
+
+/// [`web_uri`]'s checks, a fragment allowed only when `fragment_ok` (a `request_uri` may carry
+/// its document's hash there); answers the parsed URL.
+pub fn checked_web_uri(field: &str, s: &str, fragment_ok: bool) -> Result<Url, ApiError> {
     let bad = |why: &str| ApiError::invalid_field(field, why);
     if s.len() > MAX_REDIRECT_URI_LEN {
         return Err(bad("is too long"));
     }
     let url = Url::parse(s).map_err(|_| bad("is not an absolute URL"))?;
-    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not have a fragment or credentials"));
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not have credentials"));
+    }
+    if url.fragment().is_some() && !fragment_ok {
+        return Err(bad("must not have a fragment"));
     }
     if Origin::from_referer(s).is_none() {
         return Err(bad("must be https (http only on loopback)"));
     }
-    Ok(url.to_string())
+    Ok(url)
 }
 
 /// A client's `jwks_uri`: absolute, https (plain http only on loopback), without fragment or

@@ -215,13 +215,7 @@ impl KeySet {
     }
 
     pub fn algs(&self) -> Vec<&'static str> {
-        let mut out: Vec<&'static str> = Vec::new();
-        for k in &self.keys {
-            if !out.contains(&k.alg.as_str()) {
-                out.push(k.alg.as_str());
-            }
-        }
-        out
+        self.signing_algs().iter().map(|a| a.as_str()).collect()
     }
 
     pub fn by_kid(&self, kid: &str) -> Option<&SigningKey> {

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::client::{
-    check_redirects_on_partner, check_signing_keys, parse_client_spec, scope_token_ok,
-    ClientRecord, ClientSpec, GrantType, MAX_SCOPES,
+    check_redirects_on_partner, check_signing_keys, checked_web_uri, parse_client_spec,
+    scope_token_ok, ClientRecord, ClientSpec, GrantType, MAX_SCOPES,
 };
 use super::discovery::Issuer;
 use super::error::{ApiError, ErrorCode};
@@ -216,16 +216,16 @@ pub fn sector_uri(metadata: &[u8], partner: &Partner) -> Result<Option<String>, 
     let uri = v
         .as_str()
         .ok_or_else(|| metadata_error("sector_identifier_uri", "must be a string"))?;
-    let url = url::Url::parse(uri)
-        .map_err(|_| metadata_error("sector_identifier_uri", "is not an absolute URL"))?;
+    checked_web_uri("sector_identifier_uri", uri, false).map_err(as_metadata_error)?;
     let on_partner =
         super::origin::Origin::from_referer(uri).is_some_and(|o| partner.origins.contains(&o));
-    if url.fragment().is_some() || !url.username().is_empty() || !on_partner {
+    if !on_partner {
         return Err(metadata_error(
             "sector_identifier_uri",
-            "must be an https URL on one of the partner's origins, without fragment or credentials",
+            "must be on one of the partner's origins",
         ));
     }
+    // As sent: the registry compares it with the metadata's own.
     Ok(Some(uri.to_owned()))
 }
 

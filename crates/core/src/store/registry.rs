@@ -162,7 +162,6 @@ pub struct UpdateRegistration {
     /// A secret for a client that takes one and has none yet.
     pub new_secret_hash: String,
     pub new_access_hash: String,
-    pub now: u64,
 }
 
 /// Removes a registered client (RFC 7592 §2.3).
