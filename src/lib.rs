@@ -28,16 +28,17 @@ pub use edge::objects::{
 
 #[cfg(target_arch = "wasm32")]
 mod entry {
-    use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
+    use worker::{event, Context, Env, MessageBatch, Response, Result};
 
     #[event(start)]
     fn start() {
         console_error_panic_hook::set_once();
     }
 
+    // The runtime's request as it is: `edge::rt::request` reads its properties when asked.
     #[event(fetch)]
-    async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-        Ok(crate::edge::handle(req, env, ctx).await)
+    async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<Response> {
+        Ok(crate::edge::handle(req.into(), env, ctx).await)
     }
 
     #[event(queue)]

@@ -10,7 +10,8 @@ pub mod flows;
 pub mod objects;
 pub mod rt;
 
-use worker::{console_log, Context, Env, Request, Response};
+use crate::edge::rt::request::Request;
+use worker::{console_log, Context, Env, Response};
 
 use self::calls::{audit as edge_audit, usage};
 use self::endpoints::{

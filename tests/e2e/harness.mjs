@@ -63,6 +63,7 @@ export async function startWorker({
   keepLogs = true,
   signingKeys = initialKeySet(),
   build = 'build',
+  inspectorPort,
 } = {}) {
   const BUILD = buildOf(build);
   if (!existsSync(BUILD)) {
@@ -120,6 +121,8 @@ export async function startWorker({
     workers,
     host: '127.0.0.1',
     port,
+    // scripts/profile.mjs: V8's inspector, for CPU profiles of the Worker under load.
+    ...(inspectorPort ? { inspectorPort } : {}),
     handleRuntimeStdio(stdout, stderr) {
       for (const stream of [stdout, stderr]) {
         let buf = '';

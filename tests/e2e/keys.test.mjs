@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startWorker, ROOT } from './harness.mjs';
+import { startWorker, addPartner, ROOT } from './harness.mjs';
+import { decodeJwt, serviceToken, verifyJwt } from './oauth.mjs';
 import { generateJwk } from '../../scripts/lib/jwk.mjs';
 
 let w;
@@ -33,6 +34,42 @@ test('jwks_publishes_every_key_and_no_private_part', async () => {
   }
   assert.equal(keys[0].x, w.signingKeys.keys[0].x);
   assert.equal(keys[1].n, w.signingKeys.keys[1].n);
+});
+
+// Every key signs in WebCrypto (issue 15) and our own Ed25519 and P-256 tokens are verified in
+// Rust: each kind of key's signature must be what the other side, and node's crypto, accept.
+test('tokens_signed_in_webcrypto_verify_at_the_edge_and_with_node_for_each_key_type', async () => {
+  for (const alg of ['ES256', 'EdDSA']) {
+    const signer = generateJwk(alg);
+    const ws = await startWorker({ signingKeys: { keys: [signer] } });
+    try {
+      await addPartner(ws, 'acme', ['https://app.acme.example']);
+      const made = await ws.admin('/partners/acme/clients', {
+        method: 'POST',
+        body: { name: 'Service', grant_types: ['client_credentials'], scopes: ['api'], id_token_signed_response_alg: alg },
+      });
+      const client = await made.json();
+      assert.equal(made.status, 201, JSON.stringify(client));
+      const token = await serviceToken(ws, client, 'api');
+      const { header } = decodeJwt(token);
+      assert.deepEqual(header, { alg, kid: signer.kid, typ: 'at+jwt' });
+      const jwks = await (await ws.fetch('/.well-known/jwks.json')).json();
+      assert.equal(verifyJwt(token, jwks).client_id, client.client_id, `${alg}: node verifies it`);
+      const me = await ws.fetch('/edge/whoami', { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(me.status, 200, `${alg}: the edge verifies it`);
+      assert.equal((await me.json()).client_id, client.client_id);
+      // The same token with its signature's first byte changed is refused.
+      const [h, p, sig] = token.split('.');
+      const bytes = Buffer.from(sig, 'base64url');
+      bytes[0] ^= 1;
+      const forged = `${h}.${p}.${bytes.toString('base64url')}`;
+      const refused = await ws.fetch('/edge/whoami', { headers: { authorization: `Bearer ${forged}` } });
+      assert.equal(refused.status, 401, `${alg}: a changed signature`);
+      assert.equal((await refused.json()).error, 'invalid_token');
+    } finally {
+      await ws.stop();
+    }
+  }
 });
 
 test('discovery_documents_name_the_issuer_and_served_endpoints', async () => {

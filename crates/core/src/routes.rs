@@ -302,6 +302,24 @@ impl Route<'_> {
 }
 
 /// Matches a request path (without query) to a route.
+/// The path of a serialized WHATWG URL (what the runtime's `request.url` is): from the first `/`
+/// after the authority up to `?` or `#`, which a serialized path never holds unencoded. `/` when
+/// there is none.
+pub fn path_of_url(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // The authority ends at the first of `/`, `?` or `#`; only a `/` starts a path.
+    let Some(start) = after_scheme.find(['/', '?', '#']) else {
+        return "/";
+    };
+    let path = after_scheme.get(start..).unwrap_or("/");
+    if !path.starts_with('/') {
+        return "/";
+    }
+    path.find(['?', '#'])
+        .and_then(|end| path.get(..end))
+        .unwrap_or(path)
+}
+
 pub fn route(path: &str) -> Option<Route<'_>> {
     if path == HEALTH {
         return Some(Route::Health);
@@ -424,6 +442,17 @@ fn under<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn path_of_url_stops_at_the_query_and_fragment_and_keeps_encoding() {
+        assert_eq!(path_of_url("https://a.example/api/v1/x?y=1"), "/api/v1/x");
+        assert_eq!(path_of_url("https://a.example/a%2Fb#f"), "/a%2Fb");
+        assert_eq!(path_of_url("http://127.0.0.1:8787/"), "/");
+        assert_eq!(path_of_url("https://a.example"), "/");
+        assert_eq!(path_of_url("https://a.example?x=/y"), "/");
+        assert_eq!(path_of_url("https://a.example#/y"), "/");
+        assert_eq!(path_of_url("https://u@a.example/p/q"), "/p/q");
+    }
+
     use super::*;
 
     #[test]

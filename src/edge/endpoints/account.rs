@@ -5,6 +5,7 @@
 use crate::edge::calls::{links, users};
 use crate::edge::flows::unlink;
 use crate::edge::rt::browser::{self, Cookies};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, kvcache};
 use crate::pages::{self, LinkedPartner};
@@ -17,7 +18,7 @@ use crate::protocol::user::LinkEntry;
 use crate::routes::{self, Method};
 use crate::store::links::Place;
 use crate::store::users::{ConfirmLink, LinkConfirmed, Links, UserLinks};
-use worker::{Env, Request};
+use worker::Env;
 
 async fn render(
     env: &Env,

@@ -3,6 +3,7 @@
 
 use crate::edge::calls::{registry, usage, users};
 use crate::edge::flows::{revoke, unlink};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, random, respond};
 use crate::protocol::admin_auth::check_admin;
@@ -22,7 +23,7 @@ use crate::store::registry::{
 use crate::store::usage::parse_migrate_request;
 use crate::store::users as user_store;
 use base64ct::{Base64UrlUnpadded, Encoding};
-use worker::{Env, Request, Result};
+use worker::{Env, Result};
 
 /// Largest admin request body.
 pub const MAX_BODY: usize = 64 * 1024;

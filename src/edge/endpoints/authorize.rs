@@ -4,6 +4,7 @@ use crate::edge::calls::{limits, users};
 use crate::edge::flows::{gate, user_grant};
 use crate::edge::rt::browser::{self, Cookies};
 use crate::edge::rt::objects::Placement;
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{body, config, kvcache, random};
 use crate::pages;
@@ -26,7 +27,7 @@ use crate::routes::{self, Method};
 use crate::store::users::{Consent, Consented, Login, LoginOutcome, Session, SessionState};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use futures_util::future::join_all;
-use worker::{Env, Request};
+use worker::Env;
 
 const LOGIN_FAILED: &str = "The username or password is not right. Check them and try again.";
 

@@ -8,6 +8,7 @@ use crate::edge::calls::{replay, users};
 use crate::edge::flows::linked::{find_link, find_linked, paused, FoundLink, Linked, UseAssertion};
 use crate::edge::flows::partner_jwt::{refused, verify_assertion};
 use crate::edge::rt::browser::{self, Cookies};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, kvcache};
 use crate::pages;
@@ -21,7 +22,7 @@ use crate::protocol::partner::Partner;
 use crate::protocol::user::LinkVia;
 use crate::routes::{self, Method};
 use crate::store::users::{AutoLogin, AutoLoginOutcome};
-use worker::{Env, Request};
+use worker::Env;
 
 /// The authorization request carried along, if any, as a path on our authorize endpoint.
 async fn continue_to(

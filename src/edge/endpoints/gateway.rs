@@ -4,6 +4,7 @@
 //! The checks are the admission flow's (`flows::admission`).
 
 use crate::edge::flows::admission::{check, with_cors, Admitted, Caller, Refusal};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, keys, respond};
 use crate::protocol::address::{client_address, forwarded_values};
@@ -16,7 +17,7 @@ use crate::protocol::keys::Times;
 use crate::routes::Method;
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Env, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
+use worker::{Env, Fetch, Headers, RequestInit, RequestRedirect, Response};
 
 /// `GET /edge/whoami`: the gateway's checks, answered at the edge.
 pub async fn whoami(req: &Request, env: &Env, now_ms: u64) -> Outcome {
@@ -172,7 +173,7 @@ async fn forward(
         init.with_body(req.inner().body().map(JsValue::from));
     }
     let url = format!("{origin_url}{}", path_and_query(&req.inner().url()));
-    let out = Request::new_with_init(&url, &init)
+    let out = worker::Request::new_with_init(&url, &init)
         .map_err(|e| ApiError::unavailable(format!("origin request: {e}")))?;
     let resp = Fetch::Request(out)
         .send()

@@ -12,6 +12,7 @@ use crate::edge::calls::{links, replay, users};
 use crate::edge::flows::partner_jwt::{partner_jwt, refused};
 use crate::edge::flows::unlink;
 use crate::edge::rt::browser::{self, Cookies};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, keys, random, respond};
 use crate::pages;
@@ -33,7 +34,7 @@ use crate::store::links::{
 };
 use crate::store::users::{Agreed, LinkRecorded, Links, RecordLink, SessionState, Whoami};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use worker::{Env, Request};
+use worker::Env;
 
 /// Verifies a link request: signature, partner, and the linking rules.
 async fn verify(

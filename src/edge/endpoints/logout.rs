@@ -7,6 +7,7 @@
 
 use crate::edge::calls::users;
 use crate::edge::rt::browser::{self, Cookies};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, keys, kvcache};
 use crate::pages;
@@ -19,7 +20,7 @@ use crate::protocol::partner::{keys as kv_keys, Partner};
 use crate::routes::{self, Method};
 use crate::store::users::{Logout, Session, SessionState};
 use serde_json::Value;
-use worker::{Env, Request};
+use worker::Env;
 
 /// The client an ID token of ours was issued to, and its subject, if its signature is good
 /// (expiry is not checked: a hint may be old).

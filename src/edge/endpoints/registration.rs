@@ -7,6 +7,7 @@ use crate::edge::calls::registry;
 use crate::edge::flows::{bearer, limits};
 use crate::edge::rt::kvcache;
 use crate::edge::rt::outbound;
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{body, config, keys, random, respond};
 use crate::protocol::address::{address_group, client_address};
@@ -22,7 +23,7 @@ use crate::store::registry::{
     DeleteRegistration, ReadRegistration, Register, Registered, UpdateRegistration,
 };
 use base64ct::{Base64UrlUnpadded, Encoding};
-use worker::{Env, Request};
+use worker::Env;
 
 /// Largest registration request body (a JWK set of a few RSA keys fits many times over).
 pub const MAX_BODY: usize = 64 * 1024;

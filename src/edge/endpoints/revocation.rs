@@ -4,6 +4,7 @@ use crate::edge::calls::{grants, replay};
 use crate::edge::flows::revoke::seen_here;
 use crate::edge::flows::{bearer, client_auth, user_grant};
 use crate::edge::rt::body::read_form;
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::revoked::{publish, REVOCATION_PUBLISHED_S};
@@ -14,7 +15,7 @@ use crate::protocol::tokens::AccessClaims;
 use crate::routes;
 use crate::store::grants::{Revoke, Status};
 use serde_json::{json, Value};
-use worker::{Env, Request};
+use worker::Env;
 
 /// What a presented token is, if it is one of ours.
 enum Ours {

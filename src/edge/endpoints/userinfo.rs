@@ -3,6 +3,7 @@
 
 use crate::edge::calls::grants;
 use crate::edge::flows::{bearer, user_grant};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{body, respond};
 use crate::edge::rt::{config, keys};
@@ -15,7 +16,7 @@ use crate::protocol::keys::Times;
 use crate::protocol::tokens::ID_TOKEN_TTL_S;
 use crate::store::grants::Status;
 use serde_json::{Map, Value};
-use worker::{Env, Request};
+use worker::Env;
 
 /// The access token: from the `Authorization` header, or (a POST without one) from the form
 /// body's `access_token` (RFC 6750 §2.2; OpenID Connect Core §5.3.1 allows either). Both at once

@@ -18,6 +18,7 @@
 use crate::edge::flows::limits::{self, Bucket};
 use crate::edge::flows::{bearer, gate};
 use crate::edge::rt::kvcache::Read;
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{clock, config, later};
 use crate::protocol::api::{has_scope, recheck_at_ms, Needs, ADMITTED_TTL_MS};
@@ -32,7 +33,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use worker::{Env, Request, Response};
+use worker::{Env, Response};
 
 const ADMITTED_CAPACITY: usize = 4096;
 

@@ -4,6 +4,7 @@
 
 use crate::edge::rt::config::api_audience;
 use crate::edge::rt::kvcache::{self, Read};
+use crate::edge::rt::request::Request;
 use crate::edge::rt::{config, keys};
 use crate::protocol::admin_auth::bearer_token;
 use crate::protocol::api::revocation_key;
@@ -12,7 +13,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::keys::{verify, VerifyError};
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
 use crate::protocol::tokens::AccessClaims;
-use worker::{Env, Request};
+use worker::Env;
 
 fn invalid(why: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidToken, why)

@@ -3,6 +3,7 @@
 
 use crate::edge::calls::replay;
 use crate::edge::flows::partner_keys;
+use crate::edge::rt::request::Request;
 use crate::edge::rt::{config, keys, kvcache};
 use crate::protocol::assertion::{self, check_claims, Rules};
 use crate::protocol::client::ClientRecord;
@@ -13,7 +14,7 @@ use crate::protocol::grant::hash_secret;
 use crate::protocol::partner::{keys as kv_keys, Partner, PartnerStatus};
 use crate::routes;
 use serde_json::Value;
-use worker::{Env, Request};
+use worker::Env;
 
 /// Longest lifetime accepted for a client assertion.
 pub const ASSERTION_MAX_LIFETIME_S: u64 = 300;

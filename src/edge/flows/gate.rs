@@ -1,6 +1,7 @@
 //! The partner gate at the edge: the origin lookup (in-isolate cache, then one KV read) and the
 //! answers for partner-facing routes.
 
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{kvcache, respond};
 use crate::protocol::error::ApiError;
@@ -8,7 +9,7 @@ use crate::protocol::gate::{self, Caller};
 use crate::protocol::origin::Origin;
 use crate::protocol::partner::{keys, GateEntry, PartnerId};
 use crate::routes::Method;
-use worker::{Env, Request, Response};
+use worker::{Env, Response};
 
 /// What the registry published for an origin (through the isolate cache).
 pub async fn lookup(

@@ -2,10 +2,10 @@
 //! 1 MiB it is read and dropped first, so the client gets the answer), and the size read is
 //! checked again (a body may not declare its length).
 
+use crate::edge::rt::request::Request;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::form::{Params, MAX_FORM_BYTES};
 use futures_util::StreamExt;
-use worker::Request;
 
 /// Largest body that is read (and dropped) before it is refused as too large.
 const DRAIN_AT_MOST: u64 = 1 << 20;
@@ -34,6 +34,17 @@ pub async fn read_limited(
     if req.inner().body().is_none() {
         return Ok(Vec::new());
     }
+    // A body framed by its declared length (within the limit, and not chunked as well) is read
+    // in one call: HTTP framing ends it at that length. A stream read costs a reader and a
+    // promise per chunk (issue 15's profile: a twelfth of the token endpoint).
+    let chunked = req.headers().has("transfer-encoding").unwrap_or(true);
+    if declared.is_some() && !chunked {
+        let body = whole_body(req).await?;
+        if body.len() > max {
+            return Err(too_large());
+        }
+        return Ok(body);
+    }
     // Read as a stream with a running count: a body that declared no length (or a wrong one)
     // is cut off at the limit, never buffered whole first.
     let mut stream = req.stream().map_err(|e| {
@@ -52,6 +63,19 @@ pub async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The whole body, in one `arrayBuffer()` call: only for a body of a declared, allowed length.
+async fn whole_body(req: &Request) -> Result<Vec<u8>, ApiError> {
+    let unreadable = |e: wasm_bindgen::JsValue| {
+        ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")
+            .with_cause(format!("body: {e:?}"))
+    };
+    let promise = req.inner().array_buffer().map_err(unreadable)?;
+    let buffer = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(unreadable)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 /// The request's `Content-Type`, empty when it has none.

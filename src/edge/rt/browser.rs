@@ -3,6 +3,7 @@
 //! https; on a loopback http issuer (local development) the prefix and `Secure` are dropped,
 //! since browsers refuse them there.
 
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{random, respond};
 use crate::pages;
@@ -13,7 +14,6 @@ use crate::protocol::region::{Home, Region};
 use crate::protocol::user::{Username, DEVICE_TTL_S, SESSION_TTL_S};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use subtle::ConstantTimeEq;
-use worker::Request;
 
 pub struct Cookies {
     secure: bool,

@@ -70,7 +70,7 @@ pub fn links_legacy(env: &Env) -> Result<bool, ApiError> {
 /// `request.cf`). Locally (a loopback issuer only) the `x-edgeward-visitor-region` header
 /// stands in for the geolocation workerd does not have, so tests and `scripts/scale.sh` can
 /// send a pupil's request from their region.
-pub fn visitor_region(req: &worker::Request, env: &Env) -> crate::protocol::region::Home {
+pub fn visitor_region(req: &super::request::Request, env: &Env) -> crate::protocol::region::Home {
     if issuer_is_loopback(env) {
         if let Some(r) = req
             .headers()

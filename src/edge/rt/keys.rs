@@ -1,8 +1,9 @@
-//! Our signing keys at the edge: `SIGNING_KEYS` parsed once per isolate, RSA signatures made by
-//! the runtime's WebCrypto, and the JWKS and discovery endpoints.
+//! Our signing keys at the edge: `SIGNING_KEYS` parsed once per isolate, every signature made by
+//! the runtime's WebCrypto (each key imported once per isolate), and RS256 verification.
 
 use crate::protocol::error::ApiError;
-use crate::protocol::keys::{finish_rsa, KeySet, Signed, SigningKey, Times};
+use crate::protocol::jwk::SigningAlg;
+use crate::protocol::keys::{finish, KeySet, SigningKey, Times};
 use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -16,7 +17,9 @@ use worker::Env;
 thread_local! {
     // The secret rarely changes within an isolate's life; when it does, the raw text differs.
     static KEYS: RefCell<Option<(String, Rc<KeySet>)>> = const { RefCell::new(None) };
-    static RSA_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
+    // Imported private keys by kid. A kid names one key for the life of a key set; a rotated
+    // set with a reused kid and other material is a new secret, and `key_set` drops the imports.
+    static PRIVATE_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
 }
 
 /// The parsed key set. Missing or invalid keys close everything that signs or verifies (503).
@@ -35,6 +38,7 @@ pub fn key_set(env: &Env) -> Result<Rc<KeySet>, ApiError> {
     }
     let set = Rc::new(KeySet::parse(&raw).map_err(ApiError::unavailable)?);
     KEYS.with(|k| *k.borrow_mut() = Some((raw, set.clone())));
+    PRIVATE_KEYS.with(|m| m.borrow_mut().clear());
     Ok(set)
 }
 
@@ -49,62 +53,75 @@ fn subtle() -> Result<SubtleCrypto, ApiError> {
     Ok(subtle.unchecked_into())
 }
 
-fn rsa_algorithm() -> Result<Object, ApiError> {
+/// A WebCrypto algorithm object: `{name}`, with `hash` or `namedCurve` when given.
+fn algorithm(name: &str, extra: Option<(&str, &str)>) -> Result<Object, ApiError> {
     let algo = Object::new();
-    Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into())
-        .map_err(js_err("algorithm"))?;
-    Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).map_err(js_err("algorithm"))?;
+    Reflect::set(&algo, &"name".into(), &name.into()).map_err(js_err("algorithm"))?;
+    if let Some((k, v)) = extra {
+        Reflect::set(&algo, &k.into(), &v.into()).map_err(js_err("algorithm"))?;
+    }
     Ok(algo)
 }
 
-async fn rsa_key(kid: &str, private_jwk: &serde_json::Value) -> Result<CryptoKey, ApiError> {
-    if let Some(k) = RSA_KEYS.with(|m| m.borrow().get(kid).cloned()) {
+/// How WebCrypto imports a key of `alg`, and how it signs with it. Its signatures are already
+/// in JWS form: 64 bytes for Ed25519, r‖s for ECDSA (RFC 7518 §3.4).
+fn webcrypto_algorithms(alg: SigningAlg) -> Result<(Object, Object), ApiError> {
+    Ok(match alg {
+        SigningAlg::EdDSA | SigningAlg::Ed25519 => {
+            (algorithm("Ed25519", None)?, algorithm("Ed25519", None)?)
+        }
+        SigningAlg::ES256 => (
+            algorithm("ECDSA", Some(("namedCurve", "P-256")))?,
+            algorithm("ECDSA", Some(("hash", "SHA-256")))?,
+        ),
+        SigningAlg::RS256 => {
+            let rsa = algorithm("RSASSA-PKCS1-v1_5", Some(("hash", "SHA-256")))?;
+            (rsa.clone(), rsa)
+        }
+    })
+}
+
+async fn private_key(
+    kid: &str,
+    import: &Object,
+    private_jwk: &serde_json::Value,
+) -> Result<CryptoKey, ApiError> {
+    if let Some(k) = PRIVATE_KEYS.with(|m| m.borrow().get(kid).cloned()) {
         return Ok(k);
     }
     let jwk = JSON::parse(&private_jwk.to_string()).map_err(js_err("jwk"))?;
     let usages = Array::of1(&"sign".into());
     let promise = subtle()?
-        .import_key_with_object(
-            "jwk",
-            &jwk.unchecked_into(),
-            &rsa_algorithm()?,
-            false,
-            &usages,
-        )
+        .import_key_with_object("jwk", &jwk.unchecked_into(), import, false, &usages)
         .map_err(js_err("importKey"))?;
     let key: CryptoKey = JsFuture::from(promise)
         .await
         .map_err(js_err("importKey"))?
         .unchecked_into();
-    RSA_KEYS.with(|m| m.borrow_mut().insert(kid.to_owned(), key.clone()));
+    PRIVATE_KEYS.with(|m| m.borrow_mut().insert(kid.to_owned(), key.clone()));
     Ok(key)
 }
 
-/// Signs claims with `key`, through WebCrypto for RSA keys.
+/// Signs claims with `key` in WebCrypto: the token is built by `protocol::keys`, signed here.
 pub async fn sign<T: Serialize>(
     key: &SigningKey,
     typ: &str,
     times: Times,
     claims: T,
 ) -> Result<String, ApiError> {
-    match key
-        .sign(typ, times, claims)
-        .map_err(|e| ApiError::unavailable(format!("sign: {e}")))?
-    {
-        Signed::Token(t) => Ok(t),
-        Signed::NeedsRsa {
-            signing_input,
-            private_jwk,
-        } => {
-            let crypto_key = rsa_key(&key.kid, &private_jwk).await?;
-            let data = signing_input.clone().into_bytes();
-            let promise = subtle()?
-                .sign_with_object_and_u8_array(&rsa_algorithm()?, &crypto_key, &data)
-                .map_err(js_err("sign"))?;
-            let sig = JsFuture::from(promise).await.map_err(js_err("sign"))?;
-            Ok(finish_rsa(&signing_input, &Uint8Array::new(&sig).to_vec()))
-        }
-    }
+    let to_sign = key
+        .to_sign(typ, times, claims)
+        .map_err(|e| ApiError::unavailable(format!("sign: {e}")))?;
+    let (import, with) = webcrypto_algorithms(to_sign.alg)?;
+    let crypto_key = private_key(&key.kid, &import, &to_sign.private_jwk).await?;
+    let promise = subtle()?
+        .sign_with_object_and_u8_array(&with, &crypto_key, to_sign.signing_input.as_bytes())
+        .map_err(js_err("sign"))?;
+    let sig = JsFuture::from(promise).await.map_err(js_err("sign"))?;
+    Ok(finish(
+        &to_sign.signing_input,
+        &Uint8Array::new(&sig).to_vec(),
+    ))
 }
 
 /// Verifies an RS256 signature with WebCrypto. `Some(())` only when it is valid.

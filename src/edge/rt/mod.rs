@@ -16,5 +16,6 @@ pub mod outbound;
 pub mod queue;
 pub mod r2;
 pub mod random;
+pub mod request;
 pub mod respond;
 pub mod revoked;

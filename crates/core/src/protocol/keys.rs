@@ -1,28 +1,31 @@
 //! edgeward's own signing keys: the `SIGNING_KEYS` JWK Set of private keys, the public JWK Set
 //! published from it, and signing and verifying of the JWTs we issue.
 //!
-//! Ed25519 (EdDSA) and P-256 (ES256) keys sign here, with jwt-compact. RSA keys (RS256, for ID
-//! tokens of clients that need it) sign in the runtime's WebCrypto, whose private-key operations
-//! are constant-time (the `rsa` crate's are not: RUSTSEC-2023-0071); this module prepares their
-//! signing input. Access tokens are signed with the first Ed25519 or P-256 key of the set; ID
-//! tokens with the first key of the client's algorithm. Keys later in the set are published,
-//! so tokens they signed stay verifiable through a rotation.
+//! Every key signs in the runtime's WebCrypto: this module builds the token (its header and its
+//! claims, with jwt-compact) up to the signing input, and the edge signs it. WebCrypto's native
+//! Ed25519 and P-256 cost a small part of the same arithmetic in WebAssembly (issue 15's profile:
+//! Ed25519 signing was a fifth of the token endpoint), and its RSA private-key operations are
+//! constant-time (the `rsa` crate's are not: RUSTSEC-2023-0071). Verifying our own Ed25519 and
+//! P-256 tokens stays here, with jwt-compact. Access tokens are signed with the first Ed25519
+//! or P-256 key of the set; ID tokens with the first key of the client's algorithm. Keys later
+//! in the set are published, so tokens they signed stay verifiable through a rotation.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use chrono::{DateTime, Utc};
 use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{AlgorithmExt, Claims, Header, UntrustedToken};
+use jwt_compact::{AlgorithmExt, Claims, UntrustedToken};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::jwk::SigningAlg;
 
+/// What verifies our own tokens here (the public half is enough).
 enum Material {
     Ed25519(ed25519_compact::SecretKey),
     Es256(p256::ecdsa::SigningKey),
-    /// Signs through WebCrypto; the private JWK is kept for the import.
+    /// RS256 tokens are verified through WebCrypto too (`rsa_check`).
     Rsa(Value),
 }
 
@@ -30,6 +33,18 @@ pub struct SigningKey {
     pub kid: String,
     pub alg: SigningAlg,
     material: Material,
+    /// The private key as WebCrypto imports it: only the members of its key type.
+    private_jwk: Value,
+}
+
+/// The JWK members WebCrypto's import reads, per key type (RFC 7518 §6, RFC 8037 §2); `alg`,
+/// `use` and `kid` are left out, so an import never trips over a name WebCrypto spells otherwise.
+fn webcrypto_members(kty: &str) -> &'static [&'static str] {
+    match kty {
+        "OKP" => &["kty", "crv", "x", "d"],
+        "EC" => &["kty", "crv", "x", "y", "d"],
+        _ => &["kty", "n", "e", "d", "p", "q", "dp", "dq", "qi"],
+    }
 }
 
 pub struct KeySet {
@@ -114,7 +129,20 @@ fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), 
         p.insert("alg".into(), alg.as_str().into());
         p.insert("use".into(), "sig".into());
     }
-    Ok((SigningKey { kid, alg, material }, published))
+    let kty = obj.get("kty").and_then(Value::as_str).unwrap_or_default();
+    let private_jwk = Value::Object(
+        webcrypto_members(kty)
+            .iter()
+            .filter_map(|m| obj.get(*m).map(|v| ((*m).to_owned(), v.clone())))
+            .collect(),
+    );
+    let key = SigningKey {
+        kid,
+        alg,
+        material,
+        private_jwk,
+    };
+    Ok((key, published))
 }
 
 impl KeySet {
@@ -166,6 +194,7 @@ impl KeySet {
                         kid,
                         alg: other,
                         material: Material::Ed25519(sk.clone()),
+                        private_jwk: k.private_jwk.clone(),
                     },
                     public,
                 ));
@@ -234,54 +263,57 @@ pub struct Times {
     pub exp: u64,
 }
 
-/// The result of signing: a finished token, or (for RSA) the input WebCrypto must sign.
-pub enum Signed {
-    Token(String),
-    NeedsRsa {
-        signing_input: String,
-        private_jwk: Value,
-    },
+/// A token up to its signature: what WebCrypto signs, with which algorithm and key.
+pub struct ToSign {
+    /// `base64url(header).base64url(claims)` (RFC 7515 §5.1).
+    pub signing_input: String,
+    pub alg: SigningAlg,
+    /// The private key to import (`SigningKey::private_jwk`); imported once per isolate.
+    pub private_jwk: Value,
 }
 
 impl SigningKey {
-    /// Signs `claims` as a JWT of type `typ` (`at+jwt` for access tokens, `JWT` otherwise).
-    pub fn sign<T: Serialize>(&self, typ: &str, times: Times, claims: T) -> Result<Signed, String> {
+    /// Builds `claims` as a JWT of type `typ` (`at+jwt` for access tokens, `JWT` otherwise) up to
+    /// its signature; `finish` appends the signature WebCrypto made over `signing_input`.
+    pub fn to_sign<T: Serialize>(
+        &self,
+        typ: &str,
+        times: Times,
+        claims: T,
+    ) -> Result<ToSign, String> {
         let mut c = Claims::new(claims);
         c.issued_at = at(times.iat);
         c.expiration = at(times.exp);
-        let header = Header::empty()
-            .with_key_id(self.kid.clone())
-            .with_token_type(typ);
-        match &self.material {
-            Material::Ed25519(sk) if self.alg == SigningAlg::Ed25519 => {
-                Ed25519::with_specific_name()
-                    .token(&header, &c, sk)
-                    .map(Signed::Token)
-                    .map_err(|e| e.to_string())
+        let header = json!({ "alg": self.alg.as_str(), "kid": self.kid, "typ": typ });
+        let h = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+        let p = serde_json::to_vec(&c).map_err(|e| e.to_string())?;
+        Ok(ToSign {
+            signing_input: format!("{}.{}", b64(&h), b64(&p)),
+            alg: self.alg,
+            private_jwk: self.private_jwk.clone(),
+        })
+    }
+
+    /// Signs natively, as WebCrypto does at the edge: for this crate's tests only.
+    #[cfg(test)]
+    pub fn sign<T: Serialize>(&self, typ: &str, times: Times, claims: T) -> Result<String, String> {
+        use p256::ecdsa::signature::Signer;
+        let input = self.to_sign(typ, times, claims)?.signing_input;
+        let signature = match &self.material {
+            Material::Ed25519(sk) => sk.sign(input.as_bytes(), None).to_vec(),
+            Material::Es256(sk) => {
+                let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
+                sig.to_bytes().to_vec()
             }
-            Material::Ed25519(sk) => Ed25519
-                .token(&header, &c, sk)
-                .map(Signed::Token)
-                .map_err(|e| e.to_string()),
-            Material::Es256(sk) => Es256
-                .token(&header, &c, sk)
-                .map(Signed::Token)
-                .map_err(|e| e.to_string()),
-            Material::Rsa(private_jwk) => {
-                let header = json!({ "alg": "RS256", "kid": self.kid, "typ": typ });
-                let h = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
-                let p = serde_json::to_vec(&c).map_err(|e| e.to_string())?;
-                Ok(Signed::NeedsRsa {
-                    signing_input: format!("{}.{}", b64(&h), b64(&p)),
-                    private_jwk: private_jwk.clone(),
-                })
-            }
-        }
+            Material::Rsa(_) => return Err("RSA signs in WebCrypto only".into()),
+        };
+        Ok(finish(&input, &signature))
     }
 }
 
-/// Appends a WebCrypto RSA signature to its signing input.
-pub fn finish_rsa(signing_input: &str, signature: &[u8]) -> String {
+/// Appends a WebCrypto signature (raw: 64 bytes for Ed25519, r‖s for ES256, RFC 7518 §3.4)
+/// to its signing input.
+pub fn finish(signing_input: &str, signature: &[u8]) -> String {
     format!("{signing_input}.{}", b64(signature))
 }
 
@@ -460,8 +492,7 @@ mod tests {
     };
 
     fn token(keys: &KeySet, typ: &str) -> String {
-        match keys
-            .access_token_key()
+        keys.access_token_key()
             .unwrap()
             .sign(
                 typ,
@@ -471,10 +502,6 @@ mod tests {
                 },
             )
             .unwrap()
-        {
-            Signed::Token(t) => t,
-            Signed::NeedsRsa { .. } => panic!("not rsa"),
-        }
     }
 
     #[test]
@@ -559,7 +586,7 @@ mod tests {
             "the set's order"
         );
         let renamed = keys.for_alg(SigningAlg::Ed25519).unwrap();
-        let Signed::Token(t) = renamed
+        let t = renamed
             .sign(
                 "at+jwt",
                 Times {
@@ -568,10 +595,7 @@ mod tests {
                 },
                 C { sub: "a".into() },
             )
-            .unwrap()
-        else {
-            panic!("not RSA")
-        };
+            .unwrap();
         let header = UntrustedToken::new(&t).unwrap().header().clone();
         assert_eq!(UntrustedToken::new(&t).unwrap().algorithm(), "Ed25519");
         assert_eq!(header.key_id.as_deref(), Some(renamed.kid.as_str()));
@@ -590,8 +614,9 @@ mod tests {
                     Material::Ed25519(sk) => Material::Ed25519(sk.clone()),
                     _ => panic!("an Ed25519 key"),
                 },
+                private_jwk: key.private_jwk.clone(),
             };
-            let Signed::Token(forged) = mismatched
+            let forged = mismatched
                 .sign(
                     "at+jwt",
                     Times {
@@ -600,10 +625,7 @@ mod tests {
                     },
                     C { sub: "a".into() },
                 )
-                .unwrap()
-            else {
-                panic!("not RSA")
-            };
+                .unwrap();
             assert_eq!(
                 UntrustedToken::new(&forged).unwrap().algorithm(),
                 named.as_str()

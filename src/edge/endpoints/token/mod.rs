@@ -11,6 +11,7 @@ use crate::edge::flows::client_auth;
 use crate::edge::flows::limits::{self, Bucket};
 use crate::edge::rt::body::read_form;
 use crate::edge::rt::config::api_audience;
+use crate::edge::rt::request::Request;
 use crate::edge::rt::respond::Outcome;
 use crate::edge::rt::{config, keys, random, respond};
 use crate::protocol::client::ClientRecord;
@@ -24,7 +25,7 @@ use crate::protocol::tokens::{
     at_hash, AccessClaims, IdClaims, TokenResponse, ACCESS_TOKEN_TTL_S, ID_TOKEN_TTL_S,
 };
 use base64ct::{Base64UrlUnpadded, Encoding};
-use worker::{Env, Request};
+use worker::Env;
 
 /// What every grant type's handler works with: the authenticated client, the keys to sign
 /// with, and the time.
