@@ -7,8 +7,21 @@
 //     same way, against its own no-op route; and edgeward's throughput divided by its.
 //  3. the forward path: GET /api/... through edgeward to a local origin (benches/origin.mjs)
 //     against the same request sent straight to that origin.
-//  4. bundle sizes (`wrangler deploy --dry-run`) and CPU time per request.
-// Then the per-flow timings (code flow, linking, automatic login).
+//  4. bundle sizes (`wrangler deploy --dry-run`) of edgeward, the jose Worker and the
+//     workers-oauth-provider Worker, and CPU time per request.
+// Then the per-flow timings (code flow, linking, automatic login), and:
+//  5. the returning user's code flow against Cloudflare's `@cloudflare/workers-oauth-provider`
+//     (benches/oauth-provider-worker, on the library's defaults, its own Miniflare): authorize
+//     (signed in, consent given) → 302 with a code → POST of the code with the PKCE verifier and
+//     client_secret_basic to the token endpoint. Sequential flows, client-side wall time on
+//     loopback, one flow of each row in turn: edgeward with scope openid profile (as the per-flow
+//     timings: an ID token too), edgeward with scope profile (no ID token, like the provider), the
+//     provider; mean, p50, max, and edgeward ÷ provider. Before timing, both must answer the
+//     exchange 200 with an access token and refuse a second exchange of the same code, and the
+//     provider's token must open its apiRoute (and no longer once its code was replayed).
+//  6. cold start: a new Miniflare (a new workerd process) per sample, with the dry-run bundle,
+//     and its first and second GET /healthz, for edgeward, the jose Worker, the provider Worker
+//     and two JS-only baselines (see "Cold start" below).
 //
 // Every wrk run is one route for `seconds`; the routes are measured in alternating rounds and the
 // median round is reported: on a small machine one round is noisy. Each run that presents an
@@ -20,24 +33,55 @@
 // the whole runtime's work, not only the Worker's code: HTTP parsing, Miniflare's entry worker
 // that routes each request, edgeward's request-log line. Clock ticks are 10 ms, so a short run is
 // coarse; the no-op row gives the runtime's share.
+//
+// Cold start (section 6). workerd compiles a Worker's modules and evaluates their top level when
+// its process starts, before it listens, not at the first request (a top-level console.log of a
+// Worker is printed before Miniflare's `ready` resolves). edgeward's glue (worker-build's shim)
+// imports the .wasm as a CompiledWasm module, which workerd compiles when it loads the Worker, and
+// instantiates it (`new WebAssembly.Instance`, then `__wbindgen_start`) at its top level. So
+// compiling and instantiating the WebAssembly module is inside "start → ready", and the first
+// request carries only what was left for first use (code V8 compiles on a function's first call,
+// whatever the Worker sets up on its first request) plus the request's own work. Hence the columns: start → ready (new Miniflare() until `ready`);
+// the first GET /healthz; a second, warm one; first − warm (the first-use cost); start → first
+// answer; the workerd process's CPU time from its start to the first answer (/proc, 10 ms ticks:
+// the isolate's start without the wall-clock noise); and this process's CPU time until ready
+// (Miniflare reading and parsing the bundle, and spawning workerd: local tooling, no part of a
+// deployment, but in the wall times). "− baseline" subtracts a JS-only baseline's median, which
+// takes out what every Worker pays locally (spawning workerd, Miniflare's own services and entry
+// worker, one local service per binding): for the peers a JS no-op Worker with one KV namespace
+// (as they have), for edgeward a JS stub that declares every binding its wrangler.toml does (its
+// Durable Object classes empty), started the same way as edgeward (tests/e2e/harness.mjs
+// startWorker, one signing key set for all samples so no key generation is timed). The samples of
+// the five Workers are taken in turn. What this is not: Cloudflare's cold start, which also
+// fetches the script and may reuse compiled code; it is the cost of compiling and starting each
+// bundle in workerd on this machine.
 // Usage: node scripts/bench.mjs [seconds] [connections] [rounds]
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync, readFileSync, readdirSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, mkdirSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Miniflare } from 'miniflare';
 import { unstable_readConfig } from 'wrangler';
-import { startWorker, ROOT } from '../tests/e2e/harness.mjs';
+import { startWorker, freePort, ROOT } from '../tests/e2e/harness.mjs';
 import { CookieJar, pkce, basicAuth, browserFlow, confirmLink, formFields } from '../tests/e2e/oauth.mjs';
-import { randomUUID } from 'node:crypto';
-import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from './lib/jwk.mjs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, initialKeySet, publicJwk, signJwt } from './lib/jwk.mjs';
 
 const seconds = Number(process.argv[2] || 8);
 const connections = Number(process.argv[3] || 16);
 const rounds = Number(process.argv[4] || 3);
 const ORIGIN = 'https://bench.partner.example';
 const JOSE_CONFIG = path.join(ROOT, 'benches', 'jose-worker', 'wrangler.toml');
+const PROVIDER_CONFIG = path.join(ROOT, 'benches', 'oauth-provider-worker', 'wrangler.toml');
+const FLOWS = 20; // sequential flows per timing row
+const configs = new Map();
+/** A wrangler config, read once (reading one is slow enough to blur section 6's timings). */
+const readConfig = (config) => configs.get(config) ?? configs.set(config, unstable_readConfig({ config })).get(config);
+const PROVIDER_VERSION = JSON.parse(
+  readFileSync(path.join(ROOT, 'node_modules', '@cloudflare', 'workers-oauth-provider', 'package.json'), 'utf8'),
+).version;
+const COLD_SAMPLES = 15; // fresh workerd processes per Worker in section 6 (at least 5)
 if (seconds >= 280) throw new Error('rounds must stay well under the access tokens’ 300 s');
 
 /**
@@ -183,8 +227,16 @@ async function startLocalOrigin() {
 
 /** The jose Worker, served by its own Miniflare (its own workerd), with its KV records. */
 async function startJoseWorker(bundle, vars, records) {
-  const config = unstable_readConfig({ config: JOSE_CONFIG });
-  const mf = new Miniflare({
+  const mf = new Miniflare(joseOptions(bundle, vars));
+  const url = (await mf.ready).origin;
+  const kv = await mf.getKVNamespace('GATE');
+  for (const [k, v] of Object.entries(records)) await kv.put(k, JSON.stringify(v));
+  return { url, stop: () => mf.dispose() };
+}
+
+function joseOptions(bundle, vars = {}) {
+  const config = readConfig(JOSE_CONFIG);
+  return {
     name: 'jose',
     modules: true,
     scriptPath: path.join(bundle, 'index.js'),
@@ -197,36 +249,243 @@ async function startJoseWorker(bundle, vars, records) {
     port: 0,
     handleRuntimeStdio(stdout, stderr) {
       stdout.resume();
-      stderr.pipe(process.stderr);
+      // Not pipe(): a pipe per Miniflare would pile listeners onto process.stderr (section 6).
+      stderr.on('data', (chunk) => process.stderr.write(chunk));
     },
-  });
-  const url = (await mf.ready).origin;
-  const kv = await mf.getKVNamespace('GATE');
-  for (const [k, v] of Object.entries(records)) await kv.put(k, JSON.stringify(v));
-  return { url, stop: () => mf.dispose() };
+  };
 }
 
-/** Times complete code flows, one after another (a person's flow is sequential). */
+/**
+ * The workers-oauth-provider Worker, served by its own Miniflare (its own workerd), with one
+ * client made through its setup route (the library's createClient): confidential,
+ * client_secret_basic, the bench partner's redirect URI. Returns it with that client.
+ */
+async function startProviderWorker(bundle) {
+  const setupToken = randomBytes(24).toString('hex');
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const mf = new Miniflare(providerOptions(bundle, { BENCH_SETUP_TOKEN: setupToken, RESOURCE: `${url}/api` }, port));
+  await mf.ready;
+  const res = await fetch(`${url}/bench/clients`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${setupToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ clientName: 'Bench web', redirectUris: [`${ORIGIN}/cb`], tokenEndpointAuthMethod: 'client_secret_basic' }),
+  });
+  const client = JSON.parse(await expectStatus(res, 201, 'the provider’s client setup'));
+  if (!client.clientSecret) throw new Error(`the provider made a client without a secret: ${JSON.stringify(client)}`);
+  return { url, client, stop: () => mf.dispose() };
+}
+
+// What the provider logs on every refused request (its default onError), and once at start.
+const PROVIDER_NOISE = /^(OAuth error response: |CIMD \(Client ID Metadata Document\) is disabled)/;
+
+/** Miniflare's options for the provider Worker; on port 0 (any), its RESOURCE stays the default. */
+function providerOptions(bundle, vars = {}, port = 0) {
+  const config = readConfig(PROVIDER_CONFIG);
+  return {
+    name: 'oauth-provider',
+    modules: true,
+    scriptPath: path.join(bundle, 'index.js'),
+    modulesRoot: bundle,
+    compatibilityDate: config.compatibility_date,
+    compatibilityFlags: config.compatibility_flags,
+    kvNamespaces: ['OAUTH_KV'],
+    bindings: { ...config.vars, ...vars },
+    host: '127.0.0.1',
+    port,
+    handleRuntimeStdio(stdout, stderr) {
+      stdout.resume();
+      let buf = '';
+      stderr.on('data', (chunk) => {
+        buf += chunk;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (!PROVIDER_NOISE.test(line.trim())) process.stderr.write(`${line}\n`);
+        }
+      });
+    },
+  };
+}
+
+/**
+ * One code flow of edgeward's bench client in the browser `jar`: ms, and the token response.
+ * With `openid` in the scope the token response has an ID token too.
+ */
+async function edgewardFlow(w, client, jar, scope = 'openid profile') {
+  const { verifier, challenge } = pkce();
+  const start = performance.now();
+  const { callback } = await browserFlow(w, {
+    client, username: 'bench', password: 'bench password 123', challenge, scope, jar,
+  });
+  const body = new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: client.redirect_uris[0], code_verifier: verifier });
+  const res = await fetch(`${w.url}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
+    body,
+  });
+  const text = await res.text();
+  const ms = performance.now() - start;
+  if (res.status !== 200) throw new Error(`token answered ${res.status}: ${text}`);
+  return { ms, tokens: JSON.parse(text), body };
+}
+
+/**
+ * One returning user's code flow at the provider Worker `p`: its /authorize completes at once
+ * (302 with a code), then the code, the PKCE verifier and client_secret_basic go to its token
+ * endpoint. The same requests as edgeward's flow, without cookies (the provider Worker's one user
+ * is fixed in its source, not found through a session).
+ */
+async function providerFlow(p) {
+  const { verifier, challenge } = pkce();
+  const start = performance.now();
+  const params = {
+    response_type: 'code', client_id: p.client.clientId, redirect_uri: p.client.redirectUris[0], scope: 'openid profile',
+    state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256',
+  };
+  const auth = await fetch(`${p.url}/authorize?${new URLSearchParams(params)}`, { redirect: 'manual' });
+  await auth.arrayBuffer();
+  const location = auth.headers.get('location');
+  if (auth.status !== 302 || !location?.startsWith(`${ORIGIN}/cb?`)) throw new Error(`the provider's authorize answered ${auth.status} ${location}`);
+  const callback = new URL(location);
+  if (callback.searchParams.get('state') !== 'st-1') throw new Error(`the provider lost the state: ${location}`);
+  const body = new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: params.redirect_uri, code_verifier: verifier });
+  const res = await fetch(`${p.url}/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(p.client.clientId, p.client.clientSecret) },
+    body,
+  });
+  const text = await res.text();
+  const ms = performance.now() - start;
+  if (res.status !== 200) throw new Error(`the provider's token endpoint answered ${res.status}: ${text}`);
+  return { ms, tokens: JSON.parse(text), body };
+}
+
+/**
+ * Times complete code flows, one after another (a person's flow is sequential). A returning
+ * user's browser signs in once, untimed, first: every timed flow then finds its session and
+ * consent.
+ */
 async function flows(w, client, n, { returning }) {
   const times = [];
   const jar = new CookieJar(w.url);
+  if (returning) await edgewardFlow(w, client, jar);
   for (let i = 0; i < n; i++) {
-    const { verifier, challenge } = pkce();
-    const start = performance.now();
-    const { callback } = await browserFlow(w, {
-      client, username: 'bench', password: 'bench password 123', challenge, scope: 'openid profile',
-      jar: returning ? jar : new CookieJar(w.url),
-    });
-    const res = await fetch(`${w.url}/oauth2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret) },
-      body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code'), redirect_uri: client.redirect_uris[0], code_verifier: verifier }),
-    });
-    if (res.status !== 200) throw new Error(`token answered ${res.status}`);
-    await res.arrayBuffer();
-    times.push(performance.now() - start);
+    times.push((await edgewardFlow(w, client, returning ? jar : new CookieJar(w.url))).ms);
   }
   return times;
+}
+
+/**
+ * Section 5: `n` returning-user flows at edgeward (scope openid profile, as `flows`), at edgeward
+ * without an ID token (scope profile: what the provider issues) and at the provider, one of each
+ * in turn (after two untimed ones each), so all see the same machine.
+ */
+async function peerFlows(w, client, p, n) {
+  const jar = new CookieJar(w.url);
+  for (let i = 0; i < 2; i++) {
+    await edgewardFlow(w, client, jar);
+    await edgewardFlow(w, client, jar, 'profile');
+    await providerFlow(p);
+  }
+  const ours = [];
+  const oursOAuth = [];
+  const theirs = [];
+  for (let i = 0; i < n; i++) {
+    ours.push((await edgewardFlow(w, client, jar)).ms);
+    oursOAuth.push((await edgewardFlow(w, client, jar, 'profile')).ms);
+    theirs.push((await providerFlow(p)).ms);
+  }
+  return { ours, oursOAuth, theirs };
+}
+
+/** The token endpoint must refuse a second exchange of a code. */
+async function expectReplayRefused(url, authorization, body, what) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization }, body });
+  const text = await res.text();
+  if (res.status !== 400 || JSON.parse(text).error !== 'invalid_grant') {
+    throw new Error(`${what}: a second exchange of the same code answered ${res.status}: ${text}`);
+  }
+}
+
+// The no-op route of the cold-start baselines, as the Workers answer theirs.
+const NOOP_FETCH = `fetch(request) {
+    if (new URL(request.url).pathname === '/healthz') return new Response('ok', { headers: { 'content-type': 'text/plain' } });
+    return new Response('not found', { status: 404 });
+  }`;
+
+/** A Miniflare of its own for `options`, as { url, stop }. */
+async function plainMiniflare(options) {
+  const mf = new Miniflare(options);
+  const url = (await mf.ready).origin;
+  return { url, stop: () => mf.dispose() };
+}
+
+/** The JS-only baseline of the peers: a no-op Worker with one KV namespace. */
+const noopOptions = () => ({
+  name: 'noop',
+  modules: true,
+  script: `export default { ${NOOP_FETCH} };`,
+  compatibilityDate: readConfig(JOSE_CONFIG).compatibility_date,
+  kvNamespaces: ['KV'],
+  host: '127.0.0.1',
+  port: 0,
+});
+
+/**
+ * The JS-only baseline of edgeward: a stub with the no-op route that exports every Durable
+ * Object class edgeward's wrangler.toml binds (empty), so that startWorker gives it all of
+ * edgeward's bindings. Written into `dir`.
+ */
+function writeEdgewardStub(dir) {
+  const config = readConfig(path.join(ROOT, 'wrangler.toml'));
+  const classes = [...new Set(config.durable_objects.bindings.map((b) => b.class_name))];
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'index.js'), [
+    "import { DurableObject } from 'cloudflare:workers';",
+    ...classes.map((c) => `export class ${c} extends DurableObject {}`),
+    `export default { ${NOOP_FETCH}, async queue() {} };`,
+  ].join('\n'));
+  return dir;
+}
+
+/**
+ * One cold start: `start` makes a new Miniflare (a new workerd); then the first and a second
+ * GET /healthz. Times in ms; `cpu` is the workerd process's CPU time from its start to the first
+ * answer, `nodeCpu` this process's until ready (Miniflare reading the bundle and starting workerd).
+ */
+async function coldSample(start) {
+  const before = new Set(workerdChildren());
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const worker = await start();
+  const ready = performance.now() - t0;
+  const { user, system } = process.cpuUsage(cpu0);
+  try {
+    let t = performance.now();
+    const first = await fetch(`${worker.url}/healthz`);
+    await expectStatus(first, 200, 'a cold /healthz');
+    const firstMs = performance.now() - t;
+    const pid = workerdChildren().filter((p) => !before.has(p));
+    if (pid.length !== 1) throw new Error(`expected one new workerd process, found ${pid.length}`);
+    const cpu = cpuMs(pid[0]);
+    t = performance.now();
+    await expectStatus(await fetch(`${worker.url}/healthz`), 200, 'a warm /healthz');
+    const warm = performance.now() - t;
+    return { ready, first: firstMs, warm, startToFirst: ready + firstMs, cpu, nodeCpu: (user + system) / 1000 };
+  } finally {
+    await worker.stop();
+  }
+}
+
+/** COLD_SAMPLES cold starts of each target, the targets in turn. */
+async function coldStarts(targets) {
+  const samples = Object.fromEntries(targets.map((t) => [t.id, []]));
+  for (let i = 0; i < COLD_SAMPLES; i++) {
+    for (const t of targets) samples[t.id].push(await coldSample(t.start));
+  }
+  return samples;
 }
 
 const partnerKey = generateJwk('EdDSA');
@@ -290,9 +549,11 @@ async function expectStatus(res, status, what) {
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'edgeward-bench-'));
 const edgewardBundle = dryRun(null, path.join(tmp, 'edgeward'));
 const joseBundle = dryRun(JOSE_CONFIG, path.join(tmp, 'jose'));
+const providerBundle = dryRun(PROVIDER_CONFIG, path.join(tmp, 'provider'));
 const origin = await startLocalOrigin();
 let w;
 let jose;
+let provider;
 try {
   [w, pids.edgeward] = await withWorkerdPid(() =>
     startWorker({ keepLogs: false, vars: { ORIGIN_URL: origin.url, API_SCOPES: JSON.stringify({ '/api': 'api' }) } }),
@@ -352,6 +613,20 @@ try {
   const forwardedText = await expectStatus(await w.fetch('/api/v1/bench', { headers: whoHeaders() }), 200, 'edgeward /api');
   if (JSON.parse(forwardedText).origin !== 'ok') throw new Error(`/api did not reach the origin: ${forwardedText}`);
   await expectStatus(await fetch(`${origin.url}/api/v1/bench`), 200, 'the origin');
+
+  // Both code flows must do their job: a code exchanged for an access token once, and only once;
+  // the provider's token must open its apiRoute (and, once its code was replayed, no longer).
+  provider = await startProviderWorker(providerBundle.dir);
+  const ourFlow = await edgewardFlow(w, web, new CookieJar(w.url));
+  if (typeof ourFlow.tokens.access_token !== 'string') throw new Error(`edgeward's code exchange gave no access token: ${JSON.stringify(ourFlow.tokens)}`);
+  await expectReplayRefused(`${w.url}/oauth2/token`, basicAuth(web.client_id, web.client_secret), ourFlow.body, 'edgeward');
+  const theirFlow = await providerFlow(provider);
+  if (typeof theirFlow.tokens.access_token !== 'string') throw new Error(`the provider's code exchange gave no access token: ${JSON.stringify(theirFlow.tokens)}`);
+  const providerApi = () => fetch(`${provider.url}/api/whoami`, { headers: { authorization: `Bearer ${theirFlow.tokens.access_token}` } });
+  const who = JSON.parse(await expectStatus(await providerApi(), 200, 'the provider\'s apiRoute'));
+  if (who.userId !== 'bench' || who.clientId !== provider.client.clientId) throw new Error(`the provider's apiRoute answered ${JSON.stringify(who)}`);
+  await expectReplayRefused(`${provider.url}/oauth/token`, basicAuth(provider.client.clientId, provider.client.clientSecret), theirFlow.body, 'the provider');
+  await expectStatus(await providerApi(), 401, 'the provider\'s apiRoute after the code was replayed');
 
   const tokenScript = path.join(tmp, 'token.lua');
   writeFileSync(tokenScript, [
@@ -432,6 +707,7 @@ try {
   const j = (id) => res[id].cpu.jose;
   row(['edgeward (Rust/WebAssembly)', edgewardBundle.total, edgewardBundle.gzip, f0(e('e-noop')), f0(e('e-who')), f0(e('e-who') - e('e-noop')), f0(e('e-api'))]);
   row(['jose Worker (JavaScript)', joseBundle.total, joseBundle.gzip, f0(j('j-noop')), f0(j('j-who')), f0(j('j-who') - j('j-noop')), '—']);
+  row(['workers-oauth-provider Worker (JavaScript)', providerBundle.total, providerBundle.gzip, '—', '—', '—', '—']);
   const anyErrors = ['e-who', 'j-who', 'e-api', 'e-token'].some((id) => res[id].errors > 0);
   if (anyErrors) {
     console.log(
@@ -440,25 +716,82 @@ try {
   }
   console.log(`\n(load phase: ${measuredS.toFixed(0)} s)`);
 
-  const N = 20;
-  const fresh = await flows(w, web, N, { returning: false });
-  const back = await flows(w, web, N, { returning: true });
-  console.log(`\nper-flow times, ${N} sequential flows each (client-side time, loopback):\n`);
+  const fresh = await flows(w, web, FLOWS, { returning: false });
+  const back = await flows(w, web, FLOWS, { returning: true });
+  console.log(`\nper-flow times, ${FLOWS} sequential flows each (client-side time, loopback):\n`);
   console.log('| flow | mean ms | p50 ms | max ms |');
   console.log('|---|---:|---:|---:|');
-  const { linking, auto } = await linkFlows(w, N);
+  const { linking, auto } = await linkFlows(w, FLOWS);
+  const mean = (t) => t.reduce((a, b) => a + b, 0) / t.length;
   for (const [name, t] of [
     ['new session: authorize, login (Argon2id), consent, token', fresh],
     ['returning user: authorize (session + consent remembered), token', back],
     ['account linking: link request, login (Argon2id), consent, link token', linking],
     ['automatic login: assertion verified, link found, session started', auto],
   ]) {
-    const mean = t.reduce((a, b) => a + b, 0) / t.length;
-    console.log(`| ${name} | ${mean.toFixed(1)} | ${percentile(t, 50).toFixed(1)} | ${Math.max(...t).toFixed(1)} |`);
+    console.log(`| ${name} | ${mean(t).toFixed(1)} | ${percentile(t, 50).toFixed(1)} | ${Math.max(...t).toFixed(1)} |`);
   }
+
+  const peers = await peerFlows(w, web, provider, FLOWS);
+  console.log(
+    `\n### 5. the code flow against workers-oauth-provider ${PROVIDER_VERSION} (benches/oauth-provider-worker)\n\n` +
+      `${FLOWS} returning-user flows per row, the rows' flows in turn: authorize (signed in, consent remembered) → 302 with ` +
+      `a code → token exchange (code, PKCE verifier, client_secret_basic); client-side time, loopback. edgeward: session ` +
+      `and remembered consent checked, the grant and its code in a Durable Object, an EdDSA JWT access token, a refresh ` +
+      `token, and with openid an RS256 ID token. The provider (its defaults): client and grant in KV, the user's earlier ` +
+      `grant for the client revoked, opaque access and refresh tokens stored by hash, no ID token.\n`,
+  );
+  console.log('| flow | mean ms | p50 ms | max ms | edgeward ÷ provider (mean / p50; aim ≤ 1.00) |');
+  console.log('|---|---:|---:|---:|---:|');
+  const ratio = (t) => `${f2(mean(t) / mean(peers.theirs))}× / ${f2(percentile(t, 50) / percentile(peers.theirs, 50))}×`;
+  for (const [name, t, r] of [
+    ['edgeward, scope openid profile (ID token too)', peers.ours, ratio(peers.ours)],
+    ['edgeward, scope profile (no ID token)', peers.oursOAuth, ratio(peers.oursOAuth)],
+    ['workers-oauth-provider, scope openid profile (no ID token)', peers.theirs, '—'],
+  ]) {
+    console.log(`| ${name} | ${mean(t).toFixed(1)} | ${percentile(t, 50).toFixed(1)} | ${Math.max(...t).toFixed(1)} | ${r} |`);
+  }
+
+  await provider.stop();
+  provider = undefined;
+  const coldStart = performance.now();
+  const stubDir = writeEdgewardStub(path.join(tmp, 'edgeward-stub'));
+  // One key set for every sample: startWorker would otherwise generate RSA keys (hundreds of ms,
+  // in this process) inside each start.
+  const signingKeys = initialKeySet();
+  const targets = [
+    { id: 'noop', name: 'JS no-op Worker (baseline of the peers)', start: () => plainMiniflare(noopOptions()) },
+    { id: 'jose', name: 'jose Worker', base: 'noop', start: () => plainMiniflare(joseOptions(joseBundle.dir)) },
+    { id: 'provider', name: 'workers-oauth-provider Worker', base: 'noop', start: () => plainMiniflare(providerOptions(providerBundle.dir)) },
+    { id: 'stub', name: "JS stub with edgeward's bindings (baseline of edgeward)", start: () => startWorker({ build: stubDir, keepLogs: false, signingKeys }) },
+    { id: 'edgeward', name: 'edgeward (Rust/WebAssembly)', base: 'stub', start: () => startWorker({ build: edgewardBundle.dir, keepLogs: false, signingKeys }) },
+  ];
+  const cold = await coldStarts(targets);
+  console.log(
+    `\n### 6. cold start: a new workerd process per sample (${COLD_SAMPLES} samples each, in turn), the dry-run bundle, GET /healthz\n\n` +
+      `workerd compiles a Worker's modules (edgeward's WebAssembly too) and runs their top level (edgeward's instantiates ` +
+      `the WebAssembly module) before it listens, so that is in "start → ready"; "first − warm" is what the first request ` +
+      `pays on top (code compiled on first use, one-time setup). "− baseline": the row's median minus its baseline's. Wall times in ms, ` +
+      `median / max; CPU ms (10 ms ticks), medians.\n`,
+  );
+  row(['Worker', 'start → ready', 'first /healthz', 'warm /healthz', 'first − warm', 'start → first answer', '− baseline', 'workerd CPU to first answer', '− baseline', 'Miniflare (node) CPU to ready']);
+  row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']);
+  const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
+  const mm = (xs) => `${f1(median(xs))} / ${f1(Math.max(...xs))}`;
+  for (const t of targets) {
+    const xs = cold[t.id];
+    const pick = (id, k) => cold[id].map((x) => x[k]);
+    const minusBase = (k, f) => (t.base ? f(median(pick(t.id, k)) - median(pick(t.base, k))) : '—');
+    row([
+      t.name, mm(pick(t.id, 'ready')), mm(pick(t.id, 'first')), f1(median(pick(t.id, 'warm'))), f1(median(xs.map((x) => x.first - x.warm))),
+      mm(pick(t.id, 'startToFirst')), minusBase('startToFirst', f1), f0(median(pick(t.id, 'cpu'))), minusBase('cpu', f0), f0(median(pick(t.id, 'nodeCpu'))),
+    ]);
+  }
+  console.log(`\n(cold starts: ${((performance.now() - coldStart) / 1000).toFixed(0)} s)`);
 } finally {
   await w?.stop();
   await jose?.stop();
+  await provider?.stop();
   origin.stop();
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -4,8 +4,14 @@
 #   1. edgeward's edge checks (GET /edge/whoami) against its no-op /healthz, and the token endpoint
 #   2. the same checks in a hand-written jose Worker (benches/jose-worker), and edgeward ÷ jose
 #   3. GET /api/... through edgeward to a local origin against straight to that origin
-#   4. gzipped bundle sizes (`wrangler deploy --dry-run`) and CPU time per request
-# then the per-flow timings. About 4 minutes at the defaults on 2 cores (plus the build).
+#   4. gzipped bundle sizes (`wrangler deploy --dry-run`) of edgeward and both peers, and CPU time
+#      per request
+# then the per-flow timings, and:
+#   5. the returning user's code flow (authorize → code → token) at edgeward and at Cloudflare's
+#      workers-oauth-provider (benches/oauth-provider-worker), and edgeward ÷ provider
+#   6. cold start: a new workerd process per sample, its first GET /healthz against a warm one,
+#      for edgeward, the jose Worker, the provider Worker and JS-only baselines
+# About 4.5 minutes at the defaults on 2 cores (plus the build).
 #   scripts/bench.sh [seconds per round, default 8] [connections, default 16] [rounds, default 3]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"

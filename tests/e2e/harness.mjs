@@ -11,8 +11,9 @@ import { unstable_getMiniflareWorkerOptions, unstable_readConfig } from 'wrangle
 import { initialKeySet } from '../../scripts/lib/jwk.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** The built Worker: build/ (scripts/build.sh), or build-counts/ (scripts/build.sh --io-counts). */
-const buildOf = (dir) => path.join(ROOT, dir, 'index.js');
+/** The built Worker: build/ (scripts/build.sh), build-counts/ (scripts/build.sh --io-counts), or
+ * any directory with an index.js (an absolute path: the bench's `wrangler deploy --dry-run` bundle). */
+const buildOf = (dir) => path.resolve(ROOT, dir, 'index.js');
 
 // A KV binding whose every call fails: storage faults must close the gate, never open it.
 const FAILING_KV = `
@@ -53,7 +54,8 @@ export default function (env) {
  *    { key: number of puts } (the counts come from the Worker's output, so logs are kept)
  *  - keepLogs: collect the Worker's output lines (default true; benchmarks turn it off)
  *  - signingKeys: the SIGNING_KEYS secret (a JWK Set object; null: unset); fresh keys by default
- *  - build: the build directory ('build'; 'build-counts' for the storage-call counters)
+ *  - build: the build directory ('build'; 'build-counts' for the storage-call counters; an
+ *    absolute path for a bundle elsewhere)
  */
 export async function startWorker({
   adminToken,
@@ -262,7 +264,8 @@ export async function logOf(worker, res) {
   throw new Error(`no log line for request ${id}`);
 }
 
-function freePort() {
+/** A free loopback TCP port (free when asked: the caller binds it soon after). */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
