@@ -3,7 +3,8 @@
 // WebAssembly alike. It profiles a build that keeps its function names (scripts/profile.sh makes
 // one in build-prof/ and runs this); a release build has none: its WebAssembly shows as wasm-function[n].
 //
-// For each route: wrk loads it for `seconds` while the profiler samples every 50 µs; then the
+// Routes: the no-op /healthz, GET /edge/whoami, the token endpoint (client_credentials) and the
+// forward path (GET /api/... to benches/origin.mjs). For each route: wrk loads it for `seconds` while the profiler samples every 50 µs; then the
 // samples are summed by function (self time), and the top rows printed with their share of the
 // isolate's busy time (all samples but "(idle)"), and the busy time per request. The profile is
 // written to `outdir`/<route>.cpuprofile, which Chrome's DevTools open.
@@ -89,11 +90,26 @@ function selfTimes(profile) {
   return sums;
 }
 
+/** benches/origin.mjs in its own process: the forward path's origin. */
+async function startLocalOrigin() {
+  const child = spawn(process.execPath, [path.join(ROOT, 'benches', 'origin.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\n')) resolve(buf.split('\n')[0].trim());
+    });
+    child.on('error', reject);
+  });
+  return { url, stop: () => child.kill('SIGTERM') };
+}
+
+const origin = await startLocalOrigin();
 const w = await startWorker({
   build,
   keepLogs: false,
   inspectorPort: INSPECTOR_PORT,
-  vars: { ORIGIN_URL: 'http://127.0.0.1:9', API_SCOPES: JSON.stringify({ '/api': 'api' }) },
+  vars: { ORIGIN_URL: origin.url, API_SCOPES: JSON.stringify({ '/api': 'api' }) },
 });
 try {
   const partnerKey = generateJwk('EdDSA');
@@ -126,6 +142,7 @@ try {
     { id: 'noop', args: [`${w.url}/healthz`] },
     { id: 'whoami', args: [...who, `${w.url}/edge/whoami`] },
     { id: 'token', args: ['-s', tokenScript, `${w.url}/oauth2/token`] },
+    { id: 'forward', args: [...who, `${w.url}/api/v1/bench`] },
   ];
   const cdp = await inspect();
   await cdp.send('Profiler.enable');
@@ -151,5 +168,5 @@ try {
   console.log(`\nprofiles: ${outdir}`);
 } finally {
   await w.stop();
+  origin.stop();
 }
-void ROOT;

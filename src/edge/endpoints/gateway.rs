@@ -133,10 +133,15 @@ async fn forward(
 ) -> Result<Response, ApiError> {
     let incoming = req.headers();
     let named = connection_named(incoming.get("connection").ok().flatten().as_deref());
-    let headers = Headers::new();
-    for (name, value) in incoming.entries() {
-        if forward_request_header(&name, &named) {
-            let _ = headers.append(&name, &value);
+    // A copy of the caller's headers less those the origin must not see: one copy, and no value
+    // read into Rust (issue 15's profile: reading and appending each header was a tenth of the
+    // forward path). A header that cannot be removed fails the request, never reaches the origin.
+    let headers = incoming.clone();
+    for name in incoming.keys() {
+        if !forward_request_header(&name, &named) {
+            headers
+                .delete(&name)
+                .map_err(|e| ApiError::unavailable(format!("caller header: {e}")))?;
         }
     }
     let a = &caller.admitted;

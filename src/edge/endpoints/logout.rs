@@ -31,7 +31,14 @@ async fn hinted_client(env: &Env, hint: &str) -> Option<(ClientId, String)> {
         Ok(claims) => claims.custom,
         Err(_) => {
             let check = rsa_check(&keys, hint)?;
-            keys::rsa_verify(&check.public_jwk, &check.signing_input, &check.signature).await?;
+            let rs256 = crate::protocol::jwk::SigningAlg::RS256;
+            keys::webcrypto_verify(
+                rs256,
+                &check.public_jwk,
+                &check.signing_input,
+                &check.signature,
+            )
+            .await?;
             check.payload
         }
     };

@@ -27,11 +27,12 @@ enum Ours {
     },
 }
 
-fn identify(env: &Env, token: &str, now: u64) -> Option<Ours> {
+async fn identify(env: &Env, token: &str, now: u64) -> Option<Ours> {
     if let Some((grant_id, hash)) = split_handle(token) {
         return Some(Ours::Refresh { grant_id, hash });
     }
     bearer::check_with_times(env, token, now)
+        .await
         .ok()
         .map(|(c, exp, iat)| Ours::Access(c, exp, iat))
 }
@@ -57,7 +58,7 @@ pub async fn revoke(req: Request, env: &Env, now_ms: u64) -> Outcome {
     let now = now_ms / 1000;
     let result = async {
         let (client, token) = form_and_client(req, env, routes::REVOKE, now_ms).await?;
-        let grant_id = match identify(env, &token, now) {
+        let grant_id = match identify(env, &token, now).await {
             // Only the grant's current refresh token revokes it: a guessed handle with the right
             // grant id but the wrong secret changes nothing (RFC 7009 §2.1).
             Some(Ours::Refresh { grant_id, hash }) => {
@@ -132,7 +133,7 @@ pub async fn introspect(req: Request, env: &Env, now_ms: u64) -> Outcome {
                 "introspection needs an authenticated (confidential) client",
             ));
         }
-        let body = match identify(env, &token, now) {
+        let body = match identify(env, &token, now).await {
             None => inactive(),
             Some(Ours::Access(c, exp, iat)) => {
                 // What the gateway would refuse is not active: its standing check comes first

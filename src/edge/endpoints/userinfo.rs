@@ -56,7 +56,7 @@ async fn run(
 ) -> Result<(Map<String, Value>, ClientRecord), ApiError> {
     let now = now_ms / 1000;
     let token = token_of(req).await?;
-    let claims = bearer::check(env, &token, now)?;
+    let claims = bearer::check(env, &token, now).await?;
     // The gateway's question too: a token it refuses (its client removed, its partner suspended
     // or removed) releases nothing here either.
     let standing = bearer::standing(env, &claims, now_ms)

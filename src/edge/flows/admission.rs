@@ -91,7 +91,7 @@ async fn admit_token(
     now_ms: u64,
     read: Read,
 ) -> Result<Admitted, ApiError> {
-    let (claims, exp) = bearer::check_with_exp(env, token, now_ms / 1000)?;
+    let (claims, exp) = bearer::check_with_exp(env, token, now_ms / 1000).await?;
     let standing = bearer::standing_read(env, &claims, now_ms, read)
         .await?
         .map_err(bearer::Unstanding::gateway_error)?;

@@ -3,7 +3,7 @@
 
 use crate::protocol::error::ApiError;
 use crate::protocol::jwk::SigningAlg;
-use crate::protocol::keys::{finish, KeySet, SigningKey, Times};
+use crate::protocol::keys::{finish, KeySet, SigningKey, Times, VerifyError};
 use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -20,6 +20,8 @@ thread_local! {
     // Imported private keys by kid. A kid names one key for the life of a key set; a rotated
     // set with a reused kid and other material is a new secret, and `key_set` drops the imports.
     static PRIVATE_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
+    // Imported public keys by algorithm and JWK (what they are, not what they are called).
+    static PUBLIC_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
 }
 
 /// The parsed key set. Missing or invalid keys close everything that signs or verifies (503).
@@ -124,68 +126,82 @@ pub async fn sign<T: Serialize>(
     ))
 }
 
-/// Verifies an RS256 signature with WebCrypto. `Some(())` only when it is valid.
-pub async fn rsa_verify(
+/// Most public keys kept imported per isolate (ours, partners', clients'); past it, the imports
+/// start over.
+const MAX_PUBLIC_KEYS: usize = 512;
+
+/// Verifies a signature of `alg` by the key `public_jwk` with WebCrypto. `Some(())` only when it
+/// is valid; a key WebCrypto cannot import verifies nothing.
+pub async fn webcrypto_verify(
+    alg: SigningAlg,
     public_jwk: &serde_json::Value,
     input: &str,
     signature: &[u8],
 ) -> Option<()> {
-    let subtle: web_sys::SubtleCrypto = {
-        let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
-        Reflect::get(&crypto, &JsValue::from_str("subtle"))
-            .ok()?
-            .unchecked_into()
+    let (import, with) = webcrypto_algorithms(alg).ok()?;
+    let cache_key = format!("{}|{public_jwk}", alg.as_str());
+    let cached = PUBLIC_KEYS.with(|m| m.borrow().get(&cache_key).cloned());
+    let key = match cached {
+        Some(k) => k,
+        None => {
+            let jwk = JSON::parse(&public_jwk.to_string()).ok()?;
+            let usages = Array::of1(&"verify".into());
+            let promise = subtle()
+                .ok()?
+                .import_key_with_object("jwk", &jwk.unchecked_into(), &import, false, &usages)
+                .ok()?;
+            let key: CryptoKey = JsFuture::from(promise).await.ok()?.unchecked_into();
+            PUBLIC_KEYS.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.len() >= MAX_PUBLIC_KEYS {
+                    m.clear();
+                }
+                m.insert(cache_key, key.clone());
+            });
+            key
+        }
     };
-    let algo = Object::new();
-    Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).ok()?;
-    Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).ok()?;
-    let jwk = JSON::parse(&public_jwk.to_string()).ok()?;
-    let key = JsFuture::from(
-        subtle
-            .import_key_with_object(
-                "jwk",
-                &jwk.unchecked_into(),
-                &algo,
-                false,
-                &Array::of1(&"verify".into()),
-            )
-            .ok()?,
-    )
-    .await
-    .ok()?;
     let sig = Uint8Array::from(signature);
-    let ok = JsFuture::from(
-        subtle
-            .verify_with_object_and_buffer_source_and_u8_array(
-                &algo,
-                &key.unchecked_into(),
-                &sig,
-                input.as_bytes(),
-            )
-            .ok()?,
-    )
-    .await
-    .ok()?;
+    let promise = subtle()
+        .ok()?
+        .verify_with_object_and_buffer_source_and_u8_array(&with, &key, &sig, input.as_bytes())
+        .ok()?;
+    let ok = JsFuture::from(promise).await.ok()?;
     ok.as_bool().filter(|v| *v).map(|_| ())
 }
 
-/// Verifies a JWT signed with someone else's public keys (a client's or a partner's): EdDSA and
-/// ES256 in Rust, RS256 through WebCrypto. The payload, once the signature is good.
+/// Verifies one of our own tokens (Ed25519 or P-256): the header checks of `protocol::keys`,
+/// the signature in WebCrypto, then its claims and times.
+pub async fn verify_ours<T: serde::de::DeserializeOwned + Clone>(
+    keys: &KeySet,
+    token: &str,
+    typ: &str,
+    now: u64,
+    leeway_s: u64,
+) -> Result<crate::protocol::keys::Claims<T>, VerifyError> {
+    let checked = crate::protocol::keys::to_verify(keys, token, typ)?;
+    webcrypto_verify(
+        checked.alg,
+        &checked.public_jwk,
+        checked.signing_input,
+        checked.signature(),
+    )
+    .await
+    .ok_or(VerifyError::BadSignature)?;
+    crate::protocol::keys::accept(checked, now, leeway_s)
+}
+
+/// Verifies a JWT signed with someone else's public keys (a client's or a partner's): the key
+/// chosen and the header checked by `protocol::assertion`, the signature in WebCrypto. The
+/// payload, once the signature is good.
 pub async fn verify_external(
     keys: &[crate::protocol::assertion::PublicKey],
     token: &str,
 ) -> Result<serde_json::Value, crate::protocol::assertion::AssertionError> {
-    use crate::protocol::assertion::{check_signature, AssertionError, Signature};
-    match check_signature(keys, token)? {
-        Signature::Verified(payload) => Ok(payload),
-        Signature::NeedsRsa {
-            public_jwk,
-            signing_input,
-            signature,
-            payload,
-        } => rsa_verify(&public_jwk, &signing_input, &signature)
-            .await
-            .map(|()| payload)
-            .ok_or(AssertionError::BadSignature),
-    }
+    use crate::protocol::assertion::{signature_to_verify, AssertionError};
+    let s = signature_to_verify(keys, token)?;
+    webcrypto_verify(s.alg, &s.public_jwk, &s.signing_input, &s.signature)
+        .await
+        .map(|()| s.payload)
+        .ok_or(AssertionError::BadSignature)
 }

@@ -4,25 +4,20 @@
 //! `alg: none`, HMAC with a public key and algorithm confusion all fail.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{AlgorithmExt, UntrustedToken};
+use jwt_compact::UntrustedToken;
 use serde_json::{json, Value};
 
 use super::jwk::SigningAlg;
 use super::keys::{check_crit, VerifyError};
 
-enum Material {
-    Ed25519(ed25519_compact::PublicKey),
-    Es256(p256::ecdsa::VerifyingKey),
-    /// Verified through WebCrypto.
-    Rsa(Value),
-}
-
+/// A signer's public key. Its point is checked when the set is parsed; signatures are verified
+/// by the runtime's WebCrypto (issue 15: natively, not in WebAssembly), from `public_jwk`.
 pub struct PublicKey {
     pub kid: Option<String>,
     pub alg: SigningAlg,
-    material: Material,
+    /// The members WebCrypto imports: `kty`, `crv`, `x` (and `y`), or `kty`, `n`, `e`.
+    public_jwk: Value,
 }
 
 /// Parses a public JWK Set. Keys of other types, and private keys, are refused.
@@ -42,28 +37,30 @@ pub fn parse_public_jwks(jwks: &Value) -> Result<Vec<PublicKey>, String> {
         let kid = obj.get("kid").and_then(Value::as_str).map(str::to_owned);
         let jwk: JsonWebKey<'_> =
             serde_json::from_value(k.clone()).map_err(|e| format!("key {i}: {e}"))?;
-        let (alg, material) = match &jwk {
-            JsonWebKey::KeyPair { curve, .. } if curve == "Ed25519" => (
-                SigningAlg::EdDSA,
-                Material::Ed25519(
-                    ed25519_compact::PublicKey::try_from(&jwk)
-                        .map_err(|e| format!("key {i}: {e}"))?,
-                ),
-            ),
-            JsonWebKey::EllipticCurve { curve, .. } if curve == "P-256" => (
-                SigningAlg::ES256,
-                Material::Es256(
-                    p256::ecdsa::VerifyingKey::try_from(&jwk)
-                        .map_err(|e| format!("key {i}: {e}"))?,
-                ),
-            ),
+        let member = |m: &str| obj.get(m).cloned().unwrap_or(Value::Null);
+        let (alg, public_jwk) = match &jwk {
+            JsonWebKey::KeyPair { curve, .. } if curve == "Ed25519" => {
+                ed25519_compact::PublicKey::try_from(&jwk).map_err(|e| format!("key {i}: {e}"))?;
+                (
+                    SigningAlg::EdDSA,
+                    json!({ "kty": "OKP", "crv": "Ed25519", "x": member("x") }),
+                )
+            }
+            JsonWebKey::EllipticCurve { curve, .. } if curve == "P-256" => {
+                // The point must be on the curve: a key set with a bad key is refused whole.
+                p256::ecdsa::VerifyingKey::try_from(&jwk).map_err(|e| format!("key {i}: {e}"))?;
+                (
+                    SigningAlg::ES256,
+                    json!({ "kty": "EC", "crv": "P-256", "x": member("x"), "y": member("y") }),
+                )
+            }
             JsonWebKey::Rsa { modulus, .. } => {
                 if modulus.len() < 256 {
                     return Err(format!("key {i}: RSA keys must be at least 2048 bits"));
                 }
                 (
                     SigningAlg::RS256,
-                    Material::Rsa(json!({ "kty": "RSA", "n": obj.get("n"), "e": obj.get("e") })),
+                    json!({ "kty": "RSA", "n": member("n"), "e": member("e") }),
                 )
             }
             _ => {
@@ -77,7 +74,11 @@ pub fn parse_public_jwks(jwks: &Value) -> Result<Vec<PublicKey>, String> {
                 return Err(format!("key {i}: alg {declared} does not fit the key"));
             }
         }
-        out.push(PublicKey { kid, alg, material });
+        out.push(PublicKey {
+            kid,
+            alg,
+            public_jwk,
+        });
     }
     Ok(out)
 }
@@ -110,16 +111,14 @@ impl AssertionError {
     }
 }
 
-/// The outcome of the signature step.
-pub enum Signature {
-    Verified(Value),
-    /// RSA: the caller verifies with WebCrypto, then uses `payload`.
-    NeedsRsa {
-        public_jwk: Value,
-        signing_input: String,
-        signature: Vec<u8>,
-        payload: Value,
-    },
+/// A token whose header passed (its `alg` the chosen key's own, no `crit`): what WebCrypto
+/// must verify before `payload` may be read as the signer's word.
+pub struct Signature {
+    pub alg: SigningAlg,
+    pub public_jwk: Value,
+    pub signing_input: String,
+    pub signature: Vec<u8>,
+    pub payload: Value,
 }
 
 fn payload_of(token: &str) -> Option<Value> {
@@ -138,8 +137,9 @@ pub fn unverified_kid(token: &str) -> Option<String> {
     untrusted.header().key_id.clone()
 }
 
-/// Checks the signature of `token` against `keys`.
-pub fn check_signature(keys: &[PublicKey], token: &str) -> Result<Signature, AssertionError> {
+/// Checks the header of `token` (no `crit`, an `alg` we take) and picks the key of `keys` that
+/// signed it (its `kid`, and the key's own algorithm): the [`Signature`] WebCrypto verifies next.
+pub fn signature_to_verify(keys: &[PublicKey], token: &str) -> Result<Signature, AssertionError> {
     check_crit(token).map_err(|e| match e {
         VerifyError::UnknownCritical => AssertionError::UnknownCritical,
         _ => AssertionError::Malformed,
@@ -157,40 +157,53 @@ pub fn check_signature(keys: &[PublicKey], token: &str) -> Result<Signature, Ass
         },
     }
     .ok_or(AssertionError::UnknownKey)?;
-    match &key.material {
-        Material::Ed25519(pk) if alg == SigningAlg::Ed25519 => {
-            Ed25519::with_specific_name()
-                .validator::<Value>(pk)
-                .validate(&untrusted)
+    let (input, sig) = token.rsplit_once('.').ok_or(AssertionError::Malformed)?;
+    Ok(Signature {
+        alg,
+        public_jwk: key.public_jwk.clone(),
+        signing_input: input.to_owned(),
+        signature: Base64UrlUnpadded::decode_vec(sig).map_err(|_| AssertionError::Malformed)?,
+        // The rules read the whole payload (jwt-compact keeps exp/nbf/iat apart).
+        payload: payload_of(token).ok_or(AssertionError::Malformed)?,
+    })
+}
+
+/// Verifies a [`Signature`] natively, as WebCrypto does at the edge: for tests only.
+#[cfg(test)]
+pub fn verify_natively(s: Signature) -> Result<Value, AssertionError> {
+    use p256::ecdsa::signature::Verifier;
+    let b64 = |m: &str| {
+        s.public_jwk
+            .get(m)
+            .and_then(Value::as_str)
+            .and_then(|v| Base64UrlUnpadded::decode_vec(v).ok())
+            .ok_or(AssertionError::Malformed)
+    };
+    let good = match s.alg {
+        SigningAlg::EdDSA | SigningAlg::Ed25519 => {
+            let pk = ed25519_compact::PublicKey::from_slice(&b64("x")?)
+                .map_err(|_| AssertionError::Malformed)?;
+            let sig = ed25519_compact::Signature::from_slice(&s.signature)
                 .map_err(|_| AssertionError::BadSignature)?;
+            pk.verify(s.signing_input.as_bytes(), &sig).is_ok()
         }
-        Material::Ed25519(pk) => {
-            Ed25519
-                .validator::<Value>(pk)
-                .validate(&untrusted)
+        SigningAlg::ES256 => {
+            let mut sec1 = vec![4u8];
+            sec1.extend(b64("x")?);
+            sec1.extend(b64("y")?);
+            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                .map_err(|_| AssertionError::Malformed)?;
+            let sig = p256::ecdsa::Signature::from_slice(&s.signature)
                 .map_err(|_| AssertionError::BadSignature)?;
+            vk.verify(s.signing_input.as_bytes(), &sig).is_ok()
         }
-        Material::Es256(vk) => {
-            Es256
-                .validator::<Value>(vk)
-                .validate(&untrusted)
-                .map_err(|_| AssertionError::BadSignature)?;
-        }
-        Material::Rsa(public_jwk) => {
-            let (input, sig) = token.rsplit_once('.').ok_or(AssertionError::Malformed)?;
-            return Ok(Signature::NeedsRsa {
-                public_jwk: public_jwk.clone(),
-                signing_input: input.to_owned(),
-                signature: Base64UrlUnpadded::decode_vec(sig)
-                    .map_err(|_| AssertionError::Malformed)?,
-                payload: payload_of(token).ok_or(AssertionError::Malformed)?,
-            });
-        }
+        SigningAlg::RS256 => return Err(AssertionError::UnsupportedAlg),
+    };
+    if good {
+        Ok(s.payload)
+    } else {
+        Err(AssertionError::BadSignature)
     }
-    // The rules read the whole payload (jwt-compact keeps exp/nbf/iat apart).
-    payload_of(token)
-        .map(Signature::Verified)
-        .ok_or(AssertionError::Malformed)
 }
 
 /// What an assertion must say, and when.
@@ -284,7 +297,13 @@ pub fn check_claims(payload: &Value, rules: &Rules<'_>) -> Result<Checked, Asser
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jwt_compact::{Claims, Header};
+    use jwt_compact::alg::Ed25519;
+    use jwt_compact::{AlgorithmExt, Claims, Header};
+
+    /// The edge's two steps, with the native verifier in WebCrypto's place.
+    fn checked(keys: &[PublicKey], token: &str) -> Result<Value, AssertionError> {
+        signature_to_verify(keys, token).and_then(verify_natively)
+    }
 
     fn ed_key(seed: u8) -> (ed25519_compact::KeyPair, Value) {
         let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]));
@@ -331,17 +350,14 @@ mod tests {
         let (kp, jwk) = ed_key(1);
         let keys = parse_public_jwks(&json!({ "keys": [jwk] })).unwrap();
         let plain = sign_with_header(&kp, json!({"alg":"EdDSA","kid":"k1"}), good_claims());
-        assert!(matches!(
-            check_signature(&keys, &plain),
-            Ok(Signature::Verified(_))
-        ));
+        assert!(checked(&keys, &plain).is_ok());
         let crit = |c: Value| {
             let t = sign_with_header(
                 &kp,
                 json!({"alg":"EdDSA","kid":"k1","crit":c,"exp":1}),
                 good_claims(),
             );
-            check_signature(&keys, &t).err()
+            checked(&keys, &t).err()
         };
         assert_eq!(crit(json!(["exp"])), Some(AssertionError::UnknownCritical));
         assert_eq!(crit(json!(["b64"])), Some(AssertionError::UnknownCritical));
@@ -359,7 +375,7 @@ mod tests {
         let (kp, jwk) = ed_key(1);
         let keys = parse_public_jwks(&json!({ "keys": [jwk] })).unwrap();
         let token = sign(&kp, Some("k1"), good_claims());
-        let Ok(Signature::Verified(payload)) = check_signature(&keys, &token) else {
+        let Ok(payload) = checked(&keys, &token) else {
             panic!("not verified")
         };
         let aud = vec!["https://id.example/oauth2/token".to_owned()];
@@ -373,16 +389,16 @@ mod tests {
         let (kp2, _) = ed_key(2);
         let keys = parse_public_jwks(&json!({ "keys": [jwk1] })).unwrap();
         assert!(matches!(
-            check_signature(&keys, &sign(&kp2, Some("k1"), good_claims())),
+            checked(&keys, &sign(&kp2, Some("k1"), good_claims())),
             Err(AssertionError::BadSignature)
         ));
         assert!(matches!(
-            check_signature(&keys, &sign(&kp2, Some("k9"), good_claims())),
+            checked(&keys, &sign(&kp2, Some("k9"), good_claims())),
             Err(AssertionError::UnknownKey)
         ));
         // no kid: fine with one key, and still checked
         assert!(matches!(
-            check_signature(&keys, &sign(&kp2, None, good_claims())),
+            checked(&keys, &sign(&kp2, None, good_claims())),
             Err(AssertionError::BadSignature)
         ));
     }
@@ -396,17 +412,17 @@ mod tests {
         let enc = |v: Value| Base64UrlUnpadded::encode_string(v.to_string().as_bytes());
         let none = format!("{}.{payload}.", enc(json!({"alg":"none","kid":"k1"})));
         assert!(matches!(
-            check_signature(&keys, &none),
+            checked(&keys, &none),
             Err(AssertionError::UnsupportedAlg)
         ));
         let hs = format!("{}.{payload}.c2ln", enc(json!({"alg":"HS256","kid":"k1"})));
         assert!(matches!(
-            check_signature(&keys, &hs),
+            checked(&keys, &hs),
             Err(AssertionError::UnsupportedAlg)
         ));
         let es = format!("{}.{payload}.c2ln", enc(json!({"alg":"ES256","kid":"k1"})));
         assert!(
-            matches!(check_signature(&keys, &es), Err(AssertionError::UnknownKey)),
+            matches!(checked(&keys, &es), Err(AssertionError::UnknownKey)),
             "alg must be the key's"
         );
     }

@@ -16,6 +16,7 @@ pub(super) async fn issue(
     cx: &Ctx<'_>,
     assertion: &str,
     scope: Option<Vec<String>>,
+    visitor: crate::protocol::region::Home,
 ) -> Result<TokenResponse, ApiError> {
     let (env, client, now) = (cx.env, cx.client, cx.now);
     let audiences = [
@@ -29,7 +30,7 @@ pub(super) async fn issue(
         PartnerJwt::GrantAssertion,
         &audiences,
         Some(client.client_id.clone()),
-        cx.visitor,
+        visitor,
         cx.now_ms,
     )
     .await

@@ -37,8 +37,6 @@ struct Ctx<'a> {
     now_ms: u64,
     /// `now_ms` in seconds, as tokens and grants count time.
     now: u64,
-    /// Where the request most likely comes from (a partner's server, for jwt-bearer).
-    visitor: crate::protocol::region::Home,
 }
 
 fn new_token_id() -> Result<String, ApiError> {
@@ -180,7 +178,6 @@ async fn run(
         client: &client,
         now_ms,
         now,
-        visitor: crate::edge::rt::config::visitor_region(&req, env),
     };
     match request {
         TokenRequest::AuthorizationCode {
@@ -200,7 +197,9 @@ async fn run(
             Ok(client_credentials::issue(&cx, scope).await?)
         }
         TokenRequest::JwtBearer { assertion, scope } => {
-            Ok(jwt_bearer::issue(&cx, &assertion, scope).await?)
+            // Where the request most likely comes from (a partner's server): read only here.
+            let visitor = crate::edge::rt::config::visitor_region(&req, env);
+            Ok(jwt_bearer::issue(&cx, &assertion, scope, visitor).await?)
         }
     }
 }
