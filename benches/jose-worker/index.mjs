@@ -11,9 +11,13 @@
 //   3. the scope (var WHOAMI_SCOPE, if set; edgeward's whoami needs any valid token);
 //   4. a fixed-window in-memory rate limit per partner and per client (per minute);
 // then it answers the same JSON as edgeward's whoami. `/healthz` is its no-op route.
+// `/api/...` makes the same checks and forwards the request to var ORIGIN_URL as edgeward's
+// gateway does: the caller's headers less authorization, cookie, host and hop-by-hop ones, plus
+// the caller's identity as headers and as a signed identity JWT (EdDSA, var IDENTITY_KEY, 60 s,
+// kept per token while it has half its life left, as edgeward keeps its own); the body streams.
 // Plain code: no cache of verified tokens (every request verifies the signature; jose caches the
 // imported key, as `createLocalJWKSet` does by itself).
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { SignJWT, createLocalJWKSet, importJWK, jwtVerify } from 'jose';
 
 const CACHE_TTL_MS = 30_000;
 const CACHE_MAX = 4096;
@@ -55,7 +59,8 @@ function allow(key, limit, now) {
   return w.count <= limit;
 }
 
-async function whoami(request, env) {
+/** The checks of steps 1 to 4: `{ claims, client, cors }`, or the refusal to answer with. */
+async function check(request, env) {
   // 1. The partner gate, for browser calls.
   const origin = request.headers.get('origin');
   let pagePartner = null;
@@ -109,6 +114,13 @@ async function whoami(request, env) {
     return refuse(429, 'rate_limited', 'too many requests', { ...cors, 'retry-after': String(Math.ceil((60_000 - (now % 60_000)) / 1000)) });
   }
 
+  return { claims, client, cors };
+}
+
+async function whoami(request, env) {
+  const checked = await check(request, env);
+  if (checked instanceof Response) return checked;
+  const { claims, client, cors } = checked;
   return json(
     200,
     { sub: claims.sub, client_id: claims.client_id, partner_id: client.partner_id, scope: claims.scope, exp: claims.exp },
@@ -116,11 +128,62 @@ async function whoami(request, env) {
   );
 }
 
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+const NOT_FORWARDED = new Set(['authorization', 'cookie', 'host', 'forwarded', 'x-forwarded-for', 'cf-connecting-ip']);
+const IDENTITY_TTL_S = 60;
+const identities = new Map(); // access token jti -> { jwt, exp }
+let identityKey; // imported once per isolate from env.IDENTITY_KEY
+
+async function identityJwt(env, claims, partnerId) {
+  const now = Math.floor(Date.now() / 1000);
+  const held = identities.get(claims.jti);
+  if (held && now + IDENTITY_TTL_S / 2 < held.exp) return held.jwt;
+  identityKey ??= await importJWK(JSON.parse(env.IDENTITY_KEY), 'EdDSA');
+  const exp = now + IDENTITY_TTL_S;
+  const jwt = await new SignJWT({ sub: claims.sub, client_id: claims.client_id, partner_id: partnerId, scope: claims.scope, ati: claims.jti })
+    .setProtectedHeader({ alg: 'EdDSA', typ: 'edgeward-identity+jwt' })
+    .setIssuer(env.ISSUER)
+    .setAudience(env.ORIGIN_URL)
+    .setIssuedAt(now)
+    .setExpirationTime(exp)
+    .sign(identityKey);
+  if (identities.size >= CACHE_MAX) identities.delete(identities.keys().next().value);
+  identities.set(claims.jti, { jwt, exp });
+  return jwt;
+}
+
+async function forward(request, env) {
+  const checked = await check(request, env);
+  if (checked instanceof Response) return checked;
+  const { claims, client, cors } = checked;
+  const headers = new Headers(request.headers);
+  for (const name of [...headers.keys()]) {
+    if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name) || name.startsWith('x-edgeward-')) headers.delete(name);
+  }
+  headers.set('x-edgeward-sub', claims.sub);
+  headers.set('x-edgeward-client', claims.client_id);
+  headers.set('x-edgeward-partner', client.partner_id);
+  headers.set('x-edgeward-scope', claims.scope);
+  headers.set('x-edgeward-identity', await identityJwt(env, claims, client.partner_id));
+  const url = new URL(request.url);
+  const res = await fetch(`${env.ORIGIN_URL}${url.pathname}${url.search}`, {
+    method: request.method,
+    headers,
+    body: request.body,
+    redirect: 'manual',
+  });
+  const back = new Headers(res.headers);
+  for (const name of [...back.keys()]) if (HOP_BY_HOP.has(name)) back.delete(name);
+  for (const [k, v] of Object.entries(cors)) back.set(k, v);
+  return new Response(res.body, { status: res.status, headers: back });
+}
+
 export default {
   async fetch(request, env) {
     const { pathname } = new URL(request.url);
     if (pathname === '/healthz') return new Response('ok', { headers: { 'content-type': 'text/plain' } });
     if (pathname === '/edge/whoami' && request.method === 'GET') return whoami(request, env);
+    if (pathname.startsWith('/api/')) return forward(request, env);
     return json(404, { error: 'not_found' });
   },
 };

@@ -36,8 +36,9 @@ test('jwks_publishes_every_key_and_no_private_part', async () => {
   assert.equal(keys[1].n, w.signingKeys.keys[1].n);
 });
 
-// Every key signs in WebCrypto (issue 15) and our own Ed25519 and P-256 tokens are verified in
-// Rust: each kind of key's signature must be what the other side, and node's crypto, accept.
+// Every key signs in WebCrypto (issue 15), and our own tokens are verified there too, after
+// their header is checked in Rust: each kind of key's signature must be what the edge, and
+// node's crypto, accept.
 test('tokens_signed_in_webcrypto_verify_at_the_edge_and_with_node_for_each_key_type', async () => {
   for (const alg of ['ES256', 'EdDSA']) {
     const signer = generateJwk(alg);

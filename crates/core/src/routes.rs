@@ -301,7 +301,6 @@ impl Route<'_> {
     }
 }
 
-/// Matches a request path (without query) to a route.
 /// The path of a serialized WHATWG URL (what the runtime's `request.url` is): from the first `/`
 /// after the authority up to `?` or `#`, which a serialized path never holds unencoded. `/` when
 /// there is none.
@@ -320,6 +319,7 @@ pub fn path_of_url(url: &str) -> &str {
         .unwrap_or(path)
 }
 
+/// Matches a request path (without query) to a route.
 pub fn route(path: &str) -> Option<Route<'_>> {
     if path == HEALTH {
         return Some(Route::Health);

@@ -136,7 +136,9 @@ async fn forward(
     // A copy of the caller's headers less those the origin must not see: one copy, and no value
     // read into Rust (issue 15's profile: reading and appending each header was a tenth of the
     // forward path). A header that cannot be removed fails the request, never reaches the origin.
-    let headers = incoming.clone();
+    let headers = web_sys::Headers::new_with_headers(&incoming.0)
+        .map(Headers)
+        .map_err(|e| ApiError::unavailable(format!("caller headers: {e:?}")))?;
     for name in incoming.keys() {
         if !forward_request_header(&name, &named) {
             headers

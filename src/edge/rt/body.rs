@@ -35,8 +35,9 @@ pub async fn read_limited(
         return Ok(Vec::new());
     }
     // A body framed by its declared length (within the limit, and not chunked as well) is read
-    // in one call: HTTP framing ends it at that length. A stream read costs a reader and a
-    // promise per chunk (issue 15's profile: a twelfth of the token endpoint).
+    // in one call: HTTP framing ends it at that length, so no more than the limit is ever held
+    // (the length is checked again, should a runtime ever pass on more). A stream read costs a
+    // reader and a promise per chunk (issue 15's profile: a twelfth of the token endpoint).
     let chunked = req.headers().has("transfer-encoding").unwrap_or(true);
     if declared.is_some() && !chunked {
         let body = whole_body(req).await?;

@@ -17,8 +17,8 @@ use worker::Env;
 thread_local! {
     // The secret rarely changes within an isolate's life; when it does, the raw text differs.
     static KEYS: RefCell<Option<(String, Rc<KeySet>)>> = const { RefCell::new(None) };
-    // Imported private keys by kid. A kid names one key for the life of a key set; a rotated
-    // set with a reused kid and other material is a new secret, and `key_set` drops the imports.
+    // Imported private keys, by algorithm and JWK (what they are, not what they are called, so
+    // an import that lands after the secret changed can never sign under a reused kid).
     static PRIVATE_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
     // Imported public keys by algorithm and JWK (what they are, not what they are called).
     static PUBLIC_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
@@ -84,11 +84,12 @@ fn webcrypto_algorithms(alg: SigningAlg) -> Result<(Object, Object), ApiError> {
 }
 
 async fn private_key(
-    kid: &str,
+    alg: SigningAlg,
     import: &Object,
     private_jwk: &serde_json::Value,
 ) -> Result<CryptoKey, ApiError> {
-    if let Some(k) = PRIVATE_KEYS.with(|m| m.borrow().get(kid).cloned()) {
+    let cache_key = format!("{}|{private_jwk}", alg.as_str());
+    if let Some(k) = PRIVATE_KEYS.with(|m| m.borrow().get(&cache_key).cloned()) {
         return Ok(k);
     }
     let jwk = JSON::parse(&private_jwk.to_string()).map_err(js_err("jwk"))?;
@@ -100,7 +101,7 @@ async fn private_key(
         .await
         .map_err(js_err("importKey"))?
         .unchecked_into();
-    PRIVATE_KEYS.with(|m| m.borrow_mut().insert(kid.to_owned(), key.clone()));
+    PRIVATE_KEYS.with(|m| m.borrow_mut().insert(cache_key, key.clone()));
     Ok(key)
 }
 
@@ -115,7 +116,7 @@ pub async fn sign<T: Serialize>(
         .to_sign(typ, times, claims)
         .map_err(|e| ApiError::unavailable(format!("sign: {e}")))?;
     let (import, with) = webcrypto_algorithms(to_sign.alg)?;
-    let crypto_key = private_key(&key.kid, &import, &to_sign.private_jwk).await?;
+    let crypto_key = private_key(to_sign.alg, &import, to_sign.private_jwk).await?;
     let promise = subtle()?
         .sign_with_object_and_u8_array(&with, &crypto_key, to_sign.signing_input.as_bytes())
         .map_err(js_err("sign"))?;

@@ -40,7 +40,13 @@ pub fn parse_public_jwks(jwks: &Value) -> Result<Vec<PublicKey>, String> {
         let member = |m: &str| obj.get(m).cloned().unwrap_or(Value::Null);
         let (alg, public_jwk) = match &jwk {
             JsonWebKey::KeyPair { curve, .. } if curve == "Ed25519" => {
-                ed25519_compact::PublicKey::try_from(&jwk).map_err(|e| format!("key {i}: {e}"))?;
+                // A canonical point of large order: WebCrypto's Ed25519 verification does not
+                // refuse weak keys itself (with the identity point as key, one signature would
+                // verify every message), so they are refused here.
+                ed25519_compact::PublicKey::try_from(&jwk)
+                    .map_err(|e| format!("key {i}: {e}"))?
+                    .validate()
+                    .map_err(|e| format!("key {i}: {e}"))?;
                 (
                     SigningAlg::EdDSA,
                     json!({ "kty": "OKP", "crv": "Ed25519", "x": member("x") }),
@@ -55,7 +61,7 @@ pub fn parse_public_jwks(jwks: &Value) -> Result<Vec<PublicKey>, String> {
                 )
             }
             JsonWebKey::Rsa { modulus, .. } => {
-                if modulus.len() < 256 {
+                if super::keys::significant_len(modulus) < 256 {
                     return Err(format!("key {i}: RSA keys must be at least 2048 bits"));
                 }
                 (
@@ -368,6 +374,33 @@ mod tests {
                 "{malformed}"
             );
         }
+    }
+
+    /// WebCrypto's Ed25519 takes a weak key and a signature that then verifies any message: such
+    /// keys, and RSA moduli short of 2048 bits behind leading zeros, are refused at parse time.
+    #[test]
+    fn weak_ed25519_keys_and_zero_padded_rsa_moduli_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1; // the neutral point, of order 1
+        let mut order_two = [0u8; 32];
+        order_two[0] = 0xec; // (0, -1), of order 2
+        order_two[1..31].fill(0xff);
+        order_two[31] = 0x7f;
+        for x in [identity, order_two] {
+            let jwk =
+                json!({"kty": "OKP", "crv": "Ed25519", "x": Base64UrlUnpadded::encode_string(&x)});
+            assert!(
+                parse_public_jwks(&json!({ "keys": [jwk] })).is_err(),
+                "{x:?}"
+            );
+        }
+        let (_, good) = ed_key(1);
+        assert!(parse_public_jwks(&json!({ "keys": [good] })).is_ok());
+        let mut n = vec![0u8; 128];
+        n.extend([0xc5u8; 128]); // 1024 bits, padded to 256 bytes
+        let rsa = json!({"kty": "RSA", "n": Base64UrlUnpadded::encode_string(&n), "e": "AQAB"});
+        let err = parse_public_jwks(&json!({ "keys": [rsa] })).err().unwrap();
+        assert!(err.contains("2048"), "{err}");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! claims, with jwt-compact) up to the signing input, and the edge signs it. WebCrypto's native
 //! Ed25519 and P-256 cost a small part of the same arithmetic in WebAssembly (issue 15's profile:
 //! Ed25519 signing was a fifth of the token endpoint), and its RSA private-key operations are
-//! constant-time (the `rsa` crate's are not: RUSTSEC-2023-0071). Verifying our own Ed25519 and
-//! P-256 tokens stays here, with jwt-compact. Access tokens are signed with the first Ed25519
+//! constant-time (the `rsa` crate's are not: RUSTSEC-2023-0071). Verifying is split the same
+//! way: `to_verify` checks a token's header against our keys, the edge verifies its signature in
+//! WebCrypto, and `accept` reads and checks its claims (`verify` does all three natively, for
+//! an `id_token_hint` and the tests). Access tokens are signed with the first Ed25519
 //! or P-256 key of the set; ID tokens with the first key of the client's algorithm. Keys later
 //! in the set are published, so tokens they signed stay verifiable through a rotation.
 
@@ -77,6 +79,12 @@ fn thumbprint(jwk: &JsonWebKey<'_>) -> String {
 
 const RSA_PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi"];
 
+/// The length of a big-endian integer without its leading zero bytes: an RSA modulus padded
+/// with zeros is as weak as it is without them.
+pub fn significant_len(be: &[u8]) -> usize {
+    be.len() - be.iter().take_while(|b| **b == 0).count()
+}
+
 fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), String> {
     let at = |m: &str| format!("SIGNING_KEYS key {i}: {m}");
     let raw = Value::Object(obj.clone());
@@ -101,7 +109,7 @@ fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), 
             if RSA_PRIVATE_MEMBERS.iter().any(|m| !obj.contains_key(*m)) {
                 return Err(at("RSA keys need all of d, p, q, dp, dq, qi"));
             }
-            if modulus.len() < 256 {
+            if significant_len(modulus) < 256 {
                 return Err(at("RSA keys must be at least 2048 bits"));
             }
             (SigningAlg::RS256, Material::Rsa(raw.clone()))
@@ -266,12 +274,12 @@ pub struct Times {
 }
 
 /// A token up to its signature: what WebCrypto signs, with which algorithm and key.
-pub struct ToSign {
+pub struct ToSign<'k> {
     /// `base64url(header).base64url(claims)` (RFC 7515 §5.1).
     pub signing_input: String,
     pub alg: SigningAlg,
-    /// The private key to import (`SigningKey::private_jwk`); imported once per isolate.
-    pub private_jwk: Value,
+    /// The private key to import (`SigningKey::private_jwk`), borrowed: never copied per token.
+    pub private_jwk: &'k Value,
 }
 
 impl SigningKey {
@@ -282,7 +290,7 @@ impl SigningKey {
         typ: &str,
         times: Times,
         claims: T,
-    ) -> Result<ToSign, String> {
+    ) -> Result<ToSign<'_>, String> {
         let mut c = Claims::new(claims);
         c.issued_at = at(times.iat);
         c.expiration = at(times.exp);
@@ -292,7 +300,7 @@ impl SigningKey {
         Ok(ToSign {
             signing_input: format!("{}.{}", b64(&h), b64(&p)),
             alg: self.alg,
-            private_jwk: self.private_jwk.clone(),
+            private_jwk: &self.private_jwk,
         })
     }
 
