@@ -62,7 +62,7 @@
 // fetches the script and may reuse compiled code; it is the cost of compiling and starting each
 // bundle in workerd on this machine.
 // Usage: node scripts/bench.mjs [seconds] [connections] [rounds]
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawnSync, execFileSync } from 'node:child_process';
 import { writeFileSync, mkdtempSync, mkdirSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,6 +70,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Miniflare } from 'miniflare';
 import { unstable_readConfig } from 'wrangler';
 import { startWorker, freePort, ROOT } from '../tests/e2e/harness.mjs';
+import { run, startLocalOrigin } from './lib/processes.mjs';
 import { CookieJar, pkce, basicAuth, browserFlow, confirmLink, formFields } from '../tests/e2e/oauth.mjs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, initialKeySet, publicJwk, signJwt } from './lib/jwk.mjs';
@@ -117,19 +118,6 @@ async function putPartner(w, id, spec) {
     throw new Error(`PUT partner ${id}: ${plain.status} ${await plain.text()}`);
   }
   throw new Error(`PUT partner ${id}: ${res.status} ${text}`);
-}
-
-// wrk runs asynchronously: Miniflare's own loop lives in this process and must keep running.
-function run(cmd, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
 }
 
 const headerArgs = (headers) => Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
@@ -214,21 +202,6 @@ function dryRun(config, outdir) {
   const m = `${r.stdout}${r.stderr}`.match(/Total Upload: ([\d.]+ \w+) \/ gzip: ([\d.]+ \w+)/);
   if (r.status !== 0 || !m) throw new Error(`wrangler deploy --dry-run ${config ?? ''} failed:\n${r.stdout}${r.stderr}`);
   return { dir: outdir, total: m[1], gzip: m[2] };
-}
-
-/** The local origin, in its own process. */
-async function startLocalOrigin() {
-  const child = spawn(process.execPath, [path.join(ROOT, 'benches', 'origin.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) resolve(buf.split('\n')[0].trim());
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`the origin exited (${code})`)));
-  });
-  return { url, pid: child.pid, stop: () => child.kill('SIGTERM') };
 }
 
 /** The jose Worker, served by its own Miniflare (its own workerd), with its KV records. */

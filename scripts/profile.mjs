@@ -11,12 +11,12 @@
 // The profiler sees the isolate's thread only: HTTP parsing, KV and the outbound fetch that
 // workerd does on its own threads are in scripts/bench.sh's CPU column, not here.
 // Usage: node scripts/profile.mjs [build dir, default build-prof] [seconds, default 5] [outdir]
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { startWorker, ROOT } from '../tests/e2e/harness.mjs';
+import { startWorker } from '../tests/e2e/harness.mjs';
+import { run, startLocalOrigin } from './lib/processes.mjs';
 import { basicAuth } from '../tests/e2e/oauth.mjs';
 import { generateJwk, publicJwk } from './lib/jwk.mjs';
 
@@ -31,16 +31,6 @@ const LIMITS = {
   token_per_minute: 10_000_000,
   token_per_client_per_minute: 10_000_000,
 };
-
-function run(cmd, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args);
-    let stdout = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout }));
-  });
-}
 
 /** A Chrome DevTools Protocol session with the edgeward isolate. */
 async function inspect() {
@@ -88,20 +78,6 @@ function selfTimes(profile) {
     sums.set(name, (sums.get(name) ?? 0) + us);
   }
   return sums;
-}
-
-/** benches/origin.mjs in its own process: the forward path's origin. */
-async function startLocalOrigin() {
-  const child = spawn(process.execPath, [path.join(ROOT, 'benches', 'origin.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) resolve(buf.split('\n')[0].trim());
-    });
-    child.on('error', reject);
-  });
-  return { url, stop: () => child.kill('SIGTERM') };
 }
 
 const origin = await startLocalOrigin();

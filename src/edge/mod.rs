@@ -63,7 +63,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let id = request_id(&req);
     // From the raw method: `worker::Method` reads unknown methods (PROPFIND, ...) as GET.
     let method = Method::parse(&req.inner().method());
-    let path = req.path();
+    let path = req.path().to_owned();
     let route = routes::route(&path);
     let template = route.map_or("(unmatched)", |r| r.template());
     #[cfg(feature = "io-counts")]

@@ -44,12 +44,12 @@ pub async fn whoami(req: &Request, env: &Env, now_ms: u64) -> Outcome {
 pub async fn api(req: Request, env: &Env, method: Method, now_ms: u64) -> Outcome {
     let path = req.path();
     let ready = async {
-        if let Some(why) = path_refusal(&path) {
+        if let Some(why) = path_refusal(path) {
             return Err(ApiError::new(ErrorCode::InvalidRequest, why).into());
         }
         let scopes = config::api_scopes(env)?;
         // Callers learn which routes exist only after their token passed.
-        let needs = scopes.needs(method, &path);
+        let needs = scopes.needs(method, path);
         let caller = check(&req, env, needs.unwrap_or(Needs::Token), now_ms).await?;
         if needs.is_none() {
             return Err(Refusal::after(&caller, ApiError::not_found("API route")));
@@ -179,7 +179,7 @@ async fn forward(
         // The body streams through: nothing here reads it.
         init.with_body(req.inner().body().map(JsValue::from));
     }
-    let url = format!("{origin_url}{}", path_and_query(&req.inner().url()));
+    let url = format!("{origin_url}{}", path_and_query(req.url_text()));
     let out = worker::Request::new_with_init(&url, &init)
         .map_err(|e| ApiError::unavailable(format!("origin request: {e}")))?;
     let resp = Fetch::Request(out)

@@ -34,7 +34,7 @@ async fn hinted_client(env: &Env, hint: &str) -> Option<(ClientId, String)> {
             let rs256 = crate::protocol::jwk::SigningAlg::RS256;
             keys::webcrypto_verify(
                 rs256,
-                &check.public_jwk,
+                check.public_jwk,
                 &check.signing_input,
                 &check.signature,
             )

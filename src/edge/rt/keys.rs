@@ -17,10 +17,10 @@ use worker::Env;
 thread_local! {
     // The secret rarely changes within an isolate's life; when it does, the raw text differs.
     static KEYS: RefCell<Option<(String, Rc<KeySet>)>> = const { RefCell::new(None) };
-    // Imported private keys, by algorithm and JWK (what they are, not what they are called, so
-    // an import that lands after the secret changed can never sign under a reused kid).
+    // Imported private keys, named by their public half (what they are, not what they are
+    // called, so an import that lands after the secret changed never signs under a reused kid).
     static PRIVATE_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
-    // Imported public keys by algorithm and JWK (what they are, not what they are called).
+    // Imported public keys, named by their JWK text (what they are, not what they are called).
     static PUBLIC_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
 }
 
@@ -83,25 +83,41 @@ fn webcrypto_algorithms(alg: SigningAlg) -> Result<(Object, Object), ApiError> {
     })
 }
 
-async fn private_key(
-    alg: SigningAlg,
+/// Most keys kept imported per isolate in each cache (ours, partners', clients'); past it, the
+/// imports start over.
+const MAX_IMPORTED: usize = 512;
+
+/// The key of `jwk` (JSON text, made only when it is not cached) imported for `usage` ("sign" or "verify"), non-extractable, from
+/// `cache` when it was imported before. A key is named by its public half, which `protocol`
+/// makes once per key: nothing is serialized per signature.
+async fn imported(
+    cache: &'static std::thread::LocalKey<RefCell<HashMap<String, CryptoKey>>>,
+    name: &str,
+    jwk: impl FnOnce() -> String,
     import: &Object,
-    private_jwk: &serde_json::Value,
-) -> Result<CryptoKey, ApiError> {
-    let cache_key = format!("{}|{private_jwk}", alg.as_str());
-    if let Some(k) = PRIVATE_KEYS.with(|m| m.borrow().get(&cache_key).cloned()) {
+    usage: &str,
+) -> Result<CryptoKey, JsValue> {
+    if let Some(k) = cache.with(|m| m.borrow().get(name).cloned()) {
         return Ok(k);
     }
-    let jwk = JSON::parse(&private_jwk.to_string()).map_err(js_err("jwk"))?;
-    let usages = Array::of1(&"sign".into());
-    let promise = subtle()?
-        .import_key_with_object("jwk", &jwk.unchecked_into(), import, false, &usages)
-        .map_err(js_err("importKey"))?;
-    let key: CryptoKey = JsFuture::from(promise)
-        .await
-        .map_err(js_err("importKey"))?
-        .unchecked_into();
-    PRIVATE_KEYS.with(|m| m.borrow_mut().insert(cache_key, key.clone()));
+    let jwk = JSON::parse(&jwk())?;
+    let promise = subtle()
+        .map_err(|e| JsValue::from_str(&e.description))?
+        .import_key_with_object(
+            "jwk",
+            &jwk.unchecked_into(),
+            import,
+            false,
+            &Array::of1(&usage.into()),
+        )?;
+    let key: CryptoKey = JsFuture::from(promise).await?.unchecked_into();
+    cache.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MAX_IMPORTED {
+            m.clear();
+        }
+        m.insert(name.to_owned(), key.clone());
+    });
     Ok(key)
 }
 
@@ -116,7 +132,10 @@ pub async fn sign<T: Serialize>(
         .to_sign(typ, times, claims)
         .map_err(|e| ApiError::unavailable(format!("sign: {e}")))?;
     let (import, with) = webcrypto_algorithms(to_sign.alg)?;
-    let crypto_key = private_key(to_sign.alg, &import, to_sign.private_jwk).await?;
+    let private = || to_sign.private_jwk.to_string();
+    let crypto_key = imported(&PRIVATE_KEYS, to_sign.key_name, private, &import, "sign")
+        .await
+        .map_err(js_err("importKey"))?;
     let promise = subtle()?
         .sign_with_object_and_u8_array(&with, &crypto_key, to_sign.signing_input.as_bytes())
         .map_err(js_err("sign"))?;
@@ -127,41 +146,24 @@ pub async fn sign<T: Serialize>(
     ))
 }
 
-/// Most public keys kept imported per isolate (ours, partners', clients'); past it, the imports
-/// start over.
-const MAX_PUBLIC_KEYS: usize = 512;
-
-/// Verifies a signature of `alg` by the key `public_jwk` with WebCrypto. `Some(())` only when it
-/// is valid; a key WebCrypto cannot import verifies nothing.
+/// Verifies a signature of `alg` by the key `public_jwk` (JSON text) with WebCrypto. `Some(())`
+/// only when it is valid; a key WebCrypto cannot import verifies nothing.
 pub async fn webcrypto_verify(
     alg: SigningAlg,
-    public_jwk: &serde_json::Value,
+    public_jwk: &str,
     input: &str,
     signature: &[u8],
 ) -> Option<()> {
     let (import, with) = webcrypto_algorithms(alg).ok()?;
-    let cache_key = format!("{}|{public_jwk}", alg.as_str());
-    let cached = PUBLIC_KEYS.with(|m| m.borrow().get(&cache_key).cloned());
-    let key = match cached {
-        Some(k) => k,
-        None => {
-            let jwk = JSON::parse(&public_jwk.to_string()).ok()?;
-            let usages = Array::of1(&"verify".into());
-            let promise = subtle()
-                .ok()?
-                .import_key_with_object("jwk", &jwk.unchecked_into(), &import, false, &usages)
-                .ok()?;
-            let key: CryptoKey = JsFuture::from(promise).await.ok()?.unchecked_into();
-            PUBLIC_KEYS.with(|m| {
-                let mut m = m.borrow_mut();
-                if m.len() >= MAX_PUBLIC_KEYS {
-                    m.clear();
-                }
-                m.insert(cache_key, key.clone());
-            });
-            key
-        }
-    };
+    let key = imported(
+        &PUBLIC_KEYS,
+        public_jwk,
+        || public_jwk.to_owned(),
+        &import,
+        "verify",
+    )
+    .await
+    .ok()?;
     let sig = Uint8Array::from(signature);
     let promise = subtle()
         .ok()?
@@ -182,8 +184,8 @@ pub async fn verify_ours<T: serde::de::DeserializeOwned + Clone>(
 ) -> Result<crate::protocol::keys::Claims<T>, VerifyError> {
     let checked = crate::protocol::keys::to_verify(keys, token, typ)?;
     webcrypto_verify(
-        checked.alg,
-        &checked.public_jwk,
+        checked.key.alg,
+        &checked.key.public_jwk,
         checked.signing_input,
         checked.signature(),
     )
@@ -201,7 +203,7 @@ pub async fn verify_external(
 ) -> Result<serde_json::Value, crate::protocol::assertion::AssertionError> {
     use crate::protocol::assertion::{signature_to_verify, AssertionError};
     let s = signature_to_verify(keys, token)?;
-    webcrypto_verify(s.alg, &s.public_jwk, &s.signing_input, &s.signature)
+    webcrypto_verify(s.alg, s.public_jwk, &s.signing_input, &s.signature)
         .await
         .map(|()| s.payload)
         .ok_or(AssertionError::BadSignature)

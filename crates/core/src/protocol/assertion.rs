@@ -16,8 +16,9 @@ use super::keys::{check_crit, VerifyError};
 pub struct PublicKey {
     pub kid: Option<String>,
     pub alg: SigningAlg,
-    /// The members WebCrypto imports: `kty`, `crv`, `x` (and `y`), or `kty`, `n`, `e`.
-    public_jwk: Value,
+    /// The members WebCrypto imports, as JSON text: `kty`, `crv`, `x` (and `y`), or `kty`,
+    /// `n`, `e`. It also names the key's import in the edge's cache.
+    public_jwk: String,
 }
 
 /// Parses a public JWK Set. Keys of other types, and private keys, are refused.
@@ -83,7 +84,7 @@ pub fn parse_public_jwks(jwks: &Value) -> Result<Vec<PublicKey>, String> {
         out.push(PublicKey {
             kid,
             alg,
-            public_jwk,
+            public_jwk: public_jwk.to_string(),
         });
     }
     Ok(out)
@@ -119,9 +120,10 @@ impl AssertionError {
 
 /// A token whose header passed (its `alg` the chosen key's own, no `crit`): what WebCrypto
 /// must verify before `payload` may be read as the signer's word.
-pub struct Signature {
+pub struct Signature<'k> {
     pub alg: SigningAlg,
-    pub public_jwk: Value,
+    /// The chosen key's public half (`PublicKey::public_jwk`).
+    pub public_jwk: &'k str,
     pub signing_input: String,
     pub signature: Vec<u8>,
     pub payload: Value,
@@ -145,7 +147,10 @@ pub fn unverified_kid(token: &str) -> Option<String> {
 
 /// Checks the header of `token` (no `crit`, an `alg` we take) and picks the key of `keys` that
 /// signed it (its `kid`, and the key's own algorithm): the [`Signature`] WebCrypto verifies next.
-pub fn signature_to_verify(keys: &[PublicKey], token: &str) -> Result<Signature, AssertionError> {
+pub fn signature_to_verify<'k>(
+    keys: &'k [PublicKey],
+    token: &str,
+) -> Result<Signature<'k>, AssertionError> {
     check_crit(token).map_err(|e| match e {
         VerifyError::UnknownCritical => AssertionError::UnknownCritical,
         _ => AssertionError::Malformed,
@@ -166,7 +171,7 @@ pub fn signature_to_verify(keys: &[PublicKey], token: &str) -> Result<Signature,
     let (input, sig) = token.rsplit_once('.').ok_or(AssertionError::Malformed)?;
     Ok(Signature {
         alg,
-        public_jwk: key.public_jwk.clone(),
+        public_jwk: &key.public_jwk,
         signing_input: input.to_owned(),
         signature: Base64UrlUnpadded::decode_vec(sig).map_err(|_| AssertionError::Malformed)?,
         // The rules read the whole payload (jwt-compact keeps exp/nbf/iat apart).
@@ -176,11 +181,11 @@ pub fn signature_to_verify(keys: &[PublicKey], token: &str) -> Result<Signature,
 
 /// Verifies a [`Signature`] natively, as WebCrypto does at the edge: for tests only.
 #[cfg(test)]
-pub fn verify_natively(s: Signature) -> Result<Value, AssertionError> {
+pub fn verify_natively(s: Signature<'_>) -> Result<Value, AssertionError> {
     use p256::ecdsa::signature::Verifier;
+    let jwk: Value = serde_json::from_str(s.public_jwk).map_err(|_| AssertionError::Malformed)?;
     let b64 = |m: &str| {
-        s.public_jwk
-            .get(m)
+        jwk.get(m)
             .and_then(Value::as_str)
             .and_then(|v| Base64UrlUnpadded::decode_vec(v).ok())
             .ok_or(AssertionError::Malformed)

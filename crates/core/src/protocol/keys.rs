@@ -29,8 +29,8 @@ use super::jwk::SigningAlg;
 enum Material {
     Ed25519(ed25519_compact::SecretKey),
     Es256(p256::ecdsa::SigningKey),
-    /// RS256 tokens are verified through WebCrypto too (`rsa_check`).
-    Rsa(Value),
+    /// RS256 tokens are verified through WebCrypto only (`rsa_check`).
+    Rsa,
 }
 
 pub struct SigningKey {
@@ -39,15 +39,19 @@ pub struct SigningKey {
     material: Material,
     /// The private key as WebCrypto imports it: only the members of its key type.
     private_jwk: Value,
+    /// Its public half as WebCrypto imports it, as JSON text: made once, it is also what names
+    /// the key's imports in the edge's caches (an alias of an Ed25519 key shares it).
+    pub public_jwk: String,
 }
 
-/// The JWK members WebCrypto's import reads, per key type (RFC 7518 §6, RFC 8037 §2); `alg`,
-/// `use` and `kid` are left out, so an import never trips over a name WebCrypto spells otherwise.
-fn webcrypto_members(kty: &str) -> &'static [&'static str] {
+/// The JWK members WebCrypto's import reads, per key type (RFC 7518 §6, RFC 8037 §2): the
+/// public ones, then the private ones. `alg`, `use` and `kid` are left out, so an import never
+/// trips over a name WebCrypto spells otherwise.
+fn webcrypto_members(kty: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match kty {
-        "OKP" => &["kty", "crv", "x", "d"],
-        "EC" => &["kty", "crv", "x", "y", "d"],
-        _ => &["kty", "n", "e", "d", "p", "q", "dp", "dq", "qi"],
+        "OKP" => (&["kty", "crv", "x"], &["d"]),
+        "EC" => (&["kty", "crv", "x", "y"], &["d"]),
+        _ => (&["kty", "n", "e"], &["d", "p", "q", "dp", "dq", "qi"]),
     }
 }
 
@@ -89,7 +93,7 @@ fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), 
     let at = |m: &str| format!("SIGNING_KEYS key {i}: {m}");
     let raw = Value::Object(obj.clone());
     let jwk: JsonWebKey<'_> =
-        serde_json::from_value(raw.clone()).map_err(|e| at(&format!("not a JWK: {e}")))?;
+        serde_json::from_value(raw).map_err(|e| at(&format!("not a JWK: {e}")))?;
     let declared_kid = obj.get("kid").and_then(Value::as_str).map(str::to_owned);
     let public = jwk.to_verifying_key();
     let kid = declared_kid.unwrap_or_else(|| thumbprint(&public));
@@ -112,7 +116,7 @@ fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), 
             if significant_len(modulus) < 256 {
                 return Err(at("RSA keys must be at least 2048 bits"));
             }
-            (SigningAlg::RS256, Material::Rsa(raw.clone()))
+            (SigningAlg::RS256, Material::Rsa)
         }
         _ => {
             return Err(at(
@@ -140,17 +144,20 @@ fn parse_key(i: usize, obj: &Map<String, Value>) -> Result<(SigningKey, Value), 
         p.insert("use".into(), "sig".into());
     }
     let kty = obj.get("kty").and_then(Value::as_str).unwrap_or_default();
-    let private_jwk = Value::Object(
-        webcrypto_members(kty)
-            .iter()
-            .filter_map(|m| obj.get(*m).map(|v| ((*m).to_owned(), v.clone())))
-            .collect(),
-    );
+    let (public_members, private_members) = webcrypto_members(kty);
+    let members = |names: &mut dyn Iterator<Item = &&str>| {
+        Value::Object(
+            names
+                .filter_map(|m| obj.get(*m).map(|v| ((*m).to_owned(), v.clone())))
+                .collect(),
+        )
+    };
     let key = SigningKey {
         kid,
         alg,
         material,
-        private_jwk,
+        private_jwk: members(&mut public_members.iter().chain(private_members)),
+        public_jwk: members(&mut public_members.iter()).to_string(),
     };
     Ok((key, published))
 }
@@ -205,6 +212,7 @@ impl KeySet {
                         alg: other,
                         material: Material::Ed25519(sk.clone()),
                         private_jwk: k.private_jwk.clone(),
+                        public_jwk: k.public_jwk.clone(),
                     },
                     public,
                 ));
@@ -280,6 +288,8 @@ pub struct ToSign<'k> {
     pub alg: SigningAlg,
     /// The private key to import (`SigningKey::private_jwk`), borrowed: never copied per token.
     pub private_jwk: &'k Value,
+    /// What names the key's import (`SigningKey::public_jwk`).
+    pub key_name: &'k str,
 }
 
 impl SigningKey {
@@ -301,6 +311,7 @@ impl SigningKey {
             signing_input: format!("{}.{}", b64(&h), b64(&p)),
             alg: self.alg,
             private_jwk: &self.private_jwk,
+            key_name: &self.public_jwk,
         })
     }
 
@@ -315,7 +326,7 @@ impl SigningKey {
                 let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
                 sig.to_bytes().to_vec()
             }
-            Material::Rsa(_) => return Err("RSA signs in WebCrypto only".into()),
+            Material::Rsa => return Err("RSA signs in WebCrypto only".into()),
         };
         Ok(finish(&input, &signature))
     }
@@ -362,9 +373,10 @@ pub fn check_crit(token: &str) -> Result<(), VerifyError> {
 }
 
 /// An RSA-signed token of ours, split for a WebCrypto verification.
-pub struct RsaCheck {
+pub struct RsaCheck<'k> {
     pub kid: String,
-    pub public_jwk: Value,
+    /// The key's public half as WebCrypto imports it (`SigningKey::public_jwk`).
+    pub public_jwk: &'k str,
     pub signing_input: String,
     pub signature: Vec<u8>,
     pub payload: Value,
@@ -372,25 +384,21 @@ pub struct RsaCheck {
 
 /// For tokens whose `kid` is one of our RSA keys: the parts WebCrypto needs to verify them.
 /// `None` when the token is not ours, not RS256, malformed or has a `crit` header.
-pub fn rsa_check(keys: &KeySet, token: &str) -> Option<RsaCheck> {
+pub fn rsa_check<'k>(keys: &'k KeySet, token: &str) -> Option<RsaCheck<'k>> {
     check_crit(token).ok()?;
     let untrusted = UntrustedToken::new(token).ok()?;
     let kid = untrusted.header().key_id.clone()?;
     let key = keys.by_kid(&kid)?;
-    let Material::Rsa(private) = &key.material else {
-        return None;
-    };
-    if untrusted.algorithm() != "RS256" {
+    if !matches!(key.material, Material::Rsa) || untrusted.algorithm() != "RS256" {
         return None;
     }
-    let public_jwk = json!({ "kty": "RSA", "n": private.get("n")?, "e": private.get("e")? });
     let (signing_input, sig) = token.rsplit_once('.')?;
     let signature = Base64UrlUnpadded::decode_vec(sig).ok()?;
     let payload_b64 = signing_input.split('.').nth(1)?;
     let payload = serde_json::from_slice(&Base64UrlUnpadded::decode_vec(payload_b64).ok()?).ok()?;
     Some(RsaCheck {
         kid,
-        public_jwk,
+        public_jwk: &key.public_jwk,
         signing_input: signing_input.to_owned(),
         signature,
         payload,
@@ -415,14 +423,12 @@ pub fn verify<T: DeserializeOwned + Clone>(
 /// One of our tokens whose header passed (a `kid` of ours, that key's own `alg`, the expected
 /// `typ`, no `crit`): what WebCrypto verifies before [`accept`] reads its claims. Our own Ed25519
 /// and P-256 tokens are verified this way at the edge (natively, not in WebAssembly).
-pub struct ToVerify<'t> {
-    token: UntrustedToken<'t>,
-    pub alg: SigningAlg,
-    pub kid: String,
-    /// The public half of the key, as WebCrypto imports it.
-    pub public_jwk: Value,
+pub struct ToVerify<'a> {
+    token: UntrustedToken<'a>,
+    /// The key that must have signed it (`public_jwk` is what WebCrypto imports).
+    pub key: &'a SigningKey,
     /// `base64url(header).base64url(claims)`: what was signed.
-    pub signing_input: &'t str,
+    pub signing_input: &'a str,
 }
 
 impl ToVerify<'_> {
@@ -431,13 +437,13 @@ impl ToVerify<'_> {
     }
 }
 
-/// The header checks of [`verify_signature`], for a signature WebCrypto verifies. An RSA `kid`
-/// is `UnknownKey`: we never issue RSA-signed tokens of the kinds checked this way.
-pub fn to_verify<'t>(
-    keys: &KeySet,
-    token: &'t str,
+/// The header checks every verification of our tokens makes: no `crit`, a `kid` of ours, the
+/// expected `typ`. The token and the key it names.
+fn our_header<'a>(
+    keys: &'a KeySet,
+    token: &'a str,
     typ: &str,
-) -> Result<ToVerify<'t>, VerifyError> {
+) -> Result<(UntrustedToken<'a>, &'a SigningKey), VerifyError> {
     check_crit(token)?;
     let untrusted = UntrustedToken::new(token).map_err(|_| VerifyError::Malformed)?;
     let header = untrusted.header();
@@ -451,7 +457,18 @@ pub fn to_verify<'t>(
     {
         return Err(VerifyError::WrongType);
     }
-    if matches!(key.material, Material::Rsa(_)) {
+    Ok((untrusted, key))
+}
+
+/// The header checks of [`verify_signature`], for a signature WebCrypto verifies. An RSA `kid`
+/// is `UnknownKey`: we never issue RSA-signed tokens of the kinds checked this way.
+pub fn to_verify<'a>(
+    keys: &'a KeySet,
+    token: &'a str,
+    typ: &str,
+) -> Result<ToVerify<'a>, VerifyError> {
+    let (untrusted, key) = our_header(keys, token, typ)?;
+    if matches!(key.material, Material::Rsa) {
         return Err(VerifyError::UnknownKey);
     }
     // The key's own algorithm under its own name: no `none`, no confusion, and each kid of an
@@ -460,19 +477,10 @@ pub fn to_verify<'t>(
         return Err(VerifyError::BadSignature);
     }
     let (signing_input, _) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
-    let private = key.private_jwk.as_object();
-    let public_jwk = Value::Object(
-        ["kty", "crv", "x", "y"]
-            .iter()
-            .filter_map(|m| Some(((*m).to_owned(), private?.get(*m)?.clone())))
-            .collect(),
-    );
     Ok(ToVerify {
-        alg: key.alg,
-        kid: kid.to_owned(),
-        public_jwk,
-        signing_input,
         token: untrusted,
+        key,
+        signing_input,
     })
 }
 
@@ -498,19 +506,7 @@ pub fn verify_signature<T: DeserializeOwned + Clone>(
     token: &str,
     typ: &str,
 ) -> Result<Claims<T>, VerifyError> {
-    check_crit(token)?;
-    let untrusted = UntrustedToken::new(token).map_err(|_| VerifyError::Malformed)?;
-    let header = untrusted.header();
-    let kid = header.key_id.as_deref().ok_or(VerifyError::UnknownKey)?;
-    let key = keys.by_kid(kid).ok_or(VerifyError::UnknownKey)?;
-    if header
-        .token_type
-        .as_deref()
-        .map(|t| t.eq_ignore_ascii_case(typ))
-        != Some(true)
-    {
-        return Err(VerifyError::WrongType);
-    }
+    let (untrusted, key) = our_header(keys, token, typ)?;
     let token = match &key.material {
         Material::Ed25519(sk) if key.alg == SigningAlg::Ed25519 => Ed25519::with_specific_name()
             .validator::<T>(&sk.public_key())
@@ -525,7 +521,7 @@ pub fn verify_signature<T: DeserializeOwned + Clone>(
             .validate(&untrusted)
             .map_err(|_| VerifyError::BadSignature)?,
         // We never issue RSA-signed access tokens; an RSA kid here is a confusion attempt.
-        Material::Rsa(_) => return Err(VerifyError::UnknownKey),
+        Material::Rsa => return Err(VerifyError::UnknownKey),
     };
     Ok(token.claims().clone())
 }
@@ -612,8 +608,7 @@ mod tests {
         ];
         for (t, typ, now) in cases {
             let edge = to_verify(&keys, &t, typ).and_then(|v| {
-                let key = keys.by_kid(&v.kid).unwrap();
-                let Material::Ed25519(sk) = &key.material else {
+                let Material::Ed25519(sk) = &v.key.material else {
                     panic!("an Ed25519 key")
                 };
                 let sig = ed25519_compact::Signature::from_slice(v.signature())
@@ -621,8 +616,9 @@ mod tests {
                 sk.public_key()
                     .verify(v.signing_input.as_bytes(), &sig)
                     .map_err(|_| VerifyError::BadSignature)?;
-                assert_eq!(v.public_jwk["kty"], "OKP");
-                assert!(v.public_jwk.get("d").is_none(), "no private part");
+                let public: Value = serde_json::from_str(&v.key.public_jwk).unwrap();
+                assert_eq!(public["kty"], "OKP");
+                assert!(public.get("d").is_none(), "no private part");
                 accept::<C>(v, now, 0)
             });
             assert_eq!(
@@ -744,6 +740,7 @@ mod tests {
                     _ => panic!("an Ed25519 key"),
                 },
                 private_jwk: key.private_jwk.clone(),
+                public_jwk: key.public_jwk.clone(),
             };
             let forged = mismatched
                 .sign(
