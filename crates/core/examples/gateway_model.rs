@@ -78,11 +78,11 @@ impl Isolate {
         let (done, waiting): (Vec<_>, Vec<_>) =
             self.later.drain(..).partition(|(at, _)| *at <= now_ms);
         self.later = waiting;
-        for (at, work) in done {
+        for (_, work) in done {
             match work {
                 Later::Refill(k, ask) => {
                     let n = self.take(k, &ask);
-                    self.leases.refilled(KEYS[k], &ask, Some(n), at);
+                    self.leases.refilled(KEYS[k], &ask, Some(n));
                 }
                 Later::Prefetch(k, ask) => {
                     let n = self.take(k, &ask);
@@ -126,7 +126,7 @@ impl Isolate {
             if let Local::Ask(ask) = &plan.local {
                 lease_waits = true;
                 let n = self.take(k, ask);
-                self.leases.granted(key, ask, n, now_ms);
+                self.leases.granted(key, ask, n);
             }
             if let Some(ask) = plan.refill {
                 self.later

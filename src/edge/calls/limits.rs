@@ -77,7 +77,17 @@ pub async fn acquire(
             Local::Refuse => Ok(false),
             Local::Ask(ask) => {
                 let n = take(env, key, ask, placement).await?;
-                with_leases(|l| l.granted(key, ask, n, now_ms))
+                if with_leases(|l| l.granted(key, ask, n))? {
+                    return Ok(true);
+                }
+                // Its shard ran out: once more at another, if the isolate may move on now.
+                match with_leases(|l| l.retry_elsewhere(key, ask, limit, now_ms))? {
+                    Some(again) => {
+                        let n = take(env, key, &again, placement).await?;
+                        with_leases(|l| l.granted(key, &again, n))
+                    }
+                    None => Ok(false),
+                }
             }
         }
     };
@@ -104,11 +114,10 @@ fn refill_later(env: &Env, key: &str, ask: Ask, placement: Placement) {
     let (env, owned_key, failed) = (env.clone(), key.to_owned(), ask.clone());
     let queued = later::spawn(async move {
         let granted = take(&env, &owned_key, &ask, placement).await.ok();
-        let now_ms = crate::edge::rt::clock::now_ms();
-        let _ = with_leases(|l| l.refilled(&owned_key, &ask, granted, now_ms));
+        let _ = with_leases(|l| l.refilled(&owned_key, &ask, granted));
     });
     if !queued {
-        let _ = with_leases(|l| l.refilled(key, &failed, None, 0));
+        let _ = with_leases(|l| l.refilled(key, &failed, None));
     }
 }
 
