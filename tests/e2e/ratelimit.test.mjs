@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { startWorker, addPartner, startOrigin, sleep } from './harness.mjs';
 import { CookieJar, clientCredentials, formFields, serviceToken } from './oauth.mjs';
+import { partnerWithLimits as sharedPartnerWithLimits, serviceClient } from './limits.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 let w;
@@ -31,24 +32,8 @@ after(async () => {
   await origin?.stop();
 });
 
-/** A partner with `rate_limits` (set before any request, so no cache holds older limits). */
-async function partnerWithLimits(id, rate_limits) {
-  const res = await w.admin(`/partners/${id}`, {
-    method: 'PUT',
-    body: { name: id, origins: [`https://${id}.example`], rate_limits },
-  });
-  assert.equal(res.status, 201, await res.clone().text());
-  return res.json();
-}
-
-async function client(partner) {
-  const res = await w.admin(`/partners/${partner}/clients`, {
-    method: 'POST',
-    body: { name: 'svc', redirect_uris: [`https://${partner}.example/cb`], grant_types: ['client_credentials'], scopes: ['api'] },
-  });
-  assert.equal(res.status, 201);
-  return res.json();
-}
+const partnerWithLimits = (id, rateLimits) => sharedPartnerWithLimits(w, id, rateLimits);
+const client = (partner) => serviceClient(w, partner);
 
 const tokenRequest = (c) => clientCredentials(w, c);
 const token = (c) => serviceToken(w, c);

@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker } from './harness.mjs';
 import { serviceToken } from './oauth.mjs';
+import { partnerWithLimits, serviceClient } from './limits.mjs';
 
 let w;
 
@@ -15,31 +16,14 @@ after(async () => {
   await w?.stop();
 });
 
-async function partnerWithLimits(id, rate_limits) {
-  const res = await w.admin(`/partners/${id}`, {
-    method: 'PUT',
-    body: { name: id, origins: [`https://${id}.example`], rate_limits },
-  });
-  assert.equal(res.status, 201, await res.clone().text());
-}
-
-async function client(partner) {
-  const res = await w.admin(`/partners/${partner}/clients`, {
-    method: 'POST',
-    body: { name: 'svc', grant_types: ['client_credentials'], scopes: ['api'] },
-  });
-  assert.equal(res.status, 201);
-  return res.json();
-}
-
 const token = (c) => serviceToken(w, c);
 
 test('ratelimit_a_busy_client_far_under_a_sharded_limit_is_never_refused', async () => {
   // 30,000 a minute is counted in two shards of 15,000 (protocol::ratelimit::shard_count): this
   // one isolate uses up its home shard, and must go on to the other at once, not refuse
   // (it refused for a lease period before, though the client had used half its limit).
-  await partnerWithLimits('busy', { api_per_client_per_minute: 30_000, api_per_minute: 10_000_000 });
-  const c = await client('busy');
+  await partnerWithLimits(w, 'busy', { api_per_client_per_minute: 30_000, api_per_minute: 10_000_000 });
+  const c = await serviceClient(w, 'busy');
   const tok = await token(c);
   const headers = { origin: 'https://busy.example', authorization: `Bearer ${tok}` };
   const statuses = new Map();
