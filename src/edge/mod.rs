@@ -28,18 +28,34 @@ use crate::protocol::error::ApiError;
 use crate::protocol::log::RequestLog;
 use crate::routes::{self, Method, Route};
 
-/// Production requests carry Cloudflare's ray id; local ones get a random id.
+/// Production requests carry Cloudflare's ray id; local ones get the isolate's random prefix and
+/// their number in the isolate.
 fn request_id(req: &Request) -> String {
     if let Some(ray) = req.headers().get("cf-ray").ok().flatten() {
         if ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return ray;
         }
     }
-    let mut bytes = [0u8; 8];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        return "unknown".to_owned();
+    // No ray (local runs): this isolate's random prefix, drawn once, and its count of requests.
+    thread_local! {
+        static PREFIX: std::cell::OnceCell<Option<u32>> = const { std::cell::OnceCell::new() };
+        static COUNT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let Some(prefix) = PREFIX.with(|p| {
+        *p.get_or_init(|| {
+            let mut bytes = [0u8; 4];
+            getrandom::getrandom(&mut bytes).ok()?;
+            Some(u32::from_le_bytes(bytes))
+        })
+    }) else {
+        return "unknown".to_owned();
+    };
+    let n = COUNT.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    format!("{prefix:08x}{n:08x}")
 }
 
 /// A batch from one of the Worker's queues, handed to that queue's consumer. A batch from a

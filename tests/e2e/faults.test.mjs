@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { startWorker, addPartner, startOrigin } from './harness.mjs';
+import { startWorker, addPartner, startOrigin, sleep } from './harness.mjs';
 import { CookieJar, basicAuth, browserFlow, formFields, linkAndConfirm, pkce } from './oauth.mjs';
 import { LINK_REQUEST_TYP, LOGIN_ASSERTION_TYP, generateJwk, publicJwk, signJwt } from '../../scripts/lib/jwk.mjs';
 
@@ -317,6 +317,33 @@ test('fault_password_change_that_cannot_revoke_still_ends_the_old_grants', async
     assert.match(body.error_description, /password has changed/);
     const info = await w.fetch('/oauth2/userinfo', { headers: { authorization: `Bearer ${issued.access_token}` } });
     assert.equal(info.status, 401);
+  });
+});
+
+test('fault_a_new_password_set_while_a_code_is_issued_leaves_no_code', async () => {
+  // Each grant's creation is sent 3 s late, so the grant is listed with its user before its
+  // object holds it, and a new password set meanwhile revokes a grant that does not exist yet.
+  // Its creation must then be refused, and the authorization request answered without a code.
+  await withWorker('GRANTS:create:late', async (w) => {
+    const { c, redeem } = await codeFlowClient(w);
+    const jar = await signIn(w, 'ada');
+    const { challenge } = pkce();
+    const q = new URLSearchParams({ response_type: 'code', client_id: c.client_id, redirect_uri: `${ORIGIN}/cb`, scope: 'openid', state: 's', code_challenge: challenge, code_challenge_method: 'S256' });
+    const pending = jar.fetch(`/oauth2/authorize?${q}`);
+    await sleep(500);
+    const changed = await w.admin('/users/ada', { method: 'PUT', body: { password: 'a new password 4321', name: 'Ada' } });
+    assert.equal(changed.status, 200, 'the password is changed while the code is being issued');
+    const res = await pending;
+    assert.equal(res.status, 302);
+    const to = new URL(res.headers.get('location'));
+    assert.equal(`${to.origin}${to.pathname}`, `${ORIGIN}/cb`, 'back to the verified redirect URI');
+    assert.equal(to.searchParams.get('error'), 'login_required');
+    assert.equal(to.searchParams.get('code'), null, 'no code');
+    assert.equal(to.searchParams.get('state'), 's');
+    // The code issued before the new password is over too.
+    const old = await redeem();
+    assert.equal(old.status, 400);
+    assert.equal((await old.json()).error, 'invalid_grant');
   });
 });
 

@@ -6,7 +6,7 @@ use crate::edge::rt::objects::{self, Placement};
 use crate::protocol::error::ApiError;
 use crate::protocol::grant::home_of_grant;
 use crate::protocol::grant::Grant;
-use crate::store::grants::{object_name, Create, GrantCommand};
+use crate::store::grants::{object_name, Create, Created, GrantCommand};
 use crate::store::Command;
 use worker::Env;
 
@@ -29,8 +29,8 @@ pub async fn call<C: Command<Kind = GrantCommand>>(
     .await
 }
 
-/// Stores a new grant in its own object.
-pub async fn create(env: &Env, grant: &Grant) -> std::result::Result<(), ApiError> {
+/// Stores a new grant in its own object, unless it was revoked first.
+pub async fn create(env: &Env, grant: &Grant) -> std::result::Result<Created, ApiError> {
     let cmd = Create {
         grant: Box::new(grant.clone()),
     };

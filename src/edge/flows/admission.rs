@@ -239,7 +239,8 @@ async fn browser_origin(
     let h = req.headers();
     let origin_h = h.get("origin").ok().flatten();
     let referer_h = h.get("referer").ok().flatten();
-    match gate_rules::caller(origin_h.as_deref(), referer_h.as_deref()) {
+    let read = |o: &str| gate::from_header(o, now_ms);
+    match gate_rules::caller(origin_h.as_deref(), referer_h.as_deref(), read) {
         Seen::Server => Ok(None),
         Seen::Unrecognized => Err(gate_rules::origin_not_allowed(
             "this origin is not on the partner allowlist",

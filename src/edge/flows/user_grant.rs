@@ -8,9 +8,11 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::home_of_grant;
 use crate::protocol::grant::{Grant, GRANT_ABSOLUTE_S};
 use crate::protocol::partner::{Partner, PartnerId};
-use crate::protocol::user::{UserView, Username};
+use crate::protocol::user::UserView;
+use crate::store::grants::Created;
 use crate::store::links::{AddGrant, GrantListed, Place};
 use crate::store::users::{GrantAdded, RenewGrant, Subject, SubjectState};
+use futures_util::future::join3;
 use worker::Env;
 
 /// The account link a user grant is issued through: unlinking ends the grant.
@@ -29,9 +31,12 @@ pub struct ViaLink<'a> {
 }
 
 /// Issues a user grant, the one way both the authorization endpoint (a code) and the token
-/// endpoint (jwt-bearer) do: its own object, then remembered with its user for `lives_s` (with
-/// `session_hash`, only while that session lives; see [`record_with_user`]), then with the link
-/// it came through, if any. Nothing may be handed out from the grant unless this succeeds.
+/// endpoint (jwt-bearer) do: its own object, remembered with its user for `lives_s` (with
+/// `session_hash`, only while that session lives; see [`record_with_user`]) and with the link it
+/// came through, if any. The three are sent together: a new password, the user's removal or an
+/// unlink that lists the grant revoked before its object holds it leaves the object marked, and
+/// the creation is refused ([`Created::RevokedFirst`]). Nothing may be handed out from the grant
+/// unless all three succeed; otherwise it is revoked again before the error.
 pub async fn issue(
     env: &Env,
     grant: &Grant,
@@ -42,33 +47,63 @@ pub async fn issue(
     let Some(username) = &grant.username else {
         return Err(ApiError::unavailable("a user grant without its user"));
     };
-    grants::create(env, grant).await?;
-    record_with_user(env, grant, lives_s, session_hash).await?;
-    if let Some(via) = via {
+    if let Some(via) = &via {
         if *via.linked_with != via.partner.id {
-            return Err(via.gone);
+            return Err(via.gone.clone());
         }
+    }
+    let in_session = session_hash.is_some();
+    let with_link = async {
+        let Some(via) = via else {
+            return Ok(());
+        };
         let (id, now) = (&grant.grant_id, grant.created_at);
         let place = Place::of(home_of_grant(id), via.partner_sub);
-        add_grant(
-            env,
-            via.partner,
-            place,
-            username,
-            id,
-            via.until,
+        let cmd = AddGrant {
+            username: username.clone(),
+            grant_id: id.clone(),
+            expires_at: via.until,
             now,
-            via.gone,
+        };
+        add_grant(env, via.partner, place, cmd, via.gone).await
+    };
+    let (created, with_user, with_link) = join3(
+        grants::create(env, grant),
+        record_with_user(env, grant, lives_s, session_hash),
+        with_link,
+    )
+    .await;
+    let refused = match (created, with_user, with_link) {
+        (Ok(Created::Stored), Ok(()), Ok(())) => return Ok(()),
+        // The user's refusal first: it says what the user does next.
+        (_, Err(error), _) | (_, Ok(()), Err(error)) => error,
+        (Ok(Created::RevokedFirst), Ok(()), Ok(())) => changed_meanwhile(in_session),
+        (Err(error), Ok(()), Ok(())) => error,
+    };
+    // Best effort: the grant's code or token has not been handed out, so it is unusable anyway.
+    let _ = revoke::revoke_all(env, std::slice::from_ref(&grant.grant_id)).await;
+    Err(refused)
+}
+
+/// The error when the user or the link changed while a grant was issued from them.
+fn changed_meanwhile(in_session: bool) -> ApiError {
+    if in_session {
+        // Issued from a session: whichever ended it, the user signs in again.
+        ApiError::new(
+            ErrorCode::LoginRequired,
+            "the session or password changed while the grant was issued; sign in again",
         )
-        .await?;
+    } else {
+        ApiError::new(
+            ErrorCode::InvalidGrant,
+            "the user's password changed while the grant was issued; ask again",
+        )
     }
-    Ok(())
 }
 
 /// Remembers a new user grant with its user, so that a new password or the user's removal
 /// revokes it, for as long as it can be used (`lives_s`: a grant without refresh tokens ends
-/// with its last access token). With `session_hash`, only while that session lives; otherwise
-/// (or on failure) the grant is revoked again before the error, so nothing is issued from it.
+/// with its last access token). With `session_hash`, only while that session lives.
 async fn record_with_user(
     env: &Env,
     grant: &Grant,
@@ -88,51 +123,30 @@ async fn record_with_user(
         now: grant.created_at,
     };
     let home = home_of_grant(&grant.grant_id);
-    let refused = match crate::edge::calls::users::call(env, username, home, cmd).await {
-        Ok(GrantAdded::Listed) => return Ok(()),
-        // Issued from a session: whichever ended it, the user signs in again.
-        Ok(GrantAdded::SessionEnded | GrantAdded::PasswordChanged) if in_session => ApiError::new(
-            ErrorCode::LoginRequired,
-            "the session or password changed while the grant was issued; sign in again",
-        ),
-        Ok(GrantAdded::PasswordChanged | GrantAdded::SessionEnded) => ApiError::new(
-            ErrorCode::InvalidGrant,
-            "the user's password changed while the grant was issued; ask again",
-        ),
-        Err(error) if error.code == ErrorCode::NotFound => {
-            ApiError::new(ErrorCode::InvalidGrant, "the user no longer exists")
+    match crate::edge::calls::users::call(env, username, home, cmd).await {
+        Ok(GrantAdded::Listed) => Ok(()),
+        Ok(GrantAdded::SessionEnded | GrantAdded::PasswordChanged) => {
+            Err(changed_meanwhile(in_session))
         }
-        Err(error) => error,
-    };
-    // Best effort: the grant's code or token has not been handed out, so it is unusable anyway.
-    let _ = revoke::revoke_all(env, std::slice::from_ref(&grant.grant_id)).await;
-    Err(refused)
+        Err(error) if error.code == ErrorCode::NotFound => Err(ApiError::new(
+            ErrorCode::InvalidGrant,
+            "the user no longer exists",
+        )),
+        Err(error) => Err(error),
+    }
 }
 
-/// Lists a grant issued through `username`'s link with `partner` (in its shard at `place`, or,
+/// Lists a grant issued through a user's link with `partner` (in its shard at `place`, or,
 /// while `LINKS_LEGACY` is set and the shard has no such link, in the partner's store of the
-/// earlier layout) until `expires_at`, so unlinking ends it. If the link is gone (removed
-/// meanwhile), the grant is revoked again and `gone` is the error: nothing is issued from it.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the grant's parts, named"
-)]
+/// earlier layout), so unlinking ends it. If the link is gone (removed meanwhile), `gone` is the
+/// error.
 async fn add_grant(
     env: &Env,
     partner: &Partner,
     place: Place,
-    username: &Username,
-    grant_id: &str,
-    expires_at: u64,
-    now: u64,
+    cmd: AddGrant,
     gone: ApiError,
 ) -> std::result::Result<(), ApiError> {
-    let cmd = AddGrant {
-        username: username.clone(),
-        grant_id: grant_id.to_owned(),
-        expires_at,
-        now,
-    };
     let salt = partner.subject_salt.as_deref();
     let mut listed = links::send(
         env,
@@ -147,11 +161,7 @@ async fn add_grant(
     }
     match listed {
         GrantListed::Listed => Ok(()),
-        GrantListed::NotLinked => {
-            // Best effort: the grant's code or token has not been handed out.
-            let _ = revoke::revoke_all(env, &[grant_id.to_owned()]).await;
-            Err(gone)
-        }
+        GrantListed::NotLinked => Err(gone),
     }
 }
 

@@ -6,7 +6,8 @@ use crate::edge::rt::{objects, revoked};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::grant::{Grant, Step, GRANT_ABSOLUTE_S};
 use crate::store::grants::{
-    Create, GrantCommand, GrantHandler, Redeem, Refresh, Revoke, RevokeAll, Status,
+    Create, Created, GrantCommand, GrantHandler, Redeem, Refresh, Revoke, RevokeAll, Status,
+    REVOKED_FIRST_KEPT_S,
 };
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
@@ -16,6 +17,11 @@ const GRANT: &str = "grant";
 /// every later revoking command (a replay, a revocation again) then leaves KV alone. Written only
 /// after the KV write succeeded, so a failed publication is tried again by the next one.
 const PUBLISHED: &str = "revocation_published";
+
+/// Present in an object revoked before its grant was created (`RevokeAll` found nothing): the
+/// creation, sent in parallel with the grant's listing, is refused when it arrives. The object
+/// empties itself `REVOKED_FIRST_KEPT_S` later.
+const REVOKED_FIRST: &str = "revoked_first";
 
 /// A superseded refresh-token hash that no longer fits in the grant record.
 fn spilled_key(hash: &str) -> String {
@@ -126,6 +132,23 @@ impl GrantStore {
             .map_err(storage_err)
     }
 
+    async fn revoked_first(&self) -> std::result::Result<bool, ApiError> {
+        let mark = self.state.storage().get::<u8>(REVOKED_FIRST).await;
+        Ok(mark.map_err(storage_err)?.is_some())
+    }
+
+    /// Marks an object without a grant revoked, and has it empty itself later (the mark written
+    /// again changes neither).
+    async fn mark_revoked_first(&self) -> std::result::Result<(), ApiError> {
+        if self.revoked_first().await? {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        storage.put(REVOKED_FIRST, 1u8).await.map_err(storage_err)?;
+        let kept = std::time::Duration::from_secs(REVOKED_FIRST_KEPT_S);
+        storage.set_alarm(kept).await.map_err(storage_err)
+    }
+
     async fn load(&self) -> std::result::Result<Option<Grant>, ApiError> {
         self.state.storage().get(GRANT).await.map_err(storage_err)
     }
@@ -136,12 +159,16 @@ fn unknown() -> ApiError {
 }
 
 impl GrantHandler for GrantStore {
-    async fn create(&self, Create { grant }: Create) -> std::result::Result<(), ApiError> {
+    async fn create(&self, Create { grant }: Create) -> std::result::Result<Created, ApiError> {
         match self.load().await? {
             // The same creation sent again after its reply was lost.
-            Some(g) if g == *grant => Ok(()),
+            Some(g) if g == *grant => Ok(Created::Stored),
             Some(_) => Err(ApiError::unavailable("grant id collision")),
-            None => self.store(grant.as_ref()).await,
+            None if self.revoked_first().await? => Ok(Created::RevokedFirst),
+            None => {
+                self.store(grant.as_ref()).await?;
+                Ok(Created::Stored)
+            }
         }
     }
 
@@ -218,7 +245,8 @@ impl GrantHandler for GrantStore {
     async fn revoke_all(&self, _: RevokeAll) -> std::result::Result<(), ApiError> {
         match self.load().await? {
             Some(grant) => self.end(grant).await,
-            None => Ok(()),
+            // Its creation may still be on its way: it is refused when it arrives.
+            None => self.mark_revoked_first().await,
         }
     }
 

@@ -39,12 +39,13 @@ pub const LIMITS_DO: &str = "LIMITS";
 pub const USAGE_DO: &str = "USAGE";
 
 pub fn gate_cache_ttl_ms(env: &Env) -> u64 {
-    env.var("GATE_CACHE_TTL_SECONDS")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_GATE_CACHE_TTL_S)
-        .min(MAX_GATE_CACHE_TTL_S)
-        * 1000
+    once_per_isolate(&GATE_CACHE_TTL_MS, || {
+        var(env, "GATE_CACHE_TTL_SECONDS")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_GATE_CACHE_TTL_S)
+            .min(MAX_GATE_CACHE_TTL_S)
+            * 1000
+    })
 }
 
 /// The `REPLAY_LEGACY_UNTIL` var (seconds since the epoch): until then a claim also asks the
@@ -93,17 +94,34 @@ pub fn admin_token(env: &Env) -> Option<String> {
 /// The `ISSUER` var: every token's `iss` and the base of every endpoint URL. Unset or invalid,
 /// everything that issues or checks tokens answers 503.
 pub fn issuer(env: &Env) -> Result<Issuer, ApiError> {
-    env.var("ISSUER")
-        .ok()
-        .and_then(|v| Issuer::parse(&v.to_string()))
-        .ok_or_else(|| {
-            ApiError::unavailable("ISSUER is not set to an https URL (or a loopback http URL)")
-        })
+    parsed_once(&ISSUER, || {
+        var(env, "ISSUER").and_then(|v| Issuer::parse(&v))
+    })
+    .ok_or_else(|| {
+        ApiError::unavailable("ISSUER is not set to an https URL (or a loopback http URL)")
+    })
 }
 
 thread_local! {
     static ISSUER_HTTPS: Cell<Option<bool>> = const { Cell::new(None) };
     static USAGE_FLUSH_MS: Cell<Option<u64>> = const { Cell::new(None) };
+    static GATE_CACHE_TTL_MS: Cell<Option<u64>> = const { Cell::new(None) };
+    static ISSUER: RefCell<Option<Issuer>> = const { RefCell::new(None) };
+    static ORIGIN_URL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A var parsed once per isolate, when it parses (vars do not change in an isolate's life); one
+/// that does not is parsed again at the next ask, and is its caller's 503 each time.
+fn parsed_once<T: Clone>(
+    cell: &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    parse: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    if let Some(hit) = cell.with(|c| c.borrow().clone()) {
+        return Some(hit);
+    }
+    let value = parse()?;
+    cell.with(|c| *c.borrow_mut() = Some(value.clone()));
+    Some(value)
 }
 
 /// A var-derived value, worked out once per isolate (vars do not change in an isolate's life):
@@ -135,32 +153,29 @@ fn var(env: &Env, name: &str) -> Option<String> {
 /// The `ORIGIN_URL` var: where the gateway forwards `/api/*` (the request path is appended).
 /// The same rule as the issuer: https, or http on loopback; no query or trailing slash.
 pub fn origin_url(env: &Env) -> Result<String, ApiError> {
-    var(env, "ORIGIN_URL")
-        .and_then(|v| Issuer::parse(&v))
-        .map(|u| u.as_str().to_owned())
-        .ok_or_else(|| {
-            ApiError::unavailable("ORIGIN_URL is not set to an https URL (or a loopback http URL)")
-        })
+    parsed_once(&ORIGIN_URL, || {
+        var(env, "ORIGIN_URL")
+            .and_then(|v| Issuer::parse(&v))
+            .map(|u| u.as_str().to_owned())
+    })
+    .ok_or_else(|| {
+        ApiError::unavailable("ORIGIN_URL is not set to an https URL (or a loopback http URL)")
+    })
 }
 
 thread_local! {
-    static SCOPES: RefCell<Option<(String, Rc<ScopeMap>)>> = const { RefCell::new(None) };
+    static SCOPES: RefCell<Option<Rc<ScopeMap>>> = const { RefCell::new(None) };
 }
 
 /// The `API_SCOPES` var, parsed once per isolate. Unset or invalid, the gateway answers 503:
 /// it never forwards a route whose scope it cannot tell.
 pub fn api_scopes(env: &Env) -> Result<Rc<ScopeMap>, ApiError> {
-    let raw = var(env, "API_SCOPES").unwrap_or_default();
-    if let Some(hit) = SCOPES.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(text, _)| *text == raw)
-            .map(|(_, m)| m.clone())
-    }) {
+    if let Some(hit) = SCOPES.with(|c| c.borrow().clone()) {
         return Ok(hit);
     }
+    let raw = var(env, "API_SCOPES").unwrap_or_default();
     let map = Rc::new(ScopeMap::parse(&raw).map_err(ApiError::unavailable)?);
-    SCOPES.with(|c| *c.borrow_mut() = Some((raw, map.clone())));
+    SCOPES.with(|c| *c.borrow_mut() = Some(map.clone()));
     Ok(map)
 }
 
@@ -252,7 +267,13 @@ pub enum Fault {
     Hang,
     /// The object runs the command, but its reply is lost on the way back.
     Lost,
+    /// The call is sent [`LATE_BY`] late (within the caller's time-out): what runs meanwhile
+    /// reaches the object first.
+    Late,
 }
+
+/// How late a `…:late` call is sent.
+pub const LATE_BY: std::time::Duration = std::time::Duration::from_secs(3);
 
 thread_local! {
     /// How often each counted fault (`…:lost_once`, `…:failN`) has fired in this isolate.
@@ -280,7 +301,7 @@ fn fire_counted(spec: &str, limit: u32) -> bool {
 /// Fault injection for the tests: the var `EDGEWARD_INJECT_FAULTS` lists Durable Object calls
 /// that fail (`BINDING:command`), hang (`BINDING:command:hang`), or run but lose their reply
 /// (`BINDING:command:lost` every time, `BINDING:command:lost_once` the first time in an
-/// isolate), or fail only the first N times in an isolate (`BINDING:command:failN`); `*` stands
+/// isolate), are sent late (`BINDING:command:late`, by [`LATE_BY`]), or fail only the first N times in an isolate (`BINDING:command:failN`); `*` stands
 /// for every command; comma-separated. `PARTNERS:put_revoked` (with the same suffixes, `hang` and
 /// `lost` aside) fails the KV write of a revocation marker before it reaches KV. Honoured only while the issuer is a
 /// loopback http URL, so it can never act in a deployment.
@@ -299,6 +320,7 @@ pub fn injected_fault(env: &Env, binding: &str, command: &str) -> Option<Fault> 
         match kind {
             Some("hang") => Some(Fault::Hang),
             Some("lost") => Some(Fault::Lost),
+            Some("late") => Some(Fault::Late),
             Some("lost_once") => fire_counted(spec, 1).then_some(Fault::Lost),
             Some(k) => match k.strip_prefix("fail").map(str::parse::<u32>) {
                 Some(Ok(limit)) => fire_counted(spec, limit).then_some(Fault::Fail),

@@ -7,12 +7,16 @@ use crate::protocol::cache::TtlCache;
 use crate::protocol::error::ApiError;
 use crate::protocol::partner::keys::MAX_KEY_BYTES;
 use serde::de::DeserializeOwned;
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use worker::Env;
 
 /// Bounded so that invented keys cannot grow an isolate's memory.
 const CACHE_CAPACITY: usize = 4096;
+
+/// A record's text, and the value it parsed into.
+type Parsed = (Rc<str>, Rc<dyn Any>);
 
 thread_local! {
     static CACHE: RefCell<TtlCache<Option<Rc<str>>>> = RefCell::new(TtlCache::new(CACHE_CAPACITY));
@@ -22,6 +26,9 @@ thread_local! {
     /// Reads answered from the cache, counted: a caller compares it before and after a check to
     /// know whether the check rested on an answer read earlier (then as old as the TTL).
     static HITS: Cell<u64> = const { Cell::new(0) };
+    /// What a cached record parsed into, with the very text it was parsed from: a record read
+    /// again from the cache is not parsed again (a text read anew from KV is).
+    static PARSED: RefCell<TtlCache<Parsed>> = RefCell::new(TtlCache::new(CACHE_CAPACITY));
 }
 
 /// How many reads this isolate has answered from its cache (see `HITS`).
@@ -82,10 +89,11 @@ pub async fn get_text_read(
 pub fn forget(key: &str) {
     FORGOTTEN.with(|g| g.set(g.get().wrapping_add(1)));
     CACHE.with(|c| c.borrow_mut().remove(key));
+    PARSED.with(|c| c.borrow_mut().remove(key));
 }
 
 /// A published record. A record that does not parse is a 503 (never treated as absent).
-pub async fn get_json<T: DeserializeOwned>(
+pub async fn get_json<T: DeserializeOwned + Clone + 'static>(
     env: &Env,
     key: &str,
     now_ms: u64,
@@ -94,16 +102,31 @@ pub async fn get_json<T: DeserializeOwned>(
 }
 
 /// [`get_json`], reading as `read` says.
-pub async fn get_json_read<T: DeserializeOwned>(
+pub async fn get_json_read<T: DeserializeOwned + Clone + 'static>(
     env: &Env,
     key: &str,
     now_ms: u64,
     read: Read,
 ) -> Result<Option<T>, ApiError> {
-    match get_text_read(env, key, now_ms, read).await? {
-        None => Ok(None),
-        Some(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| ApiError::unavailable(format!("corrupt record {key}: {e}"))),
+    let Some(text) = get_text_read(env, key, now_ms, read).await? else {
+        return Ok(None);
+    };
+    let parsed = PARSED.with(|c| {
+        c.borrow_mut()
+            .get(key, now_ms)
+            .filter(|(from, _)| Rc::ptr_eq(from, &text))
+            .and_then(|(_, value)| value.downcast_ref::<T>().cloned())
+    });
+    if let Some(value) = parsed {
+        return Ok(Some(value));
     }
+    let value: T = serde_json::from_str(&text)
+        .map_err(|e| ApiError::unavailable(format!("corrupt record {key}: {e}")))?;
+    let ttl = config::gate_cache_ttl_ms(env);
+    let kept: Rc<dyn Any> = Rc::new(value.clone());
+    PARSED.with(|c| {
+        c.borrow_mut()
+            .insert(key.to_owned(), (text, kept), now_ms, ttl)
+    });
+    Ok(Some(value))
 }

@@ -226,8 +226,10 @@ async fn exchange(
     // runtime gives up. (The object may still finish its command: callers treat a time-out
     // like any other failure, and commands are safe to retry or fail closed.)
     let round_trip = async move {
-        if fault == Some(Fault::Hang) {
-            Delay::from(Duration::from_secs(3_600)).await;
+        match fault {
+            Some(Fault::Hang) => Delay::from(Duration::from_secs(3_600)).await,
+            Some(Fault::Late) => Delay::from(crate::edge::rt::config::LATE_BY).await,
+            _ => {}
         }
         let mut resp = stub
             .fetch_with_request(req)

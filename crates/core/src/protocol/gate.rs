@@ -26,10 +26,15 @@ pub enum Caller {
 }
 
 /// `Referer` counts only when `Origin` is absent: a present but unusable `Origin` never falls
-/// back to a more convenient `Referer`.
-pub fn caller(origin: Option<&str>, referer: Option<&str>) -> Caller {
+/// back to a more convenient `Referer`. `from_header` is [`Origin::from_header`], or a memo of
+/// it.
+pub fn caller(
+    origin: Option<&str>,
+    referer: Option<&str>,
+    from_header: impl FnOnce(&str) -> Option<Origin>,
+) -> Caller {
     let parsed = match (origin, referer) {
-        (Some(o), _) => Origin::from_header(o),
+        (Some(o), _) => from_header(o),
         (None, Some(r)) => Origin::from_referer(r),
         (None, None) => return Caller::Server,
     };
@@ -136,6 +141,7 @@ mod tests {
     #[test]
     fn caller_prefers_origin_and_never_falls_back_from_a_bad_one() {
         let good = "https://app.acme.example";
+        let caller = |o, r| caller(o, r, Origin::from_header);
         assert_eq!(
             caller(Some(good), None),
             Caller::Browser(Origin::parse(good).unwrap())

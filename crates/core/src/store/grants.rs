@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::client::ClientId;
 use crate::protocol::grant::{Grant, Step};
 
+/// How long an empty grant object remembers that it was revoked: far longer than a creation can
+/// trail the listing sent with it (both are sent together, each call bounded to seconds).
+pub const REVOKED_FIRST_KEPT_S: u64 = 3600;
+
 pub fn object_name(grant_id: &str) -> String {
     format!("grant:{grant_id}")
 }
@@ -18,7 +22,7 @@ pub fn object_name(grant_id: &str) -> String {
 // rotation it made, and revoking or asking again changes nothing.
 crate::commands! {
     pub enum GrantCommand, trait GrantHandler {
-        Create(Create) -> (), retried, create;
+        Create(Create) -> Created, retried, create;
         Redeem(Redeem) -> Step, retried, redeem;
         Refresh(Refresh) -> Step, retried, refresh;
         Revoke(Revoke) -> (), retried, revoke;
@@ -31,6 +35,18 @@ crate::commands! {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Create {
     pub grant: Box<Grant>,
+}
+
+/// What a creation found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Created {
+    /// Stored (or, sent again, found stored).
+    Stored,
+    /// Revoked before it arrived: the grant is issued in parallel with its listing at its user
+    /// and its link, so a new password, the user's removal or an unlink may revoke it first
+    /// ([`RevokeAll`] on an empty object leaves a mark). Nothing may be issued from it.
+    RevokedFirst,
 }
 
 /// Redeems the grant's authorization code.
@@ -64,7 +80,9 @@ pub struct Revoke {
     pub client_id: ClientId,
 }
 
-/// Revokes the grant whoever its client (unlinking, user removal).
+/// Revokes the grant whoever its client (unlinking, a new password, user removal). An object
+/// that holds no grant yet is marked revoked for a while ([`REVOKED_FIRST_KEPT_S`]), so a
+/// creation still on its way is refused ([`Created::RevokedFirst`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeAll {}
 
