@@ -15,8 +15,9 @@ use web_sys::{CryptoKey, SubtleCrypto};
 use worker::Env;
 
 thread_local! {
-    // The secret rarely changes within an isolate's life; when it does, the raw text differs.
-    static KEYS: RefCell<Option<(String, Rc<KeySet>)>> = const { RefCell::new(None) };
+    // Parsed once: a secret does not change in an isolate's life (a new secret is a new
+    // version of the Worker, in new isolates).
+    static KEYS: RefCell<Option<Rc<KeySet>>> = const { RefCell::new(None) };
     // Imported private keys, named by their public half (what they are, not what they are
     // called, so an import that lands after the secret changed never signs under a reused kid).
     static PRIVATE_KEYS: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
@@ -26,21 +27,15 @@ thread_local! {
 
 /// The parsed key set. Missing or invalid keys close everything that signs or verifies (503).
 pub fn key_set(env: &Env) -> Result<Rc<KeySet>, ApiError> {
+    if let Some(hit) = KEYS.with(|k| k.borrow().clone()) {
+        return Ok(hit);
+    }
     let raw = env
         .secret("SIGNING_KEYS")
         .map(|s| s.to_string())
         .map_err(|_| ApiError::unavailable("SIGNING_KEYS is not set"))?;
-    if let Some(hit) = KEYS.with(|k| {
-        k.borrow()
-            .as_ref()
-            .filter(|(text, _)| *text == raw)
-            .map(|(_, set)| set.clone())
-    }) {
-        return Ok(hit);
-    }
     let set = Rc::new(KeySet::parse(&raw).map_err(ApiError::unavailable)?);
-    KEYS.with(|k| *k.borrow_mut() = Some((raw, set.clone())));
-    PRIVATE_KEYS.with(|m| m.borrow_mut().clear());
+    KEYS.with(|k| *k.borrow_mut() = Some(set.clone()));
     Ok(set)
 }
 
