@@ -216,6 +216,25 @@ test('gateway_forged_and_expired_tokens_never_reach_the_origin', async () => {
   });
 });
 
+test('gateway_a_token_with_an_admitted_tokens_signature_is_not_admitted_from_its_cache', async () => {
+  // The isolate caches an admitted token under the end of its signature and compares the whole
+  // token on a hit: the same signature under another payload must be checked, and refused.
+  const real = await serviceToken(acme, 'api classes.read');
+  assert.equal((await call('/api/v1/classes', real)).status, 200, 'the real token is admitted and cached');
+  const [h, p, sig] = real.split('.');
+  const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+  const widened = Buffer.from(JSON.stringify({ ...claims, scope: `${claims.scope} admin` })).toString('base64url');
+  const other = real[10] === 'A' ? 'B' : 'A';
+  const sameTail = [`${h}.${widened}.${sig}`, `x${real}`, `${real.slice(0, 10)}${other}${real.slice(11)}`];
+  await nothingReachesOrigin(async () => {
+    for (const token of sameTail) {
+      const res = await call('/api/v1/classes', token);
+      await assertError(res, 401, 'invalid_token', 'the signature of an admitted token, under another token');
+    }
+  });
+  assert.equal((await call('/api/v1/classes', real)).status, 200, 'the real token is still admitted');
+});
+
 test('gateway_revoked_client_credentials_token_never_reaches_the_origin', async () => {
   const token = await serviceToken(acme, 'api');
   assert.equal((await call('/api/v1/x', token)).status, 200, 'admitted and cached before the revocation');

@@ -2,8 +2,8 @@
 //! and still standing), the page's partner, the route's scope and the rate limits.
 //!
 //! The hot path touches no storage: a token seen before in this isolate is answered from a
-//! bounded cache of admitted tokens (keyed by the token's SHA-256, kept at most
-//! `ADMITTED_TTL_MS` and never past the token's `exp`), and the gate reads its isolate cache.
+//! bounded cache of admitted tokens (kept at most `ADMITTED_TTL_MS` and never past the token's
+//! `exp`; see [`slot`] for its key), and the gate reads its isolate cache.
 //! A first sight costs one signature check and up to three cached KV reads (revocation, client,
 //! partner). A token used again two thirds of the way through its entry's life
 //! (`recheck_at_ms`) is checked again off the request's path (`waitUntil`): its signature
@@ -33,9 +33,48 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use subtle::ConstantTimeEq;
 use worker::{Env, Response};
 
 const ADMITTED_CAPACITY: usize = 4096;
+
+/// Tokens up to this long (ours are under 1 KiB) are cached under their last [`TAIL`] bytes,
+/// part of their signature, and kept whole to be compared; longer ones under their SHA-256.
+const SHORT_TOKEN: usize = 2048;
+const TAIL: usize = 64;
+
+/// The outcome of a token's check, for the token it was made for.
+#[derive(Clone)]
+struct Held {
+    /// The token itself, for a key that does not name it alone (a short token's tail).
+    token: Option<Rc<str>>,
+    result: Result<Rc<Admitted>, ApiError>,
+}
+
+/// Where a token's check is cached, and whether the entry found there must be compared with the
+/// token: a short token by its tail (no hashing on the hot path; another token with the same
+/// tail only replaces the entry), a long one by its SHA-256 (so long tokens never hold much of
+/// the isolate's memory).
+fn slot(token: &str) -> (String, bool) {
+    if token.len() <= SHORT_TOKEN {
+        if let Some(tail) = token.get(token.len().saturating_sub(TAIL)..) {
+            return (format!("t:{tail}"), true);
+        }
+    }
+    let hash = Base64UrlUnpadded::encode_string(&Sha256::digest(token.as_bytes()));
+    (format!("h:{hash}"), false)
+}
+
+/// The cached outcome for `token` under `key`, if the entry there is for it (compared in
+/// constant time).
+fn held(key: &str, token: &str, now_ms: u64) -> Option<Result<Rc<Admitted>, ApiError>> {
+    let entry = ADMITTED.with(|c| c.borrow_mut().get(key, now_ms).cloned())?;
+    let for_it = entry
+        .token
+        .as_deref()
+        .is_none_or(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes())));
+    for_it.then_some(entry.result)
+}
 
 /// A token that passed every check that does not depend on the request.
 pub struct Admitted {
@@ -54,8 +93,7 @@ pub struct Admitted {
 
 thread_local! {
     // Refusals are cached too (except 503s), so a flood of one forged token costs one check.
-    static ADMITTED: RefCell<TtlCache<Result<Rc<Admitted>, ApiError>>> =
-        RefCell::new(TtlCache::new(ADMITTED_CAPACITY));
+    static ADMITTED: RefCell<TtlCache<Held>> = RefCell::new(TtlCache::new(ADMITTED_CAPACITY));
     /// Moves on at each [`forget_admitted`]: a check that started before it is not cached.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
@@ -113,7 +151,8 @@ async fn admit_token(
 /// checked again (off the path) at its next use rather than after two thirds of its life.
 fn remember(
     env: &Env,
-    key: String,
+    (key, compared): (String, bool),
+    token: &str,
     result: &Result<Rc<Admitted>, ApiError>,
     now_ms: u64,
     generation: u64,
@@ -135,16 +174,20 @@ fn remember(
         Err(_) => ADMITTED_TTL_MS.min(config::gate_cache_ttl_ms(env)),
     };
     if generation == self::generation() {
-        ADMITTED.with(|c| c.borrow_mut().insert(key, result.clone(), now_ms, ttl));
+        let held = Held {
+            token: compared.then(|| Rc::from(token)),
+            result: result.clone(),
+        };
+        ADMITTED.with(|c| c.borrow_mut().insert(key, held, now_ms, ttl));
     }
 }
 
 async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, ApiError> {
-    let key = Base64UrlUnpadded::encode_string(&Sha256::digest(token.as_bytes()));
-    if let Some(hit) = ADMITTED.with(|c| c.borrow_mut().get(&key, now_ms).cloned()) {
+    let slot = slot(token);
+    if let Some(hit) = held(&slot.0, token, now_ms) {
         if let Ok(a) = &hit {
             if now_ms >= a.recheck_ms.get() && !a.rechecking.get() {
-                recheck_later(env, key, token, a);
+                recheck_later(env, slot, token, a);
             }
         }
         return hit;
@@ -155,14 +198,22 @@ async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, A
         .await
         .map(Rc::new);
     let on_cached_reads = crate::edge::rt::kvcache::hits() != hits;
-    remember(env, key, &result, now_ms, generation, on_cached_reads);
+    remember(
+        env,
+        slot,
+        token,
+        &result,
+        now_ms,
+        generation,
+        on_cached_reads,
+    );
     result
 }
 
 /// Checks an admitted token again off the request's path: its signature against the keys of
 /// now (a removed key's tokens stop), and its standing from KV itself. The entry is replaced by
 /// what the check finds (from the moment it began), or left to run out if storage fails.
-fn recheck_later(env: &Env, key: String, token: &str, held: &Rc<Admitted>) {
+fn recheck_later(env: &Env, slot: (String, bool), token: &str, held: &Rc<Admitted>) {
     held.rechecking.set(true);
     let (env, this, token) = (env.clone(), Rc::clone(held), token.to_owned());
     let queued = later::spawn(async move {
@@ -180,7 +231,7 @@ fn recheck_later(env: &Env, key: String, token: &str, held: &Rc<Admitted>) {
             *a.identity.borrow_mut() = this.identity.borrow().clone();
             Rc::new(a)
         });
-        remember(&env, key, &result, now_ms, generation, false);
+        remember(&env, slot, &token, &result, now_ms, generation, false);
     });
     if !queued {
         held.rechecking.set(false);
