@@ -46,23 +46,33 @@ const TAIL: usize = 64;
 /// The outcome of a token's check, for the token it was made for.
 #[derive(Clone)]
 struct Held {
-    /// The token itself, for a key that does not name it alone (a short token's tail).
+    /// A short token itself, to be compared: its key (its tail) does not name it alone.
     token: Option<Rc<str>>,
     result: Result<Rc<Admitted>, ApiError>,
 }
 
-/// Where a token's check is cached, and whether the entry found there must be compared with the
-/// token: a short token by its tail (no hashing on the hot path; another token with the same
-/// tail only replaces the entry), a long one by its SHA-256 (so long tokens never hold much of
-/// the isolate's memory).
-fn slot(token: &str) -> (String, bool) {
-    if token.len() <= SHORT_TOKEN {
-        if let Some(tail) = token.get(token.len().saturating_sub(TAIL)..) {
-            return (format!("t:{tail}"), true);
+impl Held {
+    fn new(token: &str, result: &Result<Rc<Admitted>, ApiError>) -> Self {
+        Held {
+            token: (token.len() <= SHORT_TOKEN).then(|| Rc::from(token)),
+            result: result.clone(),
         }
     }
+}
+
+/// Where a token's check is cached: a short token under its tail (no hashing on the hot path;
+/// another token with the same tail only replaces the entry, see [`Held`]), a long one under its
+/// SHA-256 (so long tokens never hold much of the isolate's memory).
+fn slot(token: &str) -> String {
+    if token.len() <= SHORT_TOKEN {
+        let from = token.len().saturating_sub(TAIL);
+        let tail = (from..=token.len())
+            .find_map(|i| token.get(i..))
+            .unwrap_or(token);
+        return format!("t:{tail}");
+    }
     let hash = Base64UrlUnpadded::encode_string(&Sha256::digest(token.as_bytes()));
-    (format!("h:{hash}"), false)
+    format!("h:{hash}")
 }
 
 /// The cached outcome for `token` under `key`, if the entry there is for it (compared in
@@ -151,7 +161,7 @@ async fn admit_token(
 /// checked again (off the path) at its next use rather than after two thirds of its life.
 fn remember(
     env: &Env,
-    (key, compared): (String, bool),
+    key: String,
     token: &str,
     result: &Result<Rc<Admitted>, ApiError>,
     now_ms: u64,
@@ -174,20 +184,17 @@ fn remember(
         Err(_) => ADMITTED_TTL_MS.min(config::gate_cache_ttl_ms(env)),
     };
     if generation == self::generation() {
-        let held = Held {
-            token: compared.then(|| Rc::from(token)),
-            result: result.clone(),
-        };
+        let held = Held::new(token, result);
         ADMITTED.with(|c| c.borrow_mut().insert(key, held, now_ms, ttl));
     }
 }
 
 async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, ApiError> {
-    let slot = slot(token);
-    if let Some(hit) = held(&slot.0, token, now_ms) {
+    let key = slot(token);
+    if let Some(hit) = held(&key, token, now_ms) {
         if let Ok(a) = &hit {
             if now_ms >= a.recheck_ms.get() && !a.rechecking.get() {
-                recheck_later(env, slot, token, a);
+                recheck_later(env, key, token, a);
             }
         }
         return hit;
@@ -200,7 +207,7 @@ async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, A
     let on_cached_reads = crate::edge::rt::kvcache::hits() != hits;
     remember(
         env,
-        slot,
+        key,
         token,
         &result,
         now_ms,
@@ -213,7 +220,7 @@ async fn admitted(env: &Env, token: &str, now_ms: u64) -> Result<Rc<Admitted>, A
 /// Checks an admitted token again off the request's path: its signature against the keys of
 /// now (a removed key's tokens stop), and its standing from KV itself. The entry is replaced by
 /// what the check finds (from the moment it began), or left to run out if storage fails.
-fn recheck_later(env: &Env, slot: (String, bool), token: &str, held: &Rc<Admitted>) {
+fn recheck_later(env: &Env, key: String, token: &str, held: &Rc<Admitted>) {
     held.rechecking.set(true);
     let (env, this, token) = (env.clone(), Rc::clone(held), token.to_owned());
     let queued = later::spawn(async move {
@@ -231,7 +238,7 @@ fn recheck_later(env: &Env, slot: (String, bool), token: &str, held: &Rc<Admitte
             *a.identity.borrow_mut() = this.identity.borrow().clone();
             Rc::new(a)
         });
-        remember(&env, slot, &token, &result, now_ms, generation, false);
+        remember(&env, key, &token, &result, now_ms, generation, false);
     });
     if !queued {
         held.rechecking.set(false);
